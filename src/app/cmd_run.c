@@ -1,0 +1,13 @@
+/* cmd_run.c - `spoke run`. Placeholder until its issue lands: reports that the
+ * command is not built yet (exit 1). Replaced by the real command. */
+#include "app/app.h"
+
+#include <stdio.h>
+
+int cmd_run(int argc, char **argv)
+{
+    SP_UNUSED(argc);
+    SP_UNUSED(argv);
+    fprintf(stderr, "spoke: run: not available in this build yet\n");
+    return APP_EXIT_FAIL;
+}

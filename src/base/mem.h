@@ -1,0 +1,32 @@
+/* mem.h - the one allocator of spoke: counted (bytes in use, peak, count) and
+ * with fault injection (make the Nth allocation from now fail) for tests.
+ * Thread-safe. All library code allocates through these, never malloc(). */
+#ifndef SPOKE_MEM_H
+#define SPOKE_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Return NULL on failure (or injected failure). sp_malloc(0) returns a unique
+ * non-NULL pointer. Memory from these must be released with sp_free. */
+void *sp_malloc(size_t size);
+void *sp_calloc(size_t count, size_t size); /* NULL on count*size overflow */
+void *sp_realloc(void *ptr, size_t size);   /* on failure ptr is untouched */
+void sp_free(void *ptr);                     /* NULL is a no-op */
+char *sp_strdup(const char *s);
+char *sp_strndup(const char *s, size_t n);   /* copies at most n bytes, NUL-terminates */
+
+/* Aligned allocation (align: power of two >= 16), release with sp_aligned_free. */
+void *sp_aligned_alloc(size_t align, size_t size);
+void sp_aligned_free(void *ptr);
+
+/* Counters (approximate under concurrency, exact when quiescent). */
+size_t sp_mem_in_use(void);     /* bytes currently allocated */
+size_t sp_mem_peak(void);       /* high-water mark of sp_mem_in_use */
+uint64_t sp_mem_alloc_count(void); /* successful allocations so far */
+
+/* Fault injection: the n-th allocation call from now (1 = the next) fails,
+ * and every later one too if sticky. n <= 0 disables injection. */
+void sp_mem_fail_after(long n, int sticky);
+
+#endif

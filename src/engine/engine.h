@@ -1,0 +1,134 @@
+/* engine.h - loaded models and text generation sessions: the API that
+ * `spoke run`, `spoke bench` and the server use.
+ *
+ * A struct engine_model owns the mapped GGUF, the weights bound for the chosen
+ * backend, the tokenizer and the chat template; it is immutable after load and
+ * shareable across threads. A struct engine_ctx is one generation slot (KV cache
+ * + scratch sized at creation; no allocation per token); one thread uses a ctx
+ * at a time. The server creates max_concurrency contexts per model.
+ * (Admission control / queues for the server live in engine/admit.h.) */
+#ifndef SPOKE_ENGINE_H
+#define SPOKE_ENGINE_H
+
+#include "base/base.h"
+
+struct engine_model;
+struct engine_ctx;
+
+struct engine_load_opts {
+    const char *path;   /* GGUF file (first shard of a split set) */
+    int n_ctx;          /* context tokens per ctx; 0 = min(model's, 4096) */
+    int n_threads;      /* 0 = number of online CPUs */
+    int n_parallel;     /* contexts the caller intends to create (footprint check); 0 = 1 */
+    bool kv_f32;        /* KV cache in F32 instead of F16 */
+    bool skip_mem_check;/* do not refuse a model that exceeds available memory */
+};
+
+/* Load and validate a model. Fails with SP_ERR_FORMAT/UNSUPPORTED (bad file,
+ * unknown arch/type), SP_ERR_MEMORY (footprint would not fit: message names the
+ * sizes and suggests a smaller quantization), SP_ERR_IO. */
+enum sp_status engine_model_load(const struct engine_load_opts *opts, struct engine_model **out,
+                                 struct sp_err *err) SP_MUST_USE;
+void engine_model_free(struct engine_model *m); /* NULL is a no-op */
+
+struct engine_model_info {
+    const char *arch;      /* "llama", "qwen2" */
+    const char *name;      /* general.name or file stem */
+    const char *backend;   /* "cpu" */
+    int n_ctx;             /* context per ctx (after the cap) */
+    int n_ctx_train;
+    int n_vocab, n_embd, n_layer, n_head, n_head_kv;
+    size_t weight_bytes;   /* bytes of tensor data */
+    size_t footprint_bytes;/* estimated RAM: weights + KV + scratch per ctx */
+    double load_ms;
+};
+void engine_model_get_info(const struct engine_model *m, struct engine_model_info *out);
+
+/* ---- chat */
+struct engine_chat_msg {
+    const char *role;    /* "system" | "user" | "assistant" */
+    const char *content; /* UTF-8 */
+};
+/* Render messages with the model's chat template (chatml when it has none),
+ * ending with the assistant prefix when add_generation_prompt. *out is
+ * allocated with sp_malloc. */
+enum sp_status engine_chat_render(const struct engine_model *m, const struct engine_chat_msg *msgs,
+                                  size_t n_msgs, bool add_generation_prompt, char **out,
+                                  struct sp_err *err) SP_MUST_USE;
+
+/* ---- generation */
+struct engine_sampling {
+    float temperature;       /* <= 0: greedy */
+    float top_p;             /* 1 = off */
+    int top_k;               /* 0 = off */
+    float min_p;             /* 0 = off */
+    float repeat_penalty;    /* 1 = off */
+    int repeat_last_n;       /* window for the penalties (64 default) */
+    float presence_penalty;  /* OpenAI semantics, 0 = off */
+    float frequency_penalty; /* OpenAI semantics, 0 = off */
+    uint64_t seed;           /* same seed + same inputs = same output */
+};
+/* Defaults: temperature 0.8, top_p 0.95, top_k 40, min_p 0.05, penalties off, seed 0. */
+void engine_sampling_default(struct engine_sampling *s);
+
+struct engine_gen_params {
+    const char *prompt;         /* UTF-8 */
+    bool add_bos;               /* add BOS if the vocabulary asks for it (true for raw prompts) */
+    bool parse_special;         /* treat special-token text in prompt as control tokens (chat) */
+    int max_tokens;             /* > 0; generation also stops at the context end */
+    const char *const *stop;    /* stop strings (not included in the output) */
+    size_t n_stop;
+    int n_top_logprobs;         /* 0..20: alternatives reported per token */
+    bool want_logprobs;         /* fill logprob fields in events */
+    struct engine_sampling sampling;
+};
+
+struct engine_token_event {
+    int32_t token;
+    const char *text;   /* UTF-8 text released by this step (may be "" while a
+                           partial UTF-8 sequence or a possible stop string is held back) */
+    size_t text_len;
+    float logprob;      /* natural log prob of the chosen token (if want_logprobs) */
+    int n_top;
+    const int32_t *top_tokens;
+    const float *top_logprobs;
+};
+/* Called once per generated token (and possibly once more at the end with
+ * token -1 to flush held-back text). Return false to cancel. */
+typedef bool (*engine_token_cb)(void *userdata, const struct engine_token_event *ev);
+
+enum engine_finish { ENGINE_FINISH_STOP = 0, ENGINE_FINISH_LENGTH, ENGINE_FINISH_CANCELLED };
+
+struct engine_gen_result {
+    int n_prompt_tokens;
+    int n_completion_tokens;
+    enum engine_finish finish;
+    double prompt_ms;  /* prefill time */
+    double decode_ms;  /* time after the first token */
+    double ttft_ms;    /* start of call to first token */
+};
+
+enum sp_status engine_ctx_new(struct engine_model *m, struct engine_ctx **out,
+                              struct sp_err *err) SP_MUST_USE;
+void engine_ctx_free(struct engine_ctx *c);
+
+/* Generate. Tokenizes the prompt; a prompt that leaves no room in the context
+ * fails with SP_ERR_LIMIT ("prompt has N tokens, context is M"). Returns SP_OK
+ * with finish = CANCELLED when cb returned false or engine_ctx_cancel was
+ * called (checked every decode step). The ctx's KV is reused (prefix kept when
+ * the new prompt starts with the previous tokens). */
+enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_params *p,
+                               engine_token_cb cb, void *userdata, struct engine_gen_result *res,
+                               struct sp_err *err) SP_MUST_USE;
+/* Thread-safe: ask the running engine_generate on c to stop at its next step. */
+void engine_ctx_cancel(struct engine_ctx *c);
+
+/* Count tokens of text (for usage/limits), same tokenization as generate. */
+enum sp_status engine_tokenize_count(const struct engine_model *m, const char *text, bool add_bos,
+                                     bool parse_special, int *n_tokens, struct sp_err *err) SP_MUST_USE;
+
+/* Text of one token (for logprobs); returns a pointer valid while m lives, with
+ * its length in *len. Byte tokens give their single byte. */
+const char *engine_token_text(const struct engine_model *m, int32_t token, size_t *len);
+
+#endif

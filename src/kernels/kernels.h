@@ -1,0 +1,74 @@
+/* kernels.h - tensor-type kernels: dequantize, quantize, dot products and the
+ * batched matmul over quantized weight rows.
+ *
+ * ref/ holds the scalar reference (the spec: block layouts exactly as ggml),
+ * x86/avx2/ and x86/avx512/ hold SIMD variants in their own files with their
+ * own -m flags; dispatch.c picks the best variant per type once, from CPU
+ * features, into a const table. Block structs carry static_asserts on size.
+ *
+ * Activations: for a quantized weight type W, the activation row is first
+ * quantized to ops->vec_dot_type (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1,
+ * Q8_K for the K-quants, F16 for F16, BF16 for BF16, F32 for F32), exactly as llama.cpp
+ * does, then dotted with the weight rows. All functions are thread-safe and
+ * allocate nothing. */
+#ifndef SPOKE_KERNELS_H
+#define SPOKE_KERNELS_H
+
+#include "base/base.h"
+#include "gguf/gguf.h"
+
+#define KERN_QK 32    /* block size of the simple quants */
+#define KERN_QK_K 256 /* super-block size of the K-quants */
+
+enum kern_isa { KERN_ISA_REF = 0, KERN_ISA_AVX2 = 1, KERN_ISA_AVX512 = 2, KERN_ISA_COUNT };
+
+/* Batched matmul over one weight matrix:
+ *   for b in [0, n_batch), r in [r0, r1):
+ *     y[b * y_stride + r] = dot(w row r, x row b)
+ * w: weight rows of type T, row r at (const char *)w + r * w_stride (bytes);
+ * x: activation rows already in T's vec_dot_type, row b at x + b * x_stride bytes;
+ * k: elements per row (multiple of the block size). Implementations should
+ * load each weight row once for all n_batch activation rows. */
+typedef void (*kern_gemm_fn)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,
+                             const void *w, size_t w_stride, const void *x, size_t x_stride,
+                             float *y, size_t y_stride);
+
+struct kern_type_ops {
+    enum gg_type type;
+    enum gg_type vec_dot_type;
+    /* Dequantize n elements (multiple of the block size). */
+    void (*to_float)(const void *src, float *dst, int64_t n);
+    /* Quantize n elements (multiple of block size) with the reference
+     * quantizer (incl. the K-quant scale search). Used by `spoke quantize`. */
+    void (*from_float)(const float *src, void *dst, int64_t n);
+    /* Fast quantizer used for activations into this type when it is a
+     * vec_dot_type (Q8_0, Q8_1, Q8_K, F16, BF16, F32); NULL otherwise. */
+    void (*quantize_act)(const float *src, void *dst, int64_t n);
+    /* *s = dot(x (this type), y (vec_dot_type)) over n elements. */
+    void (*vec_dot)(int64_t n, float *s, const void *x, const void *y);
+    kern_gemm_fn gemm;
+    enum kern_isa isa; /* which variant provided vec_dot/gemm */
+};
+
+/* Detect CPU features once and fill the dispatch table (idempotent, thread-safe). */
+void kern_init(void);
+/* Best available ops for a type (calls kern_init), or NULL if unsupported. */
+const struct kern_type_ops *kern_ops(enum gg_type type);
+/* Ops of one ISA level (NULL if that ISA has no variant for the type, or the
+ * CPU lacks it): for tests comparing each variant to the reference. */
+const struct kern_type_ops *kern_ops_isa(enum kern_isa isa, enum gg_type type);
+/* Highest ISA this CPU supports; can be capped with SPOKE_ISA=ref|avx2|avx512. */
+enum kern_isa kern_isa_best(void);
+const char *kern_isa_name(enum kern_isa isa);
+
+/* Half/bfloat conversion (scalar, exact round-to-nearest-even). */
+float kern_fp16_to_fp32(uint16_t h);
+uint16_t kern_fp32_to_fp16(float f);
+float kern_bf16_to_fp32(uint16_t h);
+uint16_t kern_fp32_to_bf16(float f);
+
+/* Float vector helpers used by the forward pass (dispatched to SIMD). */
+float kern_dot_f32(int64_t n, const float *a, const float *b);
+void kern_axpy_f32(int64_t n, float a, const float *x, float *y); /* y += a*x */
+
+#endif
