@@ -5,6 +5,7 @@
  * comes from the argument or, when absent, from stdin. Ctrl-C stops the
  * generation at the next token (exit 130). */
 #include "app/app.h"
+#include "app/pull.h"
 #include "engine/engine.h"
 #include "obs/log.h"
 
@@ -160,16 +161,21 @@ static bool run_on_token(void *ud, const struct engine_token_event *ev)
     return !run_interrupted;
 }
 
-/* Resolve MODEL to a GGUF path (an existing file for now; cached names and Hub
- * ids once the hub's app_model_locate is available). */
-static int run_locate(const char *spec, char **path, struct sp_err *err)
+/* Resolve MODEL to a GGUF path: a file, a cached name or a Hub id (pulled on
+ * first use, through the hub's app_model_locate). */
+static enum sp_status run_locate(const char *spec, char **path, struct sp_err *err)
 {
-    const char *p = strncmp(spec, "file:", 5) == 0 ? spec + 5 : spec;
-    if (access(p, R_OK) == 0) {
-        *path = sp_strdup(p);
-        return *path ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    struct app_pulled pulled;
+    memset(&pulled, 0, sizeof(pulled));
+    enum sp_status result = app_model_locate(spec, NULL, &pulled, err);
+    if (result == SP_OK) {
+        *path = pulled.path;
+        pulled.path = NULL;
+        if (!*path)
+            result = sp_err_set(err, SP_ERR_NOT_FOUND, "model '%s' has no GGUF file", spec);
     }
-    return sp_err_set(err, SP_ERR_NOT_FOUND, "model '%s' not found (give a path to a .gguf file)", spec);
+    app_pulled_free(&pulled);
+    return result;
 }
 
 int cmd_run(int argc, char **argv)

@@ -44,10 +44,12 @@ typedef void (*backend_task_fn)(void *ud, int ith, int nth);
 
 struct backend_ops {
     const char *name; /* "cpu" */
-    /* Run fn(ud, ith, nth) on all nth threads (the caller is thread 0) and
-     * return when all are done. Inside fn, backend_barrier may be called (all
-     * threads must call it the same number of times). */
-    void (*parallel)(struct backend *be, backend_task_fn fn, void *ud);
+    /* Run fn(ud, ith, nth) on nth threads (the caller is thread 0) and
+     * return when all are done. work = rough operation count of the task:
+     * small tasks run on the caller alone (nth = 1), since waking threads
+     * costs more than they save. Inside fn, backend_barrier may be called
+     * (all threads must call it the same number of times). */
+    void (*parallel)(struct backend *be, backend_task_fn fn, void *ud, double work);
     /* Several matmuls that share the same input x (n_batch rows of k floats,
      * row b at x + b * x_stride floats): x is quantized ONCE into each
      * distinct vec_dot_type of the weights, then every weight's rows are split
@@ -62,6 +64,9 @@ struct backend {
     const struct backend_ops *ops;
     int n_threads;
 };
+
+/* Below this many operations a task runs single-threaded. */
+#define BACKEND_MIN_PARALLEL_WORK 65536.0
 
 /* Synchronise the threads of the running parallel task (spin barrier). */
 void backend_barrier(struct backend *be);

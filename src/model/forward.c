@@ -323,7 +323,8 @@ enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, i
         s->layer = l;
         s->n_tok = n;
         s->pos0 = pos0;
-        be->ops->parallel(be, attention_task, s);
+        be->ops->parallel(be, attention_task, s,
+                          (double)n * hp->n_head * (double)(pos0 + n) * hp->head_dim * 2.0);
         struct backend_mm o = {&L->wo, s->xb2, (size_t)E};
         be->ops->matmul(be, &o, 1, s->att, n, (size_t)Dq);
         for (size_t i = 0; i < (size_t)n * E; i++)

@@ -62,6 +62,7 @@ struct cpu_backend {
     pthread_cond_t cv;
     bool sync_ok;
     /* barrier */
+    int cur_nth; /* threads of the running task */
     _Atomic int bar_count;
     _Atomic uint32_t bar_phase;
     /* matmul scratch: quantized activations */
@@ -102,14 +103,16 @@ static void *cpu_worker_main(void *arg)
     return NULL;
 }
 
-static void cpu_parallel(struct backend *be, backend_task_fn fn, void *ud)
+static void cpu_parallel(struct backend *be, backend_task_fn fn, void *ud, double work)
 {
     struct cpu_backend *cb = (struct cpu_backend *)be;
     int nth = be->n_threads;
-    if (nth == 1) {
+    if (nth == 1 || work < BACKEND_MIN_PARALLEL_WORK) {
+        cb->cur_nth = 1;
         fn(ud, 0, 1);
         return;
     }
+    cb->cur_nth = nth;
     cb->fn = fn;
     cb->ud = ud;
     atomic_store(&cb->n_done, 0);
@@ -131,8 +134,8 @@ static void cpu_parallel(struct backend *be, backend_task_fn fn, void *ud)
 void backend_barrier(struct backend *be)
 {
     struct cpu_backend *cb = (struct cpu_backend *)be;
-    int nth = be->n_threads;
-    if (nth == 1)
+    int nth = cb->cur_nth;
+    if (nth <= 1)
         return;
     uint32_t phase = atomic_load(&cb->bar_phase);
     if (atomic_fetch_add(&cb->bar_count, 1) + 1 == nth) {
@@ -201,7 +204,10 @@ static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t 
     if (n_mm == 0 || n_batch <= 0)
         return;
     cb->mm = (struct mm_task){mms, SP_MIN(n_mm, (size_t)4), x, n_batch, x_stride};
-    cpu_parallel(be, cpu_mm_task, cb);
+    double work = 0;
+    for (size_t i = 0; i < cb->mm.n_mm; i++)
+        work += (double)mms[i].w->rows * (double)mms[i].w->k * (double)n_batch;
+    cpu_parallel(be, cpu_mm_task, cb, work);
 }
 
 static void cpu_free(struct backend *be)
