@@ -92,7 +92,7 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
     char *tmpl = NULL;
     if (gg_get_str(em->file, "tokenizer.chat_template", &s))
         tmpl = sp_strndup(s.ptr, s.len);
-    em->chat = tok_chat_detect(tmpl);
+    em->chat = engine_chat_detect(tmpl);
     sp_free(tmpl);
     em->bos_text = token_text_dup(em->vocab, tok_bos(em->vocab));
     em->eos_text = token_text_dup(em->vocab, tok_eos(em->vocab));
@@ -105,7 +105,7 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
     em->load_ms = sp_now_ms() - t0;
     LOG_INFO("engine", "loaded %s (%s, %d layers, %.1f MiB) in %.0f ms; context %d, %d threads, KV %s, chat %s",
              em->name, hp->arch_name, hp->n_layer, (double)em->model->weight_bytes / 1048576.0, em->load_ms, n_ctx,
-             em->n_threads, em->kv_type == KV_F32 ? "f32" : "f16", tok_chat_family_name(em->chat));
+             em->n_threads, em->kv_type == KV_F32 ? "f32" : "f16", engine_chat_family_name(em->chat));
     *out = em;
     return SP_OK;
 fail:
@@ -159,7 +159,7 @@ enum sp_status engine_chat_render(const struct engine_model *m, const struct eng
         tm[i].role = msgs[i].role;
         tm[i].content = msgs[i].content ? msgs[i].content : "";
     }
-    result = tok_chat_render(m->chat, tm, n_msgs, add_generation_prompt, m->bos_text, m->eos_text, &b, err);
+    result = engine_chat_render_family(m->chat, tm, n_msgs, add_generation_prompt, m->bos_text, m->eos_text, &b, err);
     sp_free(tm);
     if (result != SP_OK) {
         sp_buf_free(&b);

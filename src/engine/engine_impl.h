@@ -44,4 +44,12 @@ struct engine_ctx {
     float top_lp[20];
 };
 
+/* Chat templates: forwarded to tok_chat_* (chat.c); chatml until the
+ * tokenizer's template renderer is available. */
+enum tok_chat_family engine_chat_detect(const char *jinja_template);
+const char *engine_chat_family_name(enum tok_chat_family f);
+enum sp_status engine_chat_render_family(enum tok_chat_family f, const struct tok_chat_msg *msgs, size_t n,
+                                         bool add_generation_prompt, const char *bos_text, const char *eos_text,
+                                         struct sp_buf *out, struct sp_err *err);
+
 #endif
