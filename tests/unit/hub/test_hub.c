@@ -175,8 +175,8 @@ TEST(revision_json)
         "{\"sha\":\"0123456789abcdef0123456789abcdef01234567\",\"siblings\":{}}",
         "{\"sha\":\"0123456789abcdef0123456789abcdef01234567\",\"siblings\":[1]}",
         "{\"sha\":\"0123456789abcdef0123456789abcdef01234567\",\"sha\":\"x\"}",
-        "{\"sha\":\"0123456789abcdef0123456789abcdef01234567\",\"siblings\":[{\"rfilename\":\"a\","
-        "\"lfs\":{\"sha256\":\"zz\"}}]}",
+        ("{\"sha\":\"0123456789abcdef0123456789abcdef01234567\",\"siblings\":[{\"rfilename\":\"a\","
+         "\"lfs\":{\"sha256\":\"zz\"}}]}"),
     };
     for (size_t i = 0; i < SP_ARRAY_LEN(bad); i++) {
         struct sp_err err = {0};
