@@ -286,7 +286,10 @@ TEST(ref_vec_dot_matches_dequantized)
 /* Every ISA variant of vec_dot and gemm against the reference. */
 TEST(isa_variants_match_reference)
 {
-    const int64_t sizes[] = { 256, 512, 768, 2048 + 256 };
+    /* odd block counts, float tails, and sizes typical of real rows */
+    const int64_t sizes_f[] = { 7, 250, 2049, 576 };
+    const int64_t sizes_q[] = { 32, 224, 2080, 576 };
+    const int64_t sizes_k[] = { 256, 768, 2304, 512 };
     const int nsizes = g_asan ? 2 : 4;
     const int rows = 13, maxb = 7;
     int checked = 0;
@@ -298,6 +301,8 @@ TEST(isa_variants_match_reference)
                 continue;
             const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, r->vec_dot_type);
             const char *name = tinfo_of(k_wtypes[ti])->name;
+            const int blk = tinfo_of(k_wtypes[ti])->blk;
+            const int64_t *sizes = blk == 1 ? sizes_f : blk == 32 ? sizes_q : sizes_k;
             for (int si = 0; si < nsizes; si++) {
                 const int64_t k = sizes[si];
                 size_t wrb = row_bytes(k_wtypes[ti], k), xrb = row_bytes(r->vec_dot_type, k);
