@@ -19,6 +19,29 @@ KERN_AI __m512 scale_pair512(float a, float b)
     return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
 }
 
+/* the fp16 scales d of 8 consecutive blocks (any block type with d first) */
+#define LOAD_D8(B, I)                                                                      \
+    _mm256_cvtph_ps(_mm_setr_epi16((short)(B)[(I) + 0].d, (short)(B)[(I) + 1].d,          \
+                                   (short)(B)[(I) + 2].d, (short)(B)[(I) + 3].d,          \
+                                   (short)(B)[(I) + 4].d, (short)(B)[(I) + 5].d,          \
+                                   (short)(B)[(I) + 6].d, (short)(B)[(I) + 7].d))
+
+/* lanes 0..7 <- s[2p], lanes 8..15 <- s[2p+1] */
+KERN_AI __m512 bcast_pair(__m512 s8, int p)
+{
+    const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi32(2 * p), _mm256_set1_epi32(2 * p + 1), 1);
+    return _mm512_permutexvar_ps(idx, s8);
+}
+
+KERN_AI __m512i q4_0_pairq(const block_q4_0 *w, int64_t ib)
+{
+    const __m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[ib + 1].qs),
+                                       _mm_loadu_si128((const __m128i *)w[ib].qs));
+    __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
+    q = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
+    return _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
 /* ---- Q4_0 x Q8_0 */
 KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
 {
@@ -31,14 +54,26 @@ KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         acc[i] = _mm512_setzero_ps();
         acc2[i] = _mm256_setzero_ps();
     }
-    const __m512i m4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
+    const __m512i eight = _mm512_set1_epi8(8);
     int64_t ib = 0;
+    for (; ib + 8 <= nb; ib += 8) {
+        __m512i q[4];
+        for (int p = 0; p < 4; p++)
+            q[p] = q4_0_pairq(w, ib + 2 * p);
+        const __m256 dw = LOAD_D8(w, ib);
+        for (int i = 0; i < nr; i++) {
+            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8(x[i], ib)));
+            for (int p = 0; p < 4; p++) {
+                const __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
+                const __m512i dp =
+                    _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[p], y),
+                                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, y));
+                acc[i] = _mm512_fmadd_ps(bcast_pair(s8, p), _mm512_cvtepi32_ps(dp), acc[i]);
+            }
+        }
+    }
     for (; ib + 2 <= nb; ib += 2) {
-        const __m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[ib + 1].qs),
-                                           _mm_loadu_si128((const __m128i *)w[ib].qs));
-        __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
-        q = _mm512_and_si512(q, m4);
-        q = _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
+        const __m512i q = q4_0_pairq(w, ib);
         const float d0 = avx2_h2f(w[ib].d), d1 = avx2_h2f(w[ib + 1].d);
         for (int i = 0; i < nr; i++) {
             const __m512i y = pair512(x[i][ib].qs, x[i][ib + 1].qs);
@@ -78,6 +113,25 @@ KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         acc2[i] = _mm256_setzero_ps();
     }
     int64_t ib = 0;
+    for (; ib + 8 <= nb; ib += 8) {
+        __m512i aq[4];
+        __mmask64 neg[4];
+        for (int p = 0; p < 4; p++) {
+            const __m512i q = pair512(w[ib + 2 * p].qs, w[ib + 2 * p + 1].qs);
+            aq[p] = _mm512_abs_epi8(q);
+            neg[p] = _mm512_movepi8_mask(q);
+        }
+        const __m256 dw = LOAD_D8(w, ib);
+        for (int i = 0; i < nr; i++) {
+            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8(x[i], ib)));
+            for (int p = 0; p < 4; p++) {
+                __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
+                y = _mm512_mask_sub_epi8(y, neg[p], _mm512_setzero_si512(), y);
+                const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aq[p], y);
+                acc[i] = _mm512_fmadd_ps(bcast_pair(s8, p), _mm512_cvtepi32_ps(dp), acc[i]);
+            }
+        }
+    }
     for (; ib + 2 <= nb; ib += 2) {
         const __m512i q = pair512(w[ib].qs, w[ib + 1].qs);
         const __m512i aq = _mm512_abs_epi8(q);
