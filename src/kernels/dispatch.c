@@ -1,0 +1,207 @@
+/* dispatch.c - builds the per-ISA ops tables once (pthread_once): the
+ * reference table for every type, then the AVX2 table (reference entries
+ * overridden by kern_avx2_fill), then the AVX-512 table (AVX2 entries
+ * overridden by kern_avx512_fill). CPU features come from
+ * __builtin_cpu_supports (which also checks OS support of the register
+ * state); SPOKE_ISA=ref|avx2|avx512 caps the level used by kern_ops. */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "kernels/kern_impl.h"
+#include "obs/log.h"
+
+static struct kern_type_ops g_tables[KERN_ISA_COUNT][GG_TYPE_COUNT];
+static bool g_valid[GG_TYPE_COUNT];
+static enum kern_isa g_cpu_isa = KERN_ISA_REF; /* what the CPU supports */
+static enum kern_isa g_best = KERN_ISA_REF;    /* after the SPOKE_ISA cap */
+static float (*g_dot_f32)(int64_t, const float *, const float *) = kern_ref_dot_f32;
+static void (*g_axpy_f32)(int64_t, float, const float *, float *) = kern_ref_axpy_f32;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+/* gemm wrappers over the reference vec_dot of each type */
+#define REF_GEMM(t)                                                                      \
+    static void ref_gemm_##t(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,         \
+                             const void *w, size_t w_stride, const void *x, size_t x_stride, \
+                             float *y, size_t y_stride)                                  \
+    {                                                                                    \
+        kern_gemm_generic(kern_ref_vec_dot_##t, k, r0, r1, n_batch, w, w_stride, x,      \
+                          x_stride, y, y_stride);                                        \
+    }
+REF_GEMM(f32)
+REF_GEMM(f16)
+REF_GEMM(bf16)
+REF_GEMM(q4_0)
+REF_GEMM(q4_1)
+REF_GEMM(q5_0)
+REF_GEMM(q5_1)
+REF_GEMM(q8_0)
+REF_GEMM(q2_K)
+REF_GEMM(q3_K)
+REF_GEMM(q4_K)
+REF_GEMM(q5_K)
+REF_GEMM(q6_K)
+#undef REF_GEMM
+
+static void ref_set(enum gg_type type, enum gg_type vdt, kern_to_float_fn to_float,
+                    kern_from_float_fn from_float, kern_from_float_fn quantize_act,
+                    kern_vec_dot_fn vec_dot, kern_gemm_fn gemm)
+{
+    struct kern_type_ops *o = &g_tables[KERN_ISA_REF][type];
+    o->type = type;
+    o->vec_dot_type = vdt;
+    o->to_float = to_float;
+    o->from_float = from_float;
+    o->quantize_act = quantize_act;
+    o->vec_dot = vec_dot;
+    o->gemm = gemm;
+    o->isa = KERN_ISA_REF;
+    g_valid[type] = true;
+}
+
+#define REF_W(T, t, V)                                                                   \
+    ref_set(GG_TYPE_##T, GG_TYPE_##V, kern_ref_to_float_##t, kern_ref_from_float_##t, NULL, \
+            kern_ref_vec_dot_##t, ref_gemm_##t)
+
+static void fill_ref(void)
+{
+    ref_set(GG_TYPE_F32, GG_TYPE_F32, kern_ref_to_float_f32, kern_ref_from_float_f32,
+            kern_ref_from_float_f32, kern_ref_vec_dot_f32, ref_gemm_f32);
+    ref_set(GG_TYPE_F16, GG_TYPE_F16, kern_ref_to_float_f16, kern_ref_from_float_f16,
+            kern_ref_from_float_f16, kern_ref_vec_dot_f16, ref_gemm_f16);
+    ref_set(GG_TYPE_BF16, GG_TYPE_BF16, kern_ref_to_float_bf16, kern_ref_from_float_bf16,
+            kern_ref_from_float_bf16, kern_ref_vec_dot_bf16, ref_gemm_bf16);
+    REF_W(Q4_0, q4_0, Q8_0);
+    REF_W(Q4_1, q4_1, Q8_1);
+    REF_W(Q5_0, q5_0, Q8_0);
+    REF_W(Q5_1, q5_1, Q8_1);
+    ref_set(GG_TYPE_Q8_0, GG_TYPE_Q8_0, kern_ref_to_float_q8_0, kern_ref_from_float_q8_0,
+            kern_ref_from_float_q8_0, kern_ref_vec_dot_q8_0, ref_gemm_q8_0);
+    /* Q8_1 and Q8_K are activation types only: no vec_dot of their own */
+    ref_set(GG_TYPE_Q8_1, GG_TYPE_Q8_1, kern_ref_to_float_q8_1, kern_ref_from_float_q8_1,
+            kern_ref_from_float_q8_1, NULL, NULL);
+    REF_W(Q2_K, q2_K, Q8_K);
+    REF_W(Q3_K, q3_K, Q8_K);
+    REF_W(Q4_K, q4_K, Q8_K);
+    REF_W(Q5_K, q5_K, Q8_K);
+    REF_W(Q6_K, q6_K, Q8_K);
+    ref_set(GG_TYPE_Q8_K, GG_TYPE_Q8_K, kern_ref_to_float_q8_K, kern_ref_from_float_q8_K,
+            kern_ref_from_float_q8_K, NULL, NULL);
+}
+
+static enum kern_isa detect_isa(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        return KERN_ISA_REF;
+    /* F16C has no __builtin_cpu_supports name in older compilers; every AVX2
+     * CPU has it. */
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vnni"))
+        return KERN_ISA_AVX512;
+    return KERN_ISA_AVX2;
+#else
+    return KERN_ISA_REF;
+#endif
+}
+
+static void init_once(void)
+{
+    fill_ref();
+    g_cpu_isa = detect_isa();
+    for (int isa = KERN_ISA_AVX2; isa <= (int)g_cpu_isa; isa++) {
+        for (int t = 0; t < GG_TYPE_COUNT; t++) {
+            if (!g_valid[t])
+                continue;
+            g_tables[isa][t] = g_tables[isa - 1][t];
+            if (isa == KERN_ISA_AVX2)
+                kern_avx2_fill(&g_tables[isa][t], (enum gg_type)t);
+            else
+                kern_avx512_fill(&g_tables[isa][t], (enum gg_type)t);
+        }
+    }
+    enum kern_isa cap = KERN_ISA_AVX512;
+    const char *env = getenv("SPOKE_ISA");
+    if (env && *env) {
+        if (strcmp(env, "ref") == 0)
+            cap = KERN_ISA_REF;
+        else if (strcmp(env, "avx2") == 0)
+            cap = KERN_ISA_AVX2;
+        else if (strcmp(env, "avx512") == 0)
+            cap = KERN_ISA_AVX512;
+        else
+            LOG_WARN("kernels", "SPOKE_ISA=%s not understood (use ref, avx2 or avx512); ignored",
+                     env);
+    }
+    g_best = g_cpu_isa < cap ? g_cpu_isa : cap;
+    if (g_best >= KERN_ISA_AVX512) {
+        g_dot_f32 = kern_avx512_dot_f32;
+        g_axpy_f32 = kern_avx512_axpy_f32;
+    } else if (g_best >= KERN_ISA_AVX2) {
+        g_dot_f32 = kern_avx2_dot_f32;
+        g_axpy_f32 = kern_avx2_axpy_f32;
+    }
+    LOG_DEBUG("kernels", "cpu isa %s, using %s", kern_isa_name(g_cpu_isa),
+              kern_isa_name(g_best));
+}
+
+void kern_init(void) { pthread_once(&g_once, init_once); }
+
+enum kern_isa kern_isa_best(void)
+{
+    kern_init();
+    return g_best;
+}
+
+const char *kern_isa_name(enum kern_isa isa)
+{
+    switch (isa) {
+    case KERN_ISA_REF:
+        return "ref";
+    case KERN_ISA_AVX2:
+        return "avx2";
+    case KERN_ISA_AVX512:
+        return "avx512";
+    default:
+        return "?";
+    }
+}
+
+const struct kern_type_ops *kern_ops(enum gg_type type)
+{
+    kern_init();
+    if ((int)type < 0 || type >= GG_TYPE_COUNT || !g_valid[type])
+        return NULL;
+    return &g_tables[g_best][type];
+}
+
+const struct kern_type_ops *kern_ops_isa(enum kern_isa isa, enum gg_type type)
+{
+    kern_init();
+    if ((int)type < 0 || type >= GG_TYPE_COUNT || !g_valid[type])
+        return NULL;
+    if ((int)isa < 0 || isa > g_cpu_isa)
+        return NULL;
+    if (isa == KERN_ISA_REF)
+        return &g_tables[KERN_ISA_REF][type];
+    /* a variant exists when this ISA's fill provided something new */
+    const struct kern_type_ops *o = &g_tables[isa][type];
+    const struct kern_type_ops *prev = &g_tables[isa - 1][type];
+    if (o->vec_dot == prev->vec_dot && o->gemm == prev->gemm &&
+        o->quantize_act == prev->quantize_act)
+        return NULL;
+    return o;
+}
+
+float kern_dot_f32(int64_t n, const float *a, const float *b)
+{
+    kern_init();
+    return g_dot_f32(n, a, b);
+}
+
+void kern_axpy_f32(int64_t n, float a, const float *x, float *y)
+{
+    kern_init();
+    g_axpy_f32(n, a, x, y);
+}

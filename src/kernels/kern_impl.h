@@ -1,0 +1,179 @@
+/* kern_impl.h - internal to src/kernels: ggml block layouts (byte-exact, with
+ * static_asserts), the scalar reference functions (ref/), and the SIMD
+ * variants (x86/avx2, x86/avx512) that dispatch.c wires into the ops tables.
+ * Not for use outside src/kernels (and tests/kernels). */
+#ifndef SPOKE_KERN_IMPL_H
+#define SPOKE_KERN_IMPL_H
+
+#include <assert.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+typedef uint16_t kern_half; /* IEEE binary16 bits */
+
+/* ---- block layouts (ggml-common.h) */
+typedef struct {
+    kern_half d;
+    uint8_t qs[KERN_QK / 2];
+} block_q4_0;
+static_assert(sizeof(block_q4_0) == 18, "block_q4_0 size");
+
+typedef struct {
+    kern_half d;
+    kern_half m;
+    uint8_t qs[KERN_QK / 2];
+} block_q4_1;
+static_assert(sizeof(block_q4_1) == 20, "block_q4_1 size");
+
+typedef struct {
+    kern_half d;
+    uint8_t qh[4];
+    uint8_t qs[KERN_QK / 2];
+} block_q5_0;
+static_assert(sizeof(block_q5_0) == 22, "block_q5_0 size");
+
+typedef struct {
+    kern_half d;
+    kern_half m;
+    uint8_t qh[4];
+    uint8_t qs[KERN_QK / 2];
+} block_q5_1;
+static_assert(sizeof(block_q5_1) == 24, "block_q5_1 size");
+
+typedef struct {
+    kern_half d;
+    int8_t qs[KERN_QK];
+} block_q8_0;
+static_assert(sizeof(block_q8_0) == 34, "block_q8_0 size");
+
+typedef struct {
+    kern_half d; /* delta */
+    kern_half s; /* d * sum(qs) */
+    int8_t qs[KERN_QK];
+} block_q8_1;
+static_assert(sizeof(block_q8_1) == 36, "block_q8_1 size");
+
+typedef struct {
+    uint8_t scales[KERN_QK_K / 16]; /* low 4 bits scale, high 4 bits min */
+    uint8_t qs[KERN_QK_K / 4];      /* 2-bit quants */
+    kern_half d;
+    kern_half dmin;
+} block_q2_K;
+static_assert(sizeof(block_q2_K) == 84, "block_q2_K size");
+
+typedef struct {
+    uint8_t hmask[KERN_QK_K / 8]; /* high bit */
+    uint8_t qs[KERN_QK_K / 4];    /* low 2 bits */
+    uint8_t scales[12];           /* 16 6-bit scales */
+    kern_half d;
+} block_q3_K;
+static_assert(sizeof(block_q3_K) == 110, "block_q3_K size");
+
+typedef struct {
+    kern_half d;
+    kern_half dmin;
+    uint8_t scales[12]; /* 8 6-bit scales + 8 6-bit mins */
+    uint8_t qs[KERN_QK_K / 2];
+} block_q4_K;
+static_assert(sizeof(block_q4_K) == 144, "block_q4_K size");
+
+typedef struct {
+    kern_half d;
+    kern_half dmin;
+    uint8_t scales[12];
+    uint8_t qh[KERN_QK_K / 8];
+    uint8_t qs[KERN_QK_K / 2];
+} block_q5_K;
+static_assert(sizeof(block_q5_K) == 176, "block_q5_K size");
+
+typedef struct {
+    uint8_t ql[KERN_QK_K / 2];     /* low 4 bits */
+    uint8_t qh[KERN_QK_K / 4];     /* high 2 bits */
+    int8_t scales[KERN_QK_K / 16]; /* 8-bit scales */
+    kern_half d;
+} block_q6_K;
+static_assert(sizeof(block_q6_K) == 210, "block_q6_K size");
+
+typedef struct {
+    float d;
+    int8_t qs[KERN_QK_K];
+    int16_t bsums[KERN_QK_K / 16]; /* sums of qs in groups of 16 */
+} block_q8_K;
+static_assert(sizeof(block_q8_K) == 292, "block_q8_K size");
+
+/* ---- fp16 (inline for the scalar hot paths; exact, round-to-nearest-even) */
+static inline float kern_f16(kern_half h) { return kern_fp16_to_fp32(h); }
+static inline kern_half kern_h16(float f) { return kern_fp32_to_fp16(f); }
+
+/* ggml's nearest_int: round half to even via the 1.5*2^23 trick (|f| < 2^22). */
+static inline int kern_nearest_int(float fval)
+{
+    float val = fval + 12582912.f;
+    int i;
+    memcpy(&i, &val, sizeof(int));
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+/* 6-bit scale/min j of a Q4_K/Q5_K scales[12] array. */
+static inline void kern_get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
+{
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+    }
+}
+
+/* ---- function shapes */
+typedef void (*kern_to_float_fn)(const void *src, float *dst, int64_t n);
+typedef void (*kern_from_float_fn)(const float *src, void *dst, int64_t n);
+typedef void (*kern_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y);
+
+/* Generic gemm: loops rows x batch calling vec_dot (used by ref and as a
+ * fallback). */
+void kern_gemm_generic(kern_vec_dot_fn vec_dot, int64_t k, int64_t r0, int64_t r1,
+                       int64_t n_batch, const void *w, size_t w_stride, const void *x,
+                       size_t x_stride, float *y, size_t y_stride);
+
+/* ---- reference (ref/) */
+#define KERN_REF_TYPES(X)                                                                  \
+    X(f32) X(f16) X(bf16) X(q4_0) X(q4_1) X(q5_0) X(q5_1) X(q8_0) X(q8_1) X(q2_K) X(q3_K) \
+        X(q4_K) X(q5_K) X(q6_K) X(q8_K)
+
+#define KERN_DECL_REF(t)                                                      \
+    void kern_ref_to_float_##t(const void *src, float *dst, int64_t n);       \
+    void kern_ref_from_float_##t(const float *src, void *dst, int64_t n);
+KERN_REF_TYPES(KERN_DECL_REF)
+#undef KERN_DECL_REF
+
+void kern_ref_vec_dot_f32(int64_t n, float *s, const void *x, const void *y);
+void kern_ref_vec_dot_f16(int64_t n, float *s, const void *x, const void *y);
+void kern_ref_vec_dot_bf16(int64_t n, float *s, const void *x, const void *y);
+void kern_ref_vec_dot_q4_0(int64_t n, float *s, const void *x, const void *y);
+void kern_ref_vec_dot_q4_1(int64_t n, float *s, const void *x, const void *y);
+void kern_ref_vec_dot_q5_0(int64_t n, float *s, const void *x, const void *y);
+void kern_ref_vec_dot_q5_1(int64_t n, float *s, const void *x, const void *y);
+void kern_ref_vec_dot_q8_0(int64_t n, float *s, const void *x, const void *y);
+void kern_ref_vec_dot_q2_K(int64_t n, float *s, const void *x, const void *y);
+void kern_ref_vec_dot_q3_K(int64_t n, float *s, const void *x, const void *y);
+void kern_ref_vec_dot_q4_K(int64_t n, float *s, const void *x, const void *y);
+void kern_ref_vec_dot_q5_K(int64_t n, float *s, const void *x, const void *y);
+void kern_ref_vec_dot_q6_K(int64_t n, float *s, const void *x, const void *y);
+
+float kern_ref_dot_f32(int64_t n, const float *a, const float *b);
+void kern_ref_axpy_f32(int64_t n, float a, const float *x, float *y);
+
+/* ---- SIMD variant tables. Each ISA file set exports one function that
+ * fills, for the types it accelerates, the fields it provides (vec_dot,
+ * gemm, and quantize_act for activation types); others are left as is. */
+void kern_avx2_fill(struct kern_type_ops *ops, enum gg_type type);
+float kern_avx2_dot_f32(int64_t n, const float *a, const float *b);
+void kern_avx2_axpy_f32(int64_t n, float a, const float *x, float *y);
+void kern_avx512_fill(struct kern_type_ops *ops, enum gg_type type);
+float kern_avx512_dot_f32(int64_t n, const float *a, const float *b);
+void kern_avx512_axpy_f32(int64_t n, float a, const float *x, float *y);
+
+#endif

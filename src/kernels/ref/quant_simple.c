@@ -1,0 +1,355 @@
+/* quant_simple.c - scalar reference for the 32-element block types Q4_0,
+ * Q4_1, Q5_0, Q5_1, Q8_0, Q8_1: quantize (ggml's quantize_row_*_ref
+ * formulas, so files match llama-quantize bit for bit), dequantize, and the
+ * dot products against Q8_0/Q8_1 activations (ggml's generic vec_dot order:
+ * integer sums per block, one float multiply-add per block). */
+#include <float.h>
+#include <math.h>
+
+#include "kernels/kern_impl.h"
+
+#define QK KERN_QK
+
+/* ---- Q4_0 */
+void kern_ref_from_float_q4_0(const float *x, void *vy, int64_t n)
+{
+    block_q4_0 *y = vy;
+    int64_t nb = n / QK;
+    for (int64_t i = 0; i < nb; i++) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < QK; j++) {
+            float v = x[i * QK + j];
+            if (amax < fabsf(v)) {
+                amax = fabsf(v);
+                max = v;
+            }
+        }
+        const float d = max / -8;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = kern_h16(d);
+        for (int j = 0; j < QK / 2; j++) {
+            float x0 = x[i * QK + j] * id;
+            float x1 = x[i * QK + QK / 2 + j] * id;
+            int xi0 = (int8_t)(x0 + 8.5f);
+            int xi1 = (int8_t)(x1 + 8.5f);
+            xi0 = xi0 < 15 ? xi0 : 15;
+            xi1 = xi1 < 15 ? xi1 : 15;
+            y[i].qs[j] = (uint8_t)((xi0 & 0xF) | (xi1 << 4));
+        }
+    }
+}
+
+void kern_ref_to_float_q4_0(const void *vx, float *y, int64_t n)
+{
+    const block_q4_0 *x = vx;
+    int64_t nb = n / QK;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = kern_f16(x[i].d);
+        for (int j = 0; j < QK / 2; j++) {
+            y[i * QK + j] = (float)((x[i].qs[j] & 0x0F) - 8) * d;
+            y[i * QK + j + QK / 2] = (float)((x[i].qs[j] >> 4) - 8) * d;
+        }
+    }
+}
+
+/* ---- Q4_1 */
+void kern_ref_from_float_q4_1(const float *x, void *vy, int64_t n)
+{
+    block_q4_1 *y = vy;
+    int64_t nb = n / QK;
+    for (int64_t i = 0; i < nb; i++) {
+        float min = FLT_MAX, max = -FLT_MAX;
+        for (int j = 0; j < QK; j++) {
+            float v = x[i * QK + j];
+            if (v < min)
+                min = v;
+            if (v > max)
+                max = v;
+        }
+        const float d = (max - min) / ((1 << 4) - 1);
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = kern_h16(d);
+        y[i].m = kern_h16(min);
+        for (int j = 0; j < QK / 2; j++) {
+            float x0 = (x[i * QK + j] - min) * id;
+            float x1 = (x[i * QK + QK / 2 + j] - min) * id;
+            int xi0 = (int8_t)(x0 + 0.5f);
+            int xi1 = (int8_t)(x1 + 0.5f);
+            xi0 = xi0 < 15 ? xi0 : 15;
+            xi1 = xi1 < 15 ? xi1 : 15;
+            y[i].qs[j] = (uint8_t)((xi0 & 0xF) | (xi1 << 4));
+        }
+    }
+}
+
+void kern_ref_to_float_q4_1(const void *vx, float *y, int64_t n)
+{
+    const block_q4_1 *x = vx;
+    int64_t nb = n / QK;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = kern_f16(x[i].d), m = kern_f16(x[i].m);
+        for (int j = 0; j < QK / 2; j++) {
+            y[i * QK + j] = (float)(x[i].qs[j] & 0x0F) * d + m;
+            y[i * QK + j + QK / 2] = (float)(x[i].qs[j] >> 4) * d + m;
+        }
+    }
+}
+
+/* ---- Q5_0 */
+void kern_ref_from_float_q5_0(const float *x, void *vy, int64_t n)
+{
+    block_q5_0 *y = vy;
+    int64_t nb = n / QK;
+    for (int64_t i = 0; i < nb; i++) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < QK; j++) {
+            float v = x[i * QK + j];
+            if (amax < fabsf(v)) {
+                amax = fabsf(v);
+                max = v;
+            }
+        }
+        const float d = max / -16;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = kern_h16(d);
+        uint32_t qh = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            float x0 = x[i * QK + j] * id;
+            float x1 = x[i * QK + QK / 2 + j] * id;
+            int xi0 = (int8_t)(x0 + 16.5f);
+            int xi1 = (int8_t)(x1 + 16.5f);
+            uint32_t u0 = (uint32_t)(uint8_t)(xi0 < 31 ? xi0 : 31);
+            uint32_t u1 = (uint32_t)(uint8_t)(xi1 < 31 ? xi1 : 31);
+            y[i].qs[j] = (uint8_t)((u0 & 0x0F) | ((u1 & 0x0F) << 4));
+            qh |= ((u0 & 0x10u) >> 4) << (j + 0);
+            qh |= ((u1 & 0x10u) >> 4) << (j + QK / 2);
+        }
+        memcpy(y[i].qh, &qh, sizeof qh);
+    }
+}
+
+void kern_ref_to_float_q5_0(const void *vx, float *y, int64_t n)
+{
+    const block_q5_0 *x = vx;
+    int64_t nb = n / QK;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = kern_f16(x[i].d);
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, sizeof qh);
+        for (int j = 0; j < QK / 2; j++) {
+            int xh0 = (int)(((qh >> (j + 0)) << 4) & 0x10);
+            int xh1 = (int)(((qh >> (j + 12))) & 0x10);
+            y[i * QK + j] = (float)(((x[i].qs[j] & 0x0F) | xh0) - 16) * d;
+            y[i * QK + j + QK / 2] = (float)(((x[i].qs[j] >> 4) | xh1) - 16) * d;
+        }
+    }
+}
+
+/* ---- Q5_1 */
+void kern_ref_from_float_q5_1(const float *x, void *vy, int64_t n)
+{
+    block_q5_1 *y = vy;
+    int64_t nb = n / QK;
+    for (int64_t i = 0; i < nb; i++) {
+        float min = FLT_MAX, max = -FLT_MAX;
+        for (int j = 0; j < QK; j++) {
+            float v = x[i * QK + j];
+            if (v < min)
+                min = v;
+            if (v > max)
+                max = v;
+        }
+        const float d = (max - min) / ((1 << 5) - 1);
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = kern_h16(d);
+        y[i].m = kern_h16(min);
+        uint32_t qh = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            float x0 = (x[i * QK + j] - min) * id;
+            float x1 = (x[i * QK + QK / 2 + j] - min) * id;
+            uint32_t u0 = (uint8_t)(x0 + 0.5f);
+            uint32_t u1 = (uint8_t)(x1 + 0.5f);
+            y[i].qs[j] = (uint8_t)((u0 & 0x0F) | ((u1 & 0x0F) << 4));
+            qh |= ((u0 & 0x10u) >> 4) << (j + 0);
+            qh |= ((u1 & 0x10u) >> 4) << (j + QK / 2);
+        }
+        memcpy(y[i].qh, &qh, sizeof qh);
+    }
+}
+
+void kern_ref_to_float_q5_1(const void *vx, float *y, int64_t n)
+{
+    const block_q5_1 *x = vx;
+    int64_t nb = n / QK;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = kern_f16(x[i].d), m = kern_f16(x[i].m);
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, sizeof qh);
+        for (int j = 0; j < QK / 2; j++) {
+            int xh0 = (int)(((qh >> (j + 0)) << 4) & 0x10);
+            int xh1 = (int)(((qh >> (j + 12))) & 0x10);
+            y[i * QK + j] = (float)((x[i].qs[j] & 0x0F) | xh0) * d + m;
+            y[i * QK + j + QK / 2] = (float)((x[i].qs[j] >> 4) | xh1) * d + m;
+        }
+    }
+}
+
+/* ---- Q8_0 / Q8_1 */
+void kern_ref_from_float_q8_0(const float *x, void *vy, int64_t n)
+{
+    block_q8_0 *y = vy;
+    int64_t nb = n / QK;
+    for (int64_t i = 0; i < nb; i++) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++)
+            amax = fmaxf(amax, fabsf(x[i * QK + j]));
+        const float d = amax / ((1 << 7) - 1);
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = kern_h16(d);
+        for (int j = 0; j < QK; j++)
+            y[i].qs[j] = (int8_t)roundf(x[i * QK + j] * id);
+    }
+}
+
+void kern_ref_to_float_q8_0(const void *vx, float *y, int64_t n)
+{
+    const block_q8_0 *x = vx;
+    int64_t nb = n / QK;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = kern_f16(x[i].d);
+        for (int j = 0; j < QK; j++)
+            y[i * QK + j] = (float)x[i].qs[j] * d;
+    }
+}
+
+void kern_ref_from_float_q8_1(const float *x, void *vy, int64_t n)
+{
+    block_q8_1 *y = vy;
+    int64_t nb = n / QK;
+    for (int64_t i = 0; i < nb; i++) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++)
+            amax = fmaxf(amax, fabsf(x[i * QK + j]));
+        const float d = amax / ((1 << 7) - 1);
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = kern_h16(d);
+        int sum = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            y[i].qs[j] = (int8_t)roundf(x[i * QK + j] * id);
+            y[i].qs[QK / 2 + j] = (int8_t)roundf(x[i * QK + QK / 2 + j] * id);
+            sum += y[i].qs[j] + y[i].qs[QK / 2 + j];
+        }
+        y[i].s = kern_h16((float)sum * d);
+    }
+}
+
+void kern_ref_to_float_q8_1(const void *vx, float *y, int64_t n)
+{
+    const block_q8_1 *x = vx;
+    int64_t nb = n / QK;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = kern_f16(x[i].d);
+        for (int j = 0; j < QK; j++)
+            y[i * QK + j] = (float)x[i].qs[j] * d;
+    }
+}
+
+/* ---- dot products */
+void kern_ref_vec_dot_q4_0(int64_t n, float *s, const void *vx, const void *vy)
+{
+    const block_q4_0 *x = vx;
+    const block_q8_0 *y = vy;
+    int64_t nb = n / QK;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        int sumi0 = 0, sumi1 = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            const int v0 = (x[ib].qs[j] & 0x0F) - 8;
+            const int v1 = (x[ib].qs[j] >> 4) - 8;
+            sumi0 += v0 * y[ib].qs[j];
+            sumi1 += v1 * y[ib].qs[j + QK / 2];
+        }
+        sumf += (float)(sumi0 + sumi1) * kern_f16(x[ib].d) * kern_f16(y[ib].d);
+    }
+    *s = sumf;
+}
+
+void kern_ref_vec_dot_q4_1(int64_t n, float *s, const void *vx, const void *vy)
+{
+    const block_q4_1 *x = vx;
+    const block_q8_1 *y = vy;
+    int64_t nb = n / QK;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        int sumi0 = 0, sumi1 = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            sumi0 += (x[ib].qs[j] & 0x0F) * y[ib].qs[j];
+            sumi1 += (x[ib].qs[j] >> 4) * y[ib].qs[j + QK / 2];
+        }
+        sumf += (kern_f16(x[ib].d) * kern_f16(y[ib].d)) * (float)(sumi0 + sumi1) +
+                kern_f16(x[ib].m) * kern_f16(y[ib].s);
+    }
+    *s = sumf;
+}
+
+void kern_ref_vec_dot_q5_0(int64_t n, float *s, const void *vx, const void *vy)
+{
+    const block_q5_0 *x = vx;
+    const block_q8_0 *y = vy;
+    int64_t nb = n / QK;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint32_t qh;
+        memcpy(&qh, x[ib].qh, sizeof qh);
+        int sumi0 = 0, sumi1 = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            const int xh0 = (int)(((qh & (1u << (j + 0))) >> (j + 0)) << 4);
+            const int xh1 = (int)((qh & (1u << (j + 16))) >> (j + 12));
+            const int x0 = ((x[ib].qs[j] & 0x0F) | xh0) - 16;
+            const int x1 = ((x[ib].qs[j] >> 4) | xh1) - 16;
+            sumi0 += x0 * y[ib].qs[j];
+            sumi1 += x1 * y[ib].qs[j + QK / 2];
+        }
+        sumf += (kern_f16(x[ib].d) * kern_f16(y[ib].d)) * (float)(sumi0 + sumi1);
+    }
+    *s = sumf;
+}
+
+void kern_ref_vec_dot_q5_1(int64_t n, float *s, const void *vx, const void *vy)
+{
+    const block_q5_1 *x = vx;
+    const block_q8_1 *y = vy;
+    int64_t nb = n / QK;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint32_t qh;
+        memcpy(&qh, x[ib].qh, sizeof qh);
+        int sumi0 = 0, sumi1 = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            const int xh0 = (int)(((qh & (1u << (j + 0))) >> (j + 0)) << 4);
+            const int xh1 = (int)((qh & (1u << (j + 16))) >> (j + 12));
+            const int x0 = (x[ib].qs[j] & 0xF) | xh0;
+            const int x1 = (x[ib].qs[j] >> 4) | xh1;
+            sumi0 += x0 * y[ib].qs[j];
+            sumi1 += x1 * y[ib].qs[j + QK / 2];
+        }
+        sumf += (kern_f16(x[ib].d) * kern_f16(y[ib].d)) * (float)(sumi0 + sumi1) +
+                kern_f16(x[ib].m) * kern_f16(y[ib].s);
+    }
+    *s = sumf;
+}
+
+void kern_ref_vec_dot_q8_0(int64_t n, float *s, const void *vx, const void *vy)
+{
+    const block_q8_0 *x = vx;
+    const block_q8_0 *y = vy;
+    int64_t nb = n / QK;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        int sumi = 0;
+        for (int j = 0; j < QK; j++)
+            sumi += x[ib].qs[j] * y[ib].qs[j];
+        sumf += (float)sumi * (kern_f16(x[ib].d) * kern_f16(y[ib].d));
+    }
+    *s = sumf;
+}

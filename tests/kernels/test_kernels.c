@@ -1,0 +1,477 @@
+/* test_kernels.c - tests for src/kernels: block layouts (known answers),
+ * fp16/bf16 conversion, quantize->dequantize error bounds per type,
+ * quantizer determinism, reference dot products against float dots of the
+ * dequantized data, and every ISA variant (vec_dot, gemm with n_batch 1..7
+ * and odd row ranges, activation quantizers) against the reference. */
+#include "base/base.h"
+#include "kernels/kern_impl.h"
+#include "test.h"
+
+static bool g_asan;
+
+/* ---- deterministic random data */
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd_u32(void)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 11);
+}
+static float rnd_uniform(void) { return (float)((rnd_u32() & 0xFFFFFF) / 16777216.0); }
+static float rnd_normal(void)
+{
+    float s = 0;
+    for (int i = 0; i < 6; i++)
+        s += rnd_uniform();
+    return (s - 3.0f) * 1.41421356f;
+}
+/* weights-like data: normal, with a few outliers and an occasional offset */
+static void fill_data(float *x, int64_t n, float scale)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float v = rnd_normal() * scale;
+        if ((rnd_u32() % 97) == 0)
+            v *= 4.0f;
+        x[i] = v;
+    }
+}
+
+struct tinfo {
+    enum gg_type type;
+    const char *name;
+    int blk;
+    size_t bsz;
+    double max_rel_rmse; /* quantize->dequantize RMSE / RMS of the data */
+};
+
+static const struct tinfo k_types[] = {
+    { GG_TYPE_F32, "F32", 1, 4, 0.0 },
+    { GG_TYPE_F16, "F16", 1, 2, 0.0005 },
+    { GG_TYPE_BF16, "BF16", 1, 2, 0.004 },
+    { GG_TYPE_Q8_0, "Q8_0", 32, sizeof(block_q8_0), 0.0075 },
+    { GG_TYPE_Q8_1, "Q8_1", 32, sizeof(block_q8_1), 0.0075 },
+    { GG_TYPE_Q5_0, "Q5_0", 32, sizeof(block_q5_0), 0.06 },
+    { GG_TYPE_Q5_1, "Q5_1", 32, sizeof(block_q5_1), 0.05 },
+    { GG_TYPE_Q4_0, "Q4_0", 32, sizeof(block_q4_0), 0.12 },
+    { GG_TYPE_Q4_1, "Q4_1", 32, sizeof(block_q4_1), 0.10 },
+    { GG_TYPE_Q8_K, "Q8_K", 256, sizeof(block_q8_K), 0.0125 },
+    { GG_TYPE_Q6_K, "Q6_K", 256, sizeof(block_q6_K), 0.025 },
+    { GG_TYPE_Q5_K, "Q5_K", 256, sizeof(block_q5_K), 0.048 },
+    { GG_TYPE_Q4_K, "Q4_K", 256, sizeof(block_q4_K), 0.092 },
+    { GG_TYPE_Q3_K, "Q3_K", 256, sizeof(block_q3_K), 0.20 },
+    { GG_TYPE_Q2_K, "Q2_K", 256, sizeof(block_q2_K), 0.38 },
+};
+
+static const struct tinfo *tinfo_of(enum gg_type t)
+{
+    for (size_t i = 0; i < SP_ARRAY_LEN(k_types); i++)
+        if (k_types[i].type == t)
+            return &k_types[i];
+    return NULL;
+}
+
+static size_t row_bytes(enum gg_type t, int64_t n)
+{
+    const struct tinfo *ti = tinfo_of(t);
+    return (size_t)(n / ti->blk) * ti->bsz;
+}
+
+/* ---- known answers */
+TEST(block_layout_known_answers)
+{
+    /* Q4_0: d = 0.5, nibbles j -> j (low) and 15-j (high) */
+    block_q4_0 b;
+    b.d = kern_fp32_to_fp16(0.5f);
+    for (int j = 0; j < 16; j++)
+        b.qs[j] = (uint8_t)(j | ((15 - j) << 4));
+    float out[32];
+    kern_ref_to_float_q4_0(&b, out, 32);
+    for (int j = 0; j < 16; j++) {
+        CHECK(out[j] == 0.5f * (float)(j - 8));
+        CHECK(out[j + 16] == 0.5f * (float)(7 - j));
+    }
+    /* Q8_0 */
+    block_q8_0 c;
+    c.d = kern_fp32_to_fp16(0.25f);
+    for (int j = 0; j < 32; j++)
+        c.qs[j] = (int8_t)(j - 16);
+    kern_ref_to_float_q8_0(&c, out, 32);
+    for (int j = 0; j < 32; j++)
+        CHECK(out[j] == 0.25f * (float)(j - 16));
+    /* Q5_0: qh bit j is the 5th bit of element j */
+    block_q5_0 q5;
+    q5.d = kern_fp32_to_fp16(1.0f);
+    uint32_t qh = 0x80000001u; /* element 0 and element 31 have the high bit */
+    memcpy(q5.qh, &qh, 4);
+    memset(q5.qs, 0, 16);
+    kern_ref_to_float_q5_0(&q5, out, 32);
+    CHECK(out[0] == 0.0f && out[31] == 0.0f && out[1] == -16.0f && out[16] == -16.0f);
+    /* Q4_K: d=1, dmin=1, scale 2 / min 1 for sub-block 0, quants all 3 */
+    block_q4_K k4;
+    memset(&k4, 0, sizeof k4);
+    k4.d = kern_fp32_to_fp16(1.0f);
+    k4.dmin = kern_fp32_to_fp16(1.0f);
+    k4.scales[0] = 2;
+    k4.scales[4] = 1;
+    memset(k4.qs, 0x33, sizeof k4.qs);
+    float o256[256];
+    kern_ref_to_float_q4_K(&k4, o256, 256);
+    CHECK(o256[0] == 2.0f * 3 - 1.0f);
+    CHECK(o256[31] == 5.0f);
+    CHECK(o256[32] == 0.0f); /* sub-block 1: scale 0, min 0 */
+    /* Q6_K: all quants 32 (zero), scales 1 -> zeros; one quant 33 -> d */
+    block_q6_K k6;
+    memset(&k6, 0, sizeof k6);
+    k6.d = kern_fp32_to_fp16(0.5f);
+    for (int i = 0; i < 16; i++)
+        k6.scales[i] = 1;
+    memset(k6.qh, 0xAA, sizeof k6.qh); /* high bits 2 -> 32 */
+    k6.ql[0] = 1;                      /* element 0 = 33 */
+    kern_ref_to_float_q6_K(&k6, o256, 256);
+    CHECK(o256[0] == 0.5f);
+    CHECK(o256[1] == 0.0f && o256[255] == 0.0f);
+}
+
+TEST(fp16_bf16_conversion)
+{
+    /* every finite half round-trips exactly */
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7c00u) == 0x7c00u && (h & 0x3ffu))
+            continue; /* nan */
+        float f = kern_fp16_to_fp32((uint16_t)h);
+        CHECK_EQ_INT(kern_fp32_to_fp16(f), h);
+    }
+    CHECK(kern_fp16_to_fp32(0x3c00) == 1.0f);
+    CHECK(kern_fp16_to_fp32(0xc000) == -2.0f);
+    CHECK(kern_fp16_to_fp32(0x0001) == 5.9604644775390625e-08f);
+    CHECK_EQ_INT(kern_fp32_to_fp16(65504.0f), 0x7bff);
+    CHECK_EQ_INT(kern_fp32_to_fp16(65520.0f), 0x7c00);  /* ties to even -> inf */
+    CHECK_EQ_INT(kern_fp32_to_fp16(1.0f + 1.0f / 2048), 0x3c00); /* tie -> even */
+    CHECK_EQ_INT(kern_fp32_to_fp16(1.0f + 3.0f / 2048), 0x3c02); /* tie -> even */
+    CHECK_EQ_INT(kern_fp32_to_fp16(2.9802322387695312e-08f), 0x0000); /* 2^-25 tie -> 0 */
+    CHECK_EQ_INT(kern_fp32_to_fp16(3.0e-08f), 0x0001);
+    CHECK_EQ_INT(kern_fp32_to_fp16(1e10f), 0x7c00);
+    CHECK_EQ_INT(kern_fp32_to_fp16(-1e10f), 0xfc00);
+    CHECK((kern_fp32_to_fp16(NAN) & 0x7e00) == 0x7e00);
+    /* rounding: midpoints between adjacent halves go to the even one */
+    for (int i = 0; i < 2000; i++) {
+        uint16_t h = (uint16_t)(rnd_u32() % 0x7bff);
+        float a = kern_fp16_to_fp32(h), b = kern_fp16_to_fp32((uint16_t)(h + 1));
+        float mid = (float)(((double)a + (double)b) / 2);
+        uint16_t want = (h & 1) ? (uint16_t)(h + 1) : h;
+        CHECK_EQ_INT(kern_fp32_to_fp16(mid), want);
+        float q1 = (float)((double)a + ((double)b - a) * 0.25);
+        CHECK_EQ_INT(kern_fp32_to_fp16(q1), h);
+    }
+    CHECK(kern_bf16_to_fp32(0x3f80) == 1.0f);
+    CHECK_EQ_INT(kern_fp32_to_bf16(1.0f), 0x3f80);
+    CHECK_EQ_INT(kern_fp32_to_bf16(1.00390625f), 0x3f80); /* tie -> even */
+    CHECK_EQ_INT(kern_fp32_to_bf16(1.01171875f), 0x3f82); /* tie -> even */
+    CHECK((kern_fp32_to_bf16(NAN) & 0x7fc0) == 0x7fc0);
+}
+
+TEST(ops_table_complete)
+{
+    static const struct {
+        enum gg_type t, vdt;
+    } want[] = {
+        { GG_TYPE_F32, GG_TYPE_F32 },   { GG_TYPE_F16, GG_TYPE_F16 },
+        { GG_TYPE_BF16, GG_TYPE_BF16 }, { GG_TYPE_Q4_0, GG_TYPE_Q8_0 },
+        { GG_TYPE_Q4_1, GG_TYPE_Q8_1 }, { GG_TYPE_Q5_0, GG_TYPE_Q8_0 },
+        { GG_TYPE_Q5_1, GG_TYPE_Q8_1 }, { GG_TYPE_Q8_0, GG_TYPE_Q8_0 },
+        { GG_TYPE_Q2_K, GG_TYPE_Q8_K }, { GG_TYPE_Q3_K, GG_TYPE_Q8_K },
+        { GG_TYPE_Q4_K, GG_TYPE_Q8_K }, { GG_TYPE_Q5_K, GG_TYPE_Q8_K },
+        { GG_TYPE_Q6_K, GG_TYPE_Q8_K },
+    };
+    for (size_t i = 0; i < SP_ARRAY_LEN(want); i++) {
+        const struct kern_type_ops *o = kern_ops(want[i].t);
+        CHECK(o != NULL);
+        CHECK(o->type == want[i].t && o->vec_dot_type == want[i].vdt);
+        CHECK(o->to_float && o->from_float && o->vec_dot && o->gemm);
+        const struct kern_type_ops *a = kern_ops(o->vec_dot_type);
+        CHECK(a != NULL && a->quantize_act != NULL);
+    }
+    CHECK(kern_ops((enum gg_type)4) == NULL);
+    CHECK(kern_ops((enum gg_type)39) == NULL);
+    CHECK(kern_ops_isa(KERN_ISA_REF, GG_TYPE_Q4_0) != NULL);
+    CHECK_EQ_STR(kern_isa_name(KERN_ISA_AVX2), "avx2");
+    fprintf(stderr, "  best isa: %s\n", kern_isa_name(kern_isa_best()));
+}
+
+TEST(roundtrip_error_and_determinism)
+{
+    const int64_t n = g_asan ? 1024 : 8192;
+    float *x = sp_malloc((size_t)n * sizeof(float));
+    float *y = sp_malloc((size_t)n * sizeof(float));
+    void *q1 = sp_malloc((size_t)n * 4 + 64), *q2 = sp_malloc((size_t)n * 4 + 64);
+    CHECK(x && y && q1 && q2);
+    fill_data(x, n, 0.02f);
+    for (size_t i = 0; i < SP_ARRAY_LEN(k_types); i++) {
+        const struct tinfo *ti = &k_types[i];
+        const struct kern_type_ops *o = kern_ops_isa(KERN_ISA_REF, ti->type);
+        CHECK(o != NULL);
+        size_t rb = row_bytes(ti->type, n);
+        memset(q1, 0xA5, rb);
+        memset(q2, 0x5A, rb);
+        o->from_float(x, q1, n);
+        o->from_float(x, q2, n);
+        CHECK_MSG(memcmp(q1, q2, rb) == 0, "%s quantizer not deterministic", ti->name);
+        o->to_float(q1, y, n);
+        double se = 0, ss = 0;
+        for (int64_t j = 0; j < n; j++) {
+            se += ((double)x[j] - y[j]) * ((double)x[j] - y[j]);
+            ss += (double)x[j] * x[j];
+        }
+        double rel = sqrt(se / ss);
+        fprintf(stderr, "  %-5s rel rmse %.5f (bound %.4f)\n", ti->name, rel, ti->max_rel_rmse);
+        CHECK_MSG(rel <= ti->max_rel_rmse, "%s rel rmse %g > %g", ti->name, rel,
+                  ti->max_rel_rmse);
+        /* all-zero input quantizes to zeros */
+        memset(y, 0, (size_t)n * sizeof(float));
+        o->from_float(y, q1, ti->blk * 2 > 512 ? ti->blk * 2 : 512);
+        o->to_float(q1, y, ti->blk * 2 > 512 ? ti->blk * 2 : 512);
+        for (int j = 0; j < 512; j++)
+            CHECK_MSG(y[j] == 0.0f, "%s zero block", ti->name);
+    }
+    sp_free(x);
+    sp_free(y);
+    sp_free(q1);
+    sp_free(q2);
+}
+
+static const enum gg_type k_wtypes[] = {
+    GG_TYPE_F32,  GG_TYPE_F16,  GG_TYPE_BF16, GG_TYPE_Q4_0, GG_TYPE_Q4_1,
+    GG_TYPE_Q5_0, GG_TYPE_Q5_1, GG_TYPE_Q8_0, GG_TYPE_Q2_K, GG_TYPE_Q3_K,
+    GG_TYPE_Q4_K, GG_TYPE_Q5_K, GG_TYPE_Q6_K,
+};
+
+/* The reference vec_dot equals the float dot of the dequantized operands. */
+TEST(ref_vec_dot_matches_dequantized)
+{
+    const int64_t n = g_asan ? 512 : 4096;
+    float *w = sp_malloc((size_t)n * 4), *x = sp_malloc((size_t)n * 4);
+    float *wd = sp_malloc((size_t)n * 4), *xd = sp_malloc((size_t)n * 4);
+    void *wq = sp_malloc((size_t)n * 4), *xq = sp_malloc((size_t)n * 4);
+    CHECK(w && x && wd && xd && wq && xq);
+    fill_data(w, n, 0.05f);
+    fill_data(x, n, 1.0f);
+    for (size_t i = 0; i < SP_ARRAY_LEN(k_wtypes); i++) {
+        const struct kern_type_ops *o = kern_ops_isa(KERN_ISA_REF, k_wtypes[i]);
+        const struct kern_type_ops *a = kern_ops_isa(KERN_ISA_REF, o->vec_dot_type);
+        o->from_float(w, wq, n);
+        a->quantize_act(x, xq, n);
+        o->to_float(wq, wd, n);
+        a->to_float(xq, xd, n);
+        double want = 0, mag = 0;
+        for (int64_t j = 0; j < n; j++) {
+            want += (double)wd[j] * xd[j];
+            mag += fabs((double)wd[j] * xd[j]);
+        }
+        float got;
+        o->vec_dot(n, &got, wq, xq);
+        /* Q8_1's s is rounded to fp16: allow that too */
+        double tol = 1e-5 * mag + (o->vec_dot_type == GG_TYPE_Q8_1 ? 2e-3 * mag : 0);
+        CHECK_MSG(fabs(got - want) <= tol, "%s: %g vs %g (tol %g)", tinfo_of(k_wtypes[i])->name,
+                  (double)got, want, tol);
+    }
+    sp_free(w);
+    sp_free(x);
+    sp_free(wd);
+    sp_free(xd);
+    sp_free(wq);
+    sp_free(xq);
+}
+
+/* Every ISA variant of vec_dot and gemm against the reference. */
+TEST(isa_variants_match_reference)
+{
+    const int64_t sizes[] = { 256, 512, 768, 2048 + 256 };
+    const int nsizes = g_asan ? 2 : 4;
+    const int rows = 13, maxb = 7;
+    int checked = 0;
+    for (int isa = KERN_ISA_AVX2; isa < KERN_ISA_COUNT; isa++) {
+        for (size_t ti = 0; ti < SP_ARRAY_LEN(k_wtypes); ti++) {
+            const struct kern_type_ops *v = kern_ops_isa((enum kern_isa)isa, k_wtypes[ti]);
+            const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, k_wtypes[ti]);
+            if (!v)
+                continue;
+            const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, r->vec_dot_type);
+            const char *name = tinfo_of(k_wtypes[ti])->name;
+            for (int si = 0; si < nsizes; si++) {
+                const int64_t k = sizes[si];
+                size_t wrb = row_bytes(k_wtypes[ti], k), xrb = row_bytes(r->vec_dot_type, k);
+                size_t wstride = wrb + 16, xstride = xrb + 8; /* odd strides on purpose */
+                float *f = sp_malloc((size_t)k * 4);
+                char *w = sp_malloc(wstride * rows), *x = sp_malloc(xstride * maxb);
+                float *want = sp_malloc(sizeof(float) * rows * maxb);
+                float *y = sp_malloc(sizeof(float) * (rows + 3) * maxb);
+                float *mag = sp_malloc(sizeof(float) * rows * maxb);
+                CHECK(f && w && x && want && y && mag);
+                for (int rr = 0; rr < rows; rr++) {
+                    fill_data(f, k, 0.05f);
+                    r->from_float(f, w + (size_t)rr * wstride, k);
+                }
+                for (int b = 0; b < maxb; b++) {
+                    fill_data(f, k, 1.0f);
+                    ra->quantize_act(f, x + (size_t)b * xstride, k);
+                }
+                float *wd = sp_malloc((size_t)k * 4), *xd = sp_malloc((size_t)k * 4);
+                CHECK(wd && xd);
+                for (int rr = 0; rr < rows; rr++) {
+                    r->to_float(w + (size_t)rr * wstride, wd, k);
+                    for (int b = 0; b < maxb; b++) {
+                        ra->to_float(x + (size_t)b * xstride, xd, k);
+                        double m = 0;
+                        for (int64_t j = 0; j < k; j++)
+                            m += fabs((double)wd[j] * xd[j]);
+                        mag[rr * maxb + b] = (float)m;
+                        r->vec_dot(k, &want[rr * maxb + b], w + (size_t)rr * wstride,
+                                   x + (size_t)b * xstride);
+                    }
+                }
+                sp_free(wd);
+                sp_free(xd);
+                /* vec_dot */
+                for (int rr = 0; rr < rows; rr++) {
+                    for (int b = 0; b < maxb; b++) {
+                        float got;
+                        v->vec_dot(k, &got, w + (size_t)rr * wstride, x + (size_t)b * xstride);
+                        double tol = 2e-6 * mag[rr * maxb + b] + 1e-6;
+                        CHECK_MSG(fabs(got - want[rr * maxb + b]) <= tol,
+                                  "%s %s vec_dot k=%lld row %d b %d: %g vs %g",
+                                  kern_isa_name((enum kern_isa)isa), name, (long long)k, rr, b,
+                                  (double)got, (double)want[rr * maxb + b]);
+                    }
+                }
+                /* gemm: n_batch 1..7, odd row ranges, y_stride > rows */
+                const size_t ys = rows + 3;
+                for (int nb = 1; nb <= maxb; nb++) {
+                    int r0 = nb % 3, r1 = rows - (nb % 2);
+                    for (size_t j = 0; j < ys * maxb; j++)
+                        y[j] = -12345.0f;
+                    v->gemm(k, r0, r1, nb, w, wstride, x, xstride, y, ys);
+                    for (int b = 0; b < maxb; b++) {
+                        for (int rr = 0; rr < (int)ys; rr++) {
+                            float g = y[(size_t)b * ys + rr];
+                            if (b >= nb || rr < r0 || rr >= r1) {
+                                CHECK_MSG(g == -12345.0f, "%s %s gemm wrote outside", name,
+                                          kern_isa_name((enum kern_isa)isa));
+                                continue;
+                            }
+                            double tol = 2e-6 * mag[rr * maxb + b] + 1e-6;
+                            CHECK_MSG(fabs(g - want[rr * maxb + b]) <= tol,
+                                      "%s %s gemm k=%lld nb=%d row %d b %d: %g vs %g",
+                                      kern_isa_name((enum kern_isa)isa), name, (long long)k, nb,
+                                      rr, b, (double)g, (double)want[rr * maxb + b]);
+                        }
+                    }
+                }
+                sp_free(f);
+                sp_free(w);
+                sp_free(x);
+                sp_free(want);
+                sp_free(y);
+                sp_free(mag);
+            }
+            checked++;
+            fprintf(stderr, "  %s %s ok\n", kern_isa_name((enum kern_isa)isa), name);
+        }
+    }
+    if (checked == 0)
+        SKIP("no SIMD variants on this CPU (or none built)");
+}
+
+/* Fast activation quantizers against the reference quantizers. */
+TEST(isa_activation_quantizers)
+{
+    static const enum gg_type acts[] = { GG_TYPE_Q8_0, GG_TYPE_Q8_1, GG_TYPE_Q8_K, GG_TYPE_F16,
+                                         GG_TYPE_BF16, GG_TYPE_F32 };
+    const int64_t n = 1024;
+    float *f = sp_malloc(n * 4);
+    char *a = sp_malloc(n * 4), *b = sp_malloc(n * 4);
+    float *fa = sp_malloc(n * 4), *fb = sp_malloc(n * 4);
+    CHECK(f && a && b && fa && fb);
+    fill_data(f, n, 1.0f);
+    for (int isa = KERN_ISA_AVX2; isa < KERN_ISA_COUNT; isa++) {
+        for (size_t i = 0; i < SP_ARRAY_LEN(acts); i++) {
+            const struct kern_type_ops *v = kern_ops_isa((enum kern_isa)isa, acts[i]);
+            const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, acts[i]);
+            if (!v || v->quantize_act == r->quantize_act)
+                continue;
+            v->quantize_act(f, a, n);
+            r->quantize_act(f, b, n);
+            r->to_float(a, fa, n);
+            r->to_float(b, fb, n);
+            /* same scales; each value off by at most one quantization step */
+            const struct tinfo *ti = tinfo_of(acts[i]);
+            for (int64_t j = 0; j < n; j += ti->blk) {
+                float amax = 0;
+                for (int l = 0; l < ti->blk; l++)
+                    amax = fmaxf(amax, fabsf(f[j + l]));
+                float step = ti->blk > 1 ? amax / 127.0f * 1.001f : 0.0f;
+                for (int l = 0; l < ti->blk; l++)
+                    CHECK_MSG(fabsf(fa[j + l] - fb[j + l]) <= step, "%s %s act quant at %lld",
+                              kern_isa_name((enum kern_isa)isa), ti->name, (long long)(j + l));
+            }
+            if (acts[i] == GG_TYPE_Q8_K) { /* bsums consistent with qs */
+                const block_q8_K *q = (const block_q8_K *)a;
+                for (int64_t bl = 0; bl < n / 256; bl++)
+                    for (int g = 0; g < 16; g++) {
+                        int s = 0;
+                        for (int l = 0; l < 16; l++)
+                            s += q[bl].qs[g * 16 + l];
+                        CHECK(s == q[bl].bsums[g]);
+                    }
+            }
+            if (acts[i] == GG_TYPE_Q8_1) { /* s = d * sum(qs) */
+                const block_q8_1 *q = (const block_q8_1 *)a;
+                for (int64_t bl = 0; bl < n / 32; bl++) {
+                    int s = 0;
+                    for (int l = 0; l < 32; l++)
+                        s += q[bl].qs[l];
+                    float want = kern_fp16_to_fp32(kern_fp32_to_fp16(kern_fp16_to_fp32(q[bl].d) * (float)s));
+                    CHECK(fabsf(kern_fp16_to_fp32(q[bl].s) - want) <= fabsf(want) * 2e-3f + 1e-6f);
+                }
+            }
+        }
+    }
+    sp_free(f);
+    sp_free(a);
+    sp_free(b);
+    sp_free(fa);
+    sp_free(fb);
+}
+
+TEST(float_helpers)
+{
+    for (int64_t n = 0; n < 70; n += 7) {
+        float a[70], b[70], y1[70], y2[70];
+        fill_data(a, 70, 1.0f);
+        fill_data(b, 70, 1.0f);
+        memcpy(y1, b, sizeof b);
+        memcpy(y2, b, sizeof b);
+        double mag = 1e-6;
+        for (int64_t i = 0; i < n; i++)
+            mag += fabs((double)a[i] * b[i]);
+        CHECK(fabs(kern_dot_f32(n, a, b) - kern_ref_dot_f32(n, a, b)) <= 1e-5 * mag);
+        kern_axpy_f32(n, 0.75f, a, y1);
+        kern_ref_axpy_f32(n, 0.75f, a, y2);
+        for (int i = 0; i < 70; i++)
+            CHECK(fabsf(y1[i] - y2[i]) <= 1e-6f * (fabsf(y2[i]) + 1));
+    }
+}
+
+int main(void)
+{
+    g_asan = getenv("SPOKE_ASAN") != NULL;
+    RUN(block_layout_known_answers);
+    RUN(fp16_bf16_conversion);
+    RUN(ops_table_complete);
+    RUN(roundtrip_error_and_determinism);
+    RUN(ref_vec_dot_matches_dequantized);
+    RUN(isa_variants_match_reference);
+    RUN(isa_activation_quantizers);
+    RUN(float_helpers);
+    return test_summary();
+}
