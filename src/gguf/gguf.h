@@ -71,6 +71,8 @@ struct gg_str {
 #define GG_MAX_ARRAY_DEPTH 8u
 #define GG_MAX_TENSORS (1u << 20)
 #define GG_MAX_KV (1u << 24)
+#define GG_MAX_ARRAY_LEN (1ull << 32) /* elements of one array (also bounded by the file size) */
+#define GG_MAX_ALIGNMENT (1u << 30)   /* general.alignment */
 
 struct gg_file; /* opaque */
 
@@ -86,6 +88,8 @@ uint32_t gg_version(const struct gg_file *f);
 uint32_t gg_alignment(const struct gg_file *f);
 size_t gg_file_size(const struct gg_file *f);
 const void *gg_file_data(const struct gg_file *f); /* whole mapping */
+/* File offset where the tensor data section starts (aligned). */
+uint64_t gg_data_offset(const struct gg_file *f);
 
 /* ---- metadata */
 size_t gg_kv_count(const struct gg_file *f);
@@ -93,6 +97,10 @@ size_t gg_kv_count(const struct gg_file *f);
 int64_t gg_kv_find(const struct gg_file *f, const char *key);
 struct gg_str gg_kv_key(const struct gg_file *f, size_t i);
 enum gg_value_type gg_kv_type(const struct gg_file *f, size_t i);
+/* The encoded value of key i exactly as stored in the file (after its type
+ * word; for arrays: element type, count, elements). For copying metadata
+ * (gg_writer_add_kv_raw). False if i is out of range. */
+bool gg_kv_raw(const struct gg_file *f, size_t i, const void **data, size_t *size);
 
 /* Typed getters by key. Return true and set *out when the key exists and its
  * value converts exactly (any integer type within range for the integer getters,
@@ -108,7 +116,8 @@ bool gg_get_arr(const struct gg_file *f, const char *key, enum gg_value_type *el
                 uint64_t *count);
 /* Element i of a string array (O(1): offsets are indexed at open). */
 bool gg_arr_str(const struct gg_file *f, const char *key, uint64_t i, struct gg_str *out);
-/* Raw little-endian element data of a numeric array (count * elem size bytes). */
+/* Raw little-endian element data of a numeric array (count * elem size bytes;
+ * not necessarily aligned: copy with memcpy). NULL if missing or not numeric. */
 const void *gg_arr_data(const struct gg_file *f, const char *key);
 
 /* ---- tensors */
@@ -119,11 +128,86 @@ struct gg_tensor {
     int64_t ne[4];     /* elements per dimension, ne[0] contiguous; unused dims = 1 */
     uint64_t offset;   /* from the start of the data section */
     size_t nbytes;     /* bytes of data */
-    const void *data;  /* into the mapping; aligned to gg_alignment */
+    const void *data;  /* into the mapping; offset aligned to gg_alignment (the pointer too for gg_open) */
 };
 size_t gg_tensor_count(const struct gg_file *f);
 const struct gg_tensor *gg_tensor_at(const struct gg_file *f, size_t i);
 /* O(1) lookup by name, or NULL. */
 const struct gg_tensor *gg_tensor_find(const struct gg_file *f, const char *name);
+
+/* ---- writer
+ *
+ * Builds a GGUF file in memory (metadata and tensor infos) and writes it in
+ * one pass: to a path atomically (temporary file in the same directory,
+ * fsync, rename) or into a buffer. Metadata keeps insertion order; adding a
+ * key that exists replaces its value in place. Tensor data is either given
+ * at add time (borrowed: must stay valid until the write) or produced at
+ * write time by a fill callback, one tensor at a time, so a converter never
+ * holds more than one output tensor. Layout: version 3 (or 2), alignment 32
+ * unless general.alignment is set, each tensor at an aligned offset in the
+ * order added, no padding after the last tensor. Not thread-safe. */
+struct gg_writer;
+
+/* Produce tensor i (in add order) into dst (nbytes = its size). Return SP_OK
+ * or an error status (and fill err) to abort the write. */
+typedef enum sp_status (*gg_fill_fn)(void *ctx, size_t i, void *dst, size_t nbytes,
+                                     struct sp_err *err);
+
+/* New empty writer, or NULL when out of memory. */
+struct gg_writer *gg_writer_new(void);
+void gg_writer_free(struct gg_writer *w); /* NULL is a no-op */
+/* Version 2 or 3 (default 3); SP_ERR_INVALID otherwise. */
+enum sp_status gg_writer_set_version(struct gg_writer *w, uint32_t version) SP_MUST_USE;
+
+/* Metadata setters. key: NUL-terminated, 1..GG_MAX_KEY_LEN bytes. Errors:
+ * SP_ERR_INVALID (bad key/argument), SP_ERR_NOMEM. Setting general.alignment
+ * (u32, power of two up to GG_MAX_ALIGNMENT) also sets the data alignment. */
+enum sp_status gg_writer_add_kv_u8(struct gg_writer *w, const char *key, uint8_t v) SP_MUST_USE;
+enum sp_status gg_writer_add_kv_i8(struct gg_writer *w, const char *key, int8_t v) SP_MUST_USE;
+enum sp_status gg_writer_add_kv_u16(struct gg_writer *w, const char *key, uint16_t v) SP_MUST_USE;
+enum sp_status gg_writer_add_kv_i16(struct gg_writer *w, const char *key, int16_t v) SP_MUST_USE;
+enum sp_status gg_writer_add_kv_u32(struct gg_writer *w, const char *key, uint32_t v) SP_MUST_USE;
+enum sp_status gg_writer_add_kv_i32(struct gg_writer *w, const char *key, int32_t v) SP_MUST_USE;
+enum sp_status gg_writer_add_kv_u64(struct gg_writer *w, const char *key, uint64_t v) SP_MUST_USE;
+enum sp_status gg_writer_add_kv_i64(struct gg_writer *w, const char *key, int64_t v) SP_MUST_USE;
+enum sp_status gg_writer_add_kv_f32(struct gg_writer *w, const char *key, float v) SP_MUST_USE;
+enum sp_status gg_writer_add_kv_f64(struct gg_writer *w, const char *key, double v) SP_MUST_USE;
+enum sp_status gg_writer_add_kv_bool(struct gg_writer *w, const char *key, bool v) SP_MUST_USE;
+enum sp_status gg_writer_add_kv_str(struct gg_writer *w, const char *key, const char *v) SP_MUST_USE;
+/* String of len bytes (may contain NUL). */
+enum sp_status gg_writer_add_kv_strn(struct gg_writer *w, const char *key, const char *v,
+                                     size_t len) SP_MUST_USE;
+/* Numeric array: count elements of elem_type (not STRING/ARRAY), little-endian at data. */
+enum sp_status gg_writer_add_kv_arr(struct gg_writer *w, const char *key, enum gg_value_type elem_type,
+                                    const void *data, uint64_t count) SP_MUST_USE;
+/* String arrays from C strings or from gg_str (which may contain NUL). */
+enum sp_status gg_writer_add_kv_arr_str(struct gg_writer *w, const char *key,
+                                        const char *const *strs, uint64_t count) SP_MUST_USE;
+enum sp_status gg_writer_add_kv_arr_gstr(struct gg_writer *w, const char *key,
+                                         const struct gg_str *strs, uint64_t count) SP_MUST_USE;
+/* A value already encoded as in a file (see gg_kv_raw); not re-validated
+ * beyond the type (the reader validates on open). */
+enum sp_status gg_writer_add_kv_raw(struct gg_writer *w, const char *key, enum gg_value_type type,
+                                    const void *raw, size_t size) SP_MUST_USE;
+/* Remove a key if present (no error if absent). */
+void gg_writer_remove_kv(struct gg_writer *w, const char *key);
+
+/* Add a tensor: name 1..GG_MAX_KEY_LEN bytes, unique; n_dims 1..4, ne[d] >= 1;
+ * ne[0] a multiple of the type's block size. data: nbytes of tensor data
+ * (borrowed until the write), or NULL to have the fill callback produce it.
+ * Errors: SP_ERR_INVALID (duplicate name, bad shape), SP_ERR_UNSUPPORTED
+ * (type), SP_ERR_NOMEM. */
+enum sp_status gg_writer_add_tensor(struct gg_writer *w, const char *name, enum gg_type type,
+                                    uint32_t n_dims, const int64_t *ne, const void *data) SP_MUST_USE;
+size_t gg_writer_tensor_count(const struct gg_writer *w);
+
+/* Write to path atomically (path.tmp.XXXXXX, fsync, rename; on failure the
+ * temporary is removed and path is untouched). fill may be NULL if every
+ * tensor has data. Errors: SP_ERR_IO, SP_ERR_NOMEM, or what fill returns. */
+enum sp_status gg_writer_write(struct gg_writer *w, const char *path, gg_fill_fn fill, void *ctx,
+                               struct sp_err *err) SP_MUST_USE;
+/* Write into a new buffer (*out, *size; release with sp_free). */
+enum sp_status gg_writer_write_mem(struct gg_writer *w, gg_fill_fn fill, void *ctx, void **out,
+                                   size_t *size, struct sp_err *err) SP_MUST_USE;
 
 #endif

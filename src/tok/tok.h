@@ -49,13 +49,23 @@ size_t tok_piece(const struct tok_vocab *v, int32_t id, bool render_special, cha
  * out-of-range id. Not NUL-terminated: *len is its length. */
 const char *tok_text(const struct tok_vocab *v, int32_t id, size_t *len);
 
+/* Decode a whole sequence, appended to out (raw bytes, not validated). As
+ * llama_detokenize: for SPM vocabs with the space prefix, the leading space of
+ * the first piece that produces text is dropped, so that
+ * tok_decode(tok_encode(x)) == x. Control tokens give "" unless render_special.
+ * Errors: SP_ERR_INVALID, SP_ERR_NOMEM, SP_ERR_LIMIT (out's limit). */
+enum sp_status tok_decode(const struct tok_vocab *v, const int32_t *ids, size_t n,
+                          bool render_special, struct sp_buf *out) SP_MUST_USE;
+
 /* Streaming detokenizer: holds back an incomplete UTF-8 sequence between tokens. */
 struct tok_stream {
     char pending[8];  /* bytes of an incomplete UTF-8 sequence */
     size_t n_pending;
-    bool first;       /* no token seen yet (SPM drops the leading space of the first piece) */
+    bool first;       /* true: drop the SPM space prefix of the next text piece (set it
+                       * when decoding a prompt from its start; false after init, which is
+                       * right for generated tokens that follow a prompt) */
 };
-void tok_stream_init(struct tok_stream *s);
+void tok_stream_init(struct tok_stream *s); /* zeroes it (first = false) */
 /* Append the text for id to out; only complete UTF-8 is appended, an
  * incomplete tail is kept in s. Invalid bytes become U+FFFD. Control tokens
  * append nothing. */

@@ -5,10 +5,15 @@
 
 #include "kernels/kern_impl.h"
 
+void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx2_fill_k(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx2_fill_float(struct kern_type_ops *ops, enum gg_type type);
+
 void kern_avx2_fill(struct kern_type_ops *ops, enum gg_type type)
 {
-    (void)ops;
-    (void)type;
+    kern_avx2_fill_simple(ops, type);
+    kern_avx2_fill_k(ops, type);
+    kern_avx2_fill_float(ops, type);
 }
 
 static inline float hsum256(__m256 v)

@@ -1,0 +1,121 @@
+/* avx2_util.h - inline helpers shared by the AVX2 kernels (include only from
+ * files compiled with -mavx2 -mfma -mf16c), and the row-group driver that
+ * turns a "dot one weight row with nr (1..4) activation rows" kernel into a
+ * vec_dot and a gemm that loads each weight block once per 4 activations. */
+#ifndef SPOKE_KERN_AVX2_UTIL_H
+#define SPOKE_KERN_AVX2_UTIL_H
+
+#include <immintrin.h>
+
+#include "kernels/kern_impl.h"
+
+#define KERN_AI static inline __attribute__((always_inline))
+
+KERN_AI float avx2_hsum_ps(__m256 v)
+{
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+KERN_AI int avx2_hsum_epi32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+KERN_AI float avx2_h2f(kern_half h) { return _cvtsh_ss(h); }
+
+/* 32 nibbles -> 32 bytes: bytes 0..15 the low nibbles, 16..31 the high ones */
+KERN_AI __m256i avx2_nibbles(const uint8_t *p)
+{
+    const __m128i t = _mm_loadu_si128((const __m128i *)p);
+    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+/* 32 bits -> 32 bytes, 0xFF where the bit is set */
+KERN_AI __m256i avx2_bits_to_bytes(const uint8_t *p)
+{
+    uint32_t x32;
+    memcpy(&x32, p, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                           0x0101010101010101, 0x0000000000000000);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x32), shuf);
+    b = _mm256_or_si256(b, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
+}
+
+/* sum over pairs of u8*s8 products, then pairs of int16 -> 8 x int32 */
+KERN_AI __m256i avx2_dot_us8(__m256i u, __m256i s)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* same for s8*s8 (sign trick) */
+KERN_AI __m256i avx2_dot_ss8(__m256i a, __m256i b)
+{
+    return avx2_dot_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+}
+
+/* Driver: KERN(nr, nb, w, x[nr], out[nr]) with nr a compile-time constant
+ * after inlining. Generates NAME_vec_dot and NAME_gemm. */
+#define KERN_AVX2_DRIVER(NAME, KERN, BLK)                                                   \
+    static void NAME##_r1(int64_t nb, const void *w, const void *const *x, float *o)       \
+    {                                                                                       \
+        KERN(1, nb, w, x, o);                                                               \
+    }                                                                                       \
+    static void NAME##_r2(int64_t nb, const void *w, const void *const *x, float *o)       \
+    {                                                                                       \
+        KERN(2, nb, w, x, o);                                                               \
+    }                                                                                       \
+    static void NAME##_r3(int64_t nb, const void *w, const void *const *x, float *o)       \
+    {                                                                                       \
+        KERN(3, nb, w, x, o);                                                               \
+    }                                                                                       \
+    static void NAME##_r4(int64_t nb, const void *w, const void *const *x, float *o)       \
+    {                                                                                       \
+        KERN(4, nb, w, x, o);                                                               \
+    }                                                                                       \
+    static void NAME##_vec_dot(int64_t n, float *s, const void *w, const void *x)          \
+    {                                                                                       \
+        const void *xp[1] = { x };                                                          \
+        NAME##_r1(n / (BLK), w, xp, s);                                                     \
+    }                                                                                       \
+    static void NAME##_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,            \
+                            const void *w, size_t w_stride, const void *x, size_t x_stride, \
+                            float *y, size_t y_stride)                                      \
+    {                                                                                       \
+        const int64_t nb = k / (BLK);                                                       \
+        for (int64_t r = r0; r < r1; r++) {                                                 \
+            const void *wr = (const char *)w + (size_t)r * w_stride;                        \
+            for (int64_t b = 0; b < n_batch; b += 4) {                                      \
+                const int64_t nr = n_batch - b < 4 ? n_batch - b : 4;                       \
+                const void *xp[4];                                                          \
+                float o[4];                                                                 \
+                for (int64_t i = 0; i < nr; i++)                                            \
+                    xp[i] = (const char *)x + (size_t)(b + i) * x_stride;                   \
+                switch (nr) {                                                               \
+                case 1:                                                                     \
+                    NAME##_r1(nb, wr, xp, o);                                               \
+                    break;                                                                  \
+                case 2:                                                                     \
+                    NAME##_r2(nb, wr, xp, o);                                               \
+                    break;                                                                  \
+                case 3:                                                                     \
+                    NAME##_r3(nb, wr, xp, o);                                               \
+                    break;                                                                  \
+                default:                                                                    \
+                    NAME##_r4(nb, wr, xp, o);                                               \
+                    break;                                                                  \
+                }                                                                           \
+                for (int64_t i = 0; i < nr; i++)                                            \
+                    y[(size_t)(b + i) * y_stride + (size_t)r] = o[i];                       \
+            }                                                                               \
+        }                                                                                   \
+    }
+
+#endif

@@ -1,0 +1,84 @@
+/* float.c - AVX2 dot products for F32, F16 and BF16 rows (F16 via F16C,
+ * BF16 by a 16-bit shift), each weight vector loaded once for up to 4
+ * activation rows, and the F16 activation converter (round to nearest even,
+ * identical to the reference). Tails shorter than 16 go scalar. */
+#include "kernels/x86/avx2/avx2_util.h"
+
+#define NRMAX 4
+
+KERN_AI __m256 ld_f32(const void *p, int64_t i) { return _mm256_loadu_ps((const float *)p + i); }
+KERN_AI __m256 ld_f16(const void *p, int64_t i)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+}
+KERN_AI __m256 ld_bf16(const void *p, int64_t i)
+{
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+static inline float sc_f32(const void *p, int64_t i) { return ((const float *)p)[i]; }
+static inline float sc_f16(const void *p, int64_t i) { return _cvtsh_ss(((const uint16_t *)p)[i]); }
+static inline float sc_bf16(const void *p, int64_t i) { return kern_bf16_to_fp32(((const uint16_t *)p)[i]); }
+
+#define FLOAT_KERN(NAME, LD, SC)                                                          \
+    KERN_AI void NAME##_kern(int nr, int64_t n, const void *w, const void *const *x,      \
+                             float *out)                                                  \
+    {                                                                                     \
+        __m256 a0[NRMAX], a1[NRMAX];                                                      \
+        for (int r = 0; r < nr; r++) {                                                    \
+            a0[r] = _mm256_setzero_ps();                                                  \
+            a1[r] = _mm256_setzero_ps();                                                  \
+        }                                                                                 \
+        int64_t i = 0;                                                                    \
+        for (; i + 16 <= n; i += 16) {                                                    \
+            const __m256 w0 = LD(w, i), w1 = LD(w, i + 8);                                \
+            for (int r = 0; r < nr; r++) {                                                \
+                a0[r] = _mm256_fmadd_ps(w0, LD(x[r], i), a0[r]);                          \
+                a1[r] = _mm256_fmadd_ps(w1, LD(x[r], i + 8), a1[r]);                      \
+            }                                                                             \
+        }                                                                                 \
+        for (int r = 0; r < nr; r++) {                                                    \
+            float s = avx2_hsum_ps(_mm256_add_ps(a0[r], a1[r]));                          \
+            for (int64_t j = i; j < n; j++)                                               \
+                s += SC(w, j) * SC(x[r], j);                                              \
+            out[r] = s;                                                                   \
+        }                                                                                 \
+    }                                                                                     \
+    KERN_AVX2_DRIVER(NAME, NAME##_kern, 1)
+
+FLOAT_KERN(f32, ld_f32, sc_f32)
+FLOAT_KERN(f16, ld_f16, sc_f16)
+FLOAT_KERN(bf16, ld_bf16, sc_bf16)
+
+static void quantize_f16(const float *x, void *vy, int64_t n)
+{
+    uint16_t *y = vy;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), 0));
+    for (; i < n; i++)
+        y[i] = kern_fp32_to_fp16(x[i]);
+}
+
+void kern_avx2_fill_float(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx2_fill_float(struct kern_type_ops *ops, enum gg_type type)
+{
+    switch (type) {
+    case GG_TYPE_F32:
+        ops->vec_dot = f32_vec_dot;
+        ops->gemm = f32_gemm;
+        break;
+    case GG_TYPE_F16:
+        ops->vec_dot = f16_vec_dot;
+        ops->gemm = f16_gemm;
+        ops->quantize_act = quantize_f16;
+        break;
+    case GG_TYPE_BF16:
+        ops->vec_dot = bf16_vec_dot;
+        ops->gemm = bf16_gemm;
+        break;
+    default:
+        return;
+    }
+    ops->isa = KERN_ISA_AVX2;
+}

@@ -1,0 +1,345 @@
+/* q_k.c - AVX2 dot products of the K-quants (Q2_K..Q6_K) against Q8_K
+ * activations, and the fast Q8_K activation quantizer. Per super-block the
+ * weights are unpacked once into eight 32-byte vectors of unsigned quants
+ * plus int16 scale vectors, then each of up to 4 activation rows is
+ * multiplied with maddubs/madd; offsets and mins (Q2_K, Q3_K's -4, Q4_K,
+ * Q5_K, Q6_K's -32) go through the activation's 16-element sums (bsums). */
+#include "kernels/x86/avx2/avx2_util.h"
+
+#define NRMAX 4
+#define QK_K KERN_QK_K
+
+KERN_AI __m256i scale_pair(int a, int b)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
+}
+
+KERN_AI __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* Unpack Q4_K/Q5_K 6-bit scales and mins (8 each). */
+KERN_AI void k4_scales_mins(const uint8_t *src, uint8_t *scales, uint8_t *mins)
+{
+    uint32_t utmp[4];
+    memcpy(utmp, src, 12);
+    utmp[3] = ((utmp[2] >> 4) & 0x0f0f0f0fu) | (((utmp[1] >> 6) & 0x03030303u) << 4);
+    const uint32_t uaux = utmp[1] & 0x3f3f3f3fu;
+    utmp[1] = (utmp[2] & 0x0f0f0f0fu) | (((utmp[0] >> 6) & 0x03030303u) << 4);
+    utmp[2] = uaux;
+    utmp[0] &= 0x3f3f3f3fu;
+    memcpy(scales, &utmp[0], 8);
+    memcpy(mins, &utmp[2], 8);
+}
+
+/* The shared row loop: q[8] unsigned quants, s[8] int16 scale vectors;
+ * returns the int32 lanes of sum(scale * q * y). */
+KERN_AI __m256i dot8(const __m256i *q, const __m256i *s, const int8_t *y)
+{
+    __m256i sumi = _mm256_madd_epi16(_mm256_maddubs_epi16(q[0], load256(y)), s[0]);
+    for (int j = 1; j < 8; j++)
+        sumi = _mm256_add_epi32(
+            sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], load256(y + 32 * j)), s[j]));
+    return sumi;
+}
+
+/* ---- Q4_K */
+KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q4_K *w = vw;
+    const block_q8_K *x[NRMAX];
+    __m256 acc[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm256_setzero_ps();
+    }
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint8_t sc[8], mn[8];
+        k4_scales_mins(w[ib].scales, sc, mn);
+        const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+        __m256i q[8], s[8];
+        for (int j = 0; j < 4; j++) {
+            const __m256i raw = load256(w[ib].qs + 32 * j);
+            q[2 * j] = _mm256_and_si256(raw, m4);
+            q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            s[2 * j] = _mm256_set1_epi16(sc[2 * j]);
+            s[2 * j + 1] = _mm256_set1_epi16(sc[2 * j + 1]);
+        }
+        const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
+        for (int i = 0; i < nr; i++) {
+            const __m256i sumi = dot8(q, s, x[i][ib].qs);
+            const __m256i mm = _mm256_madd_epi16(load256(x[i][ib].bsums), mins16);
+            const float dy = x[i][ib].d;
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dy), _mm256_cvtepi32_ps(sumi), acc[i]);
+            acc[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), acc[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = avx2_hsum_ps(acc[i]);
+}
+KERN_AVX2_DRIVER(q4_K, q4_K_kern, QK_K)
+
+/* ---- Q5_K */
+KERN_AI void q5_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q5_K *w = vw;
+    const block_q8_K *x[NRMAX];
+    __m256 acc[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm256_setzero_ps();
+    }
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint8_t sc[8], mn[8];
+        k4_scales_mins(w[ib].scales, sc, mn);
+        const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+        const __m256i hb = load256(w[ib].qh);
+        __m256i q[8], s[8];
+        for (int j = 0; j < 4; j++) {
+            const __m256i raw = load256(w[ib].qs + 32 * j);
+            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j), one);
+            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j + 1), one);
+            q[2 * j] = _mm256_or_si256(_mm256_and_si256(raw, m4), _mm256_slli_epi16(h0, 4));
+            q[2 * j + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
+                                           _mm256_slli_epi16(h1, 4));
+            s[2 * j] = _mm256_set1_epi16(sc[2 * j]);
+            s[2 * j + 1] = _mm256_set1_epi16(sc[2 * j + 1]);
+        }
+        const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
+        for (int i = 0; i < nr; i++) {
+            const __m256i sumi = dot8(q, s, x[i][ib].qs);
+            const __m256i mm = _mm256_madd_epi16(load256(x[i][ib].bsums), mins16);
+            const float dy = x[i][ib].d;
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dy), _mm256_cvtepi32_ps(sumi), acc[i]);
+            acc[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), acc[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = avx2_hsum_ps(acc[i]);
+}
+KERN_AVX2_DRIVER(q5_K, q5_K_kern, QK_K)
+
+/* ---- Q6_K: unsigned 6-bit quants, -32 through bsums */
+KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q6_K *w = vw;
+    const block_q8_K *x[NRMAX];
+    __m256 acc[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm256_setzero_ps();
+    }
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const int8_t *sc = w[ib].scales;
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        __m256i q[8], s[8];
+        for (int c = 0; c < 2; c++) {
+            const __m256i l0 = load256(w[ib].ql + 64 * c), l1 = load256(w[ib].ql + 64 * c + 32);
+            const __m256i h = load256(w[ib].qh + 32 * c);
+            q[4 * c + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                           _mm256_slli_epi16(_mm256_and_si256(h, m2), 4));
+            q[4 * c + 1] = _mm256_or_si256(
+                _mm256_and_si256(l1, m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 4));
+            q[4 * c + 2] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m2), 4));
+            q[4 * c + 3] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4));
+        }
+        for (int v = 0; v < 8; v++)
+            s[v] = scale_pair(sc[2 * v], sc[2 * v + 1]);
+        const float dw = avx2_h2f(w[ib].d);
+        for (int i = 0; i < nr; i++) {
+            __m256i sumi = dot8(q, s, x[i][ib].qs);
+            const __m256i off = _mm256_madd_epi16(load256(x[i][ib].bsums), sc16);
+            sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[i][ib].d), _mm256_cvtepi32_ps(sumi),
+                                     acc[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = avx2_hsum_ps(acc[i]);
+}
+KERN_AVX2_DRIVER(q6_K, q6_K_kern, QK_K)
+
+/* ---- Q2_K */
+KERN_AI void q2_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q2_K *w = vw;
+    const block_q8_K *x[NRMAX];
+    __m256 acc[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm256_setzero_ps();
+    }
+    const __m256i m2 = _mm256_set1_epi8(3);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *sc = w[ib].scales;
+        const __m128i s8 = _mm_loadu_si128((const __m128i *)sc);
+        const __m256i mins16 =
+            _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(0x0F)));
+        __m256i q[8], s[8];
+        for (int c = 0; c < 2; c++) {
+            const __m256i raw = load256(w[ib].qs + 32 * c);
+            q[4 * c + 0] = _mm256_and_si256(raw, m2);
+            q[4 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 2), m2);
+            q[4 * c + 2] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m2);
+            q[4 * c + 3] = _mm256_and_si256(_mm256_srli_epi16(raw, 6), m2);
+        }
+        for (int v = 0; v < 8; v++)
+            s[v] = scale_pair(sc[2 * v] & 0xF, sc[2 * v + 1] & 0xF);
+        const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
+        for (int i = 0; i < nr; i++) {
+            const __m256i sumi = dot8(q, s, x[i][ib].qs);
+            const __m256i mm = _mm256_madd_epi16(load256(x[i][ib].bsums), mins16);
+            const float dy = x[i][ib].d;
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dy), _mm256_cvtepi32_ps(sumi), acc[i]);
+            acc[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), acc[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = avx2_hsum_ps(acc[i]);
+}
+KERN_AVX2_DRIVER(q2_K, q2_K_kern, QK_K)
+
+/* ---- Q3_K: unsigned low2 | hbit<<2 in [0,7], -4 through bsums */
+KERN_AI void q3_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q3_K *w = vw;
+    const block_q8_K *x[NRMAX];
+    __m256 acc[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm256_setzero_ps();
+    }
+    const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint32_t aux[4];
+        memcpy(aux, w[ib].scales, 12);
+        const uint32_t tmp = aux[2];
+        aux[2] = ((aux[0] >> 4) & 0x0f0f0f0fu) | (((tmp >> 4) & 0x03030303u) << 4);
+        aux[3] = ((aux[1] >> 4) & 0x0f0f0f0fu) | (((tmp >> 6) & 0x03030303u) << 4);
+        aux[0] = (aux[0] & 0x0f0f0f0fu) | (((tmp >> 0) & 0x03030303u) << 4);
+        aux[1] = (aux[1] & 0x0f0f0f0fu) | (((tmp >> 2) & 0x03030303u) << 4);
+        int8_t sc[16];
+        memcpy(sc, aux, 16);
+        for (int g = 0; g < 16; g++)
+            sc[g] = (int8_t)(sc[g] - 32);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        const __m256i hm = load256(w[ib].hmask);
+        __m256i q[8], s[8];
+        for (int c = 0; c < 2; c++) {
+            const __m256i raw = load256(w[ib].qs + 32 * c);
+            for (int j = 0; j < 4; j++) {
+                const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * j), m2);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * c + j), one);
+                q[4 * c + j] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 2));
+            }
+        }
+        for (int v = 0; v < 8; v++)
+            s[v] = scale_pair(sc[2 * v], sc[2 * v + 1]);
+        const float dw = avx2_h2f(w[ib].d);
+        for (int i = 0; i < nr; i++) {
+            __m256i sumi = dot8(q, s, x[i][ib].qs);
+            const __m256i off = _mm256_madd_epi16(load256(x[i][ib].bsums), sc16);
+            sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 2));
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[i][ib].d), _mm256_cvtepi32_ps(sumi),
+                                     acc[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = avx2_hsum_ps(acc[i]);
+}
+KERN_AVX2_DRIVER(q3_K, q3_K_kern, QK_K)
+
+/* ---- Q8_K activation quantizer (same results as the reference) */
+static void quantize_q8_K(const float *x, void *vy, int64_t n)
+{
+    block_q8_K *y = vy;
+    const __m256 signbit = _mm256_set1_ps(-0.0f);
+    for (int64_t ib = 0; ib < n / QK_K; ib++, x += QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8)
+            m = _mm256_max_ps(m, _mm256_andnot_ps(signbit, _mm256_loadu_ps(x + j)));
+        __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        if (amax == 0.0f) {
+            memset(&y[ib], 0, sizeof y[ib]);
+            continue;
+        }
+        float max = amax; /* the first element of largest magnitude, with its sign */
+        for (int j = 0; j < QK_K; j++) {
+            if (x[j] == amax || x[j] == -amax) {
+                max = x[j];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        const __m256 mul = _mm256_set1_ps(iscale);
+        const __m256i lim = _mm256_set1_epi32(127);
+        for (int j = 0; j < QK_K; j += 32) {
+            __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j), mul));
+            __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8), mul));
+            __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 16), mul));
+            __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 24), mul));
+            i0 = _mm256_min_epi32(i0, lim);
+            i1 = _mm256_min_epi32(i1, lim);
+            i2 = _mm256_min_epi32(i2, lim);
+            i3 = _mm256_min_epi32(i3, lim);
+            i0 = _mm256_packs_epi32(i0, i1);
+            i2 = _mm256_packs_epi32(i2, i3);
+            i0 = _mm256_packs_epi16(i0, i2);
+            i0 = _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(y[ib].qs + j), i0);
+            /* 16-element sums: maddubs with ones gives int16 pair sums */
+            const __m256i p = _mm256_maddubs_epi16(_mm256_set1_epi8(1), i0);
+            const __m256i s32 = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+            /* s32 lanes 0..3 = elements 0..15, lanes 4..7 = 16..31 */
+            int32_t t[8];
+            _mm256_storeu_si256((__m256i *)t, s32);
+            y[ib].bsums[j / 16] = (int16_t)(t[0] + t[1] + t[2] + t[3]);
+            y[ib].bsums[j / 16 + 1] = (int16_t)(t[4] + t[5] + t[6] + t[7]);
+        }
+        y[ib].d = 1 / iscale;
+    }
+}
+
+void kern_avx2_fill_k(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx2_fill_k(struct kern_type_ops *ops, enum gg_type type)
+{
+    switch (type) {
+    case GG_TYPE_Q2_K:
+        ops->vec_dot = q2_K_vec_dot;
+        ops->gemm = q2_K_gemm;
+        break;
+    case GG_TYPE_Q3_K:
+        ops->vec_dot = q3_K_vec_dot;
+        ops->gemm = q3_K_gemm;
+        break;
+    case GG_TYPE_Q4_K:
+        ops->vec_dot = q4_K_vec_dot;
+        ops->gemm = q4_K_gemm;
+        break;
+    case GG_TYPE_Q5_K:
+        ops->vec_dot = q5_K_vec_dot;
+        ops->gemm = q5_K_gemm;
+        break;
+    case GG_TYPE_Q6_K:
+        ops->vec_dot = q6_K_vec_dot;
+        ops->gemm = q6_K_gemm;
+        break;
+    case GG_TYPE_Q8_K:
+        ops->quantize_act = quantize_q8_K;
+        break;
+    default:
+        return;
+    }
+    ops->isa = KERN_ISA_AVX2;
+}

@@ -1,0 +1,237 @@
+/* q_simple.c - AVX2 dot products of the 32-element block types (Q4_0, Q4_1,
+ * Q5_0, Q5_1, Q8_0) against Q8_0/Q8_1 activations, and the fast Q8_0/Q8_1
+ * activation quantizers. Each weight block is unpacked to 32 int8 once and
+ * multiplied (maddubs) with up to 4 activation rows; per-block integer sums
+ * are scaled in float with one FMA per block and row. */
+#include <math.h>
+
+#include "kernels/x86/avx2/avx2_util.h"
+
+#define NRMAX 4
+
+/* ---- Q4_0 x Q8_0 */
+KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q4_0 *w = vw;
+    const block_q8_0 *x[NRMAX];
+    __m256 acc[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm256_setzero_ps();
+    }
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i q = _mm256_sub_epi8(avx2_nibbles(w[ib].qs), _mm256_set1_epi8(8));
+        const __m256i aq = _mm256_sign_epi8(q, q);
+        const float dw = avx2_h2f(w[ib].d);
+        for (int i = 0; i < nr; i++) {
+            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
+            const __m256i p = avx2_dot_us8(aq, _mm256_sign_epi8(y, q));
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
+                                     _mm256_cvtepi32_ps(p), acc[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = avx2_hsum_ps(acc[i]);
+}
+KERN_AVX2_DRIVER(q4_0, q4_0_kern, KERN_QK)
+
+/* ---- Q8_0 x Q8_0 */
+KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q8_0 *w = vw;
+    const block_q8_0 *x[NRMAX];
+    __m256 acc[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm256_setzero_ps();
+    }
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)w[ib].qs);
+        const __m256i aq = _mm256_sign_epi8(q, q);
+        const float dw = avx2_h2f(w[ib].d);
+        for (int i = 0; i < nr; i++) {
+            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
+            const __m256i p = avx2_dot_us8(aq, _mm256_sign_epi8(y, q));
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
+                                     _mm256_cvtepi32_ps(p), acc[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = avx2_hsum_ps(acc[i]);
+}
+KERN_AVX2_DRIVER(q8_0, q8_0_kern, KERN_QK)
+
+/* ---- Q5_0 x Q8_0: value-16 = nibble | (bit ? 0 : 0xF0) as int8 */
+KERN_AI void q5_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q5_0 *w = vw;
+    const block_q8_0 *x[NRMAX];
+    __m256 acc[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm256_setzero_ps();
+    }
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256i q = avx2_nibbles(w[ib].qs);
+        const __m256i hi = _mm256_andnot_si256(avx2_bits_to_bytes(w[ib].qh),
+                                               _mm256_set1_epi8((char)0xF0));
+        q = _mm256_or_si256(q, hi);
+        const __m256i aq = _mm256_sign_epi8(q, q);
+        const float dw = avx2_h2f(w[ib].d);
+        for (int i = 0; i < nr; i++) {
+            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
+            const __m256i p = avx2_dot_us8(aq, _mm256_sign_epi8(y, q));
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
+                                     _mm256_cvtepi32_ps(p), acc[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = avx2_hsum_ps(acc[i]);
+}
+KERN_AVX2_DRIVER(q5_0, q5_0_kern, KERN_QK)
+
+/* ---- Q4_1 x Q8_1: unsigned nibbles, plus m * s per block */
+KERN_AI void q4_1_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q4_1 *w = vw;
+    const block_q8_1 *x[NRMAX];
+    __m256 acc[NRMAX];
+    float summs[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm256_setzero_ps();
+        summs[i] = 0;
+    }
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i q = avx2_nibbles(w[ib].qs);
+        const float dw = avx2_h2f(w[ib].d), mw = avx2_h2f(w[ib].m);
+        for (int i = 0; i < nr; i++) {
+            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
+            const __m256i p = avx2_dot_us8(q, y);
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
+                                     _mm256_cvtepi32_ps(p), acc[i]);
+            summs[i] += mw * avx2_h2f(x[i][ib].s);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = avx2_hsum_ps(acc[i]) + summs[i];
+}
+KERN_AVX2_DRIVER(q4_1, q4_1_kern, KERN_QK)
+
+/* ---- Q5_1 x Q8_1 */
+KERN_AI void q5_1_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q5_1 *w = vw;
+    const block_q8_1 *x[NRMAX];
+    __m256 acc[NRMAX];
+    float summs[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm256_setzero_ps();
+        summs[i] = 0;
+    }
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256i q = avx2_nibbles(w[ib].qs);
+        q = _mm256_or_si256(q, _mm256_and_si256(avx2_bits_to_bytes(w[ib].qh),
+                                                _mm256_set1_epi8(0x10)));
+        const float dw = avx2_h2f(w[ib].d), mw = avx2_h2f(w[ib].m);
+        for (int i = 0; i < nr; i++) {
+            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
+            const __m256i p = avx2_dot_us8(q, y);
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
+                                     _mm256_cvtepi32_ps(p), acc[i]);
+            summs[i] += mw * avx2_h2f(x[i][ib].s);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = avx2_hsum_ps(acc[i]) + summs[i];
+}
+KERN_AVX2_DRIVER(q5_1, q5_1_kern, KERN_QK)
+
+/* ---- activation quantizers (ggml's AVX2 formulas: round half to even) */
+KERN_AI __m256i q8_block(const float *x, float *d_out)
+{
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+    __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_andnot_ps(sign, v0);
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v1));
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v2));
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v3));
+    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    *d_out = amax / 127.f;
+    const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+    const __m256 mul = _mm256_set1_ps(id);
+    v0 = _mm256_round_ps(_mm256_mul_ps(v0, mul), _MM_ROUND_NEAREST);
+    v1 = _mm256_round_ps(_mm256_mul_ps(v1, mul), _MM_ROUND_NEAREST);
+    v2 = _mm256_round_ps(_mm256_mul_ps(v2, mul), _MM_ROUND_NEAREST);
+    v3 = _mm256_round_ps(_mm256_mul_ps(v3, mul), _MM_ROUND_NEAREST);
+    __m256i i0 = _mm256_cvtps_epi32(v0), i1 = _mm256_cvtps_epi32(v1);
+    __m256i i2 = _mm256_cvtps_epi32(v2), i3 = _mm256_cvtps_epi32(v3);
+    i0 = _mm256_packs_epi32(i0, i1);
+    i2 = _mm256_packs_epi32(i2, i3);
+    i0 = _mm256_packs_epi16(i0, i2);
+    /* undo the lane interleave of the packs */
+    return _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static void quantize_q8_0(const float *x, void *vy, int64_t n)
+{
+    block_q8_0 *y = vy;
+    for (int64_t i = 0; i < n / KERN_QK; i++) {
+        float d;
+        const __m256i q = q8_block(x + i * KERN_QK, &d);
+        y[i].d = (kern_half)_cvtss_sh(d, 0);
+        _mm256_storeu_si256((__m256i *)y[i].qs, q);
+    }
+}
+
+static void quantize_q8_1(const float *x, void *vy, int64_t n)
+{
+    block_q8_1 *y = vy;
+    for (int64_t i = 0; i < n / KERN_QK; i++) {
+        float d;
+        const __m256i q = q8_block(x + i * KERN_QK, &d);
+        y[i].d = (kern_half)_cvtss_sh(d, 0);
+        _mm256_storeu_si256((__m256i *)y[i].qs, q);
+        const int sum = avx2_hsum_epi32(avx2_dot_ss8(_mm256_set1_epi8(1), q));
+        y[i].s = (kern_half)_cvtss_sh(d * (float)sum, 0);
+    }
+}
+
+void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type)
+{
+    switch (type) {
+    case GG_TYPE_Q4_0:
+        ops->vec_dot = q4_0_vec_dot;
+        ops->gemm = q4_0_gemm;
+        break;
+    case GG_TYPE_Q4_1:
+        ops->vec_dot = q4_1_vec_dot;
+        ops->gemm = q4_1_gemm;
+        break;
+    case GG_TYPE_Q5_0:
+        ops->vec_dot = q5_0_vec_dot;
+        ops->gemm = q5_0_gemm;
+        break;
+    case GG_TYPE_Q5_1:
+        ops->vec_dot = q5_1_vec_dot;
+        ops->gemm = q5_1_gemm;
+        break;
+    case GG_TYPE_Q8_0:
+        ops->vec_dot = q8_0_vec_dot;
+        ops->gemm = q8_0_gemm;
+        ops->quantize_act = quantize_q8_0;
+        break;
+    case GG_TYPE_Q8_1:
+        ops->quantize_act = quantize_q8_1;
+        break;
+    default:
+        return;
+    }
+    ops->isa = KERN_ISA_AVX2;
+}

@@ -1,0 +1,2 @@
+spoke_test(test_gguf_bad ${CMAKE_CURRENT_LIST_DIR}/test_gguf_bad.c LABELS unit TIMEOUT 120)
+spoke_test(test_gguf ${CMAKE_CURRENT_LIST_DIR}/test_gguf.c LABELS unit TIMEOUT 120)
