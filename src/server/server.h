@@ -39,7 +39,9 @@ struct server_model_spec {
 /* Turns a spec into a local GGUF path, downloading it if needed (called on a
  * loader thread; may take long). *path_out is sp_malloc'd. The error message
  * is shown to clients in 503 responses. */
-typedef enum sp_status (*server_resolve_fn)(void *ud, const struct server_model_spec *spec, char **path_out,
+struct server;
+typedef enum sp_status (*server_resolve_fn)(void *ud, struct server *srv, const struct server_model_spec *spec,
+                                            char **path_out,
                                             struct sp_err *err);
 
 struct server_limits {
@@ -96,5 +98,9 @@ bool server_ready(const struct server *s);
  * cancel the rest, wait for them, flush the task history. Idempotent. */
 void server_shutdown(struct server *s);
 void server_free(struct server *s); /* shuts down first if needed; NULL no-op */
+
+/* Count bytes downloaded for model (spoke_download_bytes_total); for the
+ * resolve callback's progress reporting. Thread-safe. */
+void server_count_download(struct server *s, const char *model, uint64_t bytes);
 
 #endif
