@@ -168,4 +168,30 @@ check(con.execute("PRAGMA integrity_check").fetchone()[0] == "ok", "kill -9 duri
 n = con.execute("SELECT count(*) FROM task_history").fetchone()[0]
 check(n > 0, "rows written before kill -9 survive (%d)" % n)
 con.close()
+
+# ---- a model that fails to load: 503 with the reason; lazy loading on first request
+bad_cfg = model_config() + """  - from: file:/nonexistent/missing.gguf
+    name: broken
+    params: {initial_load: false}
+  - from: file:%s
+    name: lazy
+    params: {initial_load: false}
+""" % MODEL
+srv3 = Server(bad_cfg)
+try:
+    srv3.wait_ready()
+    st, _, body = srv3.request("GET", "/v1/models/lazy")
+    check(st == 200 and json.loads(body)["status"] == "not_loaded", "lazy model not loaded at start")
+    st, _, j, _ = srv3.post("/v1/chat/completions", dict(CHAT, model="lazy", max_tokens=2))
+    check(st == 200, "lazy model loads on first request (%s)" % st)
+    st, h, j, _ = srv3.post("/v1/chat/completions", dict(CHAT, model="broken", max_tokens=2))
+    check(st == 503 and "missing.gguf" in j["error"]["message"] and h.get("retry-after"),
+          "failed load -> 503 with the reason (%s %s)" % (st, j))
+    st, _, body = srv3.request("GET", "/v1/models/broken")
+    m = json.loads(body)
+    check(m["status"] == "error" and "missing.gguf" in m["error"], "/v1/models shows the load error")
+    st, _, _ = srv3.request("GET", "/v1/ready")
+    check(st == 200, "ready: lazy models do not gate readiness")
+finally:
+    check(srv3.stop() == 0, "srv3 SIGTERM exit 0")
 summary("test_server_load")
