@@ -315,6 +315,10 @@ enum sp_status tok_bpe_init(struct tok_vocab *v, const struct gg_file *f, struct
         pcre2_code *re = pcre2_compile((PCRE2_SPTR)rx, PCRE2_ZERO_TERMINATED,
                                        PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &ec, &eo,
                                        cctx);
+        if (!re && ec == PCRE2_ERROR_HEAP_FAILED) {
+            result = sp_err_set(err, SP_ERR_NOMEM, "out of memory compiling the pre-tokenizer");
+            break;
+        }
         if (!re) {
             PCRE2_UCHAR msg[128];
             pcre2_get_error_message(ec, msg, sizeof(msg));
@@ -567,6 +571,8 @@ enum sp_status tok_bpe_encode(const struct tok_vocab *v, const char *text, size_
                                      md, NULL);
                 if (rc == PCRE2_ERROR_NOMATCH)
                     break;
+                if (rc == PCRE2_ERROR_NOMEMORY)
+                    goto nomem;
                 if (rc < 0) {
                     PCRE2_UCHAR msg[128];
                     pcre2_get_error_message(rc, msg, sizeof(msg));

@@ -1,0 +1,294 @@
+/* q_avx512.c - AVX-512 VNNI dot products for the hot types: Q4_0 and Q8_0
+ * (two 32-element blocks per 512-bit vector, vpdpbusd), Q4_K and Q6_K
+ * (64 quants per vector: vpmaddubsw then vpdpwssd with a 16-bit scale vector
+ * built once per super-block by vpermw), and F16. Weights are unpacked once
+ * for up to 4 activation rows (the gemm driver of avx2_util.h). */
+#include "kernels/x86/avx512/avx512_util.h"
+
+#define NRMAX 4
+#define QK_K KERN_QK_K
+
+/* ---- Q4_0 x Q8_0 */
+KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q4_0 *w = vw;
+    const block_q8_0 *x[NRMAX];
+    __m512 acc[NRMAX];
+    __m256 acc2[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm512_setzero_ps();
+        acc2[i] = _mm256_setzero_ps();
+    }
+    const __m512i eight = _mm512_set1_epi8(8);
+    int64_t ib = 0;
+    for (; ib + 8 <= nb; ib += 8) {
+        __m512i q[4];
+        for (int p = 0; p < 4; p++)
+            q[p] = q4_0_pairq(w, ib + 2 * p);
+        const __m256 dw = LOAD_D8(w, ib);
+        for (int i = 0; i < nr; i++) {
+            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8(x[i], ib)));
+            for (int p = 0; p < 4; p++) {
+                const __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
+                const __m512i dp =
+                    _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[p], y),
+                                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, y));
+                acc[i] = _mm512_fmadd_ps(bcast_pair(s8, p), _mm512_cvtepi32_ps(dp), acc[i]);
+            }
+        }
+    }
+    for (; ib + 2 <= nb; ib += 2) {
+        const __m512i q = q4_0_pairq(w, ib);
+        const float d0 = avx2_h2f(w[ib].d), d1 = avx2_h2f(w[ib + 1].d);
+        for (int i = 0; i < nr; i++) {
+            const __m512i y = pair512(x[i][ib].qs, x[i][ib + 1].qs);
+            const __m512i dp = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, y),
+                                                _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, y));
+            const __m512 s = scale_pair512(d0 * avx2_h2f(x[i][ib].d), d1 * avx2_h2f(x[i][ib + 1].d));
+            acc[i] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dp), acc[i]);
+        }
+    }
+    if (ib < nb) {
+        const __m256i q = avx2_nibbles(w[ib].qs);
+        const float d0 = avx2_h2f(w[ib].d);
+        for (int i = 0; i < nr; i++) {
+            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
+            const __m256i dp = _mm256_sub_epi32(
+                _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y),
+                _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), y));
+            acc2[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * avx2_h2f(x[i][ib].d)),
+                                      _mm256_cvtepi32_ps(dp), acc2[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(acc2[i]);
+}
+KERN_AVX2_DRIVER(q4_0, q4_0_kern, KERN_QK)
+
+/* ---- Q8_0 x Q8_0: |w| (u8) times y with the sign of w moved onto y */
+KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q8_0 *w = vw;
+    const block_q8_0 *x[NRMAX];
+    __m512 acc[NRMAX];
+    __m256 acc2[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm512_setzero_ps();
+        acc2[i] = _mm256_setzero_ps();
+    }
+    int64_t ib = 0;
+    for (; ib + 8 <= nb; ib += 8) {
+        __m512i aq[4];
+        __mmask64 neg[4];
+        for (int p = 0; p < 4; p++) {
+            const __m512i q = pair512(w[ib + 2 * p].qs, w[ib + 2 * p + 1].qs);
+            aq[p] = _mm512_abs_epi8(q);
+            neg[p] = _mm512_movepi8_mask(q);
+        }
+        const __m256 dw = LOAD_D8(w, ib);
+        for (int i = 0; i < nr; i++) {
+            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8(x[i], ib)));
+            for (int p = 0; p < 4; p++) {
+                __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
+                y = _mm512_mask_sub_epi8(y, neg[p], _mm512_setzero_si512(), y);
+                const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aq[p], y);
+                acc[i] = _mm512_fmadd_ps(bcast_pair(s8, p), _mm512_cvtepi32_ps(dp), acc[i]);
+            }
+        }
+    }
+    for (; ib + 2 <= nb; ib += 2) {
+        const __m512i q = pair512(w[ib].qs, w[ib + 1].qs);
+        const __m512i aq = _mm512_abs_epi8(q);
+        const __mmask64 neg = _mm512_movepi8_mask(q);
+        const float d0 = avx2_h2f(w[ib].d), d1 = avx2_h2f(w[ib + 1].d);
+        for (int i = 0; i < nr; i++) {
+            __m512i y = pair512(x[i][ib].qs, x[i][ib + 1].qs);
+            y = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+            const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aq, y);
+            const __m512 s = scale_pair512(d0 * avx2_h2f(x[i][ib].d), d1 * avx2_h2f(x[i][ib + 1].d));
+            acc[i] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dp), acc[i]);
+        }
+    }
+    if (ib < nb) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)w[ib].qs);
+        const __m256i aq = _mm256_sign_epi8(q, q);
+        const float d0 = avx2_h2f(w[ib].d);
+        for (int i = 0; i < nr; i++) {
+            const __m256i y = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x[i][ib].qs), q);
+            const __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aq, y);
+            acc2[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * avx2_h2f(x[i][ib].d)),
+                                      _mm256_cvtepi32_ps(dp), acc2[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(acc2[i]);
+}
+KERN_AVX2_DRIVER(q8_0, q8_0_kern, KERN_QK)
+
+/* ---- Q4_K */
+KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q4_K *w = vw;
+    const block_q8_K *x[NRMAX];
+    __m512 acc[NRMAX];
+    __m256 accm[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm512_setzero_ps();
+        accm[i] = _mm256_setzero_ps();
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i idx[4];
+    for (int j = 0; j < 4; j++)
+        idx[j] = idx_halves(2 * j);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint8_t sc[8], mn[8];
+        k4_scales_mins(w[ib].scales, sc, mn);
+        const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+        const __m512i sc512 =
+            _mm512_zextsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+        __m512i q[4], s[4];
+        for (int j = 0; j < 4; j++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[ib].qs + 32 * j));
+            q[j] = _mm512_and_si512(
+                _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), m4);
+            s[j] = _mm512_permutexvar_epi16(idx[j], sc512);
+        }
+        const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
+        for (int i = 0; i < nr; i++) {
+            const int8_t *y = x[i][ib].qs;
+            __m512i isum = _mm512_setzero_si512();
+            for (int j = 0; j < 4; j++)
+                isum = _mm512_dpwssd_epi32(
+                    isum, _mm512_maddubs_epi16(q[j], _mm512_loadu_si512(y + 64 * j)), s[j]);
+            const __m256i mm = _mm256_madd_epi16(
+                _mm256_loadu_si256((const __m256i *)x[i][ib].bsums), mins16);
+            const float dy = x[i][ib].d;
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(dw * dy), _mm512_cvtepi32_ps(isum), acc[i]);
+            accm[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), accm[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(accm[i]);
+}
+KERN_AVX2_DRIVER(q4_K, q4_K_kern, QK_K)
+
+/* ---- Q6_K */
+KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q6_K *w = vw;
+    const block_q8_K *x[NRMAX];
+    __m512 acc[NRMAX];
+    __m256 accm[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm512_setzero_ps();
+        accm[i] = _mm256_setzero_ps();
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    const __m512i cnt_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i cnt_hi =
+        _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    __m512i idx[4];
+    for (int v = 0; v < 4; v++)
+        idx[v] = idx_quarters(4 * v);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i sc16 =
+            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[ib].scales));
+        const __m512i sc512 = _mm512_zextsi256_si512(sc16);
+        __m512i q[4], s[4];
+        for (int c = 0; c < 2; c++) {
+            const __m512i l = _mm512_loadu_si512(w[ib].ql + 64 * c);
+            const __m256i h256 = _mm256_loadu_si256((const __m256i *)(w[ib].qh + 32 * c));
+            const __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(h256), h256, 1);
+            q[2 * c] = _mm512_or_si512(
+                _mm512_and_si512(l, m4),
+                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(h, cnt_lo), m2), 4));
+            q[2 * c + 1] = _mm512_or_si512(
+                _mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(h, cnt_hi), m2), 4));
+        }
+        for (int v = 0; v < 4; v++)
+            s[v] = _mm512_permutexvar_epi16(idx[v], sc512);
+        const float dw = avx2_h2f(w[ib].d);
+        for (int i = 0; i < nr; i++) {
+            const int8_t *y = x[i][ib].qs;
+            __m512i isum = _mm512_setzero_si512();
+            for (int v = 0; v < 4; v++)
+                isum = _mm512_dpwssd_epi32(
+                    isum, _mm512_maddubs_epi16(q[v], _mm512_loadu_si512(y + 64 * v)), s[v]);
+            const __m256i off = _mm256_madd_epi16(
+                _mm256_loadu_si256((const __m256i *)x[i][ib].bsums), sc16);
+            const float d = dw * x[i][ib].d;
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(isum), acc[i]);
+            accm[i] = _mm256_fnmadd_ps(_mm256_set1_ps(32.0f * d), _mm256_cvtepi32_ps(off), accm[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(accm[i]);
+}
+KERN_AVX2_DRIVER(q6_K, q6_K_kern, QK_K)
+
+/* ---- F16 */
+KERN_AI __m512 ld16(const void *p, int64_t i)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i)));
+}
+
+KERN_AI void f16_kern(int nr, int64_t n, const void *w, const void *const *x, float *out)
+{
+    __m512 a0[NRMAX], a1[NRMAX];
+    for (int r = 0; r < nr; r++) {
+        a0[r] = _mm512_setzero_ps();
+        a1[r] = _mm512_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m512 w0 = ld16(w, i), w1 = ld16(w, i + 16);
+        for (int r = 0; r < nr; r++) {
+            a0[r] = _mm512_fmadd_ps(w0, ld16(x[r], i), a0[r]);
+            a1[r] = _mm512_fmadd_ps(w1, ld16(x[r], i + 16), a1[r]);
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
+        const uint16_t *wh = w, *xh = x[r];
+        for (int64_t j = i; j < n; j++)
+            s += _cvtsh_ss(wh[j]) * _cvtsh_ss(xh[j]);
+        out[r] = s;
+    }
+}
+KERN_AVX2_DRIVER(f16, f16_kern, 1)
+
+void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type)
+{
+    switch (type) {
+    case GG_TYPE_Q4_0:
+        ops->vec_dot = q4_0_vec_dot;
+        ops->gemm = q4_0_gemm;
+        break;
+    case GG_TYPE_Q8_0:
+        ops->vec_dot = q8_0_vec_dot;
+        ops->gemm = q8_0_gemm;
+        break;
+    case GG_TYPE_Q4_K:
+        ops->vec_dot = q4_K_vec_dot;
+        ops->gemm = q4_K_gemm;
+        break;
+    case GG_TYPE_Q6_K:
+        ops->vec_dot = q6_K_vec_dot;
+        ops->gemm = q6_K_gemm;
+        break;
+    case GG_TYPE_F16:
+        ops->vec_dot = f16_vec_dot;
+        ops->gemm = f16_gemm;
+        break;
+    default:
+        return;
+    }
+    ops->isa = KERN_ISA_AVX512;
+}

@@ -1,0 +1,91 @@
+/* bench_kernels.c - micro-benchmark of the kernels (not a test): for every
+ * weight type and ISA, single-thread vec_dot throughput in GB/s of weight
+ * bytes (weights sized to stay in L2, so this is compute speed) and gemm
+ * throughput with n_batch 8 in GMAC/s. Usage: bench_kernels [seconds per case]. */
+#include <time.h>
+
+#include "base/base.h"
+#include "kernels/kern_impl.h"
+#include "test.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static const enum gg_type k_types[] = {
+    GG_TYPE_F32,  GG_TYPE_F16,  GG_TYPE_BF16, GG_TYPE_Q4_0, GG_TYPE_Q4_1,
+    GG_TYPE_Q5_0, GG_TYPE_Q5_1, GG_TYPE_Q8_0, GG_TYPE_Q2_K, GG_TYPE_Q3_K,
+    GG_TYPE_Q4_K, GG_TYPE_Q5_K, GG_TYPE_Q6_K,
+};
+
+static size_t row_size(enum gg_type t, int64_t k)
+{
+    switch (t) {
+    case GG_TYPE_F32: return (size_t)k * 4;
+    case GG_TYPE_F16: case GG_TYPE_BF16: return (size_t)k * 2;
+    case GG_TYPE_Q4_0: return (size_t)k / 32 * sizeof(block_q4_0);
+    case GG_TYPE_Q4_1: return (size_t)k / 32 * sizeof(block_q4_1);
+    case GG_TYPE_Q5_0: return (size_t)k / 32 * sizeof(block_q5_0);
+    case GG_TYPE_Q5_1: return (size_t)k / 32 * sizeof(block_q5_1);
+    case GG_TYPE_Q8_0: return (size_t)k / 32 * sizeof(block_q8_0);
+    case GG_TYPE_Q8_1: return (size_t)k / 32 * sizeof(block_q8_1);
+    case GG_TYPE_Q2_K: return (size_t)k / 256 * sizeof(block_q2_K);
+    case GG_TYPE_Q3_K: return (size_t)k / 256 * sizeof(block_q3_K);
+    case GG_TYPE_Q4_K: return (size_t)k / 256 * sizeof(block_q4_K);
+    case GG_TYPE_Q5_K: return (size_t)k / 256 * sizeof(block_q5_K);
+    case GG_TYPE_Q6_K: return (size_t)k / 256 * sizeof(block_q6_K);
+    case GG_TYPE_Q8_K: return (size_t)k / 256 * sizeof(block_q8_K);
+    default: return 0;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    double secs = argc > 1 ? strtod(argv[1], NULL) : 0.3;
+    const int64_t k = 2048, rows = 64, nbatch = 8;
+    float *f = sp_malloc((size_t)k * 4);
+    for (int64_t i = 0; i < k; i++)
+        f[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    printf("%-5s %-7s %12s %12s\n", "type", "isa", "vec_dot GB/s", "gemm8 GMAC/s");
+    for (size_t ti = 0; ti < SP_ARRAY_LEN(k_types); ti++) {
+        const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, k_types[ti]);
+        const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, r->vec_dot_type);
+        size_t wrs = row_size(k_types[ti], k), xrs = row_size(r->vec_dot_type, k);
+        char *w = sp_malloc(wrs * rows), *x = sp_malloc(xrs * nbatch);
+        float *y = sp_malloc(sizeof(float) * rows * nbatch);
+        for (int64_t i = 0; i < rows; i++)
+            r->from_float(f, w + i * wrs, k);
+        for (int64_t b = 0; b < nbatch; b++)
+            ra->quantize_act(f, x + b * xrs, k);
+        for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+            const struct kern_type_ops *o = kern_ops_isa((enum kern_isa)isa, k_types[ti]);
+            if (!o)
+                continue;
+            /* vec_dot over all rows, repeated */
+            /* best of many short trials: the machine is shared and noisy */
+            double best1 = 1e30, best2 = 1e30, t0 = now_s();
+            while (now_s() - t0 < secs) {
+                double a = now_s();
+                for (int64_t i = 0; i < rows; i++)
+                    o->vec_dot(k, &y[i], w + i * wrs, x);
+                double b = now_s();
+                o->gemm(k, 0, rows, nbatch, w, wrs, x, xrs, y, rows);
+                double c = now_s();
+                best1 = b - a < best1 ? b - a : best1;
+                best2 = c - b < best2 ? c - b : best2;
+            }
+            double gbs = (double)(wrs * rows) / best1 / 1e9;
+            double gmac = (double)(k * rows * nbatch) / best2 / 1e9;
+            printf("%-5s %-7s %12.2f %12.2f\n", gg_type_name(k_types[ti]),
+                   kern_isa_name((enum kern_isa)isa), gbs, gmac);
+        }
+        sp_free(w);
+        sp_free(x);
+        sp_free(y);
+    }
+    sp_free(f);
+    return 0;
+}
