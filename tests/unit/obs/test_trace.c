@@ -160,8 +160,33 @@ TEST(unwritable)
     trace_store_close(NULL, 0);
 }
 
+TEST(retention)
+{
+    char path[128];
+    db_path(path, sizeof path, "r.db");
+    struct trace_opts o = {.path = path, .capture = TRACE_CAPTURE_FULL};
+    struct trace_store *t = NULL;
+    CHECK(trace_store_open(&o, &t, NULL) == SP_OK);
+    int64_t now = sp_wall_ms();
+    struct trace_span old = {.task = "ai_completion", .start_ms = now - 3600 * 1000, .end_ms = now - 3599 * 1000};
+    struct trace_span fresh = {.task = "ai_completion", .start_ms = now, .end_ms = now};
+    CHECK(trace_submit(t, &old));
+    CHECK(trace_submit(t, &fresh));
+    trace_store_close(t, 2000);
+    o.retention_s = 60; /* the writer deletes rows older than a minute at open and then every minute */
+    CHECK(trace_store_open(&o, &t, NULL) == SP_OK);
+    trace_store_close(t, 2000);
+    enum sp_status st;
+    struct sp_err err;
+    json_t *j = query(path, "SELECT count(*) AS n FROM task_history", &st, &err);
+    CHECK(j);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_array_get(json_object_get(j, "rows"), 0), "n")), 1);
+    json_decref(j);
+}
+
 int main(void)
 {
+    RUN(retention);
     RUN(write_and_read);
     RUN(guard);
     RUN(capture_none_and_drop);
