@@ -430,6 +430,13 @@ enum sp_status app_pull(const struct app_pull_opts *o, struct app_pulled *out, s
         goto fail;
     if (cache_meta_load(p.revdir, &p.meta, NULL) != SP_OK)
         p.meta = NULL;
+    if (p.meta && p.meta->repo && strcmp(p.meta->repo, p.id.repo) != 0) {
+        result = sp_err_setc(err, SP_ERR_INVALID, p.name,
+                             "the cache name \"%s\" already holds %s; pick another with --name "
+                             "(or remove it with spoke rm %s)",
+                             p.name, p.meta->repo, p.name);
+        goto fail;
+    }
 
     /* 2. cache by existence: no request when everything wanted is here */
     if (!o->n_files) {

@@ -1,0 +1,1 @@
+spoke_fuzzer(fuzz_hubjson ${CMAKE_CURRENT_LIST_DIR}/fuzz_hubjson.c)

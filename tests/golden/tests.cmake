@@ -1,0 +1,1 @@
+spoke_test(test_golden ${CMAKE_CURRENT_LIST_DIR}/test_golden.c LABELS golden TIMEOUT 300)
