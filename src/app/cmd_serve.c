@@ -1,13 +1,294 @@
-/* cmd_serve.c - `spoke serve`. Placeholder until its issue lands: reports that the
- * command is not built yet (exit 1). Replaced by the real command. */
+/* cmd_serve.c - `spoke serve [-c spoke.yaml] [--host H] [--port P]
+ * [--model FILE] [--history PATH|--no-history]`: reads the config (or uses
+ * the bundled demo model when there is none), resolves models through the
+ * hub's app_pull / app_model_locate on the server's loader threads, starts
+ * the HTTP server, prints the bound URL and a curl example, then waits for
+ * SIGTERM/SIGINT and shuts down gracefully (exit 0). */
 #include "app/app.h"
+#include "app/config.h"
+#include "app/pull.h"
+#include "obs/log.h"
+#include "server/server.h"
 
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct pull_progress {
+    struct server *srv;
+    const char *model;
+    uint64_t last;
+    const char *last_file;
+};
+
+static void on_progress(void *ud, const char *file, uint64_t done, uint64_t total)
+{
+    SP_UNUSED(total);
+    struct pull_progress *p = ud;
+    if (p->last_file != file) {
+        p->last_file = file;
+        p->last = 0;
+    }
+    if (done > p->last) {
+        server_count_download(p->srv, p->model, done - p->last);
+        p->last = done;
+    }
+}
+
+/* server_resolve_fn: spec -> local GGUF path (downloads through the hub) */
+static enum sp_status resolve_model(void *ud, struct server *srv, const struct server_model_spec *spec,
+                                    char **path_out, struct sp_err *err)
+{
+    SP_UNUSED(ud);
+    enum sp_status result;
+    struct app_pulled pulled;
+    memset(&pulled, 0, sizeof pulled);
+    if (!strncmp(spec->from, "file:", 5)) {
+        const char *p = spec->from + 5;
+        if (!strncmp(p, "//", 2))
+            p += 2;
+        struct stat st;
+        if (stat(p, &st) != 0)
+            return sp_err_setc(err, SP_ERR_NOT_FOUND, p, "model file %s: %s", p, strerror(errno));
+        *path_out = sp_strdup(p);
+        return *path_out ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    }
+    if (spec->n_files > 0) {
+        struct pull_progress pp = {srv, spec->name, 0, NULL};
+        struct app_pull_opts o = {.model = spec->from,
+                                  .files = (const char *const *)spec->files,
+                                  .n_files = spec->n_files,
+                                  .token = spec->token,
+                                  .progress = on_progress,
+                                  .progress_ud = &pp};
+        result = app_pull(&o, &pulled, err);
+    } else {
+        result = app_model_locate(spec->from, spec->token, &pulled, err);
+    }
+    if (result == SP_OK) {
+        *path_out = pulled.path ? sp_strdup(pulled.path) : NULL;
+        if (!*path_out)
+            result = sp_err_set(err, SP_ERR_NOT_FOUND, "model %s: no GGUF file found", spec->from);
+    }
+    app_pulled_free(&pulled);
+    return result;
+}
+
+static bool file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* models/stories260K.gguf next to the executable (build/spoke -> ../models) or in cwd */
+static bool find_demo_model(char *out, size_t n)
+{
+    char exe[PATH_MAX];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k > 0) {
+        exe[k] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(out, n, "%.3900s/../models/stories260K.gguf", exe);
+            if (file_exists(out))
+                return true;
+            snprintf(out, n, "%.3900s/models/stories260K.gguf", exe);
+            if (file_exists(out))
+                return true;
+        }
+    }
+    snprintf(out, n, "models/stories260K.gguf");
+    return file_exists(out);
+}
+
+static char *default_history_path(void)
+{
+    const char *home = getenv("SPOKE_HOME");
+    char dir[PATH_MAX];
+    if (home && home[0])
+        snprintf(dir, sizeof dir, "%s", home);
+    else
+        snprintf(dir, sizeof dir, "%s/.spoke", getenv("HOME") ? getenv("HOME") : ".");
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return NULL;
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/task_history.db", dir);
+    return sp_strdup(path);
+}
+
+static char *model_name_from_path(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    char name[129];
+    sp_strlcpy(name, b, sizeof name);
+    char *dot = strstr(name, ".gguf");
+    if (dot && dot != name)
+        *dot = 0;
+    for (char *c = name; *c; c++)
+        if ((unsigned char)*c < 0x21 || *c == '"' || *c == '\\' || (unsigned char)*c >= 0x7f)
+            *c = '_';
+    return sp_strdup(name);
+}
+
+static int usage_error(const char *msg)
+{
+    fprintf(stderr, "spoke: serve: %s\nusage: spoke serve [-c spoke.yaml] [--host H] [--port P] [--model FILE]\n"
+                    "                   [--history PATH | --no-history]\n", msg);
+    return APP_EXIT_USAGE;
+}
 
 int cmd_serve(int argc, char **argv)
 {
-    SP_UNUSED(argc);
-    SP_UNUSED(argv);
-    fprintf(stderr, "spoke: serve: not available in this build yet\n");
-    return APP_EXIT_FAIL;
+    const char *config = NULL, *host = NULL, *model = NULL, *history = NULL;
+    int64_t port = -1;
+    bool no_history = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_val = i + 1 < argc;
+        if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && has_val)
+            config = argv[++i];
+        else if (!strcmp(a, "--host") && has_val)
+            host = argv[++i];
+        else if ((!strcmp(a, "--port") || !strcmp(a, "-p")) && has_val) {
+            if (!sp_parse_i64(argv[++i], 0, 65535, &port))
+                return usage_error("--port must be 0..65535 (0 = any free port)");
+        } else if ((!strcmp(a, "--model") || !strcmp(a, "-m")) && has_val)
+            model = argv[++i];
+        else if (!strcmp(a, "--history") && has_val)
+            history = argv[++i];
+        else if (!strcmp(a, "--no-history"))
+            no_history = true;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: spoke serve [-c spoke.yaml] [--host H] [--port P] [--model FILE]\n"
+                   "                   [--history PATH | --no-history]\n"
+                   "Serves an OpenAI-compatible API (default http://127.0.0.1:8090). With no config and\n"
+                   "no --model it serves the bundled demo model models/stories260K.gguf.\n");
+            return APP_EXIT_OK;
+        } else {
+            char msg[200];
+            snprintf(msg, sizeof msg, "unknown or incomplete option '%.100s'", a);
+            return usage_error(msg);
+        }
+    }
+    json_set_alloc_funcs(sp_malloc, sp_free);
+
+    struct app_config cfg;
+    struct sp_err err;
+    sp_err_clear(&err);
+    if (config) {
+        if (app_config_load(config, &cfg, &err) != SP_OK) {
+            app_config_free(&cfg);
+            return app_fail("serve", &err);
+        }
+    } else {
+        app_config_init(&cfg);
+    }
+    struct server_opts *o = &cfg.server;
+    if (host) {
+        sp_free(o->host);
+        o->host = sp_strdup(host);
+    }
+    if (port >= 0)
+        o->port = (int)port;
+    char demo[PATH_MAX];
+    const char *model_path = model;
+    if (!model_path && o->n_models == 0) {
+        if (!find_demo_model(demo, sizeof demo)) {
+            fprintf(stderr, "spoke: serve: no models configured and the demo model models/stories260K.gguf was not "
+                            "found; pass -c spoke.yaml or --model FILE.gguf\n");
+            app_config_free(&cfg);
+            return APP_EXIT_NOT_FOUND;
+        }
+        model_path = demo;
+    }
+    if (model_path) {
+        /* --model adds a model (named after the file) in front of the configured ones */
+        struct server_model_spec *ms = sp_calloc(o->n_models + 1, sizeof *ms);
+        if (!ms) {
+            app_config_free(&cfg);
+            return APP_EXIT_MEMORY;
+        }
+        server_model_spec_default(&ms[0]);
+        ms[0].name = model_name_from_path(model_path);
+        struct stat st;
+        bool local = stat(model_path, &st) == 0;
+        struct sp_buf from = {0};
+        if (sp_buf_printf(&from, "%s%s", local ? "file:" : "", model_path) != 0) {
+            sp_free(ms);
+            app_config_free(&cfg);
+            return APP_EXIT_MEMORY;
+        }
+        ms[0].from = sp_buf_take(&from);
+        for (size_t i = 0; i < o->n_models; i++)
+            ms[i + 1] = o->models[i];
+        sp_free(o->models);
+        o->models = ms;
+        o->n_models++;
+    }
+    if (no_history) {
+        o->history.enabled = false;
+    } else if (history) {
+        sp_free(o->history.path);
+        o->history.path = sp_strdup(history);
+    } else if (!o->history.path) {
+        o->history.path = default_history_path();
+        if (!o->history.path)
+            LOG_WARN("serve", "cannot create the task history directory; task history disabled");
+    }
+    o->resolve = resolve_model;
+
+    /* signals: handled by sigwait on this thread; every thread created from
+     * here on inherits the blocked mask */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct server *srv = NULL;
+    if (server_new(o, &srv, &err) != SP_OK || server_start(srv, &err) != SP_OK) {
+        server_free(srv);
+        app_config_free(&cfg);
+        return app_fail("serve", &err);
+    }
+    const char *h = o->host ? o->host : "127.0.0.1";
+    bool v6 = strchr(h, ':') != NULL;
+    char url[320];
+    snprintf(url, sizeof url, "http://%s%s%s:%d", v6 ? "[" : "", h, v6 ? "]" : "", server_port(srv));
+    printf("spoke: listening on %s\n", url);
+    printf("spoke: models:");
+    for (size_t i = 0; i < o->n_models; i++)
+        printf(" %s", o->models[i].name);
+    printf("\n");
+    if (o->history.enabled && o->history.path)
+        printf("spoke: task history: %s (query with: spoke sql \"SELECT * FROM task_history\")\n", o->history.path);
+    printf("try:\n  curl %s/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+           "    -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"Tell me a story\"}]}'\n",
+           url, o->n_models ? o->models[0].name : "MODEL");
+    fflush(stdout);
+
+    int sig = 0;
+    for (;;) {
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP)
+            continue;
+        break;
+    }
+    LOG_INFO("serve", "%s received: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    server_shutdown(srv);
+    server_free(srv);
+    app_config_free(&cfg);
+    printf("spoke: stopped\n");
+    return APP_EXIT_OK;
 }

@@ -131,4 +131,24 @@ enum sp_status engine_tokenize_count(const struct engine_model *m, const char *t
  * its length in *len. Byte tokens give their single byte. */
 const char *engine_token_text(const struct engine_model *m, int32_t token, size_t *len);
 
+/* ---- additions (model helper) */
+struct tok_vocab;
+/* The model's tokenizer (valid while m lives). */
+const struct tok_vocab *engine_model_vocab(const struct engine_model *m);
+/* Number of weight elements (parameters). */
+size_t engine_model_n_params(const struct engine_model *m);
+/* Quantization name: from general.file_type ("Q4_K_M", "Q8_0", ...), else
+ * the type holding most of the weight bytes. Static string. */
+const char *engine_model_ftype(const struct engine_model *m);
+/* Online CPUs (the default thread count). */
+int engine_cpu_count(void);
+/* Benchmarks (`spoke bench`): evaluate n_tokens synthetic prompt tokens from
+ * position 0 in batches (prefill), or n_tokens single-token steps from
+ * position 0 (decode, greedy feedback). *ms = wall time. They discard the
+ * ctx's cached prefix. SP_ERR_LIMIT if n_tokens does not fit the context. */
+enum sp_status engine_bench_prefill(struct engine_ctx *c, int n_tokens, double *ms,
+                                    struct sp_err *err) SP_MUST_USE;
+enum sp_status engine_bench_decode(struct engine_ctx *c, int n_tokens, double *ms,
+                                   struct sp_err *err) SP_MUST_USE;
+
 #endif

@@ -448,6 +448,47 @@ TEST(isa_activation_quantizers)
     sp_free(fb);
 }
 
+/* gemm with batches larger than the internal tile equals the same ISA's
+ * vec_dot exactly (same arithmetic per row). */
+TEST(gemm_large_batch_equals_vec_dot)
+{
+    const int64_t nbatch = g_asan ? 37 : 75, rows = 5, k = 512;
+    for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+        for (size_t ti = 0; ti < SP_ARRAY_LEN(k_wtypes); ti++) {
+            const struct kern_type_ops *v = kern_ops_isa((enum kern_isa)isa, k_wtypes[ti]);
+            if (!v)
+                continue;
+            const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, v->vec_dot_type);
+            size_t wrb = row_bytes(k_wtypes[ti], k), xrb = row_bytes(v->vec_dot_type, k);
+            float *f = sp_malloc((size_t)k * 4);
+            char *w = sp_malloc(wrb * rows), *x = sp_malloc(xrb * (size_t)nbatch);
+            float *y = sp_malloc(sizeof(float) * (size_t)(rows * nbatch));
+            CHECK(f && w && x && y);
+            for (int64_t r = 0; r < rows; r++) {
+                fill_data(f, k, 0.05f);
+                v->from_float(f, w + r * wrb, k);
+            }
+            for (int64_t b = 0; b < nbatch; b++) {
+                fill_data(f, k, 1.0f);
+                ra->quantize_act(f, x + b * xrb, k);
+            }
+            v->gemm(k, 0, rows, nbatch, w, wrb, x, xrb, y, rows);
+            for (int64_t b = 0; b < nbatch; b++)
+                for (int64_t r = 0; r < rows; r++) {
+                    float want;
+                    v->vec_dot(k, &want, w + r * wrb, x + b * xrb);
+                    CHECK_MSG(want == y[b * rows + r], "%s %s b=%lld r=%lld",
+                              kern_isa_name((enum kern_isa)isa), tinfo_of(k_wtypes[ti])->name,
+                              (long long)b, (long long)r);
+                }
+            sp_free(f);
+            sp_free(w);
+            sp_free(x);
+            sp_free(y);
+        }
+    }
+}
+
 TEST(float_helpers)
 {
     for (int64_t n = 0; n < 70; n += 7) {
@@ -477,6 +518,7 @@ int main(void)
     RUN(ref_vec_dot_matches_dequantized);
     RUN(isa_variants_match_reference);
     RUN(isa_activation_quantizers);
+    RUN(gemm_large_batch_equals_vec_dot);
     RUN(float_helpers);
     return test_summary();
 }

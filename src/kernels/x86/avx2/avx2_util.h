@@ -61,6 +61,8 @@ KERN_AI __m256i avx2_dot_ss8(__m256i a, __m256i b)
     return avx2_dot_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
 }
 
+#define KERN_GEMM_TILE 32
+
 /* Driver: KERN(nr, nb, w, x[nr], out[nr]) with nr a compile-time constant
  * after inlining. Generates NAME_vec_dot and NAME_gemm. */
 #define KERN_AVX2_DRIVER(NAME, KERN, BLK)                                                   \
@@ -90,10 +92,14 @@ KERN_AI __m256i avx2_dot_ss8(__m256i a, __m256i b)
                             float *y, size_t y_stride)                                      \
     {                                                                                       \
         const int64_t nb = k / (BLK);                                                       \
+        /* tiles of KERN_GEMM_TILE activation rows stay in L2 while every */                \
+        /* weight row passes over them once (from L1, 4 rows at a time) */                  \
+        for (int64_t b0 = 0; b0 < n_batch; b0 += KERN_GEMM_TILE)                            \
         for (int64_t r = r0; r < r1; r++) {                                                 \
             const void *wr = (const char *)w + (size_t)r * w_stride;                        \
-            for (int64_t b = 0; b < n_batch; b += 4) {                                      \
-                const int64_t nr = n_batch - b < 4 ? n_batch - b : 4;                       \
+            const int64_t b1 = n_batch - b0 < KERN_GEMM_TILE ? n_batch : b0 + KERN_GEMM_TILE; \
+            for (int64_t b = b0; b < b1; b += 4) {                                          \
+                const int64_t nr = b1 - b < 4 ? b1 - b : 4;                                 \
                 const void *xp[4];                                                          \
                 float o[4];                                                                 \
                 for (int64_t i = 0; i < nr; i++)                                            \

@@ -6,10 +6,12 @@
 #include "kernels/kern_impl.h"
 
 void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx512_fill_q2(struct kern_type_ops *ops, enum gg_type type);
 
 void kern_avx512_fill(struct kern_type_ops *ops, enum gg_type type)
 {
     kern_avx512_fill_q(ops, type);
+    kern_avx512_fill_q2(ops, type);
 }
 
 float kern_avx512_dot_f32(int64_t n, const float *a, const float *b)

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# bench/serve.sh [BUILD_DIR] [MODEL.gguf] - server overhead benchmark (not a test).
+#  1. decode tokens/s through `spoke serve` (streaming, one client, greedy) vs
+#     `spoke run` on the same model and prompt, back to back; goal: < 2 % overhead.
+#  2. 429 latency under a 10x overload burst (max_concurrency 1, queue 16:
+#     170 simultaneous requests); goal: p99 < 50 ms.
+# Env: N (tokens, default 200), REPS (default 3), PROMPT.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+model=${2:-$root/models/stories260K.gguf}
+spoke=$build/spoke
+N=${N:-200}
+REPS=${REPS:-3}
+PROMPT=${PROMPT:-"Once upon a time, there was a little girl named Lily."}
+tmp=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+echo "model: $model  tokens: $N  reps: $REPS"
+# ---- spoke run
+best_run=0
+for r in $(seq "$REPS"); do
+  tps=$("$spoke" run "$model" "$PROMPT" -n "$N" --temp 0 2>&1 >/dev/null | grep -o 'decode [0-9]* tokens, [0-9.]* ms, [0-9.]* t/s' | awk '{print $6}')
+  best_run=$(python3 -c "print(max($best_run, ${tps:-0}))")
+done
+# ---- through the server
+cat > "$tmp/spoke.yaml" <<EOF
+models:
+  - from: file:$model
+    name: bench
+    params: {max_concurrency: 1, queue_size: 16}
+server:
+  limits: {max_tokens: 100000}
+EOF
+SPOKE_LOG=error "$spoke" serve -c "$tmp/spoke.yaml" --port 0 --no-history > "$tmp/out" 2>&1 &
+pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$tmp/out" && break; sleep 0.1; done
+port=$(grep -o '127.0.0.1:[0-9]*' "$tmp/out" | head -1 | cut -d: -f2)
+python3 - "$port" "$N" "$REPS" "$PROMPT" "$best_run" <<'EOF'
+import http.client, json, sys, threading, time
+port, n, reps, prompt, run_tps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+def ready():
+    for _ in range(600):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5); c.request("GET", "/v1/ready")
+            if c.getresponse().status == 200: return
+        except OSError: pass
+        time.sleep(0.1)
+ready()
+best = 0.0
+for _ in range(reps):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    c.request("POST", "/v1/completions", json.dumps({"model": "bench", "prompt": prompt, "max_tokens": n,
+              "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}),
+              {"Content-Type": "application/json"})
+    r = c.getresponse()
+    t_first = t_last = None; ntok = 0; buf = b""
+    while True:
+        line = r.fp.readline()
+        if not line: break
+        if line.startswith(b"data: {"):
+            ev = json.loads(line[6:])
+            if ev.get("usage"): ntok = ev["usage"]["completion_tokens"]
+            elif ev["choices"] and ev["choices"][0]["text"]:
+                now = time.perf_counter()
+                t_first = t_first or now; t_last = now
+        elif line.startswith(b"data: [DONE]"): break
+    c.close()
+    if t_first and t_last > t_first and ntok > 1:
+        best = max(best, (ntok - 1) / (t_last - t_first))
+print("decode t/s: spoke run %.1f | server (streaming) %.1f | overhead %.2f %%" %
+      (run_tps, best, 100.0 * (1 - best / run_tps) if run_tps else float("nan")))
+# ---- 429 latency under a 10x overload burst
+burst = 10 * (1 + 16)
+lat429, codes = [], []
+bar = threading.Barrier(burst)
+def one():
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    body = json.dumps({"model": "bench", "prompt": prompt, "max_tokens": 64, "temperature": 0})
+    bar.wait()
+    t0 = time.perf_counter()
+    c.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    r = c.getresponse(); r.read()
+    dt = (time.perf_counter() - t0) * 1000
+    codes.append(r.status)
+    if r.status == 429: lat429.append(dt)
+    c.close()
+th = [threading.Thread(target=one) for _ in range(burst)]
+[t.start() for t in th]; [t.join() for t in th]
+lat429.sort()
+p = lambda q: lat429[min(len(lat429) - 1, int(q * len(lat429)))] if lat429 else float("nan")
+print("overload burst: %d requests -> %d ok, %d 429 | 429 latency ms p50 %.1f p99 %.1f max %.1f" %
+      (burst, codes.count(200), codes.count(429), p(0.5), p(0.99), lat429[-1] if lat429 else float("nan")))
+EOF

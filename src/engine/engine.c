@@ -1,0 +1,305 @@
+/* engine.c - model loading (GGUF + weights + tokenizer + chat template +
+ * footprint check + backend choice), contexts, chat rendering and token
+ * counting. Generation itself lives in generate.c.
+ *
+ * The model is immutable after engine_model_load; each engine_ctx owns a
+ * model_state (KV cache, thread pool, scratch), a sampler and the token
+ * history that is in its KV cache (for prefix reuse). */
+#include "engine/engine_impl.h"
+#include "obs/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void engine_sampling_default(struct engine_sampling *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->temperature = 0.8f;
+    s->top_p = 0.95f;
+    s->top_k = 40;
+    s->min_p = 0.05f;
+    s->repeat_penalty = 1.0f;
+    s->repeat_last_n = 64;
+}
+
+static char *file_stem(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    size_t n = strlen(b);
+    if (n > 5 && strcmp(b + n - 5, ".gguf") == 0)
+        n -= 5;
+    return sp_strndup(b, n);
+}
+
+static char *token_text_dup(const struct tok_vocab *v, int32_t id)
+{
+    size_t len = 0;
+    const char *t = id >= 0 ? tok_text(v, id, &len) : NULL;
+    return t ? sp_strndup(t, len) : sp_strdup("");
+}
+
+enum sp_status engine_model_load(const struct engine_load_opts *opts, struct engine_model **out, struct sp_err *err)
+{
+    enum sp_status result;
+    *out = NULL;
+    double t0 = sp_now_ms();
+    if (!opts || !opts->path || !*opts->path)
+        return sp_err_set(err, SP_ERR_INVALID, "no model path given");
+    struct engine_model *em = sp_calloc(1, sizeof(*em));
+    if (!em)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory loading %s", opts->path);
+    backend_choose(&em->backend);
+    if ((result = gg_open(opts->path, &em->file, err)) != SP_OK)
+        goto fail;
+    if ((result = model_load(em->file, &em->model, err)) != SP_OK)
+        goto fail;
+    if ((result = tok_vocab_load(em->file, &em->vocab, err)) != SP_OK)
+        goto fail;
+    const struct model_hparams *hp = &em->model->hp;
+    if (tok_n_vocab(em->vocab) > hp->n_vocab) {
+        result = sp_err_set(err, SP_ERR_FORMAT, "tokenizer has %d tokens but the model only %d",
+                            (int)tok_n_vocab(em->vocab), hp->n_vocab);
+        goto fail;
+    }
+    /* context and threads */
+    int n_ctx = opts->n_ctx > 0 ? opts->n_ctx : SP_MIN(hp->n_ctx_train, 4096);
+    if (n_ctx > hp->n_ctx_train) {
+        LOG_WARN("engine", "context %d exceeds the model's trained context %d; capping it", n_ctx,
+                 hp->n_ctx_train);
+        n_ctx = hp->n_ctx_train;
+    }
+    em->n_ctx = n_ctx;
+    em->n_threads = opts->n_threads > 0 ? opts->n_threads : backend_cpu_count();
+    em->kv_type = opts->kv_f32 ? KV_F32 : KV_F16;
+    /* footprint */
+    struct model_state_opts so = {.n_ctx = n_ctx, .n_batch = 0, .n_threads = em->n_threads, .kv_type = em->kv_type};
+    size_t per_ctx = model_state_bytes(em->model, &so);
+    int n_par = opts->n_parallel > 0 ? opts->n_parallel : 1;
+    size_t ctx_bytes;
+    if (!sp_mul_size(per_ctx, (size_t)n_par, &ctx_bytes))
+        ctx_bytes = SIZE_MAX;
+    em->footprint = per_ctx;
+    size_t fsz = gg_file_size(em->file);
+    if (!sp_add_size(em->footprint, fsz, &em->footprint))
+        em->footprint = SIZE_MAX;
+    if (!opts->skip_mem_check && (result = model_mem_check(fsz, ctx_bytes, opts->path, err)) != SP_OK)
+        goto fail;
+    /* names, chat template */
+    struct gg_str s;
+    em->name = gg_get_str(em->file, "general.name", &s) && s.len > 0 && s.len < 256 ? sp_strndup(s.ptr, s.len)
+                                                                                     : file_stem(opts->path);
+    char *tmpl = NULL;
+    if (gg_get_str(em->file, "tokenizer.chat_template", &s))
+        tmpl = sp_strndup(s.ptr, s.len);
+    em->chat = engine_chat_detect(tmpl);
+    sp_free(tmpl);
+    em->bos_text = token_text_dup(em->vocab, tok_bos(em->vocab));
+    em->eos_text = token_text_dup(em->vocab, tok_eos(em->vocab));
+    if (!em->name || !em->bos_text || !em->eos_text) {
+        result = sp_err_set(err, SP_ERR_NOMEM, "out of memory loading %s", opts->path);
+        goto fail;
+    }
+    for (int i = 0; i < 256; i++)
+        em->byte_chars[i] = (char)i;
+    em->load_ms = sp_now_ms() - t0;
+    LOG_INFO("engine", "loaded %s (%s, %d layers, %.1f MiB) in %.0f ms; context %d, %d threads, KV %s, chat %s",
+             em->name, hp->arch_name, hp->n_layer, (double)em->model->weight_bytes / 1048576.0, em->load_ms, n_ctx,
+             em->n_threads, em->kv_type == KV_F32 ? "f32" : "f16", engine_chat_family_name(em->chat));
+    *out = em;
+    return SP_OK;
+fail:
+    engine_model_free(em);
+    return result;
+}
+
+void engine_model_free(struct engine_model *m)
+{
+    if (!m)
+        return;
+    sp_free(m->name);
+    sp_free(m->bos_text);
+    sp_free(m->eos_text);
+    tok_vocab_free(m->vocab);
+    model_free(m->model);
+    gg_close(m->file);
+    sp_free(m);
+}
+
+void engine_model_get_info(const struct engine_model *m, struct engine_model_info *out)
+{
+    const struct model_hparams *hp = &m->model->hp;
+    memset(out, 0, sizeof(*out));
+    out->arch = hp->arch_name;
+    out->name = m->name;
+    out->backend = m->backend.name;
+    out->n_ctx = m->n_ctx;
+    out->n_ctx_train = hp->n_ctx_train;
+    out->n_vocab = hp->n_vocab;
+    out->n_embd = hp->n_embd;
+    out->n_layer = hp->n_layer;
+    out->n_head = hp->n_head;
+    out->n_head_kv = hp->n_head_kv;
+    out->weight_bytes = m->model->weight_bytes;
+    out->footprint_bytes = m->footprint;
+    out->load_ms = m->load_ms;
+}
+
+enum sp_status engine_chat_render(const struct engine_model *m, const struct engine_chat_msg *msgs, size_t n_msgs,
+                                  bool add_generation_prompt, char **out, struct sp_err *err)
+{
+    enum sp_status result;
+    *out = NULL;
+    struct sp_buf b = {0};
+    b.limit = 64u << 20;
+    struct tok_chat_msg *tm = sp_calloc(n_msgs ? n_msgs : 1, sizeof(*tm));
+    if (!tm)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory rendering the chat");
+    for (size_t i = 0; i < n_msgs; i++) {
+        const char *r = msgs[i].role ? msgs[i].role : "";
+        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0) {
+            sp_free(tm);
+            return sp_err_set(err, SP_ERR_INVALID, "unknown chat role '%.32s' (use system, user or assistant)", r);
+        }
+        tm[i].role = msgs[i].role;
+        tm[i].content = msgs[i].content ? msgs[i].content : "";
+    }
+    result = engine_chat_render_family(m->chat, tm, n_msgs, add_generation_prompt, m->bos_text, m->eos_text, &b, err);
+    sp_free(tm);
+    if (result != SP_OK) {
+        sp_buf_free(&b);
+        return result;
+    }
+    *out = sp_buf_take(&b);
+    if (!*out)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory rendering the chat");
+    return SP_OK;
+}
+
+enum sp_status engine_ctx_new(struct engine_model *m, struct engine_ctx **out, struct sp_err *err)
+{
+    enum sp_status result;
+    *out = NULL;
+    struct engine_ctx *c = sp_calloc(1, sizeof(*c));
+    if (!c)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory creating a context");
+    c->m = m;
+    struct model_state_opts so = {.n_ctx = m->n_ctx, .n_batch = 0, .n_threads = m->n_threads, .kv_type = m->kv_type};
+    if ((result = model_state_new(m->model, &so, &c->st, err)) != SP_OK)
+        goto fail;
+    struct sample_params sp;
+    sample_params_default(&sp);
+    if ((result = sample_new(m->model->hp.n_vocab, &sp, &c->smp, err)) != SP_OK)
+        goto fail;
+    c->logits = sp_calloc((size_t)m->model->hp.n_vocab, sizeof(float));
+    c->tokens = sp_calloc((size_t)m->n_ctx + 1, sizeof(int32_t));
+    c->prompt = sp_calloc((size_t)m->n_ctx + 1, sizeof(int32_t));
+    if (!c->logits || !c->tokens || !c->prompt) {
+        result = sp_err_set(err, SP_ERR_NOMEM, "out of memory creating a context");
+        goto fail;
+    }
+    atomic_init(&c->cancel, false);
+    *out = c;
+    return SP_OK;
+fail:
+    engine_ctx_free(c);
+    return result;
+}
+
+void engine_ctx_free(struct engine_ctx *c)
+{
+    if (!c)
+        return;
+    model_state_free(c->st);
+    sample_free(c->smp);
+    sp_free(c->logits);
+    sp_free(c->tokens);
+    sp_free(c->prompt);
+    sp_buf_free(&c->held);
+    sp_buf_free(&c->emit);
+    sp_free(c);
+}
+
+void engine_ctx_cancel(struct engine_ctx *c) { atomic_store(&c->cancel, true); }
+
+enum sp_status engine_tokenize_count(const struct engine_model *m, const char *text, bool add_bos,
+                                     bool parse_special, int *n_tokens, struct sp_err *err)
+{
+    size_t n = 0;
+    int32_t one;
+    *n_tokens = 0;
+    enum sp_status result = tok_encode(m->vocab, text, strlen(text), add_bos, parse_special, &one, 0, &n, err);
+    if (result != SP_OK && result != SP_ERR_LIMIT)
+        return result;
+    if (err && result == SP_ERR_LIMIT)
+        sp_err_clear(err);
+    *n_tokens = n > (size_t)INT32_MAX ? INT32_MAX : (int)n;
+    return SP_OK;
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
+const char *engine_token_text(const struct engine_model *m, int32_t token, size_t *len)
+{
+    const char *t = tok_text(m->vocab, token, len);
+    if (!t) {
+        *len = 0;
+        return "";
+    }
+    /* SPM byte tokens "<0xNN>" stand for one byte */
+    if (*len == 6 && memcmp(t, "<0x", 3) == 0 && t[5] == '>' && hexval(t[3]) >= 0 && hexval(t[4]) >= 0) {
+        *len = 1;
+        return &m->byte_chars[hexval(t[3]) * 16 + hexval(t[4])];
+    }
+    return t;
+}
+
+const struct tok_vocab *engine_model_vocab(const struct engine_model *m) { return m->vocab; }
+
+size_t engine_model_n_params(const struct engine_model *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < gg_tensor_count(m->file); i++) {
+        const struct gg_tensor *t = gg_tensor_at(m->file, i);
+        n += (size_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+    }
+    return n;
+}
+
+const char *engine_model_ftype(const struct engine_model *m)
+{
+    static const struct {
+        uint32_t id;
+        const char *name;
+    } ftypes[] = {{0, "F32"},     {1, "F16"},     {2, "Q4_0"},    {3, "Q4_1"},    {7, "Q8_0"},
+                  {8, "Q5_0"},    {9, "Q5_1"},    {10, "Q2_K"},   {11, "Q3_K_S"}, {12, "Q3_K_M"},
+                  {13, "Q3_K_L"}, {14, "Q4_K_S"}, {15, "Q4_K_M"}, {16, "Q5_K_S"}, {17, "Q5_K_M"},
+                  {18, "Q6_K"},   {32, "BF16"}};
+    uint32_t ft;
+    if (gg_get_u32(m->file, "general.file_type", &ft))
+        for (size_t i = 0; i < SP_ARRAY_LEN(ftypes); i++)
+            if (ftypes[i].id == ft)
+                return ftypes[i].name;
+    size_t bytes[GG_TYPE_COUNT] = {0};
+    for (size_t i = 0; i < gg_tensor_count(m->file); i++) {
+        const struct gg_tensor *t = gg_tensor_at(m->file, i);
+        if ((unsigned)t->type < GG_TYPE_COUNT && t->n_dims >= 2)
+            bytes[t->type] += t->nbytes;
+    }
+    size_t best = 0;
+    for (size_t i = 1; i < GG_TYPE_COUNT; i++)
+        if (bytes[i] > bytes[best])
+            best = i;
+    return gg_type_name((enum gg_type)best);
+}
+
+int engine_cpu_count(void) { return backend_cpu_count(); }

@@ -1,0 +1,346 @@
+/* q2_avx512.c - AVX-512 VNNI dot products for the remaining quantized types:
+ * Q5_0, Q4_1, Q5_1 (pairs of 32-element blocks per vector, groups of 8
+ * blocks with vectorized fp16 scales, vpdpbusd) and Q2_K, Q3_K, Q5_K
+ * (64 unsigned quants per vector, vpmaddubsw + vpdpwssd with 16-bit scale
+ * vectors; offsets and mins through the Q8_K bsums). */
+#include "kernels/x86/avx512/avx512_util.h"
+
+#define NRMAX 4
+#define QK_K KERN_QK_K
+
+/* ---- 32-element block types: unsigned quants q (0..31), value = q - OFF
+ * (Q5_0) or d*q + m (Q4_1, Q5_1). */
+KERN_AI __m512i q5_0_pairq(const block_q5_0 *w, int64_t ib)
+{
+    const __m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[ib + 1].qs),
+                                       _mm_loadu_si128((const __m128i *)w[ib].qs));
+    __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
+    q = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
+    q = _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
+    uint32_t h0, h1;
+    memcpy(&h0, w[ib].qh, 4);
+    memcpy(&h1, w[ib + 1].qh, 4);
+    const __mmask64 hm = (__mmask64)h0 | ((__mmask64)h1 << 32);
+    return _mm512_or_si512(q, _mm512_maskz_mov_epi8(hm, _mm512_set1_epi8(0x10)));
+}
+
+KERN_AI __m256i q5_0_oneq(const block_q5_0 *w, int64_t ib)
+{
+    return _mm256_or_si256(avx2_nibbles(w[ib].qs),
+                           _mm256_and_si256(avx2_bits_to_bytes(w[ib].qh), _mm256_set1_epi8(0x10)));
+}
+
+KERN_AI __m512i q4_1_pairq(const block_q4_1 *w, int64_t ib)
+{
+    const __m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[ib + 1].qs),
+                                       _mm_loadu_si128((const __m128i *)w[ib].qs));
+    __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
+    q = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
+    return _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+KERN_AI __m256i q4_1_oneq(const block_q4_1 *w, int64_t ib) { return avx2_nibbles(w[ib].qs); }
+
+KERN_AI __m512i q5_1_pairq(const block_q5_1 *w, int64_t ib)
+{
+    const __m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[ib + 1].qs),
+                                       _mm_loadu_si128((const __m128i *)w[ib].qs));
+    __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
+    q = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
+    q = _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
+    uint32_t h0, h1;
+    memcpy(&h0, w[ib].qh, 4);
+    memcpy(&h1, w[ib + 1].qh, 4);
+    const __mmask64 hm = (__mmask64)h0 | ((__mmask64)h1 << 32);
+    return _mm512_or_si512(q, _mm512_maskz_mov_epi8(hm, _mm512_set1_epi8(0x10)));
+}
+
+KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib)
+{
+    return _mm256_or_si256(avx2_nibbles(w[ib].qs),
+                           _mm256_and_si256(avx2_bits_to_bytes(w[ib].qh), _mm256_set1_epi8(0x10)));
+}
+
+/* OFF: subtracted from every quant (0 for the types with a min); HASMIN:
+ * add m_w * s_y per block (Q8_1 activations). */
+#define SIMPLE512(NAME, WB, YB, PAIRQ, ONEQ, OFF, HASMIN, MW8, YS8, ONEMS)                              \
+    KERN_AI void NAME##_kern(int nr, int64_t nb, const void *vw, const void *const *vx,   \
+                             float *out)                                                  \
+    {                                                                                     \
+        const WB *w = vw;                                                                 \
+        const YB *x[NRMAX];                                                               \
+        __m512 acc[NRMAX];                                                                \
+        __m256 acc2[NRMAX];                                                               \
+        for (int i = 0; i < nr; i++) {                                                    \
+            x[i] = vx[i];                                                                 \
+            acc[i] = _mm512_setzero_ps();                                                 \
+            acc2[i] = _mm256_setzero_ps();                                                \
+        }                                                                                 \
+        const __m512i off = _mm512_set1_epi8(OFF);                                        \
+        int64_t ib = 0;                                                                   \
+        for (; ib + 8 <= nb; ib += 8) {                                                   \
+            __m512i q[4];                                                                 \
+            for (int p = 0; p < 4; p++)                                                   \
+                q[p] = PAIRQ(w, ib + 2 * p);                                              \
+            const __m256 dw = LOAD_D8(w, ib);                                             \
+            __m256 mw = _mm256_setzero_ps();                                              \
+            if (HASMIN)                                                                   \
+                mw = MW8(w, ib);                                                          \
+            for (int i = 0; i < nr; i++) {                                                \
+                const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8(x[i], ib))); \
+                for (int p = 0; p < 4; p++) {                                             \
+                    const __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs); \
+                    __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[p], y);    \
+                    if (OFF)                                                              \
+                        dp = _mm512_sub_epi32(                                            \
+                            dp, _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y));     \
+                    acc[i] = _mm512_fmadd_ps(bcast_pair(s8, p), _mm512_cvtepi32_ps(dp), acc[i]); \
+                }                                                                         \
+                if (HASMIN)                                                               \
+                    acc2[i] = _mm256_fmadd_ps(mw, YS8(x[i], ib), acc2[i]);           \
+            }                                                                             \
+        }                                                                                 \
+        for (; ib < nb; ib++) {                                                           \
+            const __m256i q = ONEQ(w, ib);                                                \
+            const float d0 = avx2_h2f(w[ib].d);                                           \
+            for (int i = 0; i < nr; i++) {                                                \
+                const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);       \
+                __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);           \
+                if (OFF)                                                                  \
+                    dp = _mm256_sub_epi32(dp, _mm256_dpbusd_epi32(_mm256_setzero_si256(), \
+                                                                  _mm256_set1_epi8(OFF), y)); \
+                acc2[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * avx2_h2f(x[i][ib].d)),     \
+                                          _mm256_cvtepi32_ps(dp), acc2[i]);               \
+                if (HASMIN)                                                               \
+                    acc2[i] = _mm256_add_ps(acc2[i], _mm256_setr_ps(ONEMS(w, x[i], ib), 0, 0, \
+                                                                    0, 0, 0, 0, 0));      \
+            }                                                                             \
+        }                                                                                 \
+        for (int i = 0; i < nr; i++)                                                      \
+            out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(acc2[i]);                \
+    }                                                                                     \
+    KERN_AVX2_DRIVER(NAME, NAME##_kern, KERN_QK)
+
+/* the min parts: m of 8 weight blocks, s of 8 activation blocks, m*s of one */
+#define MW8_M(B, I) LOAD_H8(B, I, m)
+#define YS8_S(B, I) LOAD_H8(B, I, s)
+#define ONEMS_MS(W, X, I) (avx2_h2f((W)[I].m) * avx2_h2f((X)[I].s))
+#define MW8_NONE(B, I) _mm256_setzero_ps()
+#define ONEMS_NONE(W, X, I) 0.0f
+
+SIMPLE512(q4_1, block_q4_1, block_q8_1, q4_1_pairq, q4_1_oneq, 0, 1, MW8_M, YS8_S, ONEMS_MS)
+SIMPLE512(q5_1, block_q5_1, block_q8_1, q5_1_pairq, q5_1_oneq, 0, 1, MW8_M, YS8_S, ONEMS_MS)
+SIMPLE512(q5_0, block_q5_0, block_q8_0, q5_0_pairq, q5_0_oneq, 16, 0, MW8_NONE, MW8_NONE,
+          ONEMS_NONE)
+
+/* ---- Q5_K: Q4_K plus the 5th bit from qh (bit j of qh[l] for sub-block j) */
+KERN_AI void q5_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q5_K *w = vw;
+    const block_q8_K *x[NRMAX];
+    __m512 acc[NRMAX];
+    __m256 accm[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm512_setzero_ps();
+        accm[i] = _mm256_setzero_ps();
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
+    __m512i idx[4], cnt[4];
+    for (int j = 0; j < 4; j++) {
+        idx[j] = idx_halves(2 * j);
+        cnt[j] = idx_halves(2 * j); /* shift counts 2j (low half), 2j+1 (high half) */
+    }
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint8_t sc[8], mn[8];
+        k4_scales_mins(w[ib].scales, sc, mn);
+        const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+        const __m512i sc512 =
+            _mm512_zextsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+        const __m256i h256 = _mm256_loadu_si256((const __m256i *)w[ib].qh);
+        const __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(h256), h256, 1);
+        __m512i q[4], s[4];
+        for (int j = 0; j < 4; j++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[ib].qs + 32 * j));
+            const __m512i lo = _mm512_and_si512(
+                _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), m4);
+            const __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(h, cnt[j]), one);
+            q[j] = _mm512_or_si512(lo, _mm512_slli_epi16(hb, 4));
+            s[j] = _mm512_permutexvar_epi16(idx[j], sc512);
+        }
+        const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
+        for (int i = 0; i < nr; i++) {
+            const int8_t *y = x[i][ib].qs;
+            __m512i isum = _mm512_setzero_si512();
+            for (int j = 0; j < 4; j++)
+                isum = _mm512_dpwssd_epi32(
+                    isum, _mm512_maddubs_epi16(q[j], _mm512_loadu_si512(y + 64 * j)), s[j]);
+            const __m256i mm = _mm256_madd_epi16(
+                _mm256_loadu_si256((const __m256i *)x[i][ib].bsums), mins16);
+            const float dy = x[i][ib].d;
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(dw * dy), _mm512_cvtepi32_ps(isum), acc[i]);
+            accm[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), accm[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(accm[i]);
+}
+KERN_AVX2_DRIVER(q5_K, q5_K_kern, QK_K)
+
+/* ---- Q2_K: 2-bit quants, 16-element groups with 4-bit scale and min.
+ * Vector v (elements 64v..64v+63) = chunk v/2, shifts 4*(v%2) and +2. */
+KERN_AI void q2_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q2_K *w = vw;
+    const block_q8_K *x[NRMAX];
+    __m512 acc[NRMAX];
+    __m256 accm[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm512_setzero_ps();
+        accm[i] = _mm256_setzero_ps();
+    }
+    const __m512i m2 = _mm512_set1_epi8(3);
+    __m512i idx[4], cnt[2];
+    for (int v = 0; v < 4; v++)
+        idx[v] = idx_quarters(4 * v);
+    cnt[0] = idx_halves(0);
+    cnt[0] = _mm512_add_epi16(cnt[0], cnt[0]); /* 0 | 2 */
+    cnt[1] = _mm512_add_epi16(cnt[0], _mm512_set1_epi16(4)); /* 4 | 6 */
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m128i s8 = _mm_loadu_si128((const __m128i *)w[ib].scales);
+        const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(s8, _mm_set1_epi8(0x0F)));
+        const __m256i mins16 =
+            _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(0x0F)));
+        const __m512i sc512 = _mm512_zextsi256_si512(sc16);
+        __m512i q[4], s[4];
+        for (int c = 0; c < 2; c++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[ib].qs + 32 * c));
+            const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(raw), raw, 1);
+            q[2 * c] = _mm512_and_si512(_mm512_srlv_epi16(r, cnt[0]), m2);
+            q[2 * c + 1] = _mm512_and_si512(_mm512_srlv_epi16(r, cnt[1]), m2);
+        }
+        for (int v = 0; v < 4; v++)
+            s[v] = _mm512_permutexvar_epi16(idx[v], sc512);
+        const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
+        for (int i = 0; i < nr; i++) {
+            const int8_t *y = x[i][ib].qs;
+            __m512i isum = _mm512_setzero_si512();
+            for (int v = 0; v < 4; v++)
+                isum = _mm512_dpwssd_epi32(
+                    isum, _mm512_maddubs_epi16(q[v], _mm512_loadu_si512(y + 64 * v)), s[v]);
+            const __m256i mm = _mm256_madd_epi16(
+                _mm256_loadu_si256((const __m256i *)x[i][ib].bsums), mins16);
+            const float dy = x[i][ib].d;
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(dw * dy), _mm512_cvtepi32_ps(isum), acc[i]);
+            accm[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), accm[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(accm[i]);
+}
+KERN_AVX2_DRIVER(q2_K, q2_K_kern, QK_K)
+
+/* ---- Q3_K: unsigned low2 | hbit<<2 (0..7), -4 through bsums.
+ * Vector v: chunk c = v/2, shift pairs (0,2)/(4,6); hmask bits 4c+2(v%2)+{0,1}. */
+KERN_AI void q3_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q3_K *w = vw;
+    const block_q8_K *x[NRMAX];
+    __m512 acc[NRMAX];
+    __m256 accm[NRMAX];
+    for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm512_setzero_ps();
+        accm[i] = _mm256_setzero_ps();
+    }
+    const __m512i m2 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
+    __m512i idx[4], cnt[2], hcnt[4];
+    for (int v = 0; v < 4; v++) {
+        idx[v] = idx_quarters(4 * v);
+        hcnt[v] = idx_halves(2 * v); /* hmask bits 2v, 2v+1 */
+    }
+    cnt[0] = idx_halves(0);
+    cnt[0] = _mm512_add_epi16(cnt[0], cnt[0]);
+    cnt[1] = _mm512_add_epi16(cnt[0], _mm512_set1_epi16(4));
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint32_t aux[4];
+        memcpy(aux, w[ib].scales, 12);
+        const uint32_t tmp = aux[2];
+        aux[2] = ((aux[0] >> 4) & 0x0f0f0f0fu) | (((tmp >> 4) & 0x03030303u) << 4);
+        aux[3] = ((aux[1] >> 4) & 0x0f0f0f0fu) | (((tmp >> 6) & 0x03030303u) << 4);
+        aux[0] = (aux[0] & 0x0f0f0f0fu) | (((tmp >> 0) & 0x03030303u) << 4);
+        aux[1] = (aux[1] & 0x0f0f0f0fu) | (((tmp >> 2) & 0x03030303u) << 4);
+        __m128i s8;
+        memcpy(&s8, aux, 16);
+        s8 = _mm_sub_epi8(s8, _mm_set1_epi8(32));
+        const __m256i sc16 = _mm256_cvtepi8_epi16(s8);
+        const __m512i sc512 = _mm512_zextsi256_si512(sc16);
+        const __m256i hm256 = _mm256_loadu_si256((const __m256i *)w[ib].hmask);
+        const __m512i hm = _mm512_inserti64x4(_mm512_castsi256_si512(hm256), hm256, 1);
+        __m512i q[4], s[4];
+        for (int c = 0; c < 2; c++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[ib].qs + 32 * c));
+            const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(raw), raw, 1);
+            for (int h = 0; h < 2; h++) {
+                const int v = 2 * c + h;
+                const __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(r, cnt[h]), m2);
+                const __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(hm, hcnt[v]), one);
+                q[v] = _mm512_or_si512(lo, _mm512_slli_epi16(hb, 2));
+            }
+        }
+        for (int v = 0; v < 4; v++)
+            s[v] = _mm512_permutexvar_epi16(idx[v], sc512);
+        const float dw = avx2_h2f(w[ib].d);
+        for (int i = 0; i < nr; i++) {
+            const int8_t *y = x[i][ib].qs;
+            __m512i isum = _mm512_setzero_si512();
+            for (int v = 0; v < 4; v++)
+                isum = _mm512_dpwssd_epi32(
+                    isum, _mm512_maddubs_epi16(q[v], _mm512_loadu_si512(y + 64 * v)), s[v]);
+            const __m256i off = _mm256_madd_epi16(
+                _mm256_loadu_si256((const __m256i *)x[i][ib].bsums), sc16);
+            const float d = dw * x[i][ib].d;
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(isum), acc[i]);
+            accm[i] = _mm256_fnmadd_ps(_mm256_set1_ps(4.0f * d), _mm256_cvtepi32_ps(off), accm[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(accm[i]);
+}
+KERN_AVX2_DRIVER(q3_K, q3_K_kern, QK_K)
+
+void kern_avx512_fill_q2(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx512_fill_q2(struct kern_type_ops *ops, enum gg_type type)
+{
+    switch (type) {
+    case GG_TYPE_Q4_1:
+        ops->vec_dot = q4_1_vec_dot;
+        ops->gemm = q4_1_gemm;
+        break;
+    case GG_TYPE_Q5_0:
+        ops->vec_dot = q5_0_vec_dot;
+        ops->gemm = q5_0_gemm;
+        break;
+    case GG_TYPE_Q5_1:
+        ops->vec_dot = q5_1_vec_dot;
+        ops->gemm = q5_1_gemm;
+        break;
+    case GG_TYPE_Q2_K:
+        ops->vec_dot = q2_K_vec_dot;
+        ops->gemm = q2_K_gemm;
+        break;
+    case GG_TYPE_Q3_K:
+        ops->vec_dot = q3_K_vec_dot;
+        ops->gemm = q3_K_gemm;
+        break;
+    case GG_TYPE_Q5_K:
+        ops->vec_dot = q5_K_vec_dot;
+        ops->gemm = q5_K_gemm;
+        break;
+    default:
+        return;
+    }
+    ops->isa = KERN_ISA_AVX512;
+}

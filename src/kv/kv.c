@@ -1,0 +1,128 @@
+/* kv.c - KV cache storage: two big zeroed arrays, K indexed
+ * [layer][pos][kv_dim] and V transposed [layer][kv_dim][pos]; conversion to F16 uses the kernels' exact
+ * round-to-nearest-even, as llama.cpp's cache copy does. */
+#include "kv/kv.h"
+#include "kernels/kernels.h"
+
+#include <assert.h>
+#include <string.h>
+
+size_t kv_cache_bytes(int n_layer, int n_ctx, int kv_dim, enum kv_type type)
+{
+    size_t n;
+    if (n_layer <= 0 || n_ctx <= 0 || kv_dim <= 0)
+        return 0;
+    if (!sp_mul_size((size_t)n_layer, (size_t)n_ctx, &n) || !sp_mul_size(n, (size_t)kv_dim, &n) ||
+        !sp_mul_size(n, type == KV_F32 ? 4 : 2, &n) || !sp_mul_size(n, 2, &n))
+        return 0;
+    return n;
+}
+
+enum sp_status kv_cache_new(int n_layer, int n_ctx, int kv_dim, enum kv_type type, struct kv_cache **out,
+                            struct sp_err *err)
+{
+    *out = NULL;
+    if (n_layer <= 0 || n_ctx <= 0 || kv_dim <= 0)
+        return sp_err_set(err, SP_ERR_INVALID, "invalid KV cache shape (%d layers, %d positions, %d dims)",
+                          n_layer, n_ctx, kv_dim);
+    size_t total = kv_cache_bytes(n_layer, n_ctx, kv_dim, type);
+    if (total == 0)
+        return sp_err_set(err, SP_ERR_RANGE, "KV cache size overflows");
+    struct kv_cache *kv = sp_calloc(1, sizeof(*kv));
+    if (!kv)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory for the KV cache");
+    kv->type = type;
+    kv->n_layer = n_layer;
+    kv->n_ctx = n_ctx;
+    kv->kv_dim = kv_dim;
+    kv->elt = type == KV_F32 ? 4 : 2;
+    kv->k = sp_aligned_alloc(64, total / 2);
+    kv->v = sp_aligned_alloc(64, total / 2);
+    if (!kv->k || !kv->v) {
+        kv_cache_free(kv);
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory allocating a %zu MiB KV cache",
+                          total >> 20);
+    }
+    memset(kv->k, 0, total / 2);
+    memset(kv->v, 0, total / 2);
+    *out = kv;
+    return SP_OK;
+}
+
+void kv_cache_free(struct kv_cache *kv)
+{
+    if (!kv)
+        return;
+    sp_aligned_free(kv->k);
+    sp_aligned_free(kv->v);
+    sp_free(kv);
+}
+
+static size_t kv_off(const struct kv_cache *kv, int layer, int pos)
+{
+    assert(layer >= 0 && layer < kv->n_layer && pos >= 0 && pos < kv->n_ctx);
+    return (((size_t)layer * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->kv_dim) * kv->elt;
+}
+
+void *kv_cache_k(const struct kv_cache *kv, int layer, int pos)
+{
+    return (char *)kv->k + kv_off(kv, layer, pos);
+}
+
+void *kv_cache_v(const struct kv_cache *kv, int layer, int dim)
+{
+    assert(layer >= 0 && layer < kv->n_layer && dim >= 0 && dim < kv->kv_dim);
+    return (char *)kv->v + (((size_t)layer * (size_t)kv->kv_dim + (size_t)dim) * (size_t)kv->n_ctx) * kv->elt;
+}
+
+static void kv_put(const struct kv_cache *kv, void *dst, const float *src)
+{
+    if (kv->type == KV_F32) {
+        memcpy(dst, src, (size_t)kv->kv_dim * sizeof(float));
+    } else {
+        uint16_t *d = dst;
+        for (int i = 0; i < kv->kv_dim; i++)
+            d[i] = kern_fp32_to_fp16(src[i]);
+    }
+}
+
+static void kv_get(const struct kv_cache *kv, const void *src, float *dst)
+{
+    if (kv->type == KV_F32) {
+        memcpy(dst, src, (size_t)kv->kv_dim * sizeof(float));
+    } else {
+        const uint16_t *s = src;
+        for (int i = 0; i < kv->kv_dim; i++)
+            dst[i] = kern_fp16_to_fp32(s[i]);
+    }
+}
+
+void kv_cache_store(struct kv_cache *kv, int layer, int pos, const float *k, const float *v)
+{
+    assert(pos >= 0 && pos < kv->n_ctx);
+    kv_put(kv, kv_cache_k(kv, layer, pos), k);
+    char *v0 = kv_cache_v(kv, layer, 0);
+    size_t step = (size_t)kv->n_ctx * kv->elt;
+    if (kv->type == KV_F32) {
+        for (int d = 0; d < kv->kv_dim; d++)
+            ((float *)(void *)(v0 + d * step))[pos] = v[d];
+    } else {
+        for (int d = 0; d < kv->kv_dim; d++)
+            ((uint16_t *)(void *)(v0 + d * step))[pos] = kern_fp32_to_fp16(v[d]);
+    }
+}
+
+void kv_cache_load_k(const struct kv_cache *kv, int layer, int pos, float *out)
+{
+    kv_get(kv, kv_cache_k(kv, layer, pos), out);
+}
+
+void kv_cache_load_v(const struct kv_cache *kv, int layer, int pos, float *out)
+{
+    assert(pos >= 0 && pos < kv->n_ctx);
+    for (int d = 0; d < kv->kv_dim; d++) {
+        const char *row = kv_cache_v(kv, layer, d);
+        out[d] = kv->type == KV_F32 ? ((const float *)(const void *)row)[pos]
+                                    : kern_fp16_to_fp32(((const uint16_t *)(const void *)row)[pos]);
+    }
+}

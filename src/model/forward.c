@@ -1,0 +1,352 @@
+/* forward.c - evaluation state and the transformer forward pass.
+ *
+ * model_eval runs a batch of n tokens (prefill) or one token (decode):
+ *   x = embed(tokens)
+ *   per layer: h = rmsnorm(x) * attn_norm; q,k,v = h Wq,Wk,Wv (+bias);
+ *              rope(q,k); store k,v; x += attention(q, cache) Wo;
+ *              h = rmsnorm(x) * ffn_norm; x += (silu(h Wgate) * h Wup) Wdown
+ *   logits = rmsnorm(x_last) * output_norm Wout
+ * Matmuls go through the backend (activations quantized once per matmul,
+ * rows split across the pool). RoPE + cache store are split by tokens, then
+ * attention by (token, head) pairs, in one parallel task with a barrier. The
+ * arithmetic mirrors ggml's CPU ops (see model.h). All buffers are allocated
+ * in model_state_new. */
+#include "model/model.h"
+#include "obs/log.h"
+
+#include <math.h>
+#include <string.h>
+
+struct model_state {
+    const struct model *m;
+    struct backend *be;
+    struct kv_cache *kv;
+    int n_ctx, n_batch;
+    /* activations, n_batch rows each */
+    float *x;     /* [B][E] residual stream */
+    float *xb;    /* [B][E] normed input */
+    float *xb2;   /* [B][E] matmul output */
+    float *q;     /* [B][Dq] */
+    float *k;     /* [B][Dkv] */
+    float *v;     /* [B][Dkv] */
+    float *att;   /* [B][Dq] attention output */
+    float *hb;    /* [B][F] */
+    float *hb2;   /* [B][F] */
+    /* per-thread attention scratch */
+    float *scores;    /* [n_threads][n_ctx] */
+    uint16_t *p16;    /* [n_threads][n_ctx] */
+    uint16_t *q16;    /* [n_threads][head_dim] */
+    float *rope;      /* [n_threads][n_rot] cos/sin cache */
+    void *arena;
+    /* current task */
+    int layer, n_tok, pos0;
+};
+
+#define ALIGN_UP(x) (((x) + 63u) & ~(size_t)63u)
+
+struct state_layout {
+    size_t off[13];
+    size_t total;
+};
+
+static bool state_layout(const struct model *m, int n_ctx, int B, int nth, struct state_layout *lay)
+{
+    const struct model_hparams *hp = &m->hp;
+    size_t E = (size_t)hp->n_embd, Dq = (size_t)hp->n_head * hp->head_dim,
+           Dkv = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff;
+    size_t sizes[13] = {
+        B * E * 4, B * E * 4, B * E * 4, B * Dq * 4, B * Dkv * 4, B * Dkv * 4, B * Dq * 4, B * F * 4, B * F * 4,
+        (size_t)nth * n_ctx * 4, (size_t)nth * n_ctx * 2, (size_t)nth * hp->head_dim * 2,
+        (size_t)nth * (hp->n_rot + 2) * 4,
+    };
+    size_t total = 0;
+    for (int i = 0; i < 13; i++) {
+        lay->off[i] = total;
+        if (!sp_add_size(total, ALIGN_UP(sizes[i]), &total))
+            return false;
+    }
+    lay->total = total;
+    return true;
+}
+
+static int default_batch(int n_ctx, int n_batch)
+{
+    if (n_batch <= 0)
+        n_batch = 512;
+    return SP_MIN(n_batch, n_ctx);
+}
+
+static int64_t max_k(const struct model *m)
+{
+    const struct model_hparams *hp = &m->hp;
+    int64_t k = hp->n_embd;
+    k = SP_MAX(k, (int64_t)hp->n_head * hp->head_dim);
+    return SP_MAX(k, (int64_t)hp->n_ff);
+}
+
+size_t model_state_bytes(const struct model *m, const struct model_state_opts *o)
+{
+    int n_ctx = SP_MAX(o->n_ctx, 1), B = default_batch(n_ctx, o->n_batch), nth = SP_MAX(o->n_threads, 1);
+    struct state_layout lay;
+    if (!state_layout(m, n_ctx, B, nth, &lay))
+        return SIZE_MAX;
+    size_t kvb = kv_cache_bytes(m->hp.n_layer, n_ctx, m->hp.n_head_kv * m->hp.head_dim, o->kv_type);
+    size_t total = lay.total + backend_cpu_scratch_bytes(max_k(m), B) + (size_t)m->hp.n_vocab * 4;
+    if (kvb == 0 || !sp_add_size(total, kvb, &total))
+        return SIZE_MAX;
+    return total;
+}
+
+enum sp_status model_state_new(const struct model *m, const struct model_state_opts *o, struct model_state **out,
+                               struct sp_err *err)
+{
+    enum sp_status result;
+    *out = NULL;
+    if (o->n_ctx < 1)
+        return sp_err_set(err, SP_ERR_INVALID, "context size must be at least 1 (got %d)", o->n_ctx);
+    int n_ctx = o->n_ctx, B = default_batch(n_ctx, o->n_batch), nth = SP_MAX(o->n_threads, 1);
+    struct model_state *s = sp_calloc(1, sizeof(*s));
+    if (!s)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory creating a model state");
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->n_batch = B;
+    struct state_layout lay;
+    if (!state_layout(m, n_ctx, B, nth, &lay)) {
+        result = sp_err_set(err, SP_ERR_RANGE, "scratch size overflows (context %d)", n_ctx);
+        goto fail;
+    }
+    s->arena = sp_aligned_alloc(64, lay.total);
+    if (!s->arena) {
+        result = sp_err_set(err, SP_ERR_NOMEM, "out of memory allocating %zu MiB of scratch", lay.total >> 20);
+        goto fail;
+    }
+    memset(s->arena, 0, lay.total);
+    char *a = s->arena;
+    s->x = (float *)(void *)(a + lay.off[0]);
+    s->xb = (float *)(void *)(a + lay.off[1]);
+    s->xb2 = (float *)(void *)(a + lay.off[2]);
+    s->q = (float *)(void *)(a + lay.off[3]);
+    s->k = (float *)(void *)(a + lay.off[4]);
+    s->v = (float *)(void *)(a + lay.off[5]);
+    s->att = (float *)(void *)(a + lay.off[6]);
+    s->hb = (float *)(void *)(a + lay.off[7]);
+    s->hb2 = (float *)(void *)(a + lay.off[8]);
+    s->scores = (float *)(void *)(a + lay.off[9]);
+    s->p16 = (uint16_t *)(void *)(a + lay.off[10]);
+    s->q16 = (uint16_t *)(void *)(a + lay.off[11]);
+    s->rope = (float *)(void *)(a + lay.off[12]);
+    if ((result = kv_cache_new(m->hp.n_layer, n_ctx, m->hp.n_head_kv * m->hp.head_dim, o->kv_type, &s->kv, err)) !=
+        SP_OK)
+        goto fail;
+    if ((result = backend_cpu_new(nth, max_k(m), B, &s->be, err)) != SP_OK)
+        goto fail;
+    *out = s;
+    return SP_OK;
+fail:
+    model_state_free(s);
+    return result;
+}
+
+void model_state_free(struct model_state *s)
+{
+    if (!s)
+        return;
+    backend_free(s->be);
+    kv_cache_free(s->kv);
+    sp_aligned_free(s->arena);
+    sp_free(s);
+}
+
+int model_state_n_ctx(const struct model_state *s) { return s->n_ctx; }
+int model_state_n_batch(const struct model_state *s) { return s->n_batch; }
+
+/* ggml_compute_forward_rms_norm_f32 followed by ggml_mul with the weight. */
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
+{
+    double sum = 0.0;
+    for (int i = 0; i < n; i++)
+        sum += (double)(x[i] * x[i]);
+    const float mean = (float)(sum / n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int i = 0; i < n; i++)
+        out[i] = (x[i] * scale) * w[i];
+}
+
+/* ggml_rope_cache_init with ext_factor 0, mscale 1. */
+static void rope_cache(float *cache, int n_rot, float pos, float freq_base, float freq_scale)
+{
+    const float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
+    float theta = pos;
+    for (int i0 = 0; i0 < n_rot; i0 += 2) {
+        float t = freq_scale * theta;
+        cache[i0] = cosf(t);
+        cache[i0 + 1] = sinf(t);
+        theta *= theta_scale;
+    }
+}
+
+static void rope_apply(float *v, const float *cache, int n_rot, bool neox)
+{
+    if (!neox) {
+        for (int i0 = 0; i0 < n_rot; i0 += 2) {
+            const float c = cache[i0], s = cache[i0 + 1];
+            const float x0 = v[i0], x1 = v[i0 + 1];
+            v[i0] = x0 * c - x1 * s;
+            v[i0 + 1] = x0 * s + x1 * c;
+        }
+    } else {
+        const int half = n_rot / 2;
+        for (int i0 = 0; i0 < n_rot; i0 += 2) {
+            const float c = cache[i0], s = cache[i0 + 1];
+            const float x0 = v[i0 / 2], x1 = v[i0 / 2 + half];
+            v[i0 / 2] = x0 * c - x1 * s;
+            v[i0 / 2 + half] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/* Phase 1 (tokens split): biases, RoPE, KV store. Phase 2 ((token, head)
+ * pairs split): softmax(q.K * scale) . V. */
+static void attention_task(void *ud, int ith, int nth)
+{
+    struct model_state *s = ud;
+    const struct model *m = s->m;
+    const struct model_hparams *hp = &m->hp;
+    const struct model_layer *L = &m->layers[s->layer];
+    const int hd = hp->head_dim, Dq = hp->n_head * hd, Dkv = hp->n_head_kv * hd;
+    const int n = s->n_tok, l = s->layer;
+    struct kv_cache *kv = s->kv;
+    const bool f16 = kv->type == KV_F16;
+
+    float *rc = s->rope + (size_t)ith * (hp->n_rot + 2);
+    for (int i = ith; i < n; i += nth) {
+        float *q = s->q + (size_t)i * Dq, *k = s->k + (size_t)i * Dkv, *v = s->v + (size_t)i * Dkv;
+        if (L->bq)
+            for (int d = 0; d < Dq; d++)
+                q[d] += L->bq[d];
+        if (L->bk)
+            for (int d = 0; d < Dkv; d++)
+                k[d] += L->bk[d];
+        if (L->bv)
+            for (int d = 0; d < Dkv; d++)
+                v[d] += L->bv[d];
+        if (hp->n_rot > 0) {
+            rope_cache(rc, hp->n_rot, (float)(s->pos0 + i), hp->rope_freq_base, hp->rope_freq_scale);
+            for (int h = 0; h < hp->n_head; h++)
+                rope_apply(q + (size_t)h * hd, rc, hp->n_rot, hp->rope_neox);
+            for (int h = 0; h < hp->n_head_kv; h++)
+                rope_apply(k + (size_t)h * hd, rc, hp->n_rot, hp->rope_neox);
+        }
+        kv_cache_store(kv, l, s->pos0 + i, k, v);
+    }
+    backend_barrier(s->be);
+
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int group = hp->n_head / hp->n_head_kv;
+    float *sc = s->scores + (size_t)ith * s->n_ctx;
+    uint16_t *p16 = s->p16 + (size_t)ith * s->n_ctx;
+    uint16_t *q16 = s->q16 + (size_t)ith * hd;
+    const struct kern_type_ops *f16ops = kern_ops(GG_TYPE_F16);
+    const char *kbase = kv_cache_k(kv, l, 0);
+    const size_t kstride = (size_t)Dkv * kv->elt;
+    const int total = n * hp->n_head;
+    for (int item = ith; item < total; item += nth) {
+        const int i = item / hp->n_head, h = item % hp->n_head, g = h / group;
+        const int n_kv = s->pos0 + i + 1;
+        const float *q = s->q + (size_t)i * Dq + (size_t)h * hd;
+        float *out = s->att + (size_t)i * Dq + (size_t)h * hd;
+        float mx = -INFINITY;
+        if (f16) {
+            for (int d = 0; d < hd; d++)
+                q16[d] = kern_fp32_to_fp16(q[d]);
+            for (int j = 0; j < n_kv; j++) {
+                const uint16_t *kr = (const uint16_t *)(const void *)(kbase + j * kstride) + (size_t)g * hd;
+                float dot;
+                f16ops->vec_dot(hd, &dot, kr, q16);
+                sc[j] = dot * scale;
+                mx = sc[j] > mx ? sc[j] : mx;
+            }
+        } else {
+            for (int j = 0; j < n_kv; j++) {
+                const float *kr = (const float *)(const void *)(kbase + j * kstride) + (size_t)g * hd;
+                sc[j] = kern_dot_f32(hd, kr, q) * scale;
+                mx = sc[j] > mx ? sc[j] : mx;
+            }
+        }
+        double sum = 0.0;
+        for (int j = 0; j < n_kv; j++) {
+            const float e = expf(sc[j] - mx);
+            sc[j] = e;
+            sum += (double)e;
+        }
+        const float inv = (float)(1.0 / sum);
+        if (f16) {
+            for (int j = 0; j < n_kv; j++)
+                p16[j] = kern_fp32_to_fp16(sc[j] * inv);
+            for (int d = 0; d < hd; d++) {
+                const uint16_t *vr = kv_cache_v(kv, l, g * hd + d);
+                f16ops->vec_dot(n_kv, &out[d], vr, p16);
+            }
+        } else {
+            for (int j = 0; j < n_kv; j++)
+                sc[j] *= inv;
+            for (int d = 0; d < hd; d++)
+                out[d] = kern_dot_f32(n_kv, kv_cache_v(kv, l, g * hd + d), sc);
+        }
+    }
+}
+
+enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, int pos0, float *logits,
+                          struct sp_err *err)
+{
+    const struct model *m = s->m;
+    const struct model_hparams *hp = &m->hp;
+    if (n < 1 || n > s->n_batch || pos0 < 0 || pos0 > s->n_ctx - n)
+        return sp_err_set(err, SP_ERR_INVALID, "cannot evaluate %d tokens at position %d (batch %d, context %d)",
+                          n, pos0, s->n_batch, s->n_ctx);
+    const int E = hp->n_embd, Dq = hp->n_head * hp->head_dim, Dkv = hp->n_head_kv * hp->head_dim, F = hp->n_ff;
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+            return sp_err_set(err, SP_ERR_INVALID, "token id %d is out of range (vocabulary %d)", tokens[i],
+                              hp->n_vocab);
+        const struct backend_weight *te = &m->tok_embd;
+        te->ops->to_float((const char *)te->data + (size_t)tokens[i] * te->row_bytes, s->x + (size_t)i * E, E);
+    }
+    struct backend *be = s->be;
+    for (int l = 0; l < hp->n_layer; l++) {
+        const struct model_layer *L = &m->layers[l];
+        for (int i = 0; i < n; i++)
+            rmsnorm(s->xb + (size_t)i * E, s->x + (size_t)i * E, L->attn_norm, E, hp->rms_eps);
+        struct backend_mm qkv[3] = {{&L->wq, s->q, (size_t)Dq}, {&L->wk, s->k, (size_t)Dkv}, {&L->wv, s->v, (size_t)Dkv}};
+        be->ops->matmul(be, qkv, 3, s->xb, n, (size_t)E);
+        s->layer = l;
+        s->n_tok = n;
+        s->pos0 = pos0;
+        be->ops->parallel(be, attention_task, s,
+                          (double)n * hp->n_head * (double)(pos0 + n) * hp->head_dim * 2.0);
+        struct backend_mm o = {&L->wo, s->xb2, (size_t)E};
+        be->ops->matmul(be, &o, 1, s->att, n, (size_t)Dq);
+        for (size_t i = 0; i < (size_t)n * E; i++)
+            s->x[i] += s->xb2[i];
+        for (int i = 0; i < n; i++)
+            rmsnorm(s->xb + (size_t)i * E, s->x + (size_t)i * E, L->ffn_norm, E, hp->rms_eps);
+        struct backend_mm gu[2] = {{&L->w_gate, s->hb, (size_t)F}, {&L->w_up, s->hb2, (size_t)F}};
+        be->ops->matmul(be, gu, 2, s->xb, n, (size_t)E);
+        for (size_t i = 0; i < (size_t)n * F; i++) {
+            const float g = s->hb[i];
+            s->hb[i] = (g / (1.0f + expf(-g))) * s->hb2[i];
+        }
+        struct backend_mm d = {&L->w_down, s->xb2, (size_t)E};
+        be->ops->matmul(be, &d, 1, s->hb, n, (size_t)F);
+        for (size_t i = 0; i < (size_t)n * E; i++)
+            s->x[i] += s->xb2[i];
+    }
+    if (logits) {
+        const float *xl = s->x + (size_t)(n - 1) * E;
+        rmsnorm(s->xb, xl, m->output_norm, E, hp->rms_eps);
+        struct backend_mm out = {&m->output, logits, (size_t)hp->n_vocab};
+        be->ops->matmul(be, &out, 1, s->xb, 1, (size_t)E);
+    }
+    return SP_OK;
+}

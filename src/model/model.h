@@ -1,0 +1,107 @@
+/* model.h - transformer models: hyper-parameters, weight binding, forward pass,
+ * footprint estimate.
+ *
+ * A struct model binds the weights of an opened GGUF file (views into the
+ * read-only mapping: nothing is copied except the small norm/bias vectors,
+ * which are converted to F32). It is immutable after model_load and may be
+ * shared by any number of states/threads. A struct model_state is one
+ * evaluation context: KV cache, backend (thread pool) and all scratch, sized
+ * at creation; model_eval allocates nothing.
+ *
+ * Architectures: "llama" (Llama 1/2/3, Mistral, SmolLM, TinyLlama; RoPE in the
+ * normal adjacent-pair layout) and "qwen2" (attention biases, NeoX RoPE).
+ * The arithmetic follows llama.cpp's CPU path (activations quantized once per
+ * matmul to the weight type's vec_dot_type, RMSNorm sums in double, F16 KV
+ * with the query and the attention weights rounded to F16 for the dot
+ * products) so greedy outputs match llama.cpp's. */
+#ifndef SPOKE_MODEL_H
+#define SPOKE_MODEL_H
+
+#include "backend/backend.h"
+#include "gguf/gguf.h"
+#include "kv/kv.h"
+
+enum model_arch { MODEL_ARCH_LLAMA = 0, MODEL_ARCH_QWEN2 };
+
+struct model_hparams {
+    enum model_arch arch;
+    const char *arch_name;  /* "llama" | "qwen2" */
+    int n_vocab;
+    int n_embd;             /* model width */
+    int n_layer;
+    int n_head;             /* query heads */
+    int n_head_kv;          /* key/value heads (GQA: n_head % n_head_kv == 0) */
+    int head_dim;           /* elements per head */
+    int n_ff;               /* feed-forward width */
+    int n_rot;              /* rotary dimensions per head (<= head_dim, even) */
+    int n_ctx_train;        /* context length the model was trained with */
+    float rope_freq_base;   /* default 10000 */
+    float rope_freq_scale;  /* 1 / linear scaling factor (1 = none) */
+    float rms_eps;          /* default 1e-5 */
+    bool rope_neox;         /* NeoX (half-split) rotary layout */
+};
+
+struct model_layer {
+    const float *attn_norm;          /* [n_embd] */
+    const float *ffn_norm;           /* [n_embd] */
+    const float *bq, *bk, *bv;       /* attention biases or NULL */
+    struct backend_weight wq, wk, wv, wo;
+    struct backend_weight w_gate, w_up, w_down;
+};
+
+struct model {
+    struct model_hparams hp;
+    const struct gg_file *file;      /* not owned */
+    struct backend_weight tok_embd;  /* [n_vocab rows of n_embd] */
+    const float *output_norm;        /* [n_embd] */
+    struct backend_weight output;    /* [n_vocab rows of n_embd]; = tok_embd when tied */
+    bool tied_output;
+    struct model_layer *layers;      /* n_layer */
+    float *owned;                    /* F32 copies of the norm/bias vectors */
+    size_t weight_bytes;             /* bytes of tensor data in the file */
+};
+
+/* Read hyper-parameters and bind every tensor of f (which must outlive the
+ * model). Errors: SP_ERR_UNSUPPORTED (architecture, tensor type without
+ * kernels), SP_ERR_FORMAT (missing tensor, wrong shape, bad metadata),
+ * SP_ERR_NOMEM. */
+enum sp_status model_load(const struct gg_file *f, struct model **out, struct sp_err *err) SP_MUST_USE;
+void model_free(struct model *m); /* NULL is a no-op */
+
+struct model_state_opts {
+    int n_ctx;          /* positions in the KV cache (>= 1) */
+    int n_batch;        /* most tokens per model_eval call (0 = min(n_ctx, 512)) */
+    int n_threads;      /* >= 1 */
+    enum kv_type kv_type;
+};
+
+struct model_state;
+
+/* Bytes a state would allocate (KV cache + activations + matmul scratch). */
+size_t model_state_bytes(const struct model *m, const struct model_state_opts *o);
+enum sp_status model_state_new(const struct model *m, const struct model_state_opts *o,
+                               struct model_state **out, struct sp_err *err) SP_MUST_USE;
+void model_state_free(struct model_state *s); /* NULL is a no-op */
+int model_state_n_ctx(const struct model_state *s);
+int model_state_n_batch(const struct model_state *s);
+
+/* Evaluate n tokens (1 <= n <= n_batch) at positions pos0 .. pos0+n-1
+ * (pos0 + n <= n_ctx), attending to the cached positions before pos0 and
+ * writing their K/V into the cache. If logits is non-NULL it receives the
+ * n_vocab logits of the last token. Errors: SP_ERR_INVALID (token id out of
+ * range, bad n/pos). Not thread-safe per state. */
+enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, int pos0, float *logits,
+                          struct sp_err *err) SP_MUST_USE;
+
+/* ---- memory */
+/* Bytes of memory this process may still use: min(MemAvailable, cgroup
+ * memory.max - memory.current (v2) or limit - usage (v1)); SIZE_MAX if
+ * unknown. SPOKE_MEM_AVAILABLE=<bytes> overrides (tests). */
+size_t model_mem_available(void);
+/* Refuse (SP_ERR_MEMORY) when need (+10 % headroom) exceeds the available
+ * memory; the message names the sizes of the parts and suggests a smaller
+ * quantization or context. */
+enum sp_status model_mem_check(size_t weights, size_t kv_and_scratch, const char *what,
+                               struct sp_err *err) SP_MUST_USE;
+
+#endif

@@ -1,0 +1,106 @@
+/* server.h - spoke's OpenAI-compatible HTTP server (libmicrohttpd, one
+ * thread per connection so a slow generation never blocks /health), with
+ * per-model admission control, Prometheus metrics and the SQLite task
+ * history.
+ *
+ * Routes: GET /health, GET /v1/ready, GET /v1/models, GET /v1/models/{id},
+ * GET /metrics, POST /v1/chat/completions, POST /v1/completions (both with
+ * SSE streaming), POST /v1/sql. Errors are OpenAI-shaped
+ * {"error":{"message","type","param","code"}} with 400/404/405/413/429/503.
+ *
+ * Lifecycle: server_new (validates options, opens the task history, starts
+ * loading initial_load models in the background) -> server_start (binds) ->
+ * server_shutdown (stop accepting, cancel in-flight after a grace period,
+ * flush history) -> server_free. */
+#ifndef SPOKE_SERVER_H
+#define SPOKE_SERVER_H
+
+#include "base/base.h"
+#include "engine/engine.h"
+#include "obs/trace.h"
+
+/* One model as configured (from spoke.yaml `models:` or --model). */
+struct server_model_spec {
+    char *name;              /* API id ("model" in requests); required */
+    char *from;              /* "file:/path.gguf", "huggingface:...", "hf:org/m", "org/m:rev", or a path */
+    char **files;            /* files[].path (may be empty) */
+    size_t n_files;
+    char *token;             /* hf_token / token param (resolved), or NULL */
+    int max_concurrency;     /* slots (>= 1; default 1) */
+    int queue_size;          /* waiters beyond the slots (default 16) */
+    bool initial_load;       /* load at startup (default true) else on first request */
+    int n_ctx;               /* context per slot, 0 = engine default */
+    int n_threads;           /* 0 = engine default */
+    int default_max_tokens;  /* when the request gives none; 0 = server limit */
+    bool has_sampling;       /* sampling below overrides the engine defaults */
+    struct engine_sampling sampling;
+};
+
+/* Turns a spec into a local GGUF path, downloading it if needed (called on a
+ * loader thread; may take long). *path_out is sp_malloc'd. The error message
+ * is shown to clients in 503 responses. */
+struct server;
+typedef enum sp_status (*server_resolve_fn)(void *ud, struct server *srv, const struct server_model_spec *spec,
+                                            char **path_out,
+                                            struct sp_err *err);
+
+struct server_limits {
+    size_t max_body_bytes;      /* request body cap -> 413 (default 1 MiB) */
+    int max_tokens;             /* cap for max_tokens (default 4096) -> 400 above */
+    int default_max_tokens;     /* when a request gives none (default 256) */
+    unsigned max_connections;   /* simultaneous connections (default 512) */
+    unsigned conn_timeout_s;    /* idle / header / read timeout (default 30) */
+    int shutdown_grace_ms;      /* in-flight requests get this long on SIGTERM (default 5000) */
+    size_t sql_max_rows;        /* /v1/sql row cap (default 1000) */
+    int sql_time_ms;            /* /v1/sql time limit (default 2000) */
+    int max_messages;           /* chat messages per request (default 1024) */
+    int max_stop;               /* stop strings (default 4, like OpenAI) */
+};
+
+struct server_history {
+    bool enabled;               /* default true */
+    char *path;                 /* database file (NULL = no task history) */
+    int64_t retention_s;        /* 0 = keep forever (default 7 days) */
+    enum trace_capture capture; /* default truncated */
+    size_t truncate_bytes;      /* default 4096 */
+};
+
+struct server_opts {
+    char *host;                 /* bind address (default 127.0.0.1) */
+    int port;                   /* 0 = the OS picks (see server_port) */
+    struct server_limits limits;
+    struct server_history history;
+    struct server_model_spec *models;
+    size_t n_models;
+    server_resolve_fn resolve;  /* NULL = spec->from must be a local path/file: */
+    void *resolve_ud;
+};
+
+/* Fill defaults (host/path/models left NULL). */
+void server_opts_default(struct server_opts *o);
+/* Free the strings and model array inside o (not o itself). */
+void server_opts_clear(struct server_opts *o);
+void server_model_spec_default(struct server_model_spec *m);
+void server_model_spec_clear(struct server_model_spec *m);
+
+struct server;
+
+/* Validate options, create the metrics registry, open the task history,
+ * start background loads of initial_load models. opts is copied. */
+enum sp_status server_new(const struct server_opts *opts, struct server **out, struct sp_err *err) SP_MUST_USE;
+/* Bind and start serving. SP_ERR_IO if the address cannot be bound. */
+enum sp_status server_start(struct server *s, struct sp_err *err) SP_MUST_USE;
+/* The bound port (after server_start). */
+int server_port(const struct server *s);
+/* True once every initial_load model finished loading successfully. */
+bool server_ready(const struct server *s);
+/* Stop accepting, let in-flight requests finish for up to the grace period,
+ * cancel the rest, wait for them, flush the task history. Idempotent. */
+void server_shutdown(struct server *s);
+void server_free(struct server *s); /* shuts down first if needed; NULL no-op */
+
+/* Count bytes downloaded for model (spoke_download_bytes_total); for the
+ * resolve callback's progress reporting. Thread-safe. */
+void server_count_download(struct server *s, const char *model, uint64_t bytes);
+
+#endif

@@ -1,0 +1,648 @@
+/* server_gen.c - POST /v1/chat/completions and /v1/completions: request
+ * validation (server_req.c), model lookup / lazy load, prompt rendering and
+ * the prompt-vs-context check, admission (429 at once when the queue is
+ * full), then generation:
+ *  - non-streaming: engine_generate runs on the connection's own thread; the
+ *    token callback polls the client socket so a disconnect cancels within a
+ *    decode step; the JSON body is built at the end;
+ *  - streaming: a worker thread runs engine_generate and appends SSE events
+ *    to a buffer that the microhttpd content-reader callback drains (it may
+ *    block: thread-per-connection). The worker polls the socket too; the
+ *    response's free callback cancels and joins the worker.
+ * Either way the slot is released, metrics updated and an ai_completion
+ * span recorded when the generation ends. */
+#include "server/server_int.h"
+#include "server/server_req.h"
+#include "obs/log.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define SSE_HIGH_WATER (1u << 20) /* worker pauses when the client lags this far */
+
+struct gen_job {
+    struct server *s;
+    struct srv_model *m;
+    struct admit_slot *slot;
+    struct engine_ctx *ctx;
+    struct server_request req;
+    char *prompt;
+    char *input;                  /* request body (span input) */
+    struct engine_gen_params gp;
+    const char **stop;
+    char id[48];
+    int64_t created;
+    int fd;
+    double t_start, t_last;
+    int64_t start_wall_ms;
+    bool got_first;
+    double last_poll_ms;
+    int n_events;
+    struct sp_buf text;           /* whole output */
+    json_t *lp;                   /* chat: logprobs.content array; completions: logprobs object */
+    struct engine_gen_result res;
+    enum sp_status st;
+    struct sp_err err;
+    bool client_gone;
+    /* streaming */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct sp_buf out;            /* SSE bytes not yet handed to microhttpd */
+    size_t out_off;
+    bool done;
+    _Atomic bool cancel;
+    pthread_t th;
+    bool th_started;
+    _Atomic int refs;
+};
+
+static int dump_cb(const char *buffer, size_t size, void *data)
+{
+    return sp_buf_append(data, buffer, size) ? -1 : 0;
+}
+
+static int append_json(struct sp_buf *b, json_t *j)
+{
+    int rc = j ? json_dump_callback(j, dump_cb, b, JSON_COMPACT | JSON_PRESERVE_ORDER) : -1;
+    json_decref(j);
+    return rc;
+}
+
+/* bytes -> a valid UTF-8 JSON string (invalid bytes become U+FFFD) */
+static json_t *json_text(const char *s, size_t n)
+{
+    if (sp_utf8_valid(s, n))
+        return json_stringn(s, n);
+    struct sp_buf b = {0};
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 1;
+        while (k <= 4 && i + k <= n && !sp_utf8_valid(s + i, k))
+            k++;
+        int rc = (k <= 4 && i + k <= n) ? sp_buf_append(&b, s + i, k) : sp_buf_appends(&b, "\xEF\xBF\xBD");
+        if (rc) {
+            sp_buf_free(&b);
+            return NULL;
+        }
+        if (k <= 4 && i + k <= n)
+            i += k - 1;
+    }
+    json_t *j = json_stringn(b.data ? b.data : "", b.len);
+    sp_buf_free(&b);
+    return j;
+}
+
+static json_t *bytes_array(const char *s, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, json_integer((unsigned char)s[i]));
+    return a;
+}
+
+static double safe_lp(float lp) { return isfinite(lp) ? (double)lp : -9999.0; }
+
+/* logprob entries for one token event (chat: appends to lp content array) */
+static void add_logprobs(struct gen_job *j, const struct engine_token_event *ev, json_t *chunk_lp)
+{
+    size_t len = 0;
+    const char *t = engine_token_text(j->m->em, ev->token, &len);
+    if (!t)
+        t = "", len = 0;
+    if (j->req.chat) {
+        json_t *e = json_pack("{s:o,s:f,s:o,s:o}", "token", json_text(t, len), "logprob", safe_lp(ev->logprob),
+                              "bytes", bytes_array(t, len), "top_logprobs", json_array());
+        json_t *tops = json_object_get(e, "top_logprobs");
+        for (int i = 0; i < ev->n_top && i < j->req.top_logprobs; i++) {
+            size_t tl = 0;
+            const char *tt = engine_token_text(j->m->em, ev->top_tokens[i], &tl);
+            if (!tt)
+                tt = "", tl = 0;
+            json_array_append_new(tops, json_pack("{s:o,s:f,s:o}", "token", json_text(tt, tl), "logprob",
+                                                  safe_lp(ev->top_logprobs[i]), "bytes", bytes_array(tt, tl)));
+        }
+        json_array_append(j->lp, e);
+        if (chunk_lp)
+            json_array_append(chunk_lp, e);
+        json_decref(e);
+        return;
+    }
+    json_t *targets[2] = {j->lp, chunk_lp};
+    for (int k = 0; k < 2; k++) {
+        json_t *o = targets[k];
+        if (!o)
+            continue;
+        json_array_append_new(json_object_get(o, "tokens"), json_text(t, len));
+        json_array_append_new(json_object_get(o, "token_logprobs"), json_real(safe_lp(ev->logprob)));
+        json_t *top = json_object();
+        for (int i = 0; i < ev->n_top && i < j->req.top_logprobs; i++) {
+            size_t tl = 0;
+            const char *tt = engine_token_text(j->m->em, ev->top_tokens[i], &tl);
+            json_t *key = json_text(tt ? tt : "", tt ? tl : 0);
+            if (key)
+                json_object_set_new(top, json_string_value(key), json_real(safe_lp(ev->top_logprobs[i])));
+            json_decref(key);
+        }
+        json_array_append_new(json_object_get(o, "top_logprobs"), top);
+        json_array_append_new(json_object_get(o, "text_offset"), json_integer((json_int_t)j->text.len));
+    }
+}
+
+static json_t *completion_lp_object(void)
+{
+    return json_pack("{s:[],s:[],s:[],s:[]}", "tokens", "token_logprobs", "top_logprobs", "text_offset");
+}
+
+static const char *finish_name(enum engine_finish f) { return f == ENGINE_FINISH_LENGTH ? "length" : "stop"; }
+
+static json_t *usage_json(const struct gen_job *j)
+{
+    return json_pack("{s:i,s:i,s:i}", "prompt_tokens", j->res.n_prompt_tokens, "completion_tokens",
+                     j->res.n_completion_tokens, "total_tokens", j->res.n_prompt_tokens + j->res.n_completion_tokens);
+}
+
+/* one SSE chunk; text may be NULL; finish NULL for a middle chunk */
+static json_t *chunk_json(const struct gen_job *j, const char *text, size_t len, bool first, const char *finish,
+                          json_t *lp)
+{
+    json_t *choice;
+    if (j->req.chat) {
+        json_t *delta = json_object();
+        if (first)
+            json_object_set_new(delta, "role", json_string("assistant"));
+        if (text)
+            json_object_set_new(delta, "content", json_text(text, len));
+        choice = json_pack("{s:i,s:o,s:o,s:o}", "index", 0, "delta", delta, "logprobs",
+                           lp ? json_pack("{s:o}", "content", lp) : json_null(), "finish_reason",
+                           finish ? json_string(finish) : json_null());
+    } else {
+        choice = json_pack("{s:o,s:i,s:o,s:o}", "text", json_text(text ? text : "", text ? len : 0), "index", 0,
+                           "logprobs", lp ? lp : json_null(), "finish_reason",
+                           finish ? json_string(finish) : json_null());
+    }
+    json_t *c = json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o]}", "id", j->id, "object",
+                          j->req.chat ? "chat.completion.chunk" : "text_completion", "created",
+                          (json_int_t)j->created, "model", j->m->spec.name, "system_fingerprint", "spoke", "choices",
+                          choice);
+    if (c && j->req.include_usage)
+        json_object_set_new(c, "usage", json_null());
+    return c;
+}
+
+static void sse_push(struct gen_job *j, json_t *payload)
+{
+    struct sp_buf b = {0};
+    if (sp_buf_appends(&b, "data: ") || append_json(&b, payload) || sp_buf_appends(&b, "\n\n")) {
+        sp_buf_free(&b);
+        return;
+    }
+    pthread_mutex_lock(&j->mu);
+    while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+    }
+    if (sp_buf_append(&j->out, b.data, b.len) != 0)
+        atomic_store(&j->cancel, true);
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    sp_buf_free(&b);
+}
+
+static bool on_token(void *ud, const struct engine_token_event *ev)
+{
+    struct gen_job *j = ud;
+    double now = sp_now_ms();
+    if (ev->token >= 0) {
+        if (!j->got_first) {
+            j->got_first = true;
+            metric_observe(j->m->m.ttft_s, (now - j->t_start) / 1000.0);
+        } else {
+            metric_observe(j->m->m.inter_token_s, (now - j->t_last) / 1000.0);
+        }
+        j->t_last = now;
+    }
+    json_t *chunk_lp = NULL;
+    if (j->gp.want_logprobs && ev->token >= 0) {
+        if (j->req.stream)
+            chunk_lp = j->req.chat ? json_array() : completion_lp_object();
+        add_logprobs(j, ev, chunk_lp);
+    }
+    if (ev->text_len && sp_buf_append(&j->text, ev->text, ev->text_len) != 0) {
+        json_decref(chunk_lp);
+        return false;
+    }
+    if (j->req.stream && (ev->text_len || chunk_lp)) {
+        sse_push(j, chunk_json(j, ev->text, ev->text_len, j->n_events == 0, NULL, chunk_lp));
+        j->n_events++;
+    } else {
+        json_decref(chunk_lp);
+    }
+    if (j->s->test_delay_ms)
+        sp_sleep_ms((uint64_t)j->s->test_delay_ms);
+    if (atomic_load(&j->cancel))
+        return false;
+    if (now - j->last_poll_ms >= 1.0 || j->s->test_delay_ms) {
+        j->last_poll_ms = now;
+        if (srv_client_gone(j->fd)) {
+            j->client_gone = true;
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool waiter_gone(void *ud) { return srv_client_gone(*(int *)ud); }
+
+static void labels_for(struct gen_job *j, unsigned status, const char *finish, struct sp_buf *out)
+{
+    json_t *l = json_pack("{s:s,s:i,s:i,s:i,s:b,s:i}", "model", j->m ? j->m->spec.name : "", "prompt_tokens",
+                          j->res.n_prompt_tokens, "completion_tokens", j->res.n_completion_tokens, "total_tokens",
+                          j->res.n_prompt_tokens + j->res.n_completion_tokens, "stream", j->req.stream, "http_status",
+                          (int)status);
+    if (l && finish)
+        json_object_set_new(l, "finish_reason", json_string(finish));
+    if (l && j->client_gone)
+        json_object_set_new(l, "client_disconnected", json_true());
+    if (append_json(out, l) != 0)
+        sp_buf_reset(out);
+}
+
+/* End of a generation that held a slot: release it, metrics, span. */
+static void job_finish(struct gen_job *j, unsigned status)
+{
+    struct srv_model *m = j->m;
+    if (j->slot) {
+        admit_release(m->admit, j->slot);
+        j->slot = NULL;
+    }
+    double dur = sp_now_ms() - j->t_start;
+    bool ok = j->st == SP_OK && j->res.finish != ENGINE_FINISH_CANCELLED;
+    metric_add(m->m.prompt_tokens, j->res.n_prompt_tokens);
+    metric_add(m->m.completion_tokens, j->res.n_completion_tokens);
+    metric_observe(m->m.duration_ms, dur);
+    if (j->res.n_completion_tokens > 1 && j->res.decode_ms > 0)
+        metric_observe(m->m.tps, (j->res.n_completion_tokens - 1) * 1000.0 / j->res.decode_ms);
+    if (!ok)
+        metric_inc(m->m.failures);
+    struct sp_buf labels = {0};
+    const char *err = NULL;
+    if (j->st != SP_OK)
+        err = j->err.msg[0] ? j->err.msg : sp_status_name(j->st);
+    else if (j->res.finish == ENGINE_FINISH_CANCELLED)
+        err = j->client_gone ? "cancelled: client disconnected" : "cancelled";
+    labels_for(j, ok ? status : (j->client_gone ? 499 : status), ok ? finish_name(j->res.finish) : NULL, &labels);
+    srv_span(j->s, "ai_completion", j->input, j->text.data ? j->text.data : "", j->start_wall_ms, dur, err,
+             labels.data);
+    sp_buf_free(&labels);
+}
+
+static void job_free(struct gen_job *j)
+{
+    if (!j)
+        return;
+    server_request_free(&j->req);
+    sp_free(j->prompt);
+    sp_free(j->input);
+    sp_free(j->stop);
+    sp_buf_free(&j->text);
+    sp_buf_free(&j->out);
+    json_decref(j->lp);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    sp_free(j);
+}
+
+static void job_unref(struct gen_job *j)
+{
+    if (atomic_fetch_sub(&j->refs, 1) == 1)
+        job_free(j);
+}
+
+/* ---- streaming */
+
+static void *stream_worker(void *arg)
+{
+    struct gen_job *j = arg;
+    sp_err_clear(&j->err);
+    j->st = engine_generate(j->ctx, &j->gp, on_token, j, &j->res, &j->err);
+    if (j->st == SP_OK && j->res.finish != ENGINE_FINISH_CANCELLED) {
+        sse_push(j, chunk_json(j, NULL, 0, j->n_events == 0, finish_name(j->res.finish), NULL));
+        if (j->req.include_usage) {
+            json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:s,s:[],s:o}", "id", j->id, "object",
+                                  j->req.chat ? "chat.completion.chunk" : "text_completion", "created",
+                                  (json_int_t)j->created, "model", j->m->spec.name, "system_fingerprint", "spoke",
+                                  "choices", "usage", usage_json(j));
+            sse_push(j, u);
+        }
+    } else if (j->st != SP_OK) {
+        sse_push(j, json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message",
+                              j->err.msg[0] ? j->err.msg : sp_status_name(j->st), "type", "server_error", "param",
+                              "code", sp_status_name(j->st)));
+    }
+    job_finish(j, 200);
+    pthread_mutex_lock(&j->mu);
+    if (j->st == SP_OK || !atomic_load(&j->cancel))
+        if (sp_buf_appends(&j->out, "data: [DONE]\n\n") != 0)
+            LOG_WARN("server", "could not queue [DONE]");
+    j->done = true;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    SP_UNUSED(pos);
+    struct gen_job *j = cls;
+    pthread_mutex_lock(&j->mu);
+    while (j->out.len == j->out_off && !j->done) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+    }
+    size_t avail = j->out.len - j->out_off;
+    ssize_t n;
+    if (avail == 0) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        size_t k = SP_MIN(avail, max);
+        memcpy(buf, j->out.data + j->out_off, k);
+        j->out_off += k;
+        if (j->out_off == j->out.len) {
+            sp_buf_reset(&j->out);
+            j->out_off = 0;
+        }
+        n = (ssize_t)k;
+        pthread_cond_broadcast(&j->cv);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return n;
+}
+
+static void stream_free(void *cls)
+{
+    struct gen_job *j = cls;
+    atomic_store(&j->cancel, true);
+    if (j->ctx)
+        engine_ctx_cancel(j->ctx);
+    pthread_mutex_lock(&j->mu);
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    if (j->th_started)
+        pthread_join(j->th, NULL);
+    job_unref(j);
+}
+
+/* ---- request handling */
+
+static enum MHD_Result reject(struct gen_job *j, struct MHD_Connection *c, unsigned status, const char *msg,
+                              const char *param, const char *code, const char *retry_after)
+{
+    if (j->m) {
+        metric_inc(j->m->m.failures);
+        if (status == 429)
+            metric_inc(j->m->m.rejected);
+    }
+    struct sp_buf labels = {0};
+    labels_for(j, status, NULL, &labels);
+    srv_span(j->s, "ai_completion", j->input, NULL, j->start_wall_ms, sp_now_ms() - j->t_start, msg, labels.data);
+    sp_buf_free(&labels);
+    return srv_error(c, status, msg, param, code, retry_after);
+}
+
+static enum sp_status build_prompt(struct gen_job *j, struct sp_err *err)
+{
+    if (!j->req.chat) {
+        j->prompt = sp_strdup(j->req.prompt);
+        return j->prompt ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    }
+    struct engine_chat_msg *msgs = sp_calloc(j->req.n_msgs, sizeof *msgs);
+    if (!msgs)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < j->req.n_msgs; i++) {
+        msgs[i].role = j->req.msgs[i].role;
+        msgs[i].content = j->req.msgs[i].content;
+    }
+    enum sp_status st = engine_chat_render(j->m->em, msgs, j->req.n_msgs, true, &j->prompt, err);
+    sp_free(msgs);
+    return st;
+}
+
+static void setup_params(struct gen_job *j)
+{
+    struct server_request *r = &j->req;
+    const struct server_model_spec *sp = &j->m->spec;
+    struct engine_gen_params *gp = &j->gp;
+    engine_sampling_default(&gp->sampling);
+    if (sp->has_sampling)
+        gp->sampling = sp->sampling;
+    else {
+        char hex[17];
+        trace_random_hex(hex, sizeof hex, 8);
+        uint64_t seed = 0;
+        for (int i = 0; hex[i]; i++)
+            seed = seed * 16 + (uint64_t)(hex[i] <= '9' ? hex[i] - '0' : hex[i] - 'a' + 10);
+        gp->sampling.seed = seed;
+    }
+    if (r->has_temperature)
+        gp->sampling.temperature = (float)r->temperature;
+    if (r->has_top_p)
+        gp->sampling.top_p = (float)r->top_p;
+    if (r->has_top_k)
+        gp->sampling.top_k = r->top_k;
+    if (r->has_min_p)
+        gp->sampling.min_p = (float)r->min_p;
+    if (r->has_repeat_penalty)
+        gp->sampling.repeat_penalty = (float)r->repeat_penalty;
+    if (r->has_seed)
+        gp->sampling.seed = r->seed;
+    gp->sampling.presence_penalty = (float)r->presence_penalty;
+    gp->sampling.frequency_penalty = (float)r->frequency_penalty;
+    gp->prompt = j->prompt;
+    gp->add_bos = true;
+    gp->parse_special = r->chat;
+    gp->max_tokens = r->max_tokens ? r->max_tokens
+                     : sp->default_max_tokens ? SP_MIN(sp->default_max_tokens, j->s->opts.limits.max_tokens)
+                                              : j->s->opts.limits.default_max_tokens;
+    gp->stop = (const char *const *)r->stop;
+    gp->n_stop = r->n_stop;
+    gp->want_logprobs = r->logprobs;
+    gp->n_top_logprobs = r->logprobs ? r->top_logprobs : 0;
+}
+
+static enum MHD_Result respond_full(struct gen_job *j, struct MHD_Connection *c)
+{
+    json_t *choice;
+    json_t *text = json_text(j->text.data ? j->text.data : "", j->text.len);
+    const char *finish = finish_name(j->res.finish);
+    if (j->req.chat) {
+        choice = json_pack("{s:i,s:{s:s,s:o},s:o,s:s}", "index", 0, "message", "role", "assistant", "content", text,
+                           "logprobs", j->lp ? json_pack("{s:O}", "content", j->lp) : json_null(), "finish_reason",
+                           finish);
+    } else {
+        choice = json_pack("{s:o,s:i,s:o,s:s}", "text", text, "index", 0, "logprobs",
+                           j->lp ? json_incref(j->lp) : json_null(), "finish_reason", finish);
+    }
+    json_t *resp = json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o],s:o}", "id", j->id, "object",
+                             j->req.chat ? "chat.completion" : "text_completion", "created", (json_int_t)j->created,
+                             "model", j->m->spec.name, "system_fingerprint", "spoke", "choices", choice, "usage",
+                             usage_json(j));
+    struct sp_buf b = {0};
+    enum MHD_Result ret;
+    if (append_json(&b, resp) == 0)
+        ret = srv_respond(c, 200, "application/json", b.data, b.len, NULL);
+    else
+        ret = srv_error(c, 500, "out of memory building the response", NULL, NULL, NULL);
+    sp_buf_free(&b);
+    return ret;
+}
+
+enum MHD_Result srv_handle_completion(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, bool chat)
+{
+    struct gen_job *j = sp_calloc(1, sizeof *j);
+    if (!j)
+        return srv_error(c, 500, "out of memory", NULL, NULL, NULL);
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    atomic_init(&j->refs, 1);
+    j->s = s;
+    j->fd = cc->fd;
+    j->t_start = cc->start_ms;
+    j->start_wall_ms = cc->start_wall_ms;
+    j->created = (int64_t)time(NULL);
+    j->text.limit = 64u << 20;
+    j->req.chat = chat;
+    j->input = sp_strndup(cc->body.data ? cc->body.data : "", cc->body.len);
+    struct sp_err err;
+    sp_err_clear(&err);
+    enum MHD_Result ret;
+    char msg[700];
+
+    enum sp_status st = server_request_parse(cc->body.data, cc->body.len, chat, &s->opts.limits, &j->req, &err);
+    if (st != SP_OK) {
+        ret = reject(j, c, st == SP_ERR_LIMIT ? 413 : st == SP_ERR_NOMEM ? 500 : 400, err.msg, err.context,
+                     st == SP_ERR_LIMIT ? "request_too_large" : "invalid_request", NULL);
+        goto out;
+    }
+    if (!j->req.model && s->n_models == 1)
+        j->m = &s->models[0];
+    else if (!j->req.model) {
+        ret = reject(j, c, 400, "'model' is required (see GET /v1/models)", "model", "invalid_request", NULL);
+        goto out;
+    } else {
+        j->m = srv_model_find(s, j->req.model);
+    }
+    if (!j->m) {
+        snprintf(msg, sizeof msg, "The model '%.200s' does not exist (see GET /v1/models)", j->req.model);
+        ret = reject(j, c, 404, msg, "model", "model_not_found", NULL);
+        goto out;
+    }
+    metric_inc(j->m->m.requests);
+    st = srv_model_ensure(j->m, !j->m->spec.initial_load, waiter_gone, &j->fd, &err);
+    if (st == SP_ERR_CANCELLED) {
+        ret = MHD_NO;
+        goto out;
+    }
+    if (st != SP_OK) {
+        ret = reject(j, c, 503, err.msg, "model", st == SP_ERR_STATE ? "model_loading" : "model_load_failed", "5");
+        goto out;
+    }
+    if ((st = build_prompt(j, &err)) != SP_OK) {
+        ret = reject(j, c, srv_http_status(st), err.msg, "messages", "invalid_request", NULL);
+        goto out;
+    }
+    int n_prompt = 0;
+    st = engine_tokenize_count(j->m->em, j->prompt, true, chat, &n_prompt, &err);
+    if (st != SP_OK) {
+        ret = reject(j, c, srv_http_status(st), err.msg, chat ? "messages" : "prompt", "invalid_request", NULL);
+        goto out;
+    }
+    if (n_prompt >= j->m->info.n_ctx) {
+        snprintf(msg, sizeof msg,
+                 "This model's maximum context length is %d tokens; the prompt has %d tokens. Shorten the prompt.",
+                 j->m->info.n_ctx, n_prompt);
+        ret = reject(j, c, 400, msg, chat ? "messages" : "prompt", "context_length_exceeded", NULL);
+        goto out;
+    }
+    setup_params(j);
+    if (j->gp.want_logprobs)
+        j->lp = chat ? json_array() : completion_lp_object();
+    trace_random_hex(j->id + 0, sizeof j->id, 12);
+    {
+        char hex[32];
+        sp_strlcpy(hex, j->id, sizeof hex);
+        snprintf(j->id, sizeof j->id, "%s%s", chat ? "chatcmpl-" : "cmpl-", hex);
+    }
+
+    st = admit_acquire(j->m->admit, 20, waiter_gone, &j->fd, &j->slot);
+    if (st == SP_ERR_BUSY) {
+        snprintf(msg, sizeof msg,
+                 "model '%.200s' is at capacity (%d running, queue of %d full); retry after a moment",
+                 j->m->spec.name, j->m->spec.max_concurrency, j->m->spec.queue_size);
+        ret = reject(j, c, 429, msg, NULL, "rate_limit_exceeded", "1");
+        goto out;
+    }
+    if (st == SP_ERR_CANCELLED) {
+        j->client_gone = true;
+        metric_inc(j->m->m.failures);
+        ret = MHD_NO;
+        goto out;
+    }
+    if (st != SP_OK) {
+        ret = reject(j, c, 503, "server is shutting down", NULL, "shutting_down", "5");
+        goto out;
+    }
+    j->ctx = admit_slot_obj(j->slot);
+    j->t_last = sp_now_ms();
+
+    if (!j->req.stream) {
+        j->st = engine_generate(j->ctx, &j->gp, on_token, j, &j->res, &j->err);
+        if (j->st != SP_OK) {
+            unsigned code = srv_http_status(j->st);
+            job_finish(j, code);
+            ret = srv_error(c, code, j->err.msg[0] ? j->err.msg : sp_status_name(j->st), NULL, sp_status_name(j->st),
+                            NULL);
+        } else if (j->res.finish == ENGINE_FINISH_CANCELLED) {
+            job_finish(j, 499);
+            ret = j->client_gone ? MHD_NO : srv_error(c, 503, "cancelled: server is shutting down", NULL,
+                                                      "shutting_down", NULL);
+        } else {
+            job_finish(j, 200);
+            ret = respond_full(j, c);
+        }
+        goto out;
+    }
+
+    /* streaming: worker thread + content reader */
+    atomic_fetch_add(&j->refs, 1); /* one for the response's free callback */
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, j,
+                                                                  stream_free);
+    if (!resp) {
+        atomic_fetch_sub(&j->refs, 1);
+        admit_release(j->m->admit, j->slot);
+        j->slot = NULL;
+        ret = srv_error(c, 500, "out of memory", NULL, NULL, NULL);
+        goto out;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    if (pthread_create(&j->th, NULL, stream_worker, j) == 0) {
+        j->th_started = true;
+    } else {
+        j->st = sp_err_set(&j->err, SP_ERR_INTERNAL, "cannot start a generation thread");
+        job_finish(j, 500);
+        pthread_mutex_lock(&j->mu);
+        j->done = true;
+        pthread_mutex_unlock(&j->mu);
+    }
+    ret = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp); /* stream_free runs when microhttpd is done with it */
+out:
+    job_unref(j);
+    return ret;
+}

@@ -1,0 +1,339 @@
+/* server_models.c - the server's model registry: a deep copy of each
+ * configured spec, its state machine (idle -> loading -> ready | failed),
+ * a loader thread per load (resolve/pull through the app's callback, then
+ * engine_model_load and max_concurrency engine contexts handed to an admit
+ * object), per-model metric handles, the /v1/models JSON, and shutdown
+ * (close admission, grace period, cancel, wait, free). */
+#include "server/server_int.h"
+#include "obs/log.h"
+
+#include <jansson.h>
+#include <string.h>
+#include <time.h>
+
+static const double DURATION_MS_BOUNDS[] = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000};
+static const double TTFT_S_BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+static const double ITL_S_BOUNDS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
+static const double TPS_BOUNDS[] = {1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000};
+
+static const char *state_name(enum srv_model_state st)
+{
+    static const char *const names[] = {"not_loaded", "loading", "ready", "error"};
+    return names[st];
+}
+
+struct srv_model *srv_model_find(struct server *s, const char *name)
+{
+    for (size_t i = 0; name && i < s->n_models; i++)
+        if (!strcmp(s->models[i].spec.name, name))
+            return &s->models[i];
+    return NULL;
+}
+
+static enum sp_status spec_copy(struct server_model_spec *dst, const struct server_model_spec *src)
+{
+    *dst = *src;
+    dst->name = sp_strdup(src->name ? src->name : "");
+    dst->from = sp_strdup(src->from ? src->from : "");
+    dst->token = src->token ? sp_strdup(src->token) : NULL;
+    dst->files = src->n_files ? sp_calloc(src->n_files, sizeof *dst->files) : NULL;
+    dst->n_files = 0;
+    if (!dst->name || !dst->from || (src->token && !dst->token) || (src->n_files && !dst->files))
+        return SP_ERR_NOMEM;
+    for (size_t i = 0; i < src->n_files; i++) {
+        dst->files[i] = sp_strdup(src->files[i]);
+        if (!dst->files[i])
+            return SP_ERR_NOMEM;
+        dst->n_files++;
+    }
+    if (dst->max_concurrency < 1)
+        dst->max_concurrency = 1;
+    if (dst->queue_size < 0)
+        dst->queue_size = 16;
+    return SP_OK;
+}
+
+static void metrics_for(struct server *s, struct srv_model *m)
+{
+    struct metrics *r = s->metrics;
+    const char *n = m->spec.name;
+    struct srv_model_metrics *h = &m->m;
+#define FAM(type, name, help, b, nb) metric_series(metrics_family(r, type, name, help, "model", b, nb), n)
+    h->requests = FAM(METRIC_COUNTER, "llm_requests_total", "Completion requests received (llm_requests).", NULL, 0);
+    h->failures = FAM(METRIC_COUNTER, "llm_failures_total",
+                      "Completion requests that failed (errors, rejections; llm_failures).", NULL, 0);
+    h->duration_ms = FAM(METRIC_HISTOGRAM, "llm_internal_request_duration_ms",
+                         "Completion request duration in milliseconds.", DURATION_MS_BOUNDS,
+                         SP_ARRAY_LEN(DURATION_MS_BOUNDS));
+    h->prompt_tokens = FAM(METRIC_COUNTER, "llm_prompt_tokens_total", "Prompt tokens processed.", NULL, 0);
+    h->completion_tokens = FAM(METRIC_COUNTER, "llm_completion_tokens_total", "Completion tokens generated.", NULL, 0);
+    h->ttft_s = FAM(METRIC_HISTOGRAM, "llm_time_to_first_token_seconds", "Time from request to first token.",
+                    TTFT_S_BOUNDS, SP_ARRAY_LEN(TTFT_S_BOUNDS));
+    h->inter_token_s = FAM(METRIC_HISTOGRAM, "llm_inter_token_latency_seconds", "Time between generated tokens.",
+                           ITL_S_BOUNDS, SP_ARRAY_LEN(ITL_S_BOUNDS));
+    h->tps = FAM(METRIC_HISTOGRAM, "llm_decode_tokens_per_second", "Decode speed per request (tokens/s).", TPS_BOUNDS,
+                 SP_ARRAY_LEN(TPS_BOUNDS));
+    h->queue_depth = FAM(METRIC_GAUGE, "llm_queue_depth", "Requests waiting for a generation slot.", NULL, 0);
+    h->in_flight = FAM(METRIC_GAUGE, "llm_in_flight", "Requests holding a generation slot.", NULL, 0);
+    h->rejected = FAM(METRIC_COUNTER, "llm_rejected_total", "Requests refused with 429 (queue full).", NULL, 0);
+    h->load_s = FAM(METRIC_GAUGE, "llm_model_load_seconds", "Seconds the last model load took (pull + load).", NULL, 0);
+    h->ready = FAM(METRIC_GAUGE, "llm_model_ready", "1 when the model is loaded and serving.", NULL, 0);
+#undef FAM
+}
+
+enum sp_status srv_models_init(struct server *s, const struct server_opts *o, struct sp_err *err)
+{
+    /* download bytes are counted by the resolver through this family */
+    metrics_family(s->metrics, METRIC_COUNTER, "spoke_download_bytes_total", "Bytes downloaded from the Hub.",
+                   "model", NULL, 0);
+    if (!o->n_models)
+        return SP_OK;
+    s->models = sp_calloc(o->n_models, sizeof *s->models);
+    if (!s->models)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < o->n_models; i++) {
+        struct srv_model *m = &s->models[i];
+        pthread_mutex_init(&m->mu, NULL);
+        pthread_cond_init(&m->cv, NULL);
+        m->srv = s;
+        s->n_models = i + 1;
+        if (spec_copy(&m->spec, &o->models[i]) != SP_OK)
+            return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+        if (!m->spec.name[0])
+            return sp_err_set(err, SP_ERR_INVALID, "model %zu has no name", i);
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(s->models[j].spec.name, m->spec.name))
+                return sp_err_setc(err, SP_ERR_INVALID, m->spec.name, "duplicate model name '%s'", m->spec.name);
+        m->created_s = (int64_t)time(NULL);
+        metrics_for(s, m);
+    }
+    return SP_OK;
+}
+
+static enum sp_status resolve_path(struct srv_model *m, char **path, struct sp_err *err)
+{
+    struct server *s = m->srv;
+    if (s->opts.resolve)
+        return s->opts.resolve(s->opts.resolve_ud, s, &m->spec, path, err);
+    const char *p = m->spec.from;
+    if (!strncmp(p, "file:", 5))
+        p += 5;
+    *path = sp_strdup(p);
+    return *path ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+}
+
+static void *loader_main(void *arg)
+{
+    struct srv_model *m = arg;
+    struct sp_err err;
+    sp_err_clear(&err);
+    double t0 = sp_now_ms();
+    char *path = NULL;
+    struct engine_model *em = NULL;
+    struct admit *ad = NULL;
+    enum sp_status st = resolve_path(m, &path, &err);
+    if (st == SP_OK) {
+        LOG_INFO("server", "model %s: loading %s", m->spec.name, path);
+        struct engine_load_opts lo = {.path = path,
+                                      .n_ctx = m->spec.n_ctx,
+                                      .n_threads = m->spec.n_threads,
+                                      .n_parallel = m->spec.max_concurrency};
+        st = engine_model_load(&lo, &em, &err);
+    }
+    if (st == SP_OK) {
+        ad = admit_new(m->spec.max_concurrency, m->spec.queue_size);
+        if (!ad)
+            st = sp_err_set(&err, SP_ERR_NOMEM, "out of memory creating %d slots", m->spec.max_concurrency);
+        for (int i = 0; st == SP_OK && i < m->spec.max_concurrency; i++) {
+            struct engine_ctx *ctx = NULL;
+            st = engine_ctx_new(em, &ctx, &err);
+            admit_slot_set(ad, i, ctx);
+        }
+    }
+    double secs = (sp_now_ms() - t0) / 1000.0;
+    pthread_mutex_lock(&m->mu);
+    if (st == SP_OK) {
+        m->em = em;
+        m->admit = ad;
+        m->path = path;
+        engine_model_get_info(em, &m->info);
+        m->state = SRV_MODEL_READY;
+        LOG_INFO("server", "model %s: ready (%s, %s, ctx %d, %d slot%s) in %.2f s", m->spec.name, m->info.arch,
+                 m->info.backend, m->info.n_ctx, m->spec.max_concurrency, m->spec.max_concurrency == 1 ? "" : "s",
+                 secs);
+    } else {
+        for (int i = 0; ad && i < admit_n_slots(ad); i++)
+            engine_ctx_free(admit_slot_get(ad, i));
+        admit_free(ad);
+        engine_model_free(em);
+        sp_free(path);
+        m->load_err = err;
+        if (m->load_err.code == SP_OK)
+            m->load_err.code = st;
+        if (!m->load_err.msg[0])
+            snprintf(m->load_err.msg, sizeof m->load_err.msg, "load failed (%s)", sp_status_name(st));
+        m->state = SRV_MODEL_FAILED;
+        LOG_ERROR("server", "model %s: %s", m->spec.name, m->load_err.msg);
+    }
+    metric_set(m->m.load_s, secs);
+    metric_set(m->m.ready, st == SP_OK ? 1 : 0);
+    pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+/* with m->mu held */
+static bool start_load_locked(struct srv_model *m)
+{
+    if (m->state != SRV_MODEL_IDLE)
+        return true;
+    if (atomic_load(&m->srv->shutting_down))
+        return false;
+    m->state = SRV_MODEL_LOADING;
+    if (pthread_create(&m->loader, NULL, loader_main, m) != 0) {
+        m->state = SRV_MODEL_FAILED;
+        sp_err_set(&m->load_err, SP_ERR_INTERNAL, "cannot start a loader thread");
+        return false;
+    }
+    m->loader_started = true;
+    return true;
+}
+
+void srv_models_start_initial(struct server *s)
+{
+    for (size_t i = 0; i < s->n_models; i++) {
+        struct srv_model *m = &s->models[i];
+        if (!m->spec.initial_load)
+            continue;
+        pthread_mutex_lock(&m->mu);
+        start_load_locked(m);
+        pthread_mutex_unlock(&m->mu);
+    }
+}
+
+enum sp_status srv_model_ensure(struct srv_model *m, bool wait, bool (*gone)(void *), void *ud, struct sp_err *err)
+{
+    pthread_mutex_lock(&m->mu);
+    if (m->state == SRV_MODEL_IDLE)
+        start_load_locked(m);
+    while (wait && m->state == SRV_MODEL_LOADING && !atomic_load(&m->srv->shutting_down)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50L * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+        if (m->state == SRV_MODEL_LOADING && gone && gone(ud)) {
+            pthread_mutex_unlock(&m->mu);
+            return sp_err_set(err, SP_ERR_CANCELLED, "client disconnected");
+        }
+    }
+    enum sp_status result = SP_OK;
+    switch (m->state) {
+    case SRV_MODEL_READY: break;
+    case SRV_MODEL_FAILED:
+        result = sp_err_set(err, m->load_err.code == SP_OK ? SP_ERR_STATE : m->load_err.code,
+                            "model '%s' failed to load: %s", m->spec.name, m->load_err.msg);
+        if (err)
+            err->http_status = 503;
+        break;
+    default:
+        result = sp_err_set(err, SP_ERR_STATE, "model '%s' is loading; retry shortly", m->spec.name);
+        if (err)
+            err->http_status = 503;
+        break;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return result;
+}
+
+void srv_models_refresh_gauges(struct server *s)
+{
+    for (size_t i = 0; i < s->n_models; i++) {
+        struct srv_model *m = &s->models[i];
+        pthread_mutex_lock(&m->mu);
+        struct admit *ad = m->state == SRV_MODEL_READY ? m->admit : NULL;
+        pthread_mutex_unlock(&m->mu);
+        metric_set(m->m.in_flight, ad ? admit_in_flight(ad) : 0);
+        metric_set(m->m.queue_depth, ad ? admit_queued(ad) : 0);
+    }
+}
+
+void *srv_model_json(struct srv_model *m)
+{
+    pthread_mutex_lock(&m->mu);
+    json_t *j = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s}", "id", m->spec.name, "object", "model", "created",
+                          (json_int_t)m->created_s, "owned_by", "spoke", "status", state_name(m->state), "from",
+                          m->spec.from);
+    if (j && m->state == SRV_MODEL_FAILED)
+        json_object_set_new(j, "error", json_string(m->load_err.msg));
+    if (j && m->state == SRV_MODEL_READY) {
+        json_object_set_new(j, "arch", json_string(m->info.arch ? m->info.arch : ""));
+        json_object_set_new(j, "backend", json_string(m->info.backend ? m->info.backend : ""));
+        json_object_set_new(j, "context_length", json_integer(m->info.n_ctx));
+        json_object_set_new(j, "max_concurrency", json_integer(m->spec.max_concurrency));
+        json_object_set_new(j, "in_flight", json_integer(admit_in_flight(m->admit)));
+        json_object_set_new(j, "queued", json_integer(admit_queued(m->admit)));
+    }
+    pthread_mutex_unlock(&m->mu);
+    return j;
+}
+
+static void cancel_ctx(void *obj, void *ud)
+{
+    SP_UNUSED(ud);
+    if (obj)
+        engine_ctx_cancel(obj);
+}
+
+void srv_models_shutdown(struct server *s, int grace_ms)
+{
+    /* refuse new work and queued waiters */
+    for (size_t i = 0; i < s->n_models; i++) {
+        struct srv_model *m = &s->models[i];
+        pthread_mutex_lock(&m->mu);
+        admit_close(m->admit);
+        pthread_mutex_unlock(&m->mu);
+    }
+    double deadline = sp_now_ms() + grace_ms;
+    for (size_t i = 0; i < s->n_models; i++) {
+        double left = deadline - sp_now_ms();
+        admit_wait_idle(s->models[i].admit, left > 0 ? (int)left : 0);
+    }
+    for (size_t i = 0; i < s->n_models; i++)
+        admit_foreach_busy(s->models[i].admit, cancel_ctx, NULL);
+    for (size_t i = 0; i < s->n_models; i++) {
+        if (!admit_wait_idle(s->models[i].admit, 10000))
+            LOG_WARN("server", "model %s: requests still running after cancel", s->models[i].spec.name);
+    }
+}
+
+void srv_models_free(struct server *s)
+{
+    for (size_t i = 0; i < s->n_models; i++) {
+        struct srv_model *m = &s->models[i];
+        if (m->loader_started)
+            pthread_join(m->loader, NULL);
+        for (int k = 0; m->admit && k < admit_n_slots(m->admit); k++)
+            engine_ctx_free(admit_slot_get(m->admit, k));
+        admit_free(m->admit);
+        engine_model_free(m->em);
+        sp_free(m->path);
+        server_model_spec_clear(&m->spec);
+        pthread_mutex_destroy(&m->mu);
+        pthread_cond_destroy(&m->cv);
+    }
+    sp_free(s->models);
+    s->models = NULL;
+    s->n_models = 0;
+}
+
+void server_count_download(struct server *s, const char *model, uint64_t bytes)
+{
+    if (!s || !bytes)
+        return;
+    struct metric_family *f =
+        metrics_family(s->metrics, METRIC_COUNTER, "spoke_download_bytes_total", "Bytes downloaded from the Hub.",
+                       "model", NULL, 0);
+    metric_add(metric_series(f, model), (double)bytes);
+}

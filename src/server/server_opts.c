@@ -1,0 +1,72 @@
+/* server_opts.c - defaults and cleanup for struct server_opts and
+ * struct server_model_spec (no engine calls, so the config reader and its
+ * fuzzer link without the inference engine). */
+#include "server/server.h"
+
+#include <string.h>
+
+void server_model_spec_default(struct server_model_spec *m)
+{
+    memset(m, 0, sizeof *m);
+    m->max_concurrency = 1;
+    m->queue_size = 16;
+    m->initial_load = true;
+    /* engine defaults are applied unless has_sampling; mirror them here */
+    m->sampling.temperature = 0.8f;
+    m->sampling.top_p = 0.95f;
+    m->sampling.top_k = 40;
+    m->sampling.min_p = 0.05f;
+    m->sampling.repeat_penalty = 1.0f;
+    m->sampling.repeat_last_n = 64;
+}
+
+void server_model_spec_clear(struct server_model_spec *m)
+{
+    if (!m)
+        return;
+    sp_free(m->name);
+    sp_free(m->from);
+    for (size_t i = 0; i < m->n_files; i++)
+        sp_free(m->files[i]);
+    sp_free(m->files);
+    if (m->token) {
+        memset(m->token, 0, strlen(m->token));
+        sp_free(m->token);
+    }
+    memset(m, 0, sizeof *m);
+}
+
+void server_opts_default(struct server_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->port = 8090;
+    o->limits.max_body_bytes = 1u << 20;
+    o->limits.max_tokens = 4096;
+    o->limits.default_max_tokens = 256;
+    o->limits.max_connections = 512;
+    o->limits.conn_timeout_s = 30;
+    o->limits.shutdown_grace_ms = 5000;
+    o->limits.sql_max_rows = 1000;
+    o->limits.sql_time_ms = 2000;
+    o->limits.max_messages = 1024;
+    o->limits.max_stop = 4;
+    o->history.enabled = true;
+    o->history.retention_s = 7 * 24 * 3600;
+    o->history.capture = TRACE_CAPTURE_TRUNCATED;
+    o->history.truncate_bytes = 4096;
+}
+
+void server_opts_clear(struct server_opts *o)
+{
+    if (!o)
+        return;
+    sp_free(o->host);
+    sp_free(o->history.path);
+    for (size_t i = 0; i < o->n_models; i++)
+        server_model_spec_clear(&o->models[i]);
+    sp_free(o->models);
+    o->host = NULL;
+    o->history.path = NULL;
+    o->models = NULL;
+    o->n_models = 0;
+}

@@ -1,0 +1,364 @@
+/* server_req.c - OpenAI request JSON -> struct server_request. jansson
+ * parses the body (it rejects invalid UTF-8, \u0000, overflowing numbers
+ * and depth > 2048); then each known field is type- and range-checked.
+ * Errors name the parameter (err->context) in OpenAI's style. */
+#include "server/server_req.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+#define REQ_MAX_TEXT (16u << 20)
+
+static enum sp_status bad(struct sp_err *err, const char *param, const char *fmt, ...) SP_PRINTF(3, 4);
+static enum sp_status bad(struct sp_err *err, const char *param, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return sp_err_setc(err, SP_ERR_INVALID, param, "%s", msg);
+}
+
+void server_request_free(struct server_request *r)
+{
+    if (!r)
+        return;
+    sp_free(r->model);
+    for (size_t i = 0; i < r->n_msgs; i++) {
+        sp_free(r->msgs[i].role);
+        sp_free(r->msgs[i].content);
+    }
+    sp_free(r->msgs);
+    sp_free(r->prompt);
+    for (size_t i = 0; i < r->n_stop; i++)
+        sp_free(r->stop[i]);
+    sp_free(r->stop);
+    memset(r, 0, sizeof *r);
+}
+
+static bool is_null_or_absent(const json_t *v) { return !v || json_is_null(v); }
+
+static enum sp_status get_number(const json_t *root, const char *key, double min, double max, bool *has, double *out,
+                                 struct sp_err *err)
+{
+    const json_t *v = json_object_get(root, key);
+    if (is_null_or_absent(v))
+        return SP_OK;
+    if (!json_is_number(v))
+        return bad(err, key, "'%s' must be a number", key);
+    double d = json_number_value(v);
+    if (!isfinite(d) || d < min || d > max)
+        return bad(err, key, "'%s' must be between %g and %g", key, min, max);
+    *out = d;
+    if (has)
+        *has = true;
+    return SP_OK;
+}
+
+static enum sp_status get_int(const json_t *root, const char *key, long long min, long long max, bool *has,
+                              long long *out, struct sp_err *err)
+{
+    const json_t *v = json_object_get(root, key);
+    if (is_null_or_absent(v))
+        return SP_OK;
+    if (!json_is_integer(v)) {
+        /* accept 5.0 but not 5.5 */
+        if (json_is_real(v) && floor(json_real_value(v)) == json_real_value(v) &&
+            json_real_value(v) >= (double)min && json_real_value(v) <= (double)max) {
+            *out = (long long)json_real_value(v);
+            if (has)
+                *has = true;
+            return SP_OK;
+        }
+        return bad(err, key, "'%s' must be an integer", key);
+    }
+    json_int_t i = json_integer_value(v);
+    if (i < min || i > max)
+        return bad(err, key, "'%s' must be between %lld and %lld (got %lld)", key, min, max, (long long)i);
+    *out = i;
+    if (has)
+        *has = true;
+    return SP_OK;
+}
+
+static enum sp_status get_bool(const json_t *root, const char *key, bool *out, struct sp_err *err)
+{
+    const json_t *v = json_object_get(root, key);
+    if (is_null_or_absent(v))
+        return SP_OK;
+    if (!json_is_boolean(v))
+        return bad(err, key, "'%s' must be a boolean", key);
+    *out = json_is_true(v);
+    return SP_OK;
+}
+
+static enum sp_status dup_text(const json_t *v, const char *param, char **out, struct sp_err *err)
+{
+    size_t n = json_string_length(v);
+    if (n > REQ_MAX_TEXT)
+        return sp_err_setc(err, SP_ERR_LIMIT, param, "'%s' is too long", param);
+    *out = sp_strndup(json_string_value(v), n);
+    return *out ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+}
+
+/* content: string | null | [{type:"text", text:"..."}, ...] */
+static enum sp_status msg_content(const json_t *c, const char *param, char **out, struct sp_err *err)
+{
+    if (is_null_or_absent(c)) {
+        *out = sp_strdup("");
+        return *out ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    }
+    if (json_is_string(c))
+        return dup_text(c, param, out, err);
+    if (!json_is_array(c))
+        return bad(err, param, "'%s' must be a string or an array of text parts", param);
+    struct sp_buf b = {0};
+    b.limit = REQ_MAX_TEXT;
+    size_t i;
+    json_t *part;
+    json_array_foreach(c, i, part) {
+        const json_t *type = json_object_get(part, "type");
+        const json_t *text = json_object_get(part, "text");
+        if (!json_is_object(part) || !json_is_string(type)) {
+            sp_buf_free(&b);
+            return bad(err, param, "'%s[%zu]' must be an object with a 'type'", param, i);
+        }
+        if (strcmp(json_string_value(type), "text") != 0) {
+            sp_buf_free(&b);
+            return bad(err, param, "content part type '%.40s' is not supported (only 'text')", json_string_value(type));
+        }
+        if (!json_is_string(text)) {
+            sp_buf_free(&b);
+            return bad(err, param, "'%s[%zu].text' must be a string", param, i);
+        }
+        int rc = sp_buf_append(&b, json_string_value(text), json_string_length(text));
+        if (rc) {
+            sp_buf_free(&b);
+            return sp_err_setc(err, rc == SP_ERR_LIMIT ? SP_ERR_LIMIT : SP_ERR_NOMEM, param, "'%s' is too long", param);
+        }
+    }
+    *out = sp_buf_take(&b);
+    return *out ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+}
+
+static enum sp_status parse_messages(const json_t *root, const struct server_limits *lim, struct server_request *r,
+                                     struct sp_err *err)
+{
+    const json_t *m = json_object_get(root, "messages");
+    if (!m)
+        return bad(err, "messages", "'messages' is required");
+    if (!json_is_array(m))
+        return bad(err, "messages", "'messages' must be an array");
+    size_t n = json_array_size(m);
+    if (n == 0)
+        return bad(err, "messages", "'messages' must not be empty");
+    if (n > (size_t)lim->max_messages)
+        return bad(err, "messages", "too many messages (%zu, limit %d)", n, lim->max_messages);
+    r->msgs = sp_calloc(n, sizeof *r->msgs);
+    if (!r->msgs)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        char param[48];
+        const json_t *it = json_array_get(m, i);
+        snprintf(param, sizeof param, "messages[%zu]", i);
+        if (!json_is_object(it))
+            return bad(err, param, "'%s' must be an object with 'role' and 'content'", param);
+        const json_t *role = json_object_get(it, "role");
+        snprintf(param, sizeof param, "messages[%zu].role", i);
+        if (!json_is_string(role))
+            return bad(err, param, "'%s' must be a string", param);
+        const char *rs = json_string_value(role);
+        if (!strcmp(rs, "developer"))
+            rs = "system";
+        if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant") && strcmp(rs, "tool"))
+            return bad(err, param, "'%.40s' is not a valid role (system, developer, user, assistant, tool)", rs);
+        r->msgs[i].role = sp_strdup(rs);
+        r->n_msgs = i + 1;
+        if (!r->msgs[i].role)
+            return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+        snprintf(param, sizeof param, "messages[%zu].content", i);
+        const json_t *content = json_object_get(it, "content");
+        if (!content && strcmp(rs, "assistant") != 0)
+            return bad(err, param, "'%s' is required", param);
+        enum sp_status result = msg_content(content, param, &r->msgs[i].content, err);
+        if (result != SP_OK)
+            return result;
+    }
+    return SP_OK;
+}
+
+static enum sp_status parse_prompt(const json_t *root, struct server_request *r, struct sp_err *err)
+{
+    const json_t *p = json_object_get(root, "prompt");
+    if (!p)
+        return bad(err, "prompt", "'prompt' is required");
+    if (json_is_array(p)) {
+        if (json_array_size(p) != 1 || !json_is_string(json_array_get(p, 0)))
+            return bad(err, "prompt", "'prompt' must be a string (or an array of exactly one string)");
+        p = json_array_get(p, 0);
+    }
+    if (!json_is_string(p))
+        return bad(err, "prompt", "'prompt' must be a string");
+    return dup_text(p, "prompt", &r->prompt, err);
+}
+
+static enum sp_status parse_stop(const json_t *root, const struct server_limits *lim, struct server_request *r,
+                                 struct sp_err *err)
+{
+    const json_t *s = json_object_get(root, "stop");
+    if (is_null_or_absent(s))
+        return SP_OK;
+    size_t n = json_is_string(s) ? 1 : json_is_array(s) ? json_array_size(s) : (size_t)-1;
+    if (n == (size_t)-1)
+        return bad(err, "stop", "'stop' must be a string or an array of strings");
+    if (n > (size_t)lim->max_stop)
+        return bad(err, "stop", "at most %d stop sequences are allowed", lim->max_stop);
+    r->stop = sp_calloc(n ? n : 1, sizeof *r->stop);
+    if (!r->stop)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const json_t *it = json_is_string(s) ? s : json_array_get(s, i);
+        if (!json_is_string(it))
+            return bad(err, "stop", "'stop[%zu]' must be a string", i);
+        if (json_string_length(it) == 0)
+            continue;
+        if (json_string_length(it) > 256)
+            return bad(err, "stop", "stop sequences are limited to 256 bytes");
+        enum sp_status result = dup_text(it, "stop", &r->stop[r->n_stop], err);
+        if (result != SP_OK)
+            return result;
+        r->n_stop++;
+    }
+    return SP_OK;
+}
+
+static enum sp_status parse_fields(const json_t *root, bool chat, const struct server_limits *lim,
+                                   struct server_request *r, struct sp_err *err)
+{
+    enum sp_status result;
+    long long iv = 0;
+    bool has = false;
+    const json_t *model = json_object_get(root, "model");
+    if (model && !json_is_null(model)) {
+        if (!json_is_string(model))
+            return bad(err, "model", "'model' must be a string");
+        if ((result = dup_text(model, "model", &r->model, err)) != SP_OK)
+            return result;
+    }
+    result = chat ? parse_messages(root, lim, r, err) : parse_prompt(root, r, err);
+    if (result != SP_OK)
+        return result;
+    if ((result = get_bool(root, "stream", &r->stream, err)) != SP_OK)
+        return result;
+    const json_t *so = json_object_get(root, "stream_options");
+    if (!is_null_or_absent(so)) {
+        if (!json_is_object(so))
+            return bad(err, "stream_options", "'stream_options' must be an object");
+        if (!r->stream)
+            return bad(err, "stream_options", "'stream_options' is only allowed when 'stream' is true");
+        const json_t *iu = json_object_get(so, "include_usage");
+        if (!is_null_or_absent(iu) && !json_is_boolean(iu))
+            return bad(err, "stream_options.include_usage", "'stream_options.include_usage' must be a boolean");
+        r->include_usage = json_is_true(iu);
+    }
+    static const char *const mt_keys[] = {"max_tokens", "max_completion_tokens"};
+    for (size_t k = 0; k < 2; k++) {
+        has = false;
+        const json_t *v = json_object_get(root, mt_keys[k]);
+        if (json_is_integer(v) && (json_integer_value(v) < 1))
+            return bad(err, mt_keys[k], "'%s' must be at least 1", mt_keys[k]);
+        if (json_is_integer(v) && json_integer_value(v) > lim->max_tokens)
+            return bad(err, mt_keys[k], "'%s' is %lld, above this server's limit of %d", mt_keys[k],
+                       (long long)json_integer_value(v), lim->max_tokens);
+        if ((result = get_int(root, mt_keys[k], 1, lim->max_tokens, &has, &iv, err)) != SP_OK)
+            return result;
+        if (has)
+            r->max_tokens = (int)iv;
+    }
+    if ((result = get_number(root, "temperature", 0, 2, &r->has_temperature, &r->temperature, err)) != SP_OK ||
+        (result = get_number(root, "top_p", 0, 1, &r->has_top_p, &r->top_p, err)) != SP_OK ||
+        (result = get_number(root, "min_p", 0, 1, &r->has_min_p, &r->min_p, err)) != SP_OK ||
+        (result = get_number(root, "repeat_penalty", 0, 10, &r->has_repeat_penalty, &r->repeat_penalty, err)) != SP_OK ||
+        (result = get_number(root, "presence_penalty", -2, 2, NULL, &r->presence_penalty, err)) != SP_OK ||
+        (result = get_number(root, "frequency_penalty", -2, 2, NULL, &r->frequency_penalty, err)) != SP_OK)
+        return result;
+    has = false;
+    if ((result = get_int(root, "top_k", 0, 1 << 20, &has, &iv, err)) != SP_OK)
+        return result;
+    if (has) {
+        r->has_top_k = true;
+        r->top_k = (int)iv;
+    }
+    has = false;
+    if ((result = get_int(root, "seed", INT64_MIN, INT64_MAX, &has, &iv, err)) != SP_OK)
+        return result;
+    if (has) {
+        r->has_seed = true;
+        r->seed = (uint64_t)iv;
+    }
+    iv = 1;
+    if ((result = get_int(root, "n", 1, 1, NULL, &iv, err)) != SP_OK)
+        return bad(err, "n", "only n = 1 is supported");
+    iv = 1;
+    if ((result = get_int(root, "best_of", 1, 1, NULL, &iv, err)) != SP_OK)
+        return bad(err, "best_of", "only best_of = 1 is supported");
+    bool echo = false;
+    if ((result = get_bool(root, "echo", &echo, err)) != SP_OK)
+        return result;
+    if (echo)
+        return bad(err, "echo", "'echo' is not supported");
+    if ((result = parse_stop(root, lim, r, err)) != SP_OK)
+        return result;
+    const json_t *lp = json_object_get(root, "logprobs");
+    if (chat) {
+        if ((result = get_bool(root, "logprobs", &r->logprobs, err)) != SP_OK)
+            return result;
+        has = false;
+        iv = 0;
+        if ((result = get_int(root, "top_logprobs", 0, 20, &has, &iv, err)) != SP_OK)
+            return result;
+        if (has && !r->logprobs)
+            return bad(err, "top_logprobs", "'top_logprobs' requires 'logprobs' to be true");
+        r->top_logprobs = (int)iv;
+    } else if (!is_null_or_absent(lp)) {
+        /* completions: logprobs is an integer 0..20 (OpenAI allows 5) */
+        iv = 0;
+        if ((result = get_int(root, "logprobs", 0, 20, NULL, &iv, err)) != SP_OK)
+            return result;
+        r->logprobs = true;
+        r->top_logprobs = (int)iv;
+    }
+    const json_t *tools = json_object_get(root, "tools");
+    if (json_is_array(tools) && json_array_size(tools) > 0)
+        return bad(err, "tools", "'tools' (function calling) is not supported by this server");
+    const json_t *sfx = json_object_get(root, "suffix");
+    if (!is_null_or_absent(sfx))
+        return bad(err, "suffix", "'suffix' is not supported");
+    return SP_OK;
+}
+
+enum sp_status server_request_parse(const char *body, size_t len, bool chat, const struct server_limits *lim,
+                                    struct server_request *out, struct sp_err *err)
+{
+    memset(out, 0, sizeof *out);
+    out->chat = chat;
+    if (len == 0)
+        return bad(err, NULL, "the request body is empty; send a JSON object");
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return bad(err, NULL, "malformed JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+    enum sp_status result;
+    if (!json_is_object(root))
+        result = bad(err, NULL, "the request body must be a JSON object");
+    else
+        result = parse_fields(root, chat, lim, out, err);
+    json_decref(root);
+    if (result != SP_OK) {
+        server_request_free(out);
+        out->chat = chat;
+    }
+    return result;
+}

@@ -1,0 +1,43 @@
+/* server_req.h - (internal to src/server) the OpenAI request reader: JSON
+ * body of POST /v1/chat/completions or /v1/completions -> a validated
+ * struct server_request. Strict about types and ranges (every problem is a
+ * SP_ERR_INVALID naming the parameter in err->context); unknown fields are
+ * ignored. No engine calls, so the fuzzer links it alone. */
+#ifndef SPOKE_SERVER_REQ_H
+#define SPOKE_SERVER_REQ_H
+
+#include "base/base.h"
+#include "server/server.h"
+
+struct server_msg {
+    char *role;    /* system | developer(-> system) | user | assistant | tool */
+    char *content; /* UTF-8, text parts concatenated */
+};
+
+struct server_request {
+    bool chat;
+    char *model;             /* NULL when absent */
+    struct server_msg *msgs; /* chat */
+    size_t n_msgs;
+    char *prompt;            /* completions */
+    bool stream;
+    bool include_usage;      /* stream_options.include_usage */
+    int max_tokens;          /* 0 = not given */
+    char **stop;
+    size_t n_stop;
+    bool has_temperature, has_top_p, has_seed, has_top_k, has_min_p, has_repeat_penalty;
+    double temperature, top_p, min_p, repeat_penalty;
+    int top_k;
+    uint64_t seed;
+    double presence_penalty, frequency_penalty;
+    bool logprobs;           /* report logprobs */
+    int top_logprobs;        /* 0..20 alternatives */
+};
+
+/* Parse and validate body (len bytes). lim gives max_tokens, max_messages,
+ * max_stop. On error out is left empty (server_request_free safe). */
+enum sp_status server_request_parse(const char *body, size_t len, bool chat, const struct server_limits *lim,
+                                    struct server_request *out, struct sp_err *err) SP_MUST_USE;
+void server_request_free(struct server_request *r);
+
+#endif

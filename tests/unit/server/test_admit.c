@@ -1,0 +1,90 @@
+/* test_admit.c - admission control: slots, bounded FIFO queue, immediate
+ * refusal when full, abort while waiting, close, counters back to zero. */
+#include "engine/admit.h"
+#include "test.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+static struct admit *g_a;
+static _Atomic int ok_count, busy_count;
+
+static void *worker(void *p)
+{
+    SP_UNUSED(p);
+    struct admit_slot *s = NULL;
+    enum sp_status st = admit_acquire(g_a, 5, NULL, NULL, &s);
+    if (st == SP_OK) {
+        sp_sleep_ms(100);
+        atomic_fetch_add(&ok_count, 1);
+        admit_release(g_a, s);
+    } else if (st == SP_ERR_BUSY) {
+        atomic_fetch_add(&busy_count, 1);
+    }
+    return NULL;
+}
+
+TEST(overflow)
+{
+    g_a = admit_new(1, 2);
+    CHECK(g_a);
+    pthread_t th[10];
+    for (int i = 0; i < 10; i++)
+        pthread_create(&th[i], NULL, worker, NULL);
+    for (int i = 0; i < 10; i++)
+        pthread_join(th[i], NULL);
+    CHECK_EQ_INT(ok_count, 3);
+    CHECK_EQ_INT(busy_count, 7);
+    CHECK_EQ_INT(admit_in_flight(g_a), 0);
+    CHECK_EQ_INT(admit_queued(g_a), 0);
+    admit_free(g_a);
+}
+
+static bool abort_yes(void *ud) { return *(_Atomic bool *)ud; }
+
+struct waitarg { struct admit *a; _Atomic bool stop; enum sp_status st; };
+static void *waiter(void *p)
+{
+    struct waitarg *w = p;
+    struct admit_slot *s = NULL;
+    w->st = admit_acquire(w->a, 5, abort_yes, (void *)&w->stop, &s);
+    if (s)
+        admit_release(w->a, s);
+    return NULL;
+}
+
+TEST(abort_and_close)
+{
+    struct admit *a = admit_new(1, 4);
+    int obj = 7;
+    admit_slot_set(a, 0, &obj);
+    struct admit_slot *s = NULL;
+    CHECK(admit_acquire(a, 5, NULL, NULL, &s) == SP_OK);
+    CHECK(admit_slot_obj(s) == &obj);
+    struct waitarg w1 = {a, false, SP_OK}, w2 = {a, false, SP_OK};
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, waiter, &w1);
+    pthread_create(&t2, NULL, waiter, &w2);
+    while (admit_queued(a) < 2)
+        sp_sleep_ms(1);
+    w1.stop = true;
+    pthread_join(t1, NULL);
+    CHECK_EQ_INT(w1.st, SP_ERR_CANCELLED);
+    CHECK_EQ_INT(admit_queued(a), 1);
+    admit_close(a);
+    pthread_join(t2, NULL);
+    CHECK_EQ_INT(w2.st, SP_ERR_STATE);
+    admit_release(a, s);
+    CHECK(admit_wait_idle(a, 100));
+    struct admit_slot *s2 = NULL;
+    CHECK(admit_acquire(a, 5, NULL, NULL, &s2) == SP_ERR_STATE);
+    admit_free(a);
+    CHECK(admit_new(0, 1) == NULL);
+}
+
+int main(void)
+{
+    RUN(overflow);
+    RUN(abort_and_close);
+    return test_summary();
+}
