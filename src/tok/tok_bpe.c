@@ -166,27 +166,39 @@ static void bpe_pcre_free(void *p, void *ud)
 
 static size_t bpe_slot(uint64_t key, size_t mask)
 {
-    uint64_t h = key * 0x9E3779B97F4A7C15ull;
-    return (size_t)(h ^ (h >> 31)) & mask;
+    return (size_t)tok_hash_fin(key) & mask;
 }
 
 static void bpe_merge_lookup(const struct tok_vocab *v, int32_t l, int32_t r, uint32_t *rank,
                              int32_t *outid)
 {
     *outid = -1;
-    if (l < 0 || r < 0 || !v->mg_key)
+    if (l < 0 || r < 0 || !v->mg)
         return;
     uint64_t key = ((uint64_t)(uint32_t)(l + 1) << 32) | (uint32_t)(r + 1);
     for (size_t i = bpe_slot(key, v->mg_mask);; i = (i + 1) & v->mg_mask) {
-        if (v->mg_key[i] == 0)
+        const struct tok_merge *m = &v->mg[i];
+        if (m->key == 0)
             return;
-        if (v->mg_key[i] == key) {
-            *rank = v->mg_rank[i];
-            *outid = v->mg_out[i];
+        if (m->key == key) {
+            *rank = m->rank;
+            *outid = m->out;
             return;
         }
     }
 }
+
+/* One merge line being resolved (merges are processed in batches so that the
+ * hash-table cache misses of a batch overlap, via prefetching). */
+struct bpe_pending {
+    const char *l, *r;
+    size_t ll, rl;
+    uint64_t hl, hr, ho;
+    int32_t il, ir, io;
+    uint64_t key;
+};
+
+#define BPE_BATCH 32
 
 static enum sp_status bpe_load_merges(struct tok_vocab *v, const struct gg_file *f,
                                       struct sp_err *err)
@@ -202,66 +214,70 @@ static enum sp_status bpe_load_merges(struct tok_vocab *v, const struct gg_file 
         return sp_err_setc(err, SP_ERR_LIMIT, "tokenizer.ggml.merges", "too many merges (%llu)",
                            (unsigned long long)count);
     size_t slots = 16;
-    while (slots < count * 2)
+    while (slots < count + count / 2)
         slots <<= 1;
-    v->mg_key = sp_calloc(slots, sizeof(*v->mg_key));
-    v->mg_rank = sp_malloc(slots * sizeof(*v->mg_rank));
-    v->mg_out = sp_malloc(slots * sizeof(*v->mg_out));
-    if (!v->mg_key || !v->mg_rank || !v->mg_out)
+    v->mg = sp_calloc(slots, sizeof(*v->mg));
+    if (!v->mg)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory loading %llu merges",
                           (unsigned long long)count);
     v->mg_mask = slots - 1;
-    char stackbuf[256];
-    char *cat = stackbuf;
-    size_t catcap = sizeof(stackbuf);
     size_t skipped = 0;
-    enum sp_status result = SP_OK;
-    for (uint64_t i = 0; i < count; i++) {
-        struct gg_str s;
-        if (!gg_arr_str(f, "tokenizer.ggml.merges", i, &s)) {
-            result = sp_err_setc(err, SP_ERR_FORMAT, "tokenizer.ggml.merges",
-                                 "merge %llu is unreadable", (unsigned long long)i);
-            break;
-        }
-        const char *sp = s.len > 1 ? memchr(s.ptr + 1, ' ', (size_t)s.len - 1) : NULL;
-        if (!sp) {
-            skipped++;
-            continue;
-        }
-        size_t ll = (size_t)(sp - s.ptr), rl = (size_t)s.len - ll - 1;
-        if (ll + rl > catcap) {
-            if (cat != stackbuf)
-                sp_free(cat);
-            catcap = ll + rl;
-            cat = sp_malloc(catcap);
-            if (!cat) {
-                result = sp_err_set(err, SP_ERR_NOMEM, "out of memory loading merges");
-                break;
+    struct bpe_pending pb[BPE_BATCH];
+    for (uint64_t base = 0; base < count; base += BPE_BATCH) {
+        size_t nb = (size_t)SP_MIN((uint64_t)BPE_BATCH, count - base);
+        for (size_t j = 0; j < nb; j++) { /* split, hash, prefetch the token slots */
+            struct bpe_pending *p = &pb[j];
+            struct gg_str s;
+            p->key = 0;
+            if (!gg_arr_str(f, "tokenizer.ggml.merges", base + j, &s))
+                return sp_err_setc(err, SP_ERR_FORMAT, "tokenizer.ggml.merges",
+                                   "merge %llu is unreadable", (unsigned long long)(base + j));
+            const char *sp = s.len > 1 ? memchr(s.ptr + 1, ' ', (size_t)s.len - 1) : NULL;
+            if (!sp) {
+                p->l = NULL;
+                continue;
             }
+            p->l = s.ptr;
+            p->ll = (size_t)(sp - s.ptr);
+            p->r = sp + 1;
+            p->rl = (size_t)s.len - p->ll - 1;
+            uint64_t hl = tok_fnv(TOK_FNV_INIT, p->l, p->ll);
+            p->hl = tok_hash_fin(hl);
+            p->hr = tok_hash_fin(tok_fnv(TOK_FNV_INIT, p->r, p->rl));
+            p->ho = tok_hash_fin(tok_fnv(hl, p->r, p->rl));
+            __builtin_prefetch(&v->tok_ht[p->hl & v->tok_ht_mask]);
+            __builtin_prefetch(&v->tok_ht[p->hr & v->tok_ht_mask]);
+            __builtin_prefetch(&v->tok_ht[p->ho & v->tok_ht_mask]);
         }
-        memcpy(cat, s.ptr, ll);
-        memcpy(cat + ll, sp + 1, rl);
-        int32_t l = tok_find(v, s.ptr, ll), r = tok_find(v, sp + 1, rl);
-        int32_t o = tok_find(v, cat, ll + rl);
-        if (l < 0 || r < 0 || o < 0) {
-            skipped++;
-            continue;
+        for (size_t j = 0; j < nb; j++) { /* resolve ids, prefetch the merge slot */
+            struct bpe_pending *p = &pb[j];
+            if (!p->l)
+                continue;
+            p->il = tok_find_h(v, p->l, p->ll, NULL, 0, p->hl);
+            p->ir = tok_find_h(v, p->r, p->rl, NULL, 0, p->hr);
+            p->io = tok_find_h(v, p->l, p->ll, p->r, p->rl, p->ho);
+            if (p->il < 0 || p->ir < 0 || p->io < 0)
+                continue;
+            p->key = ((uint64_t)(uint32_t)(p->il + 1) << 32) | (uint32_t)(p->ir + 1);
+            __builtin_prefetch(&v->mg[bpe_slot(p->key, v->mg_mask)]);
         }
-        uint64_t key = ((uint64_t)(uint32_t)(l + 1) << 32) | (uint32_t)(r + 1);
-        size_t k = bpe_slot(key, v->mg_mask);
-        while (v->mg_key[k] != 0 && v->mg_key[k] != key)
-            k = (k + 1) & v->mg_mask;
-        if (v->mg_key[k] == key)
-            continue; /* the first (lowest) rank wins */
-        v->mg_key[k] = key;
-        v->mg_rank[k] = (uint32_t)i;
-        v->mg_out[k] = o;
+        for (size_t j = 0; j < nb; j++) { /* insert; the first (lowest) rank wins */
+            const struct bpe_pending *p = &pb[j];
+            if (p->key == 0) {
+                skipped++;
+                continue;
+            }
+            size_t k = bpe_slot(p->key, v->mg_mask);
+            while (v->mg[k].key != 0 && v->mg[k].key != p->key)
+                k = (k + 1) & v->mg_mask;
+            if (v->mg[k].key == p->key)
+                continue;
+            v->mg[k] = (struct tok_merge){p->key, (uint32_t)(base + j), p->io};
+        }
     }
-    if (cat != stackbuf)
-        sp_free(cat);
     if (skipped)
         LOG_DEBUG("tok", "%zu merges skipped (malformed or not in the vocabulary)", skipped);
-    return result;
+    return SP_OK;
 }
 
 enum sp_status tok_bpe_init(struct tok_vocab *v, const struct gg_file *f, struct sp_err *err)
@@ -343,10 +359,8 @@ void tok_bpe_fini(struct tok_vocab *v)
     v->n_re = 0;
     pcre2_general_context_free(v->gctx);
     v->gctx = NULL;
-    sp_free(v->mg_key);
-    sp_free(v->mg_rank);
-    sp_free(v->mg_out);
-    v->mg_key = NULL;
+    sp_free(v->mg);
+    v->mg = NULL;
 }
 
 /* ---- encoding */

@@ -258,25 +258,33 @@ static enum sp_status tok_stream_emit(struct tok_stream *s, const unsigned char 
 enum sp_status tok_stream_push(const struct tok_vocab *v, struct tok_stream *s, int32_t id,
                                struct sp_buf *out)
 {
-    if (!v || !s || !out)
+    if (!v || !s || !out || s->n_pending > sizeof(s->pending))
         return SP_ERR_INVALID;
-    struct sp_buf tmp = {0};
-    bool produced = false;
-    bool strip = s->first && v->kind == TOK_KIND_SPM && v->add_space_prefix;
-    enum sp_status result = SP_OK;
-    if (s->n_pending && sp_buf_append(&tmp, s->pending, s->n_pending) != 0) {
-        result = SP_ERR_NOMEM;
-        goto done;
+    /* pending bytes + piece, on the stack for ordinary tokens (no allocation per token) */
+    char small[256];
+    char *heap = NULL, *data = small;
+    size_t np = s->n_pending;
+    memcpy(small, s->pending, np);
+    size_t n = tok_piece(v, id, false, small + np, sizeof(small) - np);
+    if (n > sizeof(small) - np) {
+        heap = sp_malloc(np + n);
+        if (!heap)
+            return SP_ERR_NOMEM;
+        data = heap;
+        memcpy(data, s->pending, np);
+        (void)tok_piece(v, id, false, data + np, n);
     }
-    result = tok_piece_append(v, id, false, strip, &tmp, &produced);
-    if (result != SP_OK)
-        goto done;
-    if (produced)
+    if (n > 0 && s->first) {
         s->first = false;
+        if (v->kind == TOK_KIND_SPM && v->add_space_prefix && data[np] == ' ') {
+            memmove(data + 1, data, np); /* drop the space: shift the pending bytes over it */
+            data++;
+            n--;
+        }
+    }
     s->n_pending = 0;
-    result = tok_stream_emit(s, (const unsigned char *)tmp.data, tmp.len, out);
-done:
-    sp_buf_free(&tmp);
+    enum sp_status result = tok_stream_emit(s, (const unsigned char *)data, np + n, out);
+    sp_free(heap);
     return result;
 }
 

@@ -42,18 +42,31 @@ struct tok_token {
     uint8_t attr;  /* TOK_ATTR_* */
 };
 
+/* Token-text hash slot: id -1 = empty; fp = high hash bits, off/len copied
+ * from the token so that probing touches only the slot and the text. */
+struct tok_slot {
+    uint32_t fp;
+    int32_t id;
+    uint32_t off, len;
+};
+
+/* BPE merge slot: key = ((left+1) << 32) | (right+1), 0 = empty. */
+struct tok_merge {
+    uint64_t key;
+    uint32_t rank;  /* line index in tokenizer.ggml.merges (lower merges first) */
+    int32_t out;    /* token id of left+right */
+};
+
 struct tok_vocab {
     enum tok_kind kind;
     int32_t n;                /* tokens */
     char *arena;              /* all token texts, concatenated */
     struct tok_token *toks;   /* [n] */
-    int32_t *tok_ht;          /* text -> id, open addressing, -1 = empty */
+    struct tok_slot *tok_ht;  /* text -> id, open addressing (linear probing) */
     size_t tok_ht_mask;       /* slots - 1 (power of two) */
 
     /* BPE merges: (left id, right id) -> rank and merged id */
-    uint64_t *mg_key;         /* ((left+1) << 32) | (right+1); 0 = empty */
-    uint32_t *mg_rank;
-    int32_t *mg_out;
+    struct tok_merge *mg;
     size_t mg_mask;
 
     int32_t byte_tok[256];    /* SPM: <0xNN> token; BPE: token of the byte's unicode char; -1 */
@@ -84,8 +97,29 @@ struct tok_ids {
 };
 enum sp_status tok_ids_push(struct tok_ids *ids, int32_t id) SP_MUST_USE;
 
-/* Text -> id (exact bytes), or -1. */
+/* FNV-1a over bytes (continuable: pass the previous state as h; start with
+ * TOK_FNV_INIT), then tok_hash_fin mixes it into the final hash. */
+#define TOK_FNV_INIT 1469598103934665603ull
+static inline uint64_t tok_fnv(uint64_t h, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+static inline uint64_t tok_hash_fin(uint64_t h)
+{
+    h ^= h >> 31;
+    h *= 0x9E3779B97F4A7C15ull;
+    return h ^ (h >> 29);
+}
+
+/* Text -> id (exact bytes), or -1. tok_find_h takes the hash of a + b
+ * (tok_hash_fin(tok_fnv(tok_fnv(INIT, a), b))) and matches their concatenation. */
 int32_t tok_find(const struct tok_vocab *v, const char *s, size_t len);
+int32_t tok_find_h(const struct tok_vocab *v, const char *a, size_t alen, const char *b,
+                   size_t blen, uint64_t h);
 
 /* Model-specific encoders: append the ids of one raw-text fragment. */
 /* SPM: prefix_space adds the leading space (tokenizer.ggml.add_space_prefix);

@@ -18,28 +18,24 @@
 
 #define TOK_MAX_TOKENS (1u << 24)
 
-static uint64_t tok_hash(const char *s, size_t n)
+int32_t tok_find_h(const struct tok_vocab *v, const char *a, size_t alen, const char *b,
+                   size_t blen, uint64_t h)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
+    uint32_t fp = (uint32_t)(h >> 32);
+    size_t len = alen + blen;
+    for (size_t i = (size_t)h & v->tok_ht_mask;; i = (i + 1) & v->tok_ht_mask) {
+        const struct tok_slot *sl = &v->tok_ht[i];
+        if (sl->id < 0)
+            return -1;
+        if (sl->fp == fp && sl->len == len && memcmp(v->arena + sl->off, a, alen) == 0 &&
+            (blen == 0 || memcmp(v->arena + sl->off + alen, b, blen) == 0))
+            return sl->id;
     }
-    return h ^ (h >> 29);
 }
 
 int32_t tok_find(const struct tok_vocab *v, const char *s, size_t len)
 {
-    size_t i = (size_t)tok_hash(s, len) & v->tok_ht_mask;
-    for (;;) {
-        int32_t id = v->tok_ht[i];
-        if (id < 0)
-            return -1;
-        const struct tok_token *t = &v->toks[id];
-        if (t->len == len && memcmp(v->arena + t->off, s, len) == 0)
-            return id;
-        i = (i + 1) & v->tok_ht_mask;
-    }
+    return tok_find_h(v, s, len, NULL, 0, tok_hash_fin(tok_fnv(TOK_FNV_INIT, s, len)));
 }
 
 /* Insert id; a later token with the same text replaces the earlier one (as
@@ -48,19 +44,15 @@ static void tok_ht_insert(struct tok_vocab *v, int32_t id)
 {
     const struct tok_token *t = &v->toks[id];
     const char *s = v->arena + t->off;
-    size_t i = (size_t)tok_hash(s, t->len) & v->tok_ht_mask;
-    for (;;) {
-        int32_t cur = v->tok_ht[i];
-        if (cur < 0) {
-            v->tok_ht[i] = id;
+    uint64_t h = tok_hash_fin(tok_fnv(TOK_FNV_INIT, s, t->len));
+    uint32_t fp = (uint32_t)(h >> 32);
+    for (size_t i = (size_t)h & v->tok_ht_mask;; i = (i + 1) & v->tok_ht_mask) {
+        struct tok_slot *sl = &v->tok_ht[i];
+        if (sl->id < 0 || (sl->fp == fp && sl->len == t->len &&
+                           memcmp(v->arena + sl->off, s, t->len) == 0)) {
+            *sl = (struct tok_slot){fp, id, t->off, t->len};
             return;
         }
-        const struct tok_token *c = &v->toks[cur];
-        if (c->len == t->len && memcmp(v->arena + c->off, s, t->len) == 0) {
-            v->tok_ht[i] = id;
-            return;
-        }
-        i = (i + 1) & v->tok_ht_mask;
     }
 }
 
@@ -211,7 +203,8 @@ static enum sp_status tok_load_tokens(struct tok_vocab *v, const struct gg_file 
     v->tok_ht = sp_malloc(slots * sizeof(*v->tok_ht));
     if (!v->tok_ht)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory indexing tokens");
-    memset(v->tok_ht, 0xff, slots * sizeof(*v->tok_ht));
+    for (size_t i = 0; i < slots; i++)
+        v->tok_ht[i].id = -1;
     v->tok_ht_mask = slots - 1;
     for (int32_t i = 0; i < v->n; i++)
         tok_ht_insert(v, i);
@@ -489,10 +482,18 @@ enum sp_status tok_encode(const struct tok_vocab *v, const char *text, size_t le
 
     if (len > 0 && tok_frags_push(&a, -1, 0, len) != SP_OK)
         goto nomem;
+    /* bytes present in the text: most special tokens can be skipped without a search */
+    uint64_t present[4] = {0};
+    if (v->n_special > 0)
+        for (size_t i = 0; i < len; i++)
+            present[(unsigned char)text[i] >> 6] |= 1ull << ((unsigned char)text[i] & 63);
     for (size_t i = 0; i < v->n_special && a.n > 0; i++) {
         int32_t id = v->special[i];
         const struct tok_token *t = &v->toks[id];
-        if (t->len == 0)
+        if (t->len == 0 || t->len > len)
+            continue;
+        unsigned char c0 = (unsigned char)v->arena[t->off];
+        if (!(present[c0 >> 6] & (1ull << (c0 & 63))))
             continue;
         if (!parse_special && (t->attr & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN)))
             continue;

@@ -42,22 +42,25 @@ struct vset {
     const char *gguf;  /* relative to shared */
     const char *vec;   /* .inp/.out prefix relative to shared */
     bool optional;     /* may be unsupported (bert) */
+    bool rt_only;      /* no expected ids for this vocab: round trip only */
 };
 
 static const struct vset sets[] = {
-    {"llama-spm", "tokenizer-vectors/ggml-vocab-llama-spm.gguf", "tokenizer-vectors/ggml-vocab-llama-spm.gguf", false},
-    {"phi-3", "tokenizer-vectors/ggml-vocab-phi-3.gguf", "tokenizer-vectors/ggml-vocab-phi-3.gguf", false},
-    {"gpt-2", "tokenizer-vectors/ggml-vocab-gpt-2.gguf", "tokenizer-vectors/ggml-vocab-gpt-2.gguf", false},
-    {"llama-bpe", "tokenizer-vectors/ggml-vocab-llama-bpe.gguf", "tokenizer-vectors/ggml-vocab-llama-bpe.gguf", false},
-    {"deepseek-coder", "tokenizer-vectors/ggml-vocab-deepseek-coder.gguf", "tokenizer-vectors/ggml-vocab-deepseek-coder.gguf", false},
-    {"deepseek-llm", "tokenizer-vectors/ggml-vocab-deepseek-llm.gguf", "tokenizer-vectors/ggml-vocab-deepseek-llm.gguf", false},
-    {"falcon", "tokenizer-vectors/ggml-vocab-falcon.gguf", "tokenizer-vectors/ggml-vocab-falcon.gguf", false},
-    {"mpt", "tokenizer-vectors/ggml-vocab-mpt.gguf", "tokenizer-vectors/ggml-vocab-mpt.gguf", false},
-    {"refact", "tokenizer-vectors/ggml-vocab-refact.gguf", "tokenizer-vectors/ggml-vocab-refact.gguf", false},
-    {"starcoder", "tokenizer-vectors/ggml-vocab-starcoder.gguf", "tokenizer-vectors/ggml-vocab-starcoder.gguf", false},
-    {"stories260K", "models/stories260K.gguf", "tokenizer-vectors/stories260K.gguf", false},
-    {"llama-2-tiny", "models/llama-2-tiny-random.gguf", "tokenizer-vectors/ggml-vocab-llama-spm.gguf", false},
-    {"bert-bge", "tokenizer-vectors/ggml-vocab-bert-bge.gguf", "tokenizer-vectors/ggml-vocab-bert-bge.gguf", true},
+    {"llama-spm", "tokenizer-vectors/ggml-vocab-llama-spm.gguf", "tokenizer-vectors/ggml-vocab-llama-spm.gguf", false, false},
+    {"phi-3", "tokenizer-vectors/ggml-vocab-phi-3.gguf", "tokenizer-vectors/ggml-vocab-phi-3.gguf", false, false},
+    {"gpt-2", "tokenizer-vectors/ggml-vocab-gpt-2.gguf", "tokenizer-vectors/ggml-vocab-gpt-2.gguf", false, false},
+    {"llama-bpe", "tokenizer-vectors/ggml-vocab-llama-bpe.gguf", "tokenizer-vectors/ggml-vocab-llama-bpe.gguf", false, false},
+    {"deepseek-coder", "tokenizer-vectors/ggml-vocab-deepseek-coder.gguf", "tokenizer-vectors/ggml-vocab-deepseek-coder.gguf", false, false},
+    {"deepseek-llm", "tokenizer-vectors/ggml-vocab-deepseek-llm.gguf", "tokenizer-vectors/ggml-vocab-deepseek-llm.gguf", false, false},
+    {"falcon", "tokenizer-vectors/ggml-vocab-falcon.gguf", "tokenizer-vectors/ggml-vocab-falcon.gguf", false, false},
+    {"mpt", "tokenizer-vectors/ggml-vocab-mpt.gguf", "tokenizer-vectors/ggml-vocab-mpt.gguf", false, false},
+    {"refact", "tokenizer-vectors/ggml-vocab-refact.gguf", "tokenizer-vectors/ggml-vocab-refact.gguf", false, false},
+    {"starcoder", "tokenizer-vectors/ggml-vocab-starcoder.gguf", "tokenizer-vectors/ggml-vocab-starcoder.gguf", false, false},
+    {"stories260K", "models/stories260K.gguf", "tokenizer-vectors/stories260K.gguf", false, false},
+    {"llama-2-tiny", "models/llama-2-tiny-random.gguf", "tokenizer-vectors/ggml-vocab-llama-spm.gguf", false, false},
+    {"bert-bge", "tokenizer-vectors/ggml-vocab-bert-bge.gguf", "tokenizer-vectors/ggml-vocab-bert-bge.gguf", true, false},
+    {"gpt-neox*", "tokenizer-vectors/ggml-vocab-gpt-neox.gguf", "tokenizer-vectors/ggml-vocab-gpt-2.gguf", false, true},
+    {"baichuan*", "tokenizer-vectors/ggml-vocab-baichuan.gguf", "tokenizer-vectors/ggml-vocab-gpt-2.gguf", false, true},
 };
 
 static int g_total_fail;
@@ -101,6 +104,7 @@ static bool run_set(const char *shared, const struct vset *s)
     static const char sep[] = "\n__ggml_vocab_test__\n";
     size_t seplen = sizeof(sep) - 1;
     int cases = 0, passed = 0, rt_ok = 0;
+    char cnum[16];
     char *ip = inp, *iend = inp + ni, *op = outv, *oend = outv + no;
     int32_t ids[4096];
     while (ip < iend) {
@@ -132,6 +136,8 @@ static bool run_set(const char *shared, const struct vset *s)
         cases++;
         st = tok_encode(v, ip, len, false, false, ids, 4096, &n, &err);
         bool same = st == SP_OK && n == ne && memcmp(ids, exp, n * sizeof(int32_t)) == 0;
+        if (s->rt_only && st == SP_OK)
+            same = true;
         if (same) {
             passed++;
         } else {
@@ -154,7 +160,9 @@ static bool run_set(const char *shared, const struct vset *s)
         ip = m + seplen;
         op = nl + 1;
     }
-    fprintf(stderr, "%-15s %5d %6d %9d  load %.1f ms\n", s->name, cases, passed, rt_ok, load_ms);
+    fprintf(stderr, "%-15s %5d %6s %9d  load %.1f ms%s\n", s->name, cases,
+            s->rt_only ? "-" : (snprintf(cnum, sizeof(cnum), "%d", passed), cnum), rt_ok, load_ms,
+            s->rt_only ? "  (* no vectors: round trip only)" : "");
     ok = cases > 0 && passed == cases && rt_ok == cases;
 done:
     if (!ok)
