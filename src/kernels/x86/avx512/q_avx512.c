@@ -26,9 +26,9 @@ KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         __m512i q[4];
         for (int p = 0; p < 4; p++)
             q[p] = q4_0_pairq(w, ib + 2 * p);
-        const __m256 dw = LOAD_D8(w, ib);
+        const __m256 dw = LOAD_D8S(&w[ib]);
         for (int i = 0; i < nr; i++) {
-            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8(x[i], ib)));
+            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8S(&x[i][ib])));
             for (int p = 0; p < 4; p++) {
                 const __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
                 const __m512i dp =
@@ -87,9 +87,9 @@ KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             aq[p] = _mm512_abs_epi8(q);
             neg[p] = _mm512_movepi8_mask(q);
         }
-        const __m256 dw = LOAD_D8(w, ib);
+        const __m256 dw = LOAD_D8S(&w[ib]);
         for (int i = 0; i < nr; i++) {
-            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8(x[i], ib)));
+            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8S(&x[i][ib])));
             for (int p = 0; p < 4; p++) {
                 __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
                 y = _mm512_mask_sub_epi8(y, neg[p], _mm512_setzero_si512(), y);
