@@ -429,7 +429,7 @@ static CURLcode exchange_once(struct hub_client *c, const char *method, const ch
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, c->cfg.connect_timeout_s);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, c->cfg.low_speed_limit);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->cfg.low_speed_time_s);
-    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024); /* best of 16K/100K/512K on loopback */
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
