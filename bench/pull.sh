@@ -27,24 +27,27 @@ export NO_PROXY='*' no_proxy='*'
 now() { date +%s.%N; }
 rate() { python3 -c "import sys; print('%.1f' % ($mib / (float(sys.argv[2]) - float(sys.argv[1]))))" "$1" "$2"; }
 results=()
-for round in 1 2; do
+for round in 1 2 3; do
   rm -rf "$work/curl.out" "$work/home"
   sync
   t0=$(now); curl -sSfL -o "$work/curl.out" "$url"; t1=$(now)
   c=$(rate "$t0" "$t1")
   sync
   t0=$(now)
-  SPOKE_HOME="$work/home" HF_ENDPOINT="http://127.0.0.1:$hub_port" SPOKE_LOG=warn \
+  SPOKE_HOME="$work/home" HF_ENDPOINT="http://127.0.0.1:$hub_port" SPOKE_LOG=info \
     "$spoke" pull org/bench --file bench-Q4_K_M.gguf > /dev/null 2> "$work/spoke.err" < /dev/null
   t1=$(now)
   s=$(rate "$t0" "$t1")
   cmp -s "$work/curl.out" "$work/home/models/bench/main/bench-Q4_K_M.gguf" || { echo "bench/pull: files differ" >&2; exit 1; }
-  echo "round $round: curl -o ${c} MiB/s, spoke pull ${s} MiB/s"
+  echo "round $round: curl -o ${c} MiB/s, spoke pull ${s} MiB/s ($(grep -o "downloaded.*" "$work/spoke.err"))"
   results+=("$c $s")
 done
 python3 - "${results[@]}" <<'PY'
 import sys
 pairs = [tuple(map(float, a.split())) for a in sys.argv[1:]]
 c = max(p[0] for p in pairs); s = max(p[1] for p in pairs)
-print("best: curl -o %.1f MiB/s, spoke pull %.1f MiB/s, ratio %.2fx (goal >= 0.90x)" % (c, s, s / c))
+med = lambda v: sorted(v)[len(v) // 2]
+mc = med([p[0] for p in pairs]); ms = med([p[1] for p in pairs])
+print("best:   curl -o %.1f MiB/s, spoke pull %.1f MiB/s, ratio %.2fx (goal >= 0.90x)" % (c, s, s / c))
+print("median: curl -o %.1f MiB/s, spoke pull %.1f MiB/s, ratio %.2fx" % (mc, ms, ms / mc))
 PY

@@ -19,6 +19,7 @@ struct progress {
     double start_ms, last_ms;
     uint64_t start_done;
     bool drawn;
+    bool finished; /* the 100% line of this file was shown */
 };
 
 static void human_bytes(double b, char *out, size_t n)
@@ -52,8 +53,13 @@ static void on_progress(void *ud, const char *file, uint64_t done, uint64_t tota
         p->start_done = done;
         p->last_ms = 0;
         p->drawn = false;
+        p->finished = false;
     }
     bool final = total && done >= total;
+    if (p->finished)
+        return;
+    if (final)
+        p->finished = true;
     double every = p->tty ? 100.0 : (p->json ? 1000.0 : 3000.0);
     if (!final && now - p->last_ms < every)
         return;

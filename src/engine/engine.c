@@ -156,6 +156,11 @@ enum sp_status engine_chat_render(const struct engine_model *m, const struct eng
     if (!tm)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory rendering the chat");
     for (size_t i = 0; i < n_msgs; i++) {
+        const char *r = msgs[i].role ? msgs[i].role : "";
+        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0) {
+            sp_free(tm);
+            return sp_err_set(err, SP_ERR_INVALID, "unknown chat role '%.32s' (use system, user or assistant)", r);
+        }
         tm[i].role = msgs[i].role;
         tm[i].content = msgs[i].content ? msgs[i].content : "";
     }

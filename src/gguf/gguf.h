@@ -77,7 +77,14 @@ struct gg_str {
 struct gg_file; /* opaque */
 
 /* Open and fully validate a GGUF file (read-only mmap). On error *out is NULL
- * and err says what and where. */
+ * and err says what and where: err->offset is the file offset of the bad
+ * field, err->context the key or tensor name involved (sanitised to ASCII).
+ * Statuses: SP_ERR_FORMAT (malformed: truncated, bad magic, bad counts,
+ * duplicate key/tensor, bad dims/offsets/overlaps, bad general.alignment),
+ * SP_ERR_UNSUPPORTED (version other than 2/3, big-endian, tensor type spoke
+ * does not know), SP_ERR_LIMIT (a cap above exceeded), SP_ERR_NOT_FOUND (no
+ * such file), SP_ERR_IO (cannot read/map), SP_ERR_NOMEM. Time and memory are
+ * linear in the file size; nothing is allocated from an unchecked count. */
 enum sp_status gg_open(const char *path, struct gg_file **out, struct sp_err *err) SP_MUST_USE;
 /* Same over a caller-owned buffer that must outlive the gg_file (fuzzing, tests). */
 enum sp_status gg_open_memory(const void *data, size_t size, struct gg_file **out,

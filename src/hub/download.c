@@ -410,6 +410,7 @@ static enum sp_status download_locked(struct hub_client *c, const struct hub_dow
     }
     struct http_sink sink = {.fd = fd, .sha = sha, .offset = have, .total = has_total ? total : 0,
                              .path = d->path, .progress = d->progress, .progress_ud = d->progress_ud};
+    double t0 = sp_now_ms();
     for (int pass = 0;; pass++) {
         result = fetch_body(c, d, url, &sink, err);
         if (result != SP_OK)
@@ -448,6 +449,7 @@ static enum sp_status download_locked(struct hub_client *c, const struct hub_dow
     }
     if (sink.progress)
         sink.progress(sink.progress_ud, d->path, sink.offset, sink.offset);
+    double t1 = sp_now_ms();
     if (fsync(fd) != 0) {
         result = sp_err_setc(err, SP_ERR_IO, tmp, "fsync %s: %s", tmp, strerror(errno));
         goto fail;
@@ -460,6 +462,13 @@ static enum sp_status download_locked(struct hub_client *c, const struct hub_dow
         goto fail;
     }
     (void)fsync_dir_of(d->dest);
+    {
+        double secs = (t1 - t0) / 1000.0;
+        LOG_INFO("hub", "downloaded %s: %llu bytes in %.2f s (%.1f MiB/s), fsync %.2f s", d->path,
+                 (unsigned long long)sink.fetched, secs,
+                 secs > 0 ? (double)sink.fetched / 1048576.0 / secs : 0.0,
+                 (sp_now_ms() - t1) / 1000.0);
+    }
     res->downloaded = true;
     res->size = sink.offset;
     res->bytes_fetched = sink.fetched;

@@ -429,7 +429,7 @@ static CURLcode exchange_once(struct hub_client *c, const char *method, const ch
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, c->cfg.connect_timeout_s);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, c->cfg.low_speed_limit);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->cfg.low_speed_time_s);
-    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024); /* best of 16K/100K/512K on loopback */
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
@@ -584,7 +584,7 @@ enum sp_status http_status_error(struct hub_client *c, const struct http_resp *r
     if (err)
         err->http_status = (int)st;
     if (st == 401 || st == 403) {
-        if (strcmp(code, "RepoNotFound") == 0 && !c->token)
+        if (strcmp(code, "RepoNotFound") == 0)
             return sp_err_setc(err, SP_ERR_NOT_FOUND, repo,
                                "model %s not found on %s (HTTP %ld); check the id, or if it is "
                                "private set hf_token (HF_TOKEN) with read access",

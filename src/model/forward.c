@@ -8,7 +8,7 @@
  *   logits = rmsnorm(x_last) * output_norm Wout
  * Matmuls go through the backend (activations quantized once per matmul,
  * rows split across the pool). RoPE + cache store are split by tokens, then
- * attention by (token, head) pairs, in one parallel task with a barrier. The
+ * attention by (token, head) pairs (two parallel range tasks). The
  * arithmetic mirrors ggml's CPU ops (see model.h). All buffers are allocated
  * in model_state_new. */
 #include "model/model.h"
@@ -206,9 +206,8 @@ static void rope_apply(float *v, const float *cache, int n_rot, bool neox)
     }
 }
 
-/* Phase 1 (tokens split): biases, RoPE, KV store. Phase 2 ((token, head)
- * pairs split): softmax(q.K * scale) . V. */
-static void attention_task(void *ud, int ith, int nth)
+/* Phase 1 (split by tokens): biases, RoPE, KV store. */
+static void rope_store_range(void *ud, int ith, int64_t i0, int64_t i1)
 {
     struct model_state *s = ud;
     const struct model *m = s->m;
@@ -217,10 +216,10 @@ static void attention_task(void *ud, int ith, int nth)
     const int hd = hp->head_dim, Dq = hp->n_head * hd, Dkv = hp->n_head_kv * hd;
     const int n = s->n_tok, l = s->layer;
     struct kv_cache *kv = s->kv;
-    const bool f16 = kv->type == KV_F16;
+    SP_UNUSED(n);
 
     float *rc = s->rope + (size_t)ith * (hp->n_rot + 2);
-    for (int i = ith; i < n; i += nth) {
+    for (int i = (int)i0; i < (int)i1; i++) {
         float *q = s->q + (size_t)i * Dq, *k = s->k + (size_t)i * Dkv, *v = s->v + (size_t)i * Dkv;
         if (L->bq)
             for (int d = 0; d < Dq; d++)
@@ -240,8 +239,18 @@ static void attention_task(void *ud, int ith, int nth)
         }
         kv_cache_store(kv, l, s->pos0 + i, k, v);
     }
-    backend_barrier(s->be);
+}
 
+/* Phase 2 (split by (token, head) pairs): softmax(q.K * scale) . V. */
+static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
+{
+    struct model_state *s = ud;
+    const struct model *m = s->m;
+    const struct model_hparams *hp = &m->hp;
+    const int hd = hp->head_dim, Dq = hp->n_head * hd, Dkv = hp->n_head_kv * hd;
+    const int l = s->layer;
+    struct kv_cache *kv = s->kv;
+    const bool f16 = kv->type == KV_F16;
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = hp->n_head / hp->n_head_kv;
     float *sc = s->scores + (size_t)ith * s->n_ctx;
@@ -250,8 +259,7 @@ static void attention_task(void *ud, int ith, int nth)
     const struct kern_type_ops *f16ops = kern_ops(GG_TYPE_F16);
     const char *kbase = kv_cache_k(kv, l, 0);
     const size_t kstride = (size_t)Dkv * kv->elt;
-    const int total = n * hp->n_head;
-    for (int item = ith; item < total; item += nth) {
+    for (int item = (int)it0; item < (int)it1; item++) {
         const int i = item / hp->n_head, h = item % hp->n_head, g = h / group;
         const int n_kv = s->pos0 + i + 1;
         const float *q = s->q + (size_t)i * Dq + (size_t)h * hd;
@@ -323,8 +331,9 @@ enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, i
         s->layer = l;
         s->n_tok = n;
         s->pos0 = pos0;
-        be->ops->parallel(be, attention_task, s,
-                          (double)n * hp->n_head * (double)(pos0 + n) * hp->head_dim * 2.0);
+        be->ops->parallel_for(be, rope_store_range, s, n, 1, (double)n * (Dq + Dkv) * 8.0);
+        be->ops->parallel_for(be, attention_range, s, (int64_t)n * hp->n_head, 1,
+                              (double)n * hp->n_head * (double)(pos0 + n) * hp->head_dim * 4.0);
         struct backend_mm o = {&L->wo, s->xb2, (size_t)E};
         be->ops->matmul(be, &o, 1, s->att, n, (size_t)Dq);
         for (size_t i = 0; i < (size_t)n * E; i++)

@@ -489,6 +489,38 @@ TEST(gemm_large_batch_equals_vec_dot)
     }
 }
 
+/* Non-finite input (a corrupt file) quantizes without undefined behaviour
+ * (UBSan would stop here) and without touching bytes past the row. */
+TEST(quantize_nonfinite_input)
+{
+    float x[512];
+    fill_data(x, 512, 1.0f);
+    x[3] = NAN;
+    x[40] = INFINITY;
+    x[300] = -INFINITY;
+    x[301] = NAN;
+    char *q = sp_malloc(512 * 4 + 16);
+    float *y = sp_malloc(512 * 4);
+    CHECK(q && y);
+    for (size_t i = 0; i < SP_ARRAY_LEN(k_types); i++) {
+        const struct kern_type_ops *o = kern_ops_isa(KERN_ISA_REF, k_types[i].type);
+        size_t rb = row_bytes(k_types[i].type, 512);
+        memset(q + rb, 0x77, 16);
+        o->from_float(x, q, 512);
+        o->to_float(q, y, 512);
+        for (int j = 0; j < 16; j++)
+            CHECK(q[rb + (size_t)j] == 0x77);
+        const struct kern_type_ops *a = kern_ops(k_types[i].type);
+        if (a->quantize_act) {
+            a->quantize_act(x, q, 512);
+            for (int j = 0; j < 16; j++)
+                CHECK(q[rb + (size_t)j] == 0x77);
+        }
+    }
+    sp_free(q);
+    sp_free(y);
+}
+
 TEST(float_helpers)
 {
     for (int64_t n = 0; n < 70; n += 7) {
@@ -519,6 +551,7 @@ int main(void)
     RUN(isa_variants_match_reference);
     RUN(isa_activation_quantizers);
     RUN(gemm_large_batch_equals_vec_dot);
+    RUN(quantize_nonfinite_input);
     RUN(float_helpers);
     return test_summary();
 }

@@ -10,6 +10,27 @@
 
 #define QK KERN_QK
 
+/* (int)v truncated and clamped to [lo, hi]; NaN gives lo. For the values the
+ * formulas produce from finite input this is exactly ggml's cast + MIN, but
+ * non-finite input (a bad file) cannot reach an undefined conversion. */
+static inline int trunc_clamp(float v, int lo, int hi)
+{
+    if (!(v >= (float)lo))
+        return lo;
+    if (v >= (float)hi)
+        return hi;
+    return (int)v;
+}
+
+/* roundf(v) as int8 (half away from zero); NaN gives 0 */
+static inline int8_t round_i8(float v)
+{
+    float r = roundf(v);
+    if (r != r)
+        return 0;
+    return (int8_t)(r < -128.f ? -128 : r > 127.f ? 127 : (int)r);
+}
+
 /* ---- Q4_0 */
 void kern_ref_from_float_q4_0(const float *x, void *vy, int64_t n)
 {
@@ -30,10 +51,8 @@ void kern_ref_from_float_q4_0(const float *x, void *vy, int64_t n)
         for (int j = 0; j < QK / 2; j++) {
             float x0 = x[i * QK + j] * id;
             float x1 = x[i * QK + QK / 2 + j] * id;
-            int xi0 = (int8_t)(x0 + 8.5f);
-            int xi1 = (int8_t)(x1 + 8.5f);
-            xi0 = xi0 < 15 ? xi0 : 15;
-            xi1 = xi1 < 15 ? xi1 : 15;
+            int xi0 = trunc_clamp(x0 + 8.5f, 0, 15);
+            int xi1 = trunc_clamp(x1 + 8.5f, 0, 15);
             y[i].qs[j] = (uint8_t)((xi0 & 0xF) | (xi1 << 4));
         }
     }
@@ -73,10 +92,8 @@ void kern_ref_from_float_q4_1(const float *x, void *vy, int64_t n)
         for (int j = 0; j < QK / 2; j++) {
             float x0 = (x[i * QK + j] - min) * id;
             float x1 = (x[i * QK + QK / 2 + j] - min) * id;
-            int xi0 = (int8_t)(x0 + 0.5f);
-            int xi1 = (int8_t)(x1 + 0.5f);
-            xi0 = xi0 < 15 ? xi0 : 15;
-            xi1 = xi1 < 15 ? xi1 : 15;
+            int xi0 = trunc_clamp(x0 + 0.5f, 0, 15);
+            int xi1 = trunc_clamp(x1 + 0.5f, 0, 15);
             y[i].qs[j] = (uint8_t)((xi0 & 0xF) | (xi1 << 4));
         }
     }
@@ -116,10 +133,8 @@ void kern_ref_from_float_q5_0(const float *x, void *vy, int64_t n)
         for (int j = 0; j < QK / 2; j++) {
             float x0 = x[i * QK + j] * id;
             float x1 = x[i * QK + QK / 2 + j] * id;
-            int xi0 = (int8_t)(x0 + 16.5f);
-            int xi1 = (int8_t)(x1 + 16.5f);
-            uint32_t u0 = (uint32_t)(uint8_t)(xi0 < 31 ? xi0 : 31);
-            uint32_t u1 = (uint32_t)(uint8_t)(xi1 < 31 ? xi1 : 31);
+            uint32_t u0 = (uint32_t)trunc_clamp(x0 + 16.5f, 0, 31);
+            uint32_t u1 = (uint32_t)trunc_clamp(x1 + 16.5f, 0, 31);
             y[i].qs[j] = (uint8_t)((u0 & 0x0F) | ((u1 & 0x0F) << 4));
             qh |= ((u0 & 0x10u) >> 4) << (j + 0);
             qh |= ((u1 & 0x10u) >> 4) << (j + QK / 2);
@@ -167,8 +182,8 @@ void kern_ref_from_float_q5_1(const float *x, void *vy, int64_t n)
         for (int j = 0; j < QK / 2; j++) {
             float x0 = (x[i * QK + j] - min) * id;
             float x1 = (x[i * QK + QK / 2 + j] - min) * id;
-            uint32_t u0 = (uint8_t)(x0 + 0.5f);
-            uint32_t u1 = (uint8_t)(x1 + 0.5f);
+            uint32_t u0 = (uint32_t)trunc_clamp(x0 + 0.5f, 0, 255);
+            uint32_t u1 = (uint32_t)trunc_clamp(x1 + 0.5f, 0, 255);
             y[i].qs[j] = (uint8_t)((u0 & 0x0F) | ((u1 & 0x0F) << 4));
             qh |= ((u0 & 0x10u) >> 4) << (j + 0);
             qh |= ((u1 & 0x10u) >> 4) << (j + QK / 2);
@@ -207,7 +222,7 @@ void kern_ref_from_float_q8_0(const float *x, void *vy, int64_t n)
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = kern_h16(d);
         for (int j = 0; j < QK; j++)
-            y[i].qs[j] = (int8_t)roundf(x[i * QK + j] * id);
+            y[i].qs[j] = round_i8(x[i * QK + j] * id);
     }
 }
 
@@ -235,8 +250,8 @@ void kern_ref_from_float_q8_1(const float *x, void *vy, int64_t n)
         y[i].d = kern_h16(d);
         int sum = 0;
         for (int j = 0; j < QK / 2; j++) {
-            y[i].qs[j] = (int8_t)roundf(x[i * QK + j] * id);
-            y[i].qs[QK / 2 + j] = (int8_t)roundf(x[i * QK + QK / 2 + j] * id);
+            y[i].qs[j] = round_i8(x[i * QK + j] * id);
+            y[i].qs[QK / 2 + j] = round_i8(x[i * QK + QK / 2 + j] * id);
             sum += y[i].qs[j] + y[i].qs[QK / 2 + j];
         }
         y[i].s = kern_h16((float)sum * d);

@@ -212,6 +212,79 @@ TEST(choose)
     CHECK(!app_split_parse("big.gguf", &k, &n));
 }
 
+TEST(locate)
+{
+    char *root = NULL, *rd = NULL, p[512], f[600];
+    struct app_pulled out = {0};
+    struct sp_err err = {0};
+    CHECK(cache_root(&root, NULL) == SP_OK);
+    CHECK(cache_revision_dir(root, "loc", "v2", true, &rd, NULL) == SP_OK);
+    snprintf(p, sizeof(p), "%s/loc-Q8_0.gguf", rd);
+    put(p, "x");
+    snprintf(p, sizeof(p), "%s/loc-Q4_K_M.gguf", rd);
+    put(p, "y");
+    /* a cached name: the preferred quant of its only revision */
+    CHECK(app_model_locate("loc", NULL, &out, &err) == SP_OK);
+    CHECK_EQ_STR(out.path, p);
+    CHECK_EQ_STR(out.revision, "v2");
+    app_pulled_free(&out);
+    CHECK(app_model_locate("loc@v2", NULL, &out, &err) == SP_OK);
+    CHECK_EQ_STR(out.name, "loc");
+    app_pulled_free(&out);
+    /* a file path and file: */
+    snprintf(f, sizeof(f), "file:%s", p);
+    CHECK(app_model_locate(f, NULL, &out, &err) == SP_OK);
+    CHECK_EQ_STR(out.name, "loc-Q4_K_M");
+    CHECK_EQ_STR(out.dir, rd);
+    app_pulled_free(&out);
+    CHECK(app_model_locate(p, NULL, &out, &err) == SP_OK);
+    CHECK_EQ_STR(out.path, p);
+    app_pulled_free(&out);
+    /* not cached / missing files / hostile: errors, no network */
+    CHECK(app_model_locate("nothere", NULL, &out, &err) == SP_ERR_NOT_FOUND);
+    CHECK(strstr(err.msg, "spoke pull") != NULL);
+    CHECK(app_model_locate("loc@v3", NULL, &out, &err) == SP_ERR_NOT_FOUND);
+    CHECK(app_model_locate("./missing.gguf", NULL, &out, &err) == SP_ERR_NOT_FOUND);
+    CHECK(app_model_locate("..", NULL, &out, &err) == SP_ERR_INVALID);
+    CHECK(app_model_locate("loc@../..", NULL, &out, &err) == SP_ERR_INVALID);
+    CHECK(app_model_locate("", NULL, &out, &err) == SP_ERR_INVALID);
+    CHECK(out.path == NULL);
+    sp_free(rd);
+    sp_free(root);
+}
+
+TEST(alloc_failures)
+{
+    const char *js = "{\"repo\":\"o/m\",\"commit\":\"c\",\"primary\":\"a.gguf\",\"files\":["
+                     "{\"path\":\"a.gguf\",\"size\":1},{\"path\":\"b\",\"size\":2}]}";
+    char *root = NULL;
+    CHECK(cache_root(&root, NULL) == SP_OK);
+    size_t before = sp_mem_in_use();
+    for (long n = 1; n < 80; n++) {
+        struct cache_meta *m = NULL;
+        sp_mem_fail_after(n, 0);
+        enum sp_status st = cache_meta_parse(js, strlen(js), &m, NULL);
+        sp_mem_fail_after(0, 0);
+        CHECK(st == SP_OK || st == SP_ERR_NOMEM);
+        cache_meta_free(m);
+        struct cache_entry *e = NULL;
+        size_t ne = 0;
+        sp_mem_fail_after(n, 0);
+        st = cache_list(root, &e, &ne, NULL);
+        sp_mem_fail_after(0, 0);
+        CHECK(st == SP_OK || st == SP_ERR_NOMEM);
+        cache_list_free(e, ne);
+        struct app_pulled out = {0};
+        sp_mem_fail_after(n, 0);
+        st = app_model_locate("loc", NULL, &out, NULL);
+        sp_mem_fail_after(0, 0);
+        CHECK_MSG(st == SP_OK || st == SP_ERR_NOMEM || st == SP_ERR_NOT_FOUND, "n=%ld st=%d", n, (int)st);
+        app_pulled_free(&out);
+    }
+    CHECK_EQ_INT(sp_mem_in_use(), before);
+    sp_free(root);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/spoke-cache-XXXXXX");
@@ -222,6 +295,8 @@ int main(void)
     RUN(list_and_remove);
     RUN(hf_cache);
     RUN(choose);
+    RUN(locate);
+    RUN(alloc_failures);
     sh("rm -rf '%s'", tmpdir);
     return test_summary();
 }

@@ -17,12 +17,43 @@ KERN_AI __m512 scale_pair512(float a, float b)
 }
 
 /* the fp16 scales d of 8 consecutive blocks (any block type with d first) */
-#define LOAD_H8(B, I, F)                                                                   \
-    _mm256_cvtph_ps(_mm_setr_epi16((short)(B)[(I) + 0].F, (short)(B)[(I) + 1].F,          \
-                                   (short)(B)[(I) + 2].F, (short)(B)[(I) + 3].F,          \
-                                   (short)(B)[(I) + 4].F, (short)(B)[(I) + 5].F,          \
-                                   (short)(B)[(I) + 6].F, (short)(B)[(I) + 7].F))
-#define LOAD_D8(B, I) LOAD_H8(B, I, d)
+
+/* bytes [0, n) of a 64-byte window as a load mask (n clamped to 0..64) */
+KERN_AI __mmask64 bytes_mask(int n)
+{
+    return n >= 64 ? ~(__mmask64)0 : n <= 0 ? (__mmask64)0 : (((__mmask64)1 << n) - 1);
+}
+
+/* 8 fp16 values at base + b*bs (b = 0..7; bs even, 18..36 bytes), reading
+ * only the avail bytes from base (masked loads): word gathers (vpermt2w)
+ * from 2 or 4 zmm loads, then converted to 8 floats. */
+KERN_AI __m256 load_h8_strided(const void *base, int bs, int avail)
+{
+    const char *p = base;
+    const int wpb = bs / 2; /* words per block */
+    const __m512i idx_lo = _mm512_zextsi128_si512(_mm_setr_epi16(
+        (short)(0 * wpb), (short)(1 * wpb), (short)(2 * wpb), (short)(3 * wpb), (short)(4 * wpb),
+        (short)(5 * wpb), (short)(6 * wpb), (short)(7 * wpb)));
+    const __m512i z0 = _mm512_maskz_loadu_epi8(bytes_mask(avail), p);
+    const __m512i z1 = _mm512_maskz_loadu_epi8(bytes_mask(avail - 64), p + 64);
+    __m512i r = _mm512_permutex2var_epi16(z0, idx_lo, z1);
+    if (7 * wpb >= 64) { /* words beyond the first 128 bytes */
+        const __m512i z2 = _mm512_maskz_loadu_epi8(bytes_mask(avail - 128), p + 128);
+        const __m512i z3 = _mm512_maskz_loadu_epi8(bytes_mask(avail - 192), p + 192);
+        const __m512i r2 =
+            _mm512_permutex2var_epi16(z2, _mm512_sub_epi16(idx_lo, _mm512_set1_epi16(64)), z3);
+        /* words with index >= 64 come from r2 */
+        const __mmask32 hi = _mm512_cmpge_epi16_mask(idx_lo, _mm512_set1_epi16(64)) & 0xFF;
+        r = _mm512_mask_mov_epi16(r, hi, r2);
+    }
+    return _mm256_cvtph_ps(_mm512_castsi512_si128(r));
+}
+/* d (first field) of 8 blocks starting at block pointer B */
+#define LOAD_D8S(B) load_h8_strided((B), (int)sizeof(*(B)), 8 * (int)sizeof(*(B)))
+/* another fp16 field F of 8 blocks */
+#define LOAD_F8S(B, F)                                                                      \
+    load_h8_strided(&(B)->F, (int)sizeof(*(B)),                                             \
+                    8 * (int)sizeof(*(B)) - (int)((const char *)&(B)->F - (const char *)(B)))
 
 /* lanes 0..7 <- s[2p], lanes 8..15 <- s[2p+1] */
 KERN_AI __m512 bcast_pair(__m512 s8, int p)

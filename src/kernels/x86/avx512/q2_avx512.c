@@ -82,12 +82,12 @@ KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib)
             __m512i q[4];                                                                 \
             for (int p = 0; p < 4; p++)                                                   \
                 q[p] = PAIRQ(w, ib + 2 * p);                                              \
-            const __m256 dw = LOAD_D8(w, ib);                                             \
+            const __m256 dw = LOAD_D8S(&w[ib]);                                             \
             __m256 mw = _mm256_setzero_ps();                                              \
             if (HASMIN)                                                                   \
                 mw = MW8(w, ib);                                                          \
             for (int i = 0; i < nr; i++) {                                                \
-                const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8(x[i], ib))); \
+                const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8S(&x[i][ib]))); \
                 for (int p = 0; p < 4; p++) {                                             \
                     const __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs); \
                     __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[p], y);    \
@@ -122,8 +122,8 @@ KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib)
     KERN_AVX2_DRIVER(NAME, NAME##_kern, KERN_QK)
 
 /* the min parts: m of 8 weight blocks, s of 8 activation blocks, m*s of one */
-#define MW8_M(B, I) LOAD_H8(B, I, m)
-#define YS8_S(B, I) LOAD_H8(B, I, s)
+#define MW8_M(B, I) LOAD_F8S(&(B)[I], m)
+#define YS8_S(B, I) LOAD_F8S(&(B)[I], s)
 #define ONEMS_MS(W, X, I) (avx2_h2f((W)[I].m) * avx2_h2f((X)[I].s))
 #define MW8_NONE(B, I) _mm256_setzero_ps()
 #define ONEMS_NONE(W, X, I) 0.0f

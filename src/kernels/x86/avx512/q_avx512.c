@@ -26,9 +26,9 @@ KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         __m512i q[4];
         for (int p = 0; p < 4; p++)
             q[p] = q4_0_pairq(w, ib + 2 * p);
-        const __m256 dw = LOAD_D8(w, ib);
+        const __m256 dw = LOAD_D8S(&w[ib]);
         for (int i = 0; i < nr; i++) {
-            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8(x[i], ib)));
+            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8S(&x[i][ib])));
             for (int p = 0; p < 4; p++) {
                 const __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
                 const __m512i dp =
@@ -87,9 +87,9 @@ KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             aq[p] = _mm512_abs_epi8(q);
             neg[p] = _mm512_movepi8_mask(q);
         }
-        const __m256 dw = LOAD_D8(w, ib);
+        const __m256 dw = LOAD_D8S(&w[ib]);
         for (int i = 0; i < nr; i++) {
-            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8(x[i], ib)));
+            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8S(&x[i][ib])));
             for (int p = 0; p < 4; p++) {
                 __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
                 y = _mm512_mask_sub_epi8(y, neg[p], _mm512_setzero_si512(), y);
@@ -263,6 +263,80 @@ KERN_AI void f16_kern(int nr, int64_t n, const void *w, const void *const *x, fl
 }
 KERN_AVX2_DRIVER(f16, f16_kern, 1)
 
+/* Two weight rows x nr activation rows, each output with exactly the
+ * arithmetic of f16_kern (so gemm == vec_dot bit for bit). */
+KERN_AI void f16_kern2(int nr, int64_t n, const void *w0, const void *w1, const void *const *x,
+                       float *out0, float *out1)
+{
+    __m512 a0[2][NRMAX], a1[2][NRMAX];
+    for (int r = 0; r < nr; r++) {
+        a0[0][r] = a1[0][r] = a0[1][r] = a1[1][r] = _mm512_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m512 u0 = ld16(w0, i), u1 = ld16(w0, i + 16);
+        const __m512 v0 = ld16(w1, i), v1 = ld16(w1, i + 16);
+        for (int r = 0; r < nr; r++) {
+            const __m512 y0 = ld16(x[r], i), y1 = ld16(x[r], i + 16);
+            a0[0][r] = _mm512_fmadd_ps(u0, y0, a0[0][r]);
+            a1[0][r] = _mm512_fmadd_ps(u1, y1, a1[0][r]);
+            a0[1][r] = _mm512_fmadd_ps(v0, y0, a0[1][r]);
+            a1[1][r] = _mm512_fmadd_ps(v1, y1, a1[1][r]);
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        float s0 = _mm512_reduce_add_ps(_mm512_add_ps(a0[0][r], a1[0][r]));
+        float s1 = _mm512_reduce_add_ps(_mm512_add_ps(a0[1][r], a1[1][r]));
+        const uint16_t *u = w0, *v = w1, *xh = x[r];
+        for (int64_t j = i; j < n; j++) {
+            s0 += _cvtsh_ss(u[j]) * _cvtsh_ss(xh[j]);
+            s1 += _cvtsh_ss(v[j]) * _cvtsh_ss(xh[j]);
+        }
+        out0[r] = s0;
+        out1[r] = s1;
+    }
+}
+
+static void f16_gemm2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,
+                      size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride)
+{
+    for (int64_t b0 = 0; b0 < n_batch; b0 += KERN_GEMM_TILE) {
+        const int64_t b1 = n_batch - b0 < KERN_GEMM_TILE ? n_batch : b0 + KERN_GEMM_TILE;
+        int64_t r = r0;
+        for (; r + 2 <= r1; r += 2) {
+            const char *wr = (const char *)w + (size_t)r * w_stride;
+            for (int64_t b = b0; b < b1; b += 4) {
+                const int64_t nr = b1 - b < 4 ? b1 - b : 4;
+                const void *xp[4];
+                float o0[4], o1[4];
+                for (int64_t i = 0; i < nr; i++)
+                    xp[i] = (const char *)x + (size_t)(b + i) * x_stride;
+                switch (nr) {
+                case 1:
+                    f16_kern2(1, k, wr, wr + w_stride, xp, o0, o1);
+                    break;
+                case 2:
+                    f16_kern2(2, k, wr, wr + w_stride, xp, o0, o1);
+                    break;
+                case 3:
+                    f16_kern2(3, k, wr, wr + w_stride, xp, o0, o1);
+                    break;
+                default:
+                    f16_kern2(4, k, wr, wr + w_stride, xp, o0, o1);
+                    break;
+                }
+                for (int64_t i = 0; i < nr; i++) {
+                    y[(size_t)(b + i) * y_stride + (size_t)r] = o0[i];
+                    y[(size_t)(b + i) * y_stride + (size_t)r + 1] = o1[i];
+                }
+            }
+        }
+        if (r < r1) /* odd last row */
+            f16_gemm(k, r, r1, b1 - b0, w, w_stride, (const char *)x + (size_t)b0 * x_stride,
+                     x_stride, y + (size_t)b0 * y_stride, y_stride);
+    }
+}
+
 void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type)
 {
@@ -285,7 +359,7 @@ void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type)
         break;
     case GG_TYPE_F16:
         ops->vec_dot = f16_vec_dot;
-        ops->gemm = f16_gemm;
+        ops->gemm = f16_gemm2;
         break;
     default:
         return;

@@ -1,0 +1,207 @@
+/* test_sample.c - sampler semantics: greedy, seed reproducibility, top-k,
+ * top-p, min-p, temperature extremes, repetition / presence / frequency
+ * penalties, logprobs and top-n ordering, the RNG's range. */
+#include "sample/sample.h"
+#include "test.h"
+
+#define NV 100
+
+static void logits_ramp(float *l)
+{
+    for (int i = 0; i < NV; i++)
+        l[i] = (float)i * 0.1f; /* token 99 most likely */
+}
+
+static struct sampler *mk(struct sample_params *p)
+{
+    struct sampler *s = NULL;
+    struct sp_err err = {0};
+    if (sample_new(NV, p, &s, &err) != SP_OK)
+        return NULL;
+    return s;
+}
+
+TEST(greedy_is_argmax)
+{
+    struct sample_params p;
+    sample_params_default(&p);
+    p.temperature = 0;
+    struct sampler *s = mk(&p);
+    CHECK(s);
+    float l[NV];
+    logits_ramp(l);
+    l[42] = 100;
+    CHECK_EQ_INT(sample_token(s, l, NULL, 0), 42);
+    CHECK_EQ_INT(sample_argmax(l, NV), 42);
+    sample_free(s);
+    struct sampler *bad = NULL;
+    CHECK(sample_new(0, &p, &bad, NULL) == SP_ERR_INVALID && bad == NULL);
+    sample_free(NULL);
+}
+
+TEST(seed_reproducible)
+{
+    struct sample_params p;
+    sample_params_default(&p);
+    p.temperature = 1.0f;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 0;
+    p.seed = 7;
+    float l[NV];
+    for (int i = 0; i < NV; i++)
+        l[i] = 0; /* uniform */
+    struct sampler *a = mk(&p), *b = mk(&p);
+    CHECK(a && b);
+    int32_t sa[64], sb[64];
+    bool all_same = true;
+    for (int i = 0; i < 64; i++) {
+        sa[i] = sample_token(a, l, NULL, 0);
+        sb[i] = sample_token(b, l, NULL, 0);
+        CHECK_EQ_INT(sa[i], sb[i]);
+        all_same = all_same && sa[i] == sa[0];
+    }
+    CHECK(!all_same);
+    p.seed = 8;
+    sample_reset(b, &p);
+    int diff = 0;
+    for (int i = 0; i < 64; i++)
+        diff += sample_token(b, l, NULL, 0) != sa[i];
+    CHECK(diff > 10);
+    /* reset with the first seed replays */
+    p.seed = 7;
+    sample_reset(b, &p);
+    for (int i = 0; i < 64; i++)
+        CHECK_EQ_INT(sample_token(b, l, NULL, 0), sa[i]);
+    sample_free(a);
+    sample_free(b);
+}
+
+TEST(top_k_top_p_min_p)
+{
+    struct sample_params p;
+    sample_params_default(&p);
+    p.temperature = 1.0f;
+    p.top_p = 1.0f;
+    p.min_p = 0;
+    p.top_k = 3;
+    float l[NV];
+    logits_ramp(l);
+    struct sampler *s = mk(&p);
+    CHECK(s);
+    int seen[NV] = {0};
+    for (int i = 0; i < 2000; i++)
+        seen[sample_token(s, l, NULL, 0)]++;
+    for (int i = 0; i < 97; i++)
+        CHECK_EQ_INT(seen[i], 0);
+    CHECK(seen[97] > 0 && seen[98] > 0 && seen[99] > 0);
+    /* top-p: two tokens hold 0.5 + 0.45 of the mass; top_p 0.9 keeps them only */
+    for (int i = 0; i < NV; i++)
+        l[i] = -30;
+    l[10] = logf(0.5f);
+    l[20] = logf(0.45f);
+    l[30] = logf(0.05f);
+    p.top_k = 0;
+    p.top_p = 0.9f;
+    sample_reset(s, &p);
+    memset(seen, 0, sizeof(seen));
+    for (int i = 0; i < 2000; i++)
+        seen[sample_token(s, l, NULL, 0)]++;
+    CHECK(seen[10] > 0 && seen[20] > 0);
+    CHECK_EQ_INT(seen[30], 0);
+    CHECK_EQ_INT(seen[10] + seen[20], 2000);
+    /* min-p 0.2: 0.05 < 0.2 * 0.5 is dropped, 0.45 kept */
+    p.top_p = 1.0f;
+    p.min_p = 0.2f;
+    sample_reset(s, &p);
+    memset(seen, 0, sizeof(seen));
+    for (int i = 0; i < 2000; i++)
+        seen[sample_token(s, l, NULL, 0)]++;
+    CHECK_EQ_INT(seen[30], 0);
+    CHECK(seen[20] > 0);
+    /* very low temperature behaves greedily */
+    p.min_p = 0;
+    p.temperature = 1e-4f;
+    sample_reset(s, &p);
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ_INT(sample_token(s, l, NULL, 0), 10);
+    sample_free(s);
+}
+
+TEST(penalties)
+{
+    struct sample_params p;
+    sample_params_default(&p);
+    p.temperature = 0;
+    float l[NV];
+    for (int i = 0; i < NV; i++)
+        l[i] = 0;
+    l[5] = 2.0f;
+    l[6] = 1.9f;
+    struct sampler *s = mk(&p);
+    CHECK(s);
+    int32_t hist[] = {5, 5, 5};
+    CHECK_EQ_INT(sample_token(s, l, hist, 3), 5); /* no penalty */
+    p.repeat_penalty = 1.1f; /* 2.0 / 1.1 = 1.82 < 1.9 */
+    sample_reset(s, &p);
+    CHECK_EQ_INT(sample_token(s, l, hist, 3), 6);
+    p.repeat_penalty = 1.0f;
+    p.presence_penalty = 0.2f; /* 2.0 - 0.2 < 1.9 */
+    sample_reset(s, &p);
+    CHECK_EQ_INT(sample_token(s, l, hist, 3), 6);
+    p.presence_penalty = 0;
+    p.frequency_penalty = 0.05f; /* 2.0 - 3 * 0.05 = 1.85 < 1.9 */
+    sample_reset(s, &p);
+    CHECK_EQ_INT(sample_token(s, l, hist, 3), 6);
+    int32_t hist1[] = {5};
+    CHECK_EQ_INT(sample_token(s, l, hist1, 1), 5); /* 1.95 > 1.9 */
+    /* the window: token 5 outside the last 2 tokens is not penalised */
+    p.frequency_penalty = 0;
+    p.repeat_penalty = 2.0f;
+    p.repeat_last_n = 2;
+    sample_reset(s, &p);
+    int32_t hist2[] = {5, 7, 8};
+    CHECK_EQ_INT(sample_token(s, l, hist2, 3), 5);
+    /* negative logits are multiplied */
+    for (int i = 0; i < NV; i++)
+        l[i] = -5;
+    l[3] = -1.0f;
+    l[4] = -1.5f;
+    int32_t hist3[] = {3};
+    CHECK_EQ_INT(sample_token(s, l, hist3, 1), 4); /* -1 * 2 = -2 < -1.5 */
+    sample_free(s);
+}
+
+TEST(logprobs_top_n)
+{
+    float l[NV];
+    logits_ramp(l);
+    int32_t ids[5];
+    float lp[5];
+    float x = sample_logprobs(l, NV, 99, 5, ids, lp);
+    CHECK_EQ_INT(ids[0], 99);
+    CHECK_EQ_INT(ids[4], 95);
+    CHECK_NEAR(x, lp[0], 1e-6);
+    double sum = 0;
+    for (int i = 0; i < NV; i++)
+        sum += exp(sample_logprobs(l, NV, i, 0, ids, lp));
+    CHECK_NEAR(sum, 1.0, 1e-5);
+    for (int i = 1; i < 5; i++)
+        CHECK(lp[i] <= lp[i - 1]);
+    struct sample_rng r;
+    sample_rng_seed(&r, 1);
+    for (int i = 0; i < 1000; i++) {
+        double u = sample_rng_uniform(&r);
+        CHECK(u >= 0 && u < 1);
+    }
+}
+
+int main(void)
+{
+    RUN(greedy_is_argmax);
+    RUN(seed_reproducible);
+    RUN(top_k_top_p_min_p);
+    RUN(penalties);
+    RUN(logprobs_top_n);
+    return test_summary();
+}

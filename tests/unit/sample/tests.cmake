@@ -1,0 +1,1 @@
+spoke_test(test_sample ${CMAKE_CURRENT_LIST_DIR}/test_sample.c LABELS unit)
