@@ -300,6 +300,10 @@ KERN_AI void f16_kern2(int nr, int64_t n, const void *w0, const void *w1, const 
 static void f16_gemm2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,
                       size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride)
 {
+    if (n_batch < 2) { /* decode: one stream, like vec_dot */
+        f16_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+        return;
+    }
     for (int64_t b0 = 0; b0 < n_batch; b0 += KERN_GEMM_TILE) {
         const int64_t b1 = n_batch - b0 < KERN_GEMM_TILE ? n_batch : b0 + KERN_GEMM_TILE;
         int64_t r = r0;
