@@ -4,7 +4,7 @@
 #     `spoke run` on the same model and prompt, back to back; goal: < 2 % overhead.
 #  2. 429 latency under a 10x overload burst (max_concurrency 1, queue 16:
 #     170 simultaneous requests); goal: p99 < 50 ms.
-# Env: N (tokens, default 200), REPS (default 3), PROMPT.
+# Env: N (tokens, default 200), REPS (default 3), T (threads for both, default 1), PROMPT.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -12,6 +12,7 @@ model=${2:-$root/models/stories260K.gguf}
 spoke=$build/spoke
 N=${N:-200}
 REPS=${REPS:-3}
+T=${T:-1}
 PROMPT=${PROMPT:-"Once upon a time, there was a little girl named Lily."}
 tmp=$(mktemp -d)
 pid=
@@ -22,7 +23,7 @@ echo "model: $model  tokens: $N  reps: $REPS"
 # ---- spoke run
 best_run=0
 for r in $(seq "$REPS"); do
-  tps=$("$spoke" run "$model" "$PROMPT" -n "$N" --temp 0 2>&1 >/dev/null | grep -o 'decode [0-9]* tokens, [0-9.]* ms, [0-9.]* t/s' | awk '{print $6}')
+  tps=$("$spoke" run "$model" "$PROMPT" -n "$N" -t "$T" --temp 0 2>&1 >/dev/null | grep -o 'decode [0-9]* tokens, [0-9.]* ms, [0-9.]* t/s' | awk '{print $6}')
   best_run=$(python3 -c "print(max($best_run, ${tps:-0}))")
 done
 # ---- through the server
@@ -30,7 +31,7 @@ cat > "$tmp/spoke.yaml" <<EOF
 models:
   - from: file:$model
     name: bench
-    params: {max_concurrency: 1, queue_size: 16}
+    params: {max_concurrency: 1, queue_size: 16, threads: $T}
 server:
   limits: {max_tokens: 100000}
 EOF

@@ -4,7 +4,8 @@
  * persistent thread pool plus the scratch it needs for matmuls (quantized
  * activations). It is created once per context and does no allocation, lock
  * or system call per token (workers spin, then sleep on a condition variable
- * only when idle for a while).
+ * only when idle for a while). Work is split by rows into chunks that the
+ * threads claim with an atomic counter (no barriers).
  *
  * The forward pass talks to it through struct backend_ops (a vtable) so that a
  * CUDA or Metal backend can plug in later: today only "cpu" exists.
@@ -39,22 +40,24 @@ struct backend_mm {
 
 struct backend;
 
-/* A task run on every thread of the pool: ith in [0, nth). */
-typedef void (*backend_task_fn)(void *ud, int ith, int nth);
+/* A range task: process items [i0, i1) on pool thread ith (0 = caller;
+ * ith < n_threads indexes per-thread scratch). */
+typedef void (*backend_range_fn)(void *ud, int ith, int64_t i0, int64_t i1);
 
 struct backend_ops {
     const char *name; /* "cpu" */
-    /* Run fn(ud, ith, nth) on nth threads (the caller is thread 0) and
-     * return when all are done. work = rough operation count of the task:
-     * small tasks run on the caller alone (nth = 1), since waking threads
-     * costs more than they save. Inside fn, backend_barrier may be called
-     * (all threads must call it the same number of times). */
-    void (*parallel)(struct backend *be, backend_task_fn fn, void *ud, double work);
+    /* Run fn over items [0, n) in chunks of `grain` claimed dynamically by
+     * the pool's threads (the caller takes part) and return when every item
+     * is done. No barrier: a thread that is descheduled simply claims fewer
+     * chunks, so an oversubscribed machine does not stall the others.
+     * work = rough operation count: small tasks run on the caller alone. */
+    void (*parallel_for)(struct backend *be, backend_range_fn fn, void *ud, int64_t n, int64_t grain,
+                         double work);
     /* Several matmuls that share the same input x (n_batch rows of k floats,
      * row b at x + b * x_stride floats): x is quantized ONCE into each
-     * distinct vec_dot_type of the weights, then every weight's rows are split
-     * across the threads. All weights must have the same k; n_mm <= 4;
-     * n_batch <= the backend's max batch. */
+     * distinct vec_dot_type of the weights, then the rows of every weight
+     * are split across the threads. All weights must have the same k;
+     * n_mm <= 4; n_batch <= the backend's max batch. */
     void (*matmul)(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
                    int64_t n_batch, size_t x_stride);
     void (*free)(struct backend *be);
@@ -67,9 +70,6 @@ struct backend {
 
 /* Below this many operations a task runs single-threaded. */
 #define BACKEND_MIN_PARALLEL_WORK 65536.0
-
-/* Synchronise the threads of the running parallel task (spin barrier). */
-void backend_barrier(struct backend *be);
 
 /* Create the CPU backend: n_threads (>= 1) persistent threads including the
  * caller; max_k = longest matmul row, max_batch = most activation rows per

@@ -584,7 +584,7 @@ enum sp_status http_status_error(struct hub_client *c, const struct http_resp *r
     if (err)
         err->http_status = (int)st;
     if (st == 401 || st == 403) {
-        if (strcmp(code, "RepoNotFound") == 0 && !c->token)
+        if (strcmp(code, "RepoNotFound") == 0)
             return sp_err_setc(err, SP_ERR_NOT_FOUND, repo,
                                "model %s not found on %s (HTTP %ld); check the id, or if it is "
                                "private set hf_token (HF_TOKEN) with read access",

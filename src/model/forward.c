@@ -8,7 +8,7 @@
  *   logits = rmsnorm(x_last) * output_norm Wout
  * Matmuls go through the backend (activations quantized once per matmul,
  * rows split across the pool). RoPE + cache store are split by tokens, then
- * attention by (token, head) pairs, in one parallel task with a barrier. The
+ * attention by (token, head) pairs (two parallel range tasks). The
  * arithmetic mirrors ggml's CPU ops (see model.h). All buffers are allocated
  * in model_state_new. */
 #include "model/model.h"
@@ -33,9 +33,9 @@ struct model_state {
     float *hb;    /* [B][F] */
     float *hb2;   /* [B][F] */
     /* per-thread attention scratch */
-    float *scores;    /* [n_threads][n_ctx] */
-    uint16_t *p16;    /* [n_threads][n_ctx] */
-    uint16_t *q16;    /* [n_threads][head_dim] */
+    float *scores;    /* [n_threads][group][n_ctx] */
+    uint16_t *p16;    /* [n_threads][group][n_ctx] */
+    uint16_t *q16;    /* [n_threads][group][head_dim] */
     float *rope;      /* [n_threads][n_rot] cos/sin cache */
     void *arena;
     /* current task */
@@ -54,9 +54,10 @@ static bool state_layout(const struct model *m, int n_ctx, int B, int nth, struc
     const struct model_hparams *hp = &m->hp;
     size_t E = (size_t)hp->n_embd, Dq = (size_t)hp->n_head * hp->head_dim,
            Dkv = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff;
+    size_t group = (size_t)(hp->n_head / hp->n_head_kv);
     size_t sizes[13] = {
         B * E * 4, B * E * 4, B * E * 4, B * Dq * 4, B * Dkv * 4, B * Dkv * 4, B * Dq * 4, B * F * 4, B * F * 4,
-        (size_t)nth * n_ctx * 4, (size_t)nth * n_ctx * 2, (size_t)nth * hp->head_dim * 2,
+        (size_t)nth * group * n_ctx * 4, (size_t)nth * group * n_ctx * 2, (size_t)nth * group * hp->head_dim * 2,
         (size_t)nth * (hp->n_rot + 2) * 4,
     };
     size_t total = 0;
@@ -206,9 +207,8 @@ static void rope_apply(float *v, const float *cache, int n_rot, bool neox)
     }
 }
 
-/* Phase 1 (tokens split): biases, RoPE, KV store. Phase 2 ((token, head)
- * pairs split): softmax(q.K * scale) . V. */
-static void attention_task(void *ud, int ith, int nth)
+/* Phase 1 (split by tokens): biases, RoPE, KV store. */
+static void rope_store_range(void *ud, int ith, int64_t i0, int64_t i1)
 {
     struct model_state *s = ud;
     const struct model *m = s->m;
@@ -217,10 +217,10 @@ static void attention_task(void *ud, int ith, int nth)
     const int hd = hp->head_dim, Dq = hp->n_head * hd, Dkv = hp->n_head_kv * hd;
     const int n = s->n_tok, l = s->layer;
     struct kv_cache *kv = s->kv;
-    const bool f16 = kv->type == KV_F16;
+    SP_UNUSED(n);
 
     float *rc = s->rope + (size_t)ith * (hp->n_rot + 2);
-    for (int i = ith; i < n; i += nth) {
+    for (int i = (int)i0; i < (int)i1; i++) {
         float *q = s->q + (size_t)i * Dq, *k = s->k + (size_t)i * Dkv, *v = s->v + (size_t)i * Dkv;
         if (L->bq)
             for (int d = 0; d < Dq; d++)
@@ -240,60 +240,76 @@ static void attention_task(void *ud, int ith, int nth)
         }
         kv_cache_store(kv, l, s->pos0 + i, k, v);
     }
-    backend_barrier(s->be);
+}
 
+/* Phase 2 (split by (token, head) pairs): softmax(q.K * scale) . V. */
+static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
+{
+    struct model_state *s = ud;
+    const struct model *m = s->m;
+    const struct model_hparams *hp = &m->hp;
+    const int hd = hp->head_dim, Dq = hp->n_head * hd, Dkv = hp->n_head_kv * hd;
+    const int l = s->layer;
+    struct kv_cache *kv = s->kv;
+    const bool f16 = kv->type == KV_F16;
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = hp->n_head / hp->n_head_kv;
-    float *sc = s->scores + (size_t)ith * s->n_ctx;
-    uint16_t *p16 = s->p16 + (size_t)ith * s->n_ctx;
-    uint16_t *q16 = s->q16 + (size_t)ith * hd;
-    const struct kern_type_ops *f16ops = kern_ops(GG_TYPE_F16);
+    const size_t nc = (size_t)s->n_ctx;
+    float *sc = s->scores + (size_t)ith * group * nc;      /* [group][n_ctx] */
+    uint16_t *p16 = s->p16 + (size_t)ith * group * nc;     /* [group][n_ctx] */
+    uint16_t *q16 = s->q16 + (size_t)ith * group * hd;     /* [group][hd] */
+    const struct kern_type_ops *ops = kern_ops(f16 ? GG_TYPE_F16 : GG_TYPE_F32);
+    /* llama.cpp's F16 dot sums the tail (n % 64 elements) in double: use the
+     * reference kernel (double sums) for dots shorter than 64 */
+    const struct kern_type_ops *ref = kern_ops_isa(KERN_ISA_REF, f16 ? GG_TYPE_F16 : GG_TYPE_F32);
+    const struct kern_type_ops *ops_k = hd < 64 && ref ? ref : ops;
     const char *kbase = kv_cache_k(kv, l, 0);
-    const size_t kstride = (size_t)Dkv * kv->elt;
-    const int total = n * hp->n_head;
-    for (int item = ith; item < total; item += nth) {
-        const int i = item / hp->n_head, h = item % hp->n_head, g = h / group;
+    const size_t kstride = (size_t)Dkv * kv->elt, vstride = nc * kv->elt;
+    for (int64_t item = it0; item < it1; item++) {
+        /* one token i and one KV head g, with the `group` query heads sharing it */
+        const int i = (int)(item / hp->n_head_kv), g = (int)(item % hp->n_head_kv);
         const int n_kv = s->pos0 + i + 1;
-        const float *q = s->q + (size_t)i * Dq + (size_t)h * hd;
-        float *out = s->att + (size_t)i * Dq + (size_t)h * hd;
-        float mx = -INFINITY;
+        const float *q = s->q + (size_t)i * Dq + (size_t)g * group * hd;
+        float *out = s->att + (size_t)i * Dq + (size_t)g * group * hd;
+        const char *kg = kbase + (size_t)g * hd * kv->elt;
+        const char *vg = kv_cache_v(kv, l, g * hd);
+        /* scores[b][j] = K[j] . q_b (q rounded to F16 like llama.cpp's F16 KV matmul) */
         if (f16) {
-            for (int d = 0; d < hd; d++)
+            for (int d = 0; d < group * hd; d++)
                 q16[d] = kern_fp32_to_fp16(q[d]);
-            for (int j = 0; j < n_kv; j++) {
-                const uint16_t *kr = (const uint16_t *)(const void *)(kbase + j * kstride) + (size_t)g * hd;
-                float dot;
-                f16ops->vec_dot(hd, &dot, kr, q16);
-                sc[j] = dot * scale;
-                mx = sc[j] > mx ? sc[j] : mx;
-            }
+            ops_k->gemm(hd, 0, n_kv, group, kg, kstride, q16, (size_t)hd * 2, sc, nc);
         } else {
+            ops_k->gemm(hd, 0, n_kv, group, kg, kstride, q, (size_t)hd * 4, sc, nc);
+        }
+        for (int b = 0; b < group; b++) {
+            float *row = sc + (size_t)b * nc;
+            float mx = -INFINITY;
             for (int j = 0; j < n_kv; j++) {
-                const float *kr = (const float *)(const void *)(kbase + j * kstride) + (size_t)g * hd;
-                sc[j] = kern_dot_f32(hd, kr, q) * scale;
-                mx = sc[j] > mx ? sc[j] : mx;
+                row[j] *= scale;
+                mx = row[j] > mx ? row[j] : mx;
+            }
+            double sum = 0.0;
+            for (int j = 0; j < n_kv; j++) {
+                const float e = expf(row[j] - mx);
+                row[j] = e;
+                sum += (double)e;
+            }
+            const float inv = (float)(1.0 / sum);
+            if (f16) {
+                uint16_t *pr = p16 + (size_t)b * nc;
+                for (int j = 0; j < n_kv; j++)
+                    pr[j] = kern_fp32_to_fp16(row[j] * inv);
+            } else {
+                for (int j = 0; j < n_kv; j++)
+                    row[j] *= inv;
             }
         }
-        double sum = 0.0;
-        for (int j = 0; j < n_kv; j++) {
-            const float e = expf(sc[j] - mx);
-            sc[j] = e;
-            sum += (double)e;
-        }
-        const float inv = (float)(1.0 / sum);
-        if (f16) {
-            for (int j = 0; j < n_kv; j++)
-                p16[j] = kern_fp32_to_fp16(sc[j] * inv);
-            for (int d = 0; d < hd; d++) {
-                const uint16_t *vr = kv_cache_v(kv, l, g * hd + d);
-                f16ops->vec_dot(n_kv, &out[d], vr, p16);
-            }
-        } else {
-            for (int j = 0; j < n_kv; j++)
-                sc[j] *= inv;
-            for (int d = 0; d < hd; d++)
-                out[d] = kern_dot_f32(n_kv, kv_cache_v(kv, l, g * hd + d), sc);
-        }
+        /* out_b[d] = V^T[d] . p_b over the positions */
+        const struct kern_type_ops *ops_v = n_kv < 64 && ref ? ref : ops;
+        if (f16)
+            ops_v->gemm(n_kv, 0, hd, group, vg, vstride, p16, nc * 2, out, (size_t)hd);
+        else
+            ops_v->gemm(n_kv, 0, hd, group, vg, vstride, sc, nc * 4, out, (size_t)hd);
     }
 }
 
@@ -323,8 +339,9 @@ enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, i
         s->layer = l;
         s->n_tok = n;
         s->pos0 = pos0;
-        be->ops->parallel(be, attention_task, s,
-                          (double)n * hp->n_head * (double)(pos0 + n) * hp->head_dim * 2.0);
+        be->ops->parallel_for(be, rope_store_range, s, n, 1, (double)n * (Dq + Dkv) * 8.0);
+        be->ops->parallel_for(be, attention_range, s, (int64_t)n * hp->n_head_kv, 1,
+                              (double)n * hp->n_head * (double)(pos0 + n) * hp->head_dim * 4.0);
         struct backend_mm o = {&L->wo, s->xb2, (size_t)E};
         be->ops->matmul(be, &o, 1, s->att, n, (size_t)Dq);
         for (size_t i = 0; i < (size_t)n * E; i++)

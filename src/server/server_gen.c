@@ -57,6 +57,7 @@ struct gen_job {
     pthread_t th;
     bool th_started;
     _Atomic int refs;
+    struct sp_buf head;           /* pre-rendered start of a content chunk (fast path) */
 };
 
 static int dump_cb(const char *buffer, size_t size, void *data)
@@ -212,6 +213,100 @@ static void sse_push(struct gen_job *j, json_t *payload)
     sp_buf_free(&b);
 }
 
+/* Append s[0..n) as the inside of a JSON string: escapes, and U+FFFD for
+ * bytes that are not valid UTF-8. */
+static int json_escape_append(struct sp_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    int rc = 0;
+    size_t i = 0;
+    while (i < n && !rc) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x80) {
+            size_t k = i;
+            while (k < n && (unsigned char)s[k] >= 0x20 && (unsigned char)s[k] < 0x80 && s[k] != '"' && s[k] != '\\')
+                k++;
+            if (k > i) {
+                rc = sp_buf_append(b, s + i, k - i);
+                i = k;
+                continue;
+            }
+            char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
+            size_t el = 2;
+            switch (ch) {
+            case '"': esc[1] = '"'; break;
+            case '\\': esc[1] = '\\'; break;
+            case '\n': esc[1] = 'n'; break;
+            case '\r': esc[1] = 'r'; break;
+            case '\t': esc[1] = 't'; break;
+            default:
+                esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[ch >> 4], esc[5] = hex[ch & 15];
+                el = 6;
+            }
+            rc = sp_buf_append(b, esc, el);
+            i++;
+            continue;
+        }
+        size_t k = ch >= 0xF0 ? 4 : ch >= 0xE0 ? 3 : ch >= 0xC0 ? 2 : 1;
+        if (i + k <= n && k > 1 && sp_utf8_valid(s + i, k)) {
+            rc = sp_buf_append(b, s + i, k);
+            i += k;
+        } else {
+            rc = sp_buf_appends(b, "\xEF\xBF\xBD");
+            i++;
+        }
+    }
+    return rc;
+}
+
+/* Pre-render everything of a content chunk up to the text (fast path for
+ * streams without logprobs: no JSON tree per token). */
+static void prepare_head(struct gen_job *j)
+{
+    int rc = sp_buf_printf(&j->head, "data: {\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":\"", j->id,
+                           j->req.chat ? "chat.completion.chunk" : "text_completion", (long long)j->created);
+    if (!rc)
+        rc = json_escape_append(&j->head, j->m->spec.name, strlen(j->m->spec.name));
+    if (!rc)
+        rc = sp_buf_appends(&j->head, j->req.chat ? "\",\"system_fingerprint\":\"spoke\",\"choices\":[{\"index\":0,\"delta\":{"
+                                                  : "\",\"system_fingerprint\":\"spoke\",\"choices\":[{\"text\":\"");
+    if (rc)
+        sp_buf_free(&j->head);
+}
+
+static bool push_text_fast(struct gen_job *j, const char *text, size_t len, bool first)
+{
+    struct sp_buf b = {0};
+    int rc = sp_buf_append(&b, j->head.data, j->head.len);
+    if (!rc && j->req.chat)
+        rc = sp_buf_appends(&b, first ? "\"role\":\"assistant\",\"content\":\"" : "\"content\":\"");
+    if (!rc)
+        rc = json_escape_append(&b, text, len);
+    if (!rc)
+        rc = sp_buf_appends(&b, j->req.chat ? "\"},\"logprobs\":null,\"finish_reason\":null}]"
+                                            : "\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}]");
+    if (!rc)
+        rc = sp_buf_appends(&b, j->req.include_usage ? ",\"usage\":null}\n\n" : "}\n\n");
+    if (rc) {
+        sp_buf_free(&b);
+        return false;
+    }
+    pthread_mutex_lock(&j->mu);
+    while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+    }
+    bool was_empty = j->out.len == j->out_off;
+    rc = sp_buf_append(&j->out, b.data, b.len);
+    if (was_empty)
+        pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    sp_buf_free(&b);
+    return rc == 0;
+}
+
 static bool on_token(void *ud, const struct engine_token_event *ev)
 {
     struct gen_job *j = ud;
@@ -235,7 +330,11 @@ static bool on_token(void *ud, const struct engine_token_event *ev)
         json_decref(chunk_lp);
         return false;
     }
-    if (j->req.stream && (ev->text_len || chunk_lp)) {
+    if (j->req.stream && ev->text_len && !chunk_lp && j->head.data) {
+        if (!push_text_fast(j, ev->text, ev->text_len, j->n_events == 0))
+            atomic_store(&j->cancel, true);
+        j->n_events++;
+    } else if (j->req.stream && (ev->text_len || chunk_lp)) {
         sse_push(j, chunk_json(j, ev->text, ev->text_len, j->n_events == 0, NULL, chunk_lp));
         j->n_events++;
     } else {
@@ -310,6 +409,7 @@ static void job_free(struct gen_job *j)
     sp_free(j->stop);
     sp_buf_free(&j->text);
     sp_buf_free(&j->out);
+    sp_buf_free(&j->head);
     json_decref(j->lp);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
@@ -619,6 +719,7 @@ enum MHD_Result srv_handle_completion(struct server *s, struct MHD_Connection *c
     }
 
     /* streaming: worker thread + content reader */
+    prepare_head(j);
     atomic_fetch_add(&j->refs, 1); /* one for the response's free callback */
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, j,
                                                                   stream_free);

@@ -1,4 +1,5 @@
-/* test_kquant.c - K-quant forward pass against F32 on a synthetic model.
+/* test_kquant.c - K-quant forward pass against F32 on a synthetic model,
+ * and batched prefill == token-by-token evaluation for llama and qwen2.
  *
  * No shared model has rows that are a multiple of 256, so this test builds
  * one in memory with the gguf writer: llama architecture, n_embd 256, n_ff
@@ -59,9 +60,10 @@ static void add(const char *name, int64_t ne0, int64_t ne1, bool ones)
         t->data[i] = ones ? 1.0f + 0.1f * frand() : frand() * sc;
 }
 
-static void build_tensors(void)
+static void build_tensors(bool biases)
 {
     n_tens = 0;
+    rng_state = 0x12345678abcdefull;
     add("token_embd.weight", E, NV, false);
     for (size_t i = 0; i < (size_t)E * NV; i++)
         tensors[0].data[i] *= 16.0f; /* embeddings of O(1) */
@@ -79,27 +81,37 @@ static void build_tensors(void)
         A("ffn_gate.weight", E, F, false);
         A("ffn_up.weight", E, F, false);
         A("ffn_down.weight", F, E, false);
+        if (biases) {
+            A("attn_q.bias", NH * HD, 0, false);
+            A("attn_k.bias", NKV * HD, 0, false);
+            A("attn_v.bias", NKV * HD, 0, false);
+        }
 #undef A
     }
 }
 
-/* Serialise the model with matrices in type t; returns the buffer. */
+static const char *g_arch = "llama";
+
+/* Serialise the model (architecture g_arch) with matrices in type t. */
 static void *make_model(enum gg_type t, size_t *size)
 {
+    char key[96];
+#define K(s) (snprintf(key, sizeof(key), "%s.%s", g_arch, s), key)
     struct gg_writer *w = gg_writer_new();
     void *out = NULL;
     void *q[64] = {0};
     struct sp_err err = {0};
-    bool ok = w && gg_writer_add_kv_str(w, "general.architecture", "llama") == SP_OK &&
+    bool ok = w && gg_writer_add_kv_str(w, "general.architecture", g_arch) == SP_OK &&
               gg_writer_add_kv_str(w, "general.name", "kquant-synthetic") == SP_OK &&
-              gg_writer_add_kv_u32(w, "llama.context_length", 256) == SP_OK &&
-              gg_writer_add_kv_u32(w, "llama.embedding_length", E) == SP_OK &&
-              gg_writer_add_kv_u32(w, "llama.feed_forward_length", F) == SP_OK &&
-              gg_writer_add_kv_u32(w, "llama.block_count", NL) == SP_OK &&
-              gg_writer_add_kv_u32(w, "llama.attention.head_count", NH) == SP_OK &&
-              gg_writer_add_kv_u32(w, "llama.attention.head_count_kv", NKV) == SP_OK &&
-              gg_writer_add_kv_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f) == SP_OK &&
-              gg_writer_add_kv_f32(w, "llama.rope.freq_base", 10000.0f) == SP_OK;
+              gg_writer_add_kv_u32(w, K("context_length"), 256) == SP_OK &&
+              gg_writer_add_kv_u32(w, K("embedding_length"), E) == SP_OK &&
+              gg_writer_add_kv_u32(w, K("feed_forward_length"), F) == SP_OK &&
+              gg_writer_add_kv_u32(w, K("block_count"), NL) == SP_OK &&
+              gg_writer_add_kv_u32(w, K("attention.head_count"), NH) == SP_OK &&
+              gg_writer_add_kv_u32(w, K("attention.head_count_kv"), NKV) == SP_OK &&
+              gg_writer_add_kv_f32(w, K("attention.layer_norm_rms_epsilon"), 1e-5f) == SP_OK &&
+              gg_writer_add_kv_f32(w, K("rope.freq_base"), 10000.0f) == SP_OK;
+#undef K
     for (size_t i = 0; ok && i < n_tens; i++) {
         const struct tens *x = &tensors[i];
         int64_t ne[2] = {x->ne0, x->ne1 ? x->ne1 : 1};
@@ -125,8 +137,9 @@ static void *make_model(enum gg_type t, size_t *size)
     return out;
 }
 
-/* Run the prompt + decode; logits of 1 + NDEC steps into out. */
-static bool run(enum gg_type t, float *out)
+/* Run the prompt + decode; logits of 1 + NDEC steps into out. With
+ * sequential, the prompt is evaluated one token at a time. */
+static bool run_mode(enum gg_type t, float *out, bool sequential)
 {
     size_t size = 0;
     void *buf = make_model(t, &size);
@@ -146,8 +159,11 @@ static bool run(enum gg_type t, float *out)
     int32_t toks[NPROMPT + NDEC];
     for (int i = 0; i < NPROMPT + NDEC; i++)
         toks[i] = (int32_t)((i * 37 + 11) % NV);
-    if (model_eval(st, toks, NPROMPT, 0, out, &err) != SP_OK)
+    if (!sequential && model_eval(st, toks, NPROMPT, 0, out, &err) != SP_OK)
         goto out;
+    for (int i = 0; sequential && i < NPROMPT; i++)
+        if (model_eval(st, &toks[i], 1, i, out, &err) != SP_OK)
+            goto out;
     for (int s = 0; s < NDEC; s++)
         if (model_eval(st, &toks[NPROMPT + s], 1, NPROMPT + s, out + (size_t)(s + 1) * NV, &err) != SP_OK)
             goto out;
@@ -160,6 +176,49 @@ out:
     return ok;
 }
 
+static bool run(enum gg_type t, float *out) { return run_mode(t, out, false); }
+
+static double rel_err(const float *a, const float *b, int n)
+{
+    double num = 0, den = 0;
+    for (int v = 0; v < n; v++) {
+        num += ((double)a[v] - b[v]) * ((double)a[v] - b[v]);
+        den += (double)b[v] * b[v];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* qwen2 (attention biases, NeoX RoPE) and llama: batched prefill gives the
+ * same logits as evaluating the prompt token by token (positions, KV cache
+ * and masking agree), and the qwen2 biases are applied (zeroing them changes
+ * the logits). */
+TEST(prefill_equals_sequential_llama_qwen2)
+{
+    static float a[(1 + NDEC) * NV], b[(1 + NDEC) * NV];
+    const char *archs[] = {"llama", "qwen2"};
+    for (int i = 0; i < 2; i++) {
+        g_arch = archs[i];
+        build_tensors(i == 1);
+        bool ok = run_mode(GG_TYPE_F32, a, false) && run_mode(GG_TYPE_F32, b, true);
+        double e = ok ? rel_err(a, b, (1 + NDEC) * NV) : 1;
+        printf("%s: prefill vs sequential rel. error %.2e\n", archs[i], e);
+        if (i == 1) {
+            for (size_t t = 0; t < n_tens; t++)
+                if (strstr(tensors[t].name, ".bias"))
+                    memset(tensors[t].data, 0, (size_t)tensors[t].ne0 * sizeof(float));
+            ok = ok && run_mode(GG_TYPE_F32, b, false);
+            double d = rel_err(a, b, (1 + NDEC) * NV);
+            printf("qwen2: zeroing the biases changes logits by %.2e\n", d);
+            ok = ok && d > 1e-3;
+        }
+        for (size_t t = 0; t < n_tens; t++)
+            sp_free(tensors[t].data);
+        CHECK(ok);
+        CHECK(e < 1e-4);
+    }
+    g_arch = "llama";
+}
+
 TEST(kquant_logits_close_to_f32)
 {
     static const struct {
@@ -167,7 +226,7 @@ TEST(kquant_logits_close_to_f32)
         double tol;
     } types[] = {{GG_TYPE_Q8_0, 0.03}, {GG_TYPE_Q6_K, 0.075}, {GG_TYPE_Q5_K, 0.15},
                  {GG_TYPE_Q4_K, 0.30}, {GG_TYPE_Q3_K, 0.65}, {GG_TYPE_Q2_K, 1.0}};
-    build_tensors();
+    build_tensors(false);
     static float ref[(1 + NDEC) * NV], got[(1 + NDEC) * NV];
     CHECK(run(GG_TYPE_F32, ref));
     int fails = 0;
@@ -205,6 +264,7 @@ TEST(kquant_logits_close_to_f32)
 
 int main(void)
 {
+    RUN(prefill_equals_sequential_llama_qwen2);
     RUN(kquant_logits_close_to_f32);
     return test_summary();
 }

@@ -1,18 +1,24 @@
 /* cpu.c - the CPU backend: a persistent pthread pool and the batched matmul.
  *
- * Pool: n_threads - 1 workers plus the calling thread. A task is posted by
- * storing (fn, ud) and bumping an atomic generation counter; workers spin on
- * the counter for a while (no syscall on the hot path) and only after ~2 ms of
- * idleness sleep on a condition variable (the poster signals only when a
- * worker sleeps: n_sleeping is read after the generation bump, both seq_cst,
- * so a wake-up cannot be lost). The caller runs ith = 0 and then spins until
- * every worker has reported done. backend_barrier is a sense-reversing spin
- * barrier (phase counter) usable inside tasks.
+ * Pool: n_threads - 1 workers plus the calling thread, no barriers. A task
+ * is (fn, ud, n items, grain); threads claim chunks of `grain` items with an
+ * atomic counter and add what they finished to a done counter; the caller
+ * claims chunks too and returns once done == n. So a worker that the OS has
+ * descheduled (2 cores shared by many processes) delays nothing unless it is
+ * in the middle of a chunk.
+ * Posting is a seqlock on the generation counter: odd while the caller
+ * rewrites the task fields (after waiting until no worker is active on the
+ * previous task), even when ready; a worker marks itself active and then
+ * re-checks the generation, so it never runs a half-written task (both sides
+ * use seq_cst atomics: Dekker-style). Idle workers spin ~2 ms (no syscall
+ * on the hot path), then sleep on a condition variable; the caller signals
+ * only when someone sleeps.
  *
- * Matmul: the activation rows are quantized once per distinct vec_dot_type of
- * the weights (rows split across threads), a barrier, then each weight's rows
- * are split across the threads in chunks of 16 and handed to the kernels'
- * batched gemm, which streams each weight row once for the whole batch. */
+ * Matmul: the activation rows are quantized once per distinct vec_dot_type
+ * of the weights (rows split across threads when there are several), then
+ * the rows of all the weights of that group are cut into chunks (multiples
+ * of 16 rows, ~8 chunks per thread) handed to the kernels' batched gemm,
+ * which streams each weight row once for the whole batch. */
 #include "backend/backend.h"
 #include "obs/log.h"
 
@@ -40,48 +46,66 @@ struct cpu_worker {
     bool started;
 };
 
-struct mm_task {
-    const struct backend_mm *mms;
-    size_t n_mm;
+struct mm_group {
+    const struct backend_mm *mms[4];
+    int64_t chunk0[5]; /* first chunk index of each mm (prefix sums) */
+    int64_t rows_per_chunk;
+    size_t n;
+    const void *qx;
+    size_t qstride;
+    int64_t k, n_batch;
+    /* quantization phase */
     const float *x;
-    int64_t n_batch;
     size_t x_stride;
+    enum gg_type vdt;
+    size_t q_row_bytes;
 };
 
 struct cpu_backend {
     struct backend base;
     struct cpu_worker *workers; /* n_threads - 1 */
-    /* task posting */
-    backend_task_fn fn;
+    /* the posted task (stable while gen is even and a worker is active) */
+    backend_range_fn fn;
     void *ud;
-    _Atomic uint32_t gen;
-    _Atomic int n_done;
+    int64_t n_items, grain;
+    _Atomic int64_t next;
+    _Atomic int64_t done;
+    _Atomic uint64_t gen;
+    _Atomic int active;
     _Atomic int n_sleeping;
     _Atomic bool stop;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool sync_ok;
-    /* barrier */
-    int cur_nth; /* threads of the running task */
-    _Atomic int bar_count;
-    _Atomic uint32_t bar_phase;
     /* matmul scratch: quantized activations */
     void *qbuf;
     size_t qbuf_bytes;
-    struct mm_task mm;
+    struct mm_group grp;
 };
+
+static void run_chunks(struct cpu_backend *cb, backend_range_fn fn, void *ud, int ith, int64_t n, int64_t grain)
+{
+    for (;;) {
+        int64_t i0 = atomic_fetch_add(&cb->next, grain);
+        if (i0 >= n)
+            break;
+        int64_t i1 = SP_MIN(n, i0 + grain);
+        fn(ud, ith, i0, i1);
+        atomic_fetch_add(&cb->done, i1 - i0);
+    }
+}
 
 static void *cpu_worker_main(void *arg)
 {
     struct cpu_worker *w = arg;
     struct cpu_backend *cb = w->cb;
-    uint32_t seen = 0;
+    uint64_t seen = 0;
     for (;;) {
-        uint32_t g = atomic_load(&cb->gen);
-        if (g == seen && !atomic_load(&cb->stop)) {
+        uint64_t g = atomic_load(&cb->gen);
+        if (g == seen || (g & 1)) {
             uint64_t t0 = sp_now_ns();
             unsigned spins = 0;
-            while ((g = atomic_load(&cb->gen)) == seen && !atomic_load(&cb->stop)) {
+            while (((g = atomic_load(&cb->gen)) == seen || (g & 1)) && !atomic_load(&cb->stop)) {
                 CPU_RELAX();
                 if ((++spins & 255u) == 0 && sp_now_ns() - t0 > CPU_SPIN_NS) {
                     pthread_mutex_lock(&cb->mu);
@@ -96,104 +120,82 @@ static void *cpu_worker_main(void *arg)
         }
         if (atomic_load(&cb->stop))
             break;
+        atomic_fetch_add(&cb->active, 1);
+        if (atomic_load(&cb->gen) != g) {
+            atomic_fetch_sub(&cb->active, 1);
+            continue;
+        }
         seen = g;
-        cb->fn(cb->ud, w->ith, cb->base.n_threads);
-        atomic_fetch_add(&cb->n_done, 1);
+        run_chunks(cb, cb->fn, cb->ud, w->ith, cb->n_items, cb->grain);
+        atomic_fetch_sub(&cb->active, 1);
     }
     return NULL;
 }
 
-static void cpu_parallel(struct backend *be, backend_task_fn fn, void *ud, double work)
+static void cpu_parallel_for(struct backend *be, backend_range_fn fn, void *ud, int64_t n, int64_t grain,
+                             double work)
 {
     struct cpu_backend *cb = (struct cpu_backend *)be;
-    int nth = be->n_threads;
-    if (nth == 1 || work < BACKEND_MIN_PARALLEL_WORK) {
-        cb->cur_nth = 1;
-        fn(ud, 0, 1);
+    if (n <= 0)
+        return;
+    if (grain < 1)
+        grain = 1;
+    if (be->n_threads == 1 || work < BACKEND_MIN_PARALLEL_WORK || n <= grain) {
+        fn(ud, 0, 0, n);
         return;
     }
-    cb->cur_nth = nth;
+    /* seqlock: odd = writing; wait for stragglers of the previous task */
+    atomic_fetch_add(&cb->gen, 1);
+    unsigned spins = 0;
+    while (atomic_load(&cb->active) != 0)
+        if ((++spins & 1023u) == 0)
+            sched_yield();
     cb->fn = fn;
     cb->ud = ud;
-    atomic_store(&cb->n_done, 0);
+    cb->n_items = n;
+    cb->grain = grain;
+    atomic_store(&cb->next, 0);
+    atomic_store(&cb->done, 0);
     atomic_fetch_add(&cb->gen, 1);
     if (atomic_load(&cb->n_sleeping) > 0) {
         pthread_mutex_lock(&cb->mu);
         pthread_cond_broadcast(&cb->cv);
         pthread_mutex_unlock(&cb->mu);
     }
-    fn(ud, 0, nth);
-    unsigned spins = 0;
-    while (atomic_load(&cb->n_done) != nth - 1) {
+    run_chunks(cb, fn, ud, 0, n, grain);
+    spins = 0;
+    while (atomic_load(&cb->done) < n) {
         CPU_RELAX();
         if ((++spins & 4095u) == 0)
-            sched_yield(); /* oversubscribed machine: let the workers run */
+            sched_yield(); /* a worker holding a chunk was descheduled */
     }
 }
 
-void backend_barrier(struct backend *be)
+static void mm_quant_range(void *ud, int ith, int64_t b0, int64_t b1)
 {
-    struct cpu_backend *cb = (struct cpu_backend *)be;
-    int nth = cb->cur_nth;
-    if (nth <= 1)
-        return;
-    uint32_t phase = atomic_load(&cb->bar_phase);
-    if (atomic_fetch_add(&cb->bar_count, 1) + 1 == nth) {
-        atomic_store(&cb->bar_count, 0);
-        atomic_fetch_add(&cb->bar_phase, 1);
-        return;
-    }
-    unsigned spins = 0;
-    while (atomic_load(&cb->bar_phase) == phase) {
-        CPU_RELAX();
-        if ((++spins & 4095u) == 0)
-            sched_yield();
-    }
-}
-
-static void split_rows(int64_t rows, int ith, int nth, int64_t *r0, int64_t *r1)
-{
-    int64_t chunks = (rows + CPU_ROW_CHUNK - 1) / CPU_ROW_CHUNK;
-    int64_t c0 = chunks * ith / nth, c1 = chunks * (ith + 1) / nth;
-    *r0 = SP_MIN(rows, c0 * CPU_ROW_CHUNK);
-    *r1 = SP_MIN(rows, c1 * CPU_ROW_CHUNK);
-}
-
-static void cpu_mm_task(void *ud, int ith, int nth)
-{
+    SP_UNUSED(ith);
     struct cpu_backend *cb = ud;
-    const struct mm_task *t = &cb->mm;
-    int64_t k = t->mms[0].w->k;
-    bool done[4] = {false, false, false, false};
-    for (size_t i = 0; i < t->n_mm; i++) {
-        if (done[i])
-            continue;
-        enum gg_type vdt = t->mms[i].w->ops->vec_dot_type;
-        const void *qx = t->x;
-        size_t qstride = t->x_stride * sizeof(float);
-        if (vdt != GG_TYPE_F32) {
-            const struct kern_type_ops *qo = kern_ops(vdt);
-            size_t rb = 0;
-            (void)gg_row_size(vdt, k, &rb);
-            for (int64_t b = ith; b < t->n_batch; b += nth)
-                qo->quantize_act(t->x + b * t->x_stride, (char *)cb->qbuf + b * rb, k);
-            qx = cb->qbuf;
-            qstride = rb;
-            backend_barrier(&cb->base);
-        }
-        for (size_t j = i; j < t->n_mm; j++) {
-            const struct backend_weight *w = t->mms[j].w;
-            if (done[j] || w->ops->vec_dot_type != vdt)
-                continue;
-            done[j] = true;
-            int64_t r0, r1;
-            split_rows(w->rows, ith, nth, &r0, &r1);
-            if (r1 > r0)
-                w->ops->gemm(k, r0, r1, t->n_batch, w->data, w->row_bytes, qx, qstride, t->mms[j].y,
-                             t->mms[j].y_stride);
-        }
-        if (vdt != GG_TYPE_F32)
-            backend_barrier(&cb->base); /* qbuf is reused by the next group */
+    const struct mm_group *g = &cb->grp;
+    const struct kern_type_ops *qo = kern_ops(g->vdt);
+    for (int64_t b = b0; b < b1; b++)
+        qo->quantize_act(g->x + b * g->x_stride, (char *)cb->qbuf + b * g->q_row_bytes, g->k);
+}
+
+static void mm_gemm_range(void *ud, int ith, int64_t c0, int64_t c1)
+{
+    SP_UNUSED(ith);
+    struct cpu_backend *cb = ud;
+    const struct mm_group *g = &cb->grp;
+    for (int64_t c = c0; c < c1; c++) {
+        size_t j = 0;
+        while (j + 1 < g->n && c >= g->chunk0[j + 1])
+            j++;
+        const struct backend_mm *mm = g->mms[j];
+        const struct backend_weight *w = mm->w;
+        int64_t r0 = (c - g->chunk0[j]) * g->rows_per_chunk;
+        int64_t r1 = SP_MIN(w->rows, r0 + g->rows_per_chunk);
+        if (r1 > r0)
+            w->ops->gemm(g->k, r0, r1, g->n_batch, w->data, w->row_bytes, g->qx, g->qstride, mm->y, mm->y_stride);
     }
 }
 
@@ -203,17 +205,59 @@ static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t 
     struct cpu_backend *cb = (struct cpu_backend *)be;
     if (n_mm == 0 || n_batch <= 0)
         return;
-    cb->mm = (struct mm_task){mms, SP_MIN(n_mm, (size_t)4), x, n_batch, x_stride};
-    double work = 0;
-    for (size_t i = 0; i < cb->mm.n_mm; i++)
-        work += (double)mms[i].w->rows * (double)mms[i].w->k * (double)n_batch;
-    cpu_parallel(be, cpu_mm_task, cb, work);
+    n_mm = SP_MIN(n_mm, (size_t)4);
+    const int64_t k = mms[0].w->k;
+    bool done[4] = {false, false, false, false};
+    for (size_t i = 0; i < n_mm; i++) {
+        if (done[i])
+            continue;
+        struct mm_group *g = &cb->grp;
+        memset(g, 0, sizeof(*g));
+        g->vdt = mms[i].w->ops->vec_dot_type;
+        g->k = k;
+        g->n_batch = n_batch;
+        int64_t total_rows = 0;
+        double work = 0;
+        for (size_t j = i; j < n_mm; j++) {
+            if (done[j] || mms[j].w->ops->vec_dot_type != g->vdt)
+                continue;
+            done[j] = true;
+            g->mms[g->n++] = &mms[j];
+            total_rows += mms[j].w->rows;
+            work += (double)mms[j].w->rows * (double)k * (double)n_batch;
+        }
+        /* quantize the activations once for this vec_dot_type */
+        if (g->vdt == GG_TYPE_F32) {
+            g->qx = x;
+            g->qstride = x_stride * sizeof(float);
+        } else {
+            g->x = x;
+            g->x_stride = x_stride;
+            (void)gg_row_size(g->vdt, k, &g->q_row_bytes);
+            cpu_parallel_for(be, mm_quant_range, cb, n_batch, 1, (double)n_batch * (double)k * 4.0);
+            g->qx = cb->qbuf;
+            g->qstride = g->q_row_bytes;
+        }
+        /* chunks: multiples of 16 rows, ~8 per thread */
+        int64_t rpc = total_rows / ((int64_t)be->n_threads * 8);
+        rpc = SP_MAX(CPU_ROW_CHUNK, (rpc + CPU_ROW_CHUNK - 1) / CPU_ROW_CHUNK * CPU_ROW_CHUNK);
+        g->rows_per_chunk = rpc;
+        int64_t nchunks = 0;
+        for (size_t j = 0; j < g->n; j++) {
+            g->chunk0[j] = nchunks;
+            nchunks += (g->mms[j]->w->rows + rpc - 1) / rpc;
+        }
+        g->chunk0[g->n] = nchunks;
+        cpu_parallel_for(be, mm_gemm_range, cb, nchunks, 1, work);
+    }
 }
 
 static void cpu_free(struct backend *be)
 {
     struct cpu_backend *cb = (struct cpu_backend *)be;
     if (cb->workers) {
+        while (atomic_load(&cb->active) != 0)
+            sched_yield();
         atomic_store(&cb->stop, true);
         pthread_mutex_lock(&cb->mu);
         pthread_cond_broadcast(&cb->cv);
@@ -233,7 +277,7 @@ static void cpu_free(struct backend *be)
 
 static const struct backend_ops cpu_ops = {
     .name = "cpu",
-    .parallel = cpu_parallel,
+    .parallel_for = cpu_parallel_for,
     .matmul = cpu_matmul,
     .free = cpu_free,
 };

@@ -259,6 +259,8 @@ def t_not_found(c):
     check(r.returncode == 3 and "revision" in r.stderr, r.stderr)
     r = c.run(["pull", "org/model", "--file", "nope.gguf"], h)
     check(r.returncode == 3 and "nope.gguf" in r.stderr, r.stderr)
+    check(not os.path.exists(os.path.join(h, "models")) or os.listdir(os.path.join(h, "models")) == [],
+          "failed pulls left directories: %s" % os.listdir(os.path.join(h, "models")))
 
 
 def t_kill9_resume(c):

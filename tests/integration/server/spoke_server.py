@@ -19,11 +19,15 @@ MODEL = os.path.join(SRC, "models", "stories260K.gguf")
 ASAN = bool(os.environ.get("SPOKE_ASAN"))
 
 _live = []
+_tmpdirs = []
 
 
 def _cleanup():
     for s in list(_live):
         s.stop(sig=signal.SIGKILL)
+    import shutil
+    for d in _tmpdirs:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 atexit.register(_cleanup)
@@ -31,7 +35,10 @@ atexit.register(_cleanup)
 
 class Server:
     def __init__(self, config_yaml, env=None, args=(), tmp=None):
-        self.tmp = tmp or tempfile.mkdtemp(prefix="spoke-srv-")
+        self.tmp = tmp
+        if not self.tmp:
+            self.tmp = tempfile.mkdtemp(prefix="spoke-srv-")
+            _tmpdirs.append(self.tmp)
         self.cfg = os.path.join(self.tmp, "spoke.yaml")
         self.db = os.path.join(self.tmp, "history.db")
         with open(self.cfg, "w") as f:

@@ -176,6 +176,11 @@ bad_cfg = model_config() + """  - from: file:/nonexistent/missing.gguf
   - from: file:%s
     name: lazy
     params: {initial_load: false}
+  - from: hf:nobody-spoke-test/nothing@main
+    name: remote
+    files:
+      - path: model-Q4_0.gguf
+    params: {initial_load: false}
 """ % MODEL
 srv3 = Server(bad_cfg)
 try:
@@ -187,6 +192,9 @@ try:
     st, h, j, _ = srv3.post("/v1/chat/completions", dict(CHAT, model="broken", max_tokens=2))
     check(st == 503 and "missing.gguf" in j["error"]["message"] and h.get("retry-after"),
           "failed load -> 503 with the reason (%s %s)" % (st, j))
+    st, _, j, _ = srv3.post("/v1/completions", {"model": "remote", "prompt": "hi", "max_tokens": 2})
+    check(st == 503 and "remote" in j["error"]["message"], "Hub model offline -> 503 with the hub's reason (%s %s)" %
+          (st, j))
     st, _, body = srv3.request("GET", "/v1/models/broken")
     m = json.loads(body)
     check(m["status"] == "error" and "missing.gguf" in m["error"], "/v1/models shows the load error")

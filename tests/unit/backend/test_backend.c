@@ -1,5 +1,6 @@
-/* test_backend.c - the CPU backend: every thread runs its share, barriers
- * separate phases, small tasks run inline, matmul (several weights sharing
+/* test_backend.c - the CPU backend: every item of a range task runs exactly
+ * once across the pool (also after the workers went to sleep), small tasks
+ * run inline, matmul (several weights sharing
  * one input, mixed vec_dot types, batches) equals a scalar reference and is
  * identical for 1 and 3 threads; device choice logs why CUDA/Metal were
  * skipped (SPOKE_CUDA_LIB points at a missing library). */
@@ -11,47 +12,43 @@
 #include <stdlib.h>
 
 struct pcount {
-    struct backend *be;
-    _Atomic int hits[8];
-    _Atomic int phase1;
+    _Atomic int item[1000];
+    _Atomic int by_thread[8];
     int bad;
 };
 
-static void count_task(void *ud, int ith, int nth)
+static void count_range(void *ud, int ith, int64_t i0, int64_t i1)
 {
     struct pcount *p = ud;
-    atomic_fetch_add(&p->hits[ith], 1);
-    atomic_fetch_add(&p->phase1, 1);
-    backend_barrier(p->be);
-    if (atomic_load(&p->phase1) != nth)
+    if (ith < 0 || ith >= 8 || i0 >= i1)
         p->bad = 1;
-    backend_barrier(p->be);
+    for (int64_t i = i0; i < i1; i++)
+        atomic_fetch_add(&p->item[i], 1);
+    atomic_fetch_add(&p->by_thread[ith], 1);
 }
 
-TEST(pool_runs_all_threads)
+TEST(pool_runs_every_item_once)
 {
     struct backend *be = NULL;
     struct sp_err err = {0};
     CHECK(backend_cpu_new(3, 64, 4, &be, &err) == SP_OK);
     CHECK_EQ_INT(be->n_threads, 3);
-    struct pcount p = {.be = be};
-    for (int rep = 0; rep < 200; rep++) {
-        atomic_store(&p.phase1, 0);
-        be->ops->parallel(be, count_task, &p, 1e9);
-    }
-    for (int i = 0; i < 3; i++)
-        CHECK_EQ_INT(atomic_load(&p.hits[i]), 200);
+    static struct pcount p;
+    for (int rep = 0; rep < 300; rep++)
+        be->ops->parallel_for(be, count_range, &p, 1000, 7, 1e9);
+    for (int i = 0; i < 1000; i++)
+        CHECK_EQ_INT(atomic_load(&p.item[i]), 300);
     CHECK_EQ_INT(p.bad, 0);
-    /* a small task runs on the caller only */
-    atomic_store(&p.phase1, 0);
-    be->ops->parallel(be, count_task, &p, 10);
-    CHECK_EQ_INT(atomic_load(&p.hits[0]), 201);
-    CHECK_EQ_INT(atomic_load(&p.hits[1]), 200);
+    CHECK(atomic_load(&p.by_thread[0]) > 0);
+    /* a small task runs on the caller only, as one range */
+    int before = atomic_load(&p.by_thread[0]);
+    be->ops->parallel_for(be, count_range, &p, 1000, 7, 10);
+    CHECK_EQ_INT(atomic_load(&p.by_thread[0]), before + 1);
+    CHECK_EQ_INT(atomic_load(&p.item[999]), 301);
     /* idle long enough for the workers to sleep, then wake them */
     sp_sleep_ms(20);
-    atomic_store(&p.phase1, 0);
-    be->ops->parallel(be, count_task, &p, 1e9);
-    CHECK_EQ_INT(atomic_load(&p.hits[2]), 201);
+    be->ops->parallel_for(be, count_range, &p, 1000, 1, 1e9);
+    CHECK_EQ_INT(atomic_load(&p.item[500]), 302);
     backend_free(be);
     backend_free(NULL);
 }
@@ -146,7 +143,7 @@ TEST(device_choice_logs_reasons)
 
 int main(void)
 {
-    RUN(pool_runs_all_threads);
+    RUN(pool_runs_every_item_once);
     RUN(matmul_matches_reference);
     RUN(device_choice_logs_reasons);
     return test_summary();
