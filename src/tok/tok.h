@@ -36,7 +36,10 @@ bool tok_is_control(const struct tok_vocab *v, int32_t id);
 /* Tokenize len bytes of UTF-8 text. add_special: add BOS/EOS per the vocab
  * flags. parse_special: control-token text in the input becomes the control
  * token. Writes up to cap ids to out; *n_out = number produced (SP_ERR_LIMIT if
- * more than cap are needed; then *n_out = the number needed). */
+ * more than cap are needed; then *n_out = the number needed; cap 0 counts).
+ * Invalid UTF-8 is tokenized (as U+FFFD for BPE, bytes for SPM), never
+ * rejected. Errors: SP_ERR_INVALID (NULL args), SP_ERR_LIMIT (also for text
+ * over 64 MiB), SP_ERR_NOMEM. */
 enum sp_status tok_encode(const struct tok_vocab *v, const char *text, size_t len,
                           bool add_special, bool parse_special, int32_t *out, size_t cap,
                           size_t *n_out, struct sp_err *err) SP_MUST_USE;
