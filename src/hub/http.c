@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,6 +17,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#define HTTP_WRITEBACK_STEP (32u << 20)
 
 struct hub_client {
     struct hub_config cfg;
@@ -397,6 +400,14 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
         }
         s->offset += n;
         s->fetched += n;
+        if (s->offset < s->flushed)
+            s->flushed = 0; /* the file restarted */
+        if (s->offset - s->flushed >= HTTP_WRITEBACK_STEP) {
+            /* start writeback now so the final fsync has only the tail to do */
+            (void)sync_file_range(s->fd, (off_t)s->flushed, (off_t)(s->offset - s->flushed),
+                                  SYNC_FILE_RANGE_WRITE);
+            s->flushed = s->offset;
+        }
         sink_progress(s, false);
         return n;
     }

@@ -494,6 +494,12 @@ def main():
                 print("not ok %s" % case.__name__)
                 traceback.print_exc()
             sys.stdout.flush()
+        # over every case above: the CDN origin never received a token
+        if fh.cdn_auth:
+            failed += 1
+            print("not ok cdn_never_sees_a_token: %s" % fh.cdn_auth)
+        else:
+            print("ok     cdn_never_sees_a_token (%d CDN requests over all cases)" % fh.cdn_count)
     finally:
         fh.stop()
         shutil.rmtree(root, ignore_errors=True)
