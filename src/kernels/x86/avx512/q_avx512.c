@@ -304,8 +304,9 @@ static void f16_gemm2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const 
         f16_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
         return;
     }
-    for (int64_t b0 = 0; b0 < n_batch; b0 += KERN_GEMM_TILE) {
-        const int64_t b1 = n_batch - b0 < KERN_GEMM_TILE ? n_batch : b0 + KERN_GEMM_TILE;
+    const int64_t tile = kern_gemm_tile(x_stride);
+    for (int64_t b0 = 0; b0 < n_batch; b0 += tile) {
+        const int64_t b1 = n_batch - b0 < tile ? n_batch : b0 + tile;
         int64_t r = r0;
         for (; r + 2 <= r1; r += 2) {
             const char *wr = (const char *)w + (size_t)r * w_stride;
