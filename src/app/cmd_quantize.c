@@ -1,4 +1,5 @@
-/* cmd_quantize.c - `spoke quantize IN.gguf OUT.gguf TYPE [--threads N] [--pure]`.
+/* cmd_quantize.c - `spoke quantize IN.gguf OUT.gguf TYPE [--threads N] [--pure]
+ *   [--output-tensor-type T] [--token-embedding-type T] [--dry-run]`.
  *
  * Converts every 2-D+ weight matrix of a GGUF model to TYPE with the kernels'
  * reference quantizers (kern_ops(type)->from_float; sources of any supported
@@ -18,7 +19,9 @@
  *   Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K -> Q4_0 (llama.cpp: IQ4_NL, which
  *   spoke lacks); then F16 if the row is not a multiple of 32 either.
  * Plain Q2_K..Q6_K use that type for every matrix (plus the output rule);
- * --pure disables all rules except the fallbacks. */
+ * --pure disables all rules except the fallbacks; --output-tensor-type and
+ * --token-embedding-type force those two tensors' types (as llama-quantize);
+ * --dry-run prints the type chosen for each tensor and writes nothing. */
 #include "app/app.h"
 #include "gguf/gguf.h"
 #include "kernels/kernels.h"
@@ -91,6 +94,8 @@ static bool use_more_bits(int i, int n)
 struct rules {
     const struct qmode *mode;
     bool pure;
+    int output_type;  /* forced type of output.weight, or -1 */
+    int embed_type;   /* forced type of token_embd.weight, or -1 */
     bool has_output;
     int n_attn_v, i_attn_v;
     int n_ffn_down, i_ffn_down;
@@ -128,6 +133,10 @@ static enum gg_type choose_type(struct rules *r, const struct gg_tensor *t)
             r->i_ffn_down++;
         }
     }
+    if (r->output_type >= 0 && name_is(n, "output.weight"))
+        nt = (enum gg_type)r->output_type;
+    if (r->embed_type >= 0 && name_is(n, "token_embd.weight"))
+        nt = (enum gg_type)r->embed_type;
     if (t->ne[0] % blck(nt) != 0) {
         switch (nt) {
         case GG_TYPE_Q2_K: case GG_TYPE_Q3_K: nt = GG_TYPE_Q4_0; break;
@@ -242,7 +251,8 @@ static enum sp_status fill_tensor(void *vctx, size_t i, void *dst, size_t nbytes
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: spoke quantize IN.gguf OUT.gguf TYPE [--threads N] [--pure]\n"
+    fprintf(stderr, "usage: spoke quantize IN.gguf OUT.gguf TYPE [--threads N] [--pure] [--dry-run]\n"
+                    "         [--output-tensor-type T] [--token-embedding-type T]\n"
                     "  TYPE: F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K Q4_K_M Q5_K_M\n");
 }
 
@@ -250,10 +260,22 @@ int cmd_quantize(int argc, char **argv)
 {
     const char *pos[3] = {NULL, NULL, NULL};
     int n_pos = 0, n_threads = 0;
-    bool pure = false;
+    bool pure = false, dry_run = false;
+    int forced[2] = {-1, -1}; /* output, token_embd */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--pure") == 0) {
             pure = true;
+        } else if (strcmp(argv[i], "--dry-run") == 0) {
+            dry_run = true;
+        } else if (strcmp(argv[i], "--output-tensor-type") == 0 || strcmp(argv[i], "--token-embedding-type") == 0) {
+            enum gg_type t;
+            const struct kern_type_ops *ops;
+            if (i + 1 >= argc || !gg_type_parse(argv[i + 1], &t) || !(ops = kern_ops(t)) || !ops->from_float) {
+                fprintf(stderr, "spoke: quantize: %s needs a tensor type (F32 F16 BF16 Q4_0 ... Q6_K)\n", argv[i]);
+                return APP_EXIT_USAGE;
+            }
+            forced[argv[i][2] == 'o' ? 0 : 1] = (int)t;
+            i++;
         } else if (strcmp(argv[i], "--threads") == 0 || strcmp(argv[i], "-t") == 0) {
             int64_t v;
             if (i + 1 >= argc || !sp_parse_i64(argv[i + 1], 1, 64, &v)) {
@@ -307,7 +329,7 @@ int cmd_quantize(int argc, char **argv)
     if ((result = gg_open(pos[0], &in, &err)) != SP_OK)
         goto fail;
     size_t nt = gg_tensor_count(in);
-    struct rules rules = {.mode = mode, .pure = pure};
+    struct rules rules = {.mode = mode, .pure = pure, .output_type = forced[0], .embed_type = forced[1]};
     uint32_t n_layer = 0;
     for (size_t i = 0; i < nt; i++) {
         const struct gg_tensor *t = gg_tensor_at(in, i);
@@ -381,6 +403,19 @@ int cmd_quantize(int argc, char **argv)
         counts[type]++;
         bytes_in += t->nbytes;
         bytes_out += ob;
+        if (dry_run)
+            printf("%-40s %-5s -> %-5s [%lld, %lld, %lld, %lld]\n", key, gg_type_name(t->type), gg_type_name(type),
+                   (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3]);
+    }
+    if (dry_run) {
+        printf("dry run (%s): %zu tensors, %zu would be converted, %.2f MiB -> %.2f MiB\ntensor types:", mode->name,
+               nt, n_convert, bytes_in / 1048576.0, bytes_out / 1048576.0);
+        for (int t = 0; t < GG_TYPE_COUNT; t++)
+            if (counts[t])
+                printf(" %s x%d", gg_type_name((enum gg_type)t), counts[t]);
+        printf("\n");
+        exit_code = APP_EXIT_OK;
+        goto fail;
     }
     struct qctx q = {.plans = plans, .n_threads = n_threads, .total = n_convert,
                      .progress = isatty(2) != 0};

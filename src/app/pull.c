@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define SPLIT_MAX 9999
 
@@ -509,6 +510,18 @@ enum sp_status app_pull(const struct app_pull_opts *o, struct app_pulled *out, s
         goto fail;
     result = fill_out(&p, p.rev->commit, out, err);
 fail:
+    if (result != SP_OK && p.revdir &&
+        (result == SP_ERR_NOT_FOUND || result == SP_ERR_AUTH || result == SP_ERR_OFFLINE)) {
+        /* nothing was there to pull: leave no empty directories behind (rmdir
+         * only ever removes an empty directory) */
+        if (rmdir(p.revdir) == 0) {
+            char *slash = strrchr(p.revdir, '/');
+            if (slash) {
+                *slash = '\0';
+                (void)rmdir(p.revdir);
+            }
+        }
+    }
     pull_ctx_free(&p);
     return result;
 }

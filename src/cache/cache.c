@@ -33,7 +33,8 @@ enum sp_status cache_root(char **out, struct sp_err *err)
     }
     if (r != SP_OK || b.len >= PATH_MAX - 512) {
         sp_buf_free(&b);
-        return sp_err_set(err, SP_ERR_INVALID, "SPOKE_HOME path too long");
+        return r == SP_ERR_NOMEM ? sp_err_set(err, SP_ERR_NOMEM, "out of memory")
+                                 : sp_err_set(err, SP_ERR_INVALID, "SPOKE_HOME path too long");
     }
     *out = sp_buf_take(&b);
     return *out ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory");

@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,6 +17,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#define HTTP_WRITEBACK_STEP (32u << 20)
 
 struct hub_client {
     struct hub_config cfg;
@@ -397,6 +400,14 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
         }
         s->offset += n;
         s->fetched += n;
+        if (s->offset < s->flushed)
+            s->flushed = 0; /* the file restarted */
+        if (s->offset - s->flushed >= HTTP_WRITEBACK_STEP) {
+            /* start writeback now so the final fsync has only the tail to do */
+            (void)sync_file_range(s->fd, (off_t)s->flushed, (off_t)(s->offset - s->flushed),
+                                  SYNC_FILE_RANGE_WRITE);
+            s->flushed = s->offset;
+        }
         sink_progress(s, false);
         return n;
     }
@@ -584,7 +595,7 @@ enum sp_status http_status_error(struct hub_client *c, const struct http_resp *r
     if (err)
         err->http_status = (int)st;
     if (st == 401 || st == 403) {
-        if (strcmp(code, "RepoNotFound") == 0 && !c->token)
+        if (strcmp(code, "RepoNotFound") == 0)
             return sp_err_setc(err, SP_ERR_NOT_FOUND, repo,
                                "model %s not found on %s (HTTP %ld); check the id, or if it is "
                                "private set hf_token (HF_TOKEN) with read access",

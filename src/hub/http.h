@@ -20,6 +20,7 @@ struct http_sink {
     void *progress_ud;
     double last_progress_ms;
     uint64_t fetched;       /* body bytes written over all exchanges */
+    uint64_t flushed;       /* writeback started for bytes [0, flushed) */
     bool io_failed;         /* a write failed: errno in io_errno */
     int io_errno;
     bool restarted;         /* a 200 answered a Range request: file restarted at 0 */

@@ -33,13 +33,15 @@ struct model_state {
     float *hb;    /* [B][F] */
     float *hb2;   /* [B][F] */
     /* per-thread attention scratch */
-    float *scores;    /* [n_threads][n_ctx] */
-    uint16_t *p16;    /* [n_threads][n_ctx] */
-    uint16_t *q16;    /* [n_threads][head_dim] */
+    float *scores;    /* [n_threads][group][n_ctx] */
+    uint16_t *p16;    /* [n_threads][group][n_ctx] */
+    uint16_t *q16;    /* [n_threads][group][head_dim] */
     float *rope;      /* [n_threads][n_rot] cos/sin cache */
     void *arena;
     /* current task */
     int layer, n_tok, pos0;
+    const float *norm_w; /* add_norm_range: weight, and whether to add xb2 first */
+    bool add_first;
 };
 
 #define ALIGN_UP(x) (((x) + 63u) & ~(size_t)63u)
@@ -54,9 +56,10 @@ static bool state_layout(const struct model *m, int n_ctx, int B, int nth, struc
     const struct model_hparams *hp = &m->hp;
     size_t E = (size_t)hp->n_embd, Dq = (size_t)hp->n_head * hp->head_dim,
            Dkv = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff;
+    size_t group = (size_t)(hp->n_head / hp->n_head_kv);
     size_t sizes[13] = {
         B * E * 4, B * E * 4, B * E * 4, B * Dq * 4, B * Dkv * 4, B * Dkv * 4, B * Dq * 4, B * F * 4, B * F * 4,
-        (size_t)nth * n_ctx * 4, (size_t)nth * n_ctx * 2, (size_t)nth * hp->head_dim * 2,
+        (size_t)nth * group * n_ctx * 4, (size_t)nth * group * n_ctx * 2, (size_t)nth * group * hp->head_dim * 2,
         (size_t)nth * (hp->n_rot + 2) * 4,
     };
     size_t total = 0;
@@ -253,56 +256,100 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
     const bool f16 = kv->type == KV_F16;
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = hp->n_head / hp->n_head_kv;
-    float *sc = s->scores + (size_t)ith * s->n_ctx;
-    uint16_t *p16 = s->p16 + (size_t)ith * s->n_ctx;
-    uint16_t *q16 = s->q16 + (size_t)ith * hd;
-    const struct kern_type_ops *f16ops = kern_ops(GG_TYPE_F16);
+    const size_t nc = (size_t)s->n_ctx;
+    float *sc = s->scores + (size_t)ith * group * nc;      /* [group][n_ctx] */
+    uint16_t *p16 = s->p16 + (size_t)ith * group * nc;     /* [group][n_ctx] */
+    uint16_t *q16 = s->q16 + (size_t)ith * group * hd;     /* [group][hd] */
+    const struct kern_type_ops *ops = kern_ops(f16 ? GG_TYPE_F16 : GG_TYPE_F32);
+    /* llama.cpp's F16 dot sums the tail (n % 64 elements) in double: use the
+     * reference kernel (double sums) for dots shorter than 64 */
+    const struct kern_type_ops *ref = kern_ops_isa(KERN_ISA_REF, f16 ? GG_TYPE_F16 : GG_TYPE_F32);
+    const struct kern_type_ops *ops_k = hd < 64 && ref ? ref : ops;
     const char *kbase = kv_cache_k(kv, l, 0);
-    const size_t kstride = (size_t)Dkv * kv->elt;
-    for (int item = (int)it0; item < (int)it1; item++) {
-        const int i = item / hp->n_head, h = item % hp->n_head, g = h / group;
+    const size_t kstride = (size_t)Dkv * kv->elt, vstride = nc * kv->elt;
+    for (int64_t item = it0; item < it1; item++) {
+        /* one token i and one KV head g, with the `group` query heads sharing it */
+        const int i = (int)(item / hp->n_head_kv), g = (int)(item % hp->n_head_kv);
         const int n_kv = s->pos0 + i + 1;
-        const float *q = s->q + (size_t)i * Dq + (size_t)h * hd;
-        float *out = s->att + (size_t)i * Dq + (size_t)h * hd;
-        float mx = -INFINITY;
+        const float *q = s->q + (size_t)i * Dq + (size_t)g * group * hd;
+        float *out = s->att + (size_t)i * Dq + (size_t)g * group * hd;
+        const char *kg = kbase + (size_t)g * hd * kv->elt;
+        const char *vg = kv_cache_v(kv, l, g * hd);
+        /* scores[b][j] = K[j] . q_b (q rounded to F16 like llama.cpp's F16 KV matmul) */
         if (f16) {
-            for (int d = 0; d < hd; d++)
+            for (int d = 0; d < group * hd; d++)
                 q16[d] = kern_fp32_to_fp16(q[d]);
-            for (int j = 0; j < n_kv; j++) {
-                const uint16_t *kr = (const uint16_t *)(const void *)(kbase + j * kstride) + (size_t)g * hd;
-                float dot;
-                f16ops->vec_dot(hd, &dot, kr, q16);
-                sc[j] = dot * scale;
-                mx = sc[j] > mx ? sc[j] : mx;
-            }
+            ops_k->gemm(hd, 0, n_kv, group, kg, kstride, q16, (size_t)hd * 2, sc, nc);
         } else {
+            ops_k->gemm(hd, 0, n_kv, group, kg, kstride, q, (size_t)hd * 4, sc, nc);
+        }
+        for (int b = 0; b < group; b++) {
+            float *row = sc + (size_t)b * nc;
+            float mx = -INFINITY;
             for (int j = 0; j < n_kv; j++) {
-                const float *kr = (const float *)(const void *)(kbase + j * kstride) + (size_t)g * hd;
-                sc[j] = kern_dot_f32(hd, kr, q) * scale;
-                mx = sc[j] > mx ? sc[j] : mx;
+                row[j] *= scale;
+                mx = row[j] > mx ? row[j] : mx;
+            }
+            double sum = 0.0;
+            for (int j = 0; j < n_kv; j++) {
+                const float e = expf(row[j] - mx);
+                row[j] = e;
+                sum += (double)e;
+            }
+            const float inv = (float)(1.0 / sum);
+            if (f16) {
+                uint16_t *pr = p16 + (size_t)b * nc;
+                for (int j = 0; j < n_kv; j++)
+                    pr[j] = kern_fp32_to_fp16(row[j] * inv);
+            } else {
+                for (int j = 0; j < n_kv; j++)
+                    row[j] *= inv;
             }
         }
-        double sum = 0.0;
-        for (int j = 0; j < n_kv; j++) {
-            const float e = expf(sc[j] - mx);
-            sc[j] = e;
-            sum += (double)e;
-        }
-        const float inv = (float)(1.0 / sum);
-        if (f16) {
-            for (int j = 0; j < n_kv; j++)
-                p16[j] = kern_fp32_to_fp16(sc[j] * inv);
-            for (int d = 0; d < hd; d++) {
-                const uint16_t *vr = kv_cache_v(kv, l, g * hd + d);
-                f16ops->vec_dot(n_kv, &out[d], vr, p16);
-            }
-        } else {
-            for (int j = 0; j < n_kv; j++)
-                sc[j] *= inv;
-            for (int d = 0; d < hd; d++)
-                out[d] = kern_dot_f32(n_kv, kv_cache_v(kv, l, g * hd + d), sc);
-        }
+        /* out_b[d] = V^T[d] . p_b over the positions */
+        const struct kern_type_ops *ops_v = n_kv < 64 && ref ? ref : ops;
+        if (f16)
+            ops_v->gemm(n_kv, 0, hd, group, vg, vstride, p16, nc * 2, out, (size_t)hd);
+        else
+            ops_v->gemm(n_kv, 0, hd, group, vg, vstride, sc, nc * 4, out, (size_t)hd);
     }
+}
+
+/* Per token: x += xb2 (when add_first), then xb = rmsnorm(x) * norm_w. */
+static void add_norm_range(void *ud, int ith, int64_t i0, int64_t i1)
+{
+    SP_UNUSED(ith);
+    struct model_state *s = ud;
+    const int E = s->m->hp.n_embd;
+    for (int64_t i = i0; i < i1; i++) {
+        float *x = s->x + (size_t)i * E;
+        if (s->add_first) {
+            const float *y = s->xb2 + (size_t)i * E;
+            for (int d = 0; d < E; d++)
+                x[d] += y[d];
+        }
+        if (s->norm_w)
+            rmsnorm(s->xb + (size_t)i * E, x, s->norm_w, E, s->m->hp.rms_eps);
+    }
+}
+
+/* Per token: hb = silu(hb) * hb2 (ggml_silu then ggml_mul). */
+static void swiglu_range(void *ud, int ith, int64_t i0, int64_t i1)
+{
+    SP_UNUSED(ith);
+    struct model_state *s = ud;
+    const size_t F = (size_t)s->m->hp.n_ff;
+    for (size_t i = (size_t)i0 * F; i < (size_t)i1 * F; i++) {
+        const float g = s->hb[i];
+        s->hb[i] = (g / (1.0f + expf(-g))) * s->hb2[i];
+    }
+}
+
+static void add_norm(struct model_state *s, int n, bool add_first, const float *w)
+{
+    s->add_first = add_first;
+    s->norm_w = w;
+    s->be->ops->parallel_for(s->be, add_norm_range, s, n, 1, (double)n * s->m->hp.n_embd * 6.0);
 }
 
 enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, int pos0, float *logits,
@@ -324,33 +371,26 @@ enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, i
     struct backend *be = s->be;
     for (int l = 0; l < hp->n_layer; l++) {
         const struct model_layer *L = &m->layers[l];
-        for (int i = 0; i < n; i++)
-            rmsnorm(s->xb + (size_t)i * E, s->x + (size_t)i * E, L->attn_norm, E, hp->rms_eps);
+        /* the residual of the previous layer's FFN is added here */
+        add_norm(s, n, l > 0, L->attn_norm);
         struct backend_mm qkv[3] = {{&L->wq, s->q, (size_t)Dq}, {&L->wk, s->k, (size_t)Dkv}, {&L->wv, s->v, (size_t)Dkv}};
         be->ops->matmul(be, qkv, 3, s->xb, n, (size_t)E);
         s->layer = l;
         s->n_tok = n;
         s->pos0 = pos0;
         be->ops->parallel_for(be, rope_store_range, s, n, 1, (double)n * (Dq + Dkv) * 8.0);
-        be->ops->parallel_for(be, attention_range, s, (int64_t)n * hp->n_head, 1,
+        be->ops->parallel_for(be, attention_range, s, (int64_t)n * hp->n_head_kv, 1,
                               (double)n * hp->n_head * (double)(pos0 + n) * hp->head_dim * 4.0);
         struct backend_mm o = {&L->wo, s->xb2, (size_t)E};
         be->ops->matmul(be, &o, 1, s->att, n, (size_t)Dq);
-        for (size_t i = 0; i < (size_t)n * E; i++)
-            s->x[i] += s->xb2[i];
-        for (int i = 0; i < n; i++)
-            rmsnorm(s->xb + (size_t)i * E, s->x + (size_t)i * E, L->ffn_norm, E, hp->rms_eps);
+        add_norm(s, n, true, L->ffn_norm);
         struct backend_mm gu[2] = {{&L->w_gate, s->hb, (size_t)F}, {&L->w_up, s->hb2, (size_t)F}};
         be->ops->matmul(be, gu, 2, s->xb, n, (size_t)E);
-        for (size_t i = 0; i < (size_t)n * F; i++) {
-            const float g = s->hb[i];
-            s->hb[i] = (g / (1.0f + expf(-g))) * s->hb2[i];
-        }
+        be->ops->parallel_for(be, swiglu_range, s, n, 1, (double)n * F * 20.0);
         struct backend_mm d = {&L->w_down, s->xb2, (size_t)E};
         be->ops->matmul(be, &d, 1, s->hb, n, (size_t)F);
-        for (size_t i = 0; i < (size_t)n * E; i++)
-            s->x[i] += s->xb2[i];
     }
+    add_norm(s, n, true, NULL); /* the last FFN residual */
     if (logits) {
         const float *xl = s->x + (size_t)(n - 1) * E;
         rmsnorm(s->xb, xl, m->output_norm, E, hp->rms_eps);

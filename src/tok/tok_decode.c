@@ -96,7 +96,7 @@ size_t tok_piece(const struct tok_vocab *v, int32_t id, bool render_special, cha
     }
     if (t->attr & TOK_ATTR_USER_DEFINED)
         return tok_put(buf, bufsz, 0, s, n);
-    if (v->kind == TOK_KIND_SPM) {
+    if (v->kind != TOK_KIND_BPE) {
         if (t->attr & TOK_ATTR_BYTE) {
             int hi = n == 6 ? tok_hexval(s[3]) : -1, lo = n == 6 ? tok_hexval(s[4]) : -1;
             if (hi < 0 || lo < 0)
@@ -170,7 +170,7 @@ enum sp_status tok_decode(const struct tok_vocab *v, const int32_t *ids, size_t 
 {
     if (!v || !out || (!ids && n))
         return SP_ERR_INVALID;
-    bool strip = v->kind == TOK_KIND_SPM && v->add_space_prefix;
+    bool strip = v->kind != TOK_KIND_BPE && v->add_space_prefix;
     for (size_t i = 0; i < n; i++) {
         bool produced = false;
         enum sp_status result = tok_piece_append(v, ids[i], render_special, strip, out, &produced);
@@ -276,7 +276,7 @@ enum sp_status tok_stream_push(const struct tok_vocab *v, struct tok_stream *s, 
     }
     if (n > 0 && s->first) {
         s->first = false;
-        if (v->kind == TOK_KIND_SPM && v->add_space_prefix && data[np] == ' ') {
+        if (v->kind != TOK_KIND_BPE && v->add_space_prefix && data[np] == ' ') {
             memmove(data + 1, data, np); /* drop the space: shift the pending bytes over it */
             data++;
             n--;

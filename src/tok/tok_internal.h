@@ -8,7 +8,7 @@
 
 #include "tok/tok.h"
 
-enum tok_kind { TOK_KIND_SPM = 0, TOK_KIND_BPE };
+enum tok_kind { TOK_KIND_SPM = 0, TOK_KIND_BPE, TOK_KIND_WPM };
 
 /* Token types as stored in tokenizer.ggml.token_type. */
 enum tok_type {
@@ -80,6 +80,7 @@ struct tok_vocab {
     bool add_bos, add_eos;
     bool add_space_prefix;    /* SPM: prefix raw text with a space */
     bool ignore_merges;       /* BPE: a whole pre-token found in the vocab is used as is */
+    size_t max_token_len;     /* WPM: longest token text (bytes) */
 
     int32_t *special;         /* CONTROL/USER_DEFINED/UNKNOWN ids, longest text first */
     size_t n_special;
@@ -127,6 +128,8 @@ int32_t tok_find_h(const struct tok_vocab *v, const char *a, size_t alen, const 
 enum sp_status tok_spm_encode(const struct tok_vocab *v, const char *text, size_t len,
                               bool prefix_space, struct tok_ids *out,
                               struct sp_err *err) SP_MUST_USE;
+enum sp_status tok_wpm_encode(const struct tok_vocab *v, const char *text, size_t len,
+                              struct tok_ids *out, struct sp_err *err) SP_MUST_USE;
 enum sp_status tok_bpe_encode(const struct tok_vocab *v, const char *text, size_t len,
                               struct tok_ids *out, struct sp_err *err) SP_MUST_USE;
 /* BPE setup at load: byte map, merges table, regexes for tokenizer.ggml.pre. */

@@ -290,10 +290,12 @@ enum sp_status tok_vocab_load(const struct gg_file *f, struct tok_vocab **out,
         kind = TOK_KIND_SPM;
     else if (model.len == 4 && memcmp(model.ptr, "gpt2", 4) == 0)
         kind = TOK_KIND_BPE;
+    else if (model.len == 4 && memcmp(model.ptr, "bert", 4) == 0)
+        kind = TOK_KIND_WPM;
     else
         return sp_err_setc(err, SP_ERR_UNSUPPORTED, "tokenizer.ggml.model",
                            "tokenizer model '%s' is not supported (supported: llama = "
-                           "SentencePiece, gpt2 = byte-level BPE)", mname);
+                           "SentencePiece, gpt2 = byte-level BPE, bert = WordPiece)", mname);
 
     v = sp_calloc(1, sizeof(*v));
     if (!v)
@@ -315,7 +317,17 @@ enum sp_status tok_vocab_load(const struct gg_file *f, struct tok_vocab **out,
     if (!gg_get_bool(f, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix))
         v->add_space_prefix = spm;
 
-    if (spm) {
+    if (kind == TOK_KIND_WPM) {
+        /* [CLS] text [SEP]: CLS acts as BOS and SEP as EOS */
+        v->bos = tok_get_id(f, "tokenizer.ggml.cls_token_id", v->n, v->bos);
+        v->eos = tok_get_id(f, "tokenizer.ggml.seperator_token_id", v->n, v->eos);
+        v->unk = tok_get_id(f, "tokenizer.ggml.unknown_token_id", v->n, 100);
+        v->add_bos = v->add_eos = true;
+        v->add_space_prefix = true; /* decode drops the first word's marker space */
+        for (int32_t i = 0; i < v->n; i++)
+            v->max_token_len = SP_MAX(v->max_token_len, (size_t)v->toks[i].len);
+        sp_strlcpy(v->pre, "wordpiece", sizeof(v->pre));
+    } else if (spm) {
         for (int b = 0; b < 256; b++) {
             char hex[8];
             int hn = snprintf(hex, sizeof(hex), "<0x%02X>", b);
@@ -337,7 +349,7 @@ enum sp_status tok_vocab_load(const struct gg_file *f, struct tok_vocab **out,
     if (result != SP_OK)
         goto fail;
     LOG_DEBUG("tok", "vocab: %s/%s, %d tokens, %zu special, bos %d eos %d",
-              spm ? "spm" : "bpe", v->pre, (int)v->n, v->n_special, (int)v->bos, (int)v->eos);
+              spm ? "spm" : kind == TOK_KIND_BPE ? "bpe" : "wpm", v->pre, (int)v->n, v->n_special, (int)v->bos, (int)v->eos);
     *out = v;
     return SP_OK;
 fail:
@@ -521,6 +533,8 @@ enum sp_status tok_encode(const struct tok_vocab *v, const char *text, size_t le
         if (v->kind == TOK_KIND_SPM)
             result = tok_spm_encode(v, text + fr->off, fr->len,
                                     v->add_space_prefix && prev_special, &ids, err);
+        else if (v->kind == TOK_KIND_WPM)
+            result = tok_wpm_encode(v, text + fr->off, fr->len, &ids, err);
         else
             result = tok_bpe_encode(v, text + fr->off, fr->len, &ids, err);
         if (result != SP_OK)

@@ -1,6 +1,8 @@
 /* fuzz_tok.c - libFuzzer harness for src/tok: random bytes are tokenized by
  * an SPM and a BPE vocabulary (stories260K.gguf and ggml-vocab-gpt-2.gguf
- * from SPOKE_SHARED when present, else in-memory synthetic vocabularies),
+ * from SPOKE_SHARED when present, else in-memory synthetic vocabularies) and
+ * by the WordPiece ggml-vocab-bert-bge.gguf when present (no round trip: it
+ * normalizes),
  * with the flags taken from the first byte. Checks: no crash; for valid UTF-8
  * without special parsing, decode(encode(x)) == x and the streaming decoder
  * agrees and emits valid UTF-8; chat detection/rendering on the same bytes. */
@@ -12,7 +14,7 @@
 #include "tok/tok.h"
 #include "unit/tok/tok_testvocab.h"
 
-static struct tok_vocab *g_vocab[2]; /* 0: SPM, 1: BPE */
+static struct tok_vocab *g_vocab[3]; /* 0: SPM, 1: BPE, 2: WordPiece (optional) */
 
 static struct tok_vocab *load_path(const char *rel)
 {
@@ -53,6 +55,7 @@ static void init_once(void)
         g_vocab[1] = load_synth(true);
     if (!g_vocab[0] || !g_vocab[1])
         abort();
+    g_vocab[2] = load_path("tokenizer-vectors/ggml-vocab-bert-bge.gguf");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -63,7 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t flags = data[0];
     const char *text = (const char *)data + 1;
     size_t len = size - 1;
-    struct tok_vocab *v = g_vocab[flags & 1];
+    bool wpm = (flags & 8) && g_vocab[2];
+    struct tok_vocab *v = wpm ? g_vocab[2] : g_vocab[flags & 1];
     bool add_special = flags & 2, parse_special = flags & 4;
 
     size_t cap = len + 8, n = 0;
@@ -92,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         /* every byte is representable in both vocabularies, except that SPM
          * cannot tell U+2581 from a space */
-        bool representable = sp_utf8_valid(text, len) &&
+        bool representable = !wpm && sp_utf8_valid(text, len) &&
                              !((flags & 1) == 0 && memmem(text, len, "\xe2\x96\x81", 3));
         if (!parse_special && representable) {
             if (d.len != len || (len && memcmp(d.data, text, len) != 0))

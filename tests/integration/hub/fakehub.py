@@ -80,6 +80,8 @@ class FakeHub:
         self.log = []
         self.lock = threading.Lock()
         self.release = threading.Event()
+        self.cdn_auth = []  # every Authorization header the CDN ever received (never cleared)
+        self.cdn_count = 0
         self.blobs = {}  # sha -> content
         self._sha_cache = {}
         self.hub = self._server("hub")
@@ -128,6 +130,9 @@ class FakeHub:
 
     def record(self, origin, handler):
         with self.lock:
+            self.cdn_count += origin == "cdn"
+            if origin == "cdn" and handler.headers.get("Authorization") is not None:
+                self.cdn_auth.append((handler.path, handler.headers.get("Authorization")))
             self.log.append(dict(origin=origin, method=handler.command, path=handler.path,
                                  range=handler.headers.get("Range"),
                                  auth=handler.headers.get("Authorization")))

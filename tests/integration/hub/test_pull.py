@@ -259,6 +259,8 @@ def t_not_found(c):
     check(r.returncode == 3 and "revision" in r.stderr, r.stderr)
     r = c.run(["pull", "org/model", "--file", "nope.gguf"], h)
     check(r.returncode == 3 and "nope.gguf" in r.stderr, r.stderr)
+    check(not os.path.exists(os.path.join(h, "models")) or os.listdir(os.path.join(h, "models")) == [],
+          "failed pulls left directories: %s" % os.listdir(os.path.join(h, "models")))
 
 
 def t_kill9_resume(c):
@@ -492,6 +494,12 @@ def main():
                 print("not ok %s" % case.__name__)
                 traceback.print_exc()
             sys.stdout.flush()
+        # over every case above: the CDN origin never received a token
+        if fh.cdn_auth:
+            failed += 1
+            print("not ok cdn_never_sees_a_token: %s" % fh.cdn_auth)
+        else:
+            print("ok     cdn_never_sees_a_token (%d CDN requests over all cases)" % fh.cdn_count)
     finally:
         fh.stop()
         shutil.rmtree(root, ignore_errors=True)

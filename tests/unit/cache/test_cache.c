@@ -253,6 +253,38 @@ TEST(locate)
     sp_free(root);
 }
 
+TEST(alloc_failures)
+{
+    const char *js = "{\"repo\":\"o/m\",\"commit\":\"c\",\"primary\":\"a.gguf\",\"files\":["
+                     "{\"path\":\"a.gguf\",\"size\":1},{\"path\":\"b\",\"size\":2}]}";
+    char *root = NULL;
+    CHECK(cache_root(&root, NULL) == SP_OK);
+    size_t before = sp_mem_in_use();
+    for (long n = 1; n < 80; n++) {
+        struct cache_meta *m = NULL;
+        sp_mem_fail_after(n, 0);
+        enum sp_status st = cache_meta_parse(js, strlen(js), &m, NULL);
+        sp_mem_fail_after(0, 0);
+        CHECK(st == SP_OK || st == SP_ERR_NOMEM);
+        cache_meta_free(m);
+        struct cache_entry *e = NULL;
+        size_t ne = 0;
+        sp_mem_fail_after(n, 0);
+        st = cache_list(root, &e, &ne, NULL);
+        sp_mem_fail_after(0, 0);
+        CHECK(st == SP_OK || st == SP_ERR_NOMEM);
+        cache_list_free(e, ne);
+        struct app_pulled out = {0};
+        sp_mem_fail_after(n, 0);
+        st = app_model_locate("loc", NULL, &out, NULL);
+        sp_mem_fail_after(0, 0);
+        CHECK_MSG(st == SP_OK || st == SP_ERR_NOMEM || st == SP_ERR_NOT_FOUND, "n=%ld st=%d", n, (int)st);
+        app_pulled_free(&out);
+    }
+    CHECK_EQ_INT(sp_mem_in_use(), before);
+    sp_free(root);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/spoke-cache-XXXXXX");
@@ -264,6 +296,7 @@ int main(void)
     RUN(hf_cache);
     RUN(choose);
     RUN(locate);
+    RUN(alloc_failures);
     sh("rm -rf '%s'", tmpdir);
     return test_summary();
 }

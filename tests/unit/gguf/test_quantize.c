@@ -5,7 +5,8 @@
  *   the Q4_K_M / Q5_K_M mixes put Q6_K where llama.cpp does, every K type
  *   round-trips within a per-type error bound, and metadata is copied with
  *   general.file_type set;
- * - usage errors and bad inputs give the documented exit codes. */
+ * - usage errors and bad inputs give the documented exit codes; --dry-run
+ *   writes nothing; --output-tensor-type / --token-embedding-type apply. */
 #include "app/app.h"
 #include "gguf/gguf.h"
 #include "kernels/kernels.h"
@@ -340,6 +341,31 @@ TEST(errors_and_usage)
     unlink(out);
 }
 
+TEST(options)
+{
+    char in[1024], out[1024];
+    if (!test_shared_file(in, sizeof(in), "models/stories260K.gguf"))
+        SKIP("shared models not found under %s", test_shared_path());
+    tmp_path(out, sizeof(out), "opt.gguf");
+    char *dry[] = {"quantize", in, out, "Q4_K_M", "--dry-run", NULL};
+    CHECK_EQ_INT(spoke_cmd(5, dry), 0);
+    CHECK(access(out, F_OK) != 0);
+    char *forced[] = {"quantize", in, out, "Q8_0", "--token-embedding-type", "q4_0", "--output-tensor-type", "F16", NULL};
+    CHECK_EQ_INT(spoke_cmd(8, forced), 0);
+    struct gg_file *f = NULL;
+    struct sp_err err;
+    CHECK_MSG(gg_open(out, &f, &err) == SP_OK, "%s", err.msg);
+    enum gg_type te = gg_tensor_find(f, "token_embd.weight")->type, ot = gg_tensor_find(f, "output.weight")->type;
+    int n8 = count_types(f, GG_TYPE_Q8_0);
+    gg_close(f);
+    unlink(out);
+    CHECK_EQ_INT(te, GG_TYPE_Q4_0);
+    CHECK_EQ_INT(ot, GG_TYPE_F16);
+    CHECK_EQ_INT(n8, 30);
+    char *badopt[] = {"quantize", in, out, "Q8_0", "--output-tensor-type", "Q9_9", NULL};
+    CHECK_EQ_INT(spoke_cmd(6, badopt), APP_EXIT_USAGE);
+}
+
 int main(void)
 {
     /* tmpfs when available: the writer fsyncs every output */
@@ -352,6 +378,7 @@ int main(void)
     RUN(stories_matches_llama_cpp);
     RUN(synthetic_mixes);
     RUN(errors_and_usage);
+    RUN(options);
     rmdir(tmpdir);
     return test_summary();
 }

@@ -310,6 +310,34 @@ TEST(config_env)
     CHECK(!c.offline);
 }
 
+/* Every allocation of the parsers can fail: never a crash or a leak. */
+TEST(alloc_failures)
+{
+    const char *js =
+        "{\"sha\":\"0123456789abcdef0123456789abcdef01234567\",\"siblings\":["
+        "{\"rfilename\":\"a.gguf\",\"size\":10},{\"rfilename\":\"b/c.json\"}]}";
+    size_t before = sp_mem_in_use();
+    int ok = 0;
+    for (long n = 1; n < 60; n++) {
+        struct hub_revision *r = NULL;
+        sp_mem_fail_after(n, 0);
+        enum sp_status st = hub_revision_parse(js, strlen(js), &r, NULL);
+        sp_mem_fail_after(0, 0);
+        CHECK(st == SP_OK || st == SP_ERR_NOMEM);
+        CHECK((st == SP_OK) == (r != NULL));
+        ok += st == SP_OK;
+        hub_revision_free(r);
+        char *tok = NULL, src[64];
+        sp_mem_fail_after(n, 0);
+        st = hub_token_resolve("tok", &tok, src, sizeof(src), NULL);
+        sp_mem_fail_after(0, 0);
+        CHECK(st == SP_OK || st == SP_ERR_NOMEM);
+        sp_free(tok);
+    }
+    CHECK(ok > 0);
+    CHECK_EQ_INT(sp_mem_in_use(), before);
+}
+
 int main(void)
 {
     RUN(id_forms);
@@ -324,5 +352,6 @@ int main(void)
     RUN(token_order);
     RUN(sha_file_and_lock);
     RUN(config_env);
+    RUN(alloc_failures);
     return test_summary();
 }

@@ -206,7 +206,8 @@ TEST(load_errors)
         enum sp_status want;
         const char *msg;
     } cases[] = {
-        {"bert", NULL, false, false, SP_ERR_UNSUPPORTED, "bert"},
+        {"rwkv", NULL, false, false, SP_ERR_UNSUPPORTED, "rwkv"},
+        {"bert", NULL, false, false, SP_OK, ""}, /* WordPiece */
         {"t5", NULL, false, false, SP_ERR_UNSUPPORTED, "not supported"},
         {"gpt2", "no-such-pre", false, false, SP_ERR_UNSUPPORTED, "no-such-pre"},
         {"llama", NULL, true, false, SP_ERR_FORMAT, "token_type"},

@@ -1,8 +1,9 @@
 /* test_tok_vectors.c - tokenizer conformance against ../shared/tokenizer-vectors:
- * for every vocabulary that has a GGUF there (and stories260K), each of the 46
- * inputs must tokenize (no BOS/EOS, no special parsing) to exactly the expected
- * ids, and decode back to the input. Prints a table: vocab, cases, passed,
- * round-trip, load ms. */
+ * for every vocabulary that has a GGUF there (and stories260K, llama-2-tiny),
+ * each of the 46 inputs must tokenize (no BOS/EOS, no special parsing) to
+ * exactly the expected ids, and decode back to the input (except WordPiece,
+ * which lowercases and strips accents). gpt-neox and baichuan have no vectors:
+ * round trip only. Prints a table: vocab, cases, passed, round trip, load ms. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -43,24 +44,25 @@ struct vset {
     const char *vec;   /* .inp/.out prefix relative to shared */
     bool optional;     /* may be unsupported (bert) */
     bool rt_only;      /* no expected ids for this vocab: round trip only */
+    bool lossy;        /* the tokenizer normalizes text (WordPiece lowercases): no round trip */
 };
 
 static const struct vset sets[] = {
-    {"llama-spm", "tokenizer-vectors/ggml-vocab-llama-spm.gguf", "tokenizer-vectors/ggml-vocab-llama-spm.gguf", false, false},
-    {"phi-3", "tokenizer-vectors/ggml-vocab-phi-3.gguf", "tokenizer-vectors/ggml-vocab-phi-3.gguf", false, false},
-    {"gpt-2", "tokenizer-vectors/ggml-vocab-gpt-2.gguf", "tokenizer-vectors/ggml-vocab-gpt-2.gguf", false, false},
-    {"llama-bpe", "tokenizer-vectors/ggml-vocab-llama-bpe.gguf", "tokenizer-vectors/ggml-vocab-llama-bpe.gguf", false, false},
-    {"deepseek-coder", "tokenizer-vectors/ggml-vocab-deepseek-coder.gguf", "tokenizer-vectors/ggml-vocab-deepseek-coder.gguf", false, false},
-    {"deepseek-llm", "tokenizer-vectors/ggml-vocab-deepseek-llm.gguf", "tokenizer-vectors/ggml-vocab-deepseek-llm.gguf", false, false},
-    {"falcon", "tokenizer-vectors/ggml-vocab-falcon.gguf", "tokenizer-vectors/ggml-vocab-falcon.gguf", false, false},
-    {"mpt", "tokenizer-vectors/ggml-vocab-mpt.gguf", "tokenizer-vectors/ggml-vocab-mpt.gguf", false, false},
-    {"refact", "tokenizer-vectors/ggml-vocab-refact.gguf", "tokenizer-vectors/ggml-vocab-refact.gguf", false, false},
-    {"starcoder", "tokenizer-vectors/ggml-vocab-starcoder.gguf", "tokenizer-vectors/ggml-vocab-starcoder.gguf", false, false},
-    {"stories260K", "models/stories260K.gguf", "tokenizer-vectors/stories260K.gguf", false, false},
-    {"llama-2-tiny", "models/llama-2-tiny-random.gguf", "tokenizer-vectors/ggml-vocab-llama-spm.gguf", false, false},
-    {"bert-bge", "tokenizer-vectors/ggml-vocab-bert-bge.gguf", "tokenizer-vectors/ggml-vocab-bert-bge.gguf", true, false},
-    {"gpt-neox*", "tokenizer-vectors/ggml-vocab-gpt-neox.gguf", "tokenizer-vectors/ggml-vocab-gpt-2.gguf", false, true},
-    {"baichuan*", "tokenizer-vectors/ggml-vocab-baichuan.gguf", "tokenizer-vectors/ggml-vocab-gpt-2.gguf", false, true},
+    {"llama-spm", "tokenizer-vectors/ggml-vocab-llama-spm.gguf", "tokenizer-vectors/ggml-vocab-llama-spm.gguf", false, false, false},
+    {"phi-3", "tokenizer-vectors/ggml-vocab-phi-3.gguf", "tokenizer-vectors/ggml-vocab-phi-3.gguf", false, false, false},
+    {"gpt-2", "tokenizer-vectors/ggml-vocab-gpt-2.gguf", "tokenizer-vectors/ggml-vocab-gpt-2.gguf", false, false, false},
+    {"llama-bpe", "tokenizer-vectors/ggml-vocab-llama-bpe.gguf", "tokenizer-vectors/ggml-vocab-llama-bpe.gguf", false, false, false},
+    {"deepseek-coder", "tokenizer-vectors/ggml-vocab-deepseek-coder.gguf", "tokenizer-vectors/ggml-vocab-deepseek-coder.gguf", false, false, false},
+    {"deepseek-llm", "tokenizer-vectors/ggml-vocab-deepseek-llm.gguf", "tokenizer-vectors/ggml-vocab-deepseek-llm.gguf", false, false, false},
+    {"falcon", "tokenizer-vectors/ggml-vocab-falcon.gguf", "tokenizer-vectors/ggml-vocab-falcon.gguf", false, false, false},
+    {"mpt", "tokenizer-vectors/ggml-vocab-mpt.gguf", "tokenizer-vectors/ggml-vocab-mpt.gguf", false, false, false},
+    {"refact", "tokenizer-vectors/ggml-vocab-refact.gguf", "tokenizer-vectors/ggml-vocab-refact.gguf", false, false, false},
+    {"starcoder", "tokenizer-vectors/ggml-vocab-starcoder.gguf", "tokenizer-vectors/ggml-vocab-starcoder.gguf", false, false, false},
+    {"stories260K", "models/stories260K.gguf", "tokenizer-vectors/stories260K.gguf", false, false, false},
+    {"llama-2-tiny", "models/llama-2-tiny-random.gguf", "tokenizer-vectors/ggml-vocab-llama-spm.gguf", false, false, false},
+    {"bert-bge", "tokenizer-vectors/ggml-vocab-bert-bge.gguf", "tokenizer-vectors/ggml-vocab-bert-bge.gguf", true, false, true},
+    {"gpt-neox*", "tokenizer-vectors/ggml-vocab-gpt-neox.gguf", "tokenizer-vectors/ggml-vocab-gpt-2.gguf", false, true, false},
+    {"baichuan*", "tokenizer-vectors/ggml-vocab-baichuan.gguf", "tokenizer-vectors/ggml-vocab-gpt-2.gguf", false, true, false},
 };
 
 static int g_total_fail;
@@ -162,8 +164,9 @@ static bool run_set(const char *shared, const struct vset *s)
     }
     fprintf(stderr, "%-15s %5d %6s %9d  load %.1f ms%s\n", s->name, cases,
             s->rt_only ? "-" : (snprintf(cnum, sizeof(cnum), "%d", passed), cnum), rt_ok, load_ms,
-            s->rt_only ? "  (* no vectors: round trip only)" : "");
-    ok = cases > 0 && passed == cases && rt_ok == cases;
+            s->rt_only ? "  (* no vectors: round trip only)"
+                       : s->lossy ? "  (normalizing: round trip not expected)" : "");
+    ok = cases > 0 && passed == cases && (s->lossy || rt_ok == cases);
 done:
     if (!ok)
         g_total_fail++;

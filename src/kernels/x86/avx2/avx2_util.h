@@ -11,6 +11,13 @@
 
 #define KERN_AI static inline __attribute__((always_inline))
 
+/* Fully unroll a short constant-trip loop (register arrays stay in registers). */
+#if defined(__clang__)
+#define KERN_UNROLL _Pragma("unroll")
+#else
+#define KERN_UNROLL _Pragma("GCC unroll 16")
+#endif
+
 KERN_AI float avx2_hsum_ps(__m256 v)
 {
     __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -101,7 +108,7 @@ KERN_AI __m256i avx2_dot_ss8(__m256i a, __m256i b)
             for (int64_t b = b0; b < b1; b += 4) {                                          \
                 const int64_t nr = b1 - b < 4 ? b1 - b : 4;                                 \
                 const void *xp[4];                                                          \
-                float o[4];                                                                 \
+                float o[4] = { 0 };                                                               \
                 for (int64_t i = 0; i < nr; i++)                                            \
                     xp[i] = (const char *)x + (size_t)(b + i) * x_stride;                   \
                 switch (nr) {                                                               \

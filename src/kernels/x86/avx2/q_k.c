@@ -35,7 +35,7 @@ KERN_AI void k4_scales_mins(const uint8_t *src, uint8_t *scales, uint8_t *mins)
 KERN_AI __m256i dot8(const __m256i *q, const __m256i *s, const int8_t *y)
 {
     __m256i sumi = _mm256_madd_epi16(_mm256_maddubs_epi16(q[0], load256(y)), s[0]);
-    for (int j = 1; j < 8; j++)
+    KERN_UNROLL for (int j = 1; j < 8; j++)
         sumi = _mm256_add_epi32(
             sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], load256(y + 32 * j)), s[j]));
     return sumi;
@@ -47,7 +47,7 @@ KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q4_K *w = vw;
     const block_q8_K *x[NRMAX];
     __m256 acc[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
     }
@@ -58,7 +58,7 @@ KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
         __m256i q[8], s[8];
-        for (int j = 0; j < 4; j++) {
+        KERN_UNROLL for (int j = 0; j < 4; j++) {
             const __m256i raw = load256(w[ib].qs + 32 * j);
             q[2 * j] = _mm256_and_si256(raw, m4);
             q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
@@ -66,7 +66,7 @@ KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             s[2 * j + 1] = _mm256_set1_epi16(sc[2 * j + 1]);
         }
         const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m256i sumi = dot8(q, s, x[i][ib].qs);
             const __m256i mm = _mm256_madd_epi16(load256(x[i][ib].bsums), mins16);
             const float dy = x[i][ib].d;
@@ -74,7 +74,7 @@ KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             acc[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), acc[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]);
 }
 KERN_AVX2_DRIVER(q4_K, q4_K_kern, QK_K)
@@ -85,7 +85,7 @@ KERN_AI void q5_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q5_K *w = vw;
     const block_q8_K *x[NRMAX];
     __m256 acc[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
     }
@@ -97,7 +97,7 @@ KERN_AI void q5_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
         const __m256i hb = load256(w[ib].qh);
         __m256i q[8], s[8];
-        for (int j = 0; j < 4; j++) {
+        KERN_UNROLL for (int j = 0; j < 4; j++) {
             const __m256i raw = load256(w[ib].qs + 32 * j);
             const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j), one);
             const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j + 1), one);
@@ -108,7 +108,7 @@ KERN_AI void q5_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             s[2 * j + 1] = _mm256_set1_epi16(sc[2 * j + 1]);
         }
         const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m256i sumi = dot8(q, s, x[i][ib].qs);
             const __m256i mm = _mm256_madd_epi16(load256(x[i][ib].bsums), mins16);
             const float dy = x[i][ib].d;
@@ -116,7 +116,7 @@ KERN_AI void q5_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             acc[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), acc[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]);
 }
 KERN_AVX2_DRIVER(q5_K, q5_K_kern, QK_K)
@@ -127,7 +127,7 @@ KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q6_K *w = vw;
     const block_q8_K *x[NRMAX];
     __m256 acc[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
     }
@@ -136,7 +136,7 @@ KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         const int8_t *sc = w[ib].scales;
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
         __m256i q[8], s[8];
-        for (int c = 0; c < 2; c++) {
+        KERN_UNROLL for (int c = 0; c < 2; c++) {
             const __m256i l0 = load256(w[ib].ql + 64 * c), l1 = load256(w[ib].ql + 64 * c + 32);
             const __m256i h = load256(w[ib].qh + 32 * c);
             q[4 * c + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
@@ -151,10 +151,10 @@ KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
                 _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4));
         }
-        for (int v = 0; v < 8; v++)
+        KERN_UNROLL for (int v = 0; v < 8; v++)
             s[v] = scale_pair(sc[2 * v], sc[2 * v + 1]);
         const float dw = avx2_h2f(w[ib].d);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             __m256i sumi = dot8(q, s, x[i][ib].qs);
             const __m256i off = _mm256_madd_epi16(load256(x[i][ib].bsums), sc16);
             sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
@@ -162,7 +162,7 @@ KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
                                      acc[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]);
 }
 KERN_AVX2_DRIVER(q6_K, q6_K_kern, QK_K)
@@ -173,7 +173,7 @@ KERN_AI void q2_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q2_K *w = vw;
     const block_q8_K *x[NRMAX];
     __m256 acc[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
     }
@@ -184,17 +184,17 @@ KERN_AI void q2_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         const __m256i mins16 =
             _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(0x0F)));
         __m256i q[8], s[8];
-        for (int c = 0; c < 2; c++) {
+        KERN_UNROLL for (int c = 0; c < 2; c++) {
             const __m256i raw = load256(w[ib].qs + 32 * c);
             q[4 * c + 0] = _mm256_and_si256(raw, m2);
             q[4 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 2), m2);
             q[4 * c + 2] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m2);
             q[4 * c + 3] = _mm256_and_si256(_mm256_srli_epi16(raw, 6), m2);
         }
-        for (int v = 0; v < 8; v++)
+        KERN_UNROLL for (int v = 0; v < 8; v++)
             s[v] = scale_pair(sc[2 * v] & 0xF, sc[2 * v + 1] & 0xF);
         const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m256i sumi = dot8(q, s, x[i][ib].qs);
             const __m256i mm = _mm256_madd_epi16(load256(x[i][ib].bsums), mins16);
             const float dy = x[i][ib].d;
@@ -202,7 +202,7 @@ KERN_AI void q2_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             acc[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), acc[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]);
 }
 KERN_AVX2_DRIVER(q2_K, q2_K_kern, QK_K)
@@ -213,7 +213,7 @@ KERN_AI void q3_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q3_K *w = vw;
     const block_q8_K *x[NRMAX];
     __m256 acc[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
     }
@@ -228,23 +228,23 @@ KERN_AI void q3_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         aux[1] = (aux[1] & 0x0f0f0f0fu) | (((tmp >> 2) & 0x03030303u) << 4);
         int8_t sc[16];
         memcpy(sc, aux, 16);
-        for (int g = 0; g < 16; g++)
+        KERN_UNROLL for (int g = 0; g < 16; g++)
             sc[g] = (int8_t)(sc[g] - 32);
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
         const __m256i hm = load256(w[ib].hmask);
         __m256i q[8], s[8];
-        for (int c = 0; c < 2; c++) {
+        KERN_UNROLL for (int c = 0; c < 2; c++) {
             const __m256i raw = load256(w[ib].qs + 32 * c);
-            for (int j = 0; j < 4; j++) {
+            KERN_UNROLL for (int j = 0; j < 4; j++) {
                 const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * j), m2);
                 const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * c + j), one);
                 q[4 * c + j] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 2));
             }
         }
-        for (int v = 0; v < 8; v++)
+        KERN_UNROLL for (int v = 0; v < 8; v++)
             s[v] = scale_pair(sc[2 * v], sc[2 * v + 1]);
         const float dw = avx2_h2f(w[ib].d);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             __m256i sumi = dot8(q, s, x[i][ib].qs);
             const __m256i off = _mm256_madd_epi16(load256(x[i][ib].bsums), sc16);
             sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 2));
@@ -252,7 +252,7 @@ KERN_AI void q3_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
                                      acc[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]);
 }
 KERN_AVX2_DRIVER(q3_K, q3_K_kern, QK_K)
