@@ -68,7 +68,14 @@ KERN_AI __m256i avx2_dot_ss8(__m256i a, __m256i b)
     return avx2_dot_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
 }
 
-#define KERN_GEMM_TILE 32
+/* Activation rows per tile: as many as fit in ~24 KB (L1), a multiple of 4,
+ * at least 4. Each weight row passes over the tile from L1 while the weight
+ * slice streams from L2/L3 once per tile. */
+static inline int64_t kern_gemm_tile(size_t x_stride)
+{
+    int64_t t = (int64_t)((24u << 10) / (x_stride ? x_stride : 1)) & ~(int64_t)3;
+    return t < 4 ? 4 : t > 64 ? 64 : t;
+}
 
 /* Driver: KERN(nr, nb, w, x[nr], out[nr]) with nr a compile-time constant
  * after inlining. Generates NAME_vec_dot and NAME_gemm. */
@@ -99,12 +106,11 @@ KERN_AI __m256i avx2_dot_ss8(__m256i a, __m256i b)
                             float *y, size_t y_stride)                                      \
     {                                                                                       \
         const int64_t nb = k / (BLK);                                                       \
-        /* tiles of KERN_GEMM_TILE activation rows stay in L2 while every */                \
-        /* weight row passes over them once (from L1, 4 rows at a time) */                  \
-        for (int64_t b0 = 0; b0 < n_batch; b0 += KERN_GEMM_TILE)                            \
+        const int64_t tile = kern_gemm_tile(x_stride);                                      \
+        for (int64_t b0 = 0; b0 < n_batch; b0 += tile)                                      \
         for (int64_t r = r0; r < r1; r++) {                                                 \
             const void *wr = (const char *)w + (size_t)r * w_stride;                        \
-            const int64_t b1 = n_batch - b0 < KERN_GEMM_TILE ? n_batch : b0 + KERN_GEMM_TILE; \
+            const int64_t b1 = n_batch - b0 < tile ? n_batch : b0 + tile;                   \
             for (int64_t b = b0; b < b1; b += 4) {                                          \
                 const int64_t nr = b1 - b < 4 ? b1 - b : 4;                                 \
                 const void *xp[4];                                                          \

@@ -66,98 +66,6 @@ KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
 }
 KERN_AVX2_DRIVER(q4_0, q4_0_kern, KERN_QK)
 
-/* Batched Q4_0 (prefill): the -8 offset is folded out of the inner loop.
- * sum_b dw*dy*(q.y - 8*sum(y)) = sum_b dw*dy*(q.y) - sum_b dw*off_b with
- * off_b = 8*dy*sum(y) computed once per activation row for all weight rows. */
-KERN_AI void q4_0_kern_fold(int nr, int64_t nb, const void *vw, const void *const *vx,
-                            const float *const *offs, float *out)
-{
-    const block_q4_0 *w = vw;
-    const block_q8_0 *x[NRMAX];
-    __m512 acc[NRMAX];
-    __m256 acco[NRMAX];
-    KERN_UNROLL for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm512_setzero_ps();
-        acco[i] = _mm256_setzero_ps();
-    }
-    for (int64_t ib = 0; ib < nb; ib += 8) {
-        __m512i q[4];
-        KERN_UNROLL for (int p = 0; p < 4; p++)
-            q[p] = q4_0_pairq(w, ib + 2 * p);
-        const __m256 dw = LOAD_D8S(&w[ib]);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8S(&x[i][ib])));
-            KERN_UNROLL for (int p = 0; p < 4; p++) {
-                const __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
-                const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[p], y);
-                acc[i] = _mm512_fmadd_ps(bcast_pair(s8, p), _mm512_cvtepi32_ps(dp), acc[i]);
-            }
-            acco[i] = _mm256_fmadd_ps(dw, _mm256_loadu_ps(offs[i] + ib), acco[i]);
-        }
-    }
-    KERN_UNROLL for (int i = 0; i < nr; i++)
-        out[i] = _mm512_reduce_add_ps(acc[i]) - avx2_hsum_ps(acco[i]);
-}
-
-#define Q4_0_OFF_FLOATS 16384
-
-static void q4_0_gemm_fold(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,
-                           size_t w_stride, const void *x, size_t x_stride, float *y,
-                           size_t y_stride)
-{
-    const int64_t nb = k / KERN_QK;
-    if (n_batch < 2 || nb % 8 != 0 || nb > Q4_0_OFF_FLOATS / 4) {
-        q4_0_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
-        return;
-    }
-    float off[Q4_0_OFF_FLOATS];
-    int64_t tile = Q4_0_OFF_FLOATS / nb;
-    tile = tile > KERN_GEMM_TILE ? KERN_GEMM_TILE : tile & ~(int64_t)3;
-    for (int64_t b0 = 0; b0 < n_batch; b0 += tile) {
-        const int64_t b1 = n_batch - b0 < tile ? n_batch : b0 + tile;
-        for (int64_t b = b0; b < b1; b++) {
-            const block_q8_0 *xb = (const block_q8_0 *)(const void *)((const char *)x + (size_t)b * x_stride);
-            float *o = off + (b - b0) * nb;
-            for (int64_t j = 0; j < nb; j++) {
-                int sum = 0;
-                for (int l = 0; l < KERN_QK; l++)
-                    sum += xb[j].qs[l];
-                o[j] = 8.0f * avx2_h2f(xb[j].d) * (float)sum;
-            }
-        }
-        for (int64_t r = r0; r < r1; r++) {
-            const void *wr = (const char *)w + (size_t)r * w_stride;
-            for (int64_t b = b0; b < b1; b += 4) {
-                const int64_t nr = b1 - b < 4 ? b1 - b : 4;
-                const void *xp[4];
-                const float *op[4];
-                float o[4] = { 0 };
-                KERN_UNROLL for (int64_t i = 0; i < nr; i++) {
-                    xp[i] = (const char *)x + (size_t)(b + i) * x_stride;
-                    op[i] = off + (b + i - b0) * nb;
-                }
-                switch (nr) {
-                case 1:
-                    q4_0_kern_fold(1, nb, wr, xp, op, o);
-                    break;
-                case 2:
-                    q4_0_kern_fold(2, nb, wr, xp, op, o);
-                    break;
-                case 3:
-                    q4_0_kern_fold(3, nb, wr, xp, op, o);
-                    break;
-                default:
-                    q4_0_kern_fold(4, nb, wr, xp, op, o);
-                    break;
-                }
-                KERN_UNROLL for (int64_t i = 0; i < nr; i++)
-                    y[(size_t)(b + i) * y_stride + (size_t)r] = o[i];
-            }
-        }
-    }
-}
-
 /* ---- Q8_0 x Q8_0: |w| (u8) times y with the sign of w moved onto y */
 KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
 {
@@ -396,8 +304,9 @@ static void f16_gemm2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const 
         f16_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
         return;
     }
-    for (int64_t b0 = 0; b0 < n_batch; b0 += KERN_GEMM_TILE) {
-        const int64_t b1 = n_batch - b0 < KERN_GEMM_TILE ? n_batch : b0 + KERN_GEMM_TILE;
+    const int64_t tile = kern_gemm_tile(x_stride);
+    for (int64_t b0 = 0; b0 < n_batch; b0 += tile) {
+        const int64_t b1 = n_batch - b0 < tile ? n_batch : b0 + tile;
         int64_t r = r0;
         for (; r + 2 <= r1; r += 2) {
             const char *wr = (const char *)w + (size_t)r * w_stride;
@@ -439,7 +348,7 @@ void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type)
     switch (type) {
     case GG_TYPE_Q4_0:
         ops->vec_dot = q4_0_vec_dot;
-        ops->gemm = q4_0_gemm_fold;
+        ops->gemm = q4_0_gemm;
         break;
     case GG_TYPE_Q8_0:
         ops->vec_dot = q8_0_vec_dot;
