@@ -387,6 +387,9 @@ enum sp_status server_new(const struct server_opts *opts, struct server **out, s
     int64_t dv = 0;
     if (delay && sp_parse_i64(delay, 0, 10000, &dv))
         s->test_delay_ms = (int)dv;
+    delay = getenv("SPOKE_TEST_LOAD_DELAY_MS");
+    if (delay && sp_parse_i64(delay, 0, 60000, &dv))
+        s->test_load_delay_ms = (int)dv;
     s->metrics = metrics_new();
     if (!s->metrics) {
         result = sp_err_set(err, SP_ERR_NOMEM, "out of memory");

@@ -298,6 +298,8 @@ enum sp_status tok_bpe_init(struct tok_vocab *v, const struct gg_file *f, struct
 
     struct gg_str pre = {"default", 7};
     if (!gg_get_str(f, "tokenizer.ggml.pre", &pre)) {
+        LOG_WARN("tok", "no tokenizer.ggml.pre in the model: using the default BPE "
+                        "pre-tokenizer (re-convert the model if its text tokenizes oddly)");
         pre.ptr = "default";
         pre.len = 7;
     }
