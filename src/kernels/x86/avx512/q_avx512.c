@@ -9,6 +9,36 @@
 #define QK_K KERN_QK_K
 
 /* ---- Q4_0 x Q8_0 */
+/* the blocks after the last full group of 8: pairs, then one single */
+KERN_AI void q4_0_tail(int nr, int64_t nb, int64_t ib, const block_q4_0 *w,
+                       const block_q8_0 *const *x, __m512 *acc, __m256 *acc2)
+{
+    const __m512i eight = _mm512_set1_epi8(8);
+    for (; ib + 2 <= nb; ib += 2) {
+        const __m512i q = q4_0_pairq(w, ib);
+        const float d0 = avx2_h2f(w[ib].d), d1 = avx2_h2f(w[ib + 1].d);
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
+            const __m512i y = pair512(x[i][ib].qs, x[i][ib + 1].qs);
+            const __m512i dp = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, y),
+                                                _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, y));
+            const __m512 s = scale_pair512(d0 * avx2_h2f(x[i][ib].d), d1 * avx2_h2f(x[i][ib + 1].d));
+            acc[i] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dp), acc[i]);
+        }
+    }
+    if (ib < nb) {
+        const __m256i q = avx2_nibbles(w[ib].qs);
+        const float d0 = avx2_h2f(w[ib].d);
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
+            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
+            const __m256i dp = _mm256_sub_epi32(
+                _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y),
+                _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), y));
+            acc2[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * avx2_h2f(x[i][ib].d)),
+                                      _mm256_cvtepi32_ps(dp), acc2[i]);
+        }
+    }
+}
+
 KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
 {
     const block_q4_0 *w = vw;
@@ -38,33 +68,60 @@ KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             }
         }
     }
-    for (; ib + 2 <= nb; ib += 2) {
-        const __m512i q = q4_0_pairq(w, ib);
-        const float d0 = avx2_h2f(w[ib].d), d1 = avx2_h2f(w[ib + 1].d);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const __m512i y = pair512(x[i][ib].qs, x[i][ib + 1].qs);
-            const __m512i dp = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, y),
-                                                _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, y));
-            const __m512 s = scale_pair512(d0 * avx2_h2f(x[i][ib].d), d1 * avx2_h2f(x[i][ib + 1].d));
-            acc[i] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dp), acc[i]);
-        }
-    }
-    if (ib < nb) {
-        const __m256i q = avx2_nibbles(w[ib].qs);
-        const float d0 = avx2_h2f(w[ib].d);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
-            const __m256i dp = _mm256_sub_epi32(
-                _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y),
-                _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), y));
-            acc2[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * avx2_h2f(x[i][ib].d)),
-                                      _mm256_cvtepi32_ps(dp), acc2[i]);
-        }
-    }
+    q4_0_tail(nr, nb, ib, w, x, acc, acc2);
     KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(acc2[i]);
 }
+
+/* Two weight rows x nr activation rows: the activation loads and the
+ * offset products are shared; per output the arithmetic equals q4_0_kern. */
+KERN_AI void q4_0_kern2(int nr, int64_t nb, const void *vw0, const void *vw1,
+                        const void *const *vx, float *out0, float *out1)
+{
+    const block_q4_0 *w[2] = { vw0, vw1 };
+    const block_q8_0 *x[NRMAX];
+    __m512 acc[2][NRMAX];
+    __m256 acc2[2][NRMAX];
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[0][i] = acc[1][i] = _mm512_setzero_ps();
+        acc2[0][i] = acc2[1][i] = _mm256_setzero_ps();
+    }
+    const __m512i eight = _mm512_set1_epi8(8);
+    int64_t ib = 0;
+    for (; ib + 8 <= nb; ib += 8) {
+        __m512i q[2][4];
+        __m256 dw[2];
+        KERN_UNROLL for (int h = 0; h < 2; h++) {
+            KERN_UNROLL for (int p = 0; p < 4; p++)
+                q[h][p] = q4_0_pairq(w[h], ib + 2 * p);
+            dw[h] = LOAD_D8S(&w[h][ib]);
+        }
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
+            const __m256 dy = LOAD_D8S(&x[i][ib]);
+            const __m512 s0 = _mm512_castps256_ps512(_mm256_mul_ps(dw[0], dy));
+            const __m512 s1 = _mm512_castps256_ps512(_mm256_mul_ps(dw[1], dy));
+            KERN_UNROLL for (int p = 0; p < 4; p++) {
+                const __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
+                const __m512i o = _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, y);
+                const __m512i dp0 =
+                    _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0][p], y), o);
+                const __m512i dp1 =
+                    _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[1][p], y), o);
+                acc[0][i] = _mm512_fmadd_ps(bcast_pair(s0, p), _mm512_cvtepi32_ps(dp0), acc[0][i]);
+                acc[1][i] = _mm512_fmadd_ps(bcast_pair(s1, p), _mm512_cvtepi32_ps(dp1), acc[1][i]);
+            }
+        }
+    }
+    q4_0_tail(nr, nb, ib, w[0], x, acc[0], acc2[0]);
+    q4_0_tail(nr, nb, ib, w[1], x, acc[1], acc2[1]);
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
+        out0[i] = _mm512_reduce_add_ps(acc[0][i]) + avx2_hsum_ps(acc2[0][i]);
+        out1[i] = _mm512_reduce_add_ps(acc[1][i]) + avx2_hsum_ps(acc2[1][i]);
+    }
+}
 KERN_AVX2_DRIVER(q4_0, q4_0_kern, KERN_QK)
+KERN_DRIVER2(q4_0, q4_0_kern2, KERN_QK)
 
 /* ---- Q8_0 x Q8_0: |w| (u8) times y with the sign of w moved onto y */
 KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
@@ -297,50 +354,7 @@ KERN_AI void f16_kern2(int nr, int64_t n, const void *w0, const void *w1, const 
     }
 }
 
-static void f16_gemm2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,
-                      size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride)
-{
-    if (n_batch < 2) { /* decode: one stream, like vec_dot */
-        f16_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
-        return;
-    }
-    const int64_t tile = kern_gemm_tile(x_stride);
-    for (int64_t b0 = 0; b0 < n_batch; b0 += tile) {
-        const int64_t b1 = n_batch - b0 < tile ? n_batch : b0 + tile;
-        int64_t r = r0;
-        for (; r + 2 <= r1; r += 2) {
-            const char *wr = (const char *)w + (size_t)r * w_stride;
-            for (int64_t b = b0; b < b1; b += 4) {
-                const int64_t nr = b1 - b < 4 ? b1 - b : 4;
-                const void *xp[4];
-                float o0[4] = { 0 }, o1[4] = { 0 };
-                KERN_UNROLL for (int64_t i = 0; i < nr; i++)
-                    xp[i] = (const char *)x + (size_t)(b + i) * x_stride;
-                switch (nr) {
-                case 1:
-                    f16_kern2(1, k, wr, wr + w_stride, xp, o0, o1);
-                    break;
-                case 2:
-                    f16_kern2(2, k, wr, wr + w_stride, xp, o0, o1);
-                    break;
-                case 3:
-                    f16_kern2(3, k, wr, wr + w_stride, xp, o0, o1);
-                    break;
-                default:
-                    f16_kern2(4, k, wr, wr + w_stride, xp, o0, o1);
-                    break;
-                }
-                KERN_UNROLL for (int64_t i = 0; i < nr; i++) {
-                    y[(size_t)(b + i) * y_stride + (size_t)r] = o0[i];
-                    y[(size_t)(b + i) * y_stride + (size_t)r + 1] = o1[i];
-                }
-            }
-        }
-        if (r < r1) /* odd last row */
-            f16_gemm(k, r, r1, b1 - b0, w, w_stride, (const char *)x + (size_t)b0 * x_stride,
-                     x_stride, y + (size_t)b0 * y_stride, y_stride);
-    }
-}
+KERN_DRIVER2(f16, f16_kern2, 1)
 
 void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type)
@@ -348,7 +362,7 @@ void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type)
     switch (type) {
     case GG_TYPE_Q4_0:
         ops->vec_dot = q4_0_vec_dot;
-        ops->gemm = q4_0_gemm;
+        ops->gemm = q4_0_gemm2;
         break;
     case GG_TYPE_Q8_0:
         ops->vec_dot = q8_0_vec_dot;
