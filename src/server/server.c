@@ -212,7 +212,7 @@ static enum MHD_Result route_sql(struct server *s, struct MHD_Connection *c, str
     struct sp_buf out = {0};
     struct sp_err err;
     sp_err_clear(&err);
-    trace_flush(s->trace, 200); /* let recent spans become visible */
+    trace_flush(s->trace, 1000); /* let recent spans become visible (returns once drained) */
     enum sp_status st = trace_query(trace_store_path(s->trace), sql, &qo, &out, &err);
     json_decref(j);
     enum MHD_Result ret;

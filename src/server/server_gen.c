@@ -200,7 +200,8 @@ static void sse_push(struct gen_job *j, json_t *payload)
         return;
     }
     pthread_mutex_lock(&j->mu);
-    while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel)) {
+    while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel) &&
+           !atomic_load(&j->s->shutting_down)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
@@ -292,7 +293,8 @@ static bool push_text_fast(struct gen_job *j, const char *text, size_t len, bool
         return false;
     }
     pthread_mutex_lock(&j->mu);
-    while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel)) {
+    while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel) &&
+           !atomic_load(&j->s->shutting_down)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
