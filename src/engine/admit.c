@@ -249,3 +249,13 @@ int admit_queued(const struct admit *a)
     pthread_mutex_unlock((pthread_mutex_t *)&a->mu);
     return n;
 }
+
+bool admit_full(const struct admit *a)
+{
+    if (!a)
+        return false;
+    pthread_mutex_lock((pthread_mutex_t *)&a->mu);
+    bool full = !a->closed && a->busy >= a->n_slots && a->queued >= a->queue_cap;
+    pthread_mutex_unlock((pthread_mutex_t *)&a->mu);
+    return full;
+}

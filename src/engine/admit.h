@@ -45,6 +45,9 @@ void admit_foreach_busy(struct admit *a, void (*fn)(void *obj, void *ud), void *
 /* Wait until no slot is busy and nobody waits (at most timeout_ms). True if idle. */
 bool admit_wait_idle(struct admit *a, int timeout_ms);
 
+/* True when an admit_acquire now would fail with SP_ERR_BUSY (every slot
+ * busy, queue full): lets callers refuse before doing any work. Advisory. */
+bool admit_full(const struct admit *a);
 int admit_in_flight(const struct admit *a); /* busy slots */
 int admit_queued(const struct admit *a);    /* waiting requests */
 

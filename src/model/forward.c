@@ -40,6 +40,8 @@ struct model_state {
     void *arena;
     /* current task */
     int layer, n_tok, pos0;
+    const float *norm_w; /* add_norm_range: weight, and whether to add xb2 first */
+    bool add_first;
 };
 
 #define ALIGN_UP(x) (((x) + 63u) & ~(size_t)63u)
@@ -313,6 +315,43 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
     }
 }
 
+/* Per token: x += xb2 (when add_first), then xb = rmsnorm(x) * norm_w. */
+static void add_norm_range(void *ud, int ith, int64_t i0, int64_t i1)
+{
+    SP_UNUSED(ith);
+    struct model_state *s = ud;
+    const int E = s->m->hp.n_embd;
+    for (int64_t i = i0; i < i1; i++) {
+        float *x = s->x + (size_t)i * E;
+        if (s->add_first) {
+            const float *y = s->xb2 + (size_t)i * E;
+            for (int d = 0; d < E; d++)
+                x[d] += y[d];
+        }
+        if (s->norm_w)
+            rmsnorm(s->xb + (size_t)i * E, x, s->norm_w, E, s->m->hp.rms_eps);
+    }
+}
+
+/* Per token: hb = silu(hb) * hb2 (ggml_silu then ggml_mul). */
+static void swiglu_range(void *ud, int ith, int64_t i0, int64_t i1)
+{
+    SP_UNUSED(ith);
+    struct model_state *s = ud;
+    const size_t F = (size_t)s->m->hp.n_ff;
+    for (size_t i = (size_t)i0 * F; i < (size_t)i1 * F; i++) {
+        const float g = s->hb[i];
+        s->hb[i] = (g / (1.0f + expf(-g))) * s->hb2[i];
+    }
+}
+
+static void add_norm(struct model_state *s, int n, bool add_first, const float *w)
+{
+    s->add_first = add_first;
+    s->norm_w = w;
+    s->be->ops->parallel_for(s->be, add_norm_range, s, n, 1, (double)n * s->m->hp.n_embd * 6.0);
+}
+
 enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, int pos0, float *logits,
                           struct sp_err *err)
 {
@@ -332,8 +371,8 @@ enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, i
     struct backend *be = s->be;
     for (int l = 0; l < hp->n_layer; l++) {
         const struct model_layer *L = &m->layers[l];
-        for (int i = 0; i < n; i++)
-            rmsnorm(s->xb + (size_t)i * E, s->x + (size_t)i * E, L->attn_norm, E, hp->rms_eps);
+        /* the residual of the previous layer's FFN is added here */
+        add_norm(s, n, l > 0, L->attn_norm);
         struct backend_mm qkv[3] = {{&L->wq, s->q, (size_t)Dq}, {&L->wk, s->k, (size_t)Dkv}, {&L->wv, s->v, (size_t)Dkv}};
         be->ops->matmul(be, qkv, 3, s->xb, n, (size_t)E);
         s->layer = l;
@@ -344,21 +383,14 @@ enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, i
                               (double)n * hp->n_head * (double)(pos0 + n) * hp->head_dim * 4.0);
         struct backend_mm o = {&L->wo, s->xb2, (size_t)E};
         be->ops->matmul(be, &o, 1, s->att, n, (size_t)Dq);
-        for (size_t i = 0; i < (size_t)n * E; i++)
-            s->x[i] += s->xb2[i];
-        for (int i = 0; i < n; i++)
-            rmsnorm(s->xb + (size_t)i * E, s->x + (size_t)i * E, L->ffn_norm, E, hp->rms_eps);
+        add_norm(s, n, true, L->ffn_norm);
         struct backend_mm gu[2] = {{&L->w_gate, s->hb, (size_t)F}, {&L->w_up, s->hb2, (size_t)F}};
         be->ops->matmul(be, gu, 2, s->xb, n, (size_t)E);
-        for (size_t i = 0; i < (size_t)n * F; i++) {
-            const float g = s->hb[i];
-            s->hb[i] = (g / (1.0f + expf(-g))) * s->hb2[i];
-        }
+        be->ops->parallel_for(be, swiglu_range, s, n, 1, (double)n * F * 20.0);
         struct backend_mm d = {&L->w_down, s->xb2, (size_t)E};
         be->ops->matmul(be, &d, 1, s->hb, n, (size_t)F);
-        for (size_t i = 0; i < (size_t)n * E; i++)
-            s->x[i] += s->xb2[i];
     }
+    add_norm(s, n, true, NULL); /* the last FFN residual */
     if (logits) {
         const float *xl = s->x + (size_t)(n - 1) * E;
         rmsnorm(s->xb, xl, m->output_norm, E, hp->rms_eps);

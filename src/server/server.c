@@ -212,7 +212,7 @@ static enum MHD_Result route_sql(struct server *s, struct MHD_Connection *c, str
     struct sp_buf out = {0};
     struct sp_err err;
     sp_err_clear(&err);
-    trace_flush(s->trace, 200); /* let recent spans become visible */
+    trace_flush(s->trace, 1000); /* let recent spans become visible (returns once drained) */
     enum sp_status st = trace_query(trace_store_path(s->trace), sql, &qo, &out, &err);
     json_decref(j);
     enum MHD_Result ret;
@@ -387,6 +387,9 @@ enum sp_status server_new(const struct server_opts *opts, struct server **out, s
     int64_t dv = 0;
     if (delay && sp_parse_i64(delay, 0, 10000, &dv))
         s->test_delay_ms = (int)dv;
+    delay = getenv("SPOKE_TEST_LOAD_DELAY_MS");
+    if (delay && sp_parse_i64(delay, 0, 60000, &dv))
+        s->test_load_delay_ms = (int)dv;
     s->metrics = metrics_new();
     if (!s->metrics) {
         result = sp_err_set(err, SP_ERR_NOMEM, "out of memory");

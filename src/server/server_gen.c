@@ -200,7 +200,8 @@ static void sse_push(struct gen_job *j, json_t *payload)
         return;
     }
     pthread_mutex_lock(&j->mu);
-    while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel)) {
+    while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel) &&
+           !atomic_load(&j->s->shutting_down)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
@@ -292,7 +293,8 @@ static bool push_text_fast(struct gen_job *j, const char *text, size_t len, bool
         return false;
     }
     pthread_mutex_lock(&j->mu);
-    while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel)) {
+    while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel) &&
+           !atomic_load(&j->s->shutting_down)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
@@ -652,6 +654,8 @@ enum MHD_Result srv_handle_completion(struct server *s, struct MHD_Connection *c
         ret = reject(j, c, 503, err.msg, "model", st == SP_ERR_STATE ? "model_loading" : "model_load_failed", "5");
         goto out;
     }
+    if (admit_full(j->m->admit)) /* refuse before rendering and tokenizing */
+        goto busy;
     if ((st = build_prompt(j, &err)) != SP_OK) {
         ret = reject(j, c, srv_http_status(st), err.msg, "messages", "invalid_request", NULL);
         goto out;
@@ -681,6 +685,7 @@ enum MHD_Result srv_handle_completion(struct server *s, struct MHD_Connection *c
 
     st = admit_acquire(j->m->admit, 20, waiter_gone, &j->fd, &j->slot);
     if (st == SP_ERR_BUSY) {
+busy:
         snprintf(msg, sizeof msg,
                  "model '%.200s' is at capacity (%d running, queue of %d full); retry after a moment",
                  j->m->spec.name, j->m->spec.max_concurrency, j->m->spec.queue_size);

@@ -52,6 +52,7 @@ struct server {
     bool shut_down;
     pthread_mutex_t shutdown_mu;
     int test_delay_ms;               /* SPOKE_TEST_DECODE_DELAY_MS (tests only) */
+    int test_load_delay_ms;          /* SPOKE_TEST_LOAD_DELAY_MS (tests only) */
 };
 
 /* per-connection request state (MHD con_cls) */

@@ -131,6 +131,8 @@ static void *loader_main(void *arg)
     char *path = NULL;
     struct engine_model *em = NULL;
     struct admit *ad = NULL;
+    if (m->srv->test_load_delay_ms)
+        sp_sleep_ms((uint64_t)m->srv->test_load_delay_ms);
     enum sp_status st = resolve_path(m, &path, &err);
     if (st == SP_OK) {
         LOG_INFO("server", "model %s: loading %s", m->spec.name, path);

@@ -1,6 +1,6 @@
-/* tok.h - tokenizers (SentencePiece-style "llama" and byte-level BPE "gpt2")
- * loaded from GGUF tokenizer.ggml.* metadata, streaming detokenizer, and chat
- * templates.
+/* tok.h - tokenizers (SentencePiece-style "llama", byte-level BPE "gpt2" and
+ * WordPiece "bert") loaded from GGUF tokenizer.ggml.* metadata, matching
+ * llama.cpp token for token; streaming detokenizer; chat templates.
  *
  * A struct tok_vocab is immutable after tok_vocab_load and may be used from
  * several threads at once (every call below is reentrant). It copies what it
@@ -15,8 +15,10 @@ struct tok_vocab;
 
 /* Load from tokenizer.ggml.* metadata: model "llama" = SPM (scores, byte
  * fallback), "gpt2" = byte-level BPE (merges; tokenizer.ggml.pre selects the
- * pre-tokenizer regex). Other models -> SP_ERR_UNSUPPORTED; malformed metadata
- * -> SP_ERR_FORMAT. On error *out is NULL. */
+ * pre-tokenizer regexes, run with PCRE2), "bert" = WordPiece ([CLS]/[SEP] act
+ * as BOS/EOS). Other models or an unknown pre -> SP_ERR_UNSUPPORTED; malformed
+ * metadata -> SP_ERR_FORMAT; SP_ERR_NOMEM. On error *out is NULL. Takes
+ * ~0.2 s for a 128k-token vocabulary with 280k merges. */
 enum sp_status tok_vocab_load(const struct gg_file *f, struct tok_vocab **out,
                               struct sp_err *err) SP_MUST_USE;
 void tok_vocab_free(struct tok_vocab *v); /* NULL is a no-op */
@@ -34,7 +36,10 @@ bool tok_is_control(const struct tok_vocab *v, int32_t id);
 /* Tokenize len bytes of UTF-8 text. add_special: add BOS/EOS per the vocab
  * flags. parse_special: control-token text in the input becomes the control
  * token. Writes up to cap ids to out; *n_out = number produced (SP_ERR_LIMIT if
- * more than cap are needed; then *n_out = the number needed). */
+ * more than cap are needed; then *n_out = the number needed; cap 0 counts).
+ * Invalid UTF-8 is tokenized (as U+FFFD for BPE, bytes for SPM), never
+ * rejected. Errors: SP_ERR_INVALID (NULL args), SP_ERR_LIMIT (also for text
+ * over 64 MiB), SP_ERR_NOMEM. */
 enum sp_status tok_encode(const struct tok_vocab *v, const char *text, size_t len,
                           bool add_special, bool parse_special, int32_t *out, size_t cap,
                           size_t *n_out, struct sp_err *err) SP_MUST_USE;

@@ -3,7 +3,8 @@
  * llm_chat_detect_template does) and renders messages in that family's
  * format with plain string building (no Jinja interpreter).
  *
- * The rendered prompt never starts with BOS: tokenize it with add_special
+ * Contents are trimmed where the reference templates trim them (llama2,
+ * llama3, gemma). The rendered prompt never starts with BOS: tokenize it with add_special
  * (which adds BOS when the vocab wants it) and parse_special (so the markers
  * become control tokens). Templates that repeat BOS/EOS inside the history
  * (llama2, mistral, zephyr) use bos_text/eos_text. */
@@ -77,6 +78,24 @@ static bool chat_role_ok(const char *r)
             goto nomem;                         \
     } while (0)
 
+/* Append s without leading/trailing ASCII whitespace (Jinja's trim / strip(),
+ * which the llama2, llama3 and gemma templates apply to message contents). */
+#define PUT_TRIM(s)                                         \
+    do {                                                    \
+        const char *_b = (s), *_e = _b + strlen(_b);        \
+        while (_b < _e && chat_is_space(*_b))               \
+            _b++;                                           \
+        while (_e > _b && chat_is_space(_e[-1]))            \
+            _e--;                                           \
+        if (sp_buf_append(out, _b, (size_t)(_e - _b)) != 0) \
+            goto nomem;                                     \
+    } while (0)
+
+static bool chat_is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
 enum sp_status tok_chat_render(enum tok_chat_family f, const struct tok_chat_msg *msgs, size_t n,
                                bool add_generation_prompt, const char *bos_text,
                                const char *eos_text, struct sp_buf *out, struct sp_err *err)
@@ -107,7 +126,7 @@ enum sp_status tok_chat_render(enum tok_chat_family f, const struct tok_chat_msg
             PUT("<|start_header_id|>");
             PUT(msgs[i].role);
             PUT("<|end_header_id|>\n\n");
-            PUT(msgs[i].content);
+            PUT_TRIM(msgs[i].content);
             PUT("<|eot_id|>");
         }
         if (add_generation_prompt)
@@ -126,14 +145,14 @@ enum sp_status tok_chat_render(enum tok_chat_family f, const struct tok_chat_msg
             }
             if (r == ROLE_SYSTEM) {
                 PUT("<<SYS>>\n");
-                PUT(msgs[i].content);
+                PUT_TRIM(msgs[i].content);
                 PUT("\n<</SYS>>\n\n");
             } else if (r == ROLE_USER) {
-                PUT(msgs[i].content);
+                PUT_TRIM(msgs[i].content);
                 PUT(" [/INST]");
             } else {
                 PUT(" ");
-                PUT(msgs[i].content);
+                PUT_TRIM(msgs[i].content);
                 PUT(" ");
                 PUT(eos);
                 in_turn = false;
@@ -196,7 +215,7 @@ enum sp_status tok_chat_render(enum tok_chat_family f, const struct tok_chat_msg
                 PUT("\n\n");
                 sys = NULL;
             }
-            PUT(msgs[i].content);
+            PUT_TRIM(msgs[i].content);
             PUT("<end_of_turn>\n");
         }
         if (add_generation_prompt)

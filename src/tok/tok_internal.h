@@ -33,7 +33,7 @@ enum tok_type {
 
 #define TOK_MAX_REGEX 8
 #define TOK_MAX_EOG 16
-#define TOK_MAX_TEXT (256u << 20) /* longest input accepted by tok_encode (bytes) */
+#define TOK_MAX_TEXT (64u << 20) /* longest input accepted by tok_encode (bytes) */
 
 struct tok_token {
     uint32_t off;  /* text offset in vocab->arena */

@@ -1,7 +1,9 @@
 /* bench_kernels.c - micro-benchmark of the kernels (not a test): for every
  * weight type and ISA, single-thread vec_dot throughput in GB/s of weight
  * bytes (weights sized to stay in L2, so this is compute speed) and gemm
- * throughput with n_batch 8 in GMAC/s. Usage: bench_kernels [seconds per case]. */
+ * throughput with n_batch 8 in GMAC/s; then, with "dram" as second argument,
+ * vec_dot streaming a 64 MB matrix from memory (decode-like), best of 15.
+ * Usage: bench_kernels [seconds per case] [dram]. */
 #include <time.h>
 
 #include "base/base.h"
@@ -85,6 +87,39 @@ int main(int argc, char **argv)
         sp_free(w);
         sp_free(x);
         sp_free(y);
+    }
+    if (argc > 2 && strcmp(argv[2], "dram") == 0) {
+        printf("\n%-5s %-7s %12s   (64 MB of weights, k=2048, 1 thread)\n", "type", "isa",
+               "stream GB/s");
+        for (size_t ti = 0; ti < SP_ARRAY_LEN(k_types); ti++) {
+            const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, k_types[ti]);
+            const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, r->vec_dot_type);
+            size_t wrs = row_size(k_types[ti], k), xrs = row_size(r->vec_dot_type, k);
+            int64_t nrows = (int64_t)((64u << 20) / wrs);
+            char *w = sp_malloc(wrs * (size_t)nrows), *x = sp_malloc(xrs);
+            float *y = sp_malloc(sizeof(float) * (size_t)nrows);
+            r->from_float(f, w, k);
+            for (int64_t i = 1; i < nrows; i++)
+                memcpy(w + (size_t)i * wrs, w, wrs);
+            ra->quantize_act(f, x, k);
+            for (int isa = 1; isa < KERN_ISA_COUNT; isa++) {
+                const struct kern_type_ops *o = kern_ops_isa((enum kern_isa)isa, k_types[ti]);
+                if (!o)
+                    continue;
+                double best = 1e30;
+                for (int rep = 0; rep < 15; rep++) {
+                    double a = now_s();
+                    o->gemm(k, 0, nrows, 1, w, wrs, x, xrs, y, (size_t)nrows);
+                    double b = now_s() - a;
+                    best = b < best ? b : best;
+                }
+                printf("%-5s %-7s %12.2f\n", gg_type_name(k_types[ti]),
+                       kern_isa_name((enum kern_isa)isa), (double)(wrs * (size_t)nrows) / best / 1e9);
+            }
+            sp_free(w);
+            sp_free(x);
+            sp_free(y);
+        }
     }
     sp_free(f);
     return 0;

@@ -247,7 +247,7 @@ try:
     t0 = time.time()
     st, _, _ = srv.request("GET", "/health", timeout=5)
     dt = time.time() - t0
-    check(st == 200 and dt < 1.0, "/health with 100 idle sockets: %d in %.3f s" % (st, dt))
+    check(st == 200 and dt < (2.0 if ASAN else 1.0), "/health with 100 idle sockets: %d in %.3f s" % (st, dt))
     st, _, _ = srv.request("GET", "/metrics", timeout=5)
     check(st == 200, "/metrics with 100 idle sockets")
     for s in idle:

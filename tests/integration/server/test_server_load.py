@@ -169,6 +169,24 @@ n = con.execute("SELECT count(*) FROM task_history").fetchone()[0]
 check(n > 0, "rows written before kill -9 survive (%d)" % n)
 con.close()
 
+# ---- while the initial load runs: /v1/ready 503, requests 503 "loading" with Retry-After
+srv4 = Server(model_config(), env={"SPOKE_TEST_LOAD_DELAY_MS": "1500"})
+try:
+    st, h, body = srv4.request("GET", "/v1/ready")
+    check(st == 503 and h.get("retry-after"), "/v1/ready 503 while loading (%s)" % st)
+    st, _, body = srv4.request("GET", "/v1/models/stories260K")
+    check(st == 200 and json.loads(body)["status"] == "loading", "/v1/models says loading")
+    st, h, j, _ = srv4.post("/v1/chat/completions", dict(CHAT, max_tokens=2))
+    check(st == 503 and "loading" in j["error"]["message"] and h.get("retry-after"),
+          "request while loading -> 503 loading (%s %s)" % (st, j))
+    st, _, _ = srv4.request("GET", "/health")
+    check(st == 200, "/health 200 while loading")
+    srv4.wait_ready()
+    st, _, j, _ = srv4.post("/v1/chat/completions", dict(CHAT, max_tokens=2))
+    check(st == 200, "served after the load")
+finally:
+    check(srv4.stop() == 0, "srv4 SIGTERM exit 0")
+
 # ---- a model that fails to load: 503 with the reason; lazy loading on first request
 bad_cfg = model_config() + """  - from: file:/nonexistent/missing.gguf
     name: broken

@@ -6,6 +6,7 @@
 #include "test.h"
 
 #include <jansson.h>
+#include <sqlite3.h>
 
 static char dir[64];
 
@@ -184,8 +185,31 @@ TEST(retention)
     json_decref(j);
 }
 
+TEST(write_failure_counts_drops)
+{
+    char path[128];
+    db_path(path, sizeof path, "f.db");
+    struct trace_opts o = {.path = path};
+    struct trace_store *t = NULL;
+    CHECK(trace_store_open(&o, &t, NULL) == SP_OK);
+    /* another connection breaks the table: every insert now fails */
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "DROP TABLE task_history", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    for (int i = 0; i < 10; i++) {
+        struct trace_span s = {.task = "health", .start_ms = 1, .end_ms = 2};
+        CHECK(trace_submit(t, &s)); /* accepted: the failure is the writer's, never the request's */
+    }
+    trace_flush(t, 5000);
+    CHECK_EQ_INT(trace_dropped(t), 10);
+    CHECK_EQ_INT(trace_written(t), 0);
+    trace_store_close(t, 1000);
+}
+
 int main(void)
 {
+    RUN(write_failure_counts_drops);
     RUN(retention);
     RUN(write_and_read);
     RUN(guard);

@@ -82,8 +82,22 @@ TEST(abort_and_close)
     CHECK(admit_new(0, 1) == NULL);
 }
 
+TEST(full)
+{
+    struct admit *a = admit_new(1, 0);
+    struct admit_slot *s = NULL, *s2 = NULL;
+    CHECK(!admit_full(a));
+    CHECK(admit_acquire(a, 5, NULL, NULL, &s) == SP_OK);
+    CHECK(admit_full(a));
+    CHECK(admit_acquire(a, 5, NULL, NULL, &s2) == SP_ERR_BUSY);
+    admit_release(a, s);
+    CHECK(!admit_full(a));
+    admit_free(a);
+}
+
 int main(void)
 {
+    RUN(full);
     RUN(overflow);
     RUN(abort_and_close);
     return test_summary();

@@ -3,6 +3,7 @@
  * EOG, output limits, pieces, streaming UTF-8 hold-back, load errors,
  * allocation-failure injection) and on the shared real vocabularies
  * (llama-bpe, phi-3 specials; encode throughput, printed only). */
+#include <pthread.h>
 #include <time.h>
 
 #include "base/base.h"
@@ -346,6 +347,56 @@ TEST(real_phi3_specials)
     tok_vocab_free(v);
 }
 
+struct mt_arg {
+    const struct tok_vocab *v;
+    const char *text;
+    const int32_t *expect;
+    size_t n_expect;
+    int bad;
+};
+
+static void *mt_worker(void *p)
+{
+    struct mt_arg *a = p;
+    int32_t ids[256];
+    for (int r = 0; r < 200; r++) {
+        size_t n = 0;
+        if (tok_encode(a->v, a->text, strlen(a->text), true, true, ids, 256, &n, NULL) != SP_OK ||
+            !ids_eq(ids, n, a->expect, a->n_expect))
+            a->bad++;
+    }
+    return NULL;
+}
+
+/* One vocab shared by several threads (the documented contract). */
+TEST(shared_vocab_threads)
+{
+    struct tok_vocab *v = load_shared("tokenizer-vectors/ggml-vocab-llama-bpe.gguf");
+    if (!v) {
+        struct tv_mem m = {0};
+        CHECK_EQ_INT(tv_build_bpe(&m), SP_OK);
+        CHECK_EQ_INT(tok_vocab_load(m.f, &v, NULL), SP_OK);
+        tv_free(&m);
+    }
+    const char *text = "Hello, y'all! How are you \xf0\x9f\x98\x81 ?\xe6\x88\x91 1314151 <|im_end|>";
+    int32_t expect[256];
+    size_t ne = 0;
+    CHECK_EQ_INT(tok_encode(v, text, strlen(text), true, true, expect, 256, &ne, NULL), SP_OK);
+    pthread_t th[4];
+    struct mt_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (struct mt_arg){v, text, expect, ne, 0};
+        CHECK_EQ_INT(pthread_create(&th[i], NULL, mt_worker, &args[i]), 0);
+    }
+    int bad = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        bad += args[i].bad;
+    }
+    tok_vocab_free(v);
+    CHECK_EQ_INT(bad, 0);
+}
+
 int main(void)
 {
     RUN(spm_merges_bytes_specials);
@@ -355,5 +406,6 @@ int main(void)
     RUN(alloc_failures_are_clean);
     RUN(real_llama_bpe);
     RUN(real_phi3_specials);
+    RUN(shared_vocab_threads);
     return test_summary();
 }

@@ -129,6 +129,21 @@ TEST(chat_render_gemma)
                     "<start_of_turn>model\n"));
 }
 
+TEST(chat_render_trims_where_the_template_does)
+{
+    struct tok_chat_msg m[] = {{"user", "  Hi there \n"}};
+    struct sp_buf b = {0};
+    CHECK_EQ_INT(tok_chat_render(TOK_CHAT_LLAMA3, m, 1, false, NULL, NULL, &b, NULL), SP_OK);
+    CHECK_EQ_STR(b.data, "<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>");
+    sp_buf_reset(&b);
+    CHECK_EQ_INT(tok_chat_render(TOK_CHAT_CHATML, m, 1, false, NULL, NULL, &b, NULL), SP_OK);
+    CHECK_EQ_STR(b.data, "<|im_start|>user\n  Hi there \n<|im_end|>\n");
+    sp_buf_reset(&b);
+    CHECK_EQ_INT(tok_chat_render(TOK_CHAT_GEMMA, m, 1, true, NULL, NULL, &b, NULL), SP_OK);
+    CHECK_EQ_STR(b.data, "<start_of_turn>user\nHi there<end_of_turn>\n<start_of_turn>model\n");
+    sp_buf_free(&b);
+}
+
 TEST(chat_render_errors)
 {
     struct sp_buf b = {0};
@@ -162,6 +177,7 @@ int main(void)
     RUN(chat_render_zephyr);
     RUN(chat_render_phi3);
     RUN(chat_render_gemma);
+    RUN(chat_render_trims_where_the_template_does);
     RUN(chat_render_errors);
     return test_summary();
 }

@@ -11,6 +11,66 @@
 
 #define KERN_AI static inline __attribute__((always_inline))
 
+/* Fully unroll a short constant-trip loop (register arrays stay in registers). */
+#if defined(__clang__)
+#define KERN_UNROLL _Pragma("unroll")
+#else
+#define KERN_UNROLL _Pragma("GCC unroll 16")
+/* Driver for kernels that take two weight rows at once:
+ * KERN2(nr, nb, w0, w1, x[nr], out0[nr], out1[nr]) with per-output arithmetic
+ * identical to NAME's one-row kernel. Generates NAME_gemm2: n_batch 1 (decode)
+ * and an odd last row use NAME_gemm. */
+#define KERN_DRIVER2(NAME, KERN2, BLK)                                                     \
+    static void NAME##_gemm2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,          \
+                             const void *w, size_t w_stride, const void *x,               \
+                             size_t x_stride, float *y, size_t y_stride)                  \
+    {                                                                                      \
+        if (n_batch < 2) {                                                                 \
+            NAME##_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);        \
+            return;                                                                        \
+        }                                                                                  \
+        const int64_t nb = k / (BLK);                                                      \
+        const int64_t tile = kern_gemm_tile(x_stride);                                     \
+        for (int64_t b0 = 0; b0 < n_batch; b0 += tile) {                                   \
+            const int64_t b1 = n_batch - b0 < tile ? n_batch : b0 + tile;                  \
+            int64_t r = r0;                                                                \
+            for (; r + 2 <= r1; r += 2) {                                                  \
+                const char *wr = (const char *)w + (size_t)r * w_stride;                   \
+                for (int64_t b = b0; b < b1; b += 4) {                                     \
+                    const int64_t nr = b1 - b < 4 ? b1 - b : 4;                            \
+                    const void *xp[4];                                                     \
+                    float o0[4] = { 0 }, o1[4] = { 0 };                                    \
+                    for (int64_t i = 0; i < nr; i++)                                       \
+                        xp[i] = (const char *)x + (size_t)(b + i) * x_stride;              \
+                    switch (nr) {                                                          \
+                    case 1:                                                                \
+                        KERN2(1, nb, wr, wr + w_stride, xp, o0, o1);                       \
+                        break;                                                             \
+                    case 2:                                                                \
+                        KERN2(2, nb, wr, wr + w_stride, xp, o0, o1);                       \
+                        break;                                                             \
+                    case 3:                                                                \
+                        KERN2(3, nb, wr, wr + w_stride, xp, o0, o1);                       \
+                        break;                                                             \
+                    default:                                                               \
+                        KERN2(4, nb, wr, wr + w_stride, xp, o0, o1);                       \
+                        break;                                                             \
+                    }                                                                      \
+                    for (int64_t i = 0; i < nr; i++) {                                     \
+                        y[(size_t)(b + i) * y_stride + (size_t)r] = o0[i];                 \
+                        y[(size_t)(b + i) * y_stride + (size_t)r + 1] = o1[i];             \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+            if (r < r1) /* odd last row */                                                 \
+                NAME##_gemm(k, r, r1, b1 - b0, w, w_stride,                                \
+                            (const char *)x + (size_t)b0 * x_stride, x_stride,             \
+                            y + (size_t)b0 * y_stride, y_stride);                          \
+        }                                                                                  \
+    }
+
+#endif
+
 KERN_AI float avx2_hsum_ps(__m256 v)
 {
     __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -61,7 +121,44 @@ KERN_AI __m256i avx2_dot_ss8(__m256i a, __m256i b)
     return avx2_dot_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
 }
 
-#define KERN_GEMM_TILE 32
+/* Activation rows per tile: as many as fit in ~24 KB (L1), a multiple of 4,
+ * at least 4. Each weight row passes over the tile from L1 while the weight
+ * slice streams from L2/L3 once per tile. */
+static inline int64_t kern_gemm_tile(size_t x_stride)
+{
+    int64_t t = (int64_t)((24u << 10) / (x_stride ? x_stride : 1)) & ~(int64_t)3;
+    return t < 4 ? 4 : t > 64 ? 64 : t;
+}
+
+/* Q4_K/Q5_K: the 8 6-bit scales (bytes 0..7) and 8 mins (bytes 8..15) as one
+ * vector, built in registers (a wide load of narrow stores would stall on
+ * store forwarding). */
+KERN_AI __m128i k4_scales_mins_v(const uint8_t *src)
+{
+    uint32_t u0, u1, u2;
+    memcpy(&u0, src, 4);
+    memcpy(&u1, src + 4, 4);
+    memcpy(&u2, src + 8, 4);
+    const uint32_t s_lo = u0 & 0x3f3f3f3fu;
+    const uint32_t s_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    const uint32_t m_lo = u1 & 0x3f3f3f3fu;
+    const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+    return _mm_setr_epi32((int)s_lo, (int)s_hi, (int)m_lo, (int)m_hi);
+}
+
+/* Q3_K: the 16 6-bit scales minus 32, as int8 in one vector */
+KERN_AI __m128i q3_K_scales_v(const uint8_t *src)
+{
+    uint32_t a0, a1, tmp;
+    memcpy(&a0, src, 4);
+    memcpy(&a1, src + 4, 4);
+    memcpy(&tmp, src + 8, 4);
+    const uint32_t s2 = ((a0 >> 4) & 0x0f0f0f0fu) | (((tmp >> 4) & 0x03030303u) << 4);
+    const uint32_t s3 = ((a1 >> 4) & 0x0f0f0f0fu) | (((tmp >> 6) & 0x03030303u) << 4);
+    const uint32_t s0 = (a0 & 0x0f0f0f0fu) | (((tmp >> 0) & 0x03030303u) << 4);
+    const uint32_t s1 = (a1 & 0x0f0f0f0fu) | (((tmp >> 2) & 0x03030303u) << 4);
+    return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
+}
 
 /* Driver: KERN(nr, nb, w, x[nr], out[nr]) with nr a compile-time constant
  * after inlining. Generates NAME_vec_dot and NAME_gemm. */
@@ -92,16 +189,15 @@ KERN_AI __m256i avx2_dot_ss8(__m256i a, __m256i b)
                             float *y, size_t y_stride)                                      \
     {                                                                                       \
         const int64_t nb = k / (BLK);                                                       \
-        /* tiles of KERN_GEMM_TILE activation rows stay in L2 while every */                \
-        /* weight row passes over them once (from L1, 4 rows at a time) */                  \
-        for (int64_t b0 = 0; b0 < n_batch; b0 += KERN_GEMM_TILE)                            \
+        const int64_t tile = kern_gemm_tile(x_stride);                                      \
+        for (int64_t b0 = 0; b0 < n_batch; b0 += tile)                                      \
         for (int64_t r = r0; r < r1; r++) {                                                 \
             const void *wr = (const char *)w + (size_t)r * w_stride;                        \
-            const int64_t b1 = n_batch - b0 < KERN_GEMM_TILE ? n_batch : b0 + KERN_GEMM_TILE; \
+            const int64_t b1 = n_batch - b0 < tile ? n_batch : b0 + tile;                   \
             for (int64_t b = b0; b < b1; b += 4) {                                          \
                 const int64_t nr = b1 - b < 4 ? b1 - b : 4;                                 \
                 const void *xp[4];                                                          \
-                float o[4];                                                                 \
+                float o[4] = { 0 };                                                               \
                 for (int64_t i = 0; i < nr; i++)                                            \
                     xp[i] = (const char *)x + (size_t)(b + i) * x_stride;                   \
                 switch (nr) {                                                               \
@@ -122,6 +218,59 @@ KERN_AI __m256i avx2_dot_ss8(__m256i a, __m256i b)
                     y[(size_t)(b + i) * y_stride + (size_t)r] = o[i];                       \
             }                                                                               \
         }                                                                                   \
+    }
+
+/* Driver for kernels that take two weight rows at once:
+ * KERN2(nr, nb, w0, w1, x[nr], out0[nr], out1[nr]) with per-output arithmetic
+ * identical to NAME's one-row kernel. Generates NAME_gemm2: n_batch 1 (decode)
+ * and an odd last row use NAME_gemm. */
+#define KERN_DRIVER2(NAME, KERN2, BLK)                                                     \
+    static void NAME##_gemm2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,          \
+                             const void *w, size_t w_stride, const void *x,               \
+                             size_t x_stride, float *y, size_t y_stride)                  \
+    {                                                                                      \
+        if (n_batch < 2) {                                                                 \
+            NAME##_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);        \
+            return;                                                                        \
+        }                                                                                  \
+        const int64_t nb = k / (BLK);                                                      \
+        const int64_t tile = kern_gemm_tile(x_stride);                                     \
+        for (int64_t b0 = 0; b0 < n_batch; b0 += tile) {                                   \
+            const int64_t b1 = n_batch - b0 < tile ? n_batch : b0 + tile;                  \
+            int64_t r = r0;                                                                \
+            for (; r + 2 <= r1; r += 2) {                                                  \
+                const char *wr = (const char *)w + (size_t)r * w_stride;                   \
+                for (int64_t b = b0; b < b1; b += 4) {                                     \
+                    const int64_t nr = b1 - b < 4 ? b1 - b : 4;                            \
+                    const void *xp[4];                                                     \
+                    float o0[4] = { 0 }, o1[4] = { 0 };                                    \
+                    for (int64_t i = 0; i < nr; i++)                                       \
+                        xp[i] = (const char *)x + (size_t)(b + i) * x_stride;              \
+                    switch (nr) {                                                          \
+                    case 1:                                                                \
+                        KERN2(1, nb, wr, wr + w_stride, xp, o0, o1);                       \
+                        break;                                                             \
+                    case 2:                                                                \
+                        KERN2(2, nb, wr, wr + w_stride, xp, o0, o1);                       \
+                        break;                                                             \
+                    case 3:                                                                \
+                        KERN2(3, nb, wr, wr + w_stride, xp, o0, o1);                       \
+                        break;                                                             \
+                    default:                                                               \
+                        KERN2(4, nb, wr, wr + w_stride, xp, o0, o1);                       \
+                        break;                                                             \
+                    }                                                                      \
+                    for (int64_t i = 0; i < nr; i++) {                                     \
+                        y[(size_t)(b + i) * y_stride + (size_t)r] = o0[i];                 \
+                        y[(size_t)(b + i) * y_stride + (size_t)r + 1] = o1[i];             \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+            if (r < r1) /* odd last row */                                                 \
+                NAME##_gemm(k, r, r1, b1 - b0, w, w_stride,                                \
+                            (const char *)x + (size_t)b0 * x_stride, x_stride,             \
+                            y + (size_t)b0 * y_stride, y_stride);                          \
+        }                                                                                  \
     }
 
 #endif

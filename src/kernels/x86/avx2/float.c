@@ -25,19 +25,19 @@ static inline float sc_bf16(const void *p, int64_t i) { return kern_bf16_to_fp32
                              float *out)                                                  \
     {                                                                                     \
         __m256 a0[NRMAX], a1[NRMAX];                                                      \
-        for (int r = 0; r < nr; r++) {                                                    \
+        KERN_UNROLL for (int r = 0; r < nr; r++) {                                                    \
             a0[r] = _mm256_setzero_ps();                                                  \
             a1[r] = _mm256_setzero_ps();                                                  \
         }                                                                                 \
         int64_t i = 0;                                                                    \
         for (; i + 16 <= n; i += 16) {                                                    \
             const __m256 w0 = LD(w, i), w1 = LD(w, i + 8);                                \
-            for (int r = 0; r < nr; r++) {                                                \
+            KERN_UNROLL for (int r = 0; r < nr; r++) {                                                \
                 a0[r] = _mm256_fmadd_ps(w0, LD(x[r], i), a0[r]);                          \
                 a1[r] = _mm256_fmadd_ps(w1, LD(x[r], i + 8), a1[r]);                      \
             }                                                                             \
         }                                                                                 \
-        for (int r = 0; r < nr; r++) {                                                    \
+        KERN_UNROLL for (int r = 0; r < nr; r++) {                                                    \
             float s = avx2_hsum_ps(_mm256_add_ps(a0[r], a1[r]));                          \
             for (int64_t j = i; j < n; j++)                                               \
                 s += SC(w, j) * SC(x[r], j);                                              \

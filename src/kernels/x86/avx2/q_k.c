@@ -16,26 +16,12 @@ KERN_AI __m256i scale_pair(int a, int b)
 
 KERN_AI __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
-/* Unpack Q4_K/Q5_K 6-bit scales and mins (8 each). */
-KERN_AI void k4_scales_mins(const uint8_t *src, uint8_t *scales, uint8_t *mins)
-{
-    uint32_t utmp[4];
-    memcpy(utmp, src, 12);
-    utmp[3] = ((utmp[2] >> 4) & 0x0f0f0f0fu) | (((utmp[1] >> 6) & 0x03030303u) << 4);
-    const uint32_t uaux = utmp[1] & 0x3f3f3f3fu;
-    utmp[1] = (utmp[2] & 0x0f0f0f0fu) | (((utmp[0] >> 6) & 0x03030303u) << 4);
-    utmp[2] = uaux;
-    utmp[0] &= 0x3f3f3f3fu;
-    memcpy(scales, &utmp[0], 8);
-    memcpy(mins, &utmp[2], 8);
-}
-
 /* The shared row loop: q[8] unsigned quants, s[8] int16 scale vectors;
  * returns the int32 lanes of sum(scale * q * y). */
 KERN_AI __m256i dot8(const __m256i *q, const __m256i *s, const int8_t *y)
 {
     __m256i sumi = _mm256_madd_epi16(_mm256_maddubs_epi16(q[0], load256(y)), s[0]);
-    for (int j = 1; j < 8; j++)
+    KERN_UNROLL for (int j = 1; j < 8; j++)
         sumi = _mm256_add_epi32(
             sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], load256(y + 32 * j)), s[j]));
     return sumi;
@@ -47,18 +33,19 @@ KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q4_K *w = vw;
     const block_q8_K *x[NRMAX];
     __m256 acc[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
     }
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int64_t ib = 0; ib < nb; ib++) {
-        uint8_t sc[8], mn[8];
-        k4_scales_mins(w[ib].scales, sc, mn);
-        const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+        const __m128i smv = k4_scales_mins_v(w[ib].scales);
+        uint8_t sc[16];
+        _mm_storeu_si128((__m128i *)sc, smv);
+        const __m128i m8 = _mm_unpackhi_epi64(smv, smv);
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
         __m256i q[8], s[8];
-        for (int j = 0; j < 4; j++) {
+        KERN_UNROLL for (int j = 0; j < 4; j++) {
             const __m256i raw = load256(w[ib].qs + 32 * j);
             q[2 * j] = _mm256_and_si256(raw, m4);
             q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
@@ -66,7 +53,7 @@ KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             s[2 * j + 1] = _mm256_set1_epi16(sc[2 * j + 1]);
         }
         const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m256i sumi = dot8(q, s, x[i][ib].qs);
             const __m256i mm = _mm256_madd_epi16(load256(x[i][ib].bsums), mins16);
             const float dy = x[i][ib].d;
@@ -74,7 +61,7 @@ KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             acc[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), acc[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]);
 }
 KERN_AVX2_DRIVER(q4_K, q4_K_kern, QK_K)
@@ -85,19 +72,20 @@ KERN_AI void q5_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q5_K *w = vw;
     const block_q8_K *x[NRMAX];
     __m256 acc[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
     }
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     for (int64_t ib = 0; ib < nb; ib++) {
-        uint8_t sc[8], mn[8];
-        k4_scales_mins(w[ib].scales, sc, mn);
-        const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+        const __m128i smv = k4_scales_mins_v(w[ib].scales);
+        uint8_t sc[16];
+        _mm_storeu_si128((__m128i *)sc, smv);
+        const __m128i m8 = _mm_unpackhi_epi64(smv, smv);
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
         const __m256i hb = load256(w[ib].qh);
         __m256i q[8], s[8];
-        for (int j = 0; j < 4; j++) {
+        KERN_UNROLL for (int j = 0; j < 4; j++) {
             const __m256i raw = load256(w[ib].qs + 32 * j);
             const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j), one);
             const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j + 1), one);
@@ -108,7 +96,7 @@ KERN_AI void q5_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             s[2 * j + 1] = _mm256_set1_epi16(sc[2 * j + 1]);
         }
         const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m256i sumi = dot8(q, s, x[i][ib].qs);
             const __m256i mm = _mm256_madd_epi16(load256(x[i][ib].bsums), mins16);
             const float dy = x[i][ib].d;
@@ -116,7 +104,7 @@ KERN_AI void q5_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             acc[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), acc[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]);
 }
 KERN_AVX2_DRIVER(q5_K, q5_K_kern, QK_K)
@@ -127,7 +115,7 @@ KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q6_K *w = vw;
     const block_q8_K *x[NRMAX];
     __m256 acc[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
     }
@@ -136,7 +124,7 @@ KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         const int8_t *sc = w[ib].scales;
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
         __m256i q[8], s[8];
-        for (int c = 0; c < 2; c++) {
+        KERN_UNROLL for (int c = 0; c < 2; c++) {
             const __m256i l0 = load256(w[ib].ql + 64 * c), l1 = load256(w[ib].ql + 64 * c + 32);
             const __m256i h = load256(w[ib].qh + 32 * c);
             q[4 * c + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
@@ -151,10 +139,10 @@ KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
                 _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4));
         }
-        for (int v = 0; v < 8; v++)
+        KERN_UNROLL for (int v = 0; v < 8; v++)
             s[v] = scale_pair(sc[2 * v], sc[2 * v + 1]);
         const float dw = avx2_h2f(w[ib].d);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             __m256i sumi = dot8(q, s, x[i][ib].qs);
             const __m256i off = _mm256_madd_epi16(load256(x[i][ib].bsums), sc16);
             sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
@@ -162,7 +150,7 @@ KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
                                      acc[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]);
 }
 KERN_AVX2_DRIVER(q6_K, q6_K_kern, QK_K)
@@ -173,7 +161,7 @@ KERN_AI void q2_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q2_K *w = vw;
     const block_q8_K *x[NRMAX];
     __m256 acc[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
     }
@@ -184,17 +172,17 @@ KERN_AI void q2_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         const __m256i mins16 =
             _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(0x0F)));
         __m256i q[8], s[8];
-        for (int c = 0; c < 2; c++) {
+        KERN_UNROLL for (int c = 0; c < 2; c++) {
             const __m256i raw = load256(w[ib].qs + 32 * c);
             q[4 * c + 0] = _mm256_and_si256(raw, m2);
             q[4 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 2), m2);
             q[4 * c + 2] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m2);
             q[4 * c + 3] = _mm256_and_si256(_mm256_srli_epi16(raw, 6), m2);
         }
-        for (int v = 0; v < 8; v++)
+        KERN_UNROLL for (int v = 0; v < 8; v++)
             s[v] = scale_pair(sc[2 * v] & 0xF, sc[2 * v + 1] & 0xF);
         const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m256i sumi = dot8(q, s, x[i][ib].qs);
             const __m256i mm = _mm256_madd_epi16(load256(x[i][ib].bsums), mins16);
             const float dy = x[i][ib].d;
@@ -202,7 +190,7 @@ KERN_AI void q2_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             acc[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), acc[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]);
 }
 KERN_AVX2_DRIVER(q2_K, q2_K_kern, QK_K)
@@ -213,38 +201,30 @@ KERN_AI void q3_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q3_K *w = vw;
     const block_q8_K *x[NRMAX];
     __m256 acc[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
     }
     const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     for (int64_t ib = 0; ib < nb; ib++) {
-        uint32_t aux[4];
-        memcpy(aux, w[ib].scales, 12);
-        const uint32_t tmp = aux[2];
-        aux[2] = ((aux[0] >> 4) & 0x0f0f0f0fu) | (((tmp >> 4) & 0x03030303u) << 4);
-        aux[3] = ((aux[1] >> 4) & 0x0f0f0f0fu) | (((tmp >> 6) & 0x03030303u) << 4);
-        aux[0] = (aux[0] & 0x0f0f0f0fu) | (((tmp >> 0) & 0x03030303u) << 4);
-        aux[1] = (aux[1] & 0x0f0f0f0fu) | (((tmp >> 2) & 0x03030303u) << 4);
+        const __m128i s8 = q3_K_scales_v(w[ib].scales);
         int8_t sc[16];
-        memcpy(sc, aux, 16);
-        for (int g = 0; g < 16; g++)
-            sc[g] = (int8_t)(sc[g] - 32);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        _mm_storeu_si128((__m128i *)sc, s8);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(s8);
         const __m256i hm = load256(w[ib].hmask);
         __m256i q[8], s[8];
-        for (int c = 0; c < 2; c++) {
+        KERN_UNROLL for (int c = 0; c < 2; c++) {
             const __m256i raw = load256(w[ib].qs + 32 * c);
-            for (int j = 0; j < 4; j++) {
+            KERN_UNROLL for (int j = 0; j < 4; j++) {
                 const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * j), m2);
                 const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * c + j), one);
                 q[4 * c + j] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 2));
             }
         }
-        for (int v = 0; v < 8; v++)
+        KERN_UNROLL for (int v = 0; v < 8; v++)
             s[v] = scale_pair(sc[2 * v], sc[2 * v + 1]);
         const float dw = avx2_h2f(w[ib].d);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             __m256i sumi = dot8(q, s, x[i][ib].qs);
             const __m256i off = _mm256_madd_epi16(load256(x[i][ib].bsums), sc16);
             sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 2));
@@ -252,7 +232,7 @@ KERN_AI void q3_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
                                      acc[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]);
 }
 KERN_AVX2_DRIVER(q3_K, q3_K_kern, QK_K)

@@ -15,7 +15,7 @@ KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q4_0 *w = vw;
     const block_q8_0 *x[NRMAX];
     __m256 acc[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
     }
@@ -23,14 +23,14 @@ KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         const __m256i q = _mm256_sub_epi8(avx2_nibbles(w[ib].qs), _mm256_set1_epi8(8));
         const __m256i aq = _mm256_sign_epi8(q, q);
         const float dw = avx2_h2f(w[ib].d);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
             const __m256i p = avx2_dot_us8(aq, _mm256_sign_epi8(y, q));
             acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
                                      _mm256_cvtepi32_ps(p), acc[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]);
 }
 KERN_AVX2_DRIVER(q4_0, q4_0_kern, KERN_QK)
@@ -41,7 +41,7 @@ KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q8_0 *w = vw;
     const block_q8_0 *x[NRMAX];
     __m256 acc[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
     }
@@ -49,14 +49,14 @@ KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         const __m256i q = _mm256_loadu_si256((const __m256i *)w[ib].qs);
         const __m256i aq = _mm256_sign_epi8(q, q);
         const float dw = avx2_h2f(w[ib].d);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
             const __m256i p = avx2_dot_us8(aq, _mm256_sign_epi8(y, q));
             acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
                                      _mm256_cvtepi32_ps(p), acc[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]);
 }
 KERN_AVX2_DRIVER(q8_0, q8_0_kern, KERN_QK)
@@ -67,7 +67,7 @@ KERN_AI void q5_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q5_0 *w = vw;
     const block_q8_0 *x[NRMAX];
     __m256 acc[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
     }
@@ -78,14 +78,14 @@ KERN_AI void q5_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         q = _mm256_or_si256(q, hi);
         const __m256i aq = _mm256_sign_epi8(q, q);
         const float dw = avx2_h2f(w[ib].d);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
             const __m256i p = avx2_dot_us8(aq, _mm256_sign_epi8(y, q));
             acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
                                      _mm256_cvtepi32_ps(p), acc[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]);
 }
 KERN_AVX2_DRIVER(q5_0, q5_0_kern, KERN_QK)
@@ -97,7 +97,7 @@ KERN_AI void q4_1_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q8_1 *x[NRMAX];
     __m256 acc[NRMAX];
     float summs[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
         summs[i] = 0;
@@ -105,7 +105,7 @@ KERN_AI void q4_1_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     for (int64_t ib = 0; ib < nb; ib++) {
         const __m256i q = avx2_nibbles(w[ib].qs);
         const float dw = avx2_h2f(w[ib].d), mw = avx2_h2f(w[ib].m);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
             const __m256i p = avx2_dot_us8(q, y);
             acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
@@ -113,7 +113,7 @@ KERN_AI void q4_1_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             summs[i] += mw * avx2_h2f(x[i][ib].s);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]) + summs[i];
 }
 KERN_AVX2_DRIVER(q4_1, q4_1_kern, KERN_QK)
@@ -125,7 +125,7 @@ KERN_AI void q5_1_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q8_1 *x[NRMAX];
     __m256 acc[NRMAX];
     float summs[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm256_setzero_ps();
         summs[i] = 0;
@@ -135,7 +135,7 @@ KERN_AI void q5_1_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         q = _mm256_or_si256(q, _mm256_and_si256(avx2_bits_to_bytes(w[ib].qh),
                                                 _mm256_set1_epi8(0x10)));
         const float dw = avx2_h2f(w[ib].d), mw = avx2_h2f(w[ib].m);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
             const __m256i p = avx2_dot_us8(q, y);
             acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
@@ -143,7 +143,7 @@ KERN_AI void q5_1_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             summs[i] += mw * avx2_h2f(x[i][ib].s);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(acc[i]) + summs[i];
 }
 KERN_AVX2_DRIVER(q5_1, q5_1_kern, KERN_QK)

@@ -9,39 +9,15 @@
 #define QK_K KERN_QK_K
 
 /* ---- Q4_0 x Q8_0 */
-KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+/* the blocks after the last full group of 8: pairs, then one single */
+KERN_AI void q4_0_tail(int nr, int64_t nb, int64_t ib, const block_q4_0 *w,
+                       const block_q8_0 *const *x, __m512 *acc, __m256 *acc2)
 {
-    const block_q4_0 *w = vw;
-    const block_q8_0 *x[NRMAX];
-    __m512 acc[NRMAX];
-    __m256 acc2[NRMAX];
-    for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm512_setzero_ps();
-        acc2[i] = _mm256_setzero_ps();
-    }
     const __m512i eight = _mm512_set1_epi8(8);
-    int64_t ib = 0;
-    for (; ib + 8 <= nb; ib += 8) {
-        __m512i q[4];
-        for (int p = 0; p < 4; p++)
-            q[p] = q4_0_pairq(w, ib + 2 * p);
-        const __m256 dw = LOAD_D8S(&w[ib]);
-        for (int i = 0; i < nr; i++) {
-            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8S(&x[i][ib])));
-            for (int p = 0; p < 4; p++) {
-                const __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
-                const __m512i dp =
-                    _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[p], y),
-                                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, y));
-                acc[i] = _mm512_fmadd_ps(bcast_pair(s8, p), _mm512_cvtepi32_ps(dp), acc[i]);
-            }
-        }
-    }
     for (; ib + 2 <= nb; ib += 2) {
         const __m512i q = q4_0_pairq(w, ib);
         const float d0 = avx2_h2f(w[ib].d), d1 = avx2_h2f(w[ib + 1].d);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m512i y = pair512(x[i][ib].qs, x[i][ib + 1].qs);
             const __m512i dp = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, y),
                                                 _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, y));
@@ -52,7 +28,7 @@ KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     if (ib < nb) {
         const __m256i q = avx2_nibbles(w[ib].qs);
         const float d0 = avx2_h2f(w[ib].d);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
             const __m256i dp = _mm256_sub_epi32(
                 _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y),
@@ -61,10 +37,91 @@ KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
                                       _mm256_cvtepi32_ps(dp), acc2[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+}
+
+KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_q4_0 *w = vw;
+    const block_q8_0 *x[NRMAX];
+    __m512 acc[NRMAX];
+    __m256 acc2[NRMAX];
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm512_setzero_ps();
+        acc2[i] = _mm256_setzero_ps();
+    }
+    const __m512i eight = _mm512_set1_epi8(8);
+    int64_t ib = 0;
+    for (; ib + 8 <= nb; ib += 8) {
+        __m512i q[4];
+        KERN_UNROLL for (int p = 0; p < 4; p++)
+            q[p] = q4_0_pairq(w, ib + 2 * p);
+        const __m256 dw = LOAD_D8S(&w[ib]);
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
+            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8S(&x[i][ib])));
+            KERN_UNROLL for (int p = 0; p < 4; p++) {
+                const __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
+                const __m512i dp =
+                    _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[p], y),
+                                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, y));
+                acc[i] = _mm512_fmadd_ps(bcast_pair(s8, p), _mm512_cvtepi32_ps(dp), acc[i]);
+            }
+        }
+    }
+    q4_0_tail(nr, nb, ib, w, x, acc, acc2);
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(acc2[i]);
 }
+
+/* Two weight rows x nr activation rows: the activation loads and the
+ * offset products are shared; per output the arithmetic equals q4_0_kern. */
+KERN_AI void q4_0_kern2(int nr, int64_t nb, const void *vw0, const void *vw1,
+                        const void *const *vx, float *out0, float *out1)
+{
+    const block_q4_0 *w[2] = { vw0, vw1 };
+    const block_q8_0 *x[NRMAX];
+    __m512 acc[2][NRMAX];
+    __m256 acc2[2][NRMAX];
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[0][i] = acc[1][i] = _mm512_setzero_ps();
+        acc2[0][i] = acc2[1][i] = _mm256_setzero_ps();
+    }
+    const __m512i eight = _mm512_set1_epi8(8);
+    int64_t ib = 0;
+    for (; ib + 8 <= nb; ib += 8) {
+        __m512i q[2][4];
+        __m256 dw[2];
+        KERN_UNROLL for (int h = 0; h < 2; h++) {
+            KERN_UNROLL for (int p = 0; p < 4; p++)
+                q[h][p] = q4_0_pairq(w[h], ib + 2 * p);
+            dw[h] = LOAD_D8S(&w[h][ib]);
+        }
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
+            const __m256 dy = LOAD_D8S(&x[i][ib]);
+            const __m512 s0 = _mm512_castps256_ps512(_mm256_mul_ps(dw[0], dy));
+            const __m512 s1 = _mm512_castps256_ps512(_mm256_mul_ps(dw[1], dy));
+            KERN_UNROLL for (int p = 0; p < 4; p++) {
+                const __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
+                const __m512i o = _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, y);
+                const __m512i dp0 =
+                    _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0][p], y), o);
+                const __m512i dp1 =
+                    _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[1][p], y), o);
+                acc[0][i] = _mm512_fmadd_ps(bcast_pair(s0, p), _mm512_cvtepi32_ps(dp0), acc[0][i]);
+                acc[1][i] = _mm512_fmadd_ps(bcast_pair(s1, p), _mm512_cvtepi32_ps(dp1), acc[1][i]);
+            }
+        }
+    }
+    q4_0_tail(nr, nb, ib, w[0], x, acc[0], acc2[0]);
+    q4_0_tail(nr, nb, ib, w[1], x, acc[1], acc2[1]);
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
+        out0[i] = _mm512_reduce_add_ps(acc[0][i]) + avx2_hsum_ps(acc2[0][i]);
+        out1[i] = _mm512_reduce_add_ps(acc[1][i]) + avx2_hsum_ps(acc2[1][i]);
+    }
+}
 KERN_AVX2_DRIVER(q4_0, q4_0_kern, KERN_QK)
+KERN_DRIVER2(q4_0, q4_0_kern2, KERN_QK)
 
 /* ---- Q8_0 x Q8_0: |w| (u8) times y with the sign of w moved onto y */
 KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
@@ -73,7 +130,7 @@ KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q8_0 *x[NRMAX];
     __m512 acc[NRMAX];
     __m256 acc2[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm512_setzero_ps();
         acc2[i] = _mm256_setzero_ps();
@@ -82,15 +139,15 @@ KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     for (; ib + 8 <= nb; ib += 8) {
         __m512i aq[4];
         __mmask64 neg[4];
-        for (int p = 0; p < 4; p++) {
+        KERN_UNROLL for (int p = 0; p < 4; p++) {
             const __m512i q = pair512(w[ib + 2 * p].qs, w[ib + 2 * p + 1].qs);
             aq[p] = _mm512_abs_epi8(q);
             neg[p] = _mm512_movepi8_mask(q);
         }
         const __m256 dw = LOAD_D8S(&w[ib]);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8S(&x[i][ib])));
-            for (int p = 0; p < 4; p++) {
+            KERN_UNROLL for (int p = 0; p < 4; p++) {
                 __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
                 y = _mm512_mask_sub_epi8(y, neg[p], _mm512_setzero_si512(), y);
                 const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aq[p], y);
@@ -103,7 +160,7 @@ KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         const __m512i aq = _mm512_abs_epi8(q);
         const __mmask64 neg = _mm512_movepi8_mask(q);
         const float d0 = avx2_h2f(w[ib].d), d1 = avx2_h2f(w[ib + 1].d);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             __m512i y = pair512(x[i][ib].qs, x[i][ib + 1].qs);
             y = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
             const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aq, y);
@@ -115,14 +172,14 @@ KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         const __m256i q = _mm256_loadu_si256((const __m256i *)w[ib].qs);
         const __m256i aq = _mm256_sign_epi8(q, q);
         const float d0 = avx2_h2f(w[ib].d);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const __m256i y = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x[i][ib].qs), q);
             const __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aq, y);
             acc2[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * avx2_h2f(x[i][ib].d)),
                                       _mm256_cvtepi32_ps(dp), acc2[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(acc2[i]);
 }
 KERN_AVX2_DRIVER(q8_0, q8_0_kern, KERN_QK)
@@ -134,34 +191,33 @@ KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q8_K *x[NRMAX];
     __m512 acc[NRMAX];
     __m256 accm[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm512_setzero_ps();
         accm[i] = _mm256_setzero_ps();
     }
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512i idx[4];
-    for (int j = 0; j < 4; j++)
+    KERN_UNROLL for (int j = 0; j < 4; j++)
         idx[j] = idx_halves(2 * j);
     for (int64_t ib = 0; ib < nb; ib++) {
-        uint8_t sc[8], mn[8];
-        k4_scales_mins(w[ib].scales, sc, mn);
-        const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+        const __m128i smv = k4_scales_mins_v(w[ib].scales);
+        const __m128i m8 = _mm_unpackhi_epi64(smv, smv);
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
         const __m512i sc512 =
-            _mm512_zextsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+            _mm512_zextsi128_si512(_mm_cvtepu8_epi16(smv));
         __m512i q[4], s[4];
-        for (int j = 0; j < 4; j++) {
+        KERN_UNROLL for (int j = 0; j < 4; j++) {
             const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[ib].qs + 32 * j));
             q[j] = _mm512_and_si512(
                 _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), m4);
             s[j] = _mm512_permutexvar_epi16(idx[j], sc512);
         }
         const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const int8_t *y = x[i][ib].qs;
             __m512i isum = _mm512_setzero_si512();
-            for (int j = 0; j < 4; j++)
+            KERN_UNROLL for (int j = 0; j < 4; j++)
                 isum = _mm512_dpwssd_epi32(
                     isum, _mm512_maddubs_epi16(q[j], _mm512_loadu_si512(y + 64 * j)), s[j]);
             const __m256i mm = _mm256_madd_epi16(
@@ -171,7 +227,7 @@ KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             accm[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), accm[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(accm[i]);
 }
 KERN_AVX2_DRIVER(q4_K, q4_K_kern, QK_K)
@@ -183,41 +239,37 @@ KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     const block_q8_K *x[NRMAX];
     __m512 acc[NRMAX];
     __m256 accm[NRMAX];
-    for (int i = 0; i < nr; i++) {
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
         x[i] = vx[i];
         acc[i] = _mm512_setzero_ps();
         accm[i] = _mm256_setzero_ps();
     }
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
-    const __m512i cnt_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-    const __m512i cnt_hi =
-        _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
     __m512i idx[4];
-    for (int v = 0; v < 4; v++)
+    KERN_UNROLL for (int v = 0; v < 4; v++)
         idx[v] = idx_quarters(4 * v);
     for (int64_t ib = 0; ib < nb; ib++) {
         const __m256i sc16 =
             _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[ib].scales));
         const __m512i sc512 = _mm512_zextsi256_si512(sc16);
         __m512i q[4], s[4];
-        for (int c = 0; c < 2; c++) {
+        KERN_UNROLL for (int c = 0; c < 2; c++) {
             const __m512i l = _mm512_loadu_si512(w[ib].ql + 64 * c);
             const __m256i h256 = _mm256_loadu_si256((const __m256i *)(w[ib].qh + 32 * c));
-            const __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(h256), h256, 1);
             q[2 * c] = _mm512_or_si512(
                 _mm512_and_si512(l, m4),
-                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(h, cnt_lo), m2), 4));
+                _mm512_slli_epi16(_mm512_and_si512(srli_halves(h256, 0, 2), m2), 4));
             q[2 * c + 1] = _mm512_or_si512(
                 _mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
-                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(h, cnt_hi), m2), 4));
+                _mm512_slli_epi16(_mm512_and_si512(srli_halves(h256, 4, 6), m2), 4));
         }
-        for (int v = 0; v < 4; v++)
+        KERN_UNROLL for (int v = 0; v < 4; v++)
             s[v] = _mm512_permutexvar_epi16(idx[v], sc512);
         const float dw = avx2_h2f(w[ib].d);
-        for (int i = 0; i < nr; i++) {
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
             const int8_t *y = x[i][ib].qs;
             __m512i isum = _mm512_setzero_si512();
-            for (int v = 0; v < 4; v++)
+            KERN_UNROLL for (int v = 0; v < 4; v++)
                 isum = _mm512_dpwssd_epi32(
                     isum, _mm512_maddubs_epi16(q[v], _mm512_loadu_si512(y + 64 * v)), s[v]);
             const __m256i off = _mm256_madd_epi16(
@@ -227,7 +279,7 @@ KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             accm[i] = _mm256_fnmadd_ps(_mm256_set1_ps(32.0f * d), _mm256_cvtepi32_ps(off), accm[i]);
         }
     }
-    for (int i = 0; i < nr; i++)
+    KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(accm[i]);
 }
 KERN_AVX2_DRIVER(q6_K, q6_K_kern, QK_K)
@@ -241,19 +293,19 @@ KERN_AI __m512 ld16(const void *p, int64_t i)
 KERN_AI void f16_kern(int nr, int64_t n, const void *w, const void *const *x, float *out)
 {
     __m512 a0[NRMAX], a1[NRMAX];
-    for (int r = 0; r < nr; r++) {
+    KERN_UNROLL for (int r = 0; r < nr; r++) {
         a0[r] = _mm512_setzero_ps();
         a1[r] = _mm512_setzero_ps();
     }
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
         const __m512 w0 = ld16(w, i), w1 = ld16(w, i + 16);
-        for (int r = 0; r < nr; r++) {
+        KERN_UNROLL for (int r = 0; r < nr; r++) {
             a0[r] = _mm512_fmadd_ps(w0, ld16(x[r], i), a0[r]);
             a1[r] = _mm512_fmadd_ps(w1, ld16(x[r], i + 16), a1[r]);
         }
     }
-    for (int r = 0; r < nr; r++) {
+    KERN_UNROLL for (int r = 0; r < nr; r++) {
         float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
         const uint16_t *wh = w, *xh = x[r];
         for (int64_t j = i; j < n; j++)
@@ -269,14 +321,14 @@ KERN_AI void f16_kern2(int nr, int64_t n, const void *w0, const void *w1, const 
                        float *out0, float *out1)
 {
     __m512 a0[2][NRMAX], a1[2][NRMAX];
-    for (int r = 0; r < nr; r++) {
+    KERN_UNROLL for (int r = 0; r < nr; r++) {
         a0[0][r] = a1[0][r] = a0[1][r] = a1[1][r] = _mm512_setzero_ps();
     }
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
         const __m512 u0 = ld16(w0, i), u1 = ld16(w0, i + 16);
         const __m512 v0 = ld16(w1, i), v1 = ld16(w1, i + 16);
-        for (int r = 0; r < nr; r++) {
+        KERN_UNROLL for (int r = 0; r < nr; r++) {
             const __m512 y0 = ld16(x[r], i), y1 = ld16(x[r], i + 16);
             a0[0][r] = _mm512_fmadd_ps(u0, y0, a0[0][r]);
             a1[0][r] = _mm512_fmadd_ps(u1, y1, a1[0][r]);
@@ -284,7 +336,7 @@ KERN_AI void f16_kern2(int nr, int64_t n, const void *w0, const void *w1, const 
             a1[1][r] = _mm512_fmadd_ps(v1, y1, a1[1][r]);
         }
     }
-    for (int r = 0; r < nr; r++) {
+    KERN_UNROLL for (int r = 0; r < nr; r++) {
         float s0 = _mm512_reduce_add_ps(_mm512_add_ps(a0[0][r], a1[0][r]));
         float s1 = _mm512_reduce_add_ps(_mm512_add_ps(a0[1][r], a1[1][r]));
         const uint16_t *u = w0, *v = w1, *xh = x[r];
@@ -297,45 +349,7 @@ KERN_AI void f16_kern2(int nr, int64_t n, const void *w0, const void *w1, const 
     }
 }
 
-static void f16_gemm2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,
-                      size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride)
-{
-    for (int64_t b0 = 0; b0 < n_batch; b0 += KERN_GEMM_TILE) {
-        const int64_t b1 = n_batch - b0 < KERN_GEMM_TILE ? n_batch : b0 + KERN_GEMM_TILE;
-        int64_t r = r0;
-        for (; r + 2 <= r1; r += 2) {
-            const char *wr = (const char *)w + (size_t)r * w_stride;
-            for (int64_t b = b0; b < b1; b += 4) {
-                const int64_t nr = b1 - b < 4 ? b1 - b : 4;
-                const void *xp[4];
-                float o0[4], o1[4];
-                for (int64_t i = 0; i < nr; i++)
-                    xp[i] = (const char *)x + (size_t)(b + i) * x_stride;
-                switch (nr) {
-                case 1:
-                    f16_kern2(1, k, wr, wr + w_stride, xp, o0, o1);
-                    break;
-                case 2:
-                    f16_kern2(2, k, wr, wr + w_stride, xp, o0, o1);
-                    break;
-                case 3:
-                    f16_kern2(3, k, wr, wr + w_stride, xp, o0, o1);
-                    break;
-                default:
-                    f16_kern2(4, k, wr, wr + w_stride, xp, o0, o1);
-                    break;
-                }
-                for (int64_t i = 0; i < nr; i++) {
-                    y[(size_t)(b + i) * y_stride + (size_t)r] = o0[i];
-                    y[(size_t)(b + i) * y_stride + (size_t)r + 1] = o1[i];
-                }
-            }
-        }
-        if (r < r1) /* odd last row */
-            f16_gemm(k, r, r1, b1 - b0, w, w_stride, (const char *)x + (size_t)b0 * x_stride,
-                     x_stride, y + (size_t)b0 * y_stride, y_stride);
-    }
-}
+KERN_DRIVER2(f16, f16_kern2, 1)
 
 void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type)
@@ -343,7 +357,7 @@ void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type)
     switch (type) {
     case GG_TYPE_Q4_0:
         ops->vec_dot = q4_0_vec_dot;
-        ops->gemm = q4_0_gemm;
+        ops->gemm = q4_0_gemm2;
         break;
     case GG_TYPE_Q8_0:
         ops->vec_dot = q8_0_vec_dot;
