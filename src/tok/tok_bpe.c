@@ -396,8 +396,8 @@ struct bpe_sym {
 };
 
 struct bpe_bigram {
-    uint32_t rank, size;
-    int32_t left, right, out;
+    uint32_t rank, size; /* size: bytes of left + right when queued (staleness check) */
+    int32_t left, out;   /* right = syms[left].next while the pair is current */
 };
 
 static bool bpe_before(const struct bpe_bigram *a, const struct bpe_bigram *b)
@@ -466,7 +466,7 @@ static bool bpe_try_pair(const struct tok_vocab *v, const struct bpe_sym *syms, 
     bpe_merge_lookup(v, syms[left].id, syms[right].id, &rank, &out);
     if (out < 0)
         return true;
-    struct bpe_bigram b = {rank, syms[left].n + syms[right].n, left, right, out};
+    struct bpe_bigram b = {rank, syms[left].n + syms[right].n, left, out};
     return bpe_heap_push(h, b);
 }
 
@@ -514,8 +514,14 @@ static bool bpe_word(const struct tok_vocab *v, const unsigned char *w, size_t n
             return false;
     while (wk->heap.n) {
         struct bpe_bigram b = bpe_heap_pop(&wk->heap);
-        struct bpe_sym *l = &syms[b.left], *r = &syms[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
+        struct bpe_sym *l = &syms[b.left];
+        /* current iff left is alive with its queued length: then its next is
+         * the queued right (a symbol only disappears into its left neighbour),
+         * and the total length tells whether that right grew since */
+        if (l->n == 0 || l->next < 0)
+            continue;
+        struct bpe_sym *r = &syms[l->next];
+        if (l->n + r->n != b.size || l->n >= b.size)
             continue;
         l->n += r->n;
         l->id = b.out;
