@@ -130,6 +130,36 @@ static inline int64_t kern_gemm_tile(size_t x_stride)
     return t < 4 ? 4 : t > 64 ? 64 : t;
 }
 
+/* Q4_K/Q5_K: the 8 6-bit scales (bytes 0..7) and 8 mins (bytes 8..15) as one
+ * vector, built in registers (a wide load of narrow stores would stall on
+ * store forwarding). */
+KERN_AI __m128i k4_scales_mins_v(const uint8_t *src)
+{
+    uint32_t u0, u1, u2;
+    memcpy(&u0, src, 4);
+    memcpy(&u1, src + 4, 4);
+    memcpy(&u2, src + 8, 4);
+    const uint32_t s_lo = u0 & 0x3f3f3f3fu;
+    const uint32_t s_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    const uint32_t m_lo = u1 & 0x3f3f3f3fu;
+    const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+    return _mm_setr_epi32((int)s_lo, (int)s_hi, (int)m_lo, (int)m_hi);
+}
+
+/* Q3_K: the 16 6-bit scales minus 32, as int8 in one vector */
+KERN_AI __m128i q3_K_scales_v(const uint8_t *src)
+{
+    uint32_t a0, a1, tmp;
+    memcpy(&a0, src, 4);
+    memcpy(&a1, src + 4, 4);
+    memcpy(&tmp, src + 8, 4);
+    const uint32_t s2 = ((a0 >> 4) & 0x0f0f0f0fu) | (((tmp >> 4) & 0x03030303u) << 4);
+    const uint32_t s3 = ((a1 >> 4) & 0x0f0f0f0fu) | (((tmp >> 6) & 0x03030303u) << 4);
+    const uint32_t s0 = (a0 & 0x0f0f0f0fu) | (((tmp >> 0) & 0x03030303u) << 4);
+    const uint32_t s1 = (a1 & 0x0f0f0f0fu) | (((tmp >> 2) & 0x03030303u) << 4);
+    return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
+}
+
 /* Driver: KERN(nr, nb, w, x[nr], out[nr]) with nr a compile-time constant
  * after inlining. Generates NAME_vec_dot and NAME_gemm. */
 #define KERN_AVX2_DRIVER(NAME, KERN, BLK)                                                   \

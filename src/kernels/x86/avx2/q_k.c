@@ -16,20 +16,6 @@ KERN_AI __m256i scale_pair(int a, int b)
 
 KERN_AI __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
-/* Unpack Q4_K/Q5_K 6-bit scales and mins (8 each). */
-KERN_AI void k4_scales_mins(const uint8_t *src, uint8_t *scales, uint8_t *mins)
-{
-    uint32_t utmp[4];
-    memcpy(utmp, src, 12);
-    utmp[3] = ((utmp[2] >> 4) & 0x0f0f0f0fu) | (((utmp[1] >> 6) & 0x03030303u) << 4);
-    const uint32_t uaux = utmp[1] & 0x3f3f3f3fu;
-    utmp[1] = (utmp[2] & 0x0f0f0f0fu) | (((utmp[0] >> 6) & 0x03030303u) << 4);
-    utmp[2] = uaux;
-    utmp[0] &= 0x3f3f3f3fu;
-    memcpy(scales, &utmp[0], 8);
-    memcpy(mins, &utmp[2], 8);
-}
-
 /* The shared row loop: q[8] unsigned quants, s[8] int16 scale vectors;
  * returns the int32 lanes of sum(scale * q * y). */
 KERN_AI __m256i dot8(const __m256i *q, const __m256i *s, const int8_t *y)
@@ -53,9 +39,10 @@ KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     }
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int64_t ib = 0; ib < nb; ib++) {
-        uint8_t sc[8], mn[8];
-        k4_scales_mins(w[ib].scales, sc, mn);
-        const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+        const __m128i smv = k4_scales_mins_v(w[ib].scales);
+        uint8_t sc[16];
+        _mm_storeu_si128((__m128i *)sc, smv);
+        const __m128i m8 = _mm_unpackhi_epi64(smv, smv);
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
         __m256i q[8], s[8];
         KERN_UNROLL for (int j = 0; j < 4; j++) {
@@ -91,9 +78,10 @@ KERN_AI void q5_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     }
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     for (int64_t ib = 0; ib < nb; ib++) {
-        uint8_t sc[8], mn[8];
-        k4_scales_mins(w[ib].scales, sc, mn);
-        const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+        const __m128i smv = k4_scales_mins_v(w[ib].scales);
+        uint8_t sc[16];
+        _mm_storeu_si128((__m128i *)sc, smv);
+        const __m128i m8 = _mm_unpackhi_epi64(smv, smv);
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
         const __m256i hb = load256(w[ib].qh);
         __m256i q[8], s[8];
@@ -219,18 +207,10 @@ KERN_AI void q3_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     }
     const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     for (int64_t ib = 0; ib < nb; ib++) {
-        uint32_t aux[4];
-        memcpy(aux, w[ib].scales, 12);
-        const uint32_t tmp = aux[2];
-        aux[2] = ((aux[0] >> 4) & 0x0f0f0f0fu) | (((tmp >> 4) & 0x03030303u) << 4);
-        aux[3] = ((aux[1] >> 4) & 0x0f0f0f0fu) | (((tmp >> 6) & 0x03030303u) << 4);
-        aux[0] = (aux[0] & 0x0f0f0f0fu) | (((tmp >> 0) & 0x03030303u) << 4);
-        aux[1] = (aux[1] & 0x0f0f0f0fu) | (((tmp >> 2) & 0x03030303u) << 4);
+        const __m128i s8 = q3_K_scales_v(w[ib].scales);
         int8_t sc[16];
-        memcpy(sc, aux, 16);
-        KERN_UNROLL for (int g = 0; g < 16; g++)
-            sc[g] = (int8_t)(sc[g] - 32);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        _mm_storeu_si128((__m128i *)sc, s8);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(s8);
         const __m256i hm = load256(w[ib].hmask);
         __m256i q[8], s[8];
         KERN_UNROLL for (int c = 0; c < 2; c++) {

@@ -71,18 +71,6 @@ KERN_AI __m512i q4_0_pairq(const block_q4_0 *w, int64_t ib)
     return _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
 }
 
-KERN_AI void k4_scales_mins(const uint8_t *src, uint8_t *scales, uint8_t *mins)
-{
-    uint32_t utmp[4];
-    memcpy(utmp, src, 12);
-    utmp[3] = ((utmp[2] >> 4) & 0x0f0f0f0fu) | (((utmp[1] >> 6) & 0x03030303u) << 4);
-    const uint32_t uaux = utmp[1] & 0x3f3f3f3fu;
-    utmp[1] = (utmp[2] & 0x0f0f0f0fu) | (((utmp[0] >> 6) & 0x03030303u) << 4);
-    utmp[2] = uaux;
-    utmp[0] &= 0x3f3f3f3fu;
-    memcpy(scales, &utmp[0], 8);
-    memcpy(mins, &utmp[2], 8);
-}
 
 /* word index vector: lanes [16*h, 16*h+15] -> base + h (h = 0, 1) */
 KERN_AI __m512i idx_halves(int base)
@@ -97,6 +85,14 @@ KERN_AI __m512i idx_quarters(int base)
     const __m256i hi =
         _mm256_set_m128i(_mm_set1_epi16((short)(base + 3)), _mm_set1_epi16((short)(base + 2)));
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+/* [v >> a | v >> b] (16-bit lanes) from one 256-bit vector: immediate shifts,
+ * much cheaper than vpsrlvw on some cores (a, b constant after unrolling) */
+KERN_AI __m512i srli_halves(__m256i v, int a, int b)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_srli_epi16(v, a)),
+                              _mm256_srli_epi16(v, b), 1);
 }
 
 #endif

@@ -146,26 +146,22 @@ KERN_AI void q5_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         accm[i] = _mm256_setzero_ps();
     }
     const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
-    __m512i idx[4], cnt[4];
-    KERN_UNROLL for (int j = 0; j < 4; j++) {
+    __m512i idx[4];
+    KERN_UNROLL for (int j = 0; j < 4; j++)
         idx[j] = idx_halves(2 * j);
-        cnt[j] = idx_halves(2 * j); /* shift counts 2j (low half), 2j+1 (high half) */
-    }
     for (int64_t ib = 0; ib < nb; ib++) {
-        uint8_t sc[8], mn[8];
-        k4_scales_mins(w[ib].scales, sc, mn);
-        const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+        const __m128i smv = k4_scales_mins_v(w[ib].scales);
+        const __m128i m8 = _mm_unpackhi_epi64(smv, smv);
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
         const __m512i sc512 =
-            _mm512_zextsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+            _mm512_zextsi128_si512(_mm_cvtepu8_epi16(smv));
         const __m256i h256 = _mm256_loadu_si256((const __m256i *)w[ib].qh);
-        const __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(h256), h256, 1);
         __m512i q[4], s[4];
         KERN_UNROLL for (int j = 0; j < 4; j++) {
             const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[ib].qs + 32 * j));
             const __m512i lo = _mm512_and_si512(
                 _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), m4);
-            const __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(h, cnt[j]), one);
+            const __m512i hb = _mm512_and_si512(srli_halves(h256, 2 * j, 2 * j + 1), one);
             q[j] = _mm512_or_si512(lo, _mm512_slli_epi16(hb, 4));
             s[j] = _mm512_permutexvar_epi16(idx[j], sc512);
         }
@@ -202,12 +198,9 @@ KERN_AI void q2_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         accm[i] = _mm256_setzero_ps();
     }
     const __m512i m2 = _mm512_set1_epi8(3);
-    __m512i idx[4], cnt[2];
+    __m512i idx[4];
     KERN_UNROLL for (int v = 0; v < 4; v++)
         idx[v] = idx_quarters(4 * v);
-    cnt[0] = idx_halves(0);
-    cnt[0] = _mm512_add_epi16(cnt[0], cnt[0]); /* 0 | 2 */
-    cnt[1] = _mm512_add_epi16(cnt[0], _mm512_set1_epi16(4)); /* 4 | 6 */
     for (int64_t ib = 0; ib < nb; ib++) {
         const __m128i s8 = _mm_loadu_si128((const __m128i *)w[ib].scales);
         const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(s8, _mm_set1_epi8(0x0F)));
@@ -217,9 +210,8 @@ KERN_AI void q2_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         __m512i q[4], s[4];
         KERN_UNROLL for (int c = 0; c < 2; c++) {
             const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[ib].qs + 32 * c));
-            const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(raw), raw, 1);
-            q[2 * c] = _mm512_and_si512(_mm512_srlv_epi16(r, cnt[0]), m2);
-            q[2 * c + 1] = _mm512_and_si512(_mm512_srlv_epi16(r, cnt[1]), m2);
+            q[2 * c] = _mm512_and_si512(srli_halves(raw, 0, 2), m2);
+            q[2 * c + 1] = _mm512_and_si512(srli_halves(raw, 4, 6), m2);
         }
         KERN_UNROLL for (int v = 0; v < 4; v++)
             s[v] = _mm512_permutexvar_epi16(idx[v], sc512);
@@ -256,37 +248,21 @@ KERN_AI void q3_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         accm[i] = _mm256_setzero_ps();
     }
     const __m512i m2 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
-    __m512i idx[4], cnt[2], hcnt[4];
-    KERN_UNROLL for (int v = 0; v < 4; v++) {
+    __m512i idx[4];
+    KERN_UNROLL for (int v = 0; v < 4; v++)
         idx[v] = idx_quarters(4 * v);
-        hcnt[v] = idx_halves(2 * v); /* hmask bits 2v, 2v+1 */
-    }
-    cnt[0] = idx_halves(0);
-    cnt[0] = _mm512_add_epi16(cnt[0], cnt[0]);
-    cnt[1] = _mm512_add_epi16(cnt[0], _mm512_set1_epi16(4));
     for (int64_t ib = 0; ib < nb; ib++) {
-        uint32_t aux[4];
-        memcpy(aux, w[ib].scales, 12);
-        const uint32_t tmp = aux[2];
-        aux[2] = ((aux[0] >> 4) & 0x0f0f0f0fu) | (((tmp >> 4) & 0x03030303u) << 4);
-        aux[3] = ((aux[1] >> 4) & 0x0f0f0f0fu) | (((tmp >> 6) & 0x03030303u) << 4);
-        aux[0] = (aux[0] & 0x0f0f0f0fu) | (((tmp >> 0) & 0x03030303u) << 4);
-        aux[1] = (aux[1] & 0x0f0f0f0fu) | (((tmp >> 2) & 0x03030303u) << 4);
-        __m128i s8;
-        memcpy(&s8, aux, 16);
-        s8 = _mm_sub_epi8(s8, _mm_set1_epi8(32));
+        const __m128i s8 = q3_K_scales_v(w[ib].scales);
         const __m256i sc16 = _mm256_cvtepi8_epi16(s8);
         const __m512i sc512 = _mm512_zextsi256_si512(sc16);
         const __m256i hm256 = _mm256_loadu_si256((const __m256i *)w[ib].hmask);
-        const __m512i hm = _mm512_inserti64x4(_mm512_castsi256_si512(hm256), hm256, 1);
         __m512i q[4], s[4];
         KERN_UNROLL for (int c = 0; c < 2; c++) {
             const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[ib].qs + 32 * c));
-            const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(raw), raw, 1);
             KERN_UNROLL for (int h = 0; h < 2; h++) {
-                const int v = 2 * c + h;
-                const __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(r, cnt[h]), m2);
-                const __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(hm, hcnt[v]), one);
+                const int v = 2 * c + h; /* low bits: shifts 4h, 4h+2; hmask bits 2v, 2v+1 */
+                const __m512i lo = _mm512_and_si512(srli_halves(raw, 4 * h, 4 * h + 2), m2);
+                const __m512i hb = _mm512_and_si512(srli_halves(hm256, 2 * v, 2 * v + 1), one);
                 q[v] = _mm512_or_si512(lo, _mm512_slli_epi16(hb, 2));
             }
         }

@@ -201,12 +201,11 @@ KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
     KERN_UNROLL for (int j = 0; j < 4; j++)
         idx[j] = idx_halves(2 * j);
     for (int64_t ib = 0; ib < nb; ib++) {
-        uint8_t sc[8], mn[8];
-        k4_scales_mins(w[ib].scales, sc, mn);
-        const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+        const __m128i smv = k4_scales_mins_v(w[ib].scales);
+        const __m128i m8 = _mm_unpackhi_epi64(smv, smv);
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
         const __m512i sc512 =
-            _mm512_zextsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+            _mm512_zextsi128_si512(_mm_cvtepu8_epi16(smv));
         __m512i q[4], s[4];
         KERN_UNROLL for (int j = 0; j < 4; j++) {
             const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[ib].qs + 32 * j));
@@ -246,9 +245,6 @@ KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         accm[i] = _mm256_setzero_ps();
     }
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
-    const __m512i cnt_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-    const __m512i cnt_hi =
-        _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
     __m512i idx[4];
     KERN_UNROLL for (int v = 0; v < 4; v++)
         idx[v] = idx_quarters(4 * v);
@@ -260,13 +256,12 @@ KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         KERN_UNROLL for (int c = 0; c < 2; c++) {
             const __m512i l = _mm512_loadu_si512(w[ib].ql + 64 * c);
             const __m256i h256 = _mm256_loadu_si256((const __m256i *)(w[ib].qh + 32 * c));
-            const __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(h256), h256, 1);
             q[2 * c] = _mm512_or_si512(
                 _mm512_and_si512(l, m4),
-                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(h, cnt_lo), m2), 4));
+                _mm512_slli_epi16(_mm512_and_si512(srli_halves(h256, 0, 2), m2), 4));
             q[2 * c + 1] = _mm512_or_si512(
                 _mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
-                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(h, cnt_hi), m2), 4));
+                _mm512_slli_epi16(_mm512_and_si512(srli_halves(h256, 4, 6), m2), 4));
         }
         KERN_UNROLL for (int v = 0; v < 4; v++)
             s[v] = _mm512_permutexvar_epi16(idx[v], sc512);
