@@ -15,7 +15,11 @@ static void *worker(void *p)
     struct admit_slot *s = NULL;
     enum sp_status st = admit_acquire(g_a, 5, NULL, NULL, &s);
     if (st == SP_OK) {
-        sp_sleep_ms(100);
+        /* hold the slot until every other thread has been refused, so a
+         * late-starting thread on a loaded machine cannot find a free slot */
+        for (int i = 0; i < 10000 && atomic_load(&busy_count) < 7; i++)
+            sp_sleep_ms(1);
+        sp_sleep_ms(20);
         atomic_fetch_add(&ok_count, 1);
         admit_release(g_a, s);
     } else if (st == SP_ERR_BUSY) {
