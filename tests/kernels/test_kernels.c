@@ -419,6 +419,9 @@ TEST(isa_activation_quantizers)
                     CHECK_MSG(fabsf(fa[j + l] - fb[j + l]) <= step, "%s %s act quant at %lld",
                               kern_isa_name((enum kern_isa)isa), ti->name, (long long)(j + l));
             }
+            if (acts[i] == GG_TYPE_Q8_K || acts[i] == GG_TYPE_F16) /* identical to the reference */
+                CHECK_MSG(memcmp(a, b, (size_t)row_bytes(acts[i], n)) == 0, "%s %s differs from ref",
+                          kern_isa_name((enum kern_isa)isa), ti->name);
             if (acts[i] == GG_TYPE_Q8_K) { /* bsums consistent with qs */
                 const block_q8_K *q = (const block_q8_K *)a;
                 for (int64_t bl = 0; bl < n / 256; bl++)
