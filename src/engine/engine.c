@@ -52,6 +52,14 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
     backend_choose(&em->backend);
     if ((result = gg_open(opts->path, &em->file, err)) != SP_OK)
         goto fail;
+    uint32_t n_split = 0;
+    if (gg_get_u32(em->file, "split.count", &n_split) && n_split > 1) {
+        result = sp_err_setc(err, SP_ERR_UNSUPPORTED, "split.count",
+                             "%s is one of %u shards of a split GGUF; loading split models is not supported yet "
+                             "(merge them with llama-gguf-split --merge)",
+                             opts->path, n_split);
+        goto fail;
+    }
     if ((result = model_load(em->file, &em->model, err)) != SP_OK)
         goto fail;
     if ((result = tok_vocab_load(em->file, &em->vocab, err)) != SP_OK)
