@@ -311,8 +311,8 @@ static enum sp_status fetch_body(struct hub_client *c, const struct hub_download
                                 (unsigned long long)sink->total);
         } else if (result == SP_OK && resp.status == 416) {
             /* our partial file does not fit the remote one: start over */
-            if (ftruncate(sink->fd, 0) != 0 || lseek(sink->fd, 0, SEEK_SET) != 0 ||
-                EVP_DigestInit_ex(sink->sha, EVP_sha256(), NULL) != 1) {
+            if (hasher_reset(sink->hash) != SP_OK || ftruncate(sink->fd, 0) != 0 ||
+                lseek(sink->fd, 0, SEEK_SET) != 0) {
                 result = sp_err_set(err, SP_ERR_IO, "cannot truncate the partial download");
                 break;
             }
@@ -328,8 +328,8 @@ static enum sp_status fetch_body(struct hub_client *c, const struct hub_download
         }
         if (sink->range_mismatch && sink->offset) {
             /* a server that cannot do ranges right: restart from zero */
-            if (ftruncate(sink->fd, 0) != 0 || lseek(sink->fd, 0, SEEK_SET) != 0 ||
-                EVP_DigestInit_ex(sink->sha, EVP_sha256(), NULL) != 1) {
+            if (hasher_reset(sink->hash) != SP_OK || ftruncate(sink->fd, 0) != 0 ||
+                lseek(sink->fd, 0, SEEK_SET) != 0) {
                 result = sp_err_set(err, SP_ERR_IO, "cannot truncate the partial download");
                 break;
             }
@@ -364,11 +364,9 @@ static enum sp_status download_locked(struct hub_client *c, const struct hub_dow
 {
     enum sp_status result = SP_OK;
     struct hub_file_meta meta;
-    EVP_MD_CTX *sha = NULL;
+    struct hasher *hash = NULL;
     int fd = -1;
     char *url = NULL;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
     char got[HUB_SHA256_HEX + 1];
     char want[HUB_SHA256_HEX + 1] = "";
 
@@ -382,8 +380,7 @@ static enum sp_status download_locked(struct hub_client *c, const struct hub_dow
     uint64_t total = meta.has_size ? meta.size : (d->has_expect_size ? d->expect_size : 0);
     bool has_total = meta.has_size || d->has_expect_size;
     url = http_url_resolve(c, d->id->repo, d->revision, d->path);
-    sha = EVP_MD_CTX_new();
-    if (!url || !sha || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
+    if (!url) {
         result = sp_err_set(err, SP_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -400,15 +397,16 @@ static enum sp_status download_locked(struct hub_client *c, const struct hub_dow
         result = sp_err_setc(err, SP_ERR_IO, tmp, "cannot prepare %s: %s", tmp, strerror(errno));
         goto fail;
     }
+    if (hasher_new(fd, have, &hash) != SP_OK) {
+        result = sp_err_set(err, SP_ERR_NOMEM, "out of memory (hasher)");
+        goto fail;
+    }
     if (have) {
-        result = hash_fd_prefix(fd, have, sha, err);
-        if (result != SP_OK)
-            goto fail;
         res->resumed = true;
         LOG_INFO("hub", "resuming %s at %llu of %llu bytes", d->path, (unsigned long long)have,
                  (unsigned long long)total);
     }
-    struct http_sink sink = {.fd = fd, .sha = sha, .offset = have, .total = has_total ? total : 0,
+    struct http_sink sink = {.fd = fd, .hash = hash, .offset = have, .total = has_total ? total : 0,
                              .path = d->path, .progress = d->progress, .progress_ud = d->progress_ud};
     double t0 = sp_now_ms();
     for (int pass = 0;; pass++) {
@@ -418,11 +416,10 @@ static enum sp_status download_locked(struct hub_client *c, const struct hub_dow
         const char *why = NULL;
         if (has_total && sink.offset != total)
             why = "size";
-        if (EVP_DigestFinal_ex(sha, md, &mdlen) != 1) {
-            result = sp_err_set(err, SP_ERR_INTERNAL, "sha256 failed");
+        if (hasher_finish(hash, sink.offset, got) != SP_OK) {
+            result = sp_err_setc(err, SP_ERR_IO, tmp, "cannot read back %s to hash it", tmp);
             goto fail;
         }
-        hex_digest(md, got);
         if (!why && want[0] && strcmp(got, want) != 0)
             why = "sha256";
         if (!why)
@@ -430,14 +427,8 @@ static enum sp_status download_locked(struct hub_client *c, const struct hub_dow
         LOG_WARN("hub", "%s: %s mismatch after download (got %llu bytes, sha256 %s; expected %llu "
                  "bytes, sha256 %s)", d->path, why, (unsigned long long)sink.offset, got,
                  (unsigned long long)total, want[0] ? want : "unknown");
-        if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0 ||
-            EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
-            result = sp_err_setc(err, SP_ERR_IO, tmp, "cannot truncate %s", tmp);
-            goto fail;
-        }
-        sink.offset = 0;
         if (pass >= 1) {
-            close(fd);
+            close(fd); /* the hasher thread has exited (hasher_finish) */
             fd = -1;
             (void)unlink(tmp);
             result = sp_err_setc(err, SP_ERR_INTEGRITY, d->path,
@@ -446,6 +437,11 @@ static enum sp_status download_locked(struct hub_client *c, const struct hub_dow
                                  d->path, d->id->repo, d->revision, why);
             goto fail;
         }
+        if (hasher_reset(hash) != SP_OK || ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0) {
+            result = sp_err_setc(err, SP_ERR_IO, tmp, "cannot truncate %s", tmp);
+            goto fail;
+        }
+        sink.offset = 0;
     }
     if (sink.progress)
         sink.progress(sink.progress_ud, d->path, sink.offset, sink.offset);
@@ -474,9 +470,9 @@ static enum sp_status download_locked(struct hub_client *c, const struct hub_dow
     res->bytes_fetched = sink.fetched;
     sp_strlcpy(res->sha256, want[0] ? got : "", sizeof(res->sha256));
 fail:
+    hasher_free(hash); /* joins the thread that reads fd: before close */
     if (fd >= 0)
         close(fd);
-    EVP_MD_CTX_free(sha);
     sp_free(url);
     return result;
 }

@@ -10,7 +10,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -340,8 +339,8 @@ static bool sink_decide(struct xfer *x)
     if (r->status == 200) {
         if (s->offset > 0) {
             /* the server ignored our Range: start the file over */
-            if (ftruncate(s->fd, 0) != 0 || lseek(s->fd, 0, SEEK_SET) != 0 ||
-                EVP_DigestInit_ex(s->sha, EVP_sha256(), NULL) != 1) {
+            if (hasher_reset(s->hash) != SP_OK || ftruncate(s->fd, 0) != 0 ||
+                lseek(s->fd, 0, SEEK_SET) != 0) {
                 s->io_failed = true;
                 s->io_errno = errno;
                 return false;
@@ -393,12 +392,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
             }
             off += (size_t)w;
         }
-        if (EVP_DigestUpdate(s->sha, data, n) != 1) {
-            s->io_failed = true;
-            s->io_errno = EIO;
-            return 0;
-        }
         s->offset += n;
+        hasher_advance(s->hash, s->offset);
         s->fetched += n;
         if (s->offset < s->flushed)
             s->flushed = 0; /* the file restarted */

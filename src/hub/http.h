@@ -9,10 +9,24 @@
 
 #define HTTP_BODY_MAX (32u << 20) /* API bodies we buffer */
 
+/* SHA-256 of a growing file on a helper thread (hasher.c). */
+struct hasher;
+/* Start hashing fd; the first `have` bytes are already there. */
+SP_MUST_USE enum sp_status hasher_new(int fd, uint64_t have, struct hasher **out);
+void hasher_free(struct hasher *h); /* NULL is a no-op */
+/* The file now holds `written` bytes. */
+void hasher_advance(struct hasher *h, uint64_t written);
+/* The file was truncated to 0: start over. */
+SP_MUST_USE enum sp_status hasher_reset(struct hasher *h);
+/* Wait for the hash of exactly `written` bytes; SP_ERR_IO if the file could
+ * not be read back. Call hasher_reset before reusing. */
+SP_MUST_USE enum sp_status hasher_finish(struct hasher *h, uint64_t written,
+                                         char out[HUB_SHA256_HEX + 1]);
+
 /* Where a download body goes. The exchange writes only 200/206 bodies here. */
 struct http_sink {
     int fd;                 /* open .incomplete file */
-    void *sha;              /* EVP_MD_CTX*, holds the hash of bytes [0, offset) */
+    struct hasher *hash;    /* hashes bytes [0, offset) behind the writes */
     uint64_t offset;        /* bytes in the file so far (Range start) */
     uint64_t total;         /* expected full size, 0 = unknown */
     const char *path;       /* repo path, for progress */

@@ -363,6 +363,9 @@ static enum sp_status copy_opts(struct server *s, const struct server_opts *o, s
     return SP_OK;
 }
 
+static enum sp_status parse_listen_addr(const char *host, int port, struct sockaddr_storage *ss, unsigned *flags,
+                                        struct sp_err *err);
+
 enum sp_status server_new(const struct server_opts *opts, struct server **out, struct sp_err *err)
 {
     enum sp_status result = SP_OK;
@@ -375,6 +378,10 @@ enum sp_status server_new(const struct server_opts *opts, struct server **out, s
     pthread_mutex_init(&s->shutdown_mu, NULL);
     if ((result = copy_opts(s, opts, err)) != SP_OK)
         goto fail;
+    struct sockaddr_storage probe;
+    unsigned probe_flags = 0;
+    if ((result = parse_listen_addr(s->opts.host, s->opts.port, &probe, &probe_flags, err)) != SP_OK)
+        goto fail; /* before any model load starts */
     struct server_limits *l = &s->opts.limits;
     if (!l->max_body_bytes) l->max_body_bytes = 1u << 20;
     if (l->max_tokens <= 0) l->max_tokens = 4096;
@@ -417,33 +424,37 @@ fail:
     return result;
 }
 
+/* host/port -> socket address (+ MHD_USE_IPv6 in *flags for IPv6) */
+static enum sp_status parse_listen_addr(const char *host, int port, struct sockaddr_storage *ss, unsigned *flags,
+                                        struct sp_err *err)
+{
+    memset(ss, 0, sizeof *ss);
+    if (strchr(host, ':')) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
+            return sp_err_setc(err, SP_ERR_INVALID, host, "invalid listen address '%s' (use an IP address)", host);
+        *flags |= MHD_USE_IPv6;
+        return SP_OK;
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)port);
+    const char *h = !strcmp(host, "localhost") ? "127.0.0.1" : host;
+    if (inet_pton(AF_INET, h, &a4->sin_addr) != 1)
+        return sp_err_setc(err, SP_ERR_INVALID, host, "invalid listen address '%s' (use an IP address)", host);
+    return SP_OK;
+}
+
 enum sp_status server_start(struct server *s, struct sp_err *err)
 {
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | MHD_USE_POLL;
-    socklen_t slen;
-    if (strchr(s->opts.host, ':')) {
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)s->opts.port);
-        if (inet_pton(AF_INET6, s->opts.host, &a6->sin6_addr) != 1)
-            return sp_err_setc(err, SP_ERR_INVALID, s->opts.host, "invalid listen address '%s' (use an IP address)",
-                               s->opts.host);
-        flags |= MHD_USE_IPv6;
-        slen = sizeof *a6;
-    } else {
-        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)s->opts.port);
-        const char *h = !strcmp(s->opts.host, "localhost") ? "127.0.0.1" : s->opts.host;
-        if (inet_pton(AF_INET, h, &a4->sin_addr) != 1)
-            return sp_err_setc(err, SP_ERR_INVALID, s->opts.host, "invalid listen address '%s' (use an IP address)",
-                               s->opts.host);
-        slen = sizeof *a4;
-    }
-    SP_UNUSED(slen);
+    enum sp_status result = parse_listen_addr(s->opts.host, s->opts.port, &ss, &flags, err);
+    if (result != SP_OK)
+        return result;
     s->daemon = MHD_start_daemon(flags, (uint16_t)s->opts.port, NULL, NULL, on_request, s,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->opts.limits.max_connections,

@@ -18,6 +18,7 @@ requests (on the CDN or for non-LFS files on the hub):
   {"kind": "drip", "rate": 200}   the body at `rate` bytes/s (slow drip)
   {"kind": "stall"}       half the body, then hang until FakeHub.release is set
   {"kind": "loop"}        resolve redirects into an endless redirect chain
+  {"kind": "norange"}     ignore Range: answer 200 with the whole body
 Each fault has "count" (default 1) and optional "path" (substring of the file).
 
 Standalone (for bench/pull.sh):  fakehub.py --serve org/name FILE [--port-file F]
@@ -307,6 +308,12 @@ class BaseHandler(http.server.BaseHTTPRequestHandler):
         start, end = 0, size - 1
         status = 200
         rng = self.headers.get("Range")
+        fault = None
+        if self.command == "GET":
+            fault = self.fh.take_fault(path, kinds=("status", "reset", "truncate", "corrupt",
+                                                     "drip", "stall", "norange"))
+        if fault and fault["kind"] == "norange":
+            rng, fault = None, None  # a server that ignores Range: 200 with everything
         if rng and rng.startswith("bytes="):
             a, _, b = rng[6:].partition("-")
             start = int(a)
@@ -314,10 +321,6 @@ class BaseHandler(http.server.BaseHTTPRequestHandler):
             if start >= size:
                 return self.reply(416, b"", {"Content-Range": "bytes */%d" % size})
             status = 206
-        fault = None
-        if self.command == "GET":
-            fault = self.fh.take_fault(path, kinds=("status", "reset", "truncate", "corrupt",
-                                                     "drip", "stall"))
         if fault and fault["kind"] == "status":
             h = {"Retry-After": fault["retry_after"]} if fault.get("retry_after") else {}
             return self.reply(fault.get("status", 503), b"busy", h, ctype="text/plain")

@@ -311,4 +311,19 @@ try:
 finally:
     rc = srv.stop()
 check(rc == 0, "SIGTERM -> exit 0 (got %s)" % rc)
+# ---- CLI errors: one clear line, usage exit codes
+for args, want_rc, want in (
+        (["--host", "nothost", "--port", "0"], 2, "invalid listen address 'nothost'"),
+        (["-c", "/nonexistent/spoke.yaml"], 3, "cannot open config /nonexistent/spoke.yaml"),
+        (["--port", "99999"], 2, "--port must be"),
+        (["--bogus"], 2, "unknown or incomplete option")):
+    p = subprocess.run([SPOKE, "serve"] + args + ["--no-history"], capture_output=True, text=True, timeout=30)
+    check(p.returncode == want_rc and want in p.stderr, "spoke serve %s -> rc %d, %r (got %d %r)" %
+          (args, want_rc, want, p.returncode, p.stderr[-300:]))
+bad_cfg = os.path.join(srv.tmp, "bad.yaml")
+with open(bad_cfg, "w") as f:
+    f.write("models:\n  - from: file:/x.gguf\n    name: m\n    params:\n      max_concurrency: many\n")
+p = subprocess.run([SPOKE, "serve", "-c", bad_cfg, "--no-history"], capture_output=True, text=True, timeout=30)
+check(p.returncode == 2 and "bad.yaml:5: models[0].params.max_concurrency" in p.stderr,
+      "config error names file, line and key (%r)" % p.stderr[-300:])
 summary("test_server_api")
