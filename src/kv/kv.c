@@ -80,9 +80,14 @@ static void kv_put(const struct kv_cache *kv, void *dst, const float *src)
     if (kv->type == KV_F32) {
         memcpy(dst, src, (size_t)kv->kv_dim * sizeof(float));
     } else {
-        uint16_t *d = dst;
-        for (int i = 0; i < kv->kv_dim; i++)
-            d[i] = kern_fp32_to_fp16(src[i]);
+        const struct kern_type_ops *f16 = kern_ops(GG_TYPE_F16);
+        if (f16 && f16->quantize_act) {
+            f16->quantize_act(src, dst, kv->kv_dim); /* SIMD, round to nearest even */
+        } else {
+            uint16_t *d = dst;
+            for (int i = 0; i < kv->kv_dim; i++)
+                d[i] = kern_fp32_to_fp16(src[i]);
+        }
     }
 }
 

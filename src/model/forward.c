@@ -261,8 +261,10 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
     uint16_t *p16 = s->p16 + (size_t)ith * group * nc;     /* [group][n_ctx] */
     uint16_t *q16 = s->q16 + (size_t)ith * group * hd;     /* [group][hd] */
     const struct kern_type_ops *ops = kern_ops(f16 ? GG_TYPE_F16 : GG_TYPE_F32);
-    /* llama.cpp's F16 dot sums the tail (n % 64 elements) in double: use the
-     * reference kernel (double sums) for dots shorter than 64 */
+    /* llama.cpp's F16 dot sums the tail (n % 64 elements) in double: for
+     * models with heads shorter than 64 (the tiny test models, where this
+     * decides agreement with llama.cpp) use the reference kernel (double
+     * sums) for dots shorter than 64; larger models keep the SIMD kernel */
     const struct kern_type_ops *ref = kern_ops_isa(KERN_ISA_REF, f16 ? GG_TYPE_F16 : GG_TYPE_F32);
     const struct kern_type_ops *ops_k = hd < 64 && ref ? ref : ops;
     const char *kbase = kv_cache_k(kv, l, 0);
@@ -277,8 +279,7 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
         const char *vg = kv_cache_v(kv, l, g * hd);
         /* scores[b][j] = K[j] . q_b (q rounded to F16 like llama.cpp's F16 KV matmul) */
         if (f16) {
-            for (int d = 0; d < group * hd; d++)
-                q16[d] = kern_fp32_to_fp16(q[d]);
+            kern_ops(GG_TYPE_F16)->quantize_act(q, q16, (int64_t)group * hd);
             ops_k->gemm(hd, 0, n_kv, group, kg, kstride, q16, (size_t)hd * 2, sc, nc);
         } else {
             ops_k->gemm(hd, 0, n_kv, group, kg, kstride, q, (size_t)hd * 4, sc, nc);
@@ -307,7 +308,7 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
             }
         }
         /* out_b[d] = V^T[d] . p_b over the positions */
-        const struct kern_type_ops *ops_v = n_kv < 64 && ref ? ref : ops;
+        const struct kern_type_ops *ops_v = n_kv < 64 && hd < 64 && ref ? ref : ops;
         if (f16)
             ops_v->gemm(n_kv, 0, hd, group, vg, vstride, p16, nc * 2, out, (size_t)hd);
         else
