@@ -16,7 +16,19 @@ static enum kern_isa g_cpu_isa = KERN_ISA_REF; /* what the CPU supports */
 static enum kern_isa g_best = KERN_ISA_REF;    /* after the SPOKE_ISA cap */
 static float (*g_dot_f32)(int64_t, const float *, const float *) = kern_ref_dot_f32;
 static void (*g_axpy_f32)(int64_t, float, const float *, float *) = kern_ref_axpy_f32;
+static void (*g_f32_to_f16_row)(const float *, uint16_t *, int64_t);
+static void (*g_f16_to_f32_row)(const uint16_t *, float *, int64_t);
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void ref_f32_to_f16_row(const float *src, uint16_t *dst, int64_t n)
+{
+    kern_ref_from_float_f16(src, dst, n);
+}
+
+static void ref_f16_to_f32_row(const uint16_t *src, float *dst, int64_t n)
+{
+    kern_ref_to_float_f16(src, dst, n);
+}
 
 /* gemm wrappers over the reference vec_dot of each type */
 #define REF_GEMM(t)                                                                      \
@@ -135,6 +147,12 @@ static void init_once(void)
                      env);
     }
     g_best = g_cpu_isa < cap ? g_cpu_isa : cap;
+    g_f32_to_f16_row = ref_f32_to_f16_row;
+    g_f16_to_f32_row = ref_f16_to_f32_row;
+    if (g_best >= KERN_ISA_AVX2) {
+        g_f32_to_f16_row = kern_avx2_fp32_to_fp16_row;
+        g_f16_to_f32_row = kern_avx2_fp16_to_fp32_row;
+    }
     if (g_best >= KERN_ISA_AVX512) {
         g_dot_f32 = kern_avx512_dot_f32;
         g_axpy_f32 = kern_avx512_axpy_f32;
@@ -192,6 +210,18 @@ const struct kern_type_ops *kern_ops_isa(enum kern_isa isa, enum gg_type type)
         o->quantize_act == prev->quantize_act)
         return NULL;
     return o;
+}
+
+void kern_fp32_to_fp16_row(const float *src, uint16_t *dst, int64_t n)
+{
+    kern_init();
+    g_f32_to_f16_row(src, dst, n);
+}
+
+void kern_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n)
+{
+    kern_init();
+    g_f16_to_f32_row(src, dst, n);
 }
 
 float kern_dot_f32(int64_t n, const float *a, const float *b)

@@ -172,6 +172,8 @@ void kern_ref_axpy_f32(int64_t n, float a, const float *x, float *y);
 void kern_avx2_fill(struct kern_type_ops *ops, enum gg_type type);
 float kern_avx2_dot_f32(int64_t n, const float *a, const float *b);
 void kern_avx2_axpy_f32(int64_t n, float a, const float *x, float *y);
+void kern_avx2_fp32_to_fp16_row(const float *src, uint16_t *dst, int64_t n);
+void kern_avx2_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n);
 void kern_avx512_fill(struct kern_type_ops *ops, enum gg_type type);
 float kern_avx512_dot_f32(int64_t n, const float *a, const float *b);
 void kern_avx512_axpy_f32(int64_t n, float a, const float *x, float *y);

@@ -67,6 +67,11 @@ uint16_t kern_fp32_to_fp16(float f);
 float kern_bf16_to_fp32(uint16_t h);
 uint16_t kern_fp32_to_bf16(float f);
 
+/* Rows of the same conversions (dispatched to F16C; results identical to the
+ * scalar functions above). Use these instead of per-element loops. */
+void kern_fp32_to_fp16_row(const float *src, uint16_t *dst, int64_t n);
+void kern_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n);
+
 /* Float vector helpers used by the forward pass (dispatched to SIMD). */
 float kern_dot_f32(int64_t n, const float *a, const float *b);
 void kern_axpy_f32(int64_t n, float a, const float *x, float *y); /* y += a*x */

@@ -695,6 +695,11 @@ busy:
     if (st == SP_ERR_CANCELLED) {
         j->client_gone = true;
         metric_inc(j->m->m.failures);
+        struct sp_buf labels = {0};
+        labels_for(j, 499, NULL, &labels);
+        srv_span(s, "ai_completion", j->input, NULL, j->start_wall_ms, sp_now_ms() - j->t_start,
+                 "cancelled: client disconnected while queued", labels.data);
+        sp_buf_free(&labels);
         ret = MHD_NO;
         goto out;
     }

@@ -164,6 +164,21 @@ TEST(fp16_bf16_conversion)
         float q1 = (float)((double)a + ((double)b - a) * 0.25);
         CHECK_EQ_INT(kern_fp32_to_fp16(q1), h);
     }
+    /* row versions (SIMD) equal the scalar ones, tails included */
+    {
+        float f[67], g[67];
+        uint16_t h1[67], h2[67];
+        fill_data(f, 67, 100.0f);
+        f[5] = 1e-7f; /* subnormal half */
+        f[6] = 70000.0f; /* inf */
+        kern_fp32_to_fp16_row(f, h1, 67);
+        for (int i = 0; i < 67; i++)
+            h2[i] = kern_fp32_to_fp16(f[i]);
+        CHECK(memcmp(h1, h2, sizeof h1) == 0);
+        kern_fp16_to_fp32_row(h1, g, 67);
+        for (int i = 0; i < 67; i++)
+            CHECK(g[i] == kern_fp16_to_fp32(h1[i]));
+    }
     CHECK(kern_bf16_to_fp32(0x3f80) == 1.0f);
     CHECK_EQ_INT(kern_fp32_to_bf16(1.0f), 0x3f80);
     CHECK_EQ_INT(kern_fp32_to_bf16(1.00390625f), 0x3f80); /* tie -> even */

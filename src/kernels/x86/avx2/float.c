@@ -50,14 +50,32 @@ FLOAT_KERN(f32, ld_f32, sc_f32)
 FLOAT_KERN(f16, ld_f16, sc_f16)
 FLOAT_KERN(bf16, ld_bf16, sc_bf16)
 
-static void quantize_f16(const float *x, void *vy, int64_t n)
+void kern_avx2_fp32_to_fp16_row(const float *x, uint16_t *y, int64_t n)
 {
-    uint16_t *y = vy;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), 0));
     for (; i < n; i++)
-        y[i] = kern_fp32_to_fp16(x[i]);
+        y[i] = (uint16_t)_cvtss_sh(x[i], 0);
+}
+
+void kern_avx2_fp16_to_fp32_row(const uint16_t *x, float *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    for (; i < n; i++)
+        y[i] = _cvtsh_ss(x[i]);
+}
+
+static void quantize_f16(const float *x, void *vy, int64_t n)
+{
+    kern_avx2_fp32_to_fp16_row(x, vy, n);
+}
+
+static void to_float_f16(const void *x, float *y, int64_t n)
+{
+    kern_avx2_fp16_to_fp32_row(x, y, n);
 }
 
 void kern_avx2_fill_float(struct kern_type_ops *ops, enum gg_type type);
@@ -72,6 +90,7 @@ void kern_avx2_fill_float(struct kern_type_ops *ops, enum gg_type type)
         ops->vec_dot = f16_vec_dot;
         ops->gemm = f16_gemm;
         ops->quantize_act = quantize_f16;
+        ops->to_float = to_float_f16;
         break;
     case GG_TYPE_BF16:
         ops->vec_dot = bf16_vec_dot;
