@@ -206,7 +206,8 @@ enum sp_status engine_ctx_new(struct engine_model *m, struct engine_ctx **out, s
         result = sp_err_set(err, SP_ERR_NOMEM, "out of memory creating a context");
         goto fail;
     }
-    atomic_init(&c->cancel, false);
+    atomic_init(&c->gen_id, 0);
+    atomic_init(&c->cancel_id, 0);
     *out = c;
     return SP_OK;
 fail:
@@ -228,7 +229,18 @@ void engine_ctx_free(struct engine_ctx *c)
     sp_free(c);
 }
 
-void engine_ctx_cancel(struct engine_ctx *c) { atomic_store(&c->cancel, true); }
+void engine_ctx_cancel(struct engine_ctx *c) { atomic_store(&c->cancel_id, atomic_load(&c->gen_id)); }
+
+uint64_t engine_ctx_generation_id(const struct engine_ctx *c)
+{
+    return atomic_load(&((struct engine_ctx *)(uintptr_t)c)->gen_id);
+}
+
+void engine_ctx_cancel_id(struct engine_ctx *c, uint64_t id)
+{
+    if (id != 0)
+        atomic_store(&c->cancel_id, id);
+}
 
 enum sp_status engine_tokenize_count(const struct engine_model *m, const char *text, bool add_bos,
                                      bool parse_special, int *n_tokens, struct sp_err *err)

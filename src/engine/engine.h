@@ -120,7 +120,9 @@ void engine_ctx_free(struct engine_ctx *c);
 enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_params *p,
                                engine_token_cb cb, void *userdata, struct engine_gen_result *res,
                                struct sp_err *err) SP_MUST_USE;
-/* Thread-safe: ask the running engine_generate on c to stop at its next step. */
+/* Thread-safe: ask the running engine_generate on c to stop at its next step.
+ * (It targets the generation running now, or the last one if none runs: a
+ * cancel between two calls never stops the next one.) */
 void engine_ctx_cancel(struct engine_ctx *c);
 
 /* Count tokens of text (for usage/limits), same tokenization as generate. */
@@ -135,6 +137,13 @@ const char *engine_token_text(const struct engine_model *m, int32_t token, size_
 struct tok_vocab;
 /* The model's tokenizer (valid while m lives). */
 const struct tok_vocab *engine_model_vocab(const struct engine_model *m);
+/* Id of the generation running on c, or of the last one started (0 before
+ * the first). Read it from the token callback to name "this" generation. */
+uint64_t engine_ctx_generation_id(const struct engine_ctx *c);
+/* Thread-safe: stop generation `id` if it is still running; no effect on any
+ * later generation of c (safe to call late, e.g. from a response-free hook
+ * after the ctx went back to the pool and started another request). */
+void engine_ctx_cancel_id(struct engine_ctx *c, uint64_t id);
 /* Number of weight elements (parameters). */
 size_t engine_model_n_params(const struct engine_model *m);
 /* Quantization name: from general.file_type ("Q4_K_M", "Q8_0", ...), else

@@ -39,7 +39,8 @@ struct engine_ctx {
     int32_t *prompt;       /* [n_ctx + 1] tokenization scratch */
     struct sp_buf held;    /* decoded text not yet released (possible stop prefix) */
     struct sp_buf emit;    /* text released by the current event */
-    _Atomic bool cancel;
+    _Atomic uint64_t gen_id;     /* id of the running / last generation (0 = none yet) */
+    _Atomic uint64_t cancel_id;  /* generation asked to stop (0 = none) */
     int32_t top_ids[20];
     float top_lp[20];
 };

@@ -98,7 +98,7 @@ enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_par
     r.finish = ENGINE_FINISH_STOP;
     if (res)
         *res = r;
-    atomic_store(&c->cancel, false);
+    const uint64_t my_id = atomic_fetch_add(&c->gen_id, 1) + 1;
     sp_buf_reset(&c->held);
     sp_buf_reset(&c->emit);
     if (!p || !p->prompt)
@@ -142,7 +142,7 @@ enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_par
     double t_first = 0;
     bool stopped = false;
     for (;;) {
-        if (atomic_load(&c->cancel)) {
+        if (atomic_load(&c->cancel_id) == my_id) {
             r.finish = ENGINE_FINISH_CANCELLED;
             break;
         }

@@ -132,6 +132,17 @@ TEST(stop_strings_and_cancel)
     CHECK(engine_generate(c, &p, on_tok, &ca, &r, &err) == SP_OK);
     CHECK_EQ_INT(r.finish, ENGINE_FINISH_CANCELLED);
     CHECK_EQ_INT(ca.n_tokens, 2);
+    /* a late cancel (of the finished generation) does not stop the next one */
+    uint64_t old = engine_ctx_generation_id(c);
+    CHECK(old > 0);
+    engine_ctx_cancel(c);
+    engine_ctx_cancel_id(c, old);
+    struct collect cn = {0};
+    p.max_tokens = 6;
+    CHECK(engine_generate(c, &p, on_tok, &cn, &r, &err) == SP_OK);
+    CHECK_EQ_INT(r.finish, ENGINE_FINISH_LENGTH);
+    CHECK_EQ_INT(cn.n_tokens, 6);
+    CHECK(engine_ctx_generation_id(c) == old + 1);
     engine_ctx_free(c);
 }
 
