@@ -1,6 +1,7 @@
 /* q2_avx512.c - AVX-512 VNNI dot products for the remaining quantized types:
- * Q5_0, Q4_1, Q5_1 (pairs of 32-element blocks per vector, groups of 8
- * blocks with vectorized fp16 scales, vpdpbusd) and Q2_K, Q3_K, Q5_K
+ * Q5_0, Q4_1, Q5_1, Q8_0 (pairs of 32-element blocks per vector, groups of 8
+ * blocks with vectorized fp16 scales, vpdpbusd on unsigned quants with the
+ * offset through sum(y); gemm over two weight rows) and Q2_K, Q3_K, Q5_K
  * (64 unsigned quants per vector, vpmaddubsw + vpdpwssd with 16-bit scale
  * vectors; offsets and mins through the Q8_K bsums). */
 #include "kernels/x86/avx512/avx512_util.h"
@@ -61,6 +62,18 @@ KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib)
                            _mm256_and_si256(avx2_bits_to_bytes(w[ib].qh), _mm256_set1_epi8(0x10)));
 }
 
+/* Q8_0 as unsigned: q + 128 (xor 0x80), the 128 * sum(y) offset shared */
+KERN_AI __m512i q8_0_pairq(const block_q8_0 *w, int64_t ib)
+{
+    return _mm512_xor_si512(pair512(w[ib].qs, w[ib + 1].qs), _mm512_set1_epi8((char)0x80));
+}
+
+KERN_AI __m256i q8_0_oneq(const block_q8_0 *w, int64_t ib)
+{
+    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w[ib].qs),
+                            _mm256_set1_epi8((char)0x80));
+}
+
 /* OFF: subtracted from every quant (0 for the types with a min); HASMIN:
  * add m_w * s_y per block (Q8_1 activations). */
 #define SIMPLE512(NAME, WB, YB, PAIRQ, ONEQ, OFF, HASMIN, MW8, YS8, ONEMS)                              \
@@ -76,7 +89,7 @@ KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib)
             acc[i] = _mm512_setzero_ps();                                                 \
             acc2[i] = _mm256_setzero_ps();                                                \
         }                                                                                 \
-        const __m512i off = _mm512_set1_epi8(OFF);                                        \
+        const __m512i off = _mm512_set1_epi8((char)(OFF));                                        \
         int64_t ib = 0;                                                                   \
         for (; ib + 8 <= nb; ib += 8) {                                                   \
             __m512i q[4];                                                                 \
@@ -108,7 +121,7 @@ KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib)
                 __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);           \
                 if (OFF)                                                                  \
                     dp = _mm256_sub_epi32(dp, _mm256_dpbusd_epi32(_mm256_setzero_si256(), \
-                                                                  _mm256_set1_epi8(OFF), y)); \
+                                                                  _mm256_set1_epi8((char)(OFF)), y)); \
                 acc2[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * avx2_h2f(x[i][ib].d)),     \
                                           _mm256_cvtepi32_ps(dp), acc2[i]);               \
                 if (HASMIN)                                                               \
@@ -137,7 +150,7 @@ KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib)
             acc[0][i] = acc[1][i] = _mm512_setzero_ps();                                  \
             acc2[0][i] = acc2[1][i] = _mm256_setzero_ps();                                \
         }                                                                                 \
-        const __m512i off = _mm512_set1_epi8(OFF);                                        \
+        const __m512i off = _mm512_set1_epi8((char)(OFF));                                        \
         int64_t ib = 0;                                                                   \
         for (; ib + 8 <= nb; ib += 8) {                                                   \
             __m512i q[2][4];                                                              \
@@ -184,7 +197,7 @@ KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib)
                     __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);       \
                     if (OFF)                                                              \
                         dp = _mm256_sub_epi32(dp, _mm256_dpbusd_epi32(_mm256_setzero_si256(), \
-                                                                      _mm256_set1_epi8(OFF), y)); \
+                                                                      _mm256_set1_epi8((char)(OFF)), y)); \
                     acc2[h][i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * avx2_h2f(x[i][ib].d)), \
                                                  _mm256_cvtepi32_ps(dp), acc2[h][i]);     \
                     if (HASMIN)                                                           \
@@ -214,6 +227,10 @@ SIMPLE512_2(q5_1, block_q5_1, block_q8_1, q5_1_pairq, q5_1_oneq, 0, 1, MW8_M, YS
 SIMPLE512(q5_0, block_q5_0, block_q8_0, q5_0_pairq, q5_0_oneq, 16, 0, MW8_NONE, MW8_NONE,
           ONEMS_NONE)
 SIMPLE512_2(q5_0, block_q5_0, block_q8_0, q5_0_pairq, q5_0_oneq, 16, 0, MW8_NONE, MW8_NONE,
+            ONEMS_NONE)
+SIMPLE512(q8_0, block_q8_0, block_q8_0, q8_0_pairq, q8_0_oneq, 128, 0, MW8_NONE, MW8_NONE,
+          ONEMS_NONE)
+SIMPLE512_2(q8_0, block_q8_0, block_q8_0, q8_0_pairq, q8_0_oneq, 128, 0, MW8_NONE, MW8_NONE,
             ONEMS_NONE)
 
 /* ---- Q5_K: Q4_K plus the 5th bit from qh (bit j of qh[l] for sub-block j) */
@@ -381,6 +398,10 @@ void kern_avx512_fill_q2(struct kern_type_ops *ops, enum gg_type type)
     case GG_TYPE_Q5_0:
         ops->vec_dot = q5_0_vec_dot;
         ops->gemm = q5_0_gemm2;
+        break;
+    case GG_TYPE_Q8_0:
+        ops->vec_dot = q8_0_vec_dot;
+        ops->gemm = q8_0_gemm2;
         break;
     case GG_TYPE_Q5_1:
         ops->vec_dot = q5_1_vec_dot;
