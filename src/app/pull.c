@@ -449,6 +449,11 @@ enum sp_status app_pull(const struct app_pull_opts *o, struct app_pulled *out, s
         const char *commit = p.meta && p.meta->commit ? p.meta->commit : "";
         LOG_INFO("hub", "%s@%s: using the cached files in %s (no request made)", p.id.repo,
                  p.id.revision, p.revdir);
+        if (!hub_revision_is_commit(p.id.revision) && commit[0])
+            LOG_WARN("hub",
+                     "%s@%s is not pinned: the cached files are commit %s and the Hub may have "
+                     "moved on (drift); pin it with %s@%s",
+                     p.id.repo, p.id.revision, commit, p.id.repo, commit);
         if (!p.meta || !p.meta->primary) {
             for (size_t i = 0; i < p.want.n; i++) {
                 char *dest = NULL;

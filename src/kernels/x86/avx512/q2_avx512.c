@@ -1,6 +1,7 @@
 /* q2_avx512.c - AVX-512 VNNI dot products for the remaining quantized types:
- * Q5_0, Q4_1, Q5_1 (pairs of 32-element blocks per vector, groups of 8
- * blocks with vectorized fp16 scales, vpdpbusd) and Q2_K, Q3_K, Q5_K
+ * Q5_0, Q4_1, Q5_1, Q8_0 (pairs of 32-element blocks per vector, groups of 8
+ * blocks with vectorized fp16 scales, vpdpbusd on unsigned quants with the
+ * offset through sum(y); gemm over two weight rows) and Q2_K, Q3_K, Q5_K
  * (64 unsigned quants per vector, vpmaddubsw + vpdpwssd with 16-bit scale
  * vectors; offsets and mins through the Q8_K bsums). */
 #include "kernels/x86/avx512/avx512_util.h"
@@ -61,6 +62,18 @@ KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib)
                            _mm256_and_si256(avx2_bits_to_bytes(w[ib].qh), _mm256_set1_epi8(0x10)));
 }
 
+/* Q8_0 as unsigned: q + 128 (xor 0x80), the 128 * sum(y) offset shared */
+KERN_AI __m512i q8_0_pairq(const block_q8_0 *w, int64_t ib)
+{
+    return _mm512_xor_si512(pair512(w[ib].qs, w[ib + 1].qs), _mm512_set1_epi8((char)0x80));
+}
+
+KERN_AI __m256i q8_0_oneq(const block_q8_0 *w, int64_t ib)
+{
+    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w[ib].qs),
+                            _mm256_set1_epi8((char)0x80));
+}
+
 /* OFF: subtracted from every quant (0 for the types with a min); HASMIN:
  * add m_w * s_y per block (Q8_1 activations). */
 #define SIMPLE512(NAME, WB, YB, PAIRQ, ONEQ, OFF, HASMIN, MW8, YS8, ONEMS)                              \
@@ -76,7 +89,7 @@ KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib)
             acc[i] = _mm512_setzero_ps();                                                 \
             acc2[i] = _mm256_setzero_ps();                                                \
         }                                                                                 \
-        const __m512i off = _mm512_set1_epi8(OFF);                                        \
+        const __m512i off = _mm512_set1_epi8((char)(OFF));                                        \
         int64_t ib = 0;                                                                   \
         for (; ib + 8 <= nb; ib += 8) {                                                   \
             __m512i q[4];                                                                 \
@@ -108,7 +121,7 @@ KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib)
                 __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);           \
                 if (OFF)                                                                  \
                     dp = _mm256_sub_epi32(dp, _mm256_dpbusd_epi32(_mm256_setzero_si256(), \
-                                                                  _mm256_set1_epi8(OFF), y)); \
+                                                                  _mm256_set1_epi8((char)(OFF)), y)); \
                 acc2[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * avx2_h2f(x[i][ib].d)),     \
                                           _mm256_cvtepi32_ps(dp), acc2[i]);               \
                 if (HASMIN)                                                               \
@@ -121,6 +134,85 @@ KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib)
     }                                                                                     \
     KERN_AVX2_DRIVER(NAME, NAME##_kern, KERN_QK)
 
+/* Two weight rows x nr activation rows for the SIMPLE512 types (prefill):
+ * activation loads, scales and offset products shared; per output the
+ * arithmetic of NAME_kern. */
+#define SIMPLE512_2(NAME, WB, YB, PAIRQ, ONEQ, OFF, HASMIN, MW8, YS8, ONEMS)              \
+    KERN_AI void NAME##_kern2(int nr, int64_t nb, const void *vw0, const void *vw1,       \
+                              const void *const *vx, float *out0, float *out1)            \
+    {                                                                                     \
+        const WB *w[2] = { vw0, vw1 };                                                    \
+        const YB *x[NRMAX];                                                               \
+        __m512 acc[2][NRMAX];                                                             \
+        __m256 acc2[2][NRMAX];                                                            \
+        KERN_UNROLL for (int i = 0; i < nr; i++) {                                        \
+            x[i] = vx[i];                                                                 \
+            acc[0][i] = acc[1][i] = _mm512_setzero_ps();                                  \
+            acc2[0][i] = acc2[1][i] = _mm256_setzero_ps();                                \
+        }                                                                                 \
+        const __m512i off = _mm512_set1_epi8((char)(OFF));                                        \
+        int64_t ib = 0;                                                                   \
+        for (; ib + 8 <= nb; ib += 8) {                                                   \
+            __m512i q[2][4];                                                              \
+            __m256 dw[2], mw[2];                                                          \
+            KERN_UNROLL for (int h = 0; h < 2; h++) {                                     \
+                KERN_UNROLL for (int p = 0; p < 4; p++)                                   \
+                    q[h][p] = PAIRQ(w[h], ib + 2 * p);                                    \
+                dw[h] = LOAD_D8S(&w[h][ib]);                                              \
+                mw[h] = _mm256_setzero_ps();                                              \
+                if (HASMIN)                                                               \
+                    mw[h] = MW8(w[h], ib);                                                \
+            }                                                                             \
+            KERN_UNROLL for (int i = 0; i < nr; i++) {                                    \
+                const __m256 dy = LOAD_D8S(&x[i][ib]);                                    \
+                const __m512 s0 = _mm512_castps256_ps512(_mm256_mul_ps(dw[0], dy));       \
+                const __m512 s1 = _mm512_castps256_ps512(_mm256_mul_ps(dw[1], dy));       \
+                KERN_UNROLL for (int p = 0; p < 4; p++) {                                 \
+                    const __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs); \
+                    __m512i dp0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0][p], y); \
+                    __m512i dp1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[1][p], y); \
+                    if (OFF) {                                                            \
+                        const __m512i o = _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y); \
+                        dp0 = _mm512_sub_epi32(dp0, o);                                   \
+                        dp1 = _mm512_sub_epi32(dp1, o);                                   \
+                    }                                                                     \
+                    acc[0][i] = _mm512_fmadd_ps(bcast_pair(s0, p), _mm512_cvtepi32_ps(dp0), \
+                                                acc[0][i]);                               \
+                    acc[1][i] = _mm512_fmadd_ps(bcast_pair(s1, p), _mm512_cvtepi32_ps(dp1), \
+                                                acc[1][i]);                               \
+                }                                                                         \
+                if (HASMIN) {                                                             \
+                    const __m256 ys = YS8(x[i], ib);                                      \
+                    acc2[0][i] = _mm256_fmadd_ps(mw[0], ys, acc2[0][i]);                  \
+                    acc2[1][i] = _mm256_fmadd_ps(mw[1], ys, acc2[1][i]);                  \
+                }                                                                         \
+            }                                                                             \
+        }                                                                                 \
+        for (; ib < nb; ib++) {                                                           \
+            KERN_UNROLL for (int h = 0; h < 2; h++) {                                     \
+                const __m256i q = ONEQ(w[h], ib);                                         \
+                const float d0 = avx2_h2f(w[h][ib].d);                                    \
+                KERN_UNROLL for (int i = 0; i < nr; i++) {                                \
+                    const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);   \
+                    __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);       \
+                    if (OFF)                                                              \
+                        dp = _mm256_sub_epi32(dp, _mm256_dpbusd_epi32(_mm256_setzero_si256(), \
+                                                                      _mm256_set1_epi8((char)(OFF)), y)); \
+                    acc2[h][i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * avx2_h2f(x[i][ib].d)), \
+                                                 _mm256_cvtepi32_ps(dp), acc2[h][i]);     \
+                    if (HASMIN)                                                           \
+                        acc2[h][i] = _mm256_add_ps(                                       \
+                            acc2[h][i], _mm256_setr_ps(ONEMS(w[h], x[i], ib), 0, 0, 0, 0, 0, 0, 0)); \
+                }                                                                         \
+            }                                                                             \
+        }                                                                                 \
+        KERN_UNROLL for (int i = 0; i < nr; i++) {                                        \
+            out0[i] = _mm512_reduce_add_ps(acc[0][i]) + avx2_hsum_ps(acc2[0][i]);         \
+            out1[i] = _mm512_reduce_add_ps(acc[1][i]) + avx2_hsum_ps(acc2[1][i]);         \
+        }                                                                                 \
+    }                                                                                     \
+    KERN_DRIVER2(NAME, NAME##_kern2, KERN_QK)
+
 /* the min parts: m of 8 weight blocks, s of 8 activation blocks, m*s of one */
 #define MW8_M(B, I) LOAD_F8S(&(B)[I], m)
 #define YS8_S(B, I) LOAD_F8S(&(B)[I], s)
@@ -129,9 +221,17 @@ KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib)
 #define ONEMS_NONE(W, X, I) 0.0f
 
 SIMPLE512(q4_1, block_q4_1, block_q8_1, q4_1_pairq, q4_1_oneq, 0, 1, MW8_M, YS8_S, ONEMS_MS)
+SIMPLE512_2(q4_1, block_q4_1, block_q8_1, q4_1_pairq, q4_1_oneq, 0, 1, MW8_M, YS8_S, ONEMS_MS)
 SIMPLE512(q5_1, block_q5_1, block_q8_1, q5_1_pairq, q5_1_oneq, 0, 1, MW8_M, YS8_S, ONEMS_MS)
+SIMPLE512_2(q5_1, block_q5_1, block_q8_1, q5_1_pairq, q5_1_oneq, 0, 1, MW8_M, YS8_S, ONEMS_MS)
 SIMPLE512(q5_0, block_q5_0, block_q8_0, q5_0_pairq, q5_0_oneq, 16, 0, MW8_NONE, MW8_NONE,
           ONEMS_NONE)
+SIMPLE512_2(q5_0, block_q5_0, block_q8_0, q5_0_pairq, q5_0_oneq, 16, 0, MW8_NONE, MW8_NONE,
+            ONEMS_NONE)
+SIMPLE512(q8_0, block_q8_0, block_q8_0, q8_0_pairq, q8_0_oneq, 128, 0, MW8_NONE, MW8_NONE,
+          ONEMS_NONE)
+SIMPLE512_2(q8_0, block_q8_0, block_q8_0, q8_0_pairq, q8_0_oneq, 128, 0, MW8_NONE, MW8_NONE,
+            ONEMS_NONE)
 
 /* ---- Q5_K: Q4_K plus the 5th bit from qh (bit j of qh[l] for sub-block j) */
 KERN_AI void q5_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
@@ -293,15 +393,19 @@ void kern_avx512_fill_q2(struct kern_type_ops *ops, enum gg_type type)
     switch (type) {
     case GG_TYPE_Q4_1:
         ops->vec_dot = q4_1_vec_dot;
-        ops->gemm = q4_1_gemm;
+        ops->gemm = q4_1_gemm2;
         break;
     case GG_TYPE_Q5_0:
         ops->vec_dot = q5_0_vec_dot;
-        ops->gemm = q5_0_gemm;
+        ops->gemm = q5_0_gemm2;
+        break;
+    case GG_TYPE_Q8_0:
+        ops->vec_dot = q8_0_vec_dot;
+        ops->gemm = q8_0_gemm2;
         break;
     case GG_TYPE_Q5_1:
         ops->vec_dot = q5_1_vec_dot;
-        ops->gemm = q5_1_gemm;
+        ops->gemm = q5_1_gemm2;
         break;
     case GG_TYPE_Q2_K:
         ops->vec_dot = q2_K_vec_dot;

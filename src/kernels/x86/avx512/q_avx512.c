@@ -1,8 +1,8 @@
-/* q_avx512.c - AVX-512 VNNI dot products for the hot types: Q4_0 and Q8_0
- * (two 32-element blocks per 512-bit vector, vpdpbusd), Q4_K and Q6_K
- * (64 quants per vector: vpmaddubsw then vpdpwssd with a 16-bit scale vector
- * built once per super-block by vpermw), and F16. Weights are unpacked once
- * for up to 4 activation rows (the gemm driver of avx2_util.h). */
+/* q_avx512.c - AVX-512 VNNI dot products for the hot types: Q4_0 (two
+ * 32-element blocks per 512-bit vector, vpdpbusd; gemm over two weight rows),
+ * Q4_K and Q6_K (64 quants per vector: vpmaddubsw then vpdpwssd with a 16-bit
+ * scale vector built once per super-block by vpermw), and F16. Weights are
+ * unpacked once for up to 4 activation rows (the drivers of avx2_util.h). */
 #include "kernels/x86/avx512/avx512_util.h"
 
 #define NRMAX 4
@@ -123,66 +123,6 @@ KERN_AI void q4_0_kern2(int nr, int64_t nb, const void *vw0, const void *vw1,
 KERN_AVX2_DRIVER(q4_0, q4_0_kern, KERN_QK)
 KERN_DRIVER2(q4_0, q4_0_kern2, KERN_QK)
 
-/* ---- Q8_0 x Q8_0: |w| (u8) times y with the sign of w moved onto y */
-KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
-{
-    const block_q8_0 *w = vw;
-    const block_q8_0 *x[NRMAX];
-    __m512 acc[NRMAX];
-    __m256 acc2[NRMAX];
-    KERN_UNROLL for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm512_setzero_ps();
-        acc2[i] = _mm256_setzero_ps();
-    }
-    int64_t ib = 0;
-    for (; ib + 8 <= nb; ib += 8) {
-        __m512i aq[4];
-        __mmask64 neg[4];
-        KERN_UNROLL for (int p = 0; p < 4; p++) {
-            const __m512i q = pair512(w[ib + 2 * p].qs, w[ib + 2 * p + 1].qs);
-            aq[p] = _mm512_abs_epi8(q);
-            neg[p] = _mm512_movepi8_mask(q);
-        }
-        const __m256 dw = LOAD_D8S(&w[ib]);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(dw, LOAD_D8S(&x[i][ib])));
-            KERN_UNROLL for (int p = 0; p < 4; p++) {
-                __m512i y = pair512(x[i][ib + 2 * p].qs, x[i][ib + 2 * p + 1].qs);
-                y = _mm512_mask_sub_epi8(y, neg[p], _mm512_setzero_si512(), y);
-                const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aq[p], y);
-                acc[i] = _mm512_fmadd_ps(bcast_pair(s8, p), _mm512_cvtepi32_ps(dp), acc[i]);
-            }
-        }
-    }
-    for (; ib + 2 <= nb; ib += 2) {
-        const __m512i q = pair512(w[ib].qs, w[ib + 1].qs);
-        const __m512i aq = _mm512_abs_epi8(q);
-        const __mmask64 neg = _mm512_movepi8_mask(q);
-        const float d0 = avx2_h2f(w[ib].d), d1 = avx2_h2f(w[ib + 1].d);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            __m512i y = pair512(x[i][ib].qs, x[i][ib + 1].qs);
-            y = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
-            const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aq, y);
-            const __m512 s = scale_pair512(d0 * avx2_h2f(x[i][ib].d), d1 * avx2_h2f(x[i][ib + 1].d));
-            acc[i] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dp), acc[i]);
-        }
-    }
-    if (ib < nb) {
-        const __m256i q = _mm256_loadu_si256((const __m256i *)w[ib].qs);
-        const __m256i aq = _mm256_sign_epi8(q, q);
-        const float d0 = avx2_h2f(w[ib].d);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const __m256i y = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x[i][ib].qs), q);
-            const __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aq, y);
-            acc2[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * avx2_h2f(x[i][ib].d)),
-                                      _mm256_cvtepi32_ps(dp), acc2[i]);
-        }
-    }
-    KERN_UNROLL for (int i = 0; i < nr; i++)
-        out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(acc2[i]);
-}
-KERN_AVX2_DRIVER(q8_0, q8_0_kern, KERN_QK)
 
 /* ---- Q4_K */
 KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
@@ -358,10 +298,6 @@ void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type)
     case GG_TYPE_Q4_0:
         ops->vec_dot = q4_0_vec_dot;
         ops->gemm = q4_0_gemm2;
-        break;
-    case GG_TYPE_Q8_0:
-        ops->vec_dot = q8_0_vec_dot;
-        ops->gemm = q8_0_gemm;
         break;
     case GG_TYPE_Q4_K:
         ops->vec_dot = q4_K_vec_dot;
