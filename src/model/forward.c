@@ -42,6 +42,7 @@ struct model_state {
     int layer, n_tok, pos0;
     const float *norm_w; /* add_norm_range: weight, and whether to add xb2 first */
     bool add_first;
+    int att_per_item;    /* query heads per attention item (group or 1) */
 };
 
 #define ALIGN_UP(x) (((x) + 63u) & ~(size_t)63u)
@@ -269,22 +270,26 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
     const struct kern_type_ops *ops_k = hd < 64 && ref ? ref : ops;
     const char *kbase = kv_cache_k(kv, l, 0);
     const size_t kstride = (size_t)Dkv * kv->elt, vstride = nc * kv->elt;
+    /* an item is one token and `per` query heads sharing one KV head: the
+     * whole group (per = group), or single heads when there are too few
+     * groups to keep the threads busy (decode with few KV heads) */
+    const int per = s->att_per_item;
+    const int items_per_tok = hp->n_head / per;
     for (int64_t item = it0; item < it1; item++) {
-        /* one token i and one KV head g, with the `group` query heads sharing it */
-        const int i = (int)(item / hp->n_head_kv), g = (int)(item % hp->n_head_kv);
+        const int i = (int)(item / items_per_tok), h0 = (int)(item % items_per_tok) * per, g = h0 / group;
         const int n_kv = s->pos0 + i + 1;
-        const float *q = s->q + (size_t)i * Dq + (size_t)g * group * hd;
-        float *out = s->att + (size_t)i * Dq + (size_t)g * group * hd;
+        const float *q = s->q + (size_t)i * Dq + (size_t)h0 * hd;
+        float *out = s->att + (size_t)i * Dq + (size_t)h0 * hd;
         const char *kg = kbase + (size_t)g * hd * kv->elt;
         const char *vg = kv_cache_v(kv, l, g * hd);
         /* scores[b][j] = K[j] . q_b (q rounded to F16 like llama.cpp's F16 KV matmul) */
         if (f16) {
-            kern_ops(GG_TYPE_F16)->quantize_act(q, q16, (int64_t)group * hd);
-            ops_k->gemm(hd, 0, n_kv, group, kg, kstride, q16, (size_t)hd * 2, sc, nc);
+            kern_ops(GG_TYPE_F16)->quantize_act(q, q16, (int64_t)per * hd);
+            ops_k->gemm(hd, 0, n_kv, per, kg, kstride, q16, (size_t)hd * 2, sc, nc);
         } else {
-            ops_k->gemm(hd, 0, n_kv, group, kg, kstride, q, (size_t)hd * 4, sc, nc);
+            ops_k->gemm(hd, 0, n_kv, per, kg, kstride, q, (size_t)hd * 4, sc, nc);
         }
-        for (int b = 0; b < group; b++) {
+        for (int b = 0; b < per; b++) {
             float *row = sc + (size_t)b * nc;
             float mx = -INFINITY;
             for (int j = 0; j < n_kv; j++) {
@@ -310,9 +315,9 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
         /* out_b[d] = V^T[d] . p_b over the positions */
         const struct kern_type_ops *ops_v = n_kv < 64 && hd < 64 && ref ? ref : ops;
         if (f16)
-            ops_v->gemm(n_kv, 0, hd, group, vg, vstride, p16, nc * 2, out, (size_t)hd);
+            ops_v->gemm(n_kv, 0, hd, per, vg, vstride, p16, nc * 2, out, (size_t)hd);
         else
-            ops_v->gemm(n_kv, 0, hd, group, vg, vstride, sc, nc * 4, out, (size_t)hd);
+            ops_v->gemm(n_kv, 0, hd, per, vg, vstride, sc, nc * 4, out, (size_t)hd);
     }
 }
 
@@ -380,7 +385,9 @@ enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, i
         s->n_tok = n;
         s->pos0 = pos0;
         be->ops->parallel_for(be, rope_store_range, s, n, 1, (double)n * (Dq + Dkv) * 8.0);
-        be->ops->parallel_for(be, attention_range, s, (int64_t)n * hp->n_head_kv, 1,
+        const int group = hp->n_head / hp->n_head_kv;
+        s->att_per_item = (int64_t)n * hp->n_head_kv >= 4 * (int64_t)be->n_threads ? group : 1;
+        be->ops->parallel_for(be, attention_range, s, (int64_t)n * (hp->n_head / s->att_per_item), 1,
                               (double)n * hp->n_head * (double)(pos0 + n) * hp->head_dim * 4.0);
         struct backend_mm o = {&L->wo, s->xb2, (size_t)E};
         be->ops->matmul(be, &o, 1, s->att, n, (size_t)Dq);
