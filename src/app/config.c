@@ -5,6 +5,7 @@
  * Scalars go through ${secrets:NAME} / ${env:NAME} expansion. Bounded: the
  * input is capped at 1 MiB, models at 256, files per model at 64. */
 #include "app/config.h"
+#include "hub/hub.h"
 #include "obs/log.h"
 
 #include <errno.h>
@@ -393,6 +394,15 @@ static enum sp_status parse_model(struct walk *w, yaml_node_t *map, size_t idx, 
         return fail_at(w, map, path, "missing required field 'from'");
     if (!m->name || !m->name[0])
         return fail_at(w, map, path, "missing required field 'name'");
+    /* A Hub id with a bad org/name/revision (e.g. "@../../etc") is a config
+     * error at startup, before any request (DESIGN.md s5): without this the
+     * server started and only the model's loader failed. */
+    if (!strncmp(m->from, "huggingface:", 12) || !strncmp(m->from, "hf:", 3)) {
+        struct hub_id id;
+        struct sp_err iderr = {0};
+        if (hub_id_parse(m->from, strlen(m->from), &id, &iderr) != SP_OK)
+            return fail_at(w, map, path, "from: %s", iderr.msg);
+    }
     for (const char *c = m->name; *c; c++) {
         if ((unsigned char)*c < 0x21 || *c == '/' || *c == '"' || *c == '\\' || (unsigned char)*c >= 0x7f)
             return fail_at(w, map, path, "name '%.64s' may contain only printable ASCII without '/', quotes or spaces",
