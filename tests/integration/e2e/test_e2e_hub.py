@@ -149,6 +149,8 @@ try:
     check(os.path.isfile(cached) and sha256(cached) == model_sha,
           "pulled file in $SPOKE_HOME/models/name/main/ is bit-identical (%s)" %
           (os.listdir(os.path.join(a.tmp, "models")) if os.path.isdir(os.path.join(a.tmp, "models")) else "none"))
+    r = spoke(["run", cached, PROMPT, "-n", str(N), "--temp", "0"], {"HF_HUB_OFFLINE": "1"})
+    check(r.returncode == 0 and run_text(r) == got, "spoke run on the pulled file gives the same text")
     check(not hub.cdn_auth, "the CDN never saw an Authorization header (%s)" % hub.cdn_auth)
     hub_reqs = hub.requests(origin="hub", contains="org/name")
     check(hub_reqs and all(r["auth"] == "Bearer " + TOKEN for r in hub_reqs),
@@ -189,7 +191,8 @@ try:
                        ("metrics", metrics)):
         for tok in (TOKEN, WRONG, WRONG[3:]):
             check(tok not in text, "a token appears in the server %s" % what)
-    check("HF_TOKEN" not in out, "stdout does not name secrets")
+    check("using the Hugging Face token from" in err_text, "the log names the token source (DESIGN.md s5)")
+    check("no token sent there" in err_text, "the log notes the cross-origin redirect without the token")
 
     # ---- 2. initial_load: false: ready at once, first request pulls ------------------------
     print("2. serve, initial_load: false", flush=True)
