@@ -123,6 +123,25 @@ static enum sp_status get_string(struct walk *w, const yaml_node_t *n, const cha
     return SP_OK;
 }
 
+/* A filesystem path: like get_string, and a leading "~/" becomes $HOME/. */
+static enum sp_status get_path(struct walk *w, const yaml_node_t *n, const char *key, char **out)
+{
+    enum sp_status result = get_string(w, n, key, out);
+    if (result != SP_OK || strncmp(*out, "~/", 2) != 0)
+        return result;
+    const char *home = getenv("HOME");
+    if (!home || !*home)
+        return fail_at(w, n, key, "'~' used but HOME is not set");
+    struct sp_buf b = {0};
+    if (sp_buf_printf(&b, "%s/%s", home, *out + 2) != SP_OK) {
+        sp_buf_free(&b);
+        return fail_at(w, n, key, "out of memory");
+    }
+    sp_free(*out);
+    *out = sp_buf_take(&b);
+    return *out ? SP_OK : fail_at(w, n, key, "out of memory");
+}
+
 static enum sp_status get_i64(struct walk *w, const yaml_node_t *n, const char *key, int64_t min, int64_t max,
                               int64_t *out)
 {
@@ -479,7 +498,7 @@ static enum sp_status parse_history(struct walk *w, yaml_node_t *map, const char
         if (!strcmp(ks, "enabled")) {
             r = get_bool(w, v, key, &h->enabled);
         } else if (!strcmp(ks, "path")) {
-            r = get_string(w, v, key, &h->path);
+            r = get_path(w, v, key, &h->path);
             w->cfg->history_path_set = true;
         } else if (!strcmp(ks, "retention") || !strcmp(ks, "retention_period")) {
             r = get_duration(w, v, key, &h->retention_s);

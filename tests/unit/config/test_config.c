@@ -139,6 +139,10 @@ TEST(misc)
     CHECK(parse("models:\n  - from: hf:a/b\n    name: x\n    weird: 1\n    params: {foo: bar}\n", &c, &e) == SP_OK);
     CHECK_EQ_INT(c.n_warnings, 2);
     app_config_free(&c);
+    setenv("HOME", "/home/tester", 1);
+    CHECK(parse("server:\n  task_history: {path: ~/h/th.db}\n", &c, &e) == SP_OK);
+    CHECK_EQ_STR(c.server.history.path, "/home/tester/h/th.db");
+    app_config_free(&c);
     int64_t s;
     CHECK(app_config_parse_duration("90", &s) && s == 90);
     CHECK(app_config_parse_duration("15m", &s) && s == 900);
