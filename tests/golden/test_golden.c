@@ -5,11 +5,14 @@
  * reference's generated tokens are fed one by one (teacher forcing), so every
  * step is compared: our argmax must equal the reference token and, for the
  * F32 file, the top-3 logprobs must be within 1e-3 over the first 8 steps and
- * within 5e-3 over all 48 (measured: <= 2e-4 early, 3.7e-3 worst at step 42
+ * within 5e-3 over all 48 (measured: <= 7e-4 early, 3.8e-3 worst at step 42
  * for a token at logprob -10: the F16 KV cache rounds q, K, V and the softmax
- * weights to F16 as llama.cpp does, and float-order differences flip a few of
- * those roundings; the same growth is seen between llama.cpp builds). Greedy free-running
- * output equals the reference exactly when every teacher-forced argmax does.
+ * weights to F16 as llama.cpp does, and float-order differences in the F32
+ * matmuls flip a few of those roundings, which grows with the steps; the
+ * quantized files, whose integer dot products do not depend on the order,
+ * agree to the reference's 4 printed decimals over the first 8 steps).
+ * Greedy free-running output equals the reference exactly when every
+ * teacher-forced argmax does.
  * Required agreement per file:
  *   F32, F16, Q8_0, llama-2-tiny-random: all steps;
  *   Q4_0, Q5_0, Q5_1: at least up to the step where llama.cpp's own quantized
