@@ -117,6 +117,10 @@ TEST(errors_name_key_and_line)
         {"models:\n  - from: hf:a/b\n    name: x\n    params:\n      token: ${env:X\n", "unterminated"},
         {"a: [\n", "YAML error"},
         {"a: *nope\n", "YAML error"},
+        /* a bad Hub id is a config error at startup, before any request */
+        {"models:\n  - from: huggingface:huggingface.co/org/name@../../etc\n    name: x\n",
+         "spoke.yaml:2: models[0]: from: invalid revision \"../../etc\": use alphanumerics, underscores and dashes"},
+        {"models:\n  - from: hf:../name\n    name: x\n", "models[0]: from: invalid org"},
     };
     for (size_t i = 0; i < SP_ARRAY_LEN(cases); i++) {
         struct app_config c;
