@@ -121,17 +121,6 @@ static bool cur_read(struct cur *c, void *dst, size_t n)
 static bool cur_u32(struct cur *c, uint32_t *v) { return cur_read(c, v, 4); }
 static bool cur_u64(struct cur *c, uint64_t *v) { return cur_read(c, v, 8); }
 
-static size_t val_size(enum gg_value_type t)
-{
-    switch (t) {
-    case GG_VAL_U8: case GG_VAL_I8: case GG_VAL_BOOL: return 1;
-    case GG_VAL_U16: case GG_VAL_I16: return 2;
-    case GG_VAL_U32: case GG_VAL_I32: case GG_VAL_F32: return 4;
-    case GG_VAL_U64: case GG_VAL_I64: case GG_VAL_F64: return 8;
-    default: return 0;
-    }
-}
-
 static const char *val_type_name(enum gg_value_type t)
 {
     static const char *const names[GG_VAL_COUNT] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32",
@@ -170,7 +159,7 @@ static enum sp_status parse_array_body(struct cur *c, enum gg_value_type et, uin
 {
     const char *nm = kv->key.ptr;
     size_t nl = kv->key.len;
-    size_t es = val_size(et);
+    size_t es = gg_val_size(et);
     if (es) {
         uint64_t bytes;
         if (!sp_mul_u64(count, es, &bytes) || bytes > cur_left(c))
@@ -221,7 +210,7 @@ static enum sp_status parse_value(struct cur *c, enum gg_value_type t, unsigned 
     switch (t) {
     case GG_VAL_U8: case GG_VAL_U16: case GG_VAL_U32: case GG_VAL_U64: {
         uint64_t v = 0;
-        if (!cur_read(c, &v, val_size(t)))
+        if (!cur_read(c, &v, gg_val_size(t)))
             return TRUNC(err, c, nm, nl, "a value");
         kv->v.u = v;
         return SP_OK;
@@ -758,7 +747,7 @@ bool gg_arr_str(const struct gg_file *f, const char *key, uint64_t i, struct gg_
 const void *gg_arr_data(const struct gg_file *f, const char *key)
 {
     const struct gg_kv *kv = kv_get(f, key);
-    if (!kv || kv->type != GG_VAL_ARRAY || val_size(kv->arr_type) == 0)
+    if (!kv || kv->type != GG_VAL_ARRAY || gg_val_size(kv->arr_type) == 0)
         return NULL;
     return f->base + kv->arr_data;
 }

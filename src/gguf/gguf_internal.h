@@ -1,6 +1,6 @@
 /* gguf_internal.h - pieces shared by the GGUF reader and writer (not public):
- * a seeded string hash and an open-addressing index from names to positions,
- * so duplicate keys / tensor names are found in linear time. */
+ * scalar value sizes, a seeded string hash and an open-addressing index from
+ * names to positions, so duplicate keys / tensor names are found in linear time. */
 #ifndef SPOKE_GGUF_INTERNAL_H
 #define SPOKE_GGUF_INTERNAL_H
 
@@ -30,6 +30,10 @@ static inline uint64_t gg_hash_bytes(const void *data, size_t n, uint64_t seed)
     h ^= h >> 32;
     return h;
 }
+
+/* Bytes of one scalar of type t (for arrays: of one element); 0 for strings,
+ * arrays and unknown types. */
+size_t gg_val_size(enum gg_value_type t);
 
 /* Index of names: slots hold (hash, position + 1); 0 = empty. The names are
  * owned by the caller and found through the callback. */

@@ -1,6 +1,7 @@
 /* gguf_types.c - the table of ggml tensor types (names and block geometry as
- * ggml defines them), type-name parsing and row sizes, and the string index
- * (open addressing, linear probing) used by the reader and the writer. */
+ * ggml defines them), type-name parsing, row and metadata value sizes, and the
+ * string index (open addressing, linear probing) used by the reader and the
+ * writer. */
 #include "gguf/gguf_internal.h"
 
 #include <strings.h>
@@ -64,6 +65,17 @@ bool gg_row_size(enum gg_type type, int64_t n, size_t *out)
     if (out)
         *out = bytes;
     return true;
+}
+
+size_t gg_val_size(enum gg_value_type t)
+{
+    switch (t) {
+    case GG_VAL_U8: case GG_VAL_I8: case GG_VAL_BOOL: return 1;
+    case GG_VAL_U16: case GG_VAL_I16: return 2;
+    case GG_VAL_U32: case GG_VAL_I32: case GG_VAL_F32: return 4;
+    case GG_VAL_U64: case GG_VAL_I64: case GG_VAL_F64: return 8;
+    default: return 0;
+    }
 }
 
 /* ---- string index */

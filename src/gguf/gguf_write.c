@@ -206,21 +206,10 @@ enum sp_status gg_writer_add_kv_str(struct gg_writer *w, const char *key, const 
     return gg_writer_add_kv_strn(w, key, v, strlen(v));
 }
 
-static size_t elem_size(enum gg_value_type t)
-{
-    switch (t) {
-    case GG_VAL_U8: case GG_VAL_I8: case GG_VAL_BOOL: return 1;
-    case GG_VAL_U16: case GG_VAL_I16: return 2;
-    case GG_VAL_U32: case GG_VAL_I32: case GG_VAL_F32: return 4;
-    case GG_VAL_U64: case GG_VAL_I64: case GG_VAL_F64: return 8;
-    default: return 0;
-    }
-}
-
 enum sp_status gg_writer_add_kv_arr(struct gg_writer *w, const char *key, enum gg_value_type elem_type,
                                     const void *data, uint64_t count)
 {
-    size_t es = elem_size(elem_type), bytes;
+    size_t es = gg_val_size(elem_type), bytes;
     if (!es || (!data && count) || !sp_mul_size((size_t)count, es, &bytes))
         return SP_ERR_INVALID;
     uint8_t head[12];
