@@ -192,6 +192,19 @@ static json_t *chunk_json(const struct gen_job *j, const char *text, size_t len,
     return c;
 }
 
+/* With j->mu held: wait while the client lags more than SSE_HIGH_WATER bytes
+ * behind, unless the job is cancelled or the server shuts down. */
+static void sse_wait_room(struct gen_job *j)
+{
+    while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel) &&
+           !atomic_load(&j->s->shutting_down)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+    }
+}
+
 static void sse_push(struct gen_job *j, json_t *payload)
 {
     struct sp_buf b = {0};
@@ -200,13 +213,7 @@ static void sse_push(struct gen_job *j, json_t *payload)
         return;
     }
     pthread_mutex_lock(&j->mu);
-    while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel) &&
-           !atomic_load(&j->s->shutting_down)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
-    }
+    sse_wait_room(j);
     if (sp_buf_append(&j->out, b.data, b.len) != 0)
         atomic_store(&j->cancel, true);
     pthread_cond_broadcast(&j->cv);
@@ -293,13 +300,7 @@ static bool push_text_fast(struct gen_job *j, const char *text, size_t len, bool
         return false;
     }
     pthread_mutex_lock(&j->mu);
-    while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel) &&
-           !atomic_load(&j->s->shutting_down)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
-    }
+    sse_wait_room(j);
     bool was_empty = j->out.len == j->out_off;
     rc = sp_buf_append(&j->out, b.data, b.len);
     if (was_empty)
