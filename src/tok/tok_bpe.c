@@ -8,7 +8,7 @@
  * Encode: invalid UTF-8 becomes U+FFFD; each regex in turn splits every piece
  * into its matches and the gaps between them (a piece is the regex subject,
  * so lookaheads never see past it); each resulting word is merged pairwise by
- * lowest rank (binary heap, ties to the leftmost pair) starting from one
+ * lowest rank (tok_heap keyed by -rank, ties to the leftmost pair) starting from one
  * symbol per byte. */
 #include <string.h>
 
@@ -395,69 +395,8 @@ struct bpe_sym {
     uint32_t n; /* bytes; 0 once merged away */
 };
 
-struct bpe_bigram {
-    uint32_t rank, size; /* size: bytes of left + right when queued (staleness check) */
-    int32_t left, out;   /* right = syms[left].next while the pair is current */
-};
-
-static bool bpe_before(const struct bpe_bigram *a, const struct bpe_bigram *b)
-{
-    return a->rank != b->rank ? a->rank < b->rank : a->left < b->left;
-}
-
-struct bpe_heap {
-    struct bpe_bigram *v;
-    size_t n, cap;
-};
-
-static bool bpe_heap_push(struct bpe_heap *h, struct bpe_bigram b)
-{
-    if (h->n == h->cap) {
-        size_t ncap = h->cap ? h->cap * 2 : 64;
-        struct bpe_bigram *nv = sp_realloc(h->v, ncap * sizeof(*nv));
-        if (!nv)
-            return false;
-        h->v = nv;
-        h->cap = ncap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!bpe_before(&b, &h->v[p]))
-            break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = b;
-    return true;
-}
-
-static struct bpe_bigram bpe_heap_pop(struct bpe_heap *h)
-{
-    struct bpe_bigram top = h->v[0];
-    struct bpe_bigram last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const struct bpe_bigram *best = &last;
-        if (l < h->n && bpe_before(&h->v[l], best)) {
-            m = l;
-            best = &h->v[l];
-        }
-        if (r < h->n && bpe_before(&h->v[r], best))
-            m = r;
-        if (m == i)
-            break;
-        h->v[i] = h->v[m];
-        i = m;
-    }
-    if (h->n)
-        h->v[i] = last;
-    return top;
-}
-
 static bool bpe_try_pair(const struct tok_vocab *v, const struct bpe_sym *syms, int32_t left,
-                         int32_t right, struct bpe_heap *h)
+                         int32_t right, struct tok_heap *h)
 {
     if (left < 0 || right < 0)
         return true;
@@ -466,14 +405,15 @@ static bool bpe_try_pair(const struct tok_vocab *v, const struct bpe_sym *syms, 
     bpe_merge_lookup(v, syms[left].id, syms[right].id, &rank, &out);
     if (out < 0)
         return true;
-    struct bpe_bigram b = {rank, syms[left].n + syms[right].n, left, out};
-    return bpe_heap_push(h, b);
+    struct tok_bigram b = {.key = -(double)rank, .left = left, .out = out,
+                           .size = syms[left].n + syms[right].n};
+    return tok_heap_push(h, b) == SP_OK;
 }
 
 struct bpe_work {
     struct bpe_sym *syms;
     size_t syms_cap;
-    struct bpe_heap heap;
+    struct tok_heap heap;
     char *enc;            /* byte-encoded word (ignore_merges lookup) */
     size_t enc_cap;
 };
@@ -513,7 +453,7 @@ static bool bpe_word(const struct tok_vocab *v, const unsigned char *w, size_t n
         if (!bpe_try_pair(v, syms, (int32_t)i - 1, (int32_t)i, &wk->heap))
             return false;
     while (wk->heap.n) {
-        struct bpe_bigram b = bpe_heap_pop(&wk->heap);
+        struct tok_bigram b = tok_heap_pop(&wk->heap);
         struct bpe_sym *l = &syms[b.left];
         /* current iff left is alive with its queued length: then its next is
          * the queued right (a symbol only disappears into its left neighbour),

@@ -122,6 +122,27 @@ int32_t tok_find(const struct tok_vocab *v, const char *s, size_t len);
 int32_t tok_find_h(const struct tok_vocab *v, const char *a, size_t alen, const char *b,
                    size_t blen, uint64_t h);
 
+/* A candidate merge of two adjacent symbols, queued by the SPM and BPE
+ * encoders in a binary heap: the highest key pops first, ties to the smaller
+ * left (the leftmost pair). */
+struct tok_bigram {
+    double key;    /* SPM: the merged token's score; BPE: -rank */
+    int32_t left;  /* left symbol */
+    union {
+        int32_t right; /* SPM: right symbol */
+        int32_t out;   /* BPE: token id of left+right */
+    };
+    uint32_t size; /* bytes of left + right when queued (staleness check) */
+};
+struct tok_heap {
+    struct tok_bigram *v;
+    size_t n, cap;
+};
+/* Add b (SP_ERR_NOMEM when growing fails; the heap is unchanged then). */
+enum sp_status tok_heap_push(struct tok_heap *h, struct tok_bigram b) SP_MUST_USE;
+/* Remove and return the first bigram; h->n must be > 0. */
+struct tok_bigram tok_heap_pop(struct tok_heap *h);
+
 /* Model-specific encoders: append the ids of one raw-text fragment. */
 /* SPM: prefix_space adds the leading space (tokenizer.ggml.add_space_prefix);
  * spaces become U+2581 before merging. */

@@ -2,7 +2,7 @@
  *
  * Spaces become U+2581 (with an optional leading one), the text is split into
  * UTF-8 characters, then the adjacent pair whose concatenation is the
- * highest-scoring vocabulary token is merged repeatedly (binary max-heap keyed
+ * highest-scoring vocabulary token is merged repeatedly (tok_heap keyed
  * by score, ties to the leftmost pair; stale entries are skipped by length).
  * Symbols that never became tokens fall back to <0xNN> byte tokens. */
 #include <string.h>
@@ -14,74 +14,9 @@ struct spm_sym {
     uint32_t off, n; /* byte range in the prepared text; n = 0 once merged away */
 };
 
-struct spm_bigram {
-    float score;
-    int32_t left, right;
-    uint32_t size;
-};
-
-/* heap order: higher score first, then smaller left */
-static bool spm_before(const struct spm_bigram *a, const struct spm_bigram *b)
-{
-    if (a->score != b->score)
-        return a->score > b->score;
-    return a->left < b->left;
-}
-
-struct spm_heap {
-    struct spm_bigram *v;
-    size_t n, cap;
-};
-
-static enum sp_status spm_heap_push(struct spm_heap *h, struct spm_bigram b)
-{
-    if (h->n == h->cap) {
-        size_t ncap = h->cap ? h->cap * 2 : 64;
-        struct spm_bigram *nv = sp_realloc(h->v, ncap * sizeof(*nv));
-        if (!nv)
-            return SP_ERR_NOMEM;
-        h->v = nv;
-        h->cap = ncap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!spm_before(&b, &h->v[p]))
-            break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = b;
-    return SP_OK;
-}
-
-static struct spm_bigram spm_heap_pop(struct spm_heap *h)
-{
-    struct spm_bigram top = h->v[0];
-    struct spm_bigram last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const struct spm_bigram *best = &last;
-        if (l < h->n && spm_before(&h->v[l], best)) {
-            m = l;
-            best = &h->v[l];
-        }
-        if (r < h->n && spm_before(&h->v[r], best))
-            m = r;
-        if (m == i)
-            break;
-        h->v[i] = h->v[m];
-        i = m;
-    }
-    if (h->n)
-        h->v[i] = last;
-    return top;
-}
-
 static enum sp_status spm_try_bigram(const struct tok_vocab *v, const char *text,
                                      const struct spm_sym *syms, int32_t left, int32_t right,
-                                     struct spm_heap *h)
+                                     struct tok_heap *h)
 {
     if (left < 0 || right < 0)
         return SP_OK;
@@ -89,8 +24,8 @@ static enum sp_status spm_try_bigram(const struct tok_vocab *v, const char *text
     int32_t id = tok_find(v, text + syms[left].off, size);
     if (id < 0)
         return SP_OK;
-    struct spm_bigram b = {v->toks[id].score, left, right, size};
-    return spm_heap_push(h, b);
+    struct tok_bigram b = {.key = v->toks[id].score, .left = left, .right = right, .size = size};
+    return tok_heap_push(h, b);
 }
 
 /* llama.cpp unicode_len_utf8: length from the lead byte only. */
@@ -106,7 +41,7 @@ enum sp_status tok_spm_encode(const struct tok_vocab *v, const char *text, size_
     enum sp_status result = SP_OK;
     char *buf = NULL;
     struct spm_sym *syms = NULL;
-    struct spm_heap heap = {0};
+    struct tok_heap heap = {0};
 
     /* prepared text: [space] + text, every ' ' -> U+2581 (3 bytes) */
     size_t cap;
@@ -146,7 +81,7 @@ enum sp_status tok_spm_encode(const struct tok_vocab *v, const char *text, size_
         if (spm_try_bigram(v, buf, syms, i - 1, i, &heap) != SP_OK)
             goto nomem;
     while (heap.n) {
-        struct spm_bigram b = spm_heap_pop(&heap);
+        struct tok_bigram b = tok_heap_pop(&heap);
         struct spm_sym *l = &syms[b.left], *r = &syms[b.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
             continue;
