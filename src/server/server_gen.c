@@ -54,6 +54,7 @@ struct gen_job {
     size_t out_off;
     bool done;
     _Atomic bool cancel;
+    _Atomic uint64_t gen_id; /* engine generation id of this job (0 until its first token) */
     pthread_t th;
     bool th_started;
     _Atomic int refs;
@@ -314,6 +315,8 @@ static bool on_token(void *ud, const struct engine_token_event *ev)
 {
     struct gen_job *j = ud;
     double now = sp_now_ms();
+    if (!atomic_load(&j->gen_id))
+        atomic_store(&j->gen_id, engine_ctx_generation_id(j->ctx));
     if (ev->token >= 0) {
         if (!j->got_first) {
             j->got_first = true;
@@ -491,8 +494,11 @@ static void stream_free(void *cls)
 {
     struct gen_job *j = cls;
     atomic_store(&j->cancel, true);
-    if (j->ctx)
-        engine_ctx_cancel(j->ctx);
+    /* By now the job may have finished and its ctx serve another request:
+     * cancel only this job's own generation, never whatever runs there now. */
+    uint64_t gen = atomic_load(&j->gen_id);
+    if (j->ctx && gen)
+        engine_ctx_cancel_id(j->ctx, gen);
     pthread_mutex_lock(&j->mu);
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
