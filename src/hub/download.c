@@ -37,28 +37,7 @@ bool hub_etag_sha256(const char *etag, char out[HUB_SHA256_HEX + 1])
         p++;
         n -= 2;
     }
-    if (n != HUB_SHA256_HEX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        if (c >= 'A' && c <= 'F')
-            c = (char)(c - 'A' + 'a');
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return false;
-        out[i] = c;
-    }
-    out[n] = '\0';
-    return true;
-}
-
-static void hex_digest(const unsigned char *md, char out[HUB_SHA256_HEX + 1])
-{
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[HUB_SHA256_HEX] = '\0';
+    return hub_sha256_hex(p, n, out);
 }
 
 /* Hash the first `len` bytes of fd into sha (reads from offset 0). */
@@ -116,7 +95,7 @@ enum sp_status hub_sha256_file(const char *path, char out[HUB_SHA256_HEX + 1], u
         result = sp_err_set(err, SP_ERR_INTERNAL, "sha256 failed");
         goto fail;
     }
-    hex_digest(md, out);
+    hub_sha256_digest_hex(md, out);
     if (size_out)
         *size_out = (uint64_t)st.st_size;
 fail:

@@ -3,7 +3,8 @@
  * the new length; the hasher thread pread()s the new bytes back (from the
  * page cache) and feeds OpenSSL, so hashing overlaps the network instead of
  * adding to it. A restart (the file truncated to 0) joins the thread and
- * starts over; hasher_finish waits for the tail and returns the digest. */
+ * starts over; hasher_finish waits for the tail and returns the digest.
+ * Also the sha256 hex helpers shared by the hub files. */
 #include "hub/http.h"
 
 #include <errno.h>
@@ -139,9 +140,34 @@ enum sp_status hasher_reset(struct hasher *h)
     return hasher_start(h);
 }
 
-enum sp_status hasher_finish(struct hasher *h, uint64_t written, char out[HUB_SHA256_HEX + 1])
+bool hub_sha256_hex(const char *s, size_t n, char out[HUB_SHA256_HEX + 1])
+{
+    if (n != HUB_SHA256_HEX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+        out[i] = c;
+    }
+    out[n] = '\0';
+    return true;
+}
+
+void hub_sha256_digest_hex(const unsigned char md[32], char out[HUB_SHA256_HEX + 1])
 {
     static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[HUB_SHA256_HEX] = '\0';
+}
+
+enum sp_status hasher_finish(struct hasher *h, uint64_t written, char out[HUB_SHA256_HEX + 1])
+{
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     pthread_mutex_lock(&h->mu);
@@ -152,10 +178,6 @@ enum sp_status hasher_finish(struct hasher *h, uint64_t written, char out[HUB_SH
         return SP_ERR_IO;
     if (EVP_DigestFinal_ex(h->sha, md, &mdlen) != 1 || mdlen != 32)
         return SP_ERR_INTERNAL;
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[HUB_SHA256_HEX] = '\0';
+    hub_sha256_digest_hex(md, out);
     return SP_OK;
 }

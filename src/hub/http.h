@@ -9,6 +9,12 @@
 
 #define HTTP_BODY_MAX (32u << 20) /* API bodies we buffer */
 
+/* sha256 as lowercase hex (hasher.c): hub_sha256_hex copies s[0..n), which
+ * must be exactly HUB_SHA256_HEX hex digits of either case, lowercased into out
+ * (false otherwise); hub_sha256_digest_hex formats a 32-byte digest. */
+bool hub_sha256_hex(const char *s, size_t n, char out[HUB_SHA256_HEX + 1]);
+void hub_sha256_digest_hex(const unsigned char md[32], char out[HUB_SHA256_HEX + 1]);
+
 /* SHA-256 of a growing file on a helper thread (hasher.c). */
 struct hasher;
 /* Start hashing fd; the first `have` bytes are already there. */

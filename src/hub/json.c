@@ -4,7 +4,7 @@
  *     "lfs": {"sha256": "...", "size": N}}, ...], ...}
  * The body size, sibling count and every string are capped; sibling paths
  * that fail hub_path_check are dropped (logged), never returned. */
-#include "hub/hub.h"
+#include "hub/http.h"
 #include "obs/log.h"
 
 #include <jansson.h>
@@ -37,22 +37,6 @@ static bool json_size(json_t *v, uint64_t *out)
     if (!json_is_integer(v) || json_integer_value(v) < 0)
         return false;
     *out = (uint64_t)json_integer_value(v);
-    return true;
-}
-
-static bool sha256_hex(const char *s, char out[HUB_SHA256_HEX + 1])
-{
-    if (strlen(s) != HUB_SHA256_HEX)
-        return false;
-    for (size_t i = 0; i < HUB_SHA256_HEX; i++) {
-        char c = s[i];
-        if (c >= 'A' && c <= 'F')
-            c = (char)(c - 'A' + 'a');
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return false;
-        out[i] = c;
-    }
-    out[HUB_SHA256_HEX] = '\0';
     return true;
 }
 
@@ -134,7 +118,8 @@ enum sp_status hub_revision_parse(const char *json, size_t len, struct hub_revis
             json_t *lfs = json_object_get(e, "lfs");
             if (json_is_object(lfs)) {
                 json_t *h = json_object_get(lfs, "sha256");
-                if (json_is_string(h) && !sha256_hex(json_string_value(h), s->sha256)) {
+                const char *hs = json_is_string(h) ? json_string_value(h) : NULL;
+                if (hs && !hub_sha256_hex(hs, strlen(hs), s->sha256)) {
                     result = sp_err_set(err, SP_ERR_FORMAT,
                                         "malformed Hub revision JSON: bad lfs.sha256 of %.200s",
                                         s->path);
