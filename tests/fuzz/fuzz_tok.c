@@ -23,14 +23,7 @@ static struct tok_vocab *load_path(const char *rel)
         return NULL;
     char p[1024];
     snprintf(p, sizeof(p), "%s/%s", shared, rel);
-    struct gg_file *f = NULL;
-    struct tok_vocab *v = NULL;
-    if (gg_open(p, &f, NULL) != SP_OK)
-        return NULL;
-    if (tok_vocab_load(f, &v, NULL) != SP_OK)
-        v = NULL;
-    gg_close(f);
-    return v;
+    return tv_load_file(p);
 }
 
 static struct tok_vocab *load_synth(bool bpe)

@@ -275,14 +275,7 @@ static struct tok_vocab *load_shared(const char *rel)
     const char *shared = getenv("SPOKE_SHARED");
     char p[1024];
     snprintf(p, sizeof(p), "%s/%s", shared ? shared : "../shared", rel);
-    struct gg_file *f = NULL;
-    struct tok_vocab *v = NULL;
-    if (gg_open(p, &f, NULL) != SP_OK)
-        return NULL;
-    if (tok_vocab_load(f, &v, NULL) != SP_OK)
-        v = NULL;
-    gg_close(f);
-    return v;
+    return tv_load_file(p);
 }
 
 TEST(real_llama_bpe)

@@ -1,5 +1,6 @@
 /* tok_testvocab.h - small synthetic tokenizer vocabularies written as GGUF in
- * memory (via gg_writer), for the tok unit tests and the fuzz_tok harness. */
+ * memory (via gg_writer), for the tok unit tests and the fuzz_tok harness,
+ * and the loader of a vocabulary from a GGUF file. */
 #ifndef SPOKE_TOK_TESTVOCAB_H
 #define SPOKE_TOK_TESTVOCAB_H
 
@@ -8,6 +9,7 @@
 
 #include "base/base.h"
 #include "gguf/gguf.h"
+#include "tok/tok.h"
 
 struct tv_mem {
     void *data;
@@ -20,6 +22,19 @@ static void tv_free(struct tv_mem *m)
     gg_close(m->f);
     sp_free(m->data);
     memset(m, 0, sizeof(*m));
+}
+
+/* The vocabulary of the GGUF file at path; NULL if it cannot be opened or loaded. */
+static struct tok_vocab *tv_load_file(const char *path)
+{
+    struct gg_file *f = NULL;
+    struct tok_vocab *v = NULL;
+    if (gg_open(path, &f, NULL) != SP_OK)
+        return NULL;
+    if (tok_vocab_load(f, &v, NULL) != SP_OK)
+        v = NULL;
+    gg_close(f);
+    return v;
 }
 
 static size_t tv_utf8(uint32_t cp, char *o)
