@@ -103,6 +103,18 @@ static void unlink_waiter(struct admit *a, struct waiter *w)
     }
 }
 
+/* With a->mu held: wait on a->cv for at most ms milliseconds; returns what
+ * pthread_cond_timedwait returned (ETIMEDOUT when the time ran out). */
+static int admit_wait_ms(struct admit *a, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    return pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+}
+
 enum sp_status admit_acquire(struct admit *a, int poll_ms, admit_abort_fn abort_fn, void *ud,
                              struct admit_slot **out)
 {
@@ -141,12 +153,7 @@ enum sp_status admit_acquire(struct admit *a, int poll_ms, admit_abort_fn abort_
             result = SP_ERR_STATE;
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += (long)poll_ms * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        int rc = pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+        int rc = admit_wait_ms(a, poll_ms);
         if (w.slot)
             break;
         if (rc == ETIMEDOUT && abort_fn) {
@@ -218,12 +225,7 @@ bool admit_wait_idle(struct admit *a, int timeout_ms)
     double deadline = sp_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     pthread_mutex_lock(&a->mu);
     while ((a->busy > 0 || a->queued > 0) && sp_now_ms() < deadline) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20L * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+        admit_wait_ms(a, 20);
     }
     bool idle = a->busy == 0 && a->queued == 0;
     pthread_mutex_unlock(&a->mu);
