@@ -30,6 +30,19 @@ void sp_sleep_ms(uint64_t ms)
     }
 }
 
+int sp_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return pthread_cond_timedwait(cv, mu, &ts);
+}
+
 void sp_format_iso8601(int64_t epoch_ms, char *out, unsigned outsz)
 {
     time_t secs = (time_t)(epoch_ms / 1000);

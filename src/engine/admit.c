@@ -107,12 +107,7 @@ static void unlink_waiter(struct admit *a, struct waiter *w)
  * pthread_cond_timedwait returned (ETIMEDOUT when the time ran out). */
 static int admit_wait_ms(struct admit *a, long ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += ms * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
-    return pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+    return sp_cond_wait_ms(&a->cv, &a->mu, ms > 0 ? (uint64_t)ms : 0);
 }
 
 enum sp_status admit_acquire(struct admit *a, int poll_ms, admit_abort_fn abort_fn, void *ud,

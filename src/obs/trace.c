@@ -252,10 +252,7 @@ static void *writer_main(void *arg)
     pthread_mutex_lock(&t->mu);
     for (;;) {
         while (t->count == 0 && !t->closing) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
-            pthread_cond_timedwait(&t->cv_work, &t->mu, &ts);
+            sp_cond_wait_ms(&t->cv_work, &t->mu, 1000);
             if (t->count == 0 && !t->closing) {
                 pthread_mutex_unlock(&t->mu);
                 retention_run(t);

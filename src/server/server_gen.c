@@ -199,10 +199,7 @@ static void sse_wait_room(struct gen_job *j)
 {
     while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel) &&
            !atomic_load(&j->s->shutting_down)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+        sp_cond_wait_ms(&j->cv, &j->mu, 1000);
     }
 }
 
@@ -465,12 +462,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     SP_UNUSED(pos);
     struct gen_job *j = cls;
     pthread_mutex_lock(&j->mu);
-    while (j->out.len == j->out_off && !j->done) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
-    }
+    while (j->out.len == j->out_off && !j->done)
+        sp_cond_wait_ms(&j->cv, &j->mu, 1000);
     size_t avail = j->out.len - j->out_off;
     ssize_t n;
     if (avail == 0) {

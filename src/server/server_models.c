@@ -219,12 +219,7 @@ enum sp_status srv_model_ensure(struct srv_model *m, bool wait, bool (*gone)(voi
     if (m->state == SRV_MODEL_IDLE)
         start_load_locked(m);
     while (wait && m->state == SRV_MODEL_LOADING && !atomic_load(&m->srv->shutting_down)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50L * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+        sp_cond_wait_ms(&m->cv, &m->mu, 50);
         if (m->state == SRV_MODEL_LOADING && gone && gone(ud)) {
             pthread_mutex_unlock(&m->mu);
             return sp_err_set(err, SP_ERR_CANCELLED, "client disconnected");
