@@ -16,59 +16,6 @@
 #define KERN_UNROLL _Pragma("unroll")
 #else
 #define KERN_UNROLL _Pragma("GCC unroll 16")
-/* Driver for kernels that take two weight rows at once:
- * KERN2(nr, nb, w0, w1, x[nr], out0[nr], out1[nr]) with per-output arithmetic
- * identical to NAME's one-row kernel. Generates NAME_gemm2: n_batch 1 (decode)
- * and an odd last row use NAME_gemm. */
-#define KERN_DRIVER2(NAME, KERN2, BLK)                                                     \
-    static void NAME##_gemm2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,          \
-                             const void *w, size_t w_stride, const void *x,               \
-                             size_t x_stride, float *y, size_t y_stride)                  \
-    {                                                                                      \
-        if (n_batch < 2) {                                                                 \
-            NAME##_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);        \
-            return;                                                                        \
-        }                                                                                  \
-        const int64_t nb = k / (BLK);                                                      \
-        const int64_t tile = kern_gemm_tile(x_stride);                                     \
-        for (int64_t b0 = 0; b0 < n_batch; b0 += tile) {                                   \
-            const int64_t b1 = n_batch - b0 < tile ? n_batch : b0 + tile;                  \
-            int64_t r = r0;                                                                \
-            for (; r + 2 <= r1; r += 2) {                                                  \
-                const char *wr = (const char *)w + (size_t)r * w_stride;                   \
-                for (int64_t b = b0; b < b1; b += 4) {                                     \
-                    const int64_t nr = b1 - b < 4 ? b1 - b : 4;                            \
-                    const void *xp[4];                                                     \
-                    float o0[4] = { 0 }, o1[4] = { 0 };                                    \
-                    for (int64_t i = 0; i < nr; i++)                                       \
-                        xp[i] = (const char *)x + (size_t)(b + i) * x_stride;              \
-                    switch (nr) {                                                          \
-                    case 1:                                                                \
-                        KERN2(1, nb, wr, wr + w_stride, xp, o0, o1);                       \
-                        break;                                                             \
-                    case 2:                                                                \
-                        KERN2(2, nb, wr, wr + w_stride, xp, o0, o1);                       \
-                        break;                                                             \
-                    case 3:                                                                \
-                        KERN2(3, nb, wr, wr + w_stride, xp, o0, o1);                       \
-                        break;                                                             \
-                    default:                                                               \
-                        KERN2(4, nb, wr, wr + w_stride, xp, o0, o1);                       \
-                        break;                                                             \
-                    }                                                                      \
-                    for (int64_t i = 0; i < nr; i++) {                                     \
-                        y[(size_t)(b + i) * y_stride + (size_t)r] = o0[i];                 \
-                        y[(size_t)(b + i) * y_stride + (size_t)r + 1] = o1[i];             \
-                    }                                                                      \
-                }                                                                          \
-            }                                                                              \
-            if (r < r1) /* odd last row */                                                 \
-                NAME##_gemm(k, r, r1, b1 - b0, w, w_stride,                                \
-                            (const char *)x + (size_t)b0 * x_stride, x_stride,             \
-                            y + (size_t)b0 * y_stride, y_stride);                          \
-        }                                                                                  \
-    }
-
 #endif
 
 KERN_AI float avx2_hsum_ps(__m256 v)
