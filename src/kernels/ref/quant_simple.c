@@ -31,20 +31,41 @@ static inline int8_t round_i8(float v)
     return (int8_t)(r < -128.f ? -128 : r > 127.f ? 127 : (int)r);
 }
 
+/* The value of largest magnitude in a block of QK, with its sign (the first
+ * one on ties), as ggml's Q4_0/Q5_0 quantizers pick it. */
+static float block_absmax_signed(const float *x)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QK; j++) {
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    return max;
+}
+
+/* Minimum and maximum of a block of QK (Q4_1/Q5_1). */
+static void block_min_max(const float *x, float *min, float *max)
+{
+    float lo = FLT_MAX, hi = -FLT_MAX;
+    for (int j = 0; j < QK; j++) {
+        if (x[j] < lo)
+            lo = x[j];
+        if (x[j] > hi)
+            hi = x[j];
+    }
+    *min = lo;
+    *max = hi;
+}
+
 /* ---- Q4_0 */
 void kern_ref_from_float_q4_0(const float *x, void *vy, int64_t n)
 {
     block_q4_0 *y = vy;
     int64_t nb = n / QK;
     for (int64_t i = 0; i < nb; i++) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < QK; j++) {
-            float v = x[i * QK + j];
-            if (amax < fabsf(v)) {
-                amax = fabsf(v);
-                max = v;
-            }
-        }
+        const float max = block_absmax_signed(x + i * QK);
         const float d = max / -8;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = kern_h16(d);
@@ -77,14 +98,8 @@ void kern_ref_from_float_q4_1(const float *x, void *vy, int64_t n)
     block_q4_1 *y = vy;
     int64_t nb = n / QK;
     for (int64_t i = 0; i < nb; i++) {
-        float min = FLT_MAX, max = -FLT_MAX;
-        for (int j = 0; j < QK; j++) {
-            float v = x[i * QK + j];
-            if (v < min)
-                min = v;
-            if (v > max)
-                max = v;
-        }
+        float min, max;
+        block_min_max(x + i * QK, &min, &max);
         const float d = (max - min) / ((1 << 4) - 1);
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = kern_h16(d);
@@ -118,14 +133,7 @@ void kern_ref_from_float_q5_0(const float *x, void *vy, int64_t n)
     block_q5_0 *y = vy;
     int64_t nb = n / QK;
     for (int64_t i = 0; i < nb; i++) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < QK; j++) {
-            float v = x[i * QK + j];
-            if (amax < fabsf(v)) {
-                amax = fabsf(v);
-                max = v;
-            }
-        }
+        const float max = block_absmax_signed(x + i * QK);
         const float d = max / -16;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = kern_h16(d);
@@ -166,14 +174,8 @@ void kern_ref_from_float_q5_1(const float *x, void *vy, int64_t n)
     block_q5_1 *y = vy;
     int64_t nb = n / QK;
     for (int64_t i = 0; i < nb; i++) {
-        float min = FLT_MAX, max = -FLT_MAX;
-        for (int j = 0; j < QK; j++) {
-            float v = x[i * QK + j];
-            if (v < min)
-                min = v;
-            if (v > max)
-                max = v;
-        }
+        float min, max;
+        block_min_max(x + i * QK, &min, &max);
         const float d = (max - min) / ((1 << 5) - 1);
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = kern_h16(d);
