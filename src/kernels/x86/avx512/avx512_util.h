@@ -95,4 +95,20 @@ KERN_AI __m512i srli_halves(__m256i v, int a, int b)
                               _mm256_srli_epi16(v, b), 1);
 }
 
+/* One Q8_K activation row y against a K-quant super-block unpacked into four
+ * 64-byte vectors q[] (unsigned values) with per-group int16 scales s[]:
+ *   *acc  += dq * sum(q * y * s)
+ *   *accm -= dm * sum(y->bsums * m16)   (the block's min / offset term). */
+KERN_AI void kq_row_acc(const block_q8_K *y, const __m512i q[4], const __m512i s[4], __m256i m16,
+                        float dq, float dm, __m512 *acc, __m256 *accm)
+{
+    __m512i isum = _mm512_setzero_si512();
+    KERN_UNROLL for (int v = 0; v < 4; v++)
+        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[v], _mm512_loadu_si512(y->qs + 64 * v)),
+                                   s[v]);
+    const __m256i mm = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), m16);
+    *acc = _mm512_fmadd_ps(_mm512_set1_ps(dq), _mm512_cvtepi32_ps(isum), *acc);
+    *accm = _mm256_fnmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(mm), *accm);
+}
+
 #endif

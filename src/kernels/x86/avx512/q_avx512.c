@@ -155,16 +155,8 @@ KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
         }
         const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
         KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const int8_t *y = x[i][ib].qs;
-            __m512i isum = _mm512_setzero_si512();
-            KERN_UNROLL for (int j = 0; j < 4; j++)
-                isum = _mm512_dpwssd_epi32(
-                    isum, _mm512_maddubs_epi16(q[j], _mm512_loadu_si512(y + 64 * j)), s[j]);
-            const __m256i mm = _mm256_madd_epi16(
-                _mm256_loadu_si256((const __m256i *)x[i][ib].bsums), mins16);
             const float dy = x[i][ib].d;
-            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(dw * dy), _mm512_cvtepi32_ps(isum), acc[i]);
-            accm[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), accm[i]);
+            kq_row_acc(&x[i][ib], q, s, mins16, dw * dy, dmw * dy, &acc[i], &accm[i]);
         }
     }
     KERN_UNROLL for (int i = 0; i < nr; i++)
@@ -207,16 +199,8 @@ KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
             s[v] = _mm512_permutexvar_epi16(idx[v], sc512);
         const float dw = avx2_h2f(w[ib].d);
         KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const int8_t *y = x[i][ib].qs;
-            __m512i isum = _mm512_setzero_si512();
-            KERN_UNROLL for (int v = 0; v < 4; v++)
-                isum = _mm512_dpwssd_epi32(
-                    isum, _mm512_maddubs_epi16(q[v], _mm512_loadu_si512(y + 64 * v)), s[v]);
-            const __m256i off = _mm256_madd_epi16(
-                _mm256_loadu_si256((const __m256i *)x[i][ib].bsums), sc16);
             const float d = dw * x[i][ib].d;
-            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(isum), acc[i]);
-            accm[i] = _mm256_fnmadd_ps(_mm256_set1_ps(32.0f * d), _mm256_cvtepi32_ps(off), accm[i]);
+            kq_row_acc(&x[i][ib], q, s, sc16, d, 32.0f * d, &acc[i], &accm[i]);
         }
     }
     KERN_UNROLL for (int i = 0; i < nr; i++)
