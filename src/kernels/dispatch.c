@@ -16,6 +16,8 @@ static enum kern_isa g_cpu_isa = KERN_ISA_REF; /* what the CPU supports */
 static enum kern_isa g_best = KERN_ISA_REF;    /* after the SPOKE_ISA cap */
 static float (*g_dot_f32)(int64_t, const float *, const float *) = kern_ref_dot_f32;
 static void (*g_axpy_f32)(int64_t, float, const float *, float *) = kern_ref_axpy_f32;
+static double (*g_softmax_exp)(int64_t, float *, const float *, float) = kern_ref_softmax_exp;
+static void (*g_silu_row)(int64_t, float *, const float *) = kern_ref_silu_row;
 static void (*g_f32_to_f16_row)(const float *, uint16_t *, int64_t);
 static void (*g_f16_to_f32_row)(const uint16_t *, float *, int64_t);
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -41,6 +43,10 @@ static void ref_f16_to_f32_row(const uint16_t *src, float *dst, int64_t n)
     }
 REF_GEMM(f32)
 REF_GEMM(f16)
+REF_GEMM(tb_f32)
+REF_GEMM(tb_f16)
+KERN_GEMM_RULE(ref_gemm_rule_f32, ref_gemm_f32, ref_gemm_tb_f32)
+KERN_GEMM_RULE(ref_gemm_rule_f16, ref_gemm_f16, ref_gemm_tb_f16)
 REF_GEMM(bf16)
 REF_GEMM(q4_0)
 REF_GEMM(q4_1)
@@ -77,9 +83,13 @@ static void ref_set(enum gg_type type, enum gg_type vdt, kern_to_float_fn to_flo
 static void fill_ref(void)
 {
     ref_set(GG_TYPE_F32, GG_TYPE_F32, kern_ref_to_float_f32, kern_ref_from_float_f32,
-            kern_ref_from_float_f32, kern_ref_vec_dot_f32, ref_gemm_f32);
+            kern_ref_from_float_f32, kern_ref_vec_dot_f32, ref_gemm_rule_f32);
     ref_set(GG_TYPE_F16, GG_TYPE_F16, kern_ref_to_float_f16, kern_ref_from_float_f16,
-            kern_ref_from_float_f16, kern_ref_vec_dot_f16, ref_gemm_f16);
+            kern_ref_from_float_f16, kern_ref_vec_dot_f16, ref_gemm_rule_f16);
+    g_tables[KERN_ISA_REF][GG_TYPE_F32].gemm_vd = ref_gemm_f32;
+    g_tables[KERN_ISA_REF][GG_TYPE_F32].gemm_tb = ref_gemm_tb_f32;
+    g_tables[KERN_ISA_REF][GG_TYPE_F16].gemm_vd = ref_gemm_f16;
+    g_tables[KERN_ISA_REF][GG_TYPE_F16].gemm_tb = ref_gemm_tb_f16;
     ref_set(GG_TYPE_BF16, GG_TYPE_BF16, kern_ref_to_float_bf16, kern_ref_from_float_bf16,
             kern_ref_from_float_bf16, kern_ref_vec_dot_bf16, ref_gemm_bf16);
     REF_W(Q4_0, q4_0, Q8_0);
@@ -228,6 +238,18 @@ float kern_dot_f32(int64_t n, const float *a, const float *b)
 {
     kern_init();
     return g_dot_f32(n, a, b);
+}
+
+double kern_softmax_exp(int64_t n, float *y, const float *x, float max)
+{
+    kern_init();
+    return g_softmax_exp(n, y, x, max);
+}
+
+void kern_silu_row(int64_t n, float *y, const float *x)
+{
+    kern_init();
+    g_silu_row(n, y, x);
 }
 
 void kern_axpy_f32(int64_t n, float a, const float *x, float *y)

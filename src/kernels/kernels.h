@@ -47,6 +47,13 @@ struct kern_type_ops {
     /* *s = dot(x (this type), y (vec_dot_type)) over n elements. */
     void (*vec_dot)(int64_t n, float *s, const void *x, const void *y);
     kern_gemm_fn gemm;
+    /* F32 and F16 only (NULL otherwise): gemm in llama.cpp's two summation
+     * orders (ref/order.c), bit-identical on every ISA. gemm_vd is
+     * ggml_vec_dot's order (vec_dot uses it too), gemm_tb tinyBLAS's (k must
+     * be a multiple of 16). Their `gemm` picks as llama.cpp does: gemm_tb
+     * when n_batch >= 2 and k % 16 == 0, else gemm_vd. */
+    kern_gemm_fn gemm_vd;
+    kern_gemm_fn gemm_tb;
     enum kern_isa isa; /* which variant provided vec_dot/gemm */
 };
 
@@ -75,5 +82,14 @@ void kern_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n);
 /* Float vector helpers used by the forward pass (dispatched to SIMD). */
 float kern_dot_f32(int64_t n, const float *a, const float *b);
 void kern_axpy_f32(int64_t n, float a, const float *x, float *y); /* y += a*x */
+
+/* llama.cpp's softmax exponentials (ggml_vec_soft_max_f32): y[i] =
+ * exp(x[i] - max), 16-wide chunks with ggml's v_expf polynomial and the rest
+ * with expf; returns the sum (each chunk summed as a 16-lane tree, added in
+ * double). Bit-identical on every ISA. */
+double kern_softmax_exp(int64_t n, float *y, const float *x, float max);
+/* llama.cpp's SiLU row (ggml_vec_silu_f32): y = x / (1 + exp(-x)), same
+ * chunking. y may equal x. */
+void kern_silu_row(int64_t n, float *y, const float *x);
 
 #endif

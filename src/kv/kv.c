@@ -117,6 +117,17 @@ void kv_cache_store(struct kv_cache *kv, int layer, int pos, const float *k, con
     }
 }
 
+void kv_cache_zero_v(struct kv_cache *kv, int layer, int p0, int p1)
+{
+    assert(p0 >= 0 && p0 <= p1 && p1 <= kv->n_ctx);
+    if (p0 == p1)
+        return;
+    char *v0 = kv_cache_v(kv, layer, 0);
+    size_t step = (size_t)kv->n_ctx * kv->elt;
+    for (int d = 0; d < kv->kv_dim; d++)
+        memset(v0 + d * step + (size_t)p0 * kv->elt, 0, (size_t)(p1 - p0) * kv->elt);
+}
+
 void kv_cache_load_k(const struct kv_cache *kv, int layer, int pos, float *out)
 {
     kv_get(kv, kv_cache_k(kv, layer, pos), out);

@@ -38,6 +38,9 @@ void *kv_cache_k(const struct kv_cache *kv, int layer, int pos);
 void *kv_cache_v(const struct kv_cache *kv, int layer, int dim);
 /* Store kv_dim floats of K and V at (layer, pos), converting to the cache type. */
 void kv_cache_store(struct kv_cache *kv, int layer, int pos, const float *k, const float *v);
+/* Zero the V entries of positions [p0, p1) of a layer (the padding that
+ * attention reads with zero weights, so stale values cannot turn into NaN). */
+void kv_cache_zero_v(struct kv_cache *kv, int layer, int p0, int p1);
 /* Read one cached row back as floats (tests, debugging). */
 void kv_cache_load_k(const struct kv_cache *kv, int layer, int pos, float *out);
 void kv_cache_load_v(const struct kv_cache *kv, int layer, int pos, float *out);

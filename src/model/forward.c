@@ -39,7 +39,7 @@ struct model_state {
     float *rope;      /* [n_threads][n_rot] cos/sin cache */
     void *arena;
     /* current task */
-    int layer, n_tok, pos0;
+    int layer, n_tok, pos0, n_pad;
     const float *norm_w; /* add_norm_range: weight, and whether to add xb2 first */
     bool add_first;
     int att_per_item;    /* query heads per attention item (group or 1) */
@@ -190,23 +190,17 @@ static void rope_cache(float *cache, int n_rot, float pos, float freq_base, floa
     }
 }
 
+/* ggml's rope loop as gcc compiles it (vectorised, contracted): the first
+ * product of each line is fused. */
 static void rope_apply(float *v, const float *cache, int n_rot, bool neox)
 {
-    if (!neox) {
-        for (int i0 = 0; i0 < n_rot; i0 += 2) {
-            const float c = cache[i0], s = cache[i0 + 1];
-            const float x0 = v[i0], x1 = v[i0 + 1];
-            v[i0] = x0 * c - x1 * s;
-            v[i0 + 1] = x0 * s + x1 * c;
-        }
-    } else {
-        const int half = n_rot / 2;
-        for (int i0 = 0; i0 < n_rot; i0 += 2) {
-            const float c = cache[i0], s = cache[i0 + 1];
-            const float x0 = v[i0 / 2], x1 = v[i0 / 2 + half];
-            v[i0 / 2] = x0 * c - x1 * s;
-            v[i0 / 2 + half] = x0 * s + x1 * c;
-        }
+    const int half = n_rot / 2;
+    for (int i0 = 0; i0 < n_rot; i0 += 2) {
+        const float c = cache[i0], s = cache[i0 + 1];
+        const int a = neox ? i0 / 2 : i0, b = neox ? i0 / 2 + half : i0 + 1;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = fmaf(x0, c, -(x1 * s));
+        v[b] = fmaf(x0, s, x1 * c);
     }
 }
 
@@ -245,7 +239,13 @@ static void rope_store_range(void *ud, int ith, int64_t i0, int64_t i1)
     }
 }
 
-/* Phase 2 (split by (token, head) pairs): softmax(q.K * scale) . V. */
+/* Phase 2 (split by (token, head) pairs): softmax(q.K * scale) . V, in
+ * llama.cpp's order (ggml_mul_mat(k, q), ggml_soft_max_ext, ggml_mul_mat(v,
+ * kq) over the F16 cache): q and the softmax weights are rounded to the
+ * cache type, the attended length is padded to 32 positions with zero
+ * weights (llama_kv_cache's padding), and each matmul sums in tinyBLAS order
+ * when the batch has >= 2 tokens and the row length is a multiple of 16,
+ * vec_dot order otherwise (kernels.h). */
 static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
 {
     struct model_state *s = ud;
@@ -258,16 +258,14 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = hp->n_head / hp->n_head_kv;
     const size_t nc = (size_t)s->n_ctx;
+    const int n_pad = s->n_pad;
     float *sc = s->scores + (size_t)ith * group * nc;      /* [group][n_ctx] */
     uint16_t *p16 = s->p16 + (size_t)ith * group * nc;     /* [group][n_ctx] */
     uint16_t *q16 = s->q16 + (size_t)ith * group * hd;     /* [group][hd] */
     const struct kern_type_ops *ops = kern_ops(f16 ? GG_TYPE_F16 : GG_TYPE_F32);
-    /* llama.cpp's F16 dot sums the tail (n % 64 elements) in double: for
-     * models with heads shorter than 64 (the tiny test models, where this
-     * decides agreement with llama.cpp) use the reference kernel (double
-     * sums) for dots shorter than 64; larger models keep the SIMD kernel */
-    const struct kern_type_ops *ref = kern_ops_isa(KERN_ISA_REF, f16 ? GG_TYPE_F16 : GG_TYPE_F32);
-    const struct kern_type_ops *ops_k = hd < 64 && ref ? ref : ops;
+    const bool batch = s->n_tok >= 2;
+    const kern_gemm_fn gemm_k = batch && hd % 16 == 0 ? ops->gemm_tb : ops->gemm_vd;
+    const kern_gemm_fn gemm_v = batch && n_pad % 16 == 0 ? ops->gemm_tb : ops->gemm_vd;
     const char *kbase = kv_cache_k(kv, l, 0);
     const size_t kstride = (size_t)Dkv * kv->elt, vstride = nc * kv->elt;
     /* an item is one token and `per` query heads sharing one KV head: the
@@ -282,12 +280,12 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
         float *out = s->att + (size_t)i * Dq + (size_t)h0 * hd;
         const char *kg = kbase + (size_t)g * hd * kv->elt;
         const char *vg = kv_cache_v(kv, l, g * hd);
-        /* scores[b][j] = K[j] . q_b (q rounded to F16 like llama.cpp's F16 KV matmul) */
+        /* scores[b][j] = K[j] . q_b */
         if (f16) {
-            kern_ops(GG_TYPE_F16)->quantize_act(q, q16, (int64_t)per * hd);
-            ops_k->gemm(hd, 0, n_kv, per, kg, kstride, q16, (size_t)hd * 2, sc, nc);
+            kern_fp32_to_fp16_row(q, q16, (int64_t)per * hd);
+            gemm_k(hd, 0, n_kv, per, kg, kstride, q16, (size_t)hd * 2, sc, nc);
         } else {
-            ops_k->gemm(hd, 0, n_kv, per, kg, kstride, q, (size_t)hd * 4, sc, nc);
+            gemm_k(hd, 0, n_kv, per, kg, kstride, q, (size_t)hd * 4, sc, nc);
         }
         for (int b = 0; b < per; b++) {
             float *row = sc + (size_t)b * nc;
@@ -296,28 +294,19 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
                 row[j] *= scale;
                 mx = row[j] > mx ? row[j] : mx;
             }
-            double sum = 0.0;
-            for (int j = 0; j < n_kv; j++) {
-                const float e = expf(row[j] - mx);
-                row[j] = e;
-                sum += (double)e;
-            }
-            const float inv = (float)(1.0 / sum);
-            if (f16) {
-                uint16_t *pr = p16 + (size_t)b * nc;
-                for (int j = 0; j < n_kv; j++)
-                    pr[j] = kern_fp32_to_fp16(row[j] * inv);
-            } else {
-                for (int j = 0; j < n_kv; j++)
-                    row[j] *= inv;
-            }
+            for (int j = n_kv; j < n_pad; j++)
+                row[j] = -INFINITY; /* causal mask and padding */
+            const float inv = (float)(1.0 / kern_softmax_exp(n_pad, row, row, mx));
+            for (int j = 0; j < n_pad; j++)
+                row[j] *= inv;
+            if (f16)
+                kern_fp32_to_fp16_row(row, p16 + (size_t)b * nc, n_pad);
         }
-        /* out_b[d] = V^T[d] . p_b over the positions */
-        const struct kern_type_ops *ops_v = n_kv < 64 && hd < 64 && ref ? ref : ops;
+        /* out_b[d] = V^T[d] . p_b over the (padded) positions */
         if (f16)
-            ops_v->gemm(n_kv, 0, hd, per, vg, vstride, p16, nc * 2, out, (size_t)hd);
+            gemm_v(n_pad, 0, hd, per, vg, vstride, p16, nc * 2, out, (size_t)hd);
         else
-            ops_v->gemm(n_kv, 0, hd, per, vg, vstride, sc, nc * 4, out, (size_t)hd);
+            gemm_v(n_pad, 0, hd, per, vg, vstride, sc, nc * 4, out, (size_t)hd);
     }
 }
 
@@ -345,10 +334,10 @@ static void swiglu_range(void *ud, int ith, int64_t i0, int64_t i1)
     SP_UNUSED(ith);
     struct model_state *s = ud;
     const size_t F = (size_t)s->m->hp.n_ff;
-    for (size_t i = (size_t)i0 * F; i < (size_t)i1 * F; i++) {
-        const float g = s->hb[i];
-        s->hb[i] = (g / (1.0f + expf(-g))) * s->hb2[i];
-    }
+    for (int64_t t = i0; t < i1; t++) /* per row: the SIMD chunking restarts */
+        kern_silu_row((int64_t)F, s->hb + (size_t)t * F, s->hb + (size_t)t * F);
+    for (size_t i = (size_t)i0 * F; i < (size_t)i1 * F; i++)
+        s->hb[i] *= s->hb2[i];
 }
 
 static void add_norm(struct model_state *s, int n, bool add_first, const float *w)
@@ -375,6 +364,9 @@ enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, i
         te->ops->to_float((const char *)te->data + (size_t)tokens[i] * te->row_bytes, s->x + (size_t)i * E, E);
     }
     struct backend *be = s->be;
+    /* llama.cpp attends over the used cells padded to 32 (zero weights) */
+    s->n_pad = SP_MIN(s->n_ctx, (pos0 + n + 31) / 32 * 32);
+    int nr = n; /* rows through the FFN: the last layer only needs the last token */
     for (int l = 0; l < hp->n_layer; l++) {
         const struct model_layer *L = &m->layers[l];
         /* the residual of the previous layer's FFN is added here */
@@ -385,22 +377,34 @@ enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, i
         s->n_tok = n;
         s->pos0 = pos0;
         be->ops->parallel_for(be, rope_store_range, s, n, 1, (double)n * (Dq + Dkv) * 8.0);
+        kv_cache_zero_v(s->kv, l, pos0 + n, s->n_pad);
         const int group = hp->n_head / hp->n_head_kv;
         s->att_per_item = (int64_t)n * hp->n_head_kv >= 4 * (int64_t)be->n_threads ? group : 1;
         be->ops->parallel_for(be, attention_range, s, (int64_t)n * (hp->n_head / s->att_per_item), 1,
                               (double)n * hp->n_head * (double)(pos0 + n) * hp->head_dim * 4.0);
         struct backend_mm o = {&L->wo, s->xb2, (size_t)E};
         be->ops->matmul(be, &o, 1, s->att, n, (size_t)Dq);
-        add_norm(s, n, true, L->ffn_norm);
+        if (l == hp->n_layer - 1) {
+            /* as llama.cpp: the last layer's FFN runs for the token whose
+             * logits are wanted (in a 1-row batch), or not at all */
+            if (!logits)
+                return SP_OK;
+            if (n > 1) {
+                memcpy(s->x, s->x + (size_t)(n - 1) * E, (size_t)E * sizeof(float));
+                memcpy(s->xb2, s->xb2 + (size_t)(n - 1) * E, (size_t)E * sizeof(float));
+            }
+            nr = 1;
+        }
+        add_norm(s, nr, true, L->ffn_norm);
         struct backend_mm gu[2] = {{&L->w_gate, s->hb, (size_t)F}, {&L->w_up, s->hb2, (size_t)F}};
-        be->ops->matmul(be, gu, 2, s->xb, n, (size_t)E);
-        be->ops->parallel_for(be, swiglu_range, s, n, 1, (double)n * F * 20.0);
+        be->ops->matmul(be, gu, 2, s->xb, nr, (size_t)E);
+        be->ops->parallel_for(be, swiglu_range, s, nr, 1, (double)nr * F * 20.0);
         struct backend_mm d = {&L->w_down, s->xb2, (size_t)E};
-        be->ops->matmul(be, &d, 1, s->hb, n, (size_t)F);
+        be->ops->matmul(be, &d, 1, s->hb, nr, (size_t)F);
     }
-    add_norm(s, n, true, NULL); /* the last FFN residual */
+    add_norm(s, nr, true, NULL); /* the last FFN residual */
     if (logits) {
-        const float *xl = s->x + (size_t)(n - 1) * E;
+        const float *xl = s->x + (size_t)(nr - 1) * E;
         rmsnorm(s->xb, xl, m->output_norm, E, hp->rms_eps);
         struct backend_mm out = {&m->output, logits, (size_t)hp->n_vocab};
         be->ops->matmul(be, &out, 1, s->xb, 1, (size_t)E);

@@ -97,6 +97,9 @@ static int run_prompt(const struct model *m, int n_threads, enum kv_type kvt, js
                 mine = sample_logprobs(logits, m->hp.n_vocab, rid, 0, dummy, all);
             }
             double e = fabs(mine - rlp);
+            if (getenv("SPOKE_GOLDEN_VERBOSE") && e > 1e-4)
+                fprintf(stderr, "    step %zu token %d: logprob %.5f, reference %.4f (err %.1e)\n", s, rid, mine,
+                        rlp, e);
             if (e > *max_lp_err)
                 *max_lp_err = e;
             if (s < 8 && e > *early_lp_err)

@@ -115,25 +115,8 @@ void kern_ref_from_float_bf16(const float *src, void *dst, int64_t n)
         h[i] = kern_fp32_to_bf16(src[i]);
 }
 
-/* ---- dot products (double accumulation, like ggml's scalar code) */
-void kern_ref_vec_dot_f32(int64_t n, float *s, const void *x, const void *y)
-{
-    const float *a = x, *b = y;
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        sum += (double)(a[i] * b[i]);
-    *s = (float)sum;
-}
-
-void kern_ref_vec_dot_f16(int64_t n, float *s, const void *x, const void *y)
-{
-    const uint16_t *a = x, *b = y;
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        sum += (double)(kern_fp16_to_fp32(a[i]) * kern_fp16_to_fp32(b[i]));
-    *s = (float)sum;
-}
-
+/* ---- dot products (F32/F16 in llama.cpp's order: ref/order.c; BF16 in
+ * double, like ggml's scalar path) */
 void kern_ref_vec_dot_bf16(int64_t n, float *s, const void *x, const void *y)
 {
     const uint16_t *a = x, *b = y;
