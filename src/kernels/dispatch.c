@@ -14,8 +14,6 @@ static struct kern_type_ops g_tables[KERN_ISA_COUNT][GG_TYPE_COUNT];
 static bool g_valid[GG_TYPE_COUNT];
 static enum kern_isa g_cpu_isa = KERN_ISA_REF; /* what the CPU supports */
 static enum kern_isa g_best = KERN_ISA_REF;    /* after the SPOKE_ISA cap */
-static float (*g_dot_f32)(int64_t, const float *, const float *) = kern_ref_dot_f32;
-static void (*g_axpy_f32)(int64_t, float, const float *, float *) = kern_ref_axpy_f32;
 static double (*g_softmax_exp)(int64_t, float *, const float *, float) = kern_ref_softmax_exp;
 static void (*g_silu_row)(int64_t, float *, const float *) = kern_ref_silu_row;
 static void (*g_f32_to_f16_row)(const float *, uint16_t *, int64_t);
@@ -45,8 +43,6 @@ REF_GEMM(f32)
 REF_GEMM(f16)
 REF_GEMM(tb_f32)
 REF_GEMM(tb_f16)
-KERN_GEMM_RULE(ref_gemm_rule_f32, ref_gemm_f32, ref_gemm_tb_f32)
-KERN_GEMM_RULE(ref_gemm_rule_f16, ref_gemm_f16, ref_gemm_tb_f16)
 REF_GEMM(bf16)
 REF_GEMM(q4_0)
 REF_GEMM(q4_1)
@@ -83,12 +79,10 @@ static void ref_set(enum gg_type type, enum gg_type vdt, kern_to_float_fn to_flo
 static void fill_ref(void)
 {
     ref_set(GG_TYPE_F32, GG_TYPE_F32, kern_ref_to_float_f32, kern_ref_from_float_f32,
-            kern_ref_from_float_f32, kern_ref_vec_dot_f32, ref_gemm_rule_f32);
+            kern_ref_from_float_f32, kern_ref_vec_dot_f32, ref_gemm_f32);
     ref_set(GG_TYPE_F16, GG_TYPE_F16, kern_ref_to_float_f16, kern_ref_from_float_f16,
-            kern_ref_from_float_f16, kern_ref_vec_dot_f16, ref_gemm_rule_f16);
-    g_tables[KERN_ISA_REF][GG_TYPE_F32].gemm_vd = ref_gemm_f32;
+            kern_ref_from_float_f16, kern_ref_vec_dot_f16, ref_gemm_f16);
     g_tables[KERN_ISA_REF][GG_TYPE_F32].gemm_tb = ref_gemm_tb_f32;
-    g_tables[KERN_ISA_REF][GG_TYPE_F16].gemm_vd = ref_gemm_f16;
     g_tables[KERN_ISA_REF][GG_TYPE_F16].gemm_tb = ref_gemm_tb_f16;
     ref_set(GG_TYPE_BF16, GG_TYPE_BF16, kern_ref_to_float_bf16, kern_ref_from_float_bf16,
             kern_ref_from_float_bf16, kern_ref_vec_dot_bf16, ref_gemm_bf16);
@@ -164,11 +158,11 @@ static void init_once(void)
         g_f16_to_f32_row = kern_avx2_fp16_to_fp32_row;
     }
     if (g_best >= KERN_ISA_AVX512) {
-        g_dot_f32 = kern_avx512_dot_f32;
-        g_axpy_f32 = kern_avx512_axpy_f32;
+        g_softmax_exp = kern_avx512_softmax_exp;
+        g_silu_row = kern_avx512_silu_row;
     } else if (g_best >= KERN_ISA_AVX2) {
-        g_dot_f32 = kern_avx2_dot_f32;
-        g_axpy_f32 = kern_avx2_axpy_f32;
+        g_softmax_exp = kern_avx2_softmax_exp;
+        g_silu_row = kern_avx2_silu_row;
     }
     LOG_DEBUG("kernels", "cpu isa %s, using %s", kern_isa_name(g_cpu_isa),
               kern_isa_name(g_best));
@@ -234,10 +228,11 @@ void kern_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n)
     g_f16_to_f32_row(src, dst, n);
 }
 
-float kern_dot_f32(int64_t n, const float *a, const float *b)
+kern_gemm_fn kern_pick_gemm(const struct kern_type_ops *ops, int64_t m, int64_t k, int64_t n_batch)
 {
-    kern_init();
-    return g_dot_f32(n, a, b);
+    if (ops->gemm_tb && n_batch >= 2 && k % 16 == 0 && m % 4 == 0)
+        return ops->gemm_tb;
+    return ops->gemm;
 }
 
 double kern_softmax_exp(int64_t n, float *y, const float *x, float max)
@@ -250,10 +245,4 @@ void kern_silu_row(int64_t n, float *y, const float *x)
 {
     kern_init();
     g_silu_row(n, y, x);
-}
-
-void kern_axpy_f32(int64_t n, float a, const float *x, float *y)
-{
-    kern_init();
-    g_axpy_f32(n, a, x, y);
 }

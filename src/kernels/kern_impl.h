@@ -138,18 +138,6 @@ void kern_gemm_generic(kern_vec_dot_fn vec_dot, int64_t k, int64_t r0, int64_t r
                        int64_t n_batch, const void *w, size_t w_stride, const void *x,
                        size_t x_stride, float *y, size_t y_stride);
 
-/* The F32/F16 gemm rule of llama.cpp: tinyBLAS order for batches of >= 2
- * rows with k % 16 == 0, vec_dot order otherwise (kernels.h). */
-#define KERN_GEMM_RULE(NAME, VD, TB)                                                         \
-    static void NAME(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,      \
-                     size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride) \
-    {                                                                                        \
-        if (n_batch >= 2 && k % 16 == 0)                                                     \
-            TB(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);                   \
-        else                                                                                 \
-            VD(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);                   \
-    }
-
 /* ---- reference (ref/) */
 #define KERN_REF_TYPES(X)                                                                  \
     X(f32) X(f16) X(bf16) X(q4_0) X(q4_1) X(q5_0) X(q5_1) X(q8_0) X(q8_1) X(q2_K) X(q3_K) \
@@ -175,7 +163,6 @@ void kern_ref_vec_dot_q4_K(int64_t n, float *s, const void *x, const void *y);
 void kern_ref_vec_dot_q5_K(int64_t n, float *s, const void *x, const void *y);
 void kern_ref_vec_dot_q6_K(int64_t n, float *s, const void *x, const void *y);
 
-float kern_ref_dot_f32(int64_t n, const float *a, const float *b);
 
 /* ref/order.c: llama.cpp's (ggml AVX-512) float orders; see that file. */
 float kern_reduce16(const float v[16]);
@@ -184,18 +171,17 @@ void kern_ref_vec_dot_tb_f16(int64_t n, float *s, const void *x, const void *y);
 float kern_ref_v_expf(float x);
 double kern_ref_softmax_exp(int64_t n, float *y, const float *x, float max);
 void kern_ref_silu_row(int64_t n, float *y, const float *x);
-void kern_ref_axpy_f32(int64_t n, float a, const float *x, float *y);
 
 /* ---- SIMD variant tables. Each ISA file set exports one function that
  * fills, for the types it accelerates, the fields it provides (vec_dot,
  * gemm, and quantize_act for activation types); others are left as is. */
 void kern_avx2_fill(struct kern_type_ops *ops, enum gg_type type);
-float kern_avx2_dot_f32(int64_t n, const float *a, const float *b);
-void kern_avx2_axpy_f32(int64_t n, float a, const float *x, float *y);
+double kern_avx2_softmax_exp(int64_t n, float *y, const float *x, float max);
+void kern_avx2_silu_row(int64_t n, float *y, const float *x);
 void kern_avx2_fp32_to_fp16_row(const float *src, uint16_t *dst, int64_t n);
 void kern_avx2_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n);
 void kern_avx512_fill(struct kern_type_ops *ops, enum gg_type type);
-float kern_avx512_dot_f32(int64_t n, const float *a, const float *b);
-void kern_avx512_axpy_f32(int64_t n, float a, const float *x, float *y);
+double kern_avx512_softmax_exp(int64_t n, float *y, const float *x, float max);
+void kern_avx512_silu_row(int64_t n, float *y, const float *x);
 
 #endif

@@ -47,12 +47,10 @@ struct kern_type_ops {
     /* *s = dot(x (this type), y (vec_dot_type)) over n elements. */
     void (*vec_dot)(int64_t n, float *s, const void *x, const void *y);
     kern_gemm_fn gemm;
-    /* F32 and F16 only (NULL otherwise): gemm in llama.cpp's two summation
-     * orders (ref/order.c), bit-identical on every ISA. gemm_vd is
-     * ggml_vec_dot's order (vec_dot uses it too), gemm_tb tinyBLAS's (k must
-     * be a multiple of 16). Their `gemm` picks as llama.cpp does: gemm_tb
-     * when n_batch >= 2 and k % 16 == 0, else gemm_vd. */
-    kern_gemm_fn gemm_vd;
+    /* F32 and F16 only (NULL otherwise): gemm in tinyBLAS's summation order
+     * (k must be a multiple of 16); their vec_dot and gemm use ggml_vec_dot's
+     * order (ref/order.c). Both are bit-identical on every ISA. Pick with
+     * kern_pick_gemm. */
     kern_gemm_fn gemm_tb;
     enum kern_isa isa; /* which variant provided vec_dot/gemm */
 };
@@ -79,9 +77,11 @@ uint16_t kern_fp32_to_bf16(float f);
 void kern_fp32_to_fp16_row(const float *src, uint16_t *dst, int64_t n);
 void kern_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n);
 
-/* Float vector helpers used by the forward pass (dispatched to SIMD). */
-float kern_dot_f32(int64_t n, const float *a, const float *b);
-void kern_axpy_f32(int64_t n, float a, const float *x, float *y); /* y += a*x */
+
+/* The gemm llama.cpp's CPU backend would use for an m x k weight and a batch
+ * of n_batch rows: tinyBLAS order when the type has one, n_batch >= 2,
+ * k % 16 == 0 and m % 4 == 0 (llamafile_sgemm's conditions), else ops->gemm. */
+kern_gemm_fn kern_pick_gemm(const struct kern_type_ops *ops, int64_t m, int64_t k, int64_t n_batch);
 
 /* llama.cpp's softmax exponentials (ggml_vec_soft_max_f32): y[i] =
  * exp(x[i] - max), 16-wide chunks with ggml's v_expf polynomial and the rest

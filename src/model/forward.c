@@ -263,9 +263,9 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
     uint16_t *p16 = s->p16 + (size_t)ith * group * nc;     /* [group][n_ctx] */
     uint16_t *q16 = s->q16 + (size_t)ith * group * hd;     /* [group][hd] */
     const struct kern_type_ops *ops = kern_ops(f16 ? GG_TYPE_F16 : GG_TYPE_F32);
-    const bool batch = s->n_tok >= 2;
-    const kern_gemm_fn gemm_k = batch && hd % 16 == 0 ? ops->gemm_tb : ops->gemm_vd;
-    const kern_gemm_fn gemm_v = batch && n_pad % 16 == 0 ? ops->gemm_tb : ops->gemm_vd;
+    /* llama.cpp's KQ is [n_pad rows of K] x q, its KQV [hd rows of V^T] x kq */
+    const kern_gemm_fn gemm_k = kern_pick_gemm(ops, n_pad, hd, s->n_tok);
+    const kern_gemm_fn gemm_v = kern_pick_gemm(ops, hd, n_pad, s->n_tok);
     const char *kbase = kv_cache_k(kv, l, 0);
     const size_t kstride = (size_t)Dkv * kv->elt, vstride = nc * kv->elt;
     /* an item is one token and `per` query heads sharing one KV head: the

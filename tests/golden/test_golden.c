@@ -1,23 +1,25 @@
-/* test_golden.c - token-exact agreement of the forward pass with llama.cpp.
+/* test_golden.c - agreement of the forward pass with llama.cpp.
  *
  * For every model in ../shared/models with a reference-outputs/<file>.greedy.json,
  * the reference prompt token ids are evaluated (batched prefill) and then the
  * reference's generated tokens are fed one by one (teacher forcing), so every
- * step is compared: our argmax must equal the reference token and, for the
- * F32 file, the top-3 logprobs must be within 1e-3 over the first 8 steps and
- * within 5e-3 over all 48 (measured: <= 7e-4 early, 3.8e-3 worst at step 42
- * for a token at logprob -10: the F16 KV cache rounds q, K, V and the softmax
- * weights to F16 as llama.cpp does, and float-order differences in the F32
- * matmuls flip a few of those roundings, which grows with the steps; the
- * quantized files, whose integer dot products do not depend on the order,
- * agree to the reference's 4 printed decimals over the first 8 steps).
- * Greedy free-running output equals the reference exactly when every
- * teacher-forced argmax does.
+ * step is compared: our argmax must equal the reference token, and for the
+ * F32 and F16 files the top-3 logprobs must be within 1e-3 of the
+ * reference's at EVERY step. spoke reproduces llama.cpp's float arithmetic
+ * (kernels/ref/order.c: summation orders, v_expf softmax and SiLU, padded
+ * attention over the F16 cache, fused RoPE), so on every ISA these agree to
+ * the reference's printing precision (4 decimals: measured <= 5.1e-5).
+ * Q8_0 is held to the same bound when SIMD kernels run (their block sums
+ * follow ggml's; the scalar reference kernels sum quantized blocks
+ * differently). Greedy free-running output equals the reference exactly when
+ * every teacher-forced argmax does.
  * Required agreement per file:
  *   F32, F16, Q8_0, llama-2-tiny-random: all steps;
  *   Q4_0, Q5_0, Q5_1: at least up to the step where llama.cpp's own quantized
  *   run first leaves its F32 run (models/README.md), all steps reported.
- * A table of agreement is printed. Runs with 2 threads and 1 thread. */
+ * A table of agreement is printed (SPOKE_GOLDEN_VERBOSE=1 adds every logprob
+ * off by more than 1e-4). Runs with 2 threads and 1 thread, and with an F32
+ * KV cache (tokens only: the reference used an F16 cache). */
 #include "gguf/gguf.h"
 #include "model/model.h"
 #include "sample/sample.h"
@@ -33,12 +35,12 @@ struct golden_case {
 
 static const struct golden_case cases[] = {
     {"stories260K.gguf", true, {-1, -1}},
-    {"stories260K-f16.gguf", false, {-1, -1}},
-    {"stories260K-q8_0.gguf", false, {-1, -1}},
+    {"stories260K-f16.gguf", true, {-1, -1}},
+    {"stories260K-q8_0.gguf", true, {-1, -1}},
     {"stories260K-q5_0.gguf", false, {-1, 20}},
     {"stories260K-q5_1.gguf", false, {16, 32}},
     {"stories260K-q4_0.gguf", false, {23, 7}},
-    {"llama-2-tiny-random.gguf", false, {-1, -1}},
+    {"llama-2-tiny-random.gguf", true, {-1, -1}},
 };
 
 static int total_fail;
@@ -160,12 +162,15 @@ static void run_case(const struct golden_case *gc, int n_threads, enum kv_type k
         int need = gc->min_steps[i < 2 ? i : 1];
         if (need < 0)
             need = (int)ng;
-        bool lp_ok = !gc->check_logprobs || kvt != KV_F16 || (early <= 1e-3 && lp_err <= 5e-3);
+        /* Q8_0's agreement depends on the quantized kernels' block order */
+        bool check = gc->check_logprobs && kvt == KV_F16 &&
+                     !(strstr(gc->file, "q8_0") && kern_isa_best() == KERN_ISA_REF);
+        bool lp_ok = !check || lp_err <= 1e-3;
         bool ok = prefix >= need && lp_ok;
         printf("%-26s t=%d kv=%s prompt %zu: greedy agrees %2d/%zu steps, teacher-forced %2d/%zu, required %2d, "
-               "top3 logprob err max %.1e (steps<8: %.1e) %s\n",
+               "top3 logprob err max %.1e (steps<8: %.1e)%s %s\n",
                gc->file, n_threads, kvt == KV_F16 ? "f16" : "f32", i, prefix, ng, agree_total, ng, need, lp_err,
-               early, ok ? "ok" : "FAIL");
+               early, check ? " [<= 1e-3 required]" : "", ok ? "ok" : "FAIL");
         if (!ok)
             total_fail++;
     }

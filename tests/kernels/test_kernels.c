@@ -554,24 +554,6 @@ TEST(quantize_nonfinite_input)
     sp_free(y);
 }
 
-TEST(float_helpers)
-{
-    for (int64_t n = 0; n < 70; n += 7) {
-        float a[70], b[70], y1[70], y2[70];
-        fill_data(a, 70, 1.0f);
-        fill_data(b, 70, 1.0f);
-        memcpy(y1, b, sizeof b);
-        memcpy(y2, b, sizeof b);
-        double mag = 1e-6;
-        for (int64_t i = 0; i < n; i++)
-            mag += fabs((double)a[i] * b[i]);
-        CHECK(fabs(kern_dot_f32(n, a, b) - kern_ref_dot_f32(n, a, b)) <= 1e-5 * mag);
-        kern_axpy_f32(n, 0.75f, a, y1);
-        kern_ref_axpy_f32(n, 0.75f, a, y2);
-        for (int i = 0; i < 70; i++)
-            CHECK(fabsf(y1[i] - y2[i]) <= 1e-6f * (fabsf(y2[i]) + 1));
-    }
-}
 
 int main(void)
 {
@@ -585,6 +567,5 @@ int main(void)
     RUN(isa_activation_quantizers);
     RUN(gemm_large_batch_equals_vec_dot);
     RUN(quantize_nonfinite_input);
-    RUN(float_helpers);
     return test_summary();
 }

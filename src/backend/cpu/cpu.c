@@ -226,7 +226,7 @@ static void mm_gemm_range(void *ud, int ith, int64_t c0, int64_t c1)
         int64_t r0 = (c - g->chunk0[j]) * g->rows_per_chunk;
         int64_t r1 = SP_MIN(w->rows, r0 + g->rows_per_chunk);
         if (r1 > r0)
-            w->ops->gemm(g->k, r0, r1, g->n_batch, w->data, w->row_bytes, g->qx, g->qstride, mm->y, mm->y_stride);
+            kern_pick_gemm(w->ops, w->rows, g->k, g->n_batch)(g->k, r0, r1, g->n_batch, w->data, w->row_bytes, g->qx, g->qstride, mm->y, mm->y_stride);
     }
 }
 

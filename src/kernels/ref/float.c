@@ -126,19 +126,6 @@ void kern_ref_vec_dot_bf16(int64_t n, float *s, const void *x, const void *y)
     *s = (float)sum;
 }
 
-float kern_ref_dot_f32(int64_t n, const float *a, const float *b)
-{
-    float s;
-    kern_ref_vec_dot_f32(n, &s, a, b);
-    return s;
-}
-
-void kern_ref_axpy_f32(int64_t n, float a, const float *x, float *y)
-{
-    for (int64_t i = 0; i < n; i++)
-        y[i] += a * x[i];
-}
-
 void kern_gemm_generic(kern_vec_dot_fn vec_dot, int64_t k, int64_t r0, int64_t r1,
                        int64_t n_batch, const void *w, size_t w_stride, const void *x,
                        size_t x_stride, float *y, size_t y_stride)

@@ -46,8 +46,6 @@ static inline float sc_bf16(const void *p, int64_t i) { return kern_bf16_to_fp32
     }                                                                                     \
     KERN_AVX2_DRIVER(NAME, NAME##_kern, 1)
 
-FLOAT_KERN(f32, ld_f32, sc_f32)
-FLOAT_KERN(f16, ld_f16, sc_f16)
 FLOAT_KERN(bf16, ld_bf16, sc_bf16)
 
 void kern_avx2_fp32_to_fp16_row(const float *x, uint16_t *y, int64_t n)
@@ -82,13 +80,7 @@ void kern_avx2_fill_float(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx2_fill_float(struct kern_type_ops *ops, enum gg_type type)
 {
     switch (type) {
-    case GG_TYPE_F32:
-        ops->vec_dot = f32_vec_dot;
-        ops->gemm = f32_gemm;
-        break;
-    case GG_TYPE_F16:
-        ops->vec_dot = f16_vec_dot;
-        ops->gemm = f16_gemm;
+    case GG_TYPE_F16: /* dot products: order_avx2.c */
         ops->quantize_act = quantize_f16;
         ops->to_float = to_float_f16;
         break;

@@ -208,73 +208,6 @@ KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx
 }
 KERN_AVX2_DRIVER(q6_K, q6_K_kern, QK_K)
 
-/* ---- F16 */
-KERN_AI __m512 ld16(const void *p, int64_t i)
-{
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i)));
-}
-
-KERN_AI void f16_kern(int nr, int64_t n, const void *w, const void *const *x, float *out)
-{
-    __m512 a0[NRMAX], a1[NRMAX];
-    KERN_UNROLL for (int r = 0; r < nr; r++) {
-        a0[r] = _mm512_setzero_ps();
-        a1[r] = _mm512_setzero_ps();
-    }
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        const __m512 w0 = ld16(w, i), w1 = ld16(w, i + 16);
-        KERN_UNROLL for (int r = 0; r < nr; r++) {
-            a0[r] = _mm512_fmadd_ps(w0, ld16(x[r], i), a0[r]);
-            a1[r] = _mm512_fmadd_ps(w1, ld16(x[r], i + 16), a1[r]);
-        }
-    }
-    KERN_UNROLL for (int r = 0; r < nr; r++) {
-        float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
-        const uint16_t *wh = w, *xh = x[r];
-        for (int64_t j = i; j < n; j++)
-            s += _cvtsh_ss(wh[j]) * _cvtsh_ss(xh[j]);
-        out[r] = s;
-    }
-}
-KERN_AVX2_DRIVER(f16, f16_kern, 1)
-
-/* Two weight rows x nr activation rows, each output with exactly the
- * arithmetic of f16_kern (so gemm == vec_dot bit for bit). */
-KERN_AI void f16_kern2(int nr, int64_t n, const void *w0, const void *w1, const void *const *x,
-                       float *out0, float *out1)
-{
-    __m512 a0[2][NRMAX], a1[2][NRMAX];
-    KERN_UNROLL for (int r = 0; r < nr; r++) {
-        a0[0][r] = a1[0][r] = a0[1][r] = a1[1][r] = _mm512_setzero_ps();
-    }
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        const __m512 u0 = ld16(w0, i), u1 = ld16(w0, i + 16);
-        const __m512 v0 = ld16(w1, i), v1 = ld16(w1, i + 16);
-        KERN_UNROLL for (int r = 0; r < nr; r++) {
-            const __m512 y0 = ld16(x[r], i), y1 = ld16(x[r], i + 16);
-            a0[0][r] = _mm512_fmadd_ps(u0, y0, a0[0][r]);
-            a1[0][r] = _mm512_fmadd_ps(u1, y1, a1[0][r]);
-            a0[1][r] = _mm512_fmadd_ps(v0, y0, a0[1][r]);
-            a1[1][r] = _mm512_fmadd_ps(v1, y1, a1[1][r]);
-        }
-    }
-    KERN_UNROLL for (int r = 0; r < nr; r++) {
-        float s0 = _mm512_reduce_add_ps(_mm512_add_ps(a0[0][r], a1[0][r]));
-        float s1 = _mm512_reduce_add_ps(_mm512_add_ps(a0[1][r], a1[1][r]));
-        const uint16_t *u = w0, *v = w1, *xh = x[r];
-        for (int64_t j = i; j < n; j++) {
-            s0 += _cvtsh_ss(u[j]) * _cvtsh_ss(xh[j]);
-            s1 += _cvtsh_ss(v[j]) * _cvtsh_ss(xh[j]);
-        }
-        out0[r] = s0;
-        out1[r] = s1;
-    }
-}
-
-KERN_DRIVER2(f16, f16_kern2, 1)
-
 void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type)
 {
@@ -290,10 +223,6 @@ void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type)
     case GG_TYPE_Q6_K:
         ops->vec_dot = q6_K_vec_dot;
         ops->gemm = q6_K_gemm;
-        break;
-    case GG_TYPE_F16:
-        ops->vec_dot = f16_vec_dot;
-        ops->gemm = f16_gemm2;
         break;
     default:
         return;

@@ -1,0 +1,81 @@
+/* order_avx2.c - llama.cpp's float orders (F32/F16 dot products and gemm,
+ * softmax exponentials, SiLU) on AVX2: x86/order_simd.h over a pair of ymm
+ * per 16 lanes, so an AVX2-only CPU sums exactly as llama.cpp's AVX-512
+ * build. AVX2 has no scalef: j * 2^n is two exact power-of-two products
+ * (one rounding, like scalef). Results equal ref/order.c bit for bit. */
+#include <math.h>
+
+#include "kernels/x86/avx2/avx2_util.h"
+
+typedef struct {
+    __m256 lo, hi;
+} V16;
+#define ORD(name) avx2_ord_##name
+#define V2(EXPR_LO, EXPR_HI) ((V16){(EXPR_LO), (EXPR_HI)})
+
+KERN_AI V16 v_zero(void) { return V2(_mm256_setzero_ps(), _mm256_setzero_ps()); }
+KERN_AI V16 v_set1(float f) { return V2(_mm256_set1_ps(f), _mm256_set1_ps(f)); }
+KERN_AI V16 v_ld(const float *p) { return V2(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)); }
+KERN_AI V16 v_ldh(const uint16_t *p)
+{
+    return V2(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)),
+              _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 8))));
+}
+KERN_AI void v_st(float *p, V16 v)
+{
+    _mm256_storeu_ps(p, v.lo);
+    _mm256_storeu_ps(p + 8, v.hi);
+}
+KERN_AI V16 v_add(V16 a, V16 b) { return V2(_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)); }
+KERN_AI V16 v_sub(V16 a, V16 b) { return V2(_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)); }
+KERN_AI V16 v_mul(V16 a, V16 b) { return V2(_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)); }
+KERN_AI V16 v_div(V16 a, V16 b) { return V2(_mm256_div_ps(a.lo, b.lo), _mm256_div_ps(a.hi, b.hi)); }
+KERN_AI V16 v_fma(V16 a, V16 b, V16 c)
+{
+    return V2(_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi));
+}
+KERN_AI V16 v_fnma(V16 a, V16 b, V16 c)
+{
+    return V2(_mm256_fnmadd_ps(a.lo, b.lo, c.lo), _mm256_fnmadd_ps(a.hi, b.hi, c.hi));
+}
+
+KERN_AI float v_reduce(V16 v)
+{
+    const __m256 h = _mm256_add_ps(v.hi, v.lo);
+    const __m128 q = _mm_add_ps(_mm256_extractf128_ps(h, 1), _mm256_castps256_ps128(h));
+    const __m128 r = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+}
+
+/* 8 lanes of v_expf's last step: n is integral; |n| > 192 -> 0 or inf by
+ * sign (NaN n stays NaN through the product). */
+KERN_AI __m256 exp_finish8(__m256 j, __m256 n)
+{
+    const __m256 big = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), n), _mm256_set1_ps(192), _CMP_GT_OQ);
+    const __m256 nc = _mm256_blendv_ps(n, _mm256_setzero_ps(), big); /* keep the shifts in range */
+    const __m256i e = _mm256_cvttps_epi32(nc);
+    const __m256i e1 = _mm256_srai_epi32(_mm256_add_epi32(e, _mm256_srli_epi32(e, 31)), 1); /* e / 2 toward 0 */
+    const __m256i e2 = _mm256_sub_epi32(e, e1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e1, bias), 23));
+    const __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e2, bias), 23));
+    __m256 res = _mm256_mul_ps(_mm256_mul_ps(j, f1), f2);
+    res = _mm256_blendv_ps(res, _mm256_mul_ps(j, n), _mm256_cmp_ps(n, n, _CMP_UNORD_Q)); /* NaN */
+    const __m256 alt = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), _mm256_setzero_ps(),
+                                        _mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ));
+    return _mm256_blendv_ps(res, alt, big);
+}
+
+KERN_AI V16 v_exp_finish(V16 j, V16 n) { return V2(exp_finish8(j.lo, n.lo), exp_finish8(j.hi, n.hi)); }
+
+#include "kernels/x86/order_simd.h"
+
+void kern_avx2_fill_order(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx2_fill_order(struct kern_type_ops *ops, enum gg_type type) { ORD(fill_float)(ops, type); }
+
+double kern_avx2_softmax_exp(int64_t n, float *y, const float *x, float max)
+{
+    return ORD(softmax_exp)(n, y, x, max);
+}
+
+void kern_avx2_silu_row(int64_t n, float *y, const float *x) { ORD(silu_row)(n, y, x); }

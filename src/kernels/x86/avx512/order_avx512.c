@@ -1,0 +1,53 @@
+/* order_avx512.c - llama.cpp's float orders (F32/F16 dot products and gemm,
+ * softmax exponentials, SiLU) on AVX-512: x86/order_simd.h over one zmm per
+ * 16 lanes. v_expf finishes with scalef and ggml's mask blends, as ggml's
+ * AVX-512 build does; the results equal ref/order.c bit for bit. */
+#include <math.h>
+
+#include "kernels/x86/avx512/avx512_util.h"
+
+typedef __m512 V16;
+#define ORD(name) avx512_ord_##name
+
+KERN_AI V16 v_zero(void) { return _mm512_setzero_ps(); }
+KERN_AI V16 v_set1(float f) { return _mm512_set1_ps(f); }
+KERN_AI V16 v_ld(const float *p) { return _mm512_loadu_ps(p); }
+KERN_AI V16 v_ldh(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+KERN_AI void v_st(float *p, V16 v) { _mm512_storeu_ps(p, v); }
+KERN_AI V16 v_add(V16 a, V16 b) { return _mm512_add_ps(a, b); }
+KERN_AI V16 v_sub(V16 a, V16 b) { return _mm512_sub_ps(a, b); }
+KERN_AI V16 v_mul(V16 a, V16 b) { return _mm512_mul_ps(a, b); }
+KERN_AI V16 v_div(V16 a, V16 b) { return _mm512_div_ps(a, b); }
+KERN_AI V16 v_fma(V16 a, V16 b, V16 c) { return _mm512_fmadd_ps(a, b, c); }
+KERN_AI V16 v_fnma(V16 a, V16 b, V16 c) { return _mm512_fnmadd_ps(a, b, c); }
+
+KERN_AI float v_reduce(V16 v)
+{
+    const __m256 h = _mm256_add_ps(_mm512_extractf32x8_ps(v, 1), _mm512_castps512_ps256(v));
+    const __m128 q = _mm_add_ps(_mm256_extractf128_ps(h, 1), _mm256_castps256_ps128(h));
+    const __m128 r = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+}
+
+KERN_AI V16 v_exp_finish(V16 j, V16 n)
+{
+    const __mmask16 d = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192), _CMP_GT_OQ);
+    const V16 res = _mm512_scalef_ps(j, n);
+    if (_mm512_kortestz(d, d))
+        return res;
+    const V16 zero = _mm512_setzero_ps();
+    const V16 alt = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(n, zero, _CMP_LE_OQ), _mm512_set1_ps(INFINITY), zero);
+    return _mm512_mask_blend_ps(d, res, alt);
+}
+
+#include "kernels/x86/order_simd.h"
+
+void kern_avx512_fill_order(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx512_fill_order(struct kern_type_ops *ops, enum gg_type type) { ORD(fill_float)(ops, type); }
+
+double kern_avx512_softmax_exp(int64_t n, float *y, const float *x, float max)
+{
+    return ORD(softmax_exp)(n, y, x, max);
+}
+
+void kern_avx512_silu_row(int64_t n, float *y, const float *x) { ORD(silu_row)(n, y, x); }

@@ -1,0 +1,157 @@
+/* order_simd.h - llama.cpp's float orders (ref/order.c) written once over a
+ * 16-lane vector type, instantiated per ISA. The including file defines V16
+ * and the lane-wise operations below (AVX-512: one zmm; AVX2: two ymm), plus
+ * ORD(name) to prefix the function names; every operation is exact lane-wise
+ * IEEE arithmetic, so each instantiation equals the reference bit for bit.
+ *
+ *   V16 v_zero(void), v_set1(float), v_ld(const float *), v_ldh(const uint16_t *)
+ *   void v_st(float *, V16); float v_reduce(V16)       (kern_reduce16's tree)
+ *   V16 v_add, v_sub, v_mul, v_div (a, b); V16 v_fma(a, b, c) = a*b + c,
+ *   V16 v_fnma(a, b, c) = c - a*b (both one rounding)
+ *   V16 v_exp_finish(V16 j, V16 n)  (j * 2^n, and v_expf's |n| > 192 lanes) */
+#ifndef SPOKE_KERN_ORDER_SIMD_H
+#define SPOKE_KERN_ORDER_SIMD_H
+
+KERN_AI V16 ORD(v_expf)(V16 x)
+{
+    const V16 r = v_set1(0x1.8p23f);
+    const V16 z = v_fma(x, v_set1(0x1.715476p+0f), r);
+    const V16 n = v_sub(z, r);
+    const V16 b = v_fnma(n, v_set1(0x1.7f7d1cp-20f), v_fnma(n, v_set1(0x1.62e4p-1f), x));
+    const V16 u = v_mul(b, b);
+    const V16 j = v_fma(v_fma(v_fma(v_set1(0x1.0e4020p-7f), b, v_set1(0x1.573e2ep-5f)), u,
+                              v_fma(v_set1(0x1.555e66p-3f), b, v_set1(0x1.fffdb6p-2f))),
+                        u, v_fma(v_set1(0x1.ffffecp-1f), b, v_set1(1.0f)));
+    return v_exp_finish(j, n);
+}
+
+static double ORD(softmax_exp)(int64_t n, float *y, const float *x, float max)
+{
+    double sum = 0.0;
+    int64_t i = 0;
+    const V16 vm = v_set1(max);
+    for (; i + 15 < n; i += 16) {
+        const V16 v = ORD(v_expf)(v_sub(v_ld(x + i), vm));
+        v_st(y + i, v);
+        sum += (double)v_reduce(v);
+    }
+    for (; i < n; i++) {
+        const float val = expf(x[i] - max);
+        sum += (double)val;
+        y[i] = val;
+    }
+    return sum;
+}
+
+static void ORD(silu_row)(int64_t n, float *y, const float *x)
+{
+    int64_t i = 0;
+    for (; i + 15 < n; i += 16) {
+        const V16 v = v_ld(x + i);
+        v_st(y + i, v_div(v, v_add(v_set1(1.0f), ORD(v_expf)(v_sub(v_zero(), v)))));
+    }
+    for (; i < n; i++)
+        y[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
+/* ggml_vec_dot order, one weight row against one activation row. */
+#define ORD_VD(NAME, LD, SC, TAIL)                                                                  \
+    static void ORD(NAME)(int64_t n, float *s, const void *vx, const void *vy)                     \
+    {                                                                                              \
+        const int64_t np = n & ~(int64_t)63;                                                       \
+        V16 a0 = v_zero(), a1 = v_zero(), a2 = v_zero(), a3 = v_zero();                            \
+        for (int64_t i = 0; i < np; i += 64) {                                                     \
+            a0 = v_fma(LD(vx, i), LD(vy, i), a0);                                                  \
+            a1 = v_fma(LD(vx, i + 16), LD(vy, i + 16), a1);                                        \
+            a2 = v_fma(LD(vx, i + 32), LD(vy, i + 32), a2);                                        \
+            a3 = v_fma(LD(vx, i + 48), LD(vy, i + 48), a3);                                        \
+        }                                                                                          \
+        const float r = v_reduce(v_add(v_add(a0, a2), v_add(a1, a3)));                             \
+        TAIL(r, np, n, vx, vy, SC, s);                                                             \
+    }
+
+/* F32 tail: the first multiple of 8 unfused, the last n % 8 fused */
+#define ORD_TAIL_F32(R, NP, N, X, Y, SC, S)                                  \
+    do {                                                                     \
+        float sumf = (R);                                                    \
+        const int64_t nu = (NP) + (((N) - (NP)) & ~(int64_t)7);              \
+        for (int64_t i = (NP); i < nu; i++)                                  \
+            sumf += SC(X, i) * SC(Y, i);                                     \
+        for (int64_t i = nu; i < (N); i++)                                   \
+            sumf = fmaf(SC(X, i), SC(Y, i), sumf);                           \
+        *(S) = sumf;                                                         \
+    } while (0)
+
+/* F16 tail: in double */
+#define ORD_TAIL_F16(R, NP, N, X, Y, SC, S)                                  \
+    do {                                                                     \
+        double sumd = (R);                                                   \
+        for (int64_t i = (NP); i < (N); i++)                                 \
+            sumd += (double)(SC(X, i) * SC(Y, i));                           \
+        *(S) = (float)sumd;                                                  \
+    } while (0)
+
+KERN_AI V16 ord_ld_f32(const void *p, int64_t i) { return v_ld((const float *)p + i); }
+KERN_AI V16 ord_ld_f16(const void *p, int64_t i) { return v_ldh((const uint16_t *)p + i); }
+static inline float ord_sc_f32(const void *p, int64_t i) { return ((const float *)p)[i]; }
+static inline float ord_sc_f16(const void *p, int64_t i) { return _cvtsh_ss(((const uint16_t *)p)[i]); }
+
+ORD_VD(vec_dot_f32, ord_ld_f32, ord_sc_f32, ORD_TAIL_F32)
+ORD_VD(vec_dot_f16, ord_ld_f16, ord_sc_f16, ORD_TAIL_F16)
+
+/* tinyBLAS order: one accumulator per output, up to 4 activation rows share
+ * each weight load. k % 16 == 0. */
+#define ORD_TB(NAME, LD)                                                                            \
+    static void ORD(NAME)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,       \
+                          size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride) \
+    {                                                                                              \
+        for (int64_t r = r0; r < r1; r++) {                                                        \
+            const char *wr = (const char *)w + (size_t)r * w_stride;                               \
+            for (int64_t b0 = 0; b0 < n_batch; b0 += 4) {                                          \
+                const int nr = (int)SP_MIN(4, n_batch - b0);                                       \
+                const char *xr[4];                                                                 \
+                V16 acc[4];                                                                        \
+                for (int q = 0; q < 4; q++) {                                                      \
+                    xr[q] = (const char *)x + (size_t)(b0 + (q < nr ? q : 0)) * x_stride;          \
+                    acc[q] = v_zero();                                                             \
+                }                                                                                  \
+                for (int64_t i = 0; i < k; i += 16) {                                              \
+                    const V16 wv = LD(wr, i);                                                      \
+                    KERN_UNROLL for (int q = 0; q < 4; q++) acc[q] = v_fma(wv, LD(xr[q], i), acc[q]); \
+                }                                                                                  \
+                for (int q = 0; q < nr; q++)                                                       \
+                    y[(size_t)(b0 + q) * y_stride + (size_t)r] = v_reduce(acc[q]);                 \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+ORD_TB(gemm_tb_f32, ord_ld_f32)
+ORD_TB(gemm_tb_f16, ord_ld_f16)
+
+static void ORD(gemm_vd_f32)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                             const void *x, size_t x_stride, float *y, size_t y_stride)
+{
+    kern_gemm_generic(ORD(vec_dot_f32), k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+}
+
+static void ORD(gemm_vd_f16)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                             const void *x, size_t x_stride, float *y, size_t y_stride)
+{
+    kern_gemm_generic(ORD(vec_dot_f16), k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+}
+
+/* Wire the float types and return the softmax/SiLU functions. */
+static void ORD(fill_float)(struct kern_type_ops *ops, enum gg_type type)
+{
+    if (type == GG_TYPE_F32) {
+        ops->vec_dot = ORD(vec_dot_f32);
+        ops->gemm = ORD(gemm_vd_f32);
+        ops->gemm_tb = ORD(gemm_tb_f32);
+    } else if (type == GG_TYPE_F16) {
+        ops->vec_dot = ORD(vec_dot_f16);
+        ops->gemm = ORD(gemm_vd_f16);
+        ops->gemm_tb = ORD(gemm_tb_f16);
+    }
+}
+
+#endif
