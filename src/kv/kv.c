@@ -105,6 +105,8 @@ static void kv_get(const struct kv_cache *kv, const void *src, float *dst)
 void kv_cache_store(struct kv_cache *kv, int layer, int pos, const float *k, const float *v)
 {
     assert(pos >= 0 && pos < kv->n_ctx);
+    if (pos >= kv->hwm)
+        kv->hwm = pos + 1;
     kv_put(kv, kv_cache_k(kv, layer, pos), k);
     char *v0 = kv_cache_v(kv, layer, 0);
     size_t step = (size_t)kv->n_ctx * kv->elt;
@@ -120,7 +122,9 @@ void kv_cache_store(struct kv_cache *kv, int layer, int pos, const float *k, con
 void kv_cache_zero_v(struct kv_cache *kv, int layer, int p0, int p1)
 {
     assert(p0 >= 0 && p0 <= p1 && p1 <= kv->n_ctx);
-    if (p0 == p1)
+    if (p1 > kv->hwm)
+        p1 = kv->hwm; /* never written: still zero from creation */
+    if (p0 >= p1)
         return;
     char *v0 = kv_cache_v(kv, layer, 0);
     size_t step = (size_t)kv->n_ctx * kv->elt;

@@ -20,6 +20,7 @@ struct kv_cache {
     int n_ctx;       /* positions */
     int kv_dim;      /* elements per position per layer */
     size_t elt;      /* bytes per element (2 or 4) */
+    int hwm;         /* positions >= hwm were never stored (still zero) */
     void *k;         /* n_layer * n_ctx * kv_dim elements */
     void *v;
 };

@@ -164,6 +164,7 @@ void model_state_free(struct model_state *s)
 
 int model_state_n_ctx(const struct model_state *s) { return s->n_ctx; }
 int model_state_n_batch(const struct model_state *s) { return s->n_batch; }
+struct kv_cache *model_state_kv(struct model_state *s) { return s->kv; }
 
 /* ggml_compute_forward_rms_norm_f32 followed by ggml_mul with the weight. */
 static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)

@@ -84,6 +84,8 @@ enum sp_status model_state_new(const struct model *m, const struct model_state_o
 void model_state_free(struct model_state *s); /* NULL is a no-op */
 int model_state_n_ctx(const struct model_state *s);
 int model_state_n_batch(const struct model_state *s);
+/* The state's KV cache (tests and debugging). */
+struct kv_cache *model_state_kv(struct model_state *s);
 
 /* Evaluate n tokens (1 <= n <= n_batch) at positions pos0 .. pos0+n-1
  * (pos0 + n <= n_ctx), attending to the cached positions before pos0 and

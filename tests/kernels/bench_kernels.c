@@ -74,7 +74,7 @@ int main(int argc, char **argv)
                 for (int64_t i = 0; i < rows; i++)
                     o->vec_dot(k, &y[i], w + i * wrs, x);
                 double b = now_s();
-                o->gemm(k, 0, rows, nbatch, w, wrs, x, xrs, y, rows);
+                kern_pick_gemm(o, rows, k, nbatch)(k, 0, rows, nbatch, w, wrs, x, xrs, y, rows);
                 double c = now_s();
                 best1 = b - a < best1 ? b - a : best1;
                 best2 = c - b < best2 ? c - b : best2;

@@ -1,7 +1,9 @@
 /* order_simd.h - llama.cpp's float orders (ref/order.c) written once over a
  * 16-lane vector type, instantiated per ISA. The including file defines V16
  * and the lane-wise operations below (AVX-512: one zmm; AVX2: two ymm), plus
- * ORD(name) to prefix the function names; every operation is exact lane-wise
+ * ORD(name) to prefix the function names, and the tinyBLAS tile ORD_RW weight
+ * rows x ORD_RB activation rows, and ORD_SET_VD (whether fill_float installs
+ * the vec_dot-order kernels); every operation is exact lane-wise
  * IEEE arithmetic, so each instantiation equals the reference bit for bit.
  *
  *   V16 v_zero(void), v_set1(float), v_ld(const float *), v_ldh(const uint16_t *)
@@ -56,7 +58,7 @@ static void ORD(silu_row)(int64_t n, float *y, const float *x)
 
 /* ggml_vec_dot order, one weight row against one activation row. */
 #define ORD_VD(NAME, LD, SC, TAIL)                                                                  \
-    static void ORD(NAME)(int64_t n, float *s, const void *vx, const void *vy)                     \
+    static inline void ORD(NAME)(int64_t n, float *s, const void *vx, const void *vy)                     \
     {                                                                                              \
         const int64_t np = n & ~(int64_t)63;                                                       \
         V16 a0 = v_zero(), a1 = v_zero(), a2 = v_zero(), a3 = v_zero();                            \
@@ -99,28 +101,37 @@ static inline float ord_sc_f16(const void *p, int64_t i) { return _cvtsh_ss(((co
 ORD_VD(vec_dot_f32, ord_ld_f32, ord_sc_f32, ORD_TAIL_F32)
 ORD_VD(vec_dot_f16, ord_ld_f16, ord_sc_f16, ORD_TAIL_F16)
 
-/* tinyBLAS order: one accumulator per output, up to 4 activation rows share
- * each weight load. k % 16 == 0. */
+/* tinyBLAS order: one accumulator per output; a tile of ORD_RW weight rows
+ * x ORD_RB activation rows shares every load (missing rows of a partial tile
+ * repeat the last one and are not stored). k % 16 == 0. */
 #define ORD_TB(NAME, LD)                                                                            \
     static void ORD(NAME)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,       \
                           size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride) \
     {                                                                                              \
-        for (int64_t r = r0; r < r1; r++) {                                                        \
-            const char *wr = (const char *)w + (size_t)r * w_stride;                               \
-            for (int64_t b0 = 0; b0 < n_batch; b0 += 4) {                                          \
-                const int nr = (int)SP_MIN(4, n_batch - b0);                                       \
-                const char *xr[4];                                                                 \
-                V16 acc[4];                                                                        \
-                for (int q = 0; q < 4; q++) {                                                      \
-                    xr[q] = (const char *)x + (size_t)(b0 + (q < nr ? q : 0)) * x_stride;          \
-                    acc[q] = v_zero();                                                             \
-                }                                                                                  \
+        for (int64_t r = r0; r < r1; r += ORD_RW) {                                                \
+            const int nw = (int)SP_MIN(ORD_RW, r1 - r);                                            \
+            const char *wr[ORD_RW];                                                                \
+            for (int p = 0; p < ORD_RW; p++)                                                       \
+                wr[p] = (const char *)w + (size_t)(r + (p < nw ? p : nw - 1)) * w_stride;          \
+            for (int64_t b0 = 0; b0 < n_batch; b0 += ORD_RB) {                                     \
+                const int nb = (int)SP_MIN(ORD_RB, n_batch - b0);                                  \
+                const char *xr[ORD_RB];                                                            \
+                V16 acc[ORD_RW][ORD_RB];                                                           \
+                for (int q = 0; q < ORD_RB; q++)                                                   \
+                    xr[q] = (const char *)x + (size_t)(b0 + (q < nb ? q : nb - 1)) * x_stride;     \
+                KERN_UNROLL for (int p = 0; p < ORD_RW; p++)                                       \
+                    KERN_UNROLL for (int q = 0; q < ORD_RB; q++) acc[p][q] = v_zero();             \
                 for (int64_t i = 0; i < k; i += 16) {                                              \
-                    const V16 wv = LD(wr, i);                                                      \
-                    KERN_UNROLL for (int q = 0; q < 4; q++) acc[q] = v_fma(wv, LD(xr[q], i), acc[q]); \
+                    V16 xv[ORD_RB];                                                                \
+                    KERN_UNROLL for (int q = 0; q < ORD_RB; q++) xv[q] = LD(xr[q], i);             \
+                    KERN_UNROLL for (int p = 0; p < ORD_RW; p++) {                                 \
+                        const V16 wv = LD(wr[p], i);                                               \
+                        KERN_UNROLL for (int q = 0; q < ORD_RB; q++) acc[p][q] = v_fma(wv, xv[q], acc[p][q]); \
+                    }                                                                              \
                 }                                                                                  \
-                for (int q = 0; q < nr; q++)                                                       \
-                    y[(size_t)(b0 + q) * y_stride + (size_t)r] = v_reduce(acc[q]);                 \
+                for (int p = 0; p < nw; p++)                                                       \
+                    for (int q = 0; q < nb; q++)                                                   \
+                        y[(size_t)(b0 + q) * y_stride + (size_t)(r + p)] = v_reduce(acc[p][q]);    \
             }                                                                                      \
         }                                                                                          \
     }
@@ -128,28 +139,36 @@ ORD_VD(vec_dot_f16, ord_ld_f16, ord_sc_f16, ORD_TAIL_F16)
 ORD_TB(gemm_tb_f32, ord_ld_f32)
 ORD_TB(gemm_tb_f16, ord_ld_f16)
 
-static void ORD(gemm_vd_f32)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
-                             const void *x, size_t x_stride, float *y, size_t y_stride)
-{
-    kern_gemm_generic(ORD(vec_dot_f32), k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
-}
+/* vec_dot order over rows x batch */
+#define ORD_VD_GEMM(NAME, DOT)                                                                 \
+    static void ORD(NAME)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,        \
+                          size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride)  \
+    {                                                                                               \
+        for (int64_t b = 0; b < n_batch; b++) {                                                     \
+            const char *xb = (const char *)x + (size_t)b * x_stride;                                \
+            float *yb = y + (size_t)b * y_stride;                                                   \
+            for (int64_t r = r0; r < r1; r++)                                                       \
+                ORD(DOT)(k, &yb[r], (const char *)w + (size_t)r * w_stride, xb);                    \
+        }                                                                                           \
+    }
 
-static void ORD(gemm_vd_f16)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
-                             const void *x, size_t x_stride, float *y, size_t y_stride)
-{
-    kern_gemm_generic(ORD(vec_dot_f16), k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
-}
+ORD_VD_GEMM(gemm_vd_f32, vec_dot_f32)
+ORD_VD_GEMM(gemm_vd_f16, vec_dot_f16)
 
-/* Wire the float types and return the softmax/SiLU functions. */
+/* Wire the float types (the vec_dot-order kernels only when ORD_SET_VD). */
 static void ORD(fill_float)(struct kern_type_ops *ops, enum gg_type type)
 {
     if (type == GG_TYPE_F32) {
-        ops->vec_dot = ORD(vec_dot_f32);
-        ops->gemm = ORD(gemm_vd_f32);
+        if (ORD_SET_VD) {
+            ops->vec_dot = ORD(vec_dot_f32);
+            ops->gemm = ORD(gemm_vd_f32);
+        }
         ops->gemm_tb = ORD(gemm_tb_f32);
     } else if (type == GG_TYPE_F16) {
-        ops->vec_dot = ORD(vec_dot_f16);
-        ops->gemm = ORD(gemm_vd_f16);
+        if (ORD_SET_VD) {
+            ops->vec_dot = ORD(vec_dot_f16);
+            ops->gemm = ORD(gemm_vd_f16);
+        }
         ops->gemm_tb = ORD(gemm_tb_f16);
     }
 }

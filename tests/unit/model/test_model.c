@@ -2,12 +2,16 @@
  * base 10000, eps 1e-5, n_head_kv = n_head, rope dims = head size, linear
  * rope scaling), tied embeddings, and clear errors for an unsupported
  * architecture, a missing tensor, a wrong shape, bad head counts; the
- * memory check's message; shared stories260K hyper-parameters. */
+ * memory check's message; shared stories260K hyper-parameters; stale
+ * (even non-finite) values in the KV cache's attention padding do not leak
+ * into a new sequence's logits. */
 #include "gguf/gguf.h"
 #include "model/model.h"
 #include "test.h"
 
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum { E = 32, F = 64, NH = 4, NV = 40 };
 
@@ -182,11 +186,52 @@ TEST(stories260k_hparams)
     gg_close(f);
 }
 
+/* Attention reads the cache padded to 32 positions with zero weights (as
+ * llama.cpp does); values left there by an earlier, longer sequence must not
+ * matter, not even an overflowed (inf) entry: a new 5-token sequence gives
+ * bit-identical logits to a fresh state's. */
+TEST(stale_kv_padding_is_inert)
+{
+    char path[1024];
+    if (!test_shared_file(path, sizeof(path), "models/stories260K.gguf"))
+        SKIP("stories260K.gguf not found");
+    struct gg_file *f = NULL;
+    struct model *m = NULL;
+    CHECK(gg_open(path, &f, NULL) == SP_OK);
+    CHECK(model_load(f, &m, NULL) == SP_OK);
+    struct model_state_opts o = {.n_ctx = 64, .n_threads = 2, .kv_type = KV_F16};
+    struct model_state *fresh = NULL, *used = NULL;
+    CHECK(model_state_new(m, &o, &fresh, NULL) == SP_OK);
+    CHECK(model_state_new(m, &o, &used, NULL) == SP_OK);
+    int32_t a[40], b[5] = {1, 403, 407, 261, 378};
+    for (int i = 0; i < 40; i++)
+        a[i] = 3 + (i * 37) % 500;
+    static float l1[512], l2[512];
+    CHECK(model_eval(fresh, b, 5, 0, l1, NULL) == SP_OK);
+    CHECK(model_eval(used, a, 40, 0, NULL, NULL) == SP_OK);
+    struct kv_cache *kv = model_state_kv(used);
+    for (int l = 0; l < kv->n_layer; l++)
+        for (int d = 0; d < kv->kv_dim; d++)
+            for (int p = 10; p < 20; p++)
+                ((uint16_t *)kv_cache_v(kv, l, d))[p] = 0x7c00; /* +inf */
+    CHECK(model_eval(used, b, 5, 0, l2, NULL) == SP_OK);
+    int finite = 0;
+    for (int i = 0; i < 512; i++)
+        finite += isfinite(l2[i]) != 0;
+    CHECK_EQ_INT(finite, 512);
+    CHECK(memcmp(l1, l2, sizeof l1) == 0);
+    model_state_free(fresh);
+    model_state_free(used);
+    model_free(m);
+    gg_close(f);
+}
+
 int main(void)
 {
     RUN(hparams_and_defaults);
     RUN(load_errors_are_clear);
     RUN(mem_check_message);
     RUN(stories260k_hparams);
+    RUN(stale_kv_padding_is_inert);
     return test_summary();
 }

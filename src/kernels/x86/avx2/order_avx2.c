@@ -68,6 +68,9 @@ KERN_AI __m256 exp_finish8(__m256 j, __m256 n)
 
 KERN_AI V16 v_exp_finish(V16 j, V16 n) { return V2(exp_finish8(j.lo, n.lo), exp_finish8(j.hi, n.hi)); }
 
+#define ORD_RW 2
+#define ORD_RB 2
+#define ORD_SET_VD 1
 #include "kernels/x86/order_simd.h"
 
 void kern_avx2_fill_order(struct kern_type_ops *ops, enum gg_type type);

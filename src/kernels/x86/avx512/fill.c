@@ -1,7 +1,6 @@
-/* fill.c - AVX-512 entry points: wires the AVX-512 (VNNI) kernels into an
- * ops entry (the F32/F16 dot
- * products come from order_avx512.c). Compiled with the AVX-512 flags;
- * reached only after dispatch.c checked the CPU. */
+/* fill.c - AVX-512 entry point: wires the AVX-512 (VNNI) kernels and the
+ * F32/F16 ones of order_avx512.c into an ops entry. Compiled with the
+ * AVX-512 flags; reached only after dispatch.c checked the CPU. */
 #include <immintrin.h>
 
 #include "kernels/kern_impl.h"

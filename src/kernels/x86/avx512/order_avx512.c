@@ -1,7 +1,8 @@
 /* order_avx512.c - llama.cpp's float orders (F32/F16 dot products and gemm,
  * softmax exponentials, SiLU) on AVX-512: x86/order_simd.h over one zmm per
  * 16 lanes. v_expf finishes with scalef and ggml's mask blends, as ggml's
- * AVX-512 build does; the results equal ref/order.c bit for bit. */
+ * AVX-512 build does; the results equal ref/order.c bit for bit. Only the
+ * tinyBLAS-order gemm (prefill) and softmax/SiLU are installed; see ORD_SET_VD. */
 #include <math.h>
 
 #include "kernels/x86/avx512/avx512_util.h"
@@ -40,6 +41,13 @@ KERN_AI V16 v_exp_finish(V16 j, V16 n)
     return _mm512_mask_blend_ps(d, res, alt);
 }
 
+#define ORD_RW 4
+#define ORD_RB 4
+/* The vec_dot-order kernels (decode: one activation row streaming the
+ * weights) stay AVX2's, which are bit-identical: zmm loads streamed F32
+ * weights from DRAM at 27 GB/s vs 48 GB/s for ymm on this machine
+ * (bench_kernels dram, one thread). */
+#define ORD_SET_VD 0
 #include "kernels/x86/order_simd.h"
 
 void kern_avx512_fill_order(struct kern_type_ops *ops, enum gg_type type);
