@@ -1,23 +1,16 @@
-/* float.c - AVX2 dot products for F32, F16 and BF16 rows (F16 via F16C,
- * BF16 by a 16-bit shift), each weight vector loaded once for up to 4
- * activation rows, and the F16 activation converter (round to nearest even,
- * identical to the reference). Tails shorter than 16 go scalar. */
+/* float.c - AVX2 BF16 dot products (BF16 by a 16-bit shift), each weight
+ * vector loaded once for up to 4 activation rows, and the F16 row converters
+ * (round to nearest even, identical to the reference). Tails shorter than 16
+ * go scalar. F32/F16 dot products are in order_avx2.c (llama.cpp's order). */
 #include "kernels/x86/avx2/avx2_util.h"
 
 #define NRMAX 4
 
-KERN_AI __m256 ld_f32(const void *p, int64_t i) { return _mm256_loadu_ps((const float *)p + i); }
-KERN_AI __m256 ld_f16(const void *p, int64_t i)
-{
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
-}
 KERN_AI __m256 ld_bf16(const void *p, int64_t i)
 {
     const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
-static inline float sc_f32(const void *p, int64_t i) { return ((const float *)p)[i]; }
-static inline float sc_f16(const void *p, int64_t i) { return _cvtsh_ss(((const uint16_t *)p)[i]); }
 static inline float sc_bf16(const void *p, int64_t i) { return kern_bf16_to_fp32(((const uint16_t *)p)[i]); }
 
 #define FLOAT_KERN(NAME, LD, SC)                                                          \
