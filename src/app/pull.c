@@ -7,6 +7,7 @@
  * for `spoke run` and the server's config. */
 #include "app/pull.h"
 #include "cache/cache.h"
+#include "gguf/gguf.h"
 #include "hub/hub.h"
 #include "obs/log.h"
 
@@ -18,7 +19,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SPLIT_MAX 9999
 
 void app_pulled_free(struct app_pulled *p)
 {
@@ -34,32 +34,10 @@ void app_pulled_free(struct app_pulled *p)
 
 /* ---- choosing files ------------------------------------------------------------ */
 
-static bool digits5(const char *s, unsigned *v)
-{
-    unsigned x = 0;
-    for (int i = 0; i < 5; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        x = x * 10 + (unsigned)(s[i] - '0');
-    }
-    *v = x;
-    return true;
-}
-
 bool app_split_parse(const char *path, unsigned *index, unsigned *count)
 {
-    /* "-KKKKK-of-NNNNN.gguf" = 20 bytes */
-    size_t n = strlen(path);
-    if (n < 21)
-        return false;
-    const char *t = path + n - 20;
-    unsigned k, c;
-    if (t[0] != '-' || memcmp(t + 6, "-of-", 4) != 0 || strcmp(t + 15, ".gguf") != 0 ||
-        !digits5(t + 1, &k) || !digits5(t + 10, &c) || k == 0 || c == 0 || k > c || c > SPLIT_MAX)
-        return false;
-    *index = k;
-    *count = c;
-    return true;
+    size_t plen;
+    return gg_split_name_parse(path, &plen, index, count);
 }
 
 static bool is_gguf(const char *p)

@@ -50,17 +50,10 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
     if (!em)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory loading %s", opts->path);
     backend_choose(&em->backend);
-    if ((result = gg_open(opts->path, &em->file, err)) != SP_OK)
+    if ((result = gg_split_open(opts->path, &em->split, err)) != SP_OK)
         goto fail;
-    uint32_t n_split = 0;
-    if (gg_get_u32(em->file, "split.count", &n_split) && n_split > 1) {
-        result = sp_err_setc(err, SP_ERR_UNSUPPORTED, "split.count",
-                             "%s is one of %u shards of a split GGUF; loading split models is not supported yet "
-                             "(merge them with llama-gguf-split --merge)",
-                             opts->path, n_split);
-        goto fail;
-    }
-    if ((result = model_load(em->file, &em->model, err)) != SP_OK)
+    em->file = gg_split_file(em->split, 0);
+    if ((result = model_load_split(em->split, &em->model, err)) != SP_OK)
         goto fail;
     if ((result = tok_vocab_load(em->file, &em->vocab, err)) != SP_OK)
         goto fail;
@@ -88,7 +81,7 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
     if (!sp_mul_size(per_ctx, (size_t)n_par, &ctx_bytes))
         ctx_bytes = SIZE_MAX;
     em->footprint = per_ctx;
-    size_t fsz = gg_file_size(em->file);
+    size_t fsz = gg_split_size(em->split);
     if (!sp_add_size(em->footprint, fsz, &em->footprint))
         em->footprint = SIZE_MAX;
     if (!opts->skip_mem_check && (result = model_mem_check(fsz, ctx_bytes, opts->path, err)) != SP_OK)
@@ -130,7 +123,7 @@ void engine_model_free(struct engine_model *m)
     sp_free(m->eos_text);
     tok_vocab_free(m->vocab);
     model_free(m->model);
-    gg_close(m->file);
+    gg_split_close(m->split);
     sp_free(m);
 }
 
@@ -288,9 +281,12 @@ const struct tok_vocab *engine_model_vocab(const struct engine_model *m) { retur
 size_t engine_model_n_params(const struct engine_model *m)
 {
     size_t n = 0;
-    for (size_t i = 0; i < gg_tensor_count(m->file); i++) {
-        const struct gg_tensor *t = gg_tensor_at(m->file, i);
-        n += (size_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+    for (size_t k = 0; k < gg_split_count(m->split); k++) {
+        const struct gg_file *f = gg_split_file(m->split, k);
+        for (size_t i = 0; i < gg_tensor_count(f); i++) {
+            const struct gg_tensor *t = gg_tensor_at(f, i);
+            n += (size_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+        }
     }
     return n;
 }
@@ -310,10 +306,13 @@ const char *engine_model_ftype(const struct engine_model *m)
             if (ftypes[i].id == ft)
                 return ftypes[i].name;
     size_t bytes[GG_TYPE_COUNT] = {0};
-    for (size_t i = 0; i < gg_tensor_count(m->file); i++) {
-        const struct gg_tensor *t = gg_tensor_at(m->file, i);
-        if ((unsigned)t->type < GG_TYPE_COUNT && t->n_dims >= 2)
-            bytes[t->type] += t->nbytes;
+    for (size_t k = 0; k < gg_split_count(m->split); k++) {
+        const struct gg_file *f = gg_split_file(m->split, k);
+        for (size_t i = 0; i < gg_tensor_count(f); i++) {
+            const struct gg_tensor *t = gg_tensor_at(f, i);
+            if ((unsigned)t->type < GG_TYPE_COUNT && t->n_dims >= 2)
+                bytes[t->type] += t->nbytes;
+        }
     }
     size_t best = 0;
     for (size_t i = 1; i < GG_TYPE_COUNT; i++)

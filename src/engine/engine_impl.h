@@ -14,7 +14,8 @@
 #include <stdatomic.h>
 
 struct engine_model {
-    struct gg_file *file;
+    struct gg_split *split;      /* the model's file(s) */
+    const struct gg_file *file;  /* its first shard: metadata */
     struct model *model;
     struct tok_vocab *vocab;
     enum tok_chat_family chat;

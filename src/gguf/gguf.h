@@ -142,6 +142,28 @@ const struct gg_tensor *gg_tensor_at(const struct gg_file *f, size_t i);
 /* O(1) lookup by name, or NULL. */
 const struct gg_tensor *gg_tensor_find(const struct gg_file *f, const char *name);
 
+/* ---- split models (gguf_split.c)
+ *
+ * A model stored as llama.cpp gguf-split shards PREFIX-00001-of-0000N.gguf ..
+ * (keys split.no, split.count, split.tensors.count). gg_split_open takes the
+ * first shard (a plain file opens as a set of one), opens and validates
+ * every shard and the set: a missing shard (SP_ERR_NOT_FOUND), a shard
+ * numbered or counted differently, a tensor in two shards or a tensor total
+ * that disagrees with split.tensors.count (SP_ERR_FORMAT), a path that is not
+ * the first shard or is not named so the others can be found
+ * (SP_ERR_INVALID). Metadata is read from shard 0. */
+struct gg_split;
+enum sp_status gg_split_open(const char *path, struct gg_split **out, struct sp_err *err) SP_MUST_USE;
+void gg_split_close(struct gg_split *s); /* NULL is a no-op */
+size_t gg_split_count(const struct gg_split *s);
+const struct gg_file *gg_split_file(const struct gg_split *s, size_t i); /* NULL past the end */
+size_t gg_split_size(const struct gg_split *s);                          /* bytes of all shards */
+/* Lookup by name over every shard, or NULL. */
+const struct gg_tensor *gg_split_tensor_find(const struct gg_split *s, const char *name);
+/* A shard name "PREFIX-KKKKK-of-NNNNN.gguf" (1 <= K <= N <= 9999, PREFIX
+ * non-empty): true with the prefix length, K and N. */
+bool gg_split_name_parse(const char *path, size_t *prefix_len, unsigned *index, unsigned *count);
+
 /* ---- writer
  *
  * Builds a GGUF file in memory (metadata and tensor infos) and writes it in

@@ -4,7 +4,8 @@
  * take llama.cpp's defaults (rope freq base 10000, rms eps 1e-5, n_head_kv =
  * n_head, rope dimensions = head size). Every tensor is checked for presence,
  * shape and a kernel for its type before the model is returned; matrices are
- * views into the mapping, 1-D norm/bias vectors are converted to F32 copies. */
+ * views into the mapping, 1-D norm/bias vectors are converted to F32 copies.
+ * A split GGUF loads the same way, its tensors looked up over the shards. */
 #include "model/model.h"
 #include "obs/log.h"
 
@@ -110,10 +111,21 @@ static enum sp_status read_hparams(const struct gg_file *f, struct model_hparams
     return SP_OK;
 }
 
-static const struct gg_tensor *find_tensor(const struct gg_file *f, const char *name, int64_t ne0, int64_t ne1,
+/* Where tensors come from: one file, or the shards of a split GGUF. */
+struct tsrc {
+    const struct gg_file *f;     /* metadata (the first shard) */
+    const struct gg_split *split; /* or NULL */
+};
+
+static const struct gg_tensor *src_find(const struct tsrc *src, const char *name)
+{
+    return src->split ? gg_split_tensor_find(src->split, name) : gg_tensor_find(src->f, name);
+}
+
+static const struct gg_tensor *find_tensor(const struct tsrc *f, const char *name, int64_t ne0, int64_t ne1,
                                            bool required, struct sp_err *err, enum sp_status *result)
 {
-    const struct gg_tensor *t = gg_tensor_find(f, name);
+    const struct gg_tensor *t = src_find(f, name);
     *result = SP_OK;
     if (!t) {
         if (required)
@@ -132,7 +144,7 @@ static const struct gg_tensor *find_tensor(const struct gg_file *f, const char *
     return t;
 }
 
-static enum sp_status bind_matrix(const struct gg_file *f, const char *name, int64_t k, int64_t rows,
+static enum sp_status bind_matrix(const struct tsrc *f, const char *name, int64_t k, int64_t rows,
                                   struct backend_weight *w, struct sp_err *err)
 {
     enum sp_status result;
@@ -146,7 +158,7 @@ static enum sp_status bind_matrix(const struct gg_file *f, const char *name, int
 }
 
 /* Convert a 1-D tensor to F32 into dst (n floats). */
-static enum sp_status load_vector(const struct gg_file *f, const char *name, int64_t n, bool required,
+static enum sp_status load_vector(const struct tsrc *f, const char *name, int64_t n, bool required,
                                   float *dst, bool *present, struct sp_err *err)
 {
     enum sp_status result;
@@ -170,9 +182,10 @@ static enum sp_status load_vector(const struct gg_file *f, const char *name, int
     return SP_OK;
 }
 
-enum sp_status model_load(const struct gg_file *f, struct model **out, struct sp_err *err)
+static enum sp_status load_from(const struct tsrc *src, struct model **out, struct sp_err *err)
 {
     enum sp_status result;
+    const struct gg_file *f = src->f;
     *out = NULL;
     kern_init();
     struct model *m = sp_calloc(1, sizeof(*m));
@@ -186,7 +199,7 @@ enum sp_status model_load(const struct gg_file *f, struct model **out, struct sp
                   Dkv = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
 
     /* vocabulary size from the embedding matrix */
-    const struct gg_tensor *te = gg_tensor_find(f, "token_embd.weight");
+    const struct gg_tensor *te = src_find(src, "token_embd.weight");
     if (!te) {
         result = sp_err_setc(err, SP_ERR_FORMAT, "token_embd.weight", "model lacks tensor token_embd.weight");
         goto fail;
@@ -197,15 +210,15 @@ enum sp_status model_load(const struct gg_file *f, struct model **out, struct sp
         goto fail;
     }
     hp->n_vocab = (int)te->ne[1];
-    if ((result = bind_matrix(f, "token_embd.weight", E, hp->n_vocab, &m->tok_embd, err)) != SP_OK)
+    if ((result = bind_matrix(src, "token_embd.weight", E, hp->n_vocab, &m->tok_embd, err)) != SP_OK)
         goto fail;
     if (!m->tok_embd.ops->to_float) {
         result = sp_err_set(err, SP_ERR_UNSUPPORTED, "embedding type %s cannot be dequantized",
                             gg_type_name(m->tok_embd.type));
         goto fail;
     }
-    if (gg_tensor_find(f, "output.weight")) {
-        if ((result = bind_matrix(f, "output.weight", E, hp->n_vocab, &m->output, err)) != SP_OK)
+    if (src_find(src, "output.weight")) {
+        if ((result = bind_matrix(src, "output.weight", E, hp->n_vocab, &m->output, err)) != SP_OK)
             goto fail;
     } else {
         m->output = m->tok_embd;
@@ -222,7 +235,7 @@ enum sp_status model_load(const struct gg_file *f, struct model **out, struct sp
         goto fail;
     }
     bool present;
-    if ((result = load_vector(f, "output_norm.weight", E, true, m->owned, &present, err)) != SP_OK)
+    if ((result = load_vector(src, "output_norm.weight", E, true, m->owned, &present, err)) != SP_OK)
         goto fail;
     m->output_norm = m->owned;
     for (int l = 0; l < hp->n_layer; l++) {
@@ -230,35 +243,38 @@ enum sp_status model_load(const struct gg_file *f, struct model **out, struct sp
         float *v = m->owned + E + per_layer * (size_t)l;
         char name[96];
 #define LNAME(s) (snprintf(name, sizeof(name), "blk.%d.%s", l, s), name)
-        if ((result = load_vector(f, LNAME("attn_norm.weight"), E, true, v, &present, err)) != SP_OK ||
-            (result = load_vector(f, LNAME("ffn_norm.weight"), E, true, v + E, &present, err)) != SP_OK)
+        if ((result = load_vector(src, LNAME("attn_norm.weight"), E, true, v, &present, err)) != SP_OK ||
+            (result = load_vector(src, LNAME("ffn_norm.weight"), E, true, v + E, &present, err)) != SP_OK)
             goto fail;
         L->attn_norm = v;
         L->ffn_norm = v + E;
         bool bias_required = hp->arch == MODEL_ARCH_QWEN2;
-        if ((result = load_vector(f, LNAME("attn_q.bias"), Dq, bias_required, v + 2 * E, &present, err)) != SP_OK)
+        if ((result = load_vector(src, LNAME("attn_q.bias"), Dq, bias_required, v + 2 * E, &present, err)) != SP_OK)
             goto fail;
         L->bq = present ? v + 2 * E : NULL;
-        if ((result = load_vector(f, LNAME("attn_k.bias"), Dkv, bias_required, v + 2 * E + Dq, &present, err)) !=
+        if ((result = load_vector(src, LNAME("attn_k.bias"), Dkv, bias_required, v + 2 * E + Dq, &present, err)) !=
             SP_OK)
             goto fail;
         L->bk = present ? v + 2 * E + Dq : NULL;
-        if ((result = load_vector(f, LNAME("attn_v.bias"), Dkv, bias_required, v + 2 * E + Dq + Dkv, &present,
+        if ((result = load_vector(src, LNAME("attn_v.bias"), Dkv, bias_required, v + 2 * E + Dq + Dkv, &present,
                                   err)) != SP_OK)
             goto fail;
         L->bv = present ? v + 2 * E + Dq + Dkv : NULL;
-        if ((result = bind_matrix(f, LNAME("attn_q.weight"), E, Dq, &L->wq, err)) != SP_OK ||
-            (result = bind_matrix(f, LNAME("attn_k.weight"), E, Dkv, &L->wk, err)) != SP_OK ||
-            (result = bind_matrix(f, LNAME("attn_v.weight"), E, Dkv, &L->wv, err)) != SP_OK ||
-            (result = bind_matrix(f, LNAME("attn_output.weight"), Dq, E, &L->wo, err)) != SP_OK ||
-            (result = bind_matrix(f, LNAME("ffn_gate.weight"), E, F, &L->w_gate, err)) != SP_OK ||
-            (result = bind_matrix(f, LNAME("ffn_up.weight"), E, F, &L->w_up, err)) != SP_OK ||
-            (result = bind_matrix(f, LNAME("ffn_down.weight"), F, E, &L->w_down, err)) != SP_OK)
+        if ((result = bind_matrix(src, LNAME("attn_q.weight"), E, Dq, &L->wq, err)) != SP_OK ||
+            (result = bind_matrix(src, LNAME("attn_k.weight"), E, Dkv, &L->wk, err)) != SP_OK ||
+            (result = bind_matrix(src, LNAME("attn_v.weight"), E, Dkv, &L->wv, err)) != SP_OK ||
+            (result = bind_matrix(src, LNAME("attn_output.weight"), Dq, E, &L->wo, err)) != SP_OK ||
+            (result = bind_matrix(src, LNAME("ffn_gate.weight"), E, F, &L->w_gate, err)) != SP_OK ||
+            (result = bind_matrix(src, LNAME("ffn_up.weight"), E, F, &L->w_up, err)) != SP_OK ||
+            (result = bind_matrix(src, LNAME("ffn_down.weight"), F, E, &L->w_down, err)) != SP_OK)
             goto fail;
 #undef LNAME
     }
-    for (size_t i = 0; i < gg_tensor_count(f); i++)
-        m->weight_bytes += gg_tensor_at(f, i)->nbytes;
+    for (size_t k = 0; k < (src->split ? gg_split_count(src->split) : 1); k++) {
+        const struct gg_file *g = src->split ? gg_split_file(src->split, k) : f;
+        for (size_t i = 0; i < gg_tensor_count(g); i++)
+            m->weight_bytes += gg_tensor_at(g, i)->nbytes;
+    }
     LOG_DEBUG("model", "%s: %d layers, embd %d, heads %d/%d, head %d, ff %d, vocab %d, rope base %g scale %g%s",
               hp->arch_name, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
               hp->n_vocab, (double)hp->rope_freq_base, (double)hp->rope_freq_scale,
@@ -268,6 +284,18 @@ enum sp_status model_load(const struct gg_file *f, struct model **out, struct sp
 fail:
     model_free(m);
     return result;
+}
+
+enum sp_status model_load(const struct gg_file *f, struct model **out, struct sp_err *err)
+{
+    const struct tsrc src = {f, NULL};
+    return load_from(&src, out, err);
+}
+
+enum sp_status model_load_split(const struct gg_split *s, struct model **out, struct sp_err *err)
+{
+    const struct tsrc src = {gg_split_file(s, 0), s};
+    return load_from(&src, out, err);
 }
 
 void model_free(struct model *m)

@@ -66,6 +66,9 @@ struct model {
  * kernels), SP_ERR_FORMAT (missing tensor, wrong shape, bad metadata),
  * SP_ERR_NOMEM. */
 enum sp_status model_load(const struct gg_file *f, struct model **out, struct sp_err *err) SP_MUST_USE;
+/* The same over the shards of a split GGUF (metadata from the first shard,
+ * tensors from any); the set must outlive the model. */
+enum sp_status model_load_split(const struct gg_split *s, struct model **out, struct sp_err *err) SP_MUST_USE;
 void model_free(struct model *m); /* NULL is a no-op */
 
 struct model_state_opts {
