@@ -197,6 +197,44 @@ TEST(simd_float_gemm_bit_exact)
     printf("  %d (isa, type, k, batch) cases bit-exact\n", checked);
 }
 
+/* Q8_0 x Q8_0 follows ggml's x86 order (8 lanes of 4-product integer sums,
+ * fma per block, hsum_float_8) in the reference and the AVX2 kernel. (The
+ * AVX-512 VNNI kernel takes two blocks per zmm, so its lanes chain even and
+ * odd blocks apart: equal within test_kernels' tolerance, not bit for bit.) */
+TEST(q8_0_bit_exact)
+{
+    const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, GG_TYPE_Q8_0);
+    int checked = 0;
+    for (int isa = KERN_ISA_AVX2; isa <= KERN_ISA_AVX2; isa++) {
+        const struct kern_type_ops *o = kern_ops_isa((enum kern_isa)isa, GG_TYPE_Q8_0);
+        if (!o)
+            continue;
+        for (int64_t k = 32; k <= 2048; k *= 4) {
+            float f[2048];
+            static char w[4][2048 / 32 * 34], x[3][2048 / 32 * 34];
+            for (int i = 0; i < 7; i++) {
+                for (int64_t e = 0; e < k; e++)
+                    f[e] = rnd_sym(e % 7 == 0 ? 5.0f : 1.0f);
+                r->from_float(f, i < 4 ? w[i] : x[i - 4], k);
+            }
+            float y1[12], y2[12];
+            for (int nb = 1; nb <= 3; nb++) {
+                r->gemm(k, 0, 4, nb, w, sizeof w[0], x, sizeof x[0], y1, 4);
+                o->gemm(k, 0, 4, nb, w, sizeof w[0], x, sizeof x[0], y2, 4);
+                int bad = 0;
+                for (int i = 0; i < 4 * nb; i++)
+                    bad += !same_bits(y1[i], y2[i]);
+                if (bad)
+                    printf("  FAIL %s q8_0 k=%lld nb=%d: %d mismatches\n", kern_isa_name((enum kern_isa)isa),
+                           (long long)k, nb, bad);
+                CHECK_EQ_INT(bad, 0);
+                checked++;
+            }
+        }
+    }
+    printf("  %d q8_0 cases bit-exact\n", checked);
+}
+
 TEST(pick_gemm_follows_llamafile_rule)
 {
     const struct kern_type_ops *f32 = kern_ops(GG_TYPE_F32), *q8 = kern_ops(GG_TYPE_Q8_0);
@@ -212,6 +250,7 @@ int main(void)
     RUN(reference_structure_known_answers);
     RUN(simd_softmax_silu_bit_exact);
     RUN(simd_float_gemm_bit_exact);
+    RUN(q8_0_bit_exact);
     RUN(pick_gemm_follows_llamafile_rule);
     return test_summary();
 }

@@ -356,17 +356,27 @@ void kern_ref_vec_dot_q5_1(int64_t n, float *s, const void *vx, const void *vy)
     *s = sumf;
 }
 
+/* In ggml's x86 order (ggml_vec_dot_q8_0_q8_0 AVX2, which its AVX-512 build
+ * also runs, and tinyBLAS_Q0 for batches): 8 float lanes, lane j taking the
+ * integer sum of products 4j..4j+3 of each block, accumulated by
+ * fma(dx*dy, sum, lane); then ggml's hsum_float_8. */
 void kern_ref_vec_dot_q8_0(int64_t n, float *s, const void *vx, const void *vy)
 {
     const block_q8_0 *x = vx;
     const block_q8_0 *y = vy;
     int64_t nb = n / QK;
-    float sumf = 0;
+    float acc[8] = {0};
     for (int64_t ib = 0; ib < nb; ib++) {
-        int sumi = 0;
-        for (int j = 0; j < QK; j++)
-            sumi += x[ib].qs[j] * y[ib].qs[j];
-        sumf += (float)sumi * (kern_f16(x[ib].d) * kern_f16(y[ib].d));
+        const float d = kern_f16(x[ib].d) * kern_f16(y[ib].d);
+        for (int l = 0; l < 8; l++) {
+            int sumi = 0;
+            for (int j = 4 * l; j < 4 * l + 4; j++)
+                sumi += x[ib].qs[j] * y[ib].qs[j];
+            acc[l] = fmaf(d, (float)sumi, acc[l]);
+        }
     }
-    *s = sumf;
+    float h[4];
+    for (int l = 0; l < 4; l++)
+        h[l] = acc[l + 4] + acc[l];
+    *s = (h[0] + h[2]) + (h[1] + h[3]);
 }
