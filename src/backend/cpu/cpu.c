@@ -56,6 +56,7 @@ struct cpu_worker {
 
 struct mm_group {
     const struct backend_mm *mms[4];
+    kern_gemm_fn gemm[4]; /* per mm: the kernel llama.cpp's rule picks (kern_pick_gemm) */
     int64_t chunk0[5]; /* first chunk index of each mm (prefix sums) */
     int64_t rows_per_chunk;
     size_t n;
@@ -226,7 +227,7 @@ static void mm_gemm_range(void *ud, int ith, int64_t c0, int64_t c1)
         int64_t r0 = (c - g->chunk0[j]) * g->rows_per_chunk;
         int64_t r1 = SP_MIN(w->rows, r0 + g->rows_per_chunk);
         if (r1 > r0)
-            kern_pick_gemm(w->ops, w->rows, g->k, g->n_batch)(g->k, r0, r1, g->n_batch, w->data, w->row_bytes, g->qx, g->qstride, mm->y, mm->y_stride);
+            g->gemm[j](g->k, r0, r1, g->n_batch, w->data, w->row_bytes, g->qx, g->qstride, mm->y, mm->y_stride);
     }
 }
 
@@ -253,6 +254,7 @@ static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t 
             if (done[j] || mms[j].w->ops->vec_dot_type != g->vdt)
                 continue;
             done[j] = true;
+            g->gemm[g->n] = kern_pick_gemm(mms[j].w->ops, mms[j].w->rows, k, n_batch);
             g->mms[g->n++] = &mms[j];
             total_rows += mms[j].w->rows;
             work += (double)mms[j].w->rows * (double)k * (double)n_batch;
