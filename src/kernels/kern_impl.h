@@ -6,6 +6,7 @@
 #define SPOKE_KERN_IMPL_H
 
 #include <assert.h>
+#include <math.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -164,7 +165,42 @@ void kern_ref_vec_dot_q5_K(int64_t n, float *s, const void *x, const void *y);
 void kern_ref_vec_dot_q6_K(int64_t n, float *s, const void *x, const void *y);
 
 
-/* ref/order.c: llama.cpp's (ggml AVX-512) float orders; see that file. */
+/* ref/order.c: llama.cpp's (ggml AVX-512) float orders; see that file. The
+ * scalar tails below are shared by ref/order.c and x86/order_simd.h, so every
+ * ISA finishes a row exactly alike. */
+/* ggml_vec_dot_f32's tail as gcc compiles it: the first multiple of 8
+ * products unfused, the last n % 8 fused. */
+static inline float kern_vd_tail_f32(float sumf, int64_t np, int64_t n, const float *x, const float *y)
+{
+    const int64_t nu = np + ((n - np) & ~(int64_t)7);
+    for (int64_t i = np; i < nu; i++)
+        sumf += x[i] * y[i];
+    for (int64_t i = nu; i < n; i++)
+        sumf = fmaf(x[i], y[i], sumf);
+    return sumf;
+}
+/* ggml_vec_dot_f16's tail: in double. */
+static inline float kern_vd_tail_f16(double sumd, int64_t np, int64_t n, const kern_half *x, const kern_half *y)
+{
+    for (int64_t i = np; i < n; i++)
+        sumd += (double)(kern_f16(x[i]) * kern_f16(y[i]));
+    return (float)sumd;
+}
+/* ggml_vec_soft_max_f32 / ggml_vec_silu_f32 past the last 16-wide chunk: expf. */
+static inline double kern_softmax_tail(int64_t i, int64_t n, float *y, const float *x, float max, double sum)
+{
+    for (; i < n; i++) {
+        const float val = expf(x[i] - max);
+        sum += (double)val;
+        y[i] = val;
+    }
+    return sum;
+}
+static inline void kern_silu_tail(int64_t i, int64_t n, float *y, const float *x)
+{
+    for (; i < n; i++)
+        y[i] = x[i] / (1.0f + expf(-x[i]));
+}
 float kern_reduce16(const float v[16]);
 void kern_ref_vec_dot_tb_f32(int64_t n, float *s, const void *x, const void *y);
 void kern_ref_vec_dot_tb_f16(int64_t n, float *s, const void *x, const void *y);
@@ -176,11 +212,13 @@ void kern_ref_silu_row(int64_t n, float *y, const float *x);
  * fills, for the types it accelerates, the fields it provides (vec_dot,
  * gemm, and quantize_act for activation types); others are left as is. */
 void kern_avx2_fill(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx2_fill_order(struct kern_type_ops *ops, enum gg_type type); /* order_avx2.c */
 double kern_avx2_softmax_exp(int64_t n, float *y, const float *x, float max);
 void kern_avx2_silu_row(int64_t n, float *y, const float *x);
 void kern_avx2_fp32_to_fp16_row(const float *src, uint16_t *dst, int64_t n);
 void kern_avx2_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n);
 void kern_avx512_fill(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx512_fill_order(struct kern_type_ops *ops, enum gg_type type); /* order_avx512.c */
 double kern_avx512_softmax_exp(int64_t n, float *y, const float *x, float max);
 void kern_avx512_silu_row(int64_t n, float *y, const float *x);
 

@@ -14,8 +14,6 @@
  * - ggml_v_expf (AVX-512 polynomial exp with scalef), the softmax row
  *   (ggml_vec_soft_max_f32) and SiLU row (ggml_vec_silu_f32): 16-wide
  *   chunks use v_expf, tails use expf. */
-#include <math.h>
-
 #include "kernels/kern_impl.h"
 
 float kern_reduce16(const float v[16])
@@ -51,22 +49,13 @@ static inline float ld_f16(const void *p, int64_t i) { return kern_f16(((const k
 void kern_ref_vec_dot_f32(int64_t n, float *s, const void *x, const void *y)
 {
     VD_BODY(ld_f32)
-    float sumf = kern_reduce16(acc[0]);
-    const int64_t nu = np + ((n - np) & ~(int64_t)7);
-    for (int64_t i = np; i < nu; i++)
-        sumf += ld_f32(x, i) * ld_f32(y, i);
-    for (int64_t i = nu; i < n; i++)
-        sumf = fmaf(ld_f32(x, i), ld_f32(y, i), sumf);
-    *s = sumf;
+    *s = kern_vd_tail_f32(kern_reduce16(acc[0]), np, n, x, y);
 }
 
 void kern_ref_vec_dot_f16(int64_t n, float *s, const void *x, const void *y)
 {
     VD_BODY(ld_f16)
-    double sumf = kern_reduce16(acc[0]);
-    for (int64_t i = np; i < n; i++)
-        sumf += (double)(ld_f16(x, i) * ld_f16(y, i));
-    *s = (float)sumf;
+    *s = kern_vd_tail_f16(kern_reduce16(acc[0]), np, n, x, y);
 }
 #undef VD_BODY
 
@@ -120,12 +109,7 @@ double kern_ref_softmax_exp(int64_t n, float *y, const float *x, float max)
             y[i + l] = v[l] = kern_ref_v_expf(x[i + l] - max);
         sum += (double)kern_reduce16(v);
     }
-    for (; i < n; i++) {
-        const float val = expf(x[i] - max);
-        sum += (double)val;
-        y[i] = val;
-    }
-    return sum;
+    return kern_softmax_tail(i, n, y, x, max, sum);
 }
 
 void kern_ref_silu_row(int64_t n, float *y, const float *x)
@@ -134,6 +118,5 @@ void kern_ref_silu_row(int64_t n, float *y, const float *x)
     for (; i + 15 < n; i += 16)
         for (int l = 0; l < 16; l++)
             y[i + l] = x[i + l] / (1.0f + kern_ref_v_expf(0.0f - x[i + l]));
-    for (; i < n; i++)
-        y[i] = x[i] / (1.0f + expf(-x[i]));
+    kern_silu_tail(i, n, y, x);
 }

@@ -1,7 +1,8 @@
 /* order_simd.h - llama.cpp's float orders (ref/order.c) written once over a
  * 16-lane vector type, instantiated per ISA. The including file defines V16
  * and the lane-wise operations below (AVX-512: one zmm; AVX2: two ymm), plus
- * ORD(name) to prefix the function names, and the tinyBLAS tile ORD_RW weight
+ * ORD(name) to prefix the internal names, ORD_PUBLIC(name) for the exported
+ * fill_order, softmax_exp and silu_row (declared in kern_impl.h), and the tinyBLAS tile ORD_RW weight
  * rows x ORD_RB activation rows, and ORD_SET_VD (whether fill_float installs
  * the vec_dot-order kernels); every operation is exact lane-wise
  * IEEE arithmetic, so each instantiation equals the reference bit for bit.
@@ -27,7 +28,7 @@ KERN_AI V16 ORD(v_expf)(V16 x)
     return v_exp_finish(j, n);
 }
 
-static double ORD(softmax_exp)(int64_t n, float *y, const float *x, float max)
+double ORD_PUBLIC(softmax_exp)(int64_t n, float *y, const float *x, float max)
 {
     double sum = 0.0;
     int64_t i = 0;
@@ -37,28 +38,22 @@ static double ORD(softmax_exp)(int64_t n, float *y, const float *x, float max)
         v_st(y + i, v);
         sum += (double)v_reduce(v);
     }
-    for (; i < n; i++) {
-        const float val = expf(x[i] - max);
-        sum += (double)val;
-        y[i] = val;
-    }
-    return sum;
+    return kern_softmax_tail(i, n, y, x, max, sum);
 }
 
-static void ORD(silu_row)(int64_t n, float *y, const float *x)
+void ORD_PUBLIC(silu_row)(int64_t n, float *y, const float *x)
 {
     int64_t i = 0;
     for (; i + 15 < n; i += 16) {
         const V16 v = v_ld(x + i);
         v_st(y + i, v_div(v, v_add(v_set1(1.0f), ORD(v_expf)(v_sub(v_zero(), v)))));
     }
-    for (; i < n; i++)
-        y[i] = x[i] / (1.0f + expf(-x[i]));
+    kern_silu_tail(i, n, y, x);
 }
 
 /* ggml_vec_dot order, one weight row against one activation row. */
-#define ORD_VD(NAME, LD, SC, TAIL)                                                                  \
-    static inline void ORD(NAME)(int64_t n, float *s, const void *vx, const void *vy)                     \
+#define ORD_VD(NAME, LD, TAIL, T)                                                                   \
+    static inline void ORD(NAME)(int64_t n, float *s, const void *vx, const void *vy)              \
     {                                                                                              \
         const int64_t np = n & ~(int64_t)63;                                                       \
         V16 a0 = v_zero(), a1 = v_zero(), a2 = v_zero(), a3 = v_zero();                            \
@@ -68,38 +63,14 @@ static void ORD(silu_row)(int64_t n, float *y, const float *x)
             a2 = v_fma(LD(vx, i + 32), LD(vy, i + 32), a2);                                        \
             a3 = v_fma(LD(vx, i + 48), LD(vy, i + 48), a3);                                        \
         }                                                                                          \
-        const float r = v_reduce(v_add(v_add(a0, a2), v_add(a1, a3)));                             \
-        TAIL(r, np, n, vx, vy, SC, s);                                                             \
+        *s = TAIL(v_reduce(v_add(v_add(a0, a2), v_add(a1, a3))), np, n, (const T *)vx, (const T *)vy); \
     }
-
-/* F32 tail: the first multiple of 8 unfused, the last n % 8 fused */
-#define ORD_TAIL_F32(R, NP, N, X, Y, SC, S)                                  \
-    do {                                                                     \
-        float sumf = (R);                                                    \
-        const int64_t nu = (NP) + (((N) - (NP)) & ~(int64_t)7);              \
-        for (int64_t i = (NP); i < nu; i++)                                  \
-            sumf += SC(X, i) * SC(Y, i);                                     \
-        for (int64_t i = nu; i < (N); i++)                                   \
-            sumf = fmaf(SC(X, i), SC(Y, i), sumf);                           \
-        *(S) = sumf;                                                         \
-    } while (0)
-
-/* F16 tail: in double */
-#define ORD_TAIL_F16(R, NP, N, X, Y, SC, S)                                  \
-    do {                                                                     \
-        double sumd = (R);                                                   \
-        for (int64_t i = (NP); i < (N); i++)                                 \
-            sumd += (double)(SC(X, i) * SC(Y, i));                           \
-        *(S) = (float)sumd;                                                  \
-    } while (0)
 
 KERN_AI V16 ord_ld_f32(const void *p, int64_t i) { return v_ld((const float *)p + i); }
 KERN_AI V16 ord_ld_f16(const void *p, int64_t i) { return v_ldh((const uint16_t *)p + i); }
-static inline float ord_sc_f32(const void *p, int64_t i) { return ((const float *)p)[i]; }
-static inline float ord_sc_f16(const void *p, int64_t i) { return _cvtsh_ss(((const uint16_t *)p)[i]); }
 
-ORD_VD(vec_dot_f32, ord_ld_f32, ord_sc_f32, ORD_TAIL_F32)
-ORD_VD(vec_dot_f16, ord_ld_f16, ord_sc_f16, ORD_TAIL_F16)
+ORD_VD(vec_dot_f32, ord_ld_f32, kern_vd_tail_f32, float)
+ORD_VD(vec_dot_f16, ord_ld_f16, kern_vd_tail_f16, kern_half)
 
 /* tinyBLAS order: one accumulator per output; a tile of ORD_RW weight rows
  * x ORD_RB activation rows shares every load (missing rows of a partial tile
@@ -156,7 +127,7 @@ ORD_VD_GEMM(gemm_vd_f32, vec_dot_f32)
 ORD_VD_GEMM(gemm_vd_f16, vec_dot_f16)
 
 /* Wire the float types (the vec_dot-order kernels only when ORD_SET_VD). */
-static void ORD(fill_float)(struct kern_type_ops *ops, enum gg_type type)
+void ORD_PUBLIC(fill_order)(struct kern_type_ops *ops, enum gg_type type)
 {
     if (type == GG_TYPE_F32) {
         if (ORD_SET_VD) {

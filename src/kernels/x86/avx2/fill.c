@@ -8,7 +8,6 @@
 void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx2_fill_k(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx2_fill_float(struct kern_type_ops *ops, enum gg_type type);
-void kern_avx2_fill_order(struct kern_type_ops *ops, enum gg_type type);
 
 void kern_avx2_fill(struct kern_type_ops *ops, enum gg_type type)
 {

@@ -11,6 +11,7 @@ typedef struct {
     __m256 lo, hi;
 } V16;
 #define ORD(name) avx2_ord_##name
+#define ORD_PUBLIC(name) kern_avx2_##name
 #define V2(EXPR_LO, EXPR_HI) ((V16){(EXPR_LO), (EXPR_HI)})
 
 KERN_AI V16 v_zero(void) { return V2(_mm256_setzero_ps(), _mm256_setzero_ps()); }
@@ -72,13 +73,3 @@ KERN_AI V16 v_exp_finish(V16 j, V16 n) { return V2(exp_finish8(j.lo, n.lo), exp_
 #define ORD_RB 2
 #define ORD_SET_VD 1
 #include "kernels/x86/order_simd.h"
-
-void kern_avx2_fill_order(struct kern_type_ops *ops, enum gg_type type);
-void kern_avx2_fill_order(struct kern_type_ops *ops, enum gg_type type) { ORD(fill_float)(ops, type); }
-
-double kern_avx2_softmax_exp(int64_t n, float *y, const float *x, float max)
-{
-    return ORD(softmax_exp)(n, y, x, max);
-}
-
-void kern_avx2_silu_row(int64_t n, float *y, const float *x) { ORD(silu_row)(n, y, x); }

@@ -7,7 +7,6 @@
 
 void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx512_fill_q2(struct kern_type_ops *ops, enum gg_type type);
-void kern_avx512_fill_order(struct kern_type_ops *ops, enum gg_type type);
 
 void kern_avx512_fill(struct kern_type_ops *ops, enum gg_type type)
 {

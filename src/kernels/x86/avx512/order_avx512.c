@@ -9,6 +9,7 @@
 
 typedef __m512 V16;
 #define ORD(name) avx512_ord_##name
+#define ORD_PUBLIC(name) kern_avx512_##name
 
 KERN_AI V16 v_zero(void) { return _mm512_setzero_ps(); }
 KERN_AI V16 v_set1(float f) { return _mm512_set1_ps(f); }
@@ -49,13 +50,3 @@ KERN_AI V16 v_exp_finish(V16 j, V16 n)
  * (bench_kernels dram, one thread). */
 #define ORD_SET_VD 0
 #include "kernels/x86/order_simd.h"
-
-void kern_avx512_fill_order(struct kern_type_ops *ops, enum gg_type type);
-void kern_avx512_fill_order(struct kern_type_ops *ops, enum gg_type type) { ORD(fill_float)(ops, type); }
-
-double kern_avx512_softmax_exp(int64_t n, float *y, const float *x, float max)
-{
-    return ORD(softmax_exp)(n, y, x, max);
-}
-
-void kern_avx512_silu_row(int64_t n, float *y, const float *x) { ORD(silu_row)(n, y, x); }
