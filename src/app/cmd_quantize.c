@@ -354,21 +354,8 @@ int cmd_quantize(int argc, char **argv)
     }
     if ((result = gg_writer_set_version(w, 3)) != SP_OK)
         goto fail;
-    for (size_t i = 0; i < gg_kv_count(in); i++) {
-        struct gg_str k = gg_kv_key(in, i);
-        const void *raw;
-        size_t rsz;
-        if (memchr(k.ptr, 0, k.len) || !gg_kv_raw(in, i, &raw, &rsz)) {
-            result = sp_err_set(&err, SP_ERR_UNSUPPORTED, "metadata key %zu cannot be copied", i);
-            goto fail;
-        }
-        memcpy(key, k.ptr, k.len);
-        key[k.len] = '\0';
-        if ((result = gg_writer_add_kv_raw(w, key, gg_kv_type(in, i), raw, rsz)) != SP_OK) {
-            sp_err_setc(&err, result, key, "cannot copy metadata key %s", key);
-            goto fail;
-        }
-    }
+    if ((result = gg_writer_copy_kv(w, in, &err)) != SP_OK)
+        goto fail;
     if ((result = gg_writer_add_kv_u32(w, "general.quantization_version", 2)) != SP_OK ||
         (result = gg_writer_add_kv_u32(w, "general.file_type", mode->ftype)) != SP_OK) {
         sp_err_set(&err, result, "out of memory");

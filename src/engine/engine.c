@@ -281,12 +281,9 @@ const struct tok_vocab *engine_model_vocab(const struct engine_model *m) { retur
 size_t engine_model_n_params(const struct engine_model *m)
 {
     size_t n = 0;
-    for (size_t k = 0; k < gg_split_count(m->split); k++) {
-        const struct gg_file *f = gg_split_file(m->split, k);
-        for (size_t i = 0; i < gg_tensor_count(f); i++) {
-            const struct gg_tensor *t = gg_tensor_at(f, i);
-            n += (size_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
-        }
+    for (size_t i = 0; i < gg_split_tensor_count(m->split); i++) {
+        const struct gg_tensor *t = gg_split_tensor_at(m->split, i);
+        n += (size_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
     }
     return n;
 }
@@ -306,13 +303,10 @@ const char *engine_model_ftype(const struct engine_model *m)
             if (ftypes[i].id == ft)
                 return ftypes[i].name;
     size_t bytes[GG_TYPE_COUNT] = {0};
-    for (size_t k = 0; k < gg_split_count(m->split); k++) {
-        const struct gg_file *f = gg_split_file(m->split, k);
-        for (size_t i = 0; i < gg_tensor_count(f); i++) {
-            const struct gg_tensor *t = gg_tensor_at(f, i);
-            if ((unsigned)t->type < GG_TYPE_COUNT && t->n_dims >= 2)
-                bytes[t->type] += t->nbytes;
-        }
+    for (size_t i = 0; i < gg_split_tensor_count(m->split); i++) {
+        const struct gg_tensor *t = gg_split_tensor_at(m->split, i);
+        if ((unsigned)t->type < GG_TYPE_COUNT && t->n_dims >= 2)
+            bytes[t->type] += t->nbytes;
     }
     size_t best = 0;
     for (size_t i = 1; i < GG_TYPE_COUNT; i++)

@@ -765,6 +765,11 @@ const struct gg_tensor *gg_tensor_find(const struct gg_file *f, const char *name
 {
     if (!name)
         return NULL;
-    int64_t i = gg_index_find(&f->tensor_index, name, strlen(name), tensor_name_at, f);
+    return gg_tensor_find_str(f, (struct gg_str){name, strlen(name)});
+}
+
+const struct gg_tensor *gg_tensor_find_str(const struct gg_file *f, struct gg_str name)
+{
+    int64_t i = gg_index_find(&f->tensor_index, name.ptr, name.len, tensor_name_at, f);
     return i < 0 ? NULL : &f->tensors[i];
 }

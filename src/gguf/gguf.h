@@ -141,6 +141,8 @@ size_t gg_tensor_count(const struct gg_file *f);
 const struct gg_tensor *gg_tensor_at(const struct gg_file *f, size_t i);
 /* O(1) lookup by name, or NULL. */
 const struct gg_tensor *gg_tensor_find(const struct gg_file *f, const char *name);
+/* The same for a name given as pointer + length (e.g. another file's tensor name). */
+const struct gg_tensor *gg_tensor_find_str(const struct gg_file *f, struct gg_str name);
 
 /* ---- split models (gguf_split.c)
  *
@@ -160,6 +162,9 @@ const struct gg_file *gg_split_file(const struct gg_split *s, size_t i); /* NULL
 size_t gg_split_size(const struct gg_split *s);                          /* bytes of all shards */
 /* Lookup by name over every shard, or NULL. */
 const struct gg_tensor *gg_split_tensor_find(const struct gg_split *s, const char *name);
+/* All tensors of the set, shard by shard: count and the i-th (NULL past the end). */
+size_t gg_split_tensor_count(const struct gg_split *s);
+const struct gg_tensor *gg_split_tensor_at(const struct gg_split *s, size_t i);
 /* A shard name "PREFIX-KKKKK-of-NNNNN.gguf" (1 <= K <= N <= 9999, PREFIX
  * non-empty): true with the prefix length, K and N. */
 bool gg_split_name_parse(const char *path, size_t *prefix_len, unsigned *index, unsigned *count);
@@ -218,6 +223,10 @@ enum sp_status gg_writer_add_kv_arr_gstr(struct gg_writer *w, const char *key,
  * beyond the type (the reader validates on open). */
 enum sp_status gg_writer_add_kv_raw(struct gg_writer *w, const char *key, enum gg_value_type type,
                                     const void *raw, size_t size) SP_MUST_USE;
+/* Copy every metadata key of f, in order, with its encoded value. Errors:
+ * SP_ERR_UNSUPPORTED (a key holding NUL cannot be named here), SP_ERR_NOMEM,
+ * or what gg_writer_add_kv_raw returns (err names the key). */
+enum sp_status gg_writer_copy_kv(struct gg_writer *w, const struct gg_file *f, struct sp_err *err) SP_MUST_USE;
 /* Remove a key if present (no error if absent). */
 void gg_writer_remove_kv(struct gg_writer *w, const char *key);
 

@@ -82,7 +82,7 @@ enum sp_status gg_split_open(const char *path, struct gg_split **out, struct sp_
     *out = NULL;
     struct gg_split *s = sp_calloc(1, sizeof(*s));
     struct gg_file *first = NULL;
-    char *name = NULL, *tname = NULL;
+    char *name = NULL;
     if (!s)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory opening %s", path);
     if ((result = gg_open(path, &first, err)) != SP_OK)
@@ -133,8 +133,7 @@ enum sp_status gg_split_open(const char *path, struct gg_split **out, struct sp_
         goto fail;
     s->files = sp_calloc(count, sizeof(*s->files));
     name = sp_malloc(plen + 32);
-    tname = sp_malloc(GG_MAX_KEY_LEN + 1);
-    if (!s->files || !name || !tname) {
+    if (!s->files || !name) {
         result = sp_err_set(err, SP_ERR_NOMEM, "out of memory opening %s", path);
         goto fail;
     }
@@ -156,14 +155,14 @@ enum sp_status gg_split_open(const char *path, struct gg_split **out, struct sp_
         if ((result = check_shard(f, name, i, count, err)) != SP_OK)
             goto fail;
         for (size_t t = 0; t < gg_tensor_count(f); t++) {
-            const struct gg_tensor *tt = gg_tensor_at(f, t);
-            size_t tl = SP_MIN(tt->name.len, (size_t)GG_MAX_KEY_LEN);
-            memcpy(tname, tt->name.ptr, tl);
-            tname[tl] = '\0';
+            const struct gg_str tn = gg_tensor_at(f, t)->name;
             for (size_t j = 0; j + 1 < s->n; j++) {
-                if (gg_tensor_find(s->files[j], tname)) {
-                    result = sp_err_setc(err, SP_ERR_FORMAT, tname, "tensor %s is in shard %zu and in shard %u of %s",
-                                         tname, j + 1, i + 1, path);
+                if (gg_tensor_find_str(s->files[j], tn)) {
+                    const int shown = (int)SP_MIN(tn.len, (size_t)256);
+                    result = sp_err_set(err, SP_ERR_FORMAT, "tensor %.*s is in shard %zu and in shard %u of %s",
+                                        shown, tn.ptr, j + 1, i + 1, path);
+                    if (err)
+                        snprintf(err->context, sizeof(err->context), "%.*s", shown, tn.ptr);
                     goto fail;
                 }
             }
@@ -180,13 +179,11 @@ enum sp_status gg_split_open(const char *path, struct gg_split **out, struct sp_
         goto fail;
     }
     sp_free(name);
-    sp_free(tname);
     *out = s;
     return SP_OK;
 fail:
     gg_close(first);
     sp_free(name);
-    sp_free(tname);
     gg_split_close(s);
     return result;
 }
@@ -194,6 +191,24 @@ fail:
 size_t gg_split_count(const struct gg_split *s) { return s->n; }
 const struct gg_file *gg_split_file(const struct gg_split *s, size_t i) { return i < s->n ? s->files[i] : NULL; }
 size_t gg_split_size(const struct gg_split *s) { return s->total_size; }
+
+size_t gg_split_tensor_count(const struct gg_split *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->n; i++)
+        n += gg_tensor_count(s->files[i]);
+    return n;
+}
+
+const struct gg_tensor *gg_split_tensor_at(const struct gg_split *s, size_t i)
+{
+    for (size_t k = 0; k < s->n; k++) {
+        if (i < gg_tensor_count(s->files[k]))
+            return gg_tensor_at(s->files[k], i);
+        i -= gg_tensor_count(s->files[k]);
+    }
+    return NULL;
+}
 
 const struct gg_tensor *gg_split_tensor_find(const struct gg_split *s, const char *name)
 {

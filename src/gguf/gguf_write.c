@@ -270,6 +270,31 @@ enum sp_status gg_writer_add_kv_raw(struct gg_writer *w, const char *key, enum g
     return put_kv(w, key, type, raw, size, NULL, 0);
 }
 
+enum sp_status gg_writer_copy_kv(struct gg_writer *w, const struct gg_file *f, struct sp_err *err)
+{
+    char *key = sp_malloc(GG_MAX_KEY_LEN + 1);
+    if (!key)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory copying metadata");
+    enum sp_status result = SP_OK;
+    for (size_t i = 0; i < gg_kv_count(f); i++) {
+        const struct gg_str k = gg_kv_key(f, i);
+        const void *raw;
+        size_t rsz;
+        if (memchr(k.ptr, 0, k.len) || !gg_kv_raw(f, i, &raw, &rsz)) {
+            result = sp_err_set(err, SP_ERR_UNSUPPORTED, "metadata key %zu cannot be copied", i);
+            break;
+        }
+        memcpy(key, k.ptr, k.len);
+        key[k.len] = '\0';
+        if ((result = gg_writer_add_kv_raw(w, key, gg_kv_type(f, i), raw, rsz)) != SP_OK) {
+            sp_err_setc(err, result, key, "cannot copy metadata key %s", key);
+            break;
+        }
+    }
+    sp_free(key);
+    return result;
+}
+
 void gg_writer_remove_kv(struct gg_writer *w, const char *key)
 {
     if (!key)

@@ -122,6 +122,16 @@ static const struct gg_tensor *src_find(const struct tsrc *src, const char *name
     return src->split ? gg_split_tensor_find(src->split, name) : gg_tensor_find(src->f, name);
 }
 
+static size_t src_count(const struct tsrc *src)
+{
+    return src->split ? gg_split_tensor_count(src->split) : gg_tensor_count(src->f);
+}
+
+static const struct gg_tensor *src_at(const struct tsrc *src, size_t i)
+{
+    return src->split ? gg_split_tensor_at(src->split, i) : gg_tensor_at(src->f, i);
+}
+
 static const struct gg_tensor *find_tensor(const struct tsrc *f, const char *name, int64_t ne0, int64_t ne1,
                                            bool required, struct sp_err *err, enum sp_status *result)
 {
@@ -270,11 +280,8 @@ static enum sp_status load_from(const struct tsrc *src, struct model **out, stru
             goto fail;
 #undef LNAME
     }
-    for (size_t k = 0; k < (src->split ? gg_split_count(src->split) : 1); k++) {
-        const struct gg_file *g = src->split ? gg_split_file(src->split, k) : f;
-        for (size_t i = 0; i < gg_tensor_count(g); i++)
-            m->weight_bytes += gg_tensor_at(g, i)->nbytes;
-    }
+    for (size_t i = 0; i < src_count(src); i++)
+        m->weight_bytes += src_at(src, i)->nbytes;
     LOG_DEBUG("model", "%s: %d layers, embd %d, heads %d/%d, head %d, ff %d, vocab %d, rope base %g scale %g%s",
               hp->arch_name, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
               hp->n_vocab, (double)hp->rope_freq_base, (double)hp->rope_freq_scale,

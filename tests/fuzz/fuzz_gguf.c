@@ -67,16 +67,10 @@ static void reencode(const struct gg_file *f)
         return;
     char key[GG_MAX_KEY_LEN + 1];
     bool ok = gg_writer_set_version(w, gg_version(f)) == SP_OK;
-    for (size_t i = 0; ok && i < gg_kv_count(f); i++) {
-        struct gg_str k = gg_kv_key(f, i);
-        if (memchr(k.ptr, 0, k.len))
-            return gg_writer_free(w); /* C-string keys cannot hold NUL */
-        memcpy(key, k.ptr, k.len);
-        key[k.len] = '\0';
-        const void *raw;
-        size_t rsz;
-        ok = gg_kv_raw(f, i, &raw, &rsz) && gg_writer_add_kv_raw(w, key, gg_kv_type(f, i), raw, rsz) == SP_OK;
-    }
+    enum sp_status st = ok ? gg_writer_copy_kv(w, f, NULL) : SP_OK;
+    if (st == SP_ERR_UNSUPPORTED)
+        return gg_writer_free(w); /* C-string keys cannot hold NUL */
+    ok = ok && st == SP_OK;
     for (size_t i = 0; ok && i < gg_tensor_count(f); i++) {
         const struct gg_tensor *t = gg_tensor_at(f, i);
         if (memchr(t->name.ptr, 0, t->name.len))

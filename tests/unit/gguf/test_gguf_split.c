@@ -31,15 +31,7 @@ static void write_shard(const struct gg_file *f, int no, const char *path, const
     struct gg_writer *w = gg_writer_new();
     CHECK(w != NULL);
     if (no == 0) {
-        for (size_t i = 0; i < gg_kv_count(f); i++) {
-            struct gg_str k = gg_kv_key(f, i);
-            char key[256];
-            snprintf(key, sizeof(key), "%.*s", (int)k.len, k.ptr);
-            const void *raw;
-            size_t size;
-            CHECK(gg_kv_raw(f, i, &raw, &size));
-            CHECK(gg_writer_add_kv_raw(w, key, gg_kv_type(f, i), raw, size) == SP_OK);
-        }
+        CHECK(gg_writer_copy_kv(w, f, NULL) == SP_OK);
         CHECK(gg_writer_add_kv_i32(w, "split.tensors.count", o->tensors_count) == SP_OK);
     }
     CHECK(gg_writer_add_kv_u16(w, "split.no", (uint16_t)(o->no_override >= 0 ? o->no_override : no)) == SP_OK);
