@@ -3,17 +3,30 @@
  *         int main(void) { RUN(name); return test_summary(); }
  * A failing CHECK reports file:line and returns from the test. The summary
  * line is "N passed, N failed" (and the exit status is non-zero on failure).
- * test_shared_path() finds ../shared (env SPOKE_SHARED overrides). */
+ * test_shared_path() finds ../shared (env SPOKE_SHARED overrides);
+ * test_rand_u32() is a deterministic xorshift64 generator for test data. */
 #ifndef SPOKE_TEST_H
 #define SPOKE_TEST_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static int t_passed, t_failed, t_skipped, t_cur_failed, t_cur_skipped;
+
+/* xorshift64 step on *state (seed it non-zero); returns 32 random bits. */
+static inline uint32_t test_rand_u32(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    return (uint32_t)(x >> 11);
+}
 
 #define TEST(name) static void name(void)
 #define RUN(name) test_run(#name, name)

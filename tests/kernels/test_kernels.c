@@ -11,13 +11,7 @@ static bool g_asan;
 
 /* ---- deterministic random data */
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static uint32_t rnd_u32(void)
-{
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 11);
-}
+static uint32_t rnd_u32(void) { return test_rand_u32(&g_rng); }
 static float rnd_uniform(void) { return (float)((rnd_u32() & 0xFFFFFF) / 16777216.0); }
 static float rnd_normal(void)
 {

@@ -10,13 +10,7 @@
 #include "test.h"
 
 static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
-static uint32_t rnd_u32(void)
-{
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 11);
-}
+static uint32_t rnd_u32(void) { return test_rand_u32(&g_rng); }
 static float rnd_sym(float scale) { return ((float)(rnd_u32() & 0xFFFFFF) / 8388608.0f - 1.0f) * scale; }
 
 static bool same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0 || (isnan(a) && isnan(b)); }

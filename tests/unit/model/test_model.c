@@ -163,15 +163,30 @@ TEST(mem_check_message)
     CHECK(model_mem_available() > 0);
 }
 
-TEST(stories260k_hparams)
+/* Open and load ../shared's stories260K.gguf: 1 loaded, 0 absent, -1 failed
+ * (nothing left open). */
+static int load_stories(struct gg_file **f, struct model **m)
 {
     char path[1024];
+    *f = NULL;
+    *m = NULL;
     if (!test_shared_file(path, sizeof(path), "models/stories260K.gguf"))
+        return 0;
+    if (gg_open(path, f, NULL) == SP_OK && model_load(*f, m, NULL) == SP_OK)
+        return 1;
+    gg_close(*f);
+    *f = NULL;
+    return -1;
+}
+
+TEST(stories260k_hparams)
+{
+    struct gg_file *f;
+    struct model *m;
+    int st = load_stories(&f, &m);
+    if (st == 0)
         SKIP("stories260K.gguf not found");
-    struct gg_file *f = NULL;
-    struct model *m = NULL;
-    CHECK(gg_open(path, &f, NULL) == SP_OK);
-    CHECK(model_load(f, &m, NULL) == SP_OK);
+    CHECK_EQ_INT(st, 1);
     CHECK_EQ_INT(m->hp.n_embd, 64);
     CHECK_EQ_INT(m->hp.n_head, 8);
     CHECK_EQ_INT(m->hp.n_head_kv, 4);
@@ -192,13 +207,12 @@ TEST(stories260k_hparams)
  * bit-identical logits to a fresh state's. */
 TEST(stale_kv_padding_is_inert)
 {
-    char path[1024];
-    if (!test_shared_file(path, sizeof(path), "models/stories260K.gguf"))
+    struct gg_file *f;
+    struct model *m;
+    int st = load_stories(&f, &m);
+    if (st == 0)
         SKIP("stories260K.gguf not found");
-    struct gg_file *f = NULL;
-    struct model *m = NULL;
-    CHECK(gg_open(path, &f, NULL) == SP_OK);
-    CHECK(model_load(f, &m, NULL) == SP_OK);
+    CHECK_EQ_INT(st, 1);
     struct model_state_opts o = {.n_ctx = 64, .n_threads = 2, .kv_type = KV_F16};
     struct model_state *fresh = NULL, *used = NULL;
     CHECK(model_state_new(m, &o, &fresh, NULL) == SP_OK);
