@@ -127,7 +127,23 @@ void kern_ref_to_float_q4_1(const void *vx, float *y, int64_t n)
     }
 }
 
-/* ---- Q5_0 */
+/* ---- Q5_0 / Q5_1: 5-bit values, low nibbles in qs (element j in the low
+ * nibble of qs[j], element j + 16 in its high nibble), fifth bits in qh
+ * (bit j for element j). */
+static inline void q5_pack(uint8_t *qs, uint32_t *qh, int j, uint32_t u0, uint32_t u1)
+{
+    qs[j] = (uint8_t)((u0 & 0x0F) | ((u1 & 0x0F) << 4));
+    *qh |= ((u0 & 0x10u) >> 4) << (j + 0);
+    *qh |= ((u1 & 0x10u) >> 4) << (j + QK / 2);
+}
+
+/* The unsigned 5-bit values (0..31) of elements j and j + 16. */
+static inline void q5_unpack(const uint8_t *qs, uint32_t qh, int j, int *u0, int *u1)
+{
+    *u0 = (qs[j] & 0x0F) | (int)(((qh >> (j + 0)) << 4) & 0x10);
+    *u1 = (qs[j] >> 4) | (int)((qh >> (j + 12)) & 0x10);
+}
+
 void kern_ref_from_float_q5_0(const float *x, void *vy, int64_t n)
 {
     block_q5_0 *y = vy;
@@ -141,11 +157,8 @@ void kern_ref_from_float_q5_0(const float *x, void *vy, int64_t n)
         for (int j = 0; j < QK / 2; j++) {
             float x0 = x[i * QK + j] * id;
             float x1 = x[i * QK + QK / 2 + j] * id;
-            uint32_t u0 = (uint32_t)trunc_clamp(x0 + 16.5f, 0, 31);
-            uint32_t u1 = (uint32_t)trunc_clamp(x1 + 16.5f, 0, 31);
-            y[i].qs[j] = (uint8_t)((u0 & 0x0F) | ((u1 & 0x0F) << 4));
-            qh |= ((u0 & 0x10u) >> 4) << (j + 0);
-            qh |= ((u1 & 0x10u) >> 4) << (j + QK / 2);
+            q5_pack(y[i].qs, &qh, j, (uint32_t)trunc_clamp(x0 + 16.5f, 0, 31),
+                    (uint32_t)trunc_clamp(x1 + 16.5f, 0, 31));
         }
         memcpy(y[i].qh, &qh, sizeof qh);
     }
@@ -160,10 +173,10 @@ void kern_ref_to_float_q5_0(const void *vx, float *y, int64_t n)
         uint32_t qh;
         memcpy(&qh, x[i].qh, sizeof qh);
         for (int j = 0; j < QK / 2; j++) {
-            int xh0 = (int)(((qh >> (j + 0)) << 4) & 0x10);
-            int xh1 = (int)(((qh >> (j + 12))) & 0x10);
-            y[i * QK + j] = (float)(((x[i].qs[j] & 0x0F) | xh0) - 16) * d;
-            y[i * QK + j + QK / 2] = (float)(((x[i].qs[j] >> 4) | xh1) - 16) * d;
+            int u0, u1;
+            q5_unpack(x[i].qs, qh, j, &u0, &u1);
+            y[i * QK + j] = (float)(u0 - 16) * d;
+            y[i * QK + j + QK / 2] = (float)(u1 - 16) * d;
         }
     }
 }
@@ -184,11 +197,8 @@ void kern_ref_from_float_q5_1(const float *x, void *vy, int64_t n)
         for (int j = 0; j < QK / 2; j++) {
             float x0 = (x[i * QK + j] - min) * id;
             float x1 = (x[i * QK + QK / 2 + j] - min) * id;
-            uint32_t u0 = (uint32_t)trunc_clamp(x0 + 0.5f, 0, 255);
-            uint32_t u1 = (uint32_t)trunc_clamp(x1 + 0.5f, 0, 255);
-            y[i].qs[j] = (uint8_t)((u0 & 0x0F) | ((u1 & 0x0F) << 4));
-            qh |= ((u0 & 0x10u) >> 4) << (j + 0);
-            qh |= ((u1 & 0x10u) >> 4) << (j + QK / 2);
+            q5_pack(y[i].qs, &qh, j, (uint32_t)trunc_clamp(x0 + 0.5f, 0, 255),
+                    (uint32_t)trunc_clamp(x1 + 0.5f, 0, 255));
         }
         memcpy(y[i].qh, &qh, sizeof qh);
     }
@@ -203,10 +213,10 @@ void kern_ref_to_float_q5_1(const void *vx, float *y, int64_t n)
         uint32_t qh;
         memcpy(&qh, x[i].qh, sizeof qh);
         for (int j = 0; j < QK / 2; j++) {
-            int xh0 = (int)(((qh >> (j + 0)) << 4) & 0x10);
-            int xh1 = (int)(((qh >> (j + 12))) & 0x10);
-            y[i * QK + j] = (float)((x[i].qs[j] & 0x0F) | xh0) * d + m;
-            y[i * QK + j + QK / 2] = (float)((x[i].qs[j] >> 4) | xh1) * d + m;
+            int u0, u1;
+            q5_unpack(x[i].qs, qh, j, &u0, &u1);
+            y[i * QK + j] = (float)u0 * d + m;
+            y[i * QK + j + QK / 2] = (float)u1 * d + m;
         }
     }
 }
@@ -320,12 +330,10 @@ void kern_ref_vec_dot_q5_0(int64_t n, float *s, const void *vx, const void *vy)
         memcpy(&qh, x[ib].qh, sizeof qh);
         int sumi0 = 0, sumi1 = 0;
         for (int j = 0; j < QK / 2; j++) {
-            const int xh0 = (int)(((qh & (1u << (j + 0))) >> (j + 0)) << 4);
-            const int xh1 = (int)((qh & (1u << (j + 16))) >> (j + 12));
-            const int x0 = ((x[ib].qs[j] & 0x0F) | xh0) - 16;
-            const int x1 = ((x[ib].qs[j] >> 4) | xh1) - 16;
-            sumi0 += x0 * y[ib].qs[j];
-            sumi1 += x1 * y[ib].qs[j + QK / 2];
+            int u0, u1;
+            q5_unpack(x[ib].qs, qh, j, &u0, &u1);
+            sumi0 += (u0 - 16) * y[ib].qs[j];
+            sumi1 += (u1 - 16) * y[ib].qs[j + QK / 2];
         }
         sumf += (kern_f16(x[ib].d) * kern_f16(y[ib].d)) * (float)(sumi0 + sumi1);
     }
@@ -343,12 +351,10 @@ void kern_ref_vec_dot_q5_1(int64_t n, float *s, const void *vx, const void *vy)
         memcpy(&qh, x[ib].qh, sizeof qh);
         int sumi0 = 0, sumi1 = 0;
         for (int j = 0; j < QK / 2; j++) {
-            const int xh0 = (int)(((qh & (1u << (j + 0))) >> (j + 0)) << 4);
-            const int xh1 = (int)((qh & (1u << (j + 16))) >> (j + 12));
-            const int x0 = (x[ib].qs[j] & 0xF) | xh0;
-            const int x1 = (x[ib].qs[j] >> 4) | xh1;
-            sumi0 += x0 * y[ib].qs[j];
-            sumi1 += x1 * y[ib].qs[j + QK / 2];
+            int u0, u1;
+            q5_unpack(x[ib].qs, qh, j, &u0, &u1);
+            sumi0 += u0 * y[ib].qs[j];
+            sumi1 += u1 * y[ib].qs[j + QK / 2];
         }
         sumf += (kern_f16(x[ib].d) * kern_f16(y[ib].d)) * (float)(sumi0 + sumi1) +
                 kern_f16(x[ib].m) * kern_f16(y[ib].s);
