@@ -9,144 +9,83 @@
 
 #define NRMAX 4
 
-/* ---- Q4_0 x Q8_0 */
-KERN_AI void q4_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
-{
-    const block_q4_0 *w = vw;
-    const block_q8_0 *x[NRMAX];
-    __m256 acc[NRMAX];
-    KERN_UNROLL for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm256_setzero_ps();
-    }
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256i q = _mm256_sub_epi8(avx2_nibbles(w[ib].qs), _mm256_set1_epi8(8));
-        const __m256i aq = _mm256_sign_epi8(q, q);
-        const float dw = avx2_h2f(w[ib].d);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
-            const __m256i p = avx2_dot_us8(aq, _mm256_sign_epi8(y, q));
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
-                                     _mm256_cvtepi32_ps(p), acc[i]);
-        }
-    }
-    KERN_UNROLL for (int i = 0; i < nr; i++)
-        out[i] = avx2_hsum_ps(acc[i]);
-}
-KERN_AVX2_DRIVER(q4_0, q4_0_kern, KERN_QK)
+/* Signed int8 weights of one block against Q8_0 activations: |q| maddubs
+ * sign(y, q), one FMA per block and row. */
+#define SIGNED_KERN(NAME, BT, LOADQ)                                                               \
+    KERN_AI void NAME##_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out) \
+    {                                                                                              \
+        const BT *w = vw;                                                                          \
+        const block_q8_0 *x[NRMAX];                                                                \
+        __m256 acc[NRMAX];                                                                         \
+        KERN_UNROLL for (int i = 0; i < nr; i++) {                                                 \
+            x[i] = vx[i];                                                                          \
+            acc[i] = _mm256_setzero_ps();                                                          \
+        }                                                                                          \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                      \
+            const __m256i q = LOADQ(&w[ib]);                                                       \
+            const __m256i aq = _mm256_sign_epi8(q, q);                                             \
+            const float dw = avx2_h2f(w[ib].d);                                                    \
+            KERN_UNROLL for (int i = 0; i < nr; i++) {                                             \
+                const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);                \
+                const __m256i p = avx2_dot_us8(aq, _mm256_sign_epi8(y, q));                        \
+                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),                \
+                                         _mm256_cvtepi32_ps(p), acc[i]);                           \
+            }                                                                                      \
+        }                                                                                          \
+        KERN_UNROLL for (int i = 0; i < nr; i++)                                                   \
+            out[i] = avx2_hsum_ps(acc[i]);                                                         \
+    }                                                                                              \
+    KERN_AVX2_DRIVER(NAME, NAME##_kern, KERN_QK)
 
-/* ---- Q8_0 x Q8_0 */
-KERN_AI void q8_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
-{
-    const block_q8_0 *w = vw;
-    const block_q8_0 *x[NRMAX];
-    __m256 acc[NRMAX];
-    KERN_UNROLL for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm256_setzero_ps();
-    }
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256i q = _mm256_loadu_si256((const __m256i *)w[ib].qs);
-        const __m256i aq = _mm256_sign_epi8(q, q);
-        const float dw = avx2_h2f(w[ib].d);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
-            const __m256i p = avx2_dot_us8(aq, _mm256_sign_epi8(y, q));
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
-                                     _mm256_cvtepi32_ps(p), acc[i]);
-        }
-    }
-    KERN_UNROLL for (int i = 0; i < nr; i++)
-        out[i] = avx2_hsum_ps(acc[i]);
-}
-KERN_AVX2_DRIVER(q8_0, q8_0_kern, KERN_QK)
+/* Unsigned weights (d * q + m) against Q8_1 activations: plus m * s per block. */
+#define UNSIGNED_KERN(NAME, BT, LOADQ)                                                             \
+    KERN_AI void NAME##_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out) \
+    {                                                                                              \
+        const BT *w = vw;                                                                          \
+        const block_q8_1 *x[NRMAX];                                                                \
+        __m256 acc[NRMAX];                                                                         \
+        float summs[NRMAX];                                                                        \
+        KERN_UNROLL for (int i = 0; i < nr; i++) {                                                 \
+            x[i] = vx[i];                                                                          \
+            acc[i] = _mm256_setzero_ps();                                                          \
+            summs[i] = 0;                                                                          \
+        }                                                                                          \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                      \
+            const __m256i q = LOADQ(&w[ib]);                                                       \
+            const float dw = avx2_h2f(w[ib].d), mw = avx2_h2f(w[ib].m);                            \
+            KERN_UNROLL for (int i = 0; i < nr; i++) {                                             \
+                const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);                \
+                const __m256i p = avx2_dot_us8(q, y);                                              \
+                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),                \
+                                         _mm256_cvtepi32_ps(p), acc[i]);                           \
+                summs[i] += mw * avx2_h2f(x[i][ib].s);                                             \
+            }                                                                                      \
+        }                                                                                          \
+        KERN_UNROLL for (int i = 0; i < nr; i++)                                                   \
+            out[i] = avx2_hsum_ps(acc[i]) + summs[i];                                              \
+    }                                                                                              \
+    KERN_AVX2_DRIVER(NAME, NAME##_kern, KERN_QK)
 
-/* ---- Q5_0 x Q8_0: value-16 = nibble | (bit ? 0 : 0xF0) as int8 */
-KERN_AI void q5_0_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+/* the 32 weights of one block as int8 */
+KERN_AI __m256i q4_0_q(const block_q4_0 *b) { return _mm256_sub_epi8(avx2_nibbles(b->qs), _mm256_set1_epi8(8)); }
+KERN_AI __m256i q8_0_q(const block_q8_0 *b) { return _mm256_loadu_si256((const __m256i *)b->qs); }
+/* Q5_0: value-16 = nibble | (bit ? 0 : 0xF0) as int8 */
+KERN_AI __m256i q5_0_q(const block_q5_0 *b)
 {
-    const block_q5_0 *w = vw;
-    const block_q8_0 *x[NRMAX];
-    __m256 acc[NRMAX];
-    KERN_UNROLL for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm256_setzero_ps();
-    }
-    for (int64_t ib = 0; ib < nb; ib++) {
-        __m256i q = avx2_nibbles(w[ib].qs);
-        const __m256i hi = _mm256_andnot_si256(avx2_bits_to_bytes(w[ib].qh),
-                                               _mm256_set1_epi8((char)0xF0));
-        q = _mm256_or_si256(q, hi);
-        const __m256i aq = _mm256_sign_epi8(q, q);
-        const float dw = avx2_h2f(w[ib].d);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
-            const __m256i p = avx2_dot_us8(aq, _mm256_sign_epi8(y, q));
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
-                                     _mm256_cvtepi32_ps(p), acc[i]);
-        }
-    }
-    KERN_UNROLL for (int i = 0; i < nr; i++)
-        out[i] = avx2_hsum_ps(acc[i]);
+    return _mm256_or_si256(avx2_nibbles(b->qs),
+                           _mm256_andnot_si256(avx2_bits_to_bytes(b->qh), _mm256_set1_epi8((char)0xF0)));
 }
-KERN_AVX2_DRIVER(q5_0, q5_0_kern, KERN_QK)
+KERN_AI __m256i q4_1_q(const block_q4_1 *b) { return avx2_nibbles(b->qs); }
+KERN_AI __m256i q5_1_q(const block_q5_1 *b)
+{
+    return _mm256_or_si256(avx2_nibbles(b->qs), _mm256_and_si256(avx2_bits_to_bytes(b->qh), _mm256_set1_epi8(0x10)));
+}
 
-/* ---- Q4_1 x Q8_1: unsigned nibbles, plus m * s per block */
-KERN_AI void q4_1_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
-{
-    const block_q4_1 *w = vw;
-    const block_q8_1 *x[NRMAX];
-    __m256 acc[NRMAX];
-    float summs[NRMAX];
-    KERN_UNROLL for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm256_setzero_ps();
-        summs[i] = 0;
-    }
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256i q = avx2_nibbles(w[ib].qs);
-        const float dw = avx2_h2f(w[ib].d), mw = avx2_h2f(w[ib].m);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
-            const __m256i p = avx2_dot_us8(q, y);
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
-                                     _mm256_cvtepi32_ps(p), acc[i]);
-            summs[i] += mw * avx2_h2f(x[i][ib].s);
-        }
-    }
-    KERN_UNROLL for (int i = 0; i < nr; i++)
-        out[i] = avx2_hsum_ps(acc[i]) + summs[i];
-}
-KERN_AVX2_DRIVER(q4_1, q4_1_kern, KERN_QK)
-
-/* ---- Q5_1 x Q8_1 */
-KERN_AI void q5_1_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
-{
-    const block_q5_1 *w = vw;
-    const block_q8_1 *x[NRMAX];
-    __m256 acc[NRMAX];
-    float summs[NRMAX];
-    KERN_UNROLL for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm256_setzero_ps();
-        summs[i] = 0;
-    }
-    for (int64_t ib = 0; ib < nb; ib++) {
-        __m256i q = avx2_nibbles(w[ib].qs);
-        q = _mm256_or_si256(q, _mm256_and_si256(avx2_bits_to_bytes(w[ib].qh),
-                                                _mm256_set1_epi8(0x10)));
-        const float dw = avx2_h2f(w[ib].d), mw = avx2_h2f(w[ib].m);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
-            const __m256i p = avx2_dot_us8(q, y);
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * avx2_h2f(x[i][ib].d)),
-                                     _mm256_cvtepi32_ps(p), acc[i]);
-            summs[i] += mw * avx2_h2f(x[i][ib].s);
-        }
-    }
-    KERN_UNROLL for (int i = 0; i < nr; i++)
-        out[i] = avx2_hsum_ps(acc[i]) + summs[i];
-}
-KERN_AVX2_DRIVER(q5_1, q5_1_kern, KERN_QK)
+SIGNED_KERN(q4_0, block_q4_0, q4_0_q)
+SIGNED_KERN(q8_0, block_q8_0, q8_0_q)
+SIGNED_KERN(q5_0, block_q5_0, q5_0_q)
+UNSIGNED_KERN(q4_1, block_q4_1, q4_1_q)
+UNSIGNED_KERN(q5_1, block_q5_1, q5_1_q)
 
 /* ---- activation quantizers (ggml's AVX2 formulas: round half to even) */
 KERN_AI __m256i q8_block(const float *x, float *d_out)
