@@ -27,87 +27,66 @@ KERN_AI __m256i dot8(const __m256i *q, const __m256i *s, const int8_t *y)
     return sumi;
 }
 
-/* ---- Q4_K */
-KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+/* ---- Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins; the
+ * types differ only in how the quants unpack (Q5_K adds a fifth bit). */
+KERN_AI void q4_K_unpack(const block_q4_K *b, __m256i q[8])
 {
-    const block_q4_K *w = vw;
-    const block_q8_K *x[NRMAX];
-    __m256 acc[NRMAX];
-    KERN_UNROLL for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm256_setzero_ps();
-    }
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m128i smv = k4_scales_mins_v(w[ib].scales);
-        uint8_t sc[16];
-        _mm_storeu_si128((__m128i *)sc, smv);
-        const __m128i m8 = _mm_unpackhi_epi64(smv, smv);
-        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
-        __m256i q[8], s[8];
-        KERN_UNROLL for (int j = 0; j < 4; j++) {
-            const __m256i raw = load256(w[ib].qs + 32 * j);
-            q[2 * j] = _mm256_and_si256(raw, m4);
-            q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-            s[2 * j] = _mm256_set1_epi16(sc[2 * j]);
-            s[2 * j + 1] = _mm256_set1_epi16(sc[2 * j + 1]);
-        }
-        const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const __m256i sumi = dot8(q, s, x[i][ib].qs);
-            const __m256i mm = _mm256_madd_epi16(load256(x[i][ib].bsums), mins16);
-            const float dy = x[i][ib].d;
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dy), _mm256_cvtepi32_ps(sumi), acc[i]);
-            acc[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), acc[i]);
-        }
+    KERN_UNROLL for (int j = 0; j < 4; j++) {
+        const __m256i raw = load256(b->qs + 32 * j);
+        q[2 * j] = _mm256_and_si256(raw, m4);
+        q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
     }
-    KERN_UNROLL for (int i = 0; i < nr; i++)
-        out[i] = avx2_hsum_ps(acc[i]);
 }
-KERN_AVX2_DRIVER(q4_K, q4_K_kern, QK_K)
 
-/* ---- Q5_K */
-KERN_AI void q5_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+KERN_AI void q5_K_unpack(const block_q5_K *b, __m256i q[8])
 {
-    const block_q5_K *w = vw;
-    const block_q8_K *x[NRMAX];
-    __m256 acc[NRMAX];
-    KERN_UNROLL for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm256_setzero_ps();
-    }
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m128i smv = k4_scales_mins_v(w[ib].scales);
-        uint8_t sc[16];
-        _mm_storeu_si128((__m128i *)sc, smv);
-        const __m128i m8 = _mm_unpackhi_epi64(smv, smv);
-        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
-        const __m256i hb = load256(w[ib].qh);
-        __m256i q[8], s[8];
-        KERN_UNROLL for (int j = 0; j < 4; j++) {
-            const __m256i raw = load256(w[ib].qs + 32 * j);
-            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j), one);
-            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j + 1), one);
-            q[2 * j] = _mm256_or_si256(_mm256_and_si256(raw, m4), _mm256_slli_epi16(h0, 4));
-            q[2 * j + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
-                                           _mm256_slli_epi16(h1, 4));
-            s[2 * j] = _mm256_set1_epi16(sc[2 * j]);
-            s[2 * j + 1] = _mm256_set1_epi16(sc[2 * j + 1]);
-        }
-        const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const __m256i sumi = dot8(q, s, x[i][ib].qs);
-            const __m256i mm = _mm256_madd_epi16(load256(x[i][ib].bsums), mins16);
-            const float dy = x[i][ib].d;
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dy), _mm256_cvtepi32_ps(sumi), acc[i]);
-            acc[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), acc[i]);
-        }
+    const __m256i hb = load256(b->qh);
+    KERN_UNROLL for (int j = 0; j < 4; j++) {
+        const __m256i raw = load256(b->qs + 32 * j);
+        const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j), one);
+        const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j + 1), one);
+        q[2 * j] = _mm256_or_si256(_mm256_and_si256(raw, m4), _mm256_slli_epi16(h0, 4));
+        q[2 * j + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), _mm256_slli_epi16(h1, 4));
     }
-    KERN_UNROLL for (int i = 0; i < nr; i++)
-        out[i] = avx2_hsum_ps(acc[i]);
 }
-KERN_AVX2_DRIVER(q5_K, q5_K_kern, QK_K)
+
+#define K45_KERN(NAME, BT, UNPACK)                                                                 \
+    KERN_AI void NAME##_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out) \
+    {                                                                                              \
+        const BT *w = vw;                                                                          \
+        const block_q8_K *x[NRMAX];                                                                \
+        __m256 acc[NRMAX];                                                                         \
+        KERN_UNROLL for (int i = 0; i < nr; i++) {                                                 \
+            x[i] = vx[i];                                                                          \
+            acc[i] = _mm256_setzero_ps();                                                          \
+        }                                                                                          \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                      \
+            const __m128i smv = k4_scales_mins_v(w[ib].scales);                                    \
+            uint8_t sc[16];                                                                        \
+            _mm_storeu_si128((__m128i *)sc, smv);                                                  \
+            const __m128i m8 = _mm_unpackhi_epi64(smv, smv);                                       \
+            const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));                \
+            __m256i q[8], s[8];                                                                    \
+            UNPACK(&w[ib], q);                                                                     \
+            KERN_UNROLL for (int j = 0; j < 8; j++) s[j] = _mm256_set1_epi16(sc[j]);               \
+            const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);                        \
+            KERN_UNROLL for (int i = 0; i < nr; i++) {                                             \
+                const __m256i sumi = dot8(q, s, x[i][ib].qs);                                      \
+                const __m256i mm = _mm256_madd_epi16(load256(x[i][ib].bsums), mins16);             \
+                const float dy = x[i][ib].d;                                                       \
+                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dy), _mm256_cvtepi32_ps(sumi), acc[i]); \
+                acc[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), acc[i]); \
+            }                                                                                      \
+        }                                                                                          \
+        KERN_UNROLL for (int i = 0; i < nr; i++)                                                   \
+            out[i] = avx2_hsum_ps(acc[i]);                                                         \
+    }                                                                                              \
+    KERN_AVX2_DRIVER(NAME, NAME##_kern, QK_K)
+
+K45_KERN(q4_K, block_q4_K, q4_K_unpack)
+K45_KERN(q5_K, block_q5_K, q5_K_unpack)
 
 /* ---- Q6_K: unsigned 6-bit quants, -32 through bsums */
 KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
