@@ -111,4 +111,61 @@ KERN_AI void kq_row_acc(const block_q8_K *y, const __m512i q[4], const __m512i s
     *accm = _mm256_fnmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(mm), *accm);
 }
 
+/* The K-quant kernel (per type: NAME##_kern + its drivers) around
+ * kq_row_acc. IDX(v) builds the 4 scale-permutation vectors once; per
+ * super-block PREP(block, idx, q, s, &m16, &dw, &dmw) unpacks the quants q[4],
+ * scales s[4], the int16 vector m16 of the min/offset term and the block's
+ * factors; per activation row FACT(dw, dmw, dy, dq, dm) makes kq_row_acc's
+ * two factors. Needs NRMAX. */
+#define KQ512_KERN(NAME, BT, IDX, PREP, FACT)                                                      \
+    KERN_AI void NAME##_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out) \
+    {                                                                                              \
+        const BT *w = vw;                                                                          \
+        const block_q8_K *x[NRMAX];                                                                \
+        __m512 acc[NRMAX];                                                                         \
+        __m256 accm[NRMAX];                                                                        \
+        KERN_UNROLL for (int i = 0; i < nr; i++) {                                                 \
+            x[i] = vx[i];                                                                          \
+            acc[i] = _mm512_setzero_ps();                                                          \
+            accm[i] = _mm256_setzero_ps();                                                         \
+        }                                                                                          \
+        __m512i idx[4];                                                                            \
+        KERN_UNROLL for (int v = 0; v < 4; v++) idx[v] = IDX(v);                                   \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                      \
+            __m512i q[4], s[4];                                                                    \
+            __m256i m16;                                                                           \
+            float dw, dmw;                                                                         \
+            PREP(&w[ib], idx, q, s, &m16, &dw, &dmw);                                              \
+            KERN_UNROLL for (int i = 0; i < nr; i++) {                                             \
+                float dq, dm;                                                                      \
+                FACT(dw, dmw, x[i][ib].d, dq, dm);                                                 \
+                kq_row_acc(&x[i][ib], q, s, m16, dq, dm, &acc[i], &accm[i]);                       \
+            }                                                                                      \
+        }                                                                                          \
+        KERN_UNROLL for (int i = 0; i < nr; i++)                                                   \
+            out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(accm[i]);                         \
+    }                                                                                              \
+    KERN_AVX2_DRIVER(NAME, NAME##_kern, KERN_QK_K)
+
+/* kq_row_acc factors: d * min (Q2_K, Q4_K, Q5_K), or a constant offset of
+ * 4 (Q3_K) or 32 (Q6_K) quants times the scale */
+#define KQ_FACT_MIN(DW, DMW, DY, DQ, DM) ((DQ) = (DW) * (DY), (DM) = (DMW) * (DY))
+#define KQ_FACT_OFF4(DW, DMW, DY, DQ, DM) ((void)(DMW), (DQ) = (DW) * (DY), (DM) = 4.0f * (DQ))
+#define KQ_FACT_OFF32(DW, DMW, DY, DQ, DM) ((void)(DMW), (DQ) = (DW) * (DY), (DM) = 32.0f * (DQ))
+
+/* Q4_K/Q5_K scales and mins: s[j] for the 64 elements of quant vector j
+ * (sub-blocks 2j, 2j+1), m16 the 8 mins as int16 pairs. */
+KERN_AI void k4_prep_scales(const uint8_t *scales, const __m512i idx[4], __m512i s[4], __m256i *m16)
+{
+    const __m128i smv = k4_scales_mins_v(scales);
+    const __m128i m8 = _mm_unpackhi_epi64(smv, smv);
+    *m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+    const __m512i sc512 = _mm512_zextsi128_si512(_mm_cvtepu8_epi16(smv));
+    KERN_UNROLL for (int j = 0; j < 4; j++)
+        s[j] = _mm512_permutexvar_epi16(idx[j], sc512);
+}
+
+#define KQ_IDX_HALVES(V) idx_halves(2 * (V))
+#define KQ_IDX_QUARTERS(V) idx_quarters(4 * (V))
+
 #endif

@@ -7,7 +7,6 @@
 #include "kernels/x86/avx512/avx512_util.h"
 
 #define NRMAX 4
-#define QK_K KERN_QK_K
 
 /* ---- 32-element block types: unsigned quants q (0..31), value = q - OFF
  * (Q5_0) or d*q + m (Q4_1, Q5_1). */
@@ -234,134 +233,70 @@ SIMPLE512_2(q8_0, block_q8_0, block_q8_0, q8_0_pairq, q8_0_oneq, 128, 0, MW8_NON
             ONEMS_NONE)
 
 /* ---- Q5_K: Q4_K plus the 5th bit from qh (bit j of qh[l] for sub-block j) */
-KERN_AI void q5_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+KERN_AI void q5_K_prep(const block_q5_K *b, const __m512i idx[4], __m512i q[4], __m512i s[4], __m256i *m16,
+                       float *dw, float *dmw)
 {
-    const block_q5_K *w = vw;
-    const block_q8_K *x[NRMAX];
-    __m512 acc[NRMAX];
-    __m256 accm[NRMAX];
-    KERN_UNROLL for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm512_setzero_ps();
-        accm[i] = _mm256_setzero_ps();
-    }
     const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
-    __m512i idx[4];
-    KERN_UNROLL for (int j = 0; j < 4; j++)
-        idx[j] = idx_halves(2 * j);
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m128i smv = k4_scales_mins_v(w[ib].scales);
-        const __m128i m8 = _mm_unpackhi_epi64(smv, smv);
-        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
-        const __m512i sc512 =
-            _mm512_zextsi128_si512(_mm_cvtepu8_epi16(smv));
-        const __m256i h256 = _mm256_loadu_si256((const __m256i *)w[ib].qh);
-        __m512i q[4], s[4];
-        KERN_UNROLL for (int j = 0; j < 4; j++) {
-            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[ib].qs + 32 * j));
-            const __m512i lo = _mm512_and_si512(
-                _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), m4);
-            const __m512i hb = _mm512_and_si512(srli_halves(h256, 2 * j, 2 * j + 1), one);
-            q[j] = _mm512_or_si512(lo, _mm512_slli_epi16(hb, 4));
-            s[j] = _mm512_permutexvar_epi16(idx[j], sc512);
-        }
-        const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const float dy = x[i][ib].d;
-            kq_row_acc(&x[i][ib], q, s, mins16, dw * dy, dmw * dy, &acc[i], &accm[i]);
-        }
+    k4_prep_scales(b->scales, idx, s, m16);
+    const __m256i h256 = _mm256_loadu_si256((const __m256i *)b->qh);
+    KERN_UNROLL for (int j = 0; j < 4; j++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * j));
+        const __m512i lo =
+            _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), m4);
+        const __m512i hb = _mm512_and_si512(srli_halves(h256, 2 * j, 2 * j + 1), one);
+        q[j] = _mm512_or_si512(lo, _mm512_slli_epi16(hb, 4));
     }
-    KERN_UNROLL for (int i = 0; i < nr; i++)
-        out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(accm[i]);
+    *dw = avx2_h2f(b->d);
+    *dmw = avx2_h2f(b->dmin);
 }
-KERN_AVX2_DRIVER(q5_K, q5_K_kern, QK_K)
+KQ512_KERN(q5_K, block_q5_K, KQ_IDX_HALVES, q5_K_prep, KQ_FACT_MIN)
 
 /* ---- Q2_K: 2-bit quants, 16-element groups with 4-bit scale and min.
  * Vector v (elements 64v..64v+63) = chunk v/2, shifts 4*(v%2) and +2. */
-KERN_AI void q2_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+KERN_AI void q2_K_prep(const block_q2_K *b, const __m512i idx[4], __m512i q[4], __m512i s[4], __m256i *m16,
+                       float *dw, float *dmw)
 {
-    const block_q2_K *w = vw;
-    const block_q8_K *x[NRMAX];
-    __m512 acc[NRMAX];
-    __m256 accm[NRMAX];
-    KERN_UNROLL for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm512_setzero_ps();
-        accm[i] = _mm256_setzero_ps();
-    }
     const __m512i m2 = _mm512_set1_epi8(3);
-    __m512i idx[4];
-    KERN_UNROLL for (int v = 0; v < 4; v++)
-        idx[v] = idx_quarters(4 * v);
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m128i s8 = _mm_loadu_si128((const __m128i *)w[ib].scales);
-        const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(s8, _mm_set1_epi8(0x0F)));
-        const __m256i mins16 =
-            _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(0x0F)));
-        const __m512i sc512 = _mm512_zextsi256_si512(sc16);
-        __m512i q[4], s[4];
-        KERN_UNROLL for (int c = 0; c < 2; c++) {
-            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[ib].qs + 32 * c));
-            q[2 * c] = _mm512_and_si512(srli_halves(raw, 0, 2), m2);
-            q[2 * c + 1] = _mm512_and_si512(srli_halves(raw, 4, 6), m2);
-        }
-        KERN_UNROLL for (int v = 0; v < 4; v++)
-            s[v] = _mm512_permutexvar_epi16(idx[v], sc512);
-        const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const float dy = x[i][ib].d;
-            kq_row_acc(&x[i][ib], q, s, mins16, dw * dy, dmw * dy, &acc[i], &accm[i]);
-        }
+    const __m128i s8 = _mm_loadu_si128((const __m128i *)b->scales);
+    const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(s8, _mm_set1_epi8(0x0F)));
+    *m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(0x0F)));
+    const __m512i sc512 = _mm512_zextsi256_si512(sc16);
+    KERN_UNROLL for (int c = 0; c < 2; c++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
+        q[2 * c] = _mm512_and_si512(srli_halves(raw, 0, 2), m2);
+        q[2 * c + 1] = _mm512_and_si512(srli_halves(raw, 4, 6), m2);
     }
-    KERN_UNROLL for (int i = 0; i < nr; i++)
-        out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(accm[i]);
+    KERN_UNROLL for (int v = 0; v < 4; v++)
+        s[v] = _mm512_permutexvar_epi16(idx[v], sc512);
+    *dw = avx2_h2f(b->d);
+    *dmw = avx2_h2f(b->dmin);
 }
-KERN_AVX2_DRIVER(q2_K, q2_K_kern, QK_K)
+KQ512_KERN(q2_K, block_q2_K, KQ_IDX_QUARTERS, q2_K_prep, KQ_FACT_MIN)
 
 /* ---- Q3_K: unsigned low2 | hbit<<2 (0..7), -4 through bsums.
  * Vector v: chunk c = v/2, shift pairs (0,2)/(4,6); hmask bits 4c+2(v%2)+{0,1}. */
-KERN_AI void q3_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+KERN_AI void q3_K_prep(const block_q3_K *b, const __m512i idx[4], __m512i q[4], __m512i s[4], __m256i *m16,
+                       float *dw, float *dmw)
 {
-    const block_q3_K *w = vw;
-    const block_q8_K *x[NRMAX];
-    __m512 acc[NRMAX];
-    __m256 accm[NRMAX];
-    KERN_UNROLL for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm512_setzero_ps();
-        accm[i] = _mm256_setzero_ps();
-    }
     const __m512i m2 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
-    __m512i idx[4];
-    KERN_UNROLL for (int v = 0; v < 4; v++)
-        idx[v] = idx_quarters(4 * v);
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m128i s8 = q3_K_scales_v(w[ib].scales);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(s8);
-        const __m512i sc512 = _mm512_zextsi256_si512(sc16);
-        const __m256i hm256 = _mm256_loadu_si256((const __m256i *)w[ib].hmask);
-        __m512i q[4], s[4];
-        KERN_UNROLL for (int c = 0; c < 2; c++) {
-            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[ib].qs + 32 * c));
-            KERN_UNROLL for (int h = 0; h < 2; h++) {
-                const int v = 2 * c + h; /* low bits: shifts 4h, 4h+2; hmask bits 2v, 2v+1 */
-                const __m512i lo = _mm512_and_si512(srli_halves(raw, 4 * h, 4 * h + 2), m2);
-                const __m512i hb = _mm512_and_si512(srli_halves(hm256, 2 * v, 2 * v + 1), one);
-                q[v] = _mm512_or_si512(lo, _mm512_slli_epi16(hb, 2));
-            }
-        }
-        KERN_UNROLL for (int v = 0; v < 4; v++)
-            s[v] = _mm512_permutexvar_epi16(idx[v], sc512);
-        const float dw = avx2_h2f(w[ib].d);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const float d = dw * x[i][ib].d;
-            kq_row_acc(&x[i][ib], q, s, sc16, d, 4.0f * d, &acc[i], &accm[i]);
+    *m16 = _mm256_cvtepi8_epi16(q3_K_scales_v(b->scales));
+    const __m512i sc512 = _mm512_zextsi256_si512(*m16);
+    const __m256i hm256 = _mm256_loadu_si256((const __m256i *)b->hmask);
+    KERN_UNROLL for (int c = 0; c < 2; c++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
+        KERN_UNROLL for (int h = 0; h < 2; h++) {
+            const int v = 2 * c + h; /* low bits: shifts 4h, 4h+2; hmask bits 2v, 2v+1 */
+            const __m512i lo = _mm512_and_si512(srli_halves(raw, 4 * h, 4 * h + 2), m2);
+            const __m512i hb = _mm512_and_si512(srli_halves(hm256, 2 * v, 2 * v + 1), one);
+            q[v] = _mm512_or_si512(lo, _mm512_slli_epi16(hb, 2));
         }
     }
-    KERN_UNROLL for (int i = 0; i < nr; i++)
-        out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(accm[i]);
+    KERN_UNROLL for (int v = 0; v < 4; v++)
+        s[v] = _mm512_permutexvar_epi16(idx[v], sc512);
+    *dw = avx2_h2f(b->d);
+    *dmw = 0.0f;
 }
-KERN_AVX2_DRIVER(q3_K, q3_K_kern, QK_K)
+KQ512_KERN(q3_K, block_q3_K, KQ_IDX_QUARTERS, q3_K_prep, KQ_FACT_OFF4)
 
 void kern_avx512_fill_q2(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx512_fill_q2(struct kern_type_ops *ops, enum gg_type type)

@@ -6,7 +6,6 @@
 #include "kernels/x86/avx512/avx512_util.h"
 
 #define NRMAX 4
-#define QK_K KERN_QK_K
 
 /* ---- Q4_0 x Q8_0 */
 /* the blocks after the last full group of 8: pairs, then one single */
@@ -125,88 +124,41 @@ KERN_DRIVER2(q4_0, q4_0_kern2, KERN_QK)
 
 
 /* ---- Q4_K */
-KERN_AI void q4_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+KERN_AI void q4_K_prep(const block_q4_K *b, const __m512i idx[4], __m512i q[4], __m512i s[4], __m256i *m16,
+                       float *dw, float *dmw)
 {
-    const block_q4_K *w = vw;
-    const block_q8_K *x[NRMAX];
-    __m512 acc[NRMAX];
-    __m256 accm[NRMAX];
-    KERN_UNROLL for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm512_setzero_ps();
-        accm[i] = _mm256_setzero_ps();
-    }
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    __m512i idx[4];
-    KERN_UNROLL for (int j = 0; j < 4; j++)
-        idx[j] = idx_halves(2 * j);
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m128i smv = k4_scales_mins_v(w[ib].scales);
-        const __m128i m8 = _mm_unpackhi_epi64(smv, smv);
-        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
-        const __m512i sc512 =
-            _mm512_zextsi128_si512(_mm_cvtepu8_epi16(smv));
-        __m512i q[4], s[4];
-        KERN_UNROLL for (int j = 0; j < 4; j++) {
-            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[ib].qs + 32 * j));
-            q[j] = _mm512_and_si512(
-                _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), m4);
-            s[j] = _mm512_permutexvar_epi16(idx[j], sc512);
-        }
-        const float dw = avx2_h2f(w[ib].d), dmw = avx2_h2f(w[ib].dmin);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const float dy = x[i][ib].d;
-            kq_row_acc(&x[i][ib], q, s, mins16, dw * dy, dmw * dy, &acc[i], &accm[i]);
-        }
+    k4_prep_scales(b->scales, idx, s, m16);
+    KERN_UNROLL for (int j = 0; j < 4; j++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * j));
+        q[j] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), m4);
     }
-    KERN_UNROLL for (int i = 0; i < nr; i++)
-        out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(accm[i]);
+    *dw = avx2_h2f(b->d);
+    *dmw = avx2_h2f(b->dmin);
 }
-KERN_AVX2_DRIVER(q4_K, q4_K_kern, QK_K)
+KQ512_KERN(q4_K, block_q4_K, KQ_IDX_HALVES, q4_K_prep, KQ_FACT_MIN)
 
-/* ---- Q6_K */
-KERN_AI void q6_K_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+/* ---- Q6_K: unsigned 6-bit quants, -32 through bsums */
+KERN_AI void q6_K_prep(const block_q6_K *b, const __m512i idx[4], __m512i q[4], __m512i s[4], __m256i *m16,
+                       float *dw, float *dmw)
 {
-    const block_q6_K *w = vw;
-    const block_q8_K *x[NRMAX];
-    __m512 acc[NRMAX];
-    __m256 accm[NRMAX];
-    KERN_UNROLL for (int i = 0; i < nr; i++) {
-        x[i] = vx[i];
-        acc[i] = _mm512_setzero_ps();
-        accm[i] = _mm256_setzero_ps();
-    }
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
-    __m512i idx[4];
-    KERN_UNROLL for (int v = 0; v < 4; v++)
-        idx[v] = idx_quarters(4 * v);
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256i sc16 =
-            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[ib].scales));
-        const __m512i sc512 = _mm512_zextsi256_si512(sc16);
-        __m512i q[4], s[4];
-        KERN_UNROLL for (int c = 0; c < 2; c++) {
-            const __m512i l = _mm512_loadu_si512(w[ib].ql + 64 * c);
-            const __m256i h256 = _mm256_loadu_si256((const __m256i *)(w[ib].qh + 32 * c));
-            q[2 * c] = _mm512_or_si512(
-                _mm512_and_si512(l, m4),
-                _mm512_slli_epi16(_mm512_and_si512(srli_halves(h256, 0, 2), m2), 4));
-            q[2 * c + 1] = _mm512_or_si512(
-                _mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
-                _mm512_slli_epi16(_mm512_and_si512(srli_halves(h256, 4, 6), m2), 4));
-        }
-        KERN_UNROLL for (int v = 0; v < 4; v++)
-            s[v] = _mm512_permutexvar_epi16(idx[v], sc512);
-        const float dw = avx2_h2f(w[ib].d);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const float d = dw * x[i][ib].d;
-            kq_row_acc(&x[i][ib], q, s, sc16, d, 32.0f * d, &acc[i], &accm[i]);
-        }
+    *m16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+    const __m512i sc512 = _mm512_zextsi256_si512(*m16);
+    KERN_UNROLL for (int c = 0; c < 2; c++) {
+        const __m512i l = _mm512_loadu_si512(b->ql + 64 * c);
+        const __m256i h256 = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * c));
+        q[2 * c] = _mm512_or_si512(_mm512_and_si512(l, m4),
+                                   _mm512_slli_epi16(_mm512_and_si512(srli_halves(h256, 0, 2), m2), 4));
+        q[2 * c + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                       _mm512_slli_epi16(_mm512_and_si512(srli_halves(h256, 4, 6), m2), 4));
     }
-    KERN_UNROLL for (int i = 0; i < nr; i++)
-        out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(accm[i]);
+    KERN_UNROLL for (int v = 0; v < 4; v++)
+        s[v] = _mm512_permutexvar_epi16(idx[v], sc512);
+    *dw = avx2_h2f(b->d);
+    *dmw = 0.0f;
 }
-KERN_AVX2_DRIVER(q6_K, q6_K_kern, QK_K)
+KQ512_KERN(q6_K, block_q6_K, KQ_IDX_QUARTERS, q6_K_prep, KQ_FACT_OFF32)
 
 void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type)
