@@ -235,85 +235,106 @@ static const char *scalar(const yaml_node_t *n)
     return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 
-/* ---- models */
+/* One key of a mapping: ks its name, v its value, key the dotted path for
+ * messages ("server.limits.max_tokens"), ctx what the field is stored in. */
+typedef enum sp_status (*field_fn)(struct walk *w, void *ctx, const yaml_node_t *k, const char *ks, yaml_node_t *v,
+                                   const char *key);
 
-static enum sp_status parse_params(struct walk *w, yaml_node_t *map, const char *path, struct server_model_spec *m)
+/* Walk the mapping at path (expect: the message when it is not one), calling
+ * fn for every key in order; non-string keys and fn's errors stop the walk. */
+static enum sp_status walk_mapping(struct walk *w, yaml_node_t *map, const char *path, const char *expect,
+                                   field_fn fn, void *ctx)
 {
     char key[256];
     if (map->type != YAML_MAPPING_NODE)
-        return fail_at(w, map, path, "expected a mapping of parameters");
+        return fail_at(w, map, path, "%s", expect);
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
         yaml_node_t *k = node_get(w, p->key), *v = node_get(w, p->value);
         const char *ks = scalar(k);
         if (!ks)
             return fail_at(w, k, path, "keys must be strings");
         snprintf(key, sizeof key, "%.120s.%.100s", path, ks);
-        enum sp_status r = SP_OK;
-        double d = 0;
-        if (!strcmp(ks, "hf_token") || !strcmp(ks, "token")) {
-            char *tok = NULL;
-            r = get_string(w, v, key, &tok);
-            if (r == SP_OK) {
-                /* hf_token wins over token */
-                if (tok[0] && (!m->token || !strcmp(ks, "hf_token"))) {
-                    sp_free(m->token);
-                    m->token = tok;
-                } else {
-                    sp_free(tok);
-                }
-            }
-        } else if (!strcmp(ks, "max_concurrency")) {
-            r = get_int(w, v, key, 1, 1024, &m->max_concurrency);
-        } else if (!strcmp(ks, "queue_size") || !strcmp(ks, "max_queue")) {
-            r = get_int(w, v, key, 0, 100000, &m->queue_size);
-        } else if (!strcmp(ks, "initial_load")) {
-            r = get_bool(w, v, key, &m->initial_load);
-        } else if (!strcmp(ks, "context_size") || !strcmp(ks, "n_ctx") || !strcmp(ks, "context_length") ||
-                   !strcmp(ks, "ctx_size")) {
-            r = get_int(w, v, key, 0, 1 << 20, &m->n_ctx);
-        } else if (!strcmp(ks, "threads") || !strcmp(ks, "n_threads")) {
-            r = get_int(w, v, key, 0, 1024, &m->n_threads);
-        } else if (!strcmp(ks, "max_tokens") || !strcmp(ks, "max_completion_tokens")) {
-            r = get_int(w, v, key, 1, 1 << 20, &m->default_max_tokens);
-        } else if (!strcmp(ks, "temperature")) {
-            r = get_double(w, v, key, 0, 2, &d);
-            m->sampling.temperature = (float)d;
-            m->has_sampling = true;
-        } else if (!strcmp(ks, "top_p")) {
-            r = get_double(w, v, key, 0, 1, &d);
-            m->sampling.top_p = (float)d;
-            m->has_sampling = true;
-        } else if (!strcmp(ks, "min_p")) {
-            r = get_double(w, v, key, 0, 1, &d);
-            m->sampling.min_p = (float)d;
-            m->has_sampling = true;
-        } else if (!strcmp(ks, "top_k")) {
-            r = get_int(w, v, key, 0, 1 << 20, &m->sampling.top_k);
-            m->has_sampling = true;
-        } else if (!strcmp(ks, "repeat_penalty")) {
-            r = get_double(w, v, key, 0, 10, &d);
-            m->sampling.repeat_penalty = (float)d;
-            m->has_sampling = true;
-        } else if (!strcmp(ks, "presence_penalty")) {
-            r = get_double(w, v, key, -2, 2, &d);
-            m->sampling.presence_penalty = (float)d;
-            m->has_sampling = true;
-        } else if (!strcmp(ks, "frequency_penalty")) {
-            r = get_double(w, v, key, -2, 2, &d);
-            m->sampling.frequency_penalty = (float)d;
-            m->has_sampling = true;
-        } else if (!strcmp(ks, "seed")) {
-            int64_t s = 0;
-            r = get_i64(w, v, key, 0, INT64_MAX, &s);
-            m->sampling.seed = (uint64_t)s;
-            m->has_sampling = true;
-        } else {
-            warn_at(w, k, key, "unknown parameter (ignored)");
-        }
+        enum sp_status r = fn(w, ctx, k, ks, v, key);
         if (r != SP_OK)
             return r;
     }
     return SP_OK;
+}
+
+/* ---- models */
+
+static enum sp_status param_field(struct walk *w, void *ctx, const yaml_node_t *k, const char *ks, yaml_node_t *v,
+                                  const char *key)
+{
+    struct server_model_spec *m = ctx;
+    enum sp_status r = SP_OK;
+    double d = 0;
+    if (!strcmp(ks, "hf_token") || !strcmp(ks, "token")) {
+        char *tok = NULL;
+        r = get_string(w, v, key, &tok);
+        if (r == SP_OK) {
+            /* hf_token wins over token */
+            if (tok[0] && (!m->token || !strcmp(ks, "hf_token"))) {
+                sp_free(m->token);
+                m->token = tok;
+            } else {
+                sp_free(tok);
+            }
+        }
+    } else if (!strcmp(ks, "max_concurrency")) {
+        r = get_int(w, v, key, 1, 1024, &m->max_concurrency);
+    } else if (!strcmp(ks, "queue_size") || !strcmp(ks, "max_queue")) {
+        r = get_int(w, v, key, 0, 100000, &m->queue_size);
+    } else if (!strcmp(ks, "initial_load")) {
+        r = get_bool(w, v, key, &m->initial_load);
+    } else if (!strcmp(ks, "context_size") || !strcmp(ks, "n_ctx") || !strcmp(ks, "context_length") ||
+               !strcmp(ks, "ctx_size")) {
+        r = get_int(w, v, key, 0, 1 << 20, &m->n_ctx);
+    } else if (!strcmp(ks, "threads") || !strcmp(ks, "n_threads")) {
+        r = get_int(w, v, key, 0, 1024, &m->n_threads);
+    } else if (!strcmp(ks, "max_tokens") || !strcmp(ks, "max_completion_tokens")) {
+        r = get_int(w, v, key, 1, 1 << 20, &m->default_max_tokens);
+    } else if (!strcmp(ks, "temperature")) {
+        r = get_double(w, v, key, 0, 2, &d);
+        m->sampling.temperature = (float)d;
+        m->has_sampling = true;
+    } else if (!strcmp(ks, "top_p")) {
+        r = get_double(w, v, key, 0, 1, &d);
+        m->sampling.top_p = (float)d;
+        m->has_sampling = true;
+    } else if (!strcmp(ks, "min_p")) {
+        r = get_double(w, v, key, 0, 1, &d);
+        m->sampling.min_p = (float)d;
+        m->has_sampling = true;
+    } else if (!strcmp(ks, "top_k")) {
+        r = get_int(w, v, key, 0, 1 << 20, &m->sampling.top_k);
+        m->has_sampling = true;
+    } else if (!strcmp(ks, "repeat_penalty")) {
+        r = get_double(w, v, key, 0, 10, &d);
+        m->sampling.repeat_penalty = (float)d;
+        m->has_sampling = true;
+    } else if (!strcmp(ks, "presence_penalty")) {
+        r = get_double(w, v, key, -2, 2, &d);
+        m->sampling.presence_penalty = (float)d;
+        m->has_sampling = true;
+    } else if (!strcmp(ks, "frequency_penalty")) {
+        r = get_double(w, v, key, -2, 2, &d);
+        m->sampling.frequency_penalty = (float)d;
+        m->has_sampling = true;
+    } else if (!strcmp(ks, "seed")) {
+        int64_t s = 0;
+        r = get_i64(w, v, key, 0, INT64_MAX, &s);
+        m->sampling.seed = (uint64_t)s;
+        m->has_sampling = true;
+    } else {
+        warn_at(w, k, key, "unknown parameter (ignored)");
+    }
+    return r;
+}
+
+static enum sp_status parse_params(struct walk *w, yaml_node_t *map, const char *path, struct server_model_spec *m)
+{
+    return walk_mapping(w, map, path, "expected a mapping of parameters", param_field, m);
 }
 
 static enum sp_status parse_files(struct walk *w, yaml_node_t *seq, const char *path, struct server_model_spec *m)
@@ -362,34 +383,31 @@ static enum sp_status parse_files(struct walk *w, yaml_node_t *seq, const char *
     return SP_OK;
 }
 
+static enum sp_status model_field(struct walk *w, void *ctx, const yaml_node_t *k, const char *ks, yaml_node_t *v,
+                                  const char *key)
+{
+    struct server_model_spec *m = ctx;
+    if (!strcmp(ks, "from"))
+        return get_string(w, v, key, &m->from);
+    if (!strcmp(ks, "name"))
+        return get_string(w, v, key, &m->name);
+    if (!strcmp(ks, "files"))
+        return m->files ? fail_at(w, k, key, "duplicate key") : parse_files(w, v, key, m);
+    if (!strcmp(ks, "params"))
+        return parse_params(w, v, key, m);
+    if (!strcmp(ks, "description") || !strcmp(ks, "dependsOn") || !strcmp(ks, "metadata"))
+        return SP_OK; /* Spice fields with no meaning here */
+    warn_at(w, k, key, "unknown key (ignored)");
+    return SP_OK;
+}
+
 static enum sp_status parse_model(struct walk *w, yaml_node_t *map, size_t idx, struct server_model_spec *m)
 {
-    char path[64], key[256];
+    char path[64];
     snprintf(path, sizeof path, "models[%zu]", idx);
-    if (map->type != YAML_MAPPING_NODE)
-        return fail_at(w, map, path, "expected a mapping with from/name");
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node_get(w, p->key), *v = node_get(w, p->value);
-        const char *ks = scalar(k);
-        if (!ks)
-            return fail_at(w, k, path, "keys must be strings");
-        snprintf(key, sizeof key, "%.120s.%.100s", path, ks);
-        enum sp_status r = SP_OK;
-        if (!strcmp(ks, "from"))
-            r = get_string(w, v, key, &m->from);
-        else if (!strcmp(ks, "name"))
-            r = get_string(w, v, key, &m->name);
-        else if (!strcmp(ks, "files"))
-            r = m->files ? fail_at(w, k, key, "duplicate key") : parse_files(w, v, key, m);
-        else if (!strcmp(ks, "params"))
-            r = parse_params(w, v, key, m);
-        else if (!strcmp(ks, "description") || !strcmp(ks, "dependsOn") || !strcmp(ks, "metadata"))
-            ; /* Spice fields with no meaning here */
-        else
-            warn_at(w, k, key, "unknown key (ignored)");
-        if (r != SP_OK)
-            return r;
-    }
+    enum sp_status r = walk_mapping(w, map, path, "expected a mapping with from/name", model_field, m);
+    if (r != SP_OK)
+        return r;
     if (!m->from || !m->from[0])
         return fail_at(w, map, path, "missing required field 'from'");
     if (!m->name || !m->name[0])
@@ -445,121 +463,98 @@ static enum sp_status parse_models(struct walk *w, yaml_node_t *seq)
 
 /* ---- server / runtime */
 
-static enum sp_status parse_limits(struct walk *w, yaml_node_t *map)
+static enum sp_status limit_field(struct walk *w, void *ctx, const yaml_node_t *k, const char *ks, yaml_node_t *v,
+                                  const char *key)
 {
-    struct server_limits *l = &w->cfg->server.limits;
-    char key[256];
-    if (map->type != YAML_MAPPING_NODE)
-        return fail_at(w, map, "server.limits", "expected a mapping");
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node_get(w, p->key), *v = node_get(w, p->value);
-        const char *ks = scalar(k);
-        if (!ks)
-            return fail_at(w, k, "server.limits", "keys must be strings");
-        snprintf(key, sizeof key, "server.limits.%.100s", ks);
-        enum sp_status r = SP_OK;
-        int64_t x = 0;
-        int iv = 0;
-        if (!strcmp(ks, "max_body_bytes")) {
-            r = get_i64(w, v, key, 1024, 1LL << 30, &x);
-            l->max_body_bytes = (size_t)x;
-        } else if (!strcmp(ks, "max_tokens")) {
-            r = get_int(w, v, key, 1, 1 << 20, &l->max_tokens);
-        } else if (!strcmp(ks, "default_max_tokens")) {
-            r = get_int(w, v, key, 1, 1 << 20, &l->default_max_tokens);
-        } else if (!strcmp(ks, "max_connections")) {
-            r = get_int(w, v, key, 4, 65536, &iv);
-            l->max_connections = (unsigned)iv;
-        } else if (!strcmp(ks, "timeout_s") || !strcmp(ks, "connection_timeout_s")) {
-            r = get_int(w, v, key, 1, 3600, &iv);
-            l->conn_timeout_s = (unsigned)iv;
-        } else if (!strcmp(ks, "shutdown_grace_ms")) {
-            r = get_int(w, v, key, 0, 600000, &l->shutdown_grace_ms);
-        } else if (!strcmp(ks, "sql_max_rows")) {
-            r = get_i64(w, v, key, 1, 1000000, &x);
-            l->sql_max_rows = (size_t)x;
-        } else if (!strcmp(ks, "sql_time_ms")) {
-            r = get_int(w, v, key, 1, 600000, &l->sql_time_ms);
-        } else if (!strcmp(ks, "max_messages")) {
-            r = get_int(w, v, key, 1, 100000, &l->max_messages);
-        } else {
-            warn_at(w, k, key, "unknown key (ignored)");
-        }
-        if (r != SP_OK)
-            return r;
+    struct server_limits *l = ctx;
+    enum sp_status r = SP_OK;
+    int64_t x = 0;
+    int iv = 0;
+    if (!strcmp(ks, "max_body_bytes")) {
+        r = get_i64(w, v, key, 1024, 1LL << 30, &x);
+        l->max_body_bytes = (size_t)x;
+    } else if (!strcmp(ks, "max_tokens")) {
+        r = get_int(w, v, key, 1, 1 << 20, &l->max_tokens);
+    } else if (!strcmp(ks, "default_max_tokens")) {
+        r = get_int(w, v, key, 1, 1 << 20, &l->default_max_tokens);
+    } else if (!strcmp(ks, "max_connections")) {
+        r = get_int(w, v, key, 4, 65536, &iv);
+        l->max_connections = (unsigned)iv;
+    } else if (!strcmp(ks, "timeout_s") || !strcmp(ks, "connection_timeout_s")) {
+        r = get_int(w, v, key, 1, 3600, &iv);
+        l->conn_timeout_s = (unsigned)iv;
+    } else if (!strcmp(ks, "shutdown_grace_ms")) {
+        r = get_int(w, v, key, 0, 600000, &l->shutdown_grace_ms);
+    } else if (!strcmp(ks, "sql_max_rows")) {
+        r = get_i64(w, v, key, 1, 1000000, &x);
+        l->sql_max_rows = (size_t)x;
+    } else if (!strcmp(ks, "sql_time_ms")) {
+        r = get_int(w, v, key, 1, 600000, &l->sql_time_ms);
+    } else if (!strcmp(ks, "max_messages")) {
+        r = get_int(w, v, key, 1, 100000, &l->max_messages);
+    } else {
+        warn_at(w, k, key, "unknown key (ignored)");
     }
-    return SP_OK;
+    return r;
+}
+
+static enum sp_status history_field(struct walk *w, void *ctx, const yaml_node_t *k, const char *ks, yaml_node_t *v,
+                                    const char *key)
+{
+    struct server_history *h = ctx;
+    enum sp_status r = SP_OK;
+    int64_t x = 0;
+    if (!strcmp(ks, "enabled")) {
+        r = get_bool(w, v, key, &h->enabled);
+    } else if (!strcmp(ks, "path")) {
+        r = get_path(w, v, key, &h->path);
+        w->cfg->history_path_set = true;
+    } else if (!strcmp(ks, "retention") || !strcmp(ks, "retention_period")) {
+        r = get_duration(w, v, key, &h->retention_s);
+    } else if (!strcmp(ks, "capture") || !strcmp(ks, "captured_output")) {
+        const char *s = scalar(v);
+        if (!s || !trace_capture_parse(s, &h->capture))
+            r = fail_at(w, v, key, "expected none, truncated or full");
+    } else if (!strcmp(ks, "truncate_bytes")) {
+        r = get_i64(w, v, key, 16, 1 << 24, &x);
+        h->truncate_bytes = (size_t)x;
+    } else if (!strcmp(ks, "retention_check_interval")) {
+        ; /* Spice: the writer checks every minute */
+    } else {
+        warn_at(w, k, key, "unknown key (ignored)");
+    }
+    return r;
 }
 
 static enum sp_status parse_history(struct walk *w, yaml_node_t *map, const char *path)
 {
-    struct server_history *h = &w->cfg->server.history;
-    char key[256];
-    if (map->type != YAML_MAPPING_NODE)
-        return fail_at(w, map, path, "expected a mapping");
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node_get(w, p->key), *v = node_get(w, p->value);
-        const char *ks = scalar(k);
-        if (!ks)
-            return fail_at(w, k, path, "keys must be strings");
-        snprintf(key, sizeof key, "%.120s.%.100s", path, ks);
-        enum sp_status r = SP_OK;
-        int64_t x = 0;
-        if (!strcmp(ks, "enabled")) {
-            r = get_bool(w, v, key, &h->enabled);
-        } else if (!strcmp(ks, "path")) {
-            r = get_path(w, v, key, &h->path);
-            w->cfg->history_path_set = true;
-        } else if (!strcmp(ks, "retention") || !strcmp(ks, "retention_period")) {
-            r = get_duration(w, v, key, &h->retention_s);
-        } else if (!strcmp(ks, "capture") || !strcmp(ks, "captured_output")) {
-            const char *s = scalar(v);
-            if (!s || !trace_capture_parse(s, &h->capture))
-                r = fail_at(w, v, key, "expected none, truncated or full");
-        } else if (!strcmp(ks, "truncate_bytes")) {
-            r = get_i64(w, v, key, 16, 1 << 24, &x);
-            h->truncate_bytes = (size_t)x;
-        } else if (!strcmp(ks, "retention_check_interval")) {
-            ; /* Spice: the writer checks every minute */
-        } else {
-            warn_at(w, k, key, "unknown key (ignored)");
-        }
-        if (r != SP_OK)
-            return r;
+    return walk_mapping(w, map, path, "expected a mapping", history_field, &w->cfg->server.history);
+}
+
+static enum sp_status server_field(struct walk *w, void *ctx, const yaml_node_t *k, const char *ks, yaml_node_t *v,
+                                   const char *key)
+{
+    struct server_opts *o = ctx;
+    enum sp_status r = SP_OK;
+    if (!strcmp(ks, "host")) {
+        r = get_string(w, v, key, &o->host);
+        w->cfg->server_host_set = true;
+    } else if (!strcmp(ks, "port")) {
+        r = get_int(w, v, key, 0, 65535, &o->port);
+        w->cfg->server_port_set = true;
+    } else if (!strcmp(ks, "limits")) {
+        r = walk_mapping(w, v, "server.limits", "expected a mapping", limit_field, &w->cfg->server.limits);
+    } else if (!strcmp(ks, "task_history")) {
+        r = parse_history(w, v, "server.task_history");
+    } else {
+        warn_at(w, k, key, "unknown key (ignored)");
     }
-    return SP_OK;
+    return r;
 }
 
 static enum sp_status parse_server(struct walk *w, yaml_node_t *map)
 {
-    struct server_opts *o = &w->cfg->server;
-    char key[256];
-    if (map->type != YAML_MAPPING_NODE)
-        return fail_at(w, map, "server", "expected a mapping");
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node_get(w, p->key), *v = node_get(w, p->value);
-        const char *ks = scalar(k);
-        if (!ks)
-            return fail_at(w, k, "server", "keys must be strings");
-        snprintf(key, sizeof key, "server.%.100s", ks);
-        enum sp_status r = SP_OK;
-        if (!strcmp(ks, "host")) {
-            r = get_string(w, v, key, &o->host);
-            w->cfg->server_host_set = true;
-        } else if (!strcmp(ks, "port")) {
-            r = get_int(w, v, key, 0, 65535, &o->port);
-            w->cfg->server_port_set = true;
-        } else if (!strcmp(ks, "limits")) {
-            r = parse_limits(w, v);
-        } else if (!strcmp(ks, "task_history")) {
-            r = parse_history(w, v, "server.task_history");
-        } else {
-            warn_at(w, k, key, "unknown key (ignored)");
-        }
-        if (r != SP_OK)
-            return r;
-    }
-    return SP_OK;
+    return walk_mapping(w, map, "server", "expected a mapping", server_field, &w->cfg->server);
 }
 
 static enum sp_status parse_runtime(struct walk *w, yaml_node_t *map)
