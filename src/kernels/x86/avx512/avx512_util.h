@@ -62,14 +62,17 @@ KERN_AI __m512 bcast_pair(__m512 s8, int p)
     return _mm512_permutexvar_ps(idx, s8);
 }
 
-KERN_AI __m512i q4_0_pairq(const block_q4_0 *w, int64_t ib)
+/* The 64 nibbles of two 32-element blocks (16 bytes of qs each) as bytes,
+ * in element order: block a's 32 values, then block b's. */
+KERN_AI __m512i nib_pair512(const uint8_t *qa, const uint8_t *qb)
 {
-    const __m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[ib + 1].qs),
-                                       _mm_loadu_si128((const __m128i *)w[ib].qs));
+    const __m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)qb), _mm_loadu_si128((const __m128i *)qa));
     __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
     q = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
     return _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
 }
+
+KERN_AI __m512i q4_0_pairq(const block_q4_0 *w, int64_t ib) { return nib_pair512(w[ib].qs, w[ib + 1].qs); }
 
 
 /* word index vector: lanes [16*h, 16*h+15] -> base + h (h = 0, 1) */

@@ -10,56 +10,33 @@
 
 /* ---- 32-element block types: unsigned quants q (0..31), value = q - OFF
  * (Q5_0) or d*q + m (Q4_1, Q5_1). */
+/* Q5_0/Q5_1: nibbles | 0x10 where the qh bit is set, two blocks or one */
+KERN_AI __m512i q5_pairq(const uint8_t *qa, const uint8_t *qha, const uint8_t *qb, const uint8_t *qhb)
+{
+    uint32_t h0, h1;
+    memcpy(&h0, qha, 4);
+    memcpy(&h1, qhb, 4);
+    const __mmask64 hm = (__mmask64)h0 | ((__mmask64)h1 << 32);
+    return _mm512_or_si512(nib_pair512(qa, qb), _mm512_maskz_mov_epi8(hm, _mm512_set1_epi8(0x10)));
+}
+
+KERN_AI __m256i q5_oneq(const uint8_t *qs, const uint8_t *qh)
+{
+    return _mm256_or_si256(avx2_nibbles(qs), _mm256_and_si256(avx2_bits_to_bytes(qh), _mm256_set1_epi8(0x10)));
+}
+
 KERN_AI __m512i q5_0_pairq(const block_q5_0 *w, int64_t ib)
 {
-    const __m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[ib + 1].qs),
-                                       _mm_loadu_si128((const __m128i *)w[ib].qs));
-    __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
-    q = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
-    q = _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
-    uint32_t h0, h1;
-    memcpy(&h0, w[ib].qh, 4);
-    memcpy(&h1, w[ib + 1].qh, 4);
-    const __mmask64 hm = (__mmask64)h0 | ((__mmask64)h1 << 32);
-    return _mm512_or_si512(q, _mm512_maskz_mov_epi8(hm, _mm512_set1_epi8(0x10)));
+    return q5_pairq(w[ib].qs, w[ib].qh, w[ib + 1].qs, w[ib + 1].qh);
 }
-
-KERN_AI __m256i q5_0_oneq(const block_q5_0 *w, int64_t ib)
-{
-    return _mm256_or_si256(avx2_nibbles(w[ib].qs),
-                           _mm256_and_si256(avx2_bits_to_bytes(w[ib].qh), _mm256_set1_epi8(0x10)));
-}
-
-KERN_AI __m512i q4_1_pairq(const block_q4_1 *w, int64_t ib)
-{
-    const __m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[ib + 1].qs),
-                                       _mm_loadu_si128((const __m128i *)w[ib].qs));
-    __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
-    q = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
-    return _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
-}
-
+KERN_AI __m256i q5_0_oneq(const block_q5_0 *w, int64_t ib) { return q5_oneq(w[ib].qs, w[ib].qh); }
+KERN_AI __m512i q4_1_pairq(const block_q4_1 *w, int64_t ib) { return nib_pair512(w[ib].qs, w[ib + 1].qs); }
 KERN_AI __m256i q4_1_oneq(const block_q4_1 *w, int64_t ib) { return avx2_nibbles(w[ib].qs); }
-
 KERN_AI __m512i q5_1_pairq(const block_q5_1 *w, int64_t ib)
 {
-    const __m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[ib + 1].qs),
-                                       _mm_loadu_si128((const __m128i *)w[ib].qs));
-    __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
-    q = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
-    q = _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
-    uint32_t h0, h1;
-    memcpy(&h0, w[ib].qh, 4);
-    memcpy(&h1, w[ib + 1].qh, 4);
-    const __mmask64 hm = (__mmask64)h0 | ((__mmask64)h1 << 32);
-    return _mm512_or_si512(q, _mm512_maskz_mov_epi8(hm, _mm512_set1_epi8(0x10)));
+    return q5_pairq(w[ib].qs, w[ib].qh, w[ib + 1].qs, w[ib + 1].qh);
 }
-
-KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib)
-{
-    return _mm256_or_si256(avx2_nibbles(w[ib].qs),
-                           _mm256_and_si256(avx2_bits_to_bytes(w[ib].qh), _mm256_set1_epi8(0x10)));
-}
+KERN_AI __m256i q5_1_oneq(const block_q5_1 *w, int64_t ib) { return q5_oneq(w[ib].qs, w[ib].qh); }
 
 /* Q8_0 as unsigned: q + 128 (xor 0x80), the 128 * sum(y) offset shared */
 KERN_AI __m512i q8_0_pairq(const block_q8_0 *w, int64_t ib)
