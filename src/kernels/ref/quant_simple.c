@@ -319,6 +319,21 @@ void kern_ref_vec_dot_q4_1(int64_t n, float *s, const void *vx, const void *vy)
     *s = sumf;
 }
 
+/* Integer dot of one Q5 block's values (minus off) with 32 int8 activations. */
+static int q5_block_dot(const uint8_t *qs, const uint8_t *qhb, const int8_t *y, int off)
+{
+    uint32_t qh;
+    memcpy(&qh, qhb, sizeof qh);
+    int sumi0 = 0, sumi1 = 0;
+    for (int j = 0; j < QK / 2; j++) {
+        int u0, u1;
+        q5_unpack(qs, qh, j, &u0, &u1);
+        sumi0 += (u0 - off) * y[j];
+        sumi1 += (u1 - off) * y[j + QK / 2];
+    }
+    return sumi0 + sumi1;
+}
+
 void kern_ref_vec_dot_q5_0(int64_t n, float *s, const void *vx, const void *vy)
 {
     const block_q5_0 *x = vx;
@@ -326,16 +341,8 @@ void kern_ref_vec_dot_q5_0(int64_t n, float *s, const void *vx, const void *vy)
     int64_t nb = n / QK;
     float sumf = 0;
     for (int64_t ib = 0; ib < nb; ib++) {
-        uint32_t qh;
-        memcpy(&qh, x[ib].qh, sizeof qh);
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < QK / 2; j++) {
-            int u0, u1;
-            q5_unpack(x[ib].qs, qh, j, &u0, &u1);
-            sumi0 += (u0 - 16) * y[ib].qs[j];
-            sumi1 += (u1 - 16) * y[ib].qs[j + QK / 2];
-        }
-        sumf += (kern_f16(x[ib].d) * kern_f16(y[ib].d)) * (float)(sumi0 + sumi1);
+        const int sumi = q5_block_dot(x[ib].qs, x[ib].qh, y[ib].qs, 16);
+        sumf += (kern_f16(x[ib].d) * kern_f16(y[ib].d)) * (float)sumi;
     }
     *s = sumf;
 }
@@ -347,16 +354,8 @@ void kern_ref_vec_dot_q5_1(int64_t n, float *s, const void *vx, const void *vy)
     int64_t nb = n / QK;
     float sumf = 0;
     for (int64_t ib = 0; ib < nb; ib++) {
-        uint32_t qh;
-        memcpy(&qh, x[ib].qh, sizeof qh);
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < QK / 2; j++) {
-            int u0, u1;
-            q5_unpack(x[ib].qs, qh, j, &u0, &u1);
-            sumi0 += u0 * y[ib].qs[j];
-            sumi1 += u1 * y[ib].qs[j + QK / 2];
-        }
-        sumf += (kern_f16(x[ib].d) * kern_f16(y[ib].d)) * (float)(sumi0 + sumi1) +
+        const int sumi = q5_block_dot(x[ib].qs, x[ib].qh, y[ib].qs, 0);
+        sumf += (kern_f16(x[ib].d) * kern_f16(y[ib].d)) * (float)sumi +
                 kern_f16(x[ib].m) * kern_f16(y[ib].s);
     }
     *s = sumf;
