@@ -16,6 +16,7 @@ static enum kern_isa g_cpu_isa = KERN_ISA_REF; /* what the CPU supports */
 static enum kern_isa g_best = KERN_ISA_REF;    /* after the SPOKE_ISA cap */
 static double (*g_softmax_exp)(int64_t, float *, const float *, float) = kern_ref_softmax_exp;
 static void (*g_silu_row)(int64_t, float *, const float *) = kern_ref_silu_row;
+static void (*g_rope)(float *, const float *, int, bool) = kern_ref_rope;
 static void (*g_f32_to_f16_row)(const float *, uint16_t *, int64_t);
 static void (*g_f16_to_f32_row)(const uint16_t *, float *, int64_t);
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -157,6 +158,8 @@ static void init_once(void)
         g_f32_to_f16_row = kern_avx2_fp32_to_fp16_row;
         g_f16_to_f32_row = kern_avx2_fp16_to_fp32_row;
     }
+    if (g_best >= KERN_ISA_AVX2)
+        g_rope = kern_avx2_rope; /* AVX-512 has nothing to add to a few pairs */
     if (g_best >= KERN_ISA_AVX512) {
         g_softmax_exp = kern_avx512_softmax_exp;
         g_silu_row = kern_avx512_silu_row;
@@ -245,4 +248,10 @@ void kern_silu_row(int64_t n, float *y, const float *x)
 {
     kern_init();
     g_silu_row(n, y, x);
+}
+
+void kern_rope(float *v, const float *cache, int n_rot, bool neox)
+{
+    kern_init();
+    g_rope(v, cache, n_rot, neox);
 }

@@ -196,6 +196,20 @@ static inline double kern_softmax_tail(int64_t i, int64_t n, float *y, const flo
     }
     return sum;
 }
+/* ggml's RoPE rotation as gcc compiles it (vectorised, contracted: the first
+ * product of each line fused); instantiated in ref/ and in the AVX2 file,
+ * where fmaf is one instruction. */
+static inline void kern_rope_impl(float *v, const float *cache, int n_rot, bool neox)
+{
+    const int half = n_rot / 2;
+    for (int i0 = 0; i0 < n_rot; i0 += 2) {
+        const float c = cache[i0], s = cache[i0 + 1];
+        const int a = neox ? i0 / 2 : i0, b = neox ? i0 / 2 + half : i0 + 1;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = fmaf(x0, c, -(x1 * s));
+        v[b] = fmaf(x0, s, x1 * c);
+    }
+}
 static inline void kern_silu_tail(int64_t i, int64_t n, float *y, const float *x)
 {
     for (; i < n; i++)
@@ -207,6 +221,7 @@ void kern_ref_vec_dot_tb_f16(int64_t n, float *s, const void *x, const void *y);
 float kern_ref_v_expf(float x);
 double kern_ref_softmax_exp(int64_t n, float *y, const float *x, float max);
 void kern_ref_silu_row(int64_t n, float *y, const float *x);
+void kern_ref_rope(float *v, const float *cache, int n_rot, bool neox);
 
 /* ---- SIMD variant tables. Each ISA file set exports one function that
  * fills, for the types it accelerates, the fields it provides (vec_dot,
@@ -215,6 +230,7 @@ void kern_avx2_fill(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx2_fill_order(struct kern_type_ops *ops, enum gg_type type); /* order_avx2.c */
 double kern_avx2_softmax_exp(int64_t n, float *y, const float *x, float max);
 void kern_avx2_silu_row(int64_t n, float *y, const float *x);
+void kern_avx2_rope(float *v, const float *cache, int n_rot, bool neox); /* order_avx2.c */
 void kern_avx2_fp32_to_fp16_row(const float *src, uint16_t *dst, int64_t n);
 void kern_avx2_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n);
 void kern_avx512_fill(struct kern_type_ops *ops, enum gg_type type);

@@ -91,5 +91,9 @@ double kern_softmax_exp(int64_t n, float *y, const float *x, float max);
 /* llama.cpp's SiLU row (ggml_vec_silu_f32): y = x / (1 + exp(-x)), same
  * chunking. y may equal x. */
 void kern_silu_row(int64_t n, float *y, const float *x);
+/* llama.cpp's RoPE rotation of one head (v: n_rot floats rotated in place;
+ * cache: cos/sin pairs), adjacent pairs or NeoX halves. Bit-identical on
+ * every ISA. */
+void kern_rope(float *v, const float *cache, int n_rot, bool neox);
 
 #endif

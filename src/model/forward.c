@@ -191,20 +191,6 @@ static void rope_cache(float *cache, int n_rot, float pos, float freq_base, floa
     }
 }
 
-/* ggml's rope loop as gcc compiles it (vectorised, contracted): the first
- * product of each line is fused. */
-static void rope_apply(float *v, const float *cache, int n_rot, bool neox)
-{
-    const int half = n_rot / 2;
-    for (int i0 = 0; i0 < n_rot; i0 += 2) {
-        const float c = cache[i0], s = cache[i0 + 1];
-        const int a = neox ? i0 / 2 : i0, b = neox ? i0 / 2 + half : i0 + 1;
-        const float x0 = v[a], x1 = v[b];
-        v[a] = fmaf(x0, c, -(x1 * s));
-        v[b] = fmaf(x0, s, x1 * c);
-    }
-}
-
 /* Phase 1 (split by tokens): biases, RoPE, KV store. */
 static void rope_store_range(void *ud, int ith, int64_t i0, int64_t i1)
 {
@@ -232,9 +218,9 @@ static void rope_store_range(void *ud, int ith, int64_t i0, int64_t i1)
         if (hp->n_rot > 0) {
             rope_cache(rc, hp->n_rot, (float)(s->pos0 + i), hp->rope_freq_base, hp->rope_freq_scale);
             for (int h = 0; h < hp->n_head; h++)
-                rope_apply(q + (size_t)h * hd, rc, hp->n_rot, hp->rope_neox);
+                kern_rope(q + (size_t)h * hd, rc, hp->n_rot, hp->rope_neox);
             for (int h = 0; h < hp->n_head_kv; h++)
-                rope_apply(k + (size_t)h * hd, rc, hp->n_rot, hp->rope_neox);
+                kern_rope(k + (size_t)h * hd, rc, hp->n_rot, hp->rope_neox);
         }
         kv_cache_store(kv, l, s->pos0 + i, k, v);
     }

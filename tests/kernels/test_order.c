@@ -1,7 +1,7 @@
 /* test_order.c - llama.cpp's float orders (src/kernels/ref/order.c): known
  * answers that pin the reference's summation structure and v_expf, and every
  * SIMD variant (F32/F16 vec_dot, vec_dot-order gemm, tinyBLAS-order gemm,
- * softmax exponentials, SiLU) equal to the reference BIT FOR BIT on random
+ * softmax exponentials, SiLU, RoPE) equal to the reference BIT FOR BIT on random
  * and extreme data. Golden agreement with llama.cpp rests on this. */
 #include <math.h>
 
@@ -191,6 +191,32 @@ TEST(simd_float_gemm_bit_exact)
     printf("  %d (isa, type, k, batch) cases bit-exact\n", checked);
 }
 
+/* RoPE's fused rotation: the AVX2 build (hardware FMA) equals the reference. */
+TEST(rope_bit_exact)
+{
+    if (kern_ops_isa(KERN_ISA_AVX2, GG_TYPE_F32) == NULL) {
+        printf("  avx2: not available on this CPU\n");
+        return;
+    }
+    int bad = 0, checked = 0;
+    for (int n_rot = 2; n_rot <= 128; n_rot += 6) {
+        for (int neox = 0; neox < 2; neox++) {
+            float v1[128], v2[128], cache[128];
+            for (int i = 0; i < n_rot; i++) {
+                v1[i] = v2[i] = rnd_sym(3.0f);
+                cache[i] = rnd_sym(1.0f);
+            }
+            kern_ref_rope(v1, cache, n_rot, neox);
+            kern_avx2_rope(v2, cache, n_rot, neox);
+            for (int i = 0; i < n_rot; i++)
+                bad += !same_bits(v1[i], v2[i]);
+            checked++;
+        }
+    }
+    printf("  %d rope rows, %d mismatches\n", checked, bad);
+    CHECK_EQ_INT(bad, 0);
+}
+
 /* Q8_0 x Q8_0 follows ggml's x86 order (8 lanes of 4-product integer sums,
  * fma per block, hsum_float_8) in the reference and the AVX2 kernel. (The
  * AVX-512 VNNI kernel takes two blocks per zmm, so its lanes chain even and
@@ -244,6 +270,7 @@ int main(void)
     RUN(reference_structure_known_answers);
     RUN(simd_softmax_silu_bit_exact);
     RUN(simd_float_gemm_bit_exact);
+    RUN(rope_bit_exact);
     RUN(q8_0_bit_exact);
     RUN(pick_gemm_follows_llamafile_rule);
     return test_summary();

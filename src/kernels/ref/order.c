@@ -13,7 +13,8 @@
  *   then kern_reduce16.
  * - ggml_v_expf (AVX-512 polynomial exp with scalef), the softmax row
  *   (ggml_vec_soft_max_f32) and SiLU row (ggml_vec_silu_f32): 16-wide
- *   chunks use v_expf, tails use expf. */
+ *   chunks use v_expf, tails use expf.
+ * - RoPE's rotation (kern_rope_impl in kern_impl.h). */
 #include "kernels/kern_impl.h"
 
 float kern_reduce16(const float v[16])
@@ -120,3 +121,5 @@ void kern_ref_silu_row(int64_t n, float *y, const float *x)
             y[i + l] = x[i + l] / (1.0f + kern_ref_v_expf(0.0f - x[i + l]));
     kern_silu_tail(i, n, y, x);
 }
+
+void kern_ref_rope(float *v, const float *cache, int n_rot, bool neox) { kern_rope_impl(v, cache, n_rot, neox); }

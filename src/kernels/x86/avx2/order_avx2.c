@@ -73,3 +73,6 @@ KERN_AI V16 v_exp_finish(V16 j, V16 n) { return V2(exp_finish8(j.lo, n.lo), exp_
 #define ORD_RB 2
 #define ORD_SET_VD 1
 #include "kernels/x86/order_simd.h"
+
+/* RoPE: the reference's code, with fmaf as one FMA instruction here */
+void kern_avx2_rope(float *v, const float *cache, int n_rot, bool neox) { kern_rope_impl(v, cache, n_rot, neox); }
