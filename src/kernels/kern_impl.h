@@ -179,11 +179,14 @@ static inline float kern_vd_tail_f32(float sumf, int64_t np, int64_t n, const fl
         sumf = fmaf(x[i], y[i], sumf);
     return sumf;
 }
-/* ggml_vec_dot_f16's tail: in double. */
-static inline float kern_vd_tail_f16(double sumd, int64_t np, int64_t n, const kern_half *x, const kern_half *y)
+/* ggml_vec_dot_f16's tail: in double. h2f converts a half (exactly: the
+ * reference's kern_f16, or F16C in the SIMD files, which decode uses on
+ * every attention row). */
+static inline float kern_vd_tail_f16(double sumd, int64_t np, int64_t n, const kern_half *x, const kern_half *y,
+                                     float (*h2f)(kern_half))
 {
     for (int64_t i = np; i < n; i++)
-        sumd += (double)(kern_f16(x[i]) * kern_f16(y[i]));
+        sumd += (double)(h2f(x[i]) * h2f(y[i]));
     return (float)sumd;
 }
 /* ggml_vec_soft_max_f32 / ggml_vec_silu_f32 past the last 16-wide chunk: expf. */

@@ -56,7 +56,7 @@ void kern_ref_vec_dot_f32(int64_t n, float *s, const void *x, const void *y)
 void kern_ref_vec_dot_f16(int64_t n, float *s, const void *x, const void *y)
 {
     VD_BODY(ld_f16)
-    *s = kern_vd_tail_f16(kern_reduce16(acc[0]), np, n, x, y);
+    *s = kern_vd_tail_f16(kern_reduce16(acc[0]), np, n, x, y, kern_f16);
 }
 #undef VD_BODY
 

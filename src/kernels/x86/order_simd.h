@@ -52,7 +52,7 @@ void ORD_PUBLIC(silu_row)(int64_t n, float *y, const float *x)
 }
 
 /* ggml_vec_dot order, one weight row against one activation row. */
-#define ORD_VD(NAME, LD, TAIL, T)                                                                   \
+#define ORD_VD(NAME, LD, TAIL)                                                                   \
     static inline void ORD(NAME)(int64_t n, float *s, const void *vx, const void *vy)              \
     {                                                                                              \
         const int64_t np = n & ~(int64_t)63;                                                       \
@@ -63,14 +63,19 @@ void ORD_PUBLIC(silu_row)(int64_t n, float *y, const float *x)
             a2 = v_fma(LD(vx, i + 32), LD(vy, i + 32), a2);                                        \
             a3 = v_fma(LD(vx, i + 48), LD(vy, i + 48), a3);                                        \
         }                                                                                          \
-        *s = TAIL(v_reduce(v_add(v_add(a0, a2), v_add(a1, a3))), np, n, (const T *)vx, (const T *)vy); \
+        *s = TAIL(v_reduce(v_add(v_add(a0, a2), v_add(a1, a3))), np, n, vx, vy);                 \
     }
 
 KERN_AI V16 ord_ld_f32(const void *p, int64_t i) { return v_ld((const float *)p + i); }
 KERN_AI V16 ord_ld_f16(const void *p, int64_t i) { return v_ldh((const uint16_t *)p + i); }
 
-ORD_VD(vec_dot_f32, ord_ld_f32, kern_vd_tail_f32, float)
-ORD_VD(vec_dot_f16, ord_ld_f16, kern_vd_tail_f16, kern_half)
+KERN_AI float ord_h2f(kern_half h) { return _cvtsh_ss(h); }
+#define ORD_TAIL_F32(R, NP, N, X, Y) kern_vd_tail_f32(R, NP, N, (const float *)(X), (const float *)(Y))
+#define ORD_TAIL_F16(R, NP, N, X, Y) \
+    kern_vd_tail_f16(R, NP, N, (const kern_half *)(X), (const kern_half *)(Y), ord_h2f)
+
+ORD_VD(vec_dot_f32, ord_ld_f32, ORD_TAIL_F32)
+ORD_VD(vec_dot_f16, ord_ld_f16, ORD_TAIL_F16)
 
 /* tinyBLAS order: one accumulator per output; a tile of ORD_RW weight rows
  * x ORD_RB activation rows shares every load (missing rows of a partial tile
