@@ -136,7 +136,7 @@ static enum sp_status cur_str(struct cur *c, uint64_t cap, struct gg_str *out, c
     if (!cur_u64(c, &len))
         return TRUNC(err, c, nm, nl, what);
     if (len > cap)
-        return gg_fail(err, SP_ERR_LIMIT, at, nm, nl, "%s length %llu exceeds the limit %llu", what,
+        return gg_fail(err, SP_ERR_FORMAT, at, nm, nl, "%s length %llu exceeds the limit %llu", what,
                        (unsigned long long)len, (unsigned long long)cap);
     if (len > cur_left(c))
         return gg_fail(err, SP_ERR_FORMAT, at, nm, nl,
@@ -234,7 +234,7 @@ static enum sp_status parse_value(struct cur *c, enum gg_value_type t, unsigned 
         return cur_str(c, GG_MAX_STRING_LEN, &kv->v.s, "string value", nm, nl, err);
     case GG_VAL_ARRAY: {
         if (depth >= GG_MAX_ARRAY_DEPTH)
-            return gg_fail(err, SP_ERR_LIMIT, at, nm, nl, "arrays nested deeper than %u",
+            return gg_fail(err, SP_ERR_FORMAT, at, nm, nl, "arrays nested deeper than %u",
                            GG_MAX_ARRAY_DEPTH);
         uint32_t et;
         uint64_t count;
@@ -245,7 +245,7 @@ static enum sp_status parse_value(struct cur *c, enum gg_value_type t, unsigned 
         if (!cur_u64(c, &count))
             return TRUNC(err, c, nm, nl, "an array length");
         if (count > GG_MAX_ARRAY_LEN)
-            return gg_fail(err, SP_ERR_LIMIT, at + 4, nm, nl,
+            return gg_fail(err, SP_ERR_FORMAT, at + 4, nm, nl,
                            "array length %llu exceeds the limit %llu", (unsigned long long)count,
                            (unsigned long long)GG_MAX_ARRAY_LEN);
         kv->arr_type = (enum gg_value_type)et;
@@ -478,10 +478,10 @@ static enum sp_status parse(struct gg_file *f, struct sp_err *err)
     if (!cur_u64(&c, &n_kv))
         return TRUNC(err, &c, NULL, 0, "the metadata count");
     if (n_tensors > GG_MAX_TENSORS)
-        return gg_fail(err, SP_ERR_LIMIT, 8, NULL, 0, "%llu tensors exceed the limit %u",
+        return gg_fail(err, SP_ERR_FORMAT, 8, NULL, 0, "%llu tensors exceed the limit %u",
                        (unsigned long long)n_tensors, GG_MAX_TENSORS);
     if (n_kv > GG_MAX_KV)
-        return gg_fail(err, SP_ERR_LIMIT, 16, NULL, 0, "%llu metadata keys exceed the limit %u",
+        return gg_fail(err, SP_ERR_FORMAT, 16, NULL, 0, "%llu metadata keys exceed the limit %u",
                        (unsigned long long)n_kv, GG_MAX_KV);
     if (n_kv > cur_left(&c) / GG_MIN_KV_BYTES)
         return gg_fail(err, SP_ERR_FORMAT, 16, NULL, 0, "%llu metadata keys cannot fit in the file",

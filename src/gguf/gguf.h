@@ -12,7 +12,9 @@
  * Everything is validated at open time with a bounded cursor over the mapping;
  * no pointer handed out ever points outside the mapped file. Thread-safe for
  * reading after open. Errors are typed (SP_ERR_FORMAT / SP_ERR_UNSUPPORTED /
- * SP_ERR_IO / SP_ERR_LIMIT) and carry the file offset and key/tensor name. */
+ * SP_ERR_IO) and carry the file offset and key/tensor name. A file past one of
+ * spoke's caps is SP_ERR_FORMAT too (the message names the limit), so every
+ * command exits 8 on it like on any other bad file. */
 #ifndef SPOKE_GGUF_H
 #define SPOKE_GGUF_H
 
@@ -82,7 +84,7 @@ struct gg_file; /* opaque */
  * Statuses: SP_ERR_FORMAT (malformed: truncated, bad magic, bad counts,
  * duplicate key/tensor, bad dims/offsets/overlaps, bad general.alignment),
  * SP_ERR_UNSUPPORTED (version other than 2/3, big-endian, tensor type spoke
- * does not know), SP_ERR_LIMIT (a cap above exceeded), SP_ERR_NOT_FOUND (no
+ * does not know), SP_ERR_FORMAT also for a cap above exceeded, SP_ERR_NOT_FOUND (no
  * such file), SP_ERR_IO (cannot read/map), SP_ERR_NOMEM. Time and memory are
  * linear in the file size; nothing is allocated from an unchecked count. */
 enum sp_status gg_open(const char *path, struct gg_file **out, struct sp_err *err) SP_MUST_USE;

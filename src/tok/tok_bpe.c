@@ -211,7 +211,7 @@ static enum sp_status bpe_load_merges(struct tok_vocab *v, const struct gg_file 
         return sp_err_setc(err, SP_ERR_FORMAT, "tokenizer.ggml.merges",
                            "tokenizer.ggml.merges must be a string array");
     if (count > (1u << 24))
-        return sp_err_setc(err, SP_ERR_LIMIT, "tokenizer.ggml.merges", "too many merges (%llu)",
+        return sp_err_setc(err, SP_ERR_FORMAT, "tokenizer.ggml.merges", "too many merges (%llu)",
                            (unsigned long long)count);
     size_t slots = 16;
     while (slots < count + count / 2)

@@ -172,7 +172,7 @@ static enum sp_status tok_load_tokens(struct tok_vocab *v, const struct gg_file 
                                "token %llu is unreadable", (unsigned long long)i);
         total += s.len;
         if (total >= UINT32_MAX)
-            return sp_err_setc(err, SP_ERR_LIMIT, "tokenizer.ggml.tokens",
+            return sp_err_setc(err, SP_ERR_FORMAT, "tokenizer.ggml.tokens",
                                "token texts exceed 4 GiB");
     }
     v->arena = sp_malloc((size_t)total + 1);
