@@ -20,6 +20,7 @@ int app_exit_code(enum sp_status status)
     case SP_ERR_FORMAT:
     case SP_ERR_UNSUPPORTED: return APP_EXIT_FORMAT;
     case SP_ERR_OFFLINE: return APP_EXIT_OFFLINE;
+    case SP_ERR_NOSPACE: return APP_EXIT_NOSPACE;
     case SP_ERR_CANCELLED: return APP_EXIT_INTERRUPTED;
     default: return APP_EXIT_FAIL;
     }

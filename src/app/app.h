@@ -5,7 +5,7 @@
  *   0 ok, 1 generic failure, 2 usage error, 3 not found (model/file/repo),
  *   4 authentication/authorization (401/403), 5 network/HTTP failure after retries,
  *   6 integrity failure (size/sha256), 7 insufficient memory, 8 bad file format,
- *   9 offline and not cached, 130 interrupted. */
+ *   9 offline and not cached, 10 not enough disk space, 130 interrupted. */
 #ifndef SPOKE_APP_H
 #define SPOKE_APP_H
 
@@ -22,6 +22,7 @@ enum app_exit {
     APP_EXIT_MEMORY = 7,
     APP_EXIT_FORMAT = 8,
     APP_EXIT_OFFLINE = 9,
+    APP_EXIT_NOSPACE = 10,
     APP_EXIT_INTERRUPTED = 130,
 };
 

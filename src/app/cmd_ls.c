@@ -1,5 +1,7 @@
 /* cmd_ls.c - `spoke ls [--json]`: lists the cached models (name, revision,
- * commit, files, size, pulled) from cache_list, as a table or a JSON array. */
+ * commit, files, size, pulled) from cache_list, as a table or a JSON array.
+ * A revision with a download still in <file>.incomplete is marked partial
+ * (`"complete": false` in JSON): `spoke pull` resumes it. */
 #include "app/app.h"
 #include "cache/cache.h"
 
@@ -47,11 +49,13 @@ int cmd_ls(int argc, char **argv)
         for (size_t i = 0; arr && i < n; i++) {
             char iso[40];
             sp_format_iso8601(e[i].pulled_ms, iso, sizeof(iso));
-            json_t *o = json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:I,s:I,s:s}", "name", e[i].name,
-                                  "revision", e[i].revision, "commit", e[i].commit, "repo",
-                                  e[i].repo, "primary", e[i].primary, "files",
+            json_t *o = json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:I,s:I,s:s,s:b,s:I,s:I}", "name",
+                                  e[i].name, "revision", e[i].revision, "commit", e[i].commit,
+                                  "repo", e[i].repo, "primary", e[i].primary, "files",
                                   (json_int_t)e[i].n_files, "bytes", (json_int_t)e[i].bytes,
-                                  "pulled", iso);
+                                  "pulled", iso, "complete", e[i].n_partial == 0,
+                                  "partial_files", (json_int_t)e[i].n_partial, "partial_bytes",
+                                  (json_int_t)e[i].partial_bytes);
             if (o)
                 json_array_append_new(arr, o);
         }
@@ -73,8 +77,15 @@ int cmd_ls(int argc, char **argv)
         iso[16] = '\0'; /* YYYY-MM-DDTHH:MM */
         iso[10] = ' ';
         snprintf(commit, sizeof(commit), "%.12s", e[i].commit && e[i].commit[0] ? e[i].commit : "-");
-        fprintf(stdout, "%-32s %-16s %-12s %5zu %10s  %s\n", e[i].name, e[i].revision, commit,
+        fprintf(stdout, "%-32s %-16s %-12s %5zu %10s  %s", e[i].name, e[i].revision, commit,
                 e[i].n_files, size, iso);
+        if (e[i].n_partial) {
+            char part[32];
+            human_size(e[i].partial_bytes, part, sizeof(part));
+            fprintf(stdout, "  partial: %zu download%s unfinished (%s so far; spoke pull resumes)",
+                    e[i].n_partial, e[i].n_partial == 1 ? "" : "s", part);
+        }
+        fputc('\n', stdout);
     }
 done:
     cache_list_free(e, n);

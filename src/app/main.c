@@ -33,7 +33,8 @@ static void usage(FILE *out)
             "  HF_HUB_OFFLINE=1, SPOKE_LOG=debug|info|warn|error\n"
             "\nexit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 auth (401/403),\n"
             "  5 network/HTTP, 6 integrity (size/sha256), 7 insufficient memory,\n"
-            "  8 bad file format, 9 offline and not cached, 130 interrupted\n");
+            "  8 bad file format, 9 offline and not cached, 10 not enough disk space,\n"
+            "  130 interrupted\n");
 }
 
 int main(int argc, char **argv)

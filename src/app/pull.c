@@ -493,10 +493,9 @@ enum sp_status app_pull(const struct app_pull_opts *o, struct app_pulled *out, s
         goto fail;
     result = fill_out(&p, p.rev->commit, out, err);
 fail:
-    if (result != SP_OK && p.revdir &&
-        (result == SP_ERR_NOT_FOUND || result == SP_ERR_AUTH || result == SP_ERR_OFFLINE)) {
-        /* nothing was there to pull: leave no empty directories behind (rmdir
-         * only ever removes an empty directory) */
+    if (result != SP_OK && p.revdir) {
+        /* a failed pull leaves no empty directories behind (rmdir only ever
+         * removes an empty directory; a resumable .incomplete keeps it) */
         if (rmdir(p.revdir) == 0) {
             char *slash = strrchr(p.revdir, '/');
             if (slash) {

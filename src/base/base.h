@@ -39,6 +39,7 @@ enum sp_status {
     SP_ERR_MEMORY,      /* would not fit in available memory (footprint check) */
     SP_ERR_STATE,       /* object not in a state that allows the call (e.g. loading) */
     SP_ERR_INTERNAL,    /* bug: an invariant broke */
+    SP_ERR_NOSPACE,     /* not enough free disk space (download, write) */
     SP_STATUS_COUNT
 };
 

@@ -27,6 +27,7 @@ static const char *const status_names[SP_STATUS_COUNT] = {
     [SP_ERR_MEMORY] = "insufficient_memory",
     [SP_ERR_STATE] = "bad_state",
     [SP_ERR_INTERNAL] = "internal_error",
+    [SP_ERR_NOSPACE] = "no_space",
 };
 
 const char *sp_status_name(enum sp_status status)

@@ -209,9 +209,16 @@ static enum sp_status strv_push(struct strv *s, const char *str)
     return SP_OK;
 }
 
-/* Recursive walk of dir (relative prefix rel), depth-limited, no symlinked dirs. */
+/* What a walk found besides the complete files: partial downloads. */
+struct partial {
+    size_t n;       /* non-empty <file>.incomplete files (an empty one holds nothing) */
+    uint64_t bytes; /* their total size */
+};
+
+/* Recursive walk of dir (relative prefix rel), depth-limited, no symlinked
+ * dirs; part (optional) counts the partial downloads. */
 static enum sp_status walk_files(const char *dir, const char *rel, int depth, struct strv *out,
-                                 uint64_t *bytes)
+                                 uint64_t *bytes, struct partial *part)
 {
     enum sp_status result = SP_OK;
     if (depth > 32)
@@ -232,11 +239,18 @@ static enum sp_status walk_files(const char *dir, const char *rel, int depth, st
         if (lstat(full, &lst) != 0)
             continue;
         if (S_ISDIR(lst.st_mode)) {
-            result = walk_files(full, relp, depth + 1, out, bytes);
+            result = walk_files(full, relp, depth + 1, out, bytes, part);
             continue;
         }
-        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode) || reserved_name(e->d_name))
+        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode))
             continue;
+        if (reserved_name(e->d_name)) {
+            if (part && sp_str_ends_with(e->d_name, ".incomplete") && st.st_size > 0) {
+                part->n++;
+                part->bytes += (uint64_t)st.st_size;
+            }
+            continue;
+        }
         if (hub_path_check(relp, strlen(relp), NULL) != SP_OK)
             continue;
         result = strv_push(out, relp);
@@ -252,7 +266,7 @@ enum sp_status cache_list_files(const char *revdir, char ***out, size_t *n, stru
     struct strv s = {0};
     *out = NULL;
     *n = 0;
-    if (walk_files(revdir, "", 0, &s, NULL) != SP_OK) {
+    if (walk_files(revdir, "", 0, &s, NULL, NULL) != SP_OK) {
         cache_strv_free(s.v, s.n);
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
     }
@@ -339,15 +353,26 @@ enum sp_status cache_list(const char *root, struct cache_entry **out, size_t *n,
             memset(e, 0, sizeof(*e));
             nv++;
             struct strv files = {0};
+            struct partial part = {0};
             e->name = sp_strdup(names.v[i]);
             e->revision = sp_strdup(revs.v[j]);
-            if (!e->name || !e->revision || walk_files(rdir, "", 0, &files, &e->bytes) != SP_OK) {
+            if (!e->name || !e->revision ||
+                walk_files(rdir, "", 0, &files, &e->bytes, &part) != SP_OK) {
                 cache_strv_free(files.v, files.n);
                 cache_strv_free(revs.v, revs.n);
                 goto nomem;
             }
             e->n_files = files.n;
+            e->n_partial = part.n;
+            e->partial_bytes = part.bytes;
             cache_strv_free(files.v, files.n);
+            if (!files.n && !part.n) {
+                /* nothing in it (a failed first pull of an older spoke): not a model */
+                sp_free(e->name);
+                sp_free(e->revision);
+                nv--;
+                continue;
+            }
             struct cache_meta *m = NULL;
             if (cache_meta_load(rdir, &m, NULL) == SP_OK) {
                 e->commit = m->commit ? sp_strdup(m->commit) : NULL;

@@ -110,11 +110,15 @@ struct cache_entry {
     char *primary;     /* from metadata, NULL if unknown */
     size_t n_files;    /* complete files (not .incomplete/.lock/metadata) */
     uint64_t bytes;    /* their total size */
+    size_t n_partial;  /* non-empty <file>.incomplete downloads (resumable); >0 = partial */
+    uint64_t partial_bytes; /* bytes of those so far */
     int64_t pulled_ms; /* from metadata (0 = unknown: mtime of the dir) */
 };
 
-/* Every <name>/<revision> under root, sorted by name then revision. A root
- * that does not exist gives an empty list. */
+/* Every <name>/<revision> under root that holds a complete file or a partial
+ * download (n_partial > 0: a pull that has not finished), sorted by name then
+ * revision; directories with neither are skipped. A root that does not exist
+ * gives an empty list. */
 SP_MUST_USE enum sp_status cache_list(const char *root, struct cache_entry **out, size_t *n,
                                       struct sp_err *err);
 void cache_list_free(struct cache_entry *e, size_t n);

@@ -7,7 +7,10 @@
  *   DEST exists (someone finished)   -> done
  *   HEAD resolve URL                 -> size (X-Linked-Size/Content-Length), sha256 (X-Linked-Etag/ETag)
  *   open DEST.incomplete, hash what is there, GET with Range: bytes=N-
- *   retry transport errors / 408 / 429 / 5xx with backoff (attempts reset on progress)
+ *   check the free disk space for the missing bytes
+ *   retry transport errors / 408 / 429 / 5xx with backoff (attempts in a row
+ *     reset on progress past the longest partial file; total attempts and the
+ *     time without progress are bounded)
  *   verify size and sha256 (mismatch: start over once, then fail)
  *   fsync, rename(DEST.incomplete, DEST), fsync the directory, unlock. */
 #include "hub/http.h"
@@ -21,9 +24,8 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
-
-#define HUB_ATTEMPTS_HARD_CAP 200
 
 bool hub_etag_sha256(const char *etag, char out[HUB_SHA256_HEX + 1])
 {
@@ -266,36 +268,59 @@ static bool file_exists(const char *path, uint64_t *size)
     return true;
 }
 
-/* Fetch the rest of the file into sink with retries. */
+/* Truncate the partial file to zero (a restart). */
+static enum sp_status sink_restart(struct http_sink *sink, struct sp_err *err)
+{
+    if (hasher_reset(sink->hash) != SP_OK || ftruncate(sink->fd, 0) != 0 ||
+        lseek(sink->fd, 0, SEEK_SET) != 0)
+        return sp_err_set(err, SP_ERR_IO, "cannot truncate the partial download");
+    sink->offset = 0;
+    return SP_OK;
+}
+
+/* Fetch the rest of the file into sink with retries. Progress is the file
+ * growing past its longest length so far (`high`): bytes that only rebuild
+ * what a restart threw away do not count, so a server that answers every
+ * Range request with a short 200 runs out of attempts in a row. Independent
+ * of progress, at most max_total_attempts exchanges are made and no more
+ * than stall_ms pass without progress. */
 static enum sp_status fetch_body(struct hub_client *c, const struct hub_download *d, const char *url,
                                  struct http_sink *sink, struct sp_err *err)
 {
     const struct hub_config *cfg = http_config(c);
     struct http_resp resp = {0};
     enum sp_status result = SP_OK;
-    unsigned fails = 0;
-    for (unsigned total = 0; total < HUB_ATTEMPTS_HARD_CAP; total++) {
+    unsigned fails = 0, total = 0;
+    uint64_t high = sink->offset;
+    double last_progress = sp_now_ms();
+    char cause[300] = "";
+    for (;;) {
         if (sink->total && sink->offset == sink->total) {
             result = SP_OK;
             break;
         }
-        uint64_t before = sink->fetched;
+        uint64_t asked = sink->offset;
         sink->range_mismatch = false;
+        total++;
         result = http_exchange(c, "GET", url, true, sink, &resp, err);
+        bool ignored_range = result == SP_OK && resp.status == 200 && asked > 0;
         if (result == SP_OK && (resp.status == 200 || resp.status == 206)) {
             if (!sink->total || sink->offset >= sink->total)
                 break; /* complete (or unknown size): verify decides */
-            result = sp_err_set(err, SP_ERR_NETWORK, "the body ended early (%llu of %llu bytes)",
-                                (unsigned long long)sink->offset,
-                                (unsigned long long)sink->total);
+            if (ignored_range)
+                result = sp_err_set(err, SP_ERR_NETWORK,
+                                    "the server answered a Range request from byte %llu with 200 "
+                                    "(the whole file) but sent only %llu of %llu bytes",
+                                    (unsigned long long)asked, (unsigned long long)sink->offset,
+                                    (unsigned long long)sink->total);
+            else
+                result = sp_err_set(err, SP_ERR_NETWORK, "the body ended early (%llu of %llu bytes)",
+                                    (unsigned long long)sink->offset,
+                                    (unsigned long long)sink->total);
         } else if (result == SP_OK && resp.status == 416) {
             /* our partial file does not fit the remote one: start over */
-            if (hasher_reset(sink->hash) != SP_OK || ftruncate(sink->fd, 0) != 0 ||
-                lseek(sink->fd, 0, SEEK_SET) != 0) {
-                result = sp_err_set(err, SP_ERR_IO, "cannot truncate the partial download");
+            if ((result = sink_restart(sink, err)) != SP_OK)
                 break;
-            }
-            sink->offset = 0;
             result = sp_err_set(err, SP_ERR_NETWORK, "range not satisfiable; restarting");
         } else if (result == SP_OK && !http_status_retriable(resp.status)) {
             result = http_status_error(c, &resp, d->id->repo, d->revision, d->path, err);
@@ -303,38 +328,64 @@ static enum sp_status fetch_body(struct hub_client *c, const struct hub_download
         } else if (result == SP_OK) {
             result = sp_err_set(err, SP_ERR_HTTP, "HTTP %ld", resp.status);
         } else if (result != SP_ERR_NETWORK) {
-            break; /* I/O, redirect loop, offline: final */
+            break; /* I/O, redirect loop, offline, no space: final */
         }
         if (sink->range_mismatch && sink->offset) {
             /* a server that cannot do ranges right: restart from zero */
-            if (hasher_reset(sink->hash) != SP_OK || ftruncate(sink->fd, 0) != 0 ||
-                lseek(sink->fd, 0, SEEK_SET) != 0) {
-                result = sp_err_set(err, SP_ERR_IO, "cannot truncate the partial download");
+            if ((result = sink_restart(sink, err)) != SP_OK)
                 break;
-            }
-            sink->offset = 0;
         }
-        /* progress resets the attempt budget */
-        if (sink->fetched > before)
+        sp_strlcpy(cause, err ? err->msg : "failed", sizeof(cause));
+        if (sink->offset > high) {
+            high = sink->offset;
             fails = 0;
+            last_progress = sp_now_ms();
+        }
         fails++;
-        if (fails >= cfg->max_attempts) {
-            char last[256];
-            sp_strlcpy(last, err ? err->msg : "failed", sizeof(last));
+        double stalled = sp_now_ms() - last_progress;
+        const char *why = fails >= cfg->max_attempts ? "attempts in a row without progress"
+                          : total >= cfg->max_total_attempts ? "attempts in all"
+                          : stalled >= (double)cfg->stall_ms ? "time without progress"
+                          : NULL;
+        if (why) {
             result = sp_err_setc(err, result, d->path,
-                                 "downloading %s of %s failed after %u attempts: %s", d->path,
-                                 d->id->repo, fails, last);
+                                 "downloading %s of %s gave up (%s: %u in a row, %u in all, %.1f s "
+                                 "without progress, %llu of %llu bytes): %s",
+                                 d->path, d->id->repo, why, fails, total, stalled / 1000.0,
+                                 (unsigned long long)high, (unsigned long long)sink->total, cause);
             if (err && resp.status)
                 err->http_status = (int)resp.status;
             break;
         }
-        LOG_WARN("hub", "downloading %s: %s (at %llu bytes)", d->path, err ? err->msg : "failed",
+        LOG_WARN("hub", "downloading %s: %s (at %llu bytes)", d->path, cause,
                  (unsigned long long)sink->offset);
         http_backoff_sleep(c, fails, (result == SP_ERR_HTTP) ? &resp : NULL);
         result = SP_OK;
     }
     http_resp_free(&resp);
     return result;
+}
+
+/* The file system of fd must have room for `need` more bytes (of a file of
+ * `total` bytes). */
+static enum sp_status check_space(int fd, const char *dest, uint64_t need, uint64_t total,
+                                  struct sp_err *err)
+{
+    struct statvfs vfs;
+    if (fstatvfs(fd, &vfs) != 0)
+        return SP_OK; /* unknown: the writes will tell */
+    uint64_t avail;
+    if (!sp_mul_u64((uint64_t)vfs.f_bavail, (uint64_t)vfs.f_frsize, &avail))
+        return SP_OK;
+    if (avail >= need)
+        return SP_OK;
+    return sp_err_setc(err, SP_ERR_NOSPACE, dest,
+                       "not enough disk space for %s: the file is %llu bytes (%.2f GiB) and %llu "
+                       "more are needed, but only %llu bytes (%.2f GiB) are free there; free some "
+                       "space or set SPOKE_HOME to a larger disk",
+                       dest, (unsigned long long)total, (double)total / 1073741824.0,
+                       (unsigned long long)need, (unsigned long long)avail,
+                       (double)avail / 1073741824.0);
 }
 
 static enum sp_status download_locked(struct hub_client *c, const struct hub_download *d,
@@ -375,6 +426,11 @@ static enum sp_status download_locked(struct hub_client *c, const struct hub_dow
     if (ftruncate(fd, (off_t)have) != 0 || lseek(fd, (off_t)have, SEEK_SET) < 0) {
         result = sp_err_setc(err, SP_ERR_IO, tmp, "cannot prepare %s: %s", tmp, strerror(errno));
         goto fail;
+    }
+    if (has_total) {
+        result = check_space(fd, d->dest, total - have, total, err);
+        if (result != SP_OK)
+            goto fail;
     }
     if (hasher_new(fd, have, &hash) != SP_OK) {
         result = sp_err_set(err, SP_ERR_NOMEM, "out of memory (hasher)");
@@ -450,8 +506,13 @@ static enum sp_status download_locked(struct hub_client *c, const struct hub_dow
     sp_strlcpy(res->sha256, want[0] ? got : "", sizeof(res->sha256));
 fail:
     hasher_free(hash); /* joins the thread that reads fd: before close */
-    if (fd >= 0)
+    if (fd >= 0) {
+        struct stat left;
+        /* a failure that left nothing to resume leaves no scratch file */
+        if (result != SP_OK && fstat(fd, &left) == 0 && left.st_size == 0)
+            (void)unlink(tmp);
         close(fd);
+    }
     sp_free(url);
     return result;
 }

@@ -21,6 +21,7 @@ struct hasher {
     bool running;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    bool mu_ok, cv_ok; /* initialised (destroy only those) */
     int fd;
     EVP_MD_CTX *sha;
     unsigned char *buf;
@@ -94,8 +95,10 @@ void hasher_free(struct hasher *h)
     if (!h)
         return;
     hasher_join(h, true);
-    pthread_mutex_destroy(&h->mu);
-    pthread_cond_destroy(&h->cv);
+    if (h->mu_ok)
+        pthread_mutex_destroy(&h->mu);
+    if (h->cv_ok)
+        pthread_cond_destroy(&h->cv);
     EVP_MD_CTX_free(h->sha);
     sp_free(h->buf);
     sp_free(h);
@@ -107,8 +110,13 @@ enum sp_status hasher_new(int fd, uint64_t have, struct hasher **out)
     *out = NULL;
     if (!h)
         return SP_ERR_NOMEM;
-    pthread_mutex_init(&h->mu, NULL);
-    pthread_cond_init(&h->cv, NULL);
+    /* as cpu.c does: a failed init leaves nothing to destroy and fails the call */
+    h->mu_ok = pthread_mutex_init(&h->mu, NULL) == 0;
+    h->cv_ok = h->mu_ok && pthread_cond_init(&h->cv, NULL) == 0;
+    if (!h->cv_ok) {
+        hasher_free(h);
+        return SP_ERR_NOMEM;
+    }
     h->fd = fd;
     h->target = have;
     h->buf = sp_malloc(HASH_CHUNK);

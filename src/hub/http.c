@@ -27,7 +27,8 @@ struct hub_client {
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+static CURLcode curl_init_result = CURLE_FAILED_INIT;
+static void curl_init_once(void) { curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 /* ---- configuration ------------------------------------------------------ */
 
@@ -36,6 +37,8 @@ void hub_config_default(struct hub_config *c)
     memset(c, 0, sizeof(*c));
     sp_strlcpy(c->endpoint, "https://huggingface.co", sizeof(c->endpoint));
     c->max_attempts = 6;
+    c->max_total_attempts = 100;
+    c->stall_ms = 600000;
     c->backoff_ms = 1000;
     c->backoff_cap_ms = 30000;
     c->retry_after_cap_ms = 60000;
@@ -80,26 +83,32 @@ enum sp_status hub_config_from_env(struct hub_config *c, struct sp_err *err)
     c->offline = off && *off && strcmp(off, "0") != 0 && strcmp(off, "false") != 0 &&
                  strcmp(off, "FALSE") != 0 && strcmp(off, "no") != 0;
     uint64_t v;
-    struct { const char *name; uint64_t max; unsigned *u; long *l; } vars[] = {
-        {"SPOKE_HUB_BACKOFF_MS", 600000, &c->backoff_ms, NULL},
-        {"SPOKE_HUB_BACKOFF_CAP_MS", 3600000, &c->backoff_cap_ms, NULL},
-        {"SPOKE_HUB_RETRY_AFTER_CAP_MS", 3600000, &c->retry_after_cap_ms, NULL},
-        {"SPOKE_HUB_ATTEMPTS", 100, &c->max_attempts, NULL},
-        {"SPOKE_HUB_LOW_SPEED_LIMIT", 1u << 30, NULL, &c->low_speed_limit},
-        {"SPOKE_HUB_LOW_SPEED_TIME", 86400, NULL, &c->low_speed_time_s},
+    struct { const char *name; uint64_t max; unsigned *u; long *l; uint64_t *q; } vars[] = {
+        {"SPOKE_HUB_BACKOFF_MS", 600000, &c->backoff_ms, NULL, NULL},
+        {"SPOKE_HUB_BACKOFF_CAP_MS", 3600000, &c->backoff_cap_ms, NULL, NULL},
+        {"SPOKE_HUB_RETRY_AFTER_CAP_MS", 3600000, &c->retry_after_cap_ms, NULL, NULL},
+        {"SPOKE_HUB_ATTEMPTS", 100, &c->max_attempts, NULL, NULL},
+        {"SPOKE_HUB_TOTAL_ATTEMPTS", 10000, &c->max_total_attempts, NULL, NULL},
+        {"SPOKE_HUB_STALL_MS", 86400000, NULL, NULL, &c->stall_ms},
+        {"SPOKE_HUB_LOW_SPEED_LIMIT", 1u << 30, NULL, &c->low_speed_limit, NULL},
+        {"SPOKE_HUB_LOW_SPEED_TIME", 86400, NULL, &c->low_speed_time_s, NULL},
     };
     for (size_t i = 0; i < SP_ARRAY_LEN(vars); i++) {
-        v = vars[i].u ? *vars[i].u : (uint64_t)*vars[i].l;
+        v = vars[i].u ? *vars[i].u : vars[i].l ? (uint64_t)*vars[i].l : *vars[i].q;
         result = env_u64(vars[i].name, vars[i].max, &v, err);
         if (result != SP_OK)
             return result;
         if (vars[i].u)
             *vars[i].u = (unsigned)v;
-        else
+        else if (vars[i].l)
             *vars[i].l = (long)v;
+        else
+            *vars[i].q = v;
     }
     if (c->max_attempts == 0)
         c->max_attempts = 1;
+    if (c->max_total_attempts == 0)
+        c->max_total_attempts = 1;
     return SP_OK;
 }
 
@@ -109,7 +118,9 @@ enum sp_status hub_client_new(const struct hub_config *cfg, const char *token,
                               struct hub_client **out, struct sp_err *err)
 {
     *out = NULL;
-    pthread_once(&curl_once, curl_init_once);
+    if (pthread_once(&curl_once, curl_init_once) != 0 || curl_init_result != CURLE_OK)
+        return sp_err_set(err, SP_ERR_INTERNAL, "cannot initialise libcurl: %s",
+                          curl_easy_strerror(curl_init_result));
     struct hub_client *c = sp_calloc(1, sizeof(*c));
     if (!c)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
@@ -237,6 +248,7 @@ void http_resp_reset(struct http_resp *r, bool keep_linked)
     memcpy(rc, r->repo_commit, sizeof(rc));
     struct sp_buf body = r->body;
     memset(r, 0, offsetof(struct http_resp, body));
+    r->setup_failed = false;
     r->curl_error[0] = '\0';
     r->body = body;
     sp_buf_reset(&r->body);
@@ -414,7 +426,50 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* One request/response, no redirects followed. */
+/* Set one option, keeping the first failure in *cc (later ones are skipped). */
+#define XSET(h, cc, opt, val)                                                                  \
+    do {                                                                                       \
+        if (*(cc) == CURLE_OK)                                                                 \
+            *(cc) = curl_easy_setopt((h), (opt), (val));                                       \
+    } while (0)
+
+/* Options of one exchange; the first rejected one is returned (nothing is sent). */
+static CURLcode exchange_setup(struct hub_client *c, CURL *h, const char *url, const char *method,
+                               struct xfer *x, char *errbuf)
+{
+    CURLcode cc = CURLE_OK;
+    XSET(h, &cc, CURLOPT_URL, url);
+    XSET(h, &cc, CURLOPT_NOSIGNAL, 1L);
+    XSET(h, &cc, CURLOPT_FOLLOWLOCATION, 0L);
+    XSET(h, &cc, CURLOPT_UNRESTRICTED_AUTH, 0L);
+    XSET(h, &cc, CURLOPT_PROTOCOLS_STR, "http,https");
+    XSET(h, &cc, CURLOPT_USERAGENT, "spoke/0.1 (libcurl)");
+    XSET(h, &cc, CURLOPT_CONNECTTIMEOUT, c->cfg.connect_timeout_s);
+    XSET(h, &cc, CURLOPT_LOW_SPEED_LIMIT, c->cfg.low_speed_limit);
+    XSET(h, &cc, CURLOPT_LOW_SPEED_TIME, c->cfg.low_speed_time_s);
+    XSET(h, &cc, CURLOPT_BUFFERSIZE, 512L * 1024); /* best of 16K/100K/512K on loopback */
+    XSET(h, &cc, CURLOPT_ERRORBUFFER, errbuf);
+    XSET(h, &cc, CURLOPT_HEADERFUNCTION, on_header);
+    XSET(h, &cc, CURLOPT_HEADERDATA, x);
+    XSET(h, &cc, CURLOPT_WRITEFUNCTION, on_body);
+    XSET(h, &cc, CURLOPT_WRITEDATA, x);
+    if (strcmp(method, "HEAD") == 0)
+        XSET(h, &cc, CURLOPT_NOBODY, 1L);
+    return cc;
+}
+
+/* Append a header line; false when out of memory (*list is kept). */
+static bool hdr_add(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *n = curl_slist_append(*list, line);
+    if (!n)
+        return false;
+    *list = n;
+    return true;
+}
+
+/* One request/response, no redirects followed. A rejected option or a failed
+ * header allocation sets resp->setup_failed (final, not retried). */
 static CURLcode exchange_once(struct hub_client *c, const char *method, const char *url,
                               struct http_sink *sink, struct http_resp *resp)
 {
@@ -424,45 +479,36 @@ static CURLcode exchange_once(struct hub_client *c, const char *method, const ch
     char range[64];
     char errbuf[CURL_ERROR_SIZE] = "";
     struct xfer x = {c, resp, sink, sink ? 64 * 1024 : HTTP_BODY_MAX};
+    bool hdr_ok = true;
     resp->body.limit = HTTP_BODY_MAX;
     curl_easy_reset(h);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_UNRESTRICTED_AUTH, 0L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "spoke/0.1 (libcurl)");
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, c->cfg.connect_timeout_s);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, c->cfg.low_speed_limit);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->cfg.low_speed_time_s);
-    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024); /* best of 16K/100K/512K on loopback */
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
-    if (strcmp(method, "HEAD") == 0)
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    CURLcode cc = exchange_setup(c, h, url, method, &x, errbuf);
     if (c->token && hub_same_origin(url, c->cfg.endpoint)) {
         struct sp_buf a = {0};
         if (sp_buf_printf(&a, "Authorization: Bearer %s", c->token) == SP_OK)
             auth = sp_buf_take(&a);
         sp_buf_free(&a);
-        if (auth)
-            hdrs = curl_slist_append(hdrs, auth);
+        hdr_ok = auth && hdr_add(&hdrs, auth);
     }
-    if (sink && sink->offset > 0) {
+    if (hdr_ok && sink && sink->offset > 0) {
         snprintf(range, sizeof(range), "Range: bytes=%llu-", (unsigned long long)sink->offset);
-        hdrs = curl_slist_append(hdrs, range);
+        hdr_ok = hdr_add(&hdrs, range);
     }
-    if (sink)
-        hdrs = curl_slist_append(hdrs, "Accept-Encoding: identity");
+    if (hdr_ok && sink)
+        hdr_ok = hdr_add(&hdrs, "Accept-Encoding: identity");
+    if (!hdr_ok && cc == CURLE_OK)
+        cc = CURLE_OUT_OF_MEMORY;
     if (hdrs)
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    CURLcode cc = curl_easy_perform(h);
+        XSET(h, &cc, CURLOPT_HTTPHEADER, hdrs);
+    if (cc != CURLE_OK) {
+        resp->setup_failed = true;
+    } else {
+        cc = curl_easy_perform(h);
+    }
     if (cc == CURLE_OK) {
         long st = 0;
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
+        if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st) != CURLE_OK)
+            st = 0;
         resp->status = st;
         char *loc = NULL;
         if (curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK && loc)
@@ -472,8 +518,10 @@ static CURLcode exchange_once(struct hub_client *c, const char *method, const ch
     }
     snprintf(resp->curl_error, sizeof(resp->curl_error), "%s",
              errbuf[0] ? errbuf : curl_easy_strerror(cc));
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    /* unhook what points into this frame; a failure here cannot matter: the
+     * next exchange starts with curl_easy_reset */
+    (void)curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    (void)curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
     curl_slist_free_all(hdrs);
     if (auth) {
         memset(auth, 0, strlen(auth));
@@ -499,9 +547,14 @@ enum sp_status http_exchange(struct hub_client *c, const char *method, const cha
             sink->decided = sink->writing = false;
         LOG_DEBUG("hub", "%s %s", method, cur);
         CURLcode cc = exchange_once(c, method, cur, sink, resp);
+        if (resp->setup_failed)
+            return sp_err_set(err, cc == CURLE_OUT_OF_MEMORY ? SP_ERR_NOMEM : SP_ERR_INTERNAL,
+                              "libcurl rejected the request setup: %s", resp->curl_error);
         if (sink && sink->io_failed)
-            return sp_err_set(err, SP_ERR_IO, "cannot write the download: %s",
-                              strerror(sink->io_errno));
+            return sp_err_set(err, sink->io_errno == ENOSPC ? SP_ERR_NOSPACE : SP_ERR_IO,
+                              "cannot write the download: %s%s", strerror(sink->io_errno),
+                              sink->io_errno == ENOSPC ? " (free some disk space and pull again: "
+                                                         "the partial file is kept)" : "");
         if (cc != CURLE_OK) {
             if (sink && sink->range_mismatch)
                 return sp_err_set(err, SP_ERR_NETWORK, "server answered a Range request with the wrong range");

@@ -65,6 +65,7 @@ struct http_resp {
     char error_message[256];
     struct sp_buf body;     /* non-sink bodies (capped) */
     char curl_error[256];
+    bool setup_failed;      /* libcurl refused an option / no memory for a header */
 };
 
 void http_resp_reset(struct http_resp *r, bool keep_linked);

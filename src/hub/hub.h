@@ -86,7 +86,9 @@ SP_MUST_USE enum sp_status hub_token_resolve(const char *explicit_token, char **
 
 struct hub_config {
     char endpoint[512];           /* scheme://host[:port][/prefix], no trailing '/' */
-    unsigned max_attempts;        /* attempts per request without progress (default 6) */
+    unsigned max_attempts;        /* attempts in a row without progress (default 6) */
+    unsigned max_total_attempts;  /* attempts per file download in all (default 100) */
+    uint64_t stall_ms;            /* give up after this long without progress (default 600000) */
     unsigned backoff_ms;          /* Fibonacci base delay (default 1000) */
     unsigned backoff_cap_ms;      /* cap on one backoff delay (default 30000) */
     unsigned retry_after_cap_ms;  /* cap on an honoured Retry-After (default 60000) */
@@ -101,6 +103,7 @@ struct hub_config {
 void hub_config_default(struct hub_config *c);
 /* Defaults overridden by HF_ENDPOINT, HF_HUB_OFFLINE, SPOKE_HUB_BACKOFF_MS,
  * SPOKE_HUB_BACKOFF_CAP_MS, SPOKE_HUB_RETRY_AFTER_CAP_MS, SPOKE_HUB_ATTEMPTS,
+ * SPOKE_HUB_TOTAL_ATTEMPTS, SPOKE_HUB_STALL_MS,
  * SPOKE_HUB_LOW_SPEED_LIMIT, SPOKE_HUB_LOW_SPEED_TIME. A malformed value is
  * SP_ERR_INVALID naming the variable. HF_ENDPOINT must be http(s)://host... */
 SP_MUST_USE enum sp_status hub_config_from_env(struct hub_config *c, struct sp_err *err);
@@ -186,8 +189,15 @@ struct hub_download_result {
  * downloads; the file it installs is then used), HEAD for size and sha256,
  * resume <dest>.incomplete with Range, verify size and sha256, fsync, rename,
  * fsync the directory. Nothing unverified ever appears under dest. Retries as
- * the config says; an integrity mismatch restarts from zero once, then fails
- * with SP_ERR_INTEGRITY (the .incomplete is removed). */
+ * the config says: progress (the partial file growing past its longest length
+ * so far) resets the count of attempts in a row, but neither the total count
+ * (max_total_attempts) nor the time without progress (stall_ms) is reset by a
+ * server that keeps re-sending the same bytes; the final error names the
+ * cause. Before fetching, the free space of dest's file system must hold the
+ * missing bytes (SP_ERR_NOSPACE naming both sizes; also on ENOSPC while
+ * writing). An integrity mismatch restarts from zero once, then fails with
+ * SP_ERR_INTEGRITY (the .incomplete is removed). An .incomplete left empty by
+ * a failure is removed. */
 SP_MUST_USE enum sp_status hub_file_download(struct hub_client *c, const struct hub_download *d,
                                              struct hub_download_result *res, struct sp_err *err);
 

@@ -19,6 +19,10 @@ requests (on the CDN or for non-LFS files on the hub):
   {"kind": "stall"}       half the body, then hang until FakeHub.release is set
   {"kind": "loop"}        resolve redirects into an endless redirect chain
   {"kind": "norange"}     ignore Range: answer 200 with the whole body
+  {"kind": "short200", "bytes": 1000}   ignore Range: answer 200 with only the first
+                          `bytes` bytes (a matching Content-Length: a clean short answer)
+A file's content may also be ("huge", SIZE): listed and HEADed with that size (and a
+made-up sha256) but never served (a GET gets 500): for the free-disk-space check.
 Each fault has "count" (default 1) and optional "path" (substring of the file).
 
 Standalone (for bench/pull.sh):  fakehub.py --serve org/name FILE [--port-file F]
@@ -53,11 +57,13 @@ class Repo:
 
 def _size(content):
     if isinstance(content, tuple):
-        return os.path.getsize(content[1])
+        return content[1] if content[0] == "huge" else os.path.getsize(content[1])
     return len(content)
 
 
 def _sha256(content):
+    if isinstance(content, tuple) and content[0] == "huge":
+        return hashlib.sha256(b"huge %d" % content[1]).hexdigest()
     if isinstance(content, tuple):
         h = hashlib.sha256()
         with open(content[1], "rb") as f:
@@ -309,9 +315,15 @@ class BaseHandler(http.server.BaseHTTPRequestHandler):
         status = 200
         rng = self.headers.get("Range")
         fault = None
+        if isinstance(content, tuple) and content[0] == "huge" and self.command == "GET":
+            return self.reply(500, b"huge files are never served", ctype="text/plain")
         if self.command == "GET":
             fault = self.fh.take_fault(path, kinds=("status", "reset", "truncate", "corrupt",
-                                                     "drip", "stall", "norange"))
+                                                     "drip", "stall", "norange", "short200"))
+        if fault and fault["kind"] == "short200":
+            data = (content if isinstance(content, bytes) else
+                    open(content[1], "rb").read())[:fault.get("bytes", 1000)]
+            return self.reply(200, data, dict(headers), ctype="application/octet-stream")
         if fault and fault["kind"] == "norange":
             rng, fault = None, None  # a server that ignores Range: 200 with everything
         if rng and rng.startswith("bytes="):

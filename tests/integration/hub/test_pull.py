@@ -40,6 +40,7 @@ FILES = {
     "gated": {"g-Q4_0.gguf": blob(20000)},
     "faulty": {"f.gguf": blob(512 * 1024), "small.json": b"x" * 3000},
     "conc": {"c-Q4_K_M.gguf": blob(256 * 1024)},
+    "huge": {"h-Q4_0.gguf": ("huge", 1 << 60)},
 }
 
 
@@ -235,6 +236,97 @@ def t_fault_body(c):
     fault_case(c, "reset", path="small.json")
     r, _ = fault_case(c, "loop", expect_ok=False)
     check(r.returncode == 5 and "redirect" in r.stderr, r.stderr)
+
+
+def cdn_gets(c):
+    return [e for e in c.fh.requests(origin="cdn", method="GET")]
+
+
+def t_bounded_retries(c):
+    # a CDN that answers every Range request with 200 and a short body: each
+    # answer "progresses" a few bytes, which used to reset the retry budget
+    # (~400 requests, then a misleading verification error)
+    h = c.home()
+    c.fh.clear()
+    c.fh.add_fault("reset", path="f.gguf")
+    c.fh.add_fault("short200", count=100000, path="f.gguf", bytes=1000)
+    r = c.run(["pull", "org/faulty", "--file", "f.gguf"], h, SPOKE_HUB_ATTEMPTS="4")
+    n = len(cdn_gets(c))
+    check(r.returncode == 5, "exit %d: %s" % (r.returncode, r.stderr[-600:]))
+    check(n <= 8, "%d CDN requests for 4 attempts without progress" % n)
+    check("gave up" in r.stderr and "Range request" in r.stderr and "with 200" in r.stderr and
+          "in a row" in r.stderr, r.stderr[-800:])
+    check(not os.path.exists(fpath(h, "faulty", "main", "f.gguf")))
+    assert_no_scratch(h)
+    # the total number of attempts is bounded even when every attempt is allowed to fail
+    h = c.home()
+    c.fh.clear()
+    c.fh.add_fault("status", count=100000, path="f.gguf", status=503)
+    r = c.run(["pull", "org/faulty", "--file", "f.gguf"], h, SPOKE_HUB_ATTEMPTS="100",
+              SPOKE_HUB_TOTAL_ATTEMPTS="3")
+    check(r.returncode == 5 and "attempts in all" in r.stderr and "503" in r.stderr, r.stderr[-600:])
+    check(len(cdn_gets(c)) == 3, "%d CDN requests for a total of 3" % len(cdn_gets(c)))
+    # so is the time without progress
+    h = c.home()
+    c.fh.clear()
+    c.fh.add_fault("status", count=100000, path="f.gguf", status=503)
+    t0 = time.time()
+    r = c.run(["pull", "org/faulty", "--file", "f.gguf"], h, SPOKE_HUB_ATTEMPTS="100",
+              SPOKE_HUB_STALL_MS="600", SPOKE_HUB_BACKOFF_MS="50")
+    check(r.returncode == 5 and "time without progress" in r.stderr, r.stderr[-600:])
+    check(time.time() - t0 < 30, "the stall bound did not stop the pull")
+
+
+def t_failed_first_pull_leaves_nothing(c):
+    h = c.home()
+    c.fh.clear()
+    c.fh.add_fault("status", count=100000, path="f.gguf", status=503)
+    r = c.run(["pull", "org/faulty", "--file", "f.gguf"], h, SPOKE_HUB_ATTEMPTS="2")
+    check(r.returncode == 5, r.stderr)
+    left = [os.path.join(dp, x) for dp, ds, fs in os.walk(os.path.join(h, "models")) for x in ds + fs]
+    check(left == [], "a failed first pull left %s" % left)
+    r = c.run(["ls", "--json"], h)
+    rc_ok(r)
+    check(json.loads(r.stdout) == [], "ls lists a failed pull: " + r.stdout)
+    # an older spoke's leftovers: a revision directory with only a 0-byte .incomplete
+    d = os.path.join(h, "models", "old", "main")
+    os.makedirs(d)
+    open(os.path.join(d, "x.gguf.incomplete"), "wb").close()
+    os.makedirs(os.path.join(h, "models", "empty", "main"))
+    r = c.run(["ls"], h)
+    check("no models" in r.stdout, "ls lists empty entries: " + r.stdout)
+    check(json.loads(c.run(["ls", "--json"], h).stdout) == [], "ls --json lists empty entries")
+    # a pull that got half way: listed, marked partial, then resumed
+    h = c.home()
+    c.fh.clear()
+    c.fh.add_fault("reset", path="f.gguf")
+    c.fh.add_fault("status", count=100000, path="f.gguf", status=503)
+    r = c.run(["pull", "org/faulty", "--file", "f.gguf"], h, SPOKE_HUB_ATTEMPTS="2")
+    check(r.returncode == 5, r.stderr)
+    inc = fpath(h, "faulty", "main", "f.gguf.incomplete")
+    check(os.path.getsize(inc) > 0, "the partial download was not kept")
+    ls = json.loads(c.run(["ls", "--json"], h).stdout)
+    check(len(ls) == 1 and ls[0]["complete"] is False and ls[0]["partial_files"] == 1 and
+          ls[0]["files"] == 0 and ls[0]["partial_bytes"] == os.path.getsize(inc), str(ls))
+    r = c.run(["ls"], h)
+    check("partial" in r.stdout and "spoke pull resumes" in r.stdout, r.stdout)
+    c.fh.clear()
+    rc_ok(c.run(["pull", "org/faulty", "--file", "f.gguf"], h))
+    assert_exact(fpath(h, "faulty", "main", "f.gguf"), FILES["faulty"]["f.gguf"])
+    ls = json.loads(c.run(["ls", "--json"], h).stdout)
+    check(len(ls) == 1 and ls[0]["complete"] is True and ls[0]["files"] == 1, str(ls))
+
+
+def t_disk_space(c):
+    h = c.home()
+    c.fh.clear()
+    r = c.run(["pull", "org/huge"], h)
+    check(r.returncode == 10, "exit %d: %s" % (r.returncode, r.stderr[-400:]))
+    check("not enough disk space" in r.stderr and str(1 << 60) in r.stderr and
+          "free" in r.stderr, r.stderr)
+    check(cdn_gets(c) == [], "a body was requested although it cannot fit")
+    left = [os.path.join(dp, x) for dp, ds, fs in os.walk(os.path.join(h, "models")) for x in ds + fs]
+    check(left == [], "the refused pull left %s" % left)
 
 
 def t_gated_and_cdn_token(c):
@@ -470,7 +562,7 @@ def t_hostile(c):
 
 CASES = [t_basic_and_drift, t_quant_file_pinned, t_split, t_not_found, t_gated_and_cdn_token,
          t_token_sources, t_fault_status, t_fault_body, t_kill9_resume, t_concurrent, t_caches,
-         t_hostile]
+         t_hostile, t_bounded_retries, t_failed_first_pull_leaves_nothing, t_disk_space]
 
 
 def main():
@@ -485,6 +577,7 @@ def main():
     fh.add_repo("org/gated", FILES["gated"], gated=True, token=GOOD_TOKEN)
     fh.add_repo("org/faulty", FILES["faulty"])
     fh.add_repo("org/conc", FILES["conc"])
+    fh.add_repo("org/huge", FILES["huge"])
     fh.start()
     failed = 0
     try:
