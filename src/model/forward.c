@@ -12,6 +12,7 @@
  * arithmetic mirrors ggml's CPU ops (see model.h). All buffers are allocated
  * in model_state_new. */
 #include "model/model.h"
+#include "model/ops.h"
 #include "obs/log.h"
 
 #include <math.h>
@@ -43,6 +44,8 @@ struct model_state {
     const float *norm_w; /* add_norm_range: weight, and whether to add xb2 first */
     bool add_first;
     int att_per_item;    /* query heads per attention item (group or 1) */
+    const float *post_b, *post_w; /* post_range: bias and norm applied to xb2 (or NULL) */
+    const float *rope_ls; /* phi3: long or short RoPE factors for this context size, or NULL */
 };
 
 #define ALIGN_UP(x) (((x) + 63u) & ~(size_t)63u)
@@ -140,6 +143,8 @@ enum sp_status model_state_new(const struct model *m, const struct model_state_o
     s->p16 = (uint16_t *)(void *)(a + lay.off[10]);
     s->q16 = (uint16_t *)(void *)(a + lay.off[11]);
     s->rope = (float *)(void *)(a + lay.off[12]);
+    /* llama.cpp's phi3 rule: the long factors when the context exceeds the original one */
+    s->rope_ls = n_ctx > m->hp.n_ctx_orig && m->rope_long ? m->rope_long : m->rope_short;
     if ((result = kv_cache_new(m->hp.n_layer, n_ctx, m->hp.n_head_kv * m->hp.head_dim, o->kv_type, &s->kv, err)) !=
         SP_OK)
         goto fail;
@@ -166,32 +171,8 @@ int model_state_n_ctx(const struct model_state *s) { return s->n_ctx; }
 int model_state_n_batch(const struct model_state *s) { return s->n_batch; }
 struct kv_cache *model_state_kv(struct model_state *s) { return s->kv; }
 
-/* ggml_compute_forward_rms_norm_f32 followed by ggml_mul with the weight. */
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
-{
-    double sum = 0.0;
-    for (int i = 0; i < n; i++)
-        sum += (double)(x[i] * x[i]);
-    const float mean = (float)(sum / n);
-    const float scale = 1.0f / sqrtf(mean + eps);
-    for (int i = 0; i < n; i++)
-        out[i] = (x[i] * scale) * w[i];
-}
-
-/* ggml_rope_cache_init with ext_factor 0, mscale 1. */
-static void rope_cache(float *cache, int n_rot, float pos, float freq_base, float freq_scale)
-{
-    const float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
-    float theta = pos;
-    for (int i0 = 0; i0 < n_rot; i0 += 2) {
-        float t = freq_scale * theta;
-        cache[i0] = cosf(t);
-        cache[i0 + 1] = sinf(t);
-        theta *= theta_scale;
-    }
-}
-
-/* Phase 1 (split by tokens): biases, RoPE, KV store. */
+/* Phase 1 (split by tokens): biases, per-head q/k norms, RoPE (the layer's
+ * base and frequency factors), q scaling, KV store. */
 static void rope_store_range(void *ud, int ith, int64_t i0, int64_t i1)
 {
     struct model_state *s = ud;
@@ -215,13 +196,22 @@ static void rope_store_range(void *ud, int ith, int64_t i0, int64_t i1)
         if (L->bv)
             for (int d = 0; d < Dkv; d++)
                 v[d] += L->bv[d];
+        if (L->q_norm)
+            for (int h = 0; h < hp->n_head; h++)
+                model_rmsnorm(q + (size_t)h * hd, q + (size_t)h * hd, L->q_norm, hd, hp->rms_eps);
+        if (L->k_norm)
+            for (int h = 0; h < hp->n_head_kv; h++)
+                model_rmsnorm(k + (size_t)h * hd, k + (size_t)h * hd, L->k_norm, hd, hp->rms_eps);
         if (hp->n_rot > 0) {
-            rope_cache(rc, hp->n_rot, (float)(s->pos0 + i), hp->rope_freq_base, hp->rope_freq_scale);
+            model_rope_cache(rc, hp->n_rot, (float)(s->pos0 + i), L->rope_base, L->rope_scale,
+                             L->rope_factors ? L->rope_factors : s->rope_ls, hp->rope_attn_factor);
             for (int h = 0; h < hp->n_head; h++)
                 kern_rope(q + (size_t)h * hd, rc, hp->n_rot, hp->rope_neox);
             for (int h = 0; h < hp->n_head_kv; h++)
                 kern_rope(k + (size_t)h * hd, rc, hp->n_rot, hp->rope_neox);
         }
+        if (hp->q_scale) /* ggml_scale of q before the attention (gemma3, phi3) */
+            model_scale(q, Dq, hp->attn_scale);
         kv_cache_store(kv, l, s->pos0 + i, k, v);
     }
 }
@@ -242,7 +232,8 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
     const int l = s->layer;
     struct kv_cache *kv = s->kv;
     const bool f16 = kv->type == KV_F16;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const float scale = hp->q_scale ? 1.0f : hp->attn_scale;
+    const bool swa = m->layers[l].swa;
     const int group = hp->n_head / hp->n_head_kv;
     const size_t nc = (size_t)s->n_ctx;
     const int n_pad = s->n_pad;
@@ -263,6 +254,8 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
     for (int64_t item = it0; item < it1; item++) {
         const int i = (int)(item / items_per_tok), h0 = (int)(item % items_per_tok) * per, g = h0 / group;
         const int n_kv = s->pos0 + i + 1;
+        /* sliding window: positions p with pos - p >= n_swa are masked */
+        const int lo = swa ? SP_MAX(0, n_kv - hp->n_swa) : 0;
         const float *q = s->q + (size_t)i * Dq + (size_t)h0 * hd;
         float *out = s->att + (size_t)i * Dq + (size_t)h0 * hd;
         const char *kg = kbase + (size_t)g * hd * kv->elt;
@@ -277,7 +270,9 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
         for (int b = 0; b < per; b++) {
             float *row = sc + (size_t)b * nc;
             float mx = -INFINITY;
-            for (int j = 0; j < n_kv; j++) {
+            for (int j = 0; j < lo; j++)
+                row[j] = -INFINITY;
+            for (int j = lo; j < n_kv; j++) {
                 row[j] *= scale;
                 mx = row[j] > mx ? row[j] : mx;
             }
@@ -311,20 +306,53 @@ static void add_norm_range(void *ud, int ith, int64_t i0, int64_t i1)
                 x[d] += y[d];
         }
         if (s->norm_w)
-            rmsnorm(s->xb + (size_t)i * E, x, s->norm_w, E, s->m->hp.rms_eps);
+            model_rmsnorm(s->xb + (size_t)i * E, x, s->norm_w, E, s->m->hp.rms_eps);
     }
 }
 
-/* Per token: hb = silu(hb) * hb2 (ggml_silu then ggml_mul). */
+/* Per token: hb = silu(hb) * hb2 (ggml_silu then ggml_mul), or
+ * gelu(hb) * hb2 (ggml_geglu). */
 static void swiglu_range(void *ud, int ith, int64_t i0, int64_t i1)
 {
     SP_UNUSED(ith);
     struct model_state *s = ud;
     const size_t F = (size_t)s->m->hp.n_ff;
+    if (s->m->hp.act == MODEL_ACT_GELU) {
+        for (int64_t t = i0; t < i1; t++)
+            model_geglu_row((int64_t)F, s->hb + (size_t)t * F, s->hb + (size_t)t * F, s->hb2 + (size_t)t * F,
+                            s->m->gelu_f16);
+        return;
+    }
     for (int64_t t = i0; t < i1; t++) /* per row: the SIMD chunking restarts */
         kern_silu_row((int64_t)F, s->hb + (size_t)t * F, s->hb + (size_t)t * F);
     for (size_t i = (size_t)i0 * F; i < (size_t)i1 * F; i++)
         s->hb[i] *= s->hb2[i];
+}
+
+/* Per token: xb2 += post_b, then xb2 = rmsnorm(xb2) * post_w (a projection's
+ * bias, gemma3's post-attention / post-FFN norms), each when set. */
+static void post_range(void *ud, int ith, int64_t i0, int64_t i1)
+{
+    SP_UNUSED(ith);
+    struct model_state *s = ud;
+    const int E = s->m->hp.n_embd;
+    for (int64_t i = i0; i < i1; i++) {
+        float *y = s->xb2 + (size_t)i * E;
+        if (s->post_b)
+            for (int d = 0; d < E; d++)
+                y[d] += s->post_b[d];
+        if (s->post_w)
+            model_rmsnorm(y, y, s->post_w, E, s->m->hp.rms_eps);
+    }
+}
+
+static void post_out(struct model_state *s, int n, const float *b, const float *w)
+{
+    if (!b && !w)
+        return;
+    s->post_b = b;
+    s->post_w = w;
+    s->be->ops->parallel_for(s->be, post_range, s, n, 1, (double)n * s->m->hp.n_embd * 6.0);
 }
 
 static void add_norm(struct model_state *s, int n, bool add_first, const float *w)
@@ -349,6 +377,8 @@ enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, i
                               hp->n_vocab);
         const struct backend_weight *te = &m->tok_embd;
         te->ops->to_float((const char *)te->data + (size_t)tokens[i] * te->row_bytes, s->x + (size_t)i * E, E);
+        if (hp->embd_scale != 1.0f) /* gemma: ggml_scale by sqrt(n_embd) */
+            model_scale(s->x + (size_t)i * E, E, hp->embd_scale);
     }
     struct backend *be = s->be;
     /* llama.cpp attends over the used cells padded to 32 (zero weights) */
@@ -382,19 +412,23 @@ enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, i
             }
             nr = 1;
         }
+        post_out(s, nr, L->bo, L->attn_post_norm);
         add_norm(s, nr, true, L->ffn_norm);
         struct backend_mm gu[2] = {{&L->w_gate, s->hb, (size_t)F}, {&L->w_up, s->hb2, (size_t)F}};
         be->ops->matmul(be, gu, 2, s->xb, nr, (size_t)E);
         be->ops->parallel_for(be, swiglu_range, s, nr, 1, (double)nr * F * 20.0);
         struct backend_mm d = {&L->w_down, s->xb2, (size_t)E};
         be->ops->matmul(be, &d, 1, s->hb, nr, (size_t)F);
+        post_out(s, nr, NULL, L->ffn_post_norm);
     }
     add_norm(s, nr, true, NULL); /* the last FFN residual */
     if (logits) {
         const float *xl = s->x + (size_t)(nr - 1) * E;
-        rmsnorm(s->xb, xl, m->output_norm, E, hp->rms_eps);
+        model_rmsnorm(s->xb, xl, m->output_norm, E, hp->rms_eps);
         struct backend_mm out = {&m->output, logits, (size_t)hp->n_vocab};
         be->ops->matmul(be, &out, 1, s->xb, 1, (size_t)E);
+        if (hp->logit_softcap > 0)
+            model_softcap(logits, hp->n_vocab, hp->logit_softcap);
     }
     return SP_OK;
 }

@@ -1,10 +1,13 @@
 /* load.c - hyper-parameters from GGUF metadata and weight binding.
  *
- * Keys are "<arch>.<name>" as llama.cpp writes them; missing optional keys
- * take llama.cpp's defaults (rope freq base 10000, rms eps 1e-5, n_head_kv =
- * n_head, rope dimensions = head size). Every tensor is checked for presence,
- * shape and a kernel for its type before the model is returned; matrices are
- * views into the mapping, 1-D norm/bias vectors are converted to F32 copies.
+ * The family's description (arch.c) says which tensors and keys exist. Keys
+ * are "<arch>.<name>" as llama.cpp writes them; missing optional keys take
+ * llama.cpp's defaults (rope freq base 10000, rms eps 1e-5, n_head_kv =
+ * n_head, rope dimensions = head size, head size = n_embd / n_head). Every
+ * tensor is checked for presence, shape and a kernel for its type before the
+ * model is returned; matrices are views into the mapping (fused attn_qkv and
+ * gate+up ffn_up become row views), 1-D norm/bias/factor vectors are
+ * converted to F32 copies. Tensors the description does not use are logged.
  * A split GGUF loads the same way, its tensors looked up over the shards. */
 #include "model/model.h"
 #include "obs/log.h"
@@ -51,18 +54,16 @@ static enum sp_status read_hparams(const struct gg_file *f, struct model_hparams
     memset(hp, 0, sizeof(*hp));
     if (!gg_get_str(f, "general.architecture", &a))
         return sp_err_setc(err, SP_ERR_FORMAT, "general.architecture", "model has no general.architecture");
-    if (a.len == 5 && memcmp(a.ptr, "llama", 5) == 0) {
-        hp->arch = MODEL_ARCH_LLAMA;
-        hp->arch_name = "llama";
-    } else if (a.len == 5 && memcmp(a.ptr, "qwen2", 5) == 0) {
-        hp->arch = MODEL_ARCH_QWEN2;
-        hp->arch_name = "qwen2";
-        hp->rope_neox = true;
-    } else {
+    const struct model_arch_desc *d = model_arch_find(a.ptr, a.len);
+    if (!d)
         return sp_err_setc(err, SP_ERR_UNSUPPORTED, "general.architecture",
-                           "architecture '%.*s' is not supported (supported: llama, qwen2)",
-                           (int)SP_MIN(a.len, 64u), a.ptr);
-    }
+                           "architecture '%.*s' is not supported (supported: %s)", (int)SP_MIN(a.len, 64u), a.ptr,
+                           model_arch_supported());
+    hp->desc = d;
+    hp->arch = d->arch;
+    hp->arch_name = d->name;
+    hp->rope_neox = d->rope_neox;
+    hp->act = d->act;
     const char *ar = hp->arch_name;
     if ((result = need_u32(f, ar, "embedding_length", MODEL_MAX_DIM, &hp->n_embd, err)) ||
         (result = need_u32(f, ar, "block_count", 4096, &hp->n_layer, err)) ||
@@ -108,13 +109,38 @@ static enum sp_status read_hparams(const struct gg_file *f, struct model_hparams
         hp->rope_freq_scale = 1.0f / fv;
     else if (key_f32(f, ar, "rope.scale_linear", &fv) && fv > 0 && isfinite(fv))
         hp->rope_freq_scale = 1.0f / fv;
+    hp->n_ctx_orig = key_u32(f, ar, "rope.scaling.original_context_length", &v) && v > 0 && v <= (1u << 24)
+                         ? (int)v
+                         : hp->n_ctx_train;
+    hp->rope_attn_factor = 1.0f;
+    if (key_f32(f, ar, "rope.scaling.attn_factor", &fv) && fv > 0 && isfinite(fv))
+        hp->rope_attn_factor = fv;
+    hp->embd_scale = d->embd_scale ? sqrtf((float)hp->n_embd) : 1.0f;
+    /* llama.cpp: 1/sqrt(head size); Gemma 3 27B (62 layers) uses n_embd / n_head */
+    int scale_dim = hp->arch == MODEL_ARCH_GEMMA3 && hp->n_layer == 62 ? hp->n_embd / hp->n_head : hp->head_dim;
+    hp->attn_scale = 1.0f / sqrtf((float)scale_dim);
+    hp->q_scale = d->q_scale;
+    if (key_f32(f, ar, "final_logit_softcapping", &fv) && fv > 0 && isfinite(fv))
+        hp->logit_softcap = fv;
+    hp->rope_freq_base_swa = 10000.0f;
+    if (d->swa) {
+        if (key_u32(f, ar, "attention.sliding_window", &v) && v > 0 && v <= (1u << 24))
+            hp->n_swa = (int)v;
+        if (key_f32(f, ar, "rope.freq_base_swa", &fv) && fv > 0 && isfinite(fv))
+            hp->rope_freq_base_swa = fv;
+        hp->swa_pattern = d->swa_pattern;
+        if (key_u32(f, ar, "attention.sliding_window_pattern", &v) && v <= 4096)
+            hp->swa_pattern = (int)v;
+    }
     return SP_OK;
 }
 
-/* Where tensors come from: one file, or the shards of a split GGUF. */
+/* Where tensors come from: one file, or the shards of a split GGUF; counts
+ * the tensors bound so unused ones can be reported. */
 struct tsrc {
     const struct gg_file *f;     /* metadata (the first shard) */
     const struct gg_split *split; /* or NULL */
+    size_t n_used;
 };
 
 static const struct gg_tensor *src_find(const struct tsrc *src, const char *name)
@@ -132,7 +158,7 @@ static const struct gg_tensor *src_at(const struct tsrc *src, size_t i)
     return src->split ? gg_split_tensor_at(src->split, i) : gg_tensor_at(src->f, i);
 }
 
-static const struct gg_tensor *find_tensor(const struct tsrc *f, const char *name, int64_t ne0, int64_t ne1,
+static const struct gg_tensor *find_tensor(struct tsrc *f, const char *name, int64_t ne0, int64_t ne1,
                                            bool required, struct sp_err *err, enum sp_status *result)
 {
     const struct gg_tensor *t = src_find(f, name);
@@ -151,48 +177,138 @@ static const struct gg_tensor *find_tensor(const struct tsrc *f, const char *nam
                               (long long)(ne1 ? ne1 : 1));
         return NULL;
     }
+    f->n_used++;
     return t;
 }
 
-static enum sp_status bind_matrix(const struct tsrc *f, const char *name, int64_t k, int64_t rows,
+/* Bind rows [row0, row0 + rows) of tensor t ([k, *]) as one matrix. */
+static enum sp_status bind_rows(const struct gg_tensor *t, const char *name, int64_t k, int64_t row0,
+                                int64_t rows, struct backend_weight *w, struct sp_err *err)
+{
+    size_t rb = 0;
+    if (row0 > 0 && !gg_row_size(t->type, k, &rb))
+        return sp_err_setc(err, SP_ERR_FORMAT, name, "tensor %s rows are not whole blocks", name);
+    enum sp_status result =
+        backend_weight_bind(w, t->type, k, rows, (const char *)t->data + (size_t)row0 * rb, err);
+    if (result != SP_OK && err)
+        sp_strlcpy(err->context, name, sizeof(err->context));
+    return result;
+}
+
+static enum sp_status bind_matrix(struct tsrc *f, const char *name, int64_t k, int64_t rows,
                                   struct backend_weight *w, struct sp_err *err)
 {
     enum sp_status result;
     const struct gg_tensor *t = find_tensor(f, name, k, rows, true, err, &result);
     if (!t)
         return result;
-    result = backend_weight_bind(w, t->type, k, rows, t->data, err);
-    if (result != SP_OK && err)
-        sp_strlcpy(err->context, name, sizeof(err->context));
-    return result;
+    return bind_rows(t, name, k, 0, rows, w, err);
 }
 
-/* Convert a 1-D tensor to F32 into dst (n floats). */
-static enum sp_status load_vector(const struct tsrc *f, const char *name, int64_t n, bool required,
-                                  float *dst, bool *present, struct sp_err *err)
+/* Convert a 1-D tensor to F32 into *dst (n floats taken from the arena at
+ * *next, which advances); *dst stays NULL when an optional tensor is absent. */
+static enum sp_status load_vector(struct tsrc *f, const char *name, int64_t n, bool required, float **next,
+                                  const float **dst, struct sp_err *err)
 {
     enum sp_status result;
-    *present = false;
+    *dst = NULL;
     const struct gg_tensor *t = find_tensor(f, name, n, 0, required, err, &result);
     if (!t)
         return result;
+    float *out = *next;
     const struct kern_type_ops *ops = kern_ops(t->type);
     if (t->type == GG_TYPE_F32) {
-        memcpy(dst, t->data, (size_t)n * sizeof(float));
+        memcpy(out, t->data, (size_t)n * sizeof(float));
     } else if (ops && ops->to_float) {
         struct gg_type_info ti;
         if (!gg_type_info(t->type, &ti) || n % ti.blck_size != 0)
             return sp_err_setc(err, SP_ERR_FORMAT, name, "vector %s length is not a whole block", name);
-        ops->to_float(t->data, dst, n);
+        ops->to_float(t->data, out, n);
     } else {
         return sp_err_setc(err, SP_ERR_UNSUPPORTED, name, "vector %s has unsupported type %s", name,
                            gg_type_name(t->type));
     }
-    *present = true;
+    *dst = out;
+    *next = out + n;
     return SP_OK;
 }
 
-static enum sp_status load_from(const struct tsrc *src, struct model **out, struct sp_err *err)
+/* ggml's GELU table: for every F16 input h, F16(gelu_tanh(h)) in float
+ * arithmetic as ggml computes it (the inner 1 + a*x*x fused, as gcc does). */
+static void gelu_table_fill(uint16_t *tab)
+{
+    const float coef_a = 0.044715f, sqrt_2_over_pi = 0.79788456080286535587989211986876f;
+    for (uint32_t i = 0; i < 65536u; i++) {
+        const float x = kern_fp16_to_fp32((uint16_t)i);
+        const float inner = fmaf(coef_a * x, x, 1.0f);
+        const float y = 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * x * inner));
+        tab[i] = kern_fp32_to_fp16(y);
+    }
+}
+
+/* The tensors of layer l as the family's description says. */
+static enum sp_status load_layer(struct tsrc *src, struct model *m, int l, float **next, struct sp_err *err)
+{
+    enum sp_status result;
+    const struct model_hparams *hp = &m->hp;
+    const struct model_arch_desc *d = hp->desc;
+    struct model_layer *L = &m->layers[l];
+    const int64_t E = hp->n_embd, hd = hp->head_dim, Dq = (int64_t)hp->n_head * hd,
+                  Dkv = (int64_t)hp->n_head_kv * hd, F = hp->n_ff;
+    char name[96];
+#define LNAME(s) (snprintf(name, sizeof(name), "blk.%d.%s", l, s), name)
+    if ((result = load_vector(src, LNAME("attn_norm.weight"), E, true, next, &L->attn_norm, err)) != SP_OK ||
+        (result = load_vector(src, LNAME("ffn_norm.weight"), E, true, next, &L->ffn_norm, err)) != SP_OK ||
+        (result = load_vector(src, LNAME("post_attention_norm.weight"), E, d->post_norms, next,
+                              &L->attn_post_norm, err)) != SP_OK ||
+        (result = load_vector(src, LNAME("post_ffw_norm.weight"), E, d->post_norms, next, &L->ffn_post_norm,
+                              err)) != SP_OK)
+        return result;
+    if (d->qk_norm &&
+        ((result = load_vector(src, LNAME("attn_q_norm.weight"), hd, true, next, &L->q_norm, err)) != SP_OK ||
+         (result = load_vector(src, LNAME("attn_k_norm.weight"), hd, true, next, &L->k_norm, err)) != SP_OK))
+        return result;
+    if ((result = load_vector(src, LNAME("attn_q.bias"), Dq, d->qkv_bias, next, &L->bq, err)) != SP_OK ||
+        (result = load_vector(src, LNAME("attn_k.bias"), Dkv, d->qkv_bias, next, &L->bk, err)) != SP_OK ||
+        (result = load_vector(src, LNAME("attn_v.bias"), Dkv, d->qkv_bias, next, &L->bv, err)) != SP_OK ||
+        (result = load_vector(src, LNAME("attn_output.bias"), E, false, next, &L->bo, err)) != SP_OK)
+        return result;
+    const struct gg_tensor *qkv = d->fused_qkv ? src_find(src, LNAME("attn_qkv.weight")) : NULL;
+    if (qkv) {
+        if (!find_tensor(src, name, E, Dq + 2 * Dkv, true, err, &result))
+            return result;
+        if ((result = bind_rows(qkv, name, E, 0, Dq, &L->wq, err)) != SP_OK ||
+            (result = bind_rows(qkv, name, E, Dq, Dkv, &L->wk, err)) != SP_OK ||
+            (result = bind_rows(qkv, name, E, Dq + Dkv, Dkv, &L->wv, err)) != SP_OK)
+            return result;
+    } else if ((result = bind_matrix(src, LNAME("attn_q.weight"), E, Dq, &L->wq, err)) != SP_OK ||
+               (result = bind_matrix(src, LNAME("attn_k.weight"), E, Dkv, &L->wk, err)) != SP_OK ||
+               (result = bind_matrix(src, LNAME("attn_v.weight"), E, Dkv, &L->wv, err)) != SP_OK) {
+        return result;
+    }
+    if ((result = bind_matrix(src, LNAME("attn_output.weight"), Dq, E, &L->wo, err)) != SP_OK)
+        return result;
+    if (d->fused_gate_up) {
+        const struct gg_tensor *up = find_tensor(src, LNAME("ffn_up.weight"), E, 2 * F, true, err, &result);
+        if (!up)
+            return result;
+        if ((result = bind_rows(up, name, E, 0, F, &L->w_gate, err)) != SP_OK ||
+            (result = bind_rows(up, name, E, F, F, &L->w_up, err)) != SP_OK)
+            return result;
+    } else if ((result = bind_matrix(src, LNAME("ffn_gate.weight"), E, F, &L->w_gate, err)) != SP_OK ||
+               (result = bind_matrix(src, LNAME("ffn_up.weight"), E, F, &L->w_up, err)) != SP_OK) {
+        return result;
+    }
+    if ((result = bind_matrix(src, LNAME("ffn_down.weight"), F, E, &L->w_down, err)) != SP_OK)
+        return result;
+#undef LNAME
+    L->swa = d->swa && hp->n_swa > 0 && (hp->swa_pattern == 0 || l % hp->swa_pattern < hp->swa_pattern - 1);
+    L->rope_base = L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base;
+    L->rope_scale = L->swa ? 1.0f : hp->rope_freq_scale;
+    return SP_OK;
+}
+
+static enum sp_status load_from(struct tsrc *src, struct model **out, struct sp_err *err)
 {
     enum sp_status result;
     const struct gg_file *f = src->f;
@@ -206,7 +322,7 @@ static enum sp_status load_from(const struct tsrc *src, struct model **out, stru
         goto fail;
     struct model_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd, Dq = (int64_t)hp->n_head * hp->head_dim,
-                  Dkv = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
+                  Dkv = (int64_t)hp->n_head_kv * hp->head_dim;
 
     /* vocabulary size from the embedding matrix */
     const struct gg_tensor *te = src_find(src, "token_embd.weight");
@@ -235,57 +351,51 @@ static enum sp_status load_from(const struct tsrc *src, struct model **out, stru
         m->tied_output = true;
     }
 
-    /* F32 vectors: output_norm + per layer 2 norms + up to 3 biases */
-    size_t per_layer = (size_t)(2 * E + Dq + 2 * Dkv);
-    size_t n_owned = (size_t)E + per_layer * (size_t)hp->n_layer;
+    /* F32 vectors: output_norm, three RoPE factor sets, per layer 4 norms,
+     * 2 head norms and 4 biases */
+    size_t per_layer = (size_t)(5 * E + 2 * hp->head_dim + Dq + 2 * Dkv);
+    size_t n_owned = (size_t)E + 3 * (size_t)(hp->n_rot / 2) + per_layer * (size_t)hp->n_layer;
     m->owned = sp_calloc(n_owned, sizeof(float));
     m->layers = sp_calloc((size_t)hp->n_layer, sizeof(*m->layers));
     if (!m->owned || !m->layers) {
         result = sp_err_set(err, SP_ERR_NOMEM, "out of memory loading the model");
         goto fail;
     }
-    bool present;
-    if ((result = load_vector(src, "output_norm.weight", E, true, m->owned, &present, err)) != SP_OK)
+    float *next = m->owned;
+    const float *rope_freqs = NULL;
+    const int64_t n_fac = hp->n_rot / 2;
+    if ((result = load_vector(src, "output_norm.weight", E, true, &next, &m->output_norm, err)) != SP_OK)
         goto fail;
-    m->output_norm = m->owned;
+    if (n_fac > 0 &&
+        ((result = load_vector(src, "rope_freqs.weight", n_fac, false, &next, &rope_freqs, err)) != SP_OK ||
+         (hp->desc->rope_long_short &&
+          ((result = load_vector(src, "rope_factors_long.weight", n_fac, false, &next, &m->rope_long, err)) !=
+               SP_OK ||
+           (result = load_vector(src, "rope_factors_short.weight", n_fac, false, &next, &m->rope_short, err)) !=
+               SP_OK))))
+        goto fail;
     for (int l = 0; l < hp->n_layer; l++) {
-        struct model_layer *L = &m->layers[l];
-        float *v = m->owned + E + per_layer * (size_t)l;
-        char name[96];
-#define LNAME(s) (snprintf(name, sizeof(name), "blk.%d.%s", l, s), name)
-        if ((result = load_vector(src, LNAME("attn_norm.weight"), E, true, v, &present, err)) != SP_OK ||
-            (result = load_vector(src, LNAME("ffn_norm.weight"), E, true, v + E, &present, err)) != SP_OK)
+        if ((result = load_layer(src, m, l, &next, err)) != SP_OK)
             goto fail;
-        L->attn_norm = v;
-        L->ffn_norm = v + E;
-        bool bias_required = hp->arch == MODEL_ARCH_QWEN2;
-        if ((result = load_vector(src, LNAME("attn_q.bias"), Dq, bias_required, v + 2 * E, &present, err)) != SP_OK)
+        m->layers[l].rope_factors = rope_freqs;
+    }
+    if (hp->act == MODEL_ACT_GELU) {
+        m->gelu_f16 = sp_malloc(65536 * sizeof(uint16_t));
+        if (!m->gelu_f16) {
+            result = sp_err_set(err, SP_ERR_NOMEM, "out of memory loading the model");
             goto fail;
-        L->bq = present ? v + 2 * E : NULL;
-        if ((result = load_vector(src, LNAME("attn_k.bias"), Dkv, bias_required, v + 2 * E + Dq, &present, err)) !=
-            SP_OK)
-            goto fail;
-        L->bk = present ? v + 2 * E + Dq : NULL;
-        if ((result = load_vector(src, LNAME("attn_v.bias"), Dkv, bias_required, v + 2 * E + Dq + Dkv, &present,
-                                  err)) != SP_OK)
-            goto fail;
-        L->bv = present ? v + 2 * E + Dq + Dkv : NULL;
-        if ((result = bind_matrix(src, LNAME("attn_q.weight"), E, Dq, &L->wq, err)) != SP_OK ||
-            (result = bind_matrix(src, LNAME("attn_k.weight"), E, Dkv, &L->wk, err)) != SP_OK ||
-            (result = bind_matrix(src, LNAME("attn_v.weight"), E, Dkv, &L->wv, err)) != SP_OK ||
-            (result = bind_matrix(src, LNAME("attn_output.weight"), Dq, E, &L->wo, err)) != SP_OK ||
-            (result = bind_matrix(src, LNAME("ffn_gate.weight"), E, F, &L->w_gate, err)) != SP_OK ||
-            (result = bind_matrix(src, LNAME("ffn_up.weight"), E, F, &L->w_up, err)) != SP_OK ||
-            (result = bind_matrix(src, LNAME("ffn_down.weight"), F, E, &L->w_down, err)) != SP_OK)
-            goto fail;
-#undef LNAME
+        }
+        gelu_table_fill(m->gelu_f16);
     }
     for (size_t i = 0; i < src_count(src); i++)
         m->weight_bytes += src_at(src, i)->nbytes;
-    LOG_DEBUG("model", "%s: %d layers, embd %d, heads %d/%d, head %d, ff %d, vocab %d, rope base %g scale %g%s",
+    if (src->n_used < src_count(src))
+        LOG_WARN("model", "%zu of the file's %zu tensors are not used by the %s graph",
+                 src_count(src) - src->n_used, src_count(src), hp->arch_name);
+    LOG_DEBUG("model", "%s: %d layers, embd %d, heads %d/%d, head %d, ff %d, vocab %d, rope base %g scale %g%s%s",
               hp->arch_name, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
               hp->n_vocab, (double)hp->rope_freq_base, (double)hp->rope_freq_scale,
-              m->tied_output ? ", tied output" : "");
+              m->tied_output ? ", tied output" : "", rope_freqs ? ", rope_freqs" : "");
     *out = m;
     return SP_OK;
 fail:
@@ -295,13 +405,13 @@ fail:
 
 enum sp_status model_load(const struct gg_file *f, struct model **out, struct sp_err *err)
 {
-    const struct tsrc src = {f, NULL};
+    struct tsrc src = {f, NULL, 0};
     return load_from(&src, out, err);
 }
 
 enum sp_status model_load_split(const struct gg_split *s, struct model **out, struct sp_err *err)
 {
-    const struct tsrc src = {gg_split_file(s, 0), s};
+    struct tsrc src = {gg_split_file(s, 0), s, 0};
     return load_from(&src, out, err);
 }
 
@@ -311,5 +421,6 @@ void model_free(struct model *m)
         return;
     sp_free(m->layers);
     sp_free(m->owned);
+    sp_free(m->gelu_f16);
     sp_free(m);
 }

@@ -8,8 +8,13 @@
  * evaluation context: KV cache, backend (thread pool) and all scratch, sized
  * at creation; model_eval allocates nothing.
  *
- * Architectures: "llama" (Llama 1/2/3, Mistral, SmolLM, TinyLlama; RoPE in the
- * normal adjacent-pair layout) and "qwen2" (attention biases, NeoX RoPE).
+ * Architectures come from one table (arch.c): llama (Llama 1/2/3 with
+ * rope_freqs factors, Mistral, SmolLM, TinyLlama), qwen2 (attention biases,
+ * NeoX RoPE), qwen3 (per-head q/k RMSNorm), gemma3 (GELU, post-norms,
+ * embedding scale, sliding-window layers with their own RoPE base) and phi3
+ * (fused qkv and gate+up, long/short RoPE factors). The loader and the
+ * forward pass read the family's description and the per-layer fields below,
+ * never the family name.
  * The arithmetic follows llama.cpp's CPU path (activations quantized once per
  * matmul to the weight type's vec_dot_type, RMSNorm sums in double, F16 KV
  * with the query and the attention weights rounded to F16 for the dot
@@ -21,32 +26,83 @@
 #include "gguf/gguf.h"
 #include "kv/kv.h"
 
-enum model_arch { MODEL_ARCH_LLAMA = 0, MODEL_ARCH_QWEN2 };
+enum model_arch {
+    MODEL_ARCH_LLAMA = 0,
+    MODEL_ARCH_QWEN2,
+    MODEL_ARCH_QWEN3,
+    MODEL_ARCH_GEMMA3,
+    MODEL_ARCH_PHI3,
+};
+
+enum model_act { MODEL_ACT_SILU = 0, MODEL_ACT_GELU }; /* GELU: tanh approximation */
+
+/* One architecture family as llama.cpp builds it (arch.c holds the table).
+ * Adding a family = one entry here plus any op it lacks. */
+struct model_arch_desc {
+    const char *name;        /* general.architecture */
+    enum model_arch arch;
+    bool rope_neox;          /* NeoX (half-split) rotary layout, else adjacent pairs */
+    bool qkv_bias;           /* attn_q/k/v.bias required (else optional) */
+    bool qk_norm;            /* attn_q_norm / attn_k_norm [head_dim] required */
+    bool post_norms;         /* post_attention_norm / post_ffw_norm [n_embd] required */
+    bool fused_qkv;          /* attn_qkv [E, Dq+2Dkv] accepted in place of q/k/v */
+    bool fused_gate_up;      /* ffn_up [E, 2F] holds gate then up (no ffn_gate) */
+    enum model_act act;      /* gated FFN activation */
+    bool embd_scale;         /* embeddings multiplied by sqrt(n_embd) */
+    bool q_scale;            /* q multiplied by the attention scale before K.q (scale 1 there) */
+    bool swa;                /* attention.sliding_window with a layer pattern */
+    int swa_pattern;         /* default pattern: every n-th layer global (0 = all) */
+    bool rope_long_short;    /* rope_factors_long / rope_factors_short (phi3) */
+};
+
+/* The description of general.architecture = name (len bytes), or NULL. */
+const struct model_arch_desc *model_arch_find(const char *name, size_t len);
+/* "llama, mistral, qwen2, ..." for error messages. */
+const char *model_arch_supported(void);
 
 struct model_hparams {
     enum model_arch arch;
-    const char *arch_name;  /* "llama" | "qwen2" */
+    const char *arch_name;  /* the family's name (general.architecture) */
+    const struct model_arch_desc *desc;
     int n_vocab;
     int n_embd;             /* model width */
     int n_layer;
     int n_head;             /* query heads */
     int n_head_kv;          /* key/value heads (GQA: n_head % n_head_kv == 0) */
-    int head_dim;           /* elements per head */
+    int head_dim;           /* elements per head (attention.key_length) */
     int n_ff;               /* feed-forward width */
     int n_rot;              /* rotary dimensions per head (<= head_dim, even) */
     int n_ctx_train;        /* context length the model was trained with */
+    int n_ctx_orig;         /* rope.scaling.original_context_length (phi3 long/short rule) */
     float rope_freq_base;   /* default 10000 */
     float rope_freq_scale;  /* 1 / linear scaling factor (1 = none) */
+    float rope_freq_base_swa;  /* sliding-window layers' RoPE base */
+    float rope_attn_factor; /* cos/sin multiplier (rope.scaling.attn_factor, 1 = none) */
     float rms_eps;          /* default 1e-5 */
     bool rope_neox;         /* NeoX (half-split) rotary layout */
+    enum model_act act;
+    float embd_scale;       /* embedding multiplier (1 = none) */
+    float attn_scale;       /* softmax scale of K.q (1/sqrt(head_dim) by default) */
+    bool q_scale;           /* attn_scale applied to q before the dot (kq scale 1) */
+    int n_swa;              /* sliding window (positions) of SWA layers; 0 = none */
+    int swa_pattern;        /* layer l is SWA when l % pattern < pattern - 1 (0: every layer) */
+    float logit_softcap;    /* final_logit_softcapping; 0 = none */
 };
 
 struct model_layer {
     const float *attn_norm;          /* [n_embd] */
     const float *ffn_norm;           /* [n_embd] */
+    const float *attn_post_norm;     /* [n_embd] or NULL (gemma3 post_attention_norm) */
+    const float *ffn_post_norm;      /* [n_embd] or NULL (gemma3 post_ffw_norm) */
+    const float *q_norm, *k_norm;    /* [head_dim] per-head RMSNorm weights or NULL */
     const float *bq, *bk, *bv;       /* attention biases or NULL */
-    struct backend_weight wq, wk, wv, wo;
-    struct backend_weight w_gate, w_up, w_down;
+    const float *bo;                 /* [n_embd] attn_output bias or NULL */
+    const float *rope_factors;       /* [n_rot/2] frequency divisors or NULL (llama3 rope_freqs);
+                                      * phi3's long/short pair is chosen per state */
+    bool swa;                        /* sliding-window layer (attends to the last n_swa positions) */
+    float rope_base, rope_scale;     /* this layer's RoPE base and frequency scale */
+    struct backend_weight wq, wk, wv, wo;          /* wq/wk/wv may be row views of a fused attn_qkv */
+    struct backend_weight w_gate, w_up, w_down;    /* w_gate/w_up may be views of a fused ffn_up */
 };
 
 struct model {
@@ -57,7 +113,9 @@ struct model {
     struct backend_weight output;    /* [n_vocab rows of n_embd]; = tok_embd when tied */
     bool tied_output;
     struct model_layer *layers;      /* n_layer */
-    float *owned;                    /* F32 copies of the norm/bias vectors */
+    const float *rope_long, *rope_short; /* [n_rot/2] phi3 factors or NULL */
+    uint16_t *gelu_f16;              /* [65536] ggml's GELU table (F16 in, F16 out; owned) or NULL */
+    float *owned;                    /* F32 copies of the norm/bias/factor vectors */
     size_t weight_bytes;             /* bytes of tensor data in the file */
 };
 
