@@ -85,7 +85,7 @@ print("decode t/s (median of %d back-to-back pairs): spoke run %.1f | server (st
 import selectors, socket
 burst = 10 * (1 + 16)
 body = json.dumps({"model": "bench", "prompt": prompt, "max_tokens": 64, "temperature": 0}).encode()
-req = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+req = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\n"
        b"Content-Length: %d\r\n\r\n" % len(body)) + body
 socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(burst)]
 time.sleep(0.2)

@@ -116,7 +116,7 @@ static char *default_history_path(void)
         snprintf(dir, sizeof dir, "%s", home);
     else
         snprintf(dir, sizeof dir, "%s/.spoke", getenv("HOME") ? getenv("HOME") : ".");
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) /* the history holds prompts: owner only */
         return NULL;
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/task_history.db", dir);
@@ -138,10 +138,13 @@ static char *model_name_from_path(const char *path)
     return sp_strdup(name);
 }
 
+#define SERVE_USAGE                                                                                            \
+    "usage: spoke serve [-c spoke.yaml] [--host H] [--port P] [--model FILE]\n"                                  \
+    "                   [--history PATH | --no-history] [--api-key KEY]... [--insecure-no-auth]\n"
+
 static int usage_error(const char *msg)
 {
-    fprintf(stderr, "spoke: serve: %s\nusage: spoke serve [-c spoke.yaml] [--host H] [--port P] [--model FILE]\n"
-                    "                   [--history PATH | --no-history]\n", msg);
+    fprintf(stderr, "spoke: serve: %s\n" SERVE_USAGE, msg);
     return APP_EXIT_USAGE;
 }
 
@@ -149,7 +152,9 @@ int cmd_serve(int argc, char **argv)
 {
     const char *config = NULL, *host = NULL, *model = NULL, *history = NULL;
     int64_t port = -1;
-    bool no_history = false;
+    bool no_history = false, insecure = false;
+    const char *keys[16];
+    size_t n_keys = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_val = i + 1 < argc;
@@ -166,11 +171,19 @@ int cmd_serve(int argc, char **argv)
             history = argv[++i];
         else if (!strcmp(a, "--no-history"))
             no_history = true;
+        else if (!strcmp(a, "--api-key") && has_val) {
+            if (n_keys == SP_ARRAY_LEN(keys))
+                return usage_error("at most 16 --api-key options");
+            keys[n_keys++] = argv[++i];
+        } else if (!strcmp(a, "--insecure-no-auth"))
+            insecure = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: spoke serve [-c spoke.yaml] [--host H] [--port P] [--model FILE]\n"
-                   "                   [--history PATH | --no-history]\n"
+            printf(SERVE_USAGE
                    "Serves an OpenAI-compatible API (default http://127.0.0.1:8090). With no config and\n"
-                   "no --model it serves the bundled demo model models/stories260K.gguf.\n");
+                   "no --model it serves the bundled demo model models/stories260K.gguf.\n"
+                   "API keys (server.api_keys, --api-key, SPOKE_API_KEY) make every route except /health\n"
+                   "and /v1/ready require 'Authorization: Bearer KEY'. A --host other than loopback needs\n"
+                   "keys, or --insecure-no-auth.\n");
             return APP_EXIT_OK;
         } else {
             char msg[200];
@@ -198,6 +211,22 @@ int cmd_serve(int argc, char **argv)
     }
     if (port >= 0)
         o->port = (int)port;
+    const char *env_key = getenv("SPOKE_API_KEY");
+    for (size_t i = 0; i <= n_keys; i++) {
+        const char *k = i < n_keys ? keys[i] : env_key;
+        if (!k || (i == n_keys && !k[0]))
+            continue;
+        if (!k[0]) {
+            app_config_free(&cfg);
+            return usage_error("--api-key must not be empty");
+        }
+        if (server_strlist_add(&o->auth.api_keys, &o->auth.n_api_keys, k) != SP_OK) {
+            app_config_free(&cfg);
+            return APP_EXIT_MEMORY;
+        }
+    }
+    if (insecure)
+        o->auth.insecure_no_auth = true;
     char demo[PATH_MAX];
     const char *model_path = model;
     if (!model_path && o->n_models == 0) {

@@ -496,6 +496,23 @@ static enum sp_status limit_field(struct walk *w, void *ctx, const yaml_node_t *
         r = get_int(w, v, key, 1, 600000, &l->sql_time_ms);
     } else if (!strcmp(ks, "max_messages")) {
         r = get_int(w, v, key, 1, 100000, &l->max_messages);
+    } else if (!strcmp(ks, "max_connections_per_client")) {
+        r = get_int(w, v, key, 1, 65536, &iv);
+        l->max_connections_per_client = (unsigned)iv;
+    } else if (!strcmp(ks, "request_timeout_s")) {
+        r = get_int(w, v, key, 1, 3600, &iv);
+        l->request_timeout_s = (unsigned)iv;
+    } else if (!strcmp(ks, "write_timeout_s")) {
+        r = get_int(w, v, key, 1, 3600, &iv);
+        l->write_timeout_s = (unsigned)iv;
+    } else if (!strcmp(ks, "max_parsing")) {
+        r = get_int(w, v, key, 1, 1024, &l->max_parsing);
+    } else if (!strcmp(ks, "max_buffered_bytes")) {
+        r = get_i64(w, v, key, 1 << 20, 1LL << 34, &x);
+        l->max_buffered_bytes = (size_t)x;
+    } else if (!strcmp(ks, "sql_max_bytes")) {
+        r = get_i64(w, v, key, 1024, 1LL << 30, &x);
+        l->sql_max_bytes = (size_t)x;
     } else {
         warn_at(w, k, key, "unknown key (ignored)");
     }
@@ -522,6 +539,8 @@ static enum sp_status history_field(struct walk *w, void *ctx, const yaml_node_t
     } else if (!strcmp(ks, "truncate_bytes")) {
         r = get_i64(w, v, key, 16, 1 << 24, &x);
         h->truncate_bytes = (size_t)x;
+    } else if (!strcmp(ks, "sql_endpoint")) {
+        r = get_bool(w, v, key, &h->sql_endpoint);
     } else if (!strcmp(ks, "retention_check_interval")) {
         ; /* Spice: the writer checks every minute */
     } else {
@@ -533,6 +552,39 @@ static enum sp_status history_field(struct walk *w, void *ctx, const yaml_node_t
 static enum sp_status parse_history(struct walk *w, yaml_node_t *map, const char *path)
 {
     return walk_mapping(w, map, path, "expected a mapping", history_field, &w->cfg->server.history);
+}
+
+/* A list of strings (a single string is a list of one); ${...} expanded,
+ * empty entries refused (an unset ${env:KEY} must not become an empty key). */
+static enum sp_status get_strlist(struct walk *w, yaml_node_t *v, const char *key, char ***list, size_t *n)
+{
+    char item[300];
+    if (v->type == YAML_SCALAR_NODE && v->data.scalar.length == 0)
+        return SP_OK;
+    size_t count = v->type == YAML_SEQUENCE_NODE ? (size_t)(v->data.sequence.items.top - v->data.sequence.items.start)
+                   : v->type == YAML_SCALAR_NODE ? 1 : 0;
+    if (v->type == YAML_MAPPING_NODE)
+        return fail_at(w, v, key, "expected a list of strings");
+    if (count > 256)
+        return fail_at(w, v, key, "too many entries (max 256)");
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *it = v->type == YAML_SEQUENCE_NODE ? node_get(w, v->data.sequence.items.start[i]) : v;
+        snprintf(item, sizeof item, "%.280s[%zu]", key, i);
+        char *str = NULL;
+        enum sp_status r = get_string(w, it, item, &str);
+        if (r != SP_OK)
+            return r;
+        if (!str[0]) {
+            sp_free(str);
+            return fail_at(w, it, item, "empty value (is its ${env:...} / ${secrets:...} variable set?)");
+        }
+        r = server_strlist_add(list, n, str);
+        memset(str, 0, strlen(str));
+        sp_free(str);
+        if (r != SP_OK)
+            return sp_err_set(w->err, SP_ERR_NOMEM, "out of memory reading config");
+    }
+    return SP_OK;
 }
 
 static enum sp_status server_field(struct walk *w, void *ctx, const yaml_node_t *k, const char *ks, yaml_node_t *v,
@@ -550,6 +602,14 @@ static enum sp_status server_field(struct walk *w, void *ctx, const yaml_node_t 
         r = walk_mapping(w, v, "server.limits", "expected a mapping", limit_field, &w->cfg->server.limits);
     } else if (!strcmp(ks, "task_history")) {
         r = parse_history(w, v, "server.task_history");
+    } else if (!strcmp(ks, "api_keys") || !strcmp(ks, "api_key")) {
+        r = get_strlist(w, v, key, &o->auth.api_keys, &o->auth.n_api_keys);
+    } else if (!strcmp(ks, "allowed_hosts")) {
+        r = get_strlist(w, v, key, &o->auth.allowed_hosts, &o->auth.n_allowed_hosts);
+    } else if (!strcmp(ks, "cors_origins")) {
+        r = get_strlist(w, v, key, &o->auth.cors_origins, &o->auth.n_cors_origins);
+    } else if (!strcmp(ks, "metrics_public")) {
+        r = get_bool(w, v, key, &o->auth.metrics_public);
     } else {
         warn_at(w, k, key, "unknown key (ignored)");
     }

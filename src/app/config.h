@@ -12,9 +12,16 @@
  *   server:
  *     host: 127.0.0.1
  *     port: 8090
+ *     api_keys: [${secrets:SPOKE_API_KEY}]   # Authorization: Bearer <key>; none = no auth
+ *     metrics_public: false                   # /metrics without a key
+ *     allowed_hosts: [spoke.example.com]      # Host headers besides IP literals and localhost
+ *     cors_origins: [http://localhost:3000]   # browser origins allowed cross-site
  *     limits: {max_body_bytes, max_tokens, default_max_tokens, max_connections,
- *              timeout_s, shutdown_grace_ms, sql_max_rows, sql_time_ms}
- *     task_history: {enabled, path, retention: 7d, capture: none|truncated|full, truncate_bytes}
+ *              max_connections_per_client, timeout_s, request_timeout_s, write_timeout_s,
+ *              max_parsing, max_buffered_bytes, shutdown_grace_ms, sql_max_rows, sql_time_ms,
+ *              sql_max_bytes}
+ *     task_history: {enabled, path, retention: 7d, capture: none|truncated|full, truncate_bytes,
+ *                    sql_endpoint: false}
  *   runtime: {task_history: {enabled, captured_output, retention_period}}   # Spice spelling
  *
  * ${secrets:NAME} and ${env:NAME} are replaced from the environment (an unset

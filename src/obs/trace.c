@@ -8,13 +8,16 @@
 #include "obs/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TRACE_BATCH 256
 
@@ -324,6 +327,15 @@ enum sp_status trace_store_open(const struct trace_opts *opts, struct trace_stor
     if (!t->path || !t->ring) {
         result = sp_err_set(err, SP_ERR_NOMEM, "task history: out of memory");
         goto fail;
+    }
+    /* The history holds prompts and outputs: owner-only (0600). SQLite gives
+     * the -wal/-shm files the database file's mode. */
+    int fd = open(t->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        struct stat sb;
+        if (fstat(fd, &sb) == 0 && (sb.st_mode & 077) && sb.st_uid == geteuid() && fchmod(fd, 0600) == 0)
+            LOG_INFO("trace", "task history %s: permissions tightened to 0600", t->path);
+        close(fd);
     }
     int rc = sqlite3_open_v2(t->path, &t->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);

@@ -28,6 +28,7 @@ enum MHD_Result srv_respond(struct MHD_Connection *c, unsigned status, const cha
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     if (retry_after)
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
+    srv_decorate(c, r);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
@@ -54,7 +55,7 @@ static enum MHD_Result respond_json(struct MHD_Connection *c, unsigned status, j
 static const char *error_type(unsigned status)
 {
     switch (status) {
-    case 400: case 404: case 405: case 413: return "invalid_request_error";
+    case 400: case 404: case 405: case 413: case 415: return "invalid_request_error";
     case 401: case 403: return "authentication_error";
     case 429: return "rate_limit_error";
     case 503: return "service_unavailable";
@@ -102,19 +103,33 @@ unsigned srv_http_status(enum sp_status st)
     }
 }
 
-bool srv_client_gone(int fd)
+bool srv_client_gone(struct srv_conn *cc, bool may_write)
 {
+    int fd = cc ? cc->fd : -1;
     if (fd < 0)
         return false;
     struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
     if (poll(&p, 1, 0) <= 0)
         return false;
-    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
-        return true;
-    if (p.revents & POLLIN) {
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
+        return true; /* reset, or both directions closed */
+    bool eof = (p.revents & POLLRDHUP) != 0;
+    if (!eof && (p.revents & POLLIN)) {
         char ch;
-        ssize_t n = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
-        return n == 0;
+        eof = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+    }
+    if (!eof)
+        return false;
+    /* EOF: a half-close (the request is complete, the answer still wanted) or
+     * a closed socket. A closed peer answers any data with a reset, which the
+     * next poll sees; a half-closed one ignores an interim 100 response. */
+    if (!cc->http11)
+        return may_write; /* HTTP/1.0 has no interim responses: EOF means gone */
+    if (may_write && !cc->probed) {
+        static const char probe[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        cc->probed = true;
+        if (send(fd, probe, sizeof probe - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+            return true;
     }
     return false;
 }
@@ -190,6 +205,9 @@ static enum MHD_Result route_metrics(struct server *s, struct MHD_Connection *c)
 
 static enum MHD_Result route_sql(struct server *s, struct MHD_Connection *c, struct srv_conn *cc)
 {
+    if (!s->opts.history.sql_endpoint)
+        return srv_error(c, 404, "POST /v1/sql is disabled; enable it with task_history.sql_endpoint: true in spoke.yaml "
+                                 "(spoke sql reads the history locally)", NULL, "not_found", NULL);
     if (!s->trace)
         return srv_error(c, 404, "task history is disabled on this server", NULL, "not_found", NULL);
     /* body: the SQL text, or {"sql": "..."} / {"query": "..."} */
@@ -274,11 +292,20 @@ static enum MHD_Result too_large(struct server *s, struct MHD_Connection *c, str
     return srv_error(c, 413, msg, NULL, "request_too_large", NULL);
 }
 
+/* 429 while the body budget is taken by other connections */
+static enum MHD_Result budget_busy(struct server *s, struct MHD_Connection *c, struct srv_conn *cc)
+{
+    srv_count_rejected(s, "busy");
+    if (cc->sock)
+        cc->sock->close_after = true; /* the body stays unread */
+    return srv_error(c, 429, "the server is busy receiving other requests; retry after a moment", NULL,
+                     "rate_limit_exceeded", "1");
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls)
 {
-    SP_UNUSED(version);
     struct server *s = cls;
     struct srv_conn *cc = *con_cls;
     if (!cc) {
@@ -289,20 +316,40 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cc->start_ms = sp_now_ms();
         cc->start_wall_ms = sp_wall_ms();
         cc->body.limit = s->opts.limits.max_body_bytes;
+        cc->http11 = version && !strcmp(version, MHD_HTTP_VERSION_1_1);
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         cc->fd = ci ? ci->connect_fd : -1;
+        ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        cc->sock = ci ? ci->socket_context : NULL;
         atomic_fetch_add(&s->active, 1);
         cc->counted = true;
         *con_cls = cc;
+        enum MHD_Result gated;
+        if (srv_gate(s, c, cc, url, method, &gated))
+            return gated;
         if (!strcmp(method, "POST") && is_post_route(url)) {
             const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
             uint64_t n = 0;
             if (cl && (!sp_parse_u64(cl, UINT64_MAX, &n) || n > s->opts.limits.max_body_bytes))
                 return too_large(s, c, cc, url);
+            /* reserve the body (exactly, when its length is known) from the
+             * server-wide budget before reading it */
+            size_t want = cl ? (size_t)n : s->opts.limits.max_body_bytes;
+            if (!srv_budget_take(s, want, 2000))
+                return budget_busy(s, c, cc);
+            cc->reserved = want;
+            if (cl && n) {
+                cc->body.data = sp_malloc((size_t)n + 1);
+                if (cc->body.data) {
+                    cc->body.cap = (size_t)n + 1;
+                    cc->body.data[0] = 0;
+                }
+            }
             return MHD_YES; /* wait for the body */
         }
         if (!strcmp(method, "POST") || !strcmp(method, "PUT"))
             return MHD_YES; /* read (and discard) the body, then 404/405 */
+        srv_deadline_clear(cc);
         return dispatch(s, c, cc, url, method);
     }
     if (*upload_data_size) {
@@ -313,6 +360,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_data_size = 0;
         return MHD_YES;
     }
+    srv_deadline_clear(cc); /* request fully received */
     if (cc->too_large)
         return too_large(s, c, cc, url);
     return dispatch(s, c, cc, url, method);
@@ -328,6 +376,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         return;
     if (cc->counted)
         atomic_fetch_sub(&s->active, 1);
+    if (cc->in_parse)
+        srv_parse_leave(s);
+    srv_budget_give(s, cc->reserved);
+    srv_deadline_restart(cc); /* the next request on this connection */
     sp_buf_free(&cc->body);
     sp_free(cc);
     *con_cls = NULL;
@@ -351,6 +403,16 @@ static double dropped_spans(void *ud) { return (double)trace_dropped(((struct se
 
 static char *dup_or_null(const char *s) { return s ? sp_strdup(s) : NULL; }
 
+static enum sp_status copy_list(char ***dst, size_t *n, char *const *src, size_t n_src)
+{
+    *dst = NULL;
+    *n = 0;
+    for (size_t i = 0; i < n_src; i++)
+        if (server_strlist_add(dst, n, src[i]) != SP_OK)
+            return SP_ERR_NOMEM;
+    return SP_OK;
+}
+
 static enum sp_status copy_opts(struct server *s, const struct server_opts *o, struct sp_err *err)
 {
     s->opts = *o;
@@ -358,8 +420,15 @@ static enum sp_status copy_opts(struct server *s, const struct server_opts *o, s
     s->opts.history.path = dup_or_null(o->history.path);
     s->opts.models = NULL;
     s->opts.n_models = 0;
-    if (!s->opts.host || (o->history.path && !s->opts.history.path))
+    struct server_auth *a = &s->opts.auth;
+    if (!s->opts.host || (o->history.path && !s->opts.history.path) ||
+        copy_list(&a->api_keys, &a->n_api_keys, o->auth.api_keys, o->auth.n_api_keys) != SP_OK ||
+        copy_list(&a->allowed_hosts, &a->n_allowed_hosts, o->auth.allowed_hosts, o->auth.n_allowed_hosts) != SP_OK ||
+        copy_list(&a->cors_origins, &a->n_cors_origins, o->auth.cors_origins, o->auth.n_cors_origins) != SP_OK)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < a->n_api_keys; i++)
+        if (!a->api_keys[i][0])
+            return sp_err_set(err, SP_ERR_INVALID, "server: an API key is empty (is its ${env:...} variable set?)");
     return SP_OK;
 }
 
@@ -376,12 +445,24 @@ enum sp_status server_new(const struct server_opts *opts, struct server **out, s
     if (!s)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&s->shutdown_mu, NULL);
+    srv_gate_init(s);
     if ((result = copy_opts(s, opts, err)) != SP_OK)
         goto fail;
     struct sockaddr_storage probe;
     unsigned probe_flags = 0;
     if ((result = parse_listen_addr(s->opts.host, s->opts.port, &probe, &probe_flags, err)) != SP_OK)
         goto fail; /* before any model load starts */
+    if (!server_host_is_loopback(s->opts.host) && !s->opts.auth.n_api_keys) {
+        if (!s->opts.auth.insecure_no_auth) {
+            result = sp_err_setc(err, SP_ERR_INVALID, s->opts.host,
+                                 "refusing to listen on %s without API keys: anyone who can reach it could use the "
+                                 "models; set server.api_keys (or --api-key / SPOKE_API_KEY), or pass "
+                                 "--insecure-no-auth", s->opts.host);
+            goto fail;
+        }
+        LOG_WARN("server", "listening on %s WITHOUT authentication (--insecure-no-auth): anyone who can reach this "
+                           "address can use the models", s->opts.host);
+    }
     struct server_limits *l = &s->opts.limits;
     if (!l->max_body_bytes) l->max_body_bytes = 1u << 20;
     if (l->max_tokens <= 0) l->max_tokens = 4096;
@@ -390,6 +471,13 @@ enum sp_status server_new(const struct server_opts *opts, struct server **out, s
     if (!l->conn_timeout_s) l->conn_timeout_s = 30;
     if (l->max_messages <= 0) l->max_messages = 1024;
     if (l->max_stop <= 0) l->max_stop = 4;
+    if (!l->max_connections_per_client) l->max_connections_per_client = 64;
+    if (!l->request_timeout_s) l->request_timeout_s = 30;
+    if (!l->write_timeout_s) l->write_timeout_s = 10;
+    if (l->max_parsing <= 0) l->max_parsing = 4;
+    if (!l->max_buffered_bytes) l->max_buffered_bytes = 64u << 20;
+    if (l->max_buffered_bytes < l->max_body_bytes) l->max_buffered_bytes = l->max_body_bytes;
+    if (!l->sql_max_bytes) l->sql_max_bytes = 8u << 20;
     const char *delay = getenv("SPOKE_TEST_DECODE_DELAY_MS");
     int64_t dv = 0;
     if (delay && sp_parse_i64(delay, 0, 10000, &dv))
@@ -416,7 +504,10 @@ enum sp_status server_new(const struct server_opts *opts, struct server **out, s
                      mem_in_use, NULL, false);
     metrics_gauge_fn(s->metrics, "spoke_task_history_dropped_spans_total",
                      "Task-history spans dropped (queue full or write failure).", dropped_spans, s, true);
-    srv_models_start_initial(s);
+    s->rejected = metrics_family(s->metrics, METRIC_COUNTER, "spoke_http_rejected_total",
+                                 "Requests refused before reaching a route, by reason (auth, host, origin, "
+                                 "content_type, bad_path, bad_framing, busy, request_timeout).",
+                                 "reason", NULL, 0);
     *out = s;
     return SP_OK;
 fail:
@@ -458,8 +549,12 @@ enum sp_status server_start(struct server *s, struct sp_err *err)
     s->daemon = MHD_start_daemon(flags, (uint16_t)s->opts.port, NULL, NULL, on_request, s,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->opts.limits.max_connections,
+                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                 (unsigned)s->opts.limits.max_connections_per_client,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->opts.limits.conn_timeout_s,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                 MHD_OPTION_NOTIFY_CONNECTION, srv_notify_connection, s,
+                                 MHD_OPTION_UNESCAPE_CALLBACK, srv_unescape, s,
                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                                  MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
                                  MHD_OPTION_END);
@@ -469,6 +564,9 @@ enum sp_status server_start(struct server *s, struct sp_err *err)
                            s->opts.port);
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di ? di->port : s->opts.port;
+    if ((result = srv_gate_start(s, err)) != SP_OK)
+        return result;
+    srv_models_start_initial(s); /* only now: a port clash is reported before any load or download */
     return SP_OK;
 }
 
@@ -506,10 +604,15 @@ void server_shutdown(struct server *s)
             close(ls);
     }
     srv_models_shutdown(s, s->opts.limits.shutdown_grace_ms);
+    /* let cancelled streams send their last event and [DONE] before the
+     * daemon closes their connections */
+    for (int i = 0; i < 200 && atomic_load(&s->streams) > 0; i++)
+        sp_sleep_ms(10);
     if (s->daemon) {
         MHD_stop_daemon(s->daemon); /* closes connections, joins their threads */
         s->daemon = NULL;
     }
+    srv_gate_stop(s);
     if (s->trace) {
         trace_store_close(s->trace, 5000);
         s->trace = NULL;
@@ -524,8 +627,10 @@ void server_free(struct server *s)
     server_shutdown(s);
     srv_models_free(s);
     metrics_free(s->metrics);
-    sp_free(s->opts.host);
-    sp_free(s->opts.history.path);
+    s->opts.models = NULL;
+    s->opts.n_models = 0;
+    server_opts_clear(&s->opts); /* host, history path, auth lists (keys wiped) */
+    srv_gate_free(s);
     pthread_mutex_destroy(&s->shutdown_mu);
     sp_free(s);
 }

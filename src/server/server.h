@@ -55,6 +55,16 @@ struct server_limits {
     int sql_time_ms;            /* /v1/sql time limit (default 2000) */
     int max_messages;           /* chat messages per request (default 1024) */
     int max_stop;               /* stop strings (default 4, like OpenAI) */
+    unsigned max_connections_per_client; /* simultaneous connections per client IP (default 64) */
+    unsigned request_timeout_s; /* absolute deadline for a request's headers + body, counted from
+                                 * connect or the end of the previous response (default 30) */
+    unsigned write_timeout_s;   /* a stream whose client reads nothing for this long is cancelled
+                                 * and frees its slot (default 10) */
+    int max_parsing;            /* requests parsed/rendered/tokenized at once, before admission
+                                 * (default 4); more wait, then 429 */
+    size_t max_buffered_bytes;  /* request-body bytes buffered across all connections (default
+                                 * 64 MiB); over it a request waits, then 429 */
+    size_t sql_max_bytes;       /* /v1/sql result cap -> 413 (default 8 MiB) */
 };
 
 struct server_history {
@@ -63,6 +73,22 @@ struct server_history {
     int64_t retention_s;        /* 0 = keep forever (default 7 days) */
     enum trace_capture capture; /* default truncated */
     size_t truncate_bytes;      /* default 4096 */
+    bool sql_endpoint;          /* POST /v1/sql served (default false: 404) */
+};
+
+/* Who may call (issue 14 s1). Keys are compared in constant time and never
+ * logged, recorded in spans or metrics, or shown by /v1/models. */
+struct server_auth {
+    char **api_keys;            /* Authorization: Bearer <key>; none = no auth */
+    size_t n_api_keys;
+    bool metrics_public;        /* GET /metrics open without a key (Prometheus scrapers) */
+    bool insecure_no_auth;      /* allow a non-loopback host without keys (warns) */
+    char **allowed_hosts;       /* Host header values accepted besides IP literals and localhost
+                                 * ("*" = any); port optional */
+    size_t n_allowed_hosts;
+    char **cors_origins;        /* browser Origins allowed cross-site ("*" = any), e.g.
+                                 * "http://localhost:3000" */
+    size_t n_cors_origins;
 };
 
 struct server_opts {
@@ -70,6 +96,7 @@ struct server_opts {
     int port;                   /* 0 = the OS picks (see server_port) */
     struct server_limits limits;
     struct server_history history;
+    struct server_auth auth;
     struct server_model_spec *models;
     size_t n_models;
     server_resolve_fn resolve;  /* NULL = spec->from must be a local path/file: */
@@ -81,14 +108,22 @@ void server_opts_default(struct server_opts *o);
 /* Free the strings and model array inside o (not o itself). */
 void server_opts_clear(struct server_opts *o);
 void server_model_spec_default(struct server_model_spec *m);
+/* Append a copy of s to a string list (*list, *n). SP_ERR_NOMEM. */
+enum sp_status server_strlist_add(char ***list, size_t *n, const char *s) SP_MUST_USE;
+/* True for 127.0.0.0/8, ::1 and "localhost". */
+bool server_host_is_loopback(const char *host);
 void server_model_spec_clear(struct server_model_spec *m);
 
 struct server;
 
-/* Validate options, create the metrics registry, open the task history,
- * start background loads of initial_load models. opts is copied. */
+/* Validate options (a non-loopback host without API keys is SP_ERR_INVALID
+ * unless auth.insecure_no_auth), create the metrics registry, open the task
+ * history. opts is copied. Models start loading in server_start, once the
+ * port is bound. */
 enum sp_status server_new(const struct server_opts *opts, struct server **out, struct sp_err *err) SP_MUST_USE;
-/* Bind and start serving. SP_ERR_IO if the address cannot be bound. */
+/* Bind, start serving, then start background loads of the initial_load
+ * models (a port clash is reported before any load). SP_ERR_IO if the
+ * address cannot be bound. */
 enum sp_status server_start(struct server *s, struct sp_err *err) SP_MUST_USE;
 /* The bound port (after server_start). */
 int server_port(const struct server *s);

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#define SSE_HIGH_WATER (1u << 20) /* worker pauses when the client lags this far */
+#define SSE_HIGH_WATER (256u << 10) /* worker pauses when the client lags this far */
 
 struct gen_job {
     struct server *s;
@@ -36,6 +36,7 @@ struct gen_job {
     char id[48];
     int64_t created;
     int fd;
+    struct srv_conn *cc;          /* the request's connection state (outlives the job's use of it) */
     double t_start, t_last;
     int64_t start_wall_ms;
     bool got_first;
@@ -54,6 +55,9 @@ struct gen_job {
     size_t out_off;
     bool done;
     _Atomic bool cancel;
+    bool stalled;                 /* cancelled: the client read nothing for write_timeout_s */
+    bool shutdown_cut;            /* cancelled by server shutdown */
+    bool counted_stream;          /* counted in s->streams */
     _Atomic uint64_t gen_id; /* engine generation id of this job (0 until its first token) */
     pthread_t th;
     bool th_started;
@@ -73,37 +77,6 @@ static int append_json(struct sp_buf *b, json_t *j)
     return rc;
 }
 
-/* bytes -> a valid UTF-8 JSON string (invalid bytes become U+FFFD) */
-static json_t *json_text(const char *s, size_t n)
-{
-    if (sp_utf8_valid(s, n))
-        return json_stringn(s, n);
-    struct sp_buf b = {0};
-    for (size_t i = 0; i < n; i++) {
-        size_t k = 1;
-        while (k <= 4 && i + k <= n && !sp_utf8_valid(s + i, k))
-            k++;
-        int rc = (k <= 4 && i + k <= n) ? sp_buf_append(&b, s + i, k) : sp_buf_appends(&b, "\xEF\xBF\xBD");
-        if (rc) {
-            sp_buf_free(&b);
-            return NULL;
-        }
-        if (k <= 4 && i + k <= n)
-            i += k - 1;
-    }
-    json_t *j = json_stringn(b.data ? b.data : "", b.len);
-    sp_buf_free(&b);
-    return j;
-}
-
-static json_t *bytes_array(const char *s, size_t n)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++)
-        json_array_append_new(a, json_integer((unsigned char)s[i]));
-    return a;
-}
-
 static double safe_lp(float lp) { return isfinite(lp) ? (double)lp : -9999.0; }
 
 /* logprob entries for one token event (chat: appends to lp content array) */
@@ -114,16 +87,16 @@ static void add_logprobs(struct gen_job *j, const struct engine_token_event *ev,
     if (!t)
         t = "", len = 0;
     if (j->req.chat) {
-        json_t *e = json_pack("{s:o,s:f,s:o,s:o}", "token", json_text(t, len), "logprob", safe_lp(ev->logprob),
-                              "bytes", bytes_array(t, len), "top_logprobs", json_array());
+        json_t *e = json_pack("{s:o,s:f,s:o,s:o}", "token", srv_json_text(t, len), "logprob", safe_lp(ev->logprob),
+                              "bytes", srv_bytes_array(t, len), "top_logprobs", json_array());
         json_t *tops = json_object_get(e, "top_logprobs");
         for (int i = 0; i < ev->n_top && i < j->req.top_logprobs; i++) {
             size_t tl = 0;
             const char *tt = engine_token_text(j->m->em, ev->top_tokens[i], &tl);
             if (!tt)
                 tt = "", tl = 0;
-            json_array_append_new(tops, json_pack("{s:o,s:f,s:o}", "token", json_text(tt, tl), "logprob",
-                                                  safe_lp(ev->top_logprobs[i]), "bytes", bytes_array(tt, tl)));
+            json_array_append_new(tops, json_pack("{s:o,s:f,s:o}", "token", srv_json_text(tt, tl), "logprob",
+                                                  safe_lp(ev->top_logprobs[i]), "bytes", srv_bytes_array(tt, tl)));
         }
         json_array_append(j->lp, e);
         if (chunk_lp)
@@ -136,13 +109,13 @@ static void add_logprobs(struct gen_job *j, const struct engine_token_event *ev,
         json_t *o = targets[k];
         if (!o)
             continue;
-        json_array_append_new(json_object_get(o, "tokens"), json_text(t, len));
+        json_array_append_new(json_object_get(o, "tokens"), srv_json_text(t, len));
         json_array_append_new(json_object_get(o, "token_logprobs"), json_real(safe_lp(ev->logprob)));
         json_t *top = json_object();
         for (int i = 0; i < ev->n_top && i < j->req.top_logprobs; i++) {
             size_t tl = 0;
             const char *tt = engine_token_text(j->m->em, ev->top_tokens[i], &tl);
-            json_t *key = json_text(tt ? tt : "", tt ? tl : 0);
+            json_t *key = srv_json_text(tt ? tt : "", tt ? tl : 0);
             if (key)
                 json_object_set_new(top, json_string_value(key), json_real(safe_lp(ev->top_logprobs[i])));
             json_decref(key);
@@ -175,12 +148,12 @@ static json_t *chunk_json(const struct gen_job *j, const char *text, size_t len,
         if (first)
             json_object_set_new(delta, "role", json_string("assistant"));
         if (text)
-            json_object_set_new(delta, "content", json_text(text, len));
+            json_object_set_new(delta, "content", srv_json_text(text, len));
         choice = json_pack("{s:i,s:o,s:o,s:o}", "index", 0, "delta", delta, "logprobs",
                            lp ? json_pack("{s:o}", "content", lp) : json_null(), "finish_reason",
                            finish ? json_string(finish) : json_null());
     } else {
-        choice = json_pack("{s:o,s:i,s:o,s:o}", "text", json_text(text ? text : "", text ? len : 0), "index", 0,
+        choice = json_pack("{s:o,s:i,s:o,s:o}", "text", srv_json_text(text ? text : "", text ? len : 0), "index", 0,
                            "logprobs", lp ? lp : json_null(), "finish_reason",
                            finish ? json_string(finish) : json_null());
     }
@@ -197,9 +170,21 @@ static json_t *chunk_json(const struct gen_job *j, const char *text, size_t len,
  * behind, unless the job is cancelled or the server shuts down. */
 static void sse_wait_room(struct gen_job *j)
 {
+    /* the reader drains whenever microhttpd can write; waiting longer than
+     * write_timeout_s means the client stopped reading: give up the slot */
+    double deadline = sp_now_ms() + (double)j->s->opts.limits.write_timeout_s * 1000.0;
     while (j->out.len - j->out_off > SSE_HIGH_WATER && !atomic_load(&j->cancel) &&
            !atomic_load(&j->s->shutting_down)) {
-        sp_cond_wait_ms(&j->cv, &j->mu, 1000);
+        size_t before = j->out_off;
+        sp_cond_wait_ms(&j->cv, &j->mu, 100);
+        if (j->out_off != before || j->out.len - j->out_off <= SSE_HIGH_WATER)
+            deadline = sp_now_ms() + (double)j->s->opts.limits.write_timeout_s * 1000.0;
+        else if (sp_now_ms() > deadline) {
+            j->stalled = true;
+            atomic_store(&j->cancel, true);
+            LOG_INFO("server", "stream %s: the client read nothing for %u s; cancelled", j->id,
+                     j->s->opts.limits.write_timeout_s);
+        }
     }
 }
 
@@ -219,52 +204,6 @@ static void sse_push(struct gen_job *j, json_t *payload)
     sp_buf_free(&b);
 }
 
-/* Append s[0..n) as the inside of a JSON string: escapes, and U+FFFD for
- * bytes that are not valid UTF-8. */
-static int json_escape_append(struct sp_buf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    int rc = 0;
-    size_t i = 0;
-    while (i < n && !rc) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x80) {
-            size_t k = i;
-            while (k < n && (unsigned char)s[k] >= 0x20 && (unsigned char)s[k] < 0x80 && s[k] != '"' && s[k] != '\\')
-                k++;
-            if (k > i) {
-                rc = sp_buf_append(b, s + i, k - i);
-                i = k;
-                continue;
-            }
-            char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
-            size_t el = 2;
-            switch (ch) {
-            case '"': esc[1] = '"'; break;
-            case '\\': esc[1] = '\\'; break;
-            case '\n': esc[1] = 'n'; break;
-            case '\r': esc[1] = 'r'; break;
-            case '\t': esc[1] = 't'; break;
-            default:
-                esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[ch >> 4], esc[5] = hex[ch & 15];
-                el = 6;
-            }
-            rc = sp_buf_append(b, esc, el);
-            i++;
-            continue;
-        }
-        size_t k = ch >= 0xF0 ? 4 : ch >= 0xE0 ? 3 : ch >= 0xC0 ? 2 : 1;
-        if (i + k <= n && k > 1 && sp_utf8_valid(s + i, k)) {
-            rc = sp_buf_append(b, s + i, k);
-            i += k;
-        } else {
-            rc = sp_buf_appends(b, "\xEF\xBF\xBD");
-            i++;
-        }
-    }
-    return rc;
-}
-
 /* Pre-render everything of a content chunk up to the text (fast path for
  * streams without logprobs: no JSON tree per token). */
 static void prepare_head(struct gen_job *j)
@@ -272,7 +211,7 @@ static void prepare_head(struct gen_job *j)
     int rc = sp_buf_printf(&j->head, "data: {\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":\"", j->id,
                            j->req.chat ? "chat.completion.chunk" : "text_completion", (long long)j->created);
     if (!rc)
-        rc = json_escape_append(&j->head, j->m->spec.name, strlen(j->m->spec.name));
+        rc = srv_json_escape(&j->head, j->m->spec.name, strlen(j->m->spec.name));
     if (!rc)
         rc = sp_buf_appends(&j->head, j->req.chat ? "\",\"system_fingerprint\":\"spoke\",\"choices\":[{\"index\":0,\"delta\":{"
                                                   : "\",\"system_fingerprint\":\"spoke\",\"choices\":[{\"text\":\"");
@@ -287,7 +226,7 @@ static bool push_text_fast(struct gen_job *j, const char *text, size_t len, bool
     if (!rc && j->req.chat)
         rc = sp_buf_appends(&b, first ? "\"role\":\"assistant\",\"content\":\"" : "\"content\":\"");
     if (!rc)
-        rc = json_escape_append(&b, text, len);
+        rc = srv_json_escape(&b, text, len);
     if (!rc)
         rc = sp_buf_appends(&b, j->req.chat ? "\"},\"logprobs\":null,\"finish_reason\":null}]"
                                             : "\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}]");
@@ -349,7 +288,7 @@ static bool on_token(void *ud, const struct engine_token_event *ev)
         return false;
     if (now - j->last_poll_ms >= 1.0 || j->s->test_delay_ms) {
         j->last_poll_ms = now;
-        if (srv_client_gone(j->fd)) {
+        if (srv_client_gone(j->cc, !j->req.stream)) { /* a stream's socket is written by microhttpd's thread */
             j->client_gone = true;
             return false;
         }
@@ -357,7 +296,7 @@ static bool on_token(void *ud, const struct engine_token_event *ev)
     return true;
 }
 
-static bool waiter_gone(void *ud) { return srv_client_gone(*(int *)ud); }
+static bool waiter_gone(void *ud) { return srv_client_gone(ud, true); }
 
 static void labels_for(struct gen_job *j, unsigned status, const char *finish, struct sp_buf *out)
 {
@@ -395,7 +334,10 @@ static void job_finish(struct gen_job *j, unsigned status)
     if (j->st != SP_OK)
         err = j->err.msg[0] ? j->err.msg : sp_status_name(j->st);
     else if (j->res.finish == ENGINE_FINISH_CANCELLED)
-        err = j->client_gone ? "cancelled: client disconnected" : "cancelled";
+        err = j->client_gone ? "cancelled: client disconnected"
+              : j->stalled   ? "cancelled: client stopped reading the stream"
+              : atomic_load(&j->s->shutting_down) ? "cancelled: server shutting down"
+                                                  : "cancelled";
     labels_for(j, ok ? status : (j->client_gone ? 499 : status), ok ? finish_name(j->res.finish) : NULL, &labels);
     srv_span(j->s, "ai_completion", j->input, j->text.data ? j->text.data : "", j->start_wall_ms, dur, err,
              labels.data);
@@ -445,6 +387,11 @@ static void *stream_worker(void *arg)
         sse_push(j, json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message",
                               j->err.msg[0] ? j->err.msg : sp_status_name(j->st), "type", "server_error", "param",
                               "code", sp_status_name(j->st)));
+    } else if (!j->client_gone && !j->stalled && atomic_load(&j->s->shutting_down)) {
+        /* SIGTERM: end the stream properly (an error event, then [DONE]) */
+        sse_push(j, json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message",
+                              "the server is shutting down; the generation was cut short", "type", "server_error",
+                              "param", "code", "shutting_down"));
     }
     job_finish(j, 200);
     pthread_mutex_lock(&j->mu);
@@ -497,6 +444,8 @@ static void stream_free(void *cls)
     pthread_mutex_unlock(&j->mu);
     if (j->th_started)
         pthread_join(j->th, NULL);
+    if (j->counted_stream)
+        atomic_fetch_sub(&j->s->streams, 1);
     job_unref(j);
 }
 
@@ -580,7 +529,7 @@ static void setup_params(struct gen_job *j)
 static enum MHD_Result respond_full(struct gen_job *j, struct MHD_Connection *c)
 {
     json_t *choice;
-    json_t *text = json_text(j->text.data ? j->text.data : "", j->text.len);
+    json_t *text = srv_json_text(j->text.data ? j->text.data : "", j->text.len);
     const char *finish = finish_name(j->res.finish);
     if (j->req.chat) {
         choice = json_pack("{s:i,s:{s:s,s:o},s:o,s:s}", "index", 0, "message", "role", "assistant", "content", text,
@@ -614,18 +563,34 @@ enum MHD_Result srv_handle_completion(struct server *s, struct MHD_Connection *c
     atomic_init(&j->refs, 1);
     j->s = s;
     j->fd = cc->fd;
+    j->cc = cc;
     j->t_start = cc->start_ms;
     j->start_wall_ms = cc->start_wall_ms;
     j->created = (int64_t)time(NULL);
     j->text.limit = 64u << 20;
     j->req.chat = chat;
-    j->input = sp_strndup(cc->body.data ? cc->body.data : "", cc->body.len);
     struct sp_err err;
     sp_err_clear(&err);
     enum MHD_Result ret;
     char msg[700];
 
-    enum sp_status st = server_request_parse(cc->body.data, cc->body.len, chat, &s->opts.limits, &j->req, &err);
+    /* Parsing, rendering and tokenizing take memory proportional to the body:
+     * only max_parsing requests do it at once; the permit is returned once the
+     * request waits for (or holds) a slot, or is refused. */
+    if (!srv_parse_enter(s, 10000, waiter_gone, cc)) {
+        if (srv_client_gone(cc, true)) {
+            ret = MHD_NO;
+            goto out;
+        }
+        srv_count_rejected(s, "busy");
+        ret = srv_error(c, 429, "the server is busy with other requests; retry after a moment", NULL,
+                        "rate_limit_exceeded", "1");
+        goto out;
+    }
+    cc->in_parse = true;
+    size_t body_len = cc->body.len;
+    j->input = sp_buf_take(&cc->body); /* the span input; no copy of the body */
+    enum sp_status st = server_request_parse(j->input, j->input ? body_len : 0, chat, &s->opts.limits, &j->req, &err);
     if (st != SP_OK) {
         ret = reject(j, c, st == SP_ERR_LIMIT ? 413 : st == SP_ERR_NOMEM ? 500 : 400, err.msg, err.context,
                      st == SP_ERR_LIMIT ? "request_too_large" : "invalid_request", NULL);
@@ -645,7 +610,10 @@ enum MHD_Result srv_handle_completion(struct server *s, struct MHD_Connection *c
         goto out;
     }
     metric_inc(j->m->m.requests);
-    st = srv_model_ensure(j->m, !j->m->spec.initial_load, waiter_gone, &j->fd, &err);
+    /* no permit while waiting for a load (it may be a long download) */
+    srv_parse_leave(s);
+    cc->in_parse = false;
+    st = srv_model_ensure(j->m, !j->m->spec.initial_load, waiter_gone, cc, &err);
     if (st == SP_ERR_CANCELLED) {
         ret = MHD_NO;
         goto out;
@@ -656,11 +624,28 @@ enum MHD_Result srv_handle_completion(struct server *s, struct MHD_Connection *c
     }
     if (admit_full(j->m->admit)) /* refuse before rendering and tokenizing */
         goto busy;
+    if (!srv_parse_enter(s, 10000, waiter_gone, cc)) {
+        ret = srv_client_gone(cc, true) ? MHD_NO
+                                        : reject(j, c, 429, "the server is busy with other requests; retry after a "
+                                                 "moment", NULL, "rate_limit_exceeded", "1");
+        goto out;
+    }
+    cc->in_parse = true;
     if ((st = build_prompt(j, &err)) != SP_OK) {
         ret = reject(j, c, srv_http_status(st), err.msg, "messages", "invalid_request", NULL);
         goto out;
     }
     int n_prompt = 0;
+    size_t prompt_bytes = strlen(j->prompt);
+    if (j->m->max_token_bytes > 0 && prompt_bytes / (size_t)j->m->max_token_bytes >= (size_t)j->m->info.n_ctx) {
+        /* every token covers at most max_token_bytes bytes: this prompt has at
+         * least n_ctx tokens, known without tokenizing it */
+        snprintf(msg, sizeof msg,
+                 "This model's maximum context length is %d tokens; the prompt (%zu bytes) has more. Shorten the "
+                 "prompt.", j->m->info.n_ctx, prompt_bytes);
+        ret = reject(j, c, 400, msg, chat ? "messages" : "prompt", "context_length_exceeded", NULL);
+        goto out;
+    }
     st = engine_tokenize_count(j->m->em, j->prompt, true, chat, &n_prompt, &err);
     if (st != SP_OK) {
         ret = reject(j, c, srv_http_status(st), err.msg, chat ? "messages" : "prompt", "invalid_request", NULL);
@@ -683,7 +668,9 @@ enum MHD_Result srv_handle_completion(struct server *s, struct MHD_Connection *c
         snprintf(j->id, sizeof j->id, "%s%s", chat ? "chatcmpl-" : "cmpl-", hex);
     }
 
-    st = admit_acquire(j->m->admit, 20, waiter_gone, &j->fd, &j->slot);
+    srv_parse_leave(s); /* parsed, rendered, counted: the queue bounds the rest */
+    cc->in_parse = false;
+    st = admit_acquire(j->m->admit, 20, waiter_gone, cc, &j->slot);
     if (st == SP_ERR_BUSY) {
 busy:
         snprintf(msg, sizeof msg,
@@ -742,6 +729,9 @@ busy:
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    srv_decorate(c, resp);
+    j->counted_stream = true;
+    atomic_fetch_add(&s->streams, 1);
     if (pthread_create(&j->th, NULL, stream_worker, j) == 0) {
         j->th_started = true;
     } else {
@@ -754,6 +744,10 @@ busy:
     ret = MHD_queue_response(c, 200, resp);
     MHD_destroy_response(resp); /* stream_free runs when microhttpd is done with it */
 out:
+    if (cc->in_parse) {
+        srv_parse_leave(s);
+        cc->in_parse = false;
+    }
     job_unref(j);
     return ret;
 }

@@ -36,6 +36,20 @@ struct srv_model {
     bool loader_started;
     int64_t created_s;
     struct srv_model_metrics m;
+    int max_token_bytes;             /* longest token text (bytes): prompt bytes / this <= tokens */
+    bool load_wait_logged;           /* the "request waited for the load" advice was logged */
+    struct metric *load_waits;       /* llm_load_waits_total{model} */
+};
+
+/* One client socket (MHD socket context, from connect to close). Fields
+ * other than deadline_ms are used only by the connection's own thread. */
+struct srv_sock {
+    struct server *srv;
+    int fd;
+    _Atomic long long deadline_ms;   /* sp_now_ms() deadline for receiving the request; 0 = none */
+    char cors_origin[256];           /* allowed cross-site Origin of the current request, "" = none */
+    bool close_after;                /* the response carries Connection: close (framing errors) */
+    struct srv_sock *prev, *next;    /* server's list, under socks_mu */
 };
 
 struct server {
@@ -53,12 +67,30 @@ struct server {
     pthread_mutex_t shutdown_mu;
     int test_delay_ms;               /* SPOKE_TEST_DECODE_DELAY_MS (tests only) */
     int test_load_delay_ms;          /* SPOKE_TEST_LOAD_DELAY_MS (tests only) */
+    /* connections (server_gate.c): the deadline watchdog */
+    pthread_mutex_t socks_mu;
+    pthread_cond_t socks_cv;
+    struct srv_sock *socks;
+    pthread_t watchdog;
+    bool watchdog_started, watchdog_stop;
+    /* pre-admission bounds (server_gate.c) */
+    pthread_mutex_t pre_mu;
+    pthread_cond_t pre_cv;
+    int parsing;                     /* requests between body-complete and admission */
+    size_t buffered;                 /* body bytes reserved by connections */
+    _Atomic int streams;             /* SSE responses not yet finished */
+    struct metric_family *rejected;  /* spoke_http_rejected_total{reason} */
 };
 
 /* per-connection request state (MHD con_cls) */
 struct srv_conn {
     struct server *srv;
+    struct srv_sock *sock;           /* NULL only if MHD gave no socket context */
     struct sp_buf body;
+    size_t reserved;                 /* bytes taken from the server's body budget */
+    bool in_parse;                   /* holds one of the max_parsing permits */
+    bool http11;                     /* HTTP/1.1 (1xx probe allowed) */
+    bool probed;                     /* sent the disconnect probe (100 Continue) */
     bool too_large;
     bool counted;                    /* incremented srv->active */
     double start_ms;
@@ -75,10 +107,56 @@ enum MHD_Result srv_error(struct MHD_Connection *c, unsigned status, const char 
                           const char *code, const char *retry_after);
 /* HTTP status for a status code from a lower layer (client mistakes -> 4xx). */
 unsigned srv_http_status(enum sp_status st);
-/* True when the client socket fd was closed by the peer (non-blocking poll). */
-bool srv_client_gone(int fd);
+/* True when the client of cc went away (non-blocking). EOF alone may be a
+ * half-close (shutdown(SHUT_WR) after the request): when may_write, an
+ * HTTP/1.1 client that sent EOF is probed once with an interim
+ * "100 Continue" and counts as gone only once the socket reports an
+ * error/hangup (a closed peer answers the probe with a reset). Without
+ * may_write (another thread writes the socket) only errors count. */
+bool srv_client_gone(struct srv_conn *cc, bool may_write);
 void srv_span(struct server *s, const char *task, const char *input, const char *output, int64_t start_wall_ms,
               double duration_ms, const char *error, const char *labels_json);
+
+/* ---- server_json.c */
+/* bytes -> a JSON string (json_t *), invalid UTF-8 replaced by U+FFFD */
+void *srv_json_text(const char *s, size_t n);
+/* bytes -> a JSON array of their values (json_t *) */
+void *srv_bytes_array(const char *s, size_t n);
+/* Append s[0..n) escaped as the inside of a JSON string (U+FFFD for invalid
+ * UTF-8). 0 or an sp_buf error. */
+int srv_json_escape(struct sp_buf *b, const char *s, size_t n);
+
+/* ---- server_gate.c */
+/* The gate every request passes on its first call (headers complete), before
+ * any route: path bytes, framing (Content-Length/Transfer-Encoding), Host,
+ * Origin (+ CORS preflight), API key, Content-Type. Returns true when it
+ * answered the request itself (*ret is the MHD result). */
+bool srv_gate(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, const char *url, const char *method,
+              enum MHD_Result *ret);
+/* Add the per-request headers (CORS, Connection: close) to a response. */
+void srv_decorate(struct MHD_Connection *c, struct MHD_Response *r);
+/* microhttpd callbacks and the watchdog */
+void srv_notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                           enum MHD_ConnectionNotificationCode code);
+size_t srv_unescape(void *cls, struct MHD_Connection *c, char *s);
+enum sp_status srv_gate_start(struct server *s, struct sp_err *err);
+void srv_gate_stop(struct server *s);
+void srv_gate_init(struct server *s);
+void srv_gate_free(struct server *s);
+/* Request deadline of cc's socket: restart (after a response) or clear
+ * (request fully received). */
+void srv_deadline_restart(struct srv_conn *cc);
+void srv_deadline_clear(struct srv_conn *cc);
+/* Count a refused request in spoke_http_rejected_total{reason}. */
+void srv_count_rejected(struct server *s, const char *reason);
+/* Pre-admission bounds: take n bytes of the body budget (waits up to wait_ms);
+ * false = the budget stayed full. */
+bool srv_budget_take(struct server *s, size_t n, int wait_ms);
+void srv_budget_give(struct server *s, size_t n);
+/* One of max_parsing permits; waits up to wait_ms (false = still full, or the
+ * client left: gone(ud)). */
+bool srv_parse_enter(struct server *s, int wait_ms, bool (*gone)(void *), void *ud);
+void srv_parse_leave(struct server *s);
 
 /* ---- server_models.c */
 struct srv_model *srv_model_find(struct server *s, const char *name);

@@ -78,6 +78,8 @@ static void metrics_for(struct server *s, struct srv_model *m)
     h->rejected = FAM(METRIC_COUNTER, "llm_rejected_total", "Requests refused with 429 (queue full).", NULL, 0);
     h->load_s = FAM(METRIC_GAUGE, "llm_model_load_seconds", "Seconds the last model load took (pull + load).", NULL, 0);
     h->ready = FAM(METRIC_GAUGE, "llm_model_ready", "1 when the model is loaded and serving.", NULL, 0);
+    m->load_waits = FAM(METRIC_COUNTER, "llm_load_waits_total",
+                        "Requests that had to wait for the model to download/load (initial_load: false).", NULL, 0);
 #undef FAM
 }
 
@@ -159,6 +161,12 @@ static void *loader_main(void *arg)
         m->admit = ad;
         m->path = path;
         engine_model_get_info(em, &m->info);
+        m->max_token_bytes = 0;
+        for (int t = 0; t < m->info.n_vocab; t++) {
+            size_t len = 0;
+            if (engine_token_text(em, t, &len) && len > (size_t)m->max_token_bytes)
+                m->max_token_bytes = (int)SP_MIN(len, (size_t)1 << 20);
+        }
         m->state = SRV_MODEL_READY;
         LOG_INFO("server", "model %s: ready (%s, %s, ctx %d, %d slot%s) in %.2f s", m->spec.name, m->info.arch,
                  m->info.backend, m->info.n_ctx, m->spec.max_concurrency, m->spec.max_concurrency == 1 ? "" : "s",
@@ -213,27 +221,81 @@ void srv_models_start_initial(struct server *s)
     }
 }
 
+/* A local path in "from" shows only its file name unless the server has API
+ * keys (only key holders see it then): the layout of the host's disk is not
+ * for anonymous callers. Hub ids are shown as they are. */
+static bool from_is_local(const char *from)
+{
+    return !strncmp(from, "file:", 5) || from[0] == '/' || from[0] == '.' || from[0] == '~';
+}
+
+static char *public_text(const struct srv_model *m, const char *text)
+{
+    const char *from = m->spec.from;
+    if (m->srv->opts.auth.n_api_keys || !from_is_local(from))
+        return sp_strdup(text);
+    const char *path = !strncmp(from, "file:", 5) ? from + 5 : from;
+    if (!strncmp(path, "//", 2))
+        path += 2;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    /* replace every occurrence of the path (and its directory) with the base name */
+    struct sp_buf b = {0};
+    size_t plen = strlen(path), dlen = (size_t)(base - path);
+    for (const char *p = text; *p;) {
+        if (plen && !strncmp(p, path, plen)) {
+            if (sp_buf_appends(&b, base))
+                break;
+            p += plen;
+        } else if (dlen > 1 && !strncmp(p, path, dlen)) {
+            p += dlen;
+        } else {
+            if (sp_buf_append(&b, p, 1))
+                break;
+            p++;
+        }
+    }
+    return sp_buf_take(&b);
+}
+
 enum sp_status srv_model_ensure(struct srv_model *m, bool wait, bool (*gone)(void *), void *ud, struct sp_err *err)
 {
     pthread_mutex_lock(&m->mu);
     if (m->state == SRV_MODEL_IDLE)
         start_load_locked(m);
+    bool waited = wait && m->state == SRV_MODEL_LOADING;
+    double t0 = sp_now_ms();
     while (wait && m->state == SRV_MODEL_LOADING && !atomic_load(&m->srv->shutting_down)) {
         sp_cond_wait_ms(&m->cv, &m->mu, 50);
         if (m->state == SRV_MODEL_LOADING && gone && gone(ud)) {
             pthread_mutex_unlock(&m->mu);
+            metric_inc(m->load_waits);
             return sp_err_set(err, SP_ERR_CANCELLED, "client disconnected");
+        }
+    }
+    if (waited) {
+        /* the guide's "first request extremely slow" row: say why, once */
+        metric_inc(m->load_waits);
+        if (!m->load_wait_logged) {
+            m->load_wait_logged = true;
+            LOG_WARN("server",
+                     "model %s: a request waited %.1f s for the model to download/load; set initial_load: true "
+                     "(or run spoke pull beforehand) to load it at startup instead", m->spec.name,
+                     (sp_now_ms() - t0) / 1000.0);
         }
     }
     enum sp_status result = SP_OK;
     switch (m->state) {
     case SRV_MODEL_READY: break;
-    case SRV_MODEL_FAILED:
+    case SRV_MODEL_FAILED: {
+        char *pub = public_text(m, m->load_err.msg);
         result = sp_err_set(err, m->load_err.code == SP_OK ? SP_ERR_STATE : m->load_err.code,
-                            "model '%s' failed to load: %s", m->spec.name, m->load_err.msg);
+                            "model '%s' failed to load: %s", m->spec.name, pub ? pub : m->load_err.msg);
+        sp_free(pub);
         if (err)
             err->http_status = 503;
         break;
+    }
     default:
         result = sp_err_set(err, SP_ERR_STATE, "model '%s' is loading; retry shortly", m->spec.name);
         if (err)
@@ -259,11 +321,25 @@ void srv_models_refresh_gauges(struct server *s)
 void *srv_model_json(struct srv_model *m)
 {
     pthread_mutex_lock(&m->mu);
+    char *from = public_text(m, m->spec.from);
+    if (from && from_is_local(m->spec.from) && !m->srv->opts.auth.n_api_keys && strncmp(from, "file:", 5) != 0) {
+        struct sp_buf b = {0};
+        if (sp_buf_printf(&b, "file:%s", from) == 0) {
+            sp_free(from);
+            from = sp_buf_take(&b);
+        } else {
+            sp_buf_free(&b);
+        }
+    }
     json_t *j = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s}", "id", m->spec.name, "object", "model", "created",
                           (json_int_t)m->created_s, "owned_by", "spoke", "status", state_name(m->state), "from",
-                          m->spec.from);
-    if (j && m->state == SRV_MODEL_FAILED)
-        json_object_set_new(j, "error", json_string(m->load_err.msg));
+                          from ? from : "");
+    sp_free(from);
+    if (j && m->state == SRV_MODEL_FAILED) {
+        char *e = public_text(m, m->load_err.msg);
+        json_object_set_new(j, "error", json_string(e ? e : "load failed"));
+        sp_free(e);
+    }
     if (j && m->state == SRV_MODEL_READY) {
         json_object_set_new(j, "arch", json_string(m->info.arch ? m->info.arch : ""));
         json_object_set_new(j, "backend", json_string(m->info.backend ? m->info.backend : ""));

@@ -160,23 +160,33 @@ class Server:
         return None
 
     def sql(self, q):
-        st, _, data = self.request("POST", "/v1/sql", q.encode() if isinstance(q, str) else q,
-                                   headers={"Content-Type": "text/plain"})
+        body = q.encode() if isinstance(q, str) else q
+        ctype = "application/json" if body[:1] == b"{" else "application/sql"
+        st, _, data = self.request("POST", "/v1/sql", body, headers={"Content-Type": ctype})
         return st, json.loads(data)
 
 
-def model_config(name="stories260K", params=None, server=None):
+def model_config(name="stories260K", params=None, server=None, sql_endpoint=True, extra_server=""):
+    """spoke.yaml for the bundled model; server = limits; sql_endpoint turns on
+    POST /v1/sql (off by default in spoke); extra_server = more YAML lines
+    indented under server:."""
     p = {"max_concurrency": 1}
     if params:
         p.update(params)
     lines = ["models:", "  - from: file:%s" % MODEL, "    name: %s" % name, "    params:"]
     for k, v in p.items():
         lines.append("      %s: %s" % (k, json.dumps(v) if isinstance(v, bool) else v))
-    if server:
+    if server or sql_endpoint or extra_server:
         lines.append("server:")
+    if server:
         lines.append("  limits:")
         for k, v in server.items():
             lines.append("    %s: %s" % (k, v))
+    if sql_endpoint:
+        lines.append("  task_history:")
+        lines.append("    sql_endpoint: true")
+    if extra_server:
+        lines.extend("  " + l for l in extra_server.strip("\n").split("\n"))
     return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,8 @@ if not os.path.exists(MODEL):
     sys.exit(0)
 
 srv = Server(model_config(params={"max_concurrency": 2, "queue_size": 4},
-                          server={"max_body_bytes": 65536, "max_tokens": 512, "timeout_s": 2}))
+                          server={"max_body_bytes": 65536, "max_tokens": 512, "timeout_s": 2,
+                                  "max_connections_per_client": 256}))
 n_completions = 0  # completion requests that reached the handler (for the task-history check)
 
 
@@ -224,7 +225,7 @@ try:
     check(len(bad) >= 40, "at least 40 bad requests (%d)" % len(bad))
     # declared Content-Length above the limit: refused before reading
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
               b"Content-Length: 999999999\r\n\r\n{")
     resp = s.recv(4096)
     s.close()
@@ -233,7 +234,7 @@ try:
 
     # ---- slow headers are closed by the connection timeout (timeout_s: 2)
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     t0 = time.time()
     try:
         got = s.recv(100)

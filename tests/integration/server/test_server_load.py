@@ -32,7 +32,7 @@ CHAT = {"model": "stories260K", "messages": [{"role": "user", "content": "Tell m
 def raw_post(port, obj):
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     body = json.dumps(obj).encode()
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n" % len(body) + body)
     return s
 
@@ -197,7 +197,7 @@ finally:
     check(srv4.stop() == 0, "srv4 SIGTERM exit 0")
 
 # ---- a model that fails to load: 503 with the reason; lazy loading on first request
-bad_cfg = model_config() + """  - from: file:/nonexistent/missing.gguf
+bad_cfg = model_config(sql_endpoint=False) + """  - from: file:/nonexistent/missing.gguf
     name: broken
     params: {initial_load: false}
   - from: file:%s
