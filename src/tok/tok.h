@@ -87,7 +87,9 @@ enum tok_chat_family {
     TOK_CHAT_MISTRAL,
     TOK_CHAT_ZEPHYR,
     TOK_CHAT_PHI3,
-    TOK_CHAT_GEMMA
+    TOK_CHAT_GEMMA,
+    TOK_CHAT_QWEN3, /* chatml; assistant turns carry <think> blocks (see tok_chat.c) */
+    TOK_CHAT_PHI4   /* <|im_start|>role<|im_sep|>content<|im_end|> */
 };
 struct tok_chat_msg {
     const char *role;    /* "system", "user", "assistant" */

@@ -6,7 +6,11 @@
  * Contents are trimmed where the reference templates trim them (llama2,
  * llama3, gemma). The rendered prompt never starts with BOS: tokenize it with add_special
  * (which adds BOS when the vocab wants it) and parse_special (so the markers
- * become control tokens). Templates that repeat BOS/EOS inside the history
+ * become control tokens). qwen3 is chatml whose assistant turns are split at
+ * </think>: turns before the last user message keep only the answer, later
+ * ones (and the last) are written as <think>\nreasoning\n</think>\n\nanswer,
+ * as Qwen3's template does; tool results go into a user turn as
+ * <tool_response> blocks. Templates that repeat BOS/EOS inside the history
  * (llama2, mistral, zephyr) use bos_text/eos_text. */
 #include <string.h>
 
@@ -15,7 +19,7 @@
 static const char *const chat_names[] = {
     [TOK_CHAT_CHATML] = "chatml", [TOK_CHAT_LLAMA2] = "llama2", [TOK_CHAT_LLAMA3] = "llama3",
     [TOK_CHAT_MISTRAL] = "mistral", [TOK_CHAT_ZEPHYR] = "zephyr", [TOK_CHAT_PHI3] = "phi3",
-    [TOK_CHAT_GEMMA] = "gemma",
+    [TOK_CHAT_GEMMA] = "gemma", [TOK_CHAT_QWEN3] = "qwen3", [TOK_CHAT_PHI4] = "phi4",
 };
 
 const char *tok_chat_family_name(enum tok_chat_family f)
@@ -33,7 +37,7 @@ enum tok_chat_family tok_chat_detect(const char *t)
         if (strcmp(t, chat_names[i]) == 0)
             return (enum tok_chat_family)i;
     if (strstr(t, "<|im_start|>"))
-        return TOK_CHAT_CHATML;
+        return strstr(t, "<|im_sep|>") ? TOK_CHAT_PHI4 : strstr(t, "<think>") ? TOK_CHAT_QWEN3 : TOK_CHAT_CHATML;
     if (strstr(t, "<|start_header_id|>") && strstr(t, "<|end_header_id|>"))
         return TOK_CHAT_LLAMA3;
     if (strstr(t, "[INST]"))
@@ -96,6 +100,37 @@ static bool chat_is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
+/* One qwen3 assistant turn: content split at the last </think> into the
+ * reasoning (after the <think> before it, newlines stripped) and the answer
+ * (leading newlines stripped); the reasoning is kept only for turns after
+ * the last user message that are the last turn or have reasoning. */
+static int qwen3_assistant(const char *c, bool after_last_user, bool last, struct sp_buf *out)
+{
+    const char *end = NULL;
+    for (const char *p = strstr(c, "</think>"); p; p = strstr(p + 1, "</think>"))
+        end = p;
+    const char *ans = c, *rb = c, *re = c;
+    if (end) {
+        ans = end + strlen("</think>");
+        rb = c;
+        for (const char *p = strstr(c, "<think>"); p && p < end; p = strstr(p + 1, "<think>"))
+            rb = p + strlen("<think>");
+        re = end;
+        while (rb < re && *rb == '\n')
+            rb++;
+        while (re > rb && re[-1] == '\n')
+            re--;
+    }
+    while (*ans == '\n')
+        ans++;
+    if (after_last_user && (last || re > rb)) {
+        if (sp_buf_appends(out, "<think>\n") != 0 || sp_buf_append(out, rb, (size_t)(re - rb)) != 0 ||
+            sp_buf_appends(out, "\n</think>\n\n") != 0)
+            return -1;
+    }
+    return sp_buf_appends(out, ans);
+}
+
 enum sp_status tok_chat_render(enum tok_chat_family f, const struct tok_chat_msg *msgs, size_t n,
                                bool add_generation_prompt, const char *bos_text,
                                const char *eos_text, struct sp_buf *out, struct sp_err *err)
@@ -112,7 +147,7 @@ enum sp_status tok_chat_render(enum tok_chat_family f, const struct tok_chat_msg
                               "message %zu: role must be system, user, assistant or another "
                               "lowercase name", i);
         bool generic = f == TOK_CHAT_CHATML || f == TOK_CHAT_LLAMA3 || f == TOK_CHAT_ZEPHYR ||
-                       f == TOK_CHAT_PHI3;
+                       f == TOK_CHAT_PHI3 || f == TOK_CHAT_QWEN3 || f == TOK_CHAT_PHI4;
         if (!generic && chat_role_of(msgs[i].role) == ROLE_OTHER)
             return sp_err_set(err, SP_ERR_INVALID,
                               "message %zu: role '%s' is not supported by the %s template "
@@ -222,6 +257,48 @@ enum sp_status tok_chat_render(enum tok_chat_family f, const struct tok_chat_msg
             PUT("<start_of_turn>model\n");
         break;
     }
+    case TOK_CHAT_QWEN3: {
+        size_t last_user = 0;
+        for (size_t i = 0; i < n; i++)
+            if (chat_role_of(msgs[i].role) == ROLE_USER)
+                last_user = i;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(msgs[i].role, "tool") == 0) { /* consecutive results share one user turn */
+                if (i == 0 || strcmp(msgs[i - 1].role, "tool") != 0)
+                    PUT("<|im_start|>user");
+                PUT("\n<tool_response>\n");
+                PUT(msgs[i].content);
+                PUT("\n</tool_response>");
+                if (i + 1 == n || strcmp(msgs[i + 1].role, "tool") != 0)
+                    PUT("<|im_end|>\n");
+                continue;
+            }
+            PUT("<|im_start|>");
+            PUT(msgs[i].role);
+            PUT("\n");
+            if (chat_role_of(msgs[i].role) == ROLE_ASSISTANT) {
+                if (qwen3_assistant(msgs[i].content, i > last_user, i + 1 == n, out) != 0)
+                    goto nomem;
+            } else {
+                PUT(msgs[i].content);
+            }
+            PUT("<|im_end|>\n");
+        }
+        if (add_generation_prompt)
+            PUT("<|im_start|>assistant\n");
+        break;
+    }
+    case TOK_CHAT_PHI4:
+        for (size_t i = 0; i < n; i++) {
+            PUT("<|im_start|>");
+            PUT(msgs[i].role);
+            PUT("<|im_sep|>");
+            PUT(msgs[i].content);
+            PUT("<|im_end|>");
+        }
+        if (add_generation_prompt)
+            PUT("<|im_start|>assistant<|im_sep|>");
+        break;
     case TOK_CHAT_CHATML:
     default:
         for (size_t i = 0; i < n; i++) {

@@ -109,11 +109,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *t = sp_strndup(text, len);
     if (t) {
         enum tok_chat_family f = tok_chat_detect(t);
-        struct tok_chat_msg msgs[] = {{"system", t}, {"user", t}, {"assistant", t}};
+        struct tok_chat_msg msgs[] = {{"system", t}, {"user", t}, {"assistant", t}, {"tool", t}, {"assistant", t}};
         struct sp_buf out = {0};
         out.limit = 1 << 20;
         (void)tok_chat_render(f, msgs, 3, true, "<s>", "</s>", &out, NULL);
         sp_buf_free(&out);
+        /* qwen3 splits assistant turns at <think> / </think>, in history and last */
+        struct sp_buf q = {0};
+        q.limit = 1 << 20;
+        (void)tok_chat_render(TOK_CHAT_QWEN3, msgs, SP_ARRAY_LEN(msgs), true, NULL, NULL, &q, NULL);
+        sp_buf_free(&q);
         sp_free(t);
     }
     return 0;

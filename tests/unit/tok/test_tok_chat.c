@@ -61,6 +61,14 @@ TEST(chat_detect)
                                  "'<end_of_turn>\\n' }}{% if add_generation_prompt %}"
                                  "{{'<start_of_turn>model\\n'}}{% endif %}"),
                  TOK_CHAT_GEMMA);
+    /* Qwen3's chatml with thinking, Phi-4's im_sep variant */
+    CHECK_EQ_INT(tok_chat_detect("{{- '<|im_start|>' + message.role + '\\n<think>\\n' + "
+                                 "reasoning_content.strip('\\n') + '\\n</think>\\n\\n' }}"),
+                 TOK_CHAT_QWEN3);
+    CHECK_EQ_INT(tok_chat_detect("{{'<|im_start|>' + message['role'] + '<|im_sep|>' + message['content'] + "
+                                 "'<|im_end|>'}}"),
+                 TOK_CHAT_PHI4);
+    CHECK_EQ_INT(tok_chat_detect("qwen3"), TOK_CHAT_QWEN3);
     /* a family name selects it directly */
     CHECK_EQ_INT(tok_chat_detect("gemma"), TOK_CHAT_GEMMA);
     CHECK_EQ_INT(tok_chat_detect("llama3"), TOK_CHAT_LLAMA3);
@@ -129,6 +137,51 @@ TEST(chat_render_gemma)
                     "<start_of_turn>model\n"));
 }
 
+TEST(chat_render_phi4)
+{
+    CHECK(render_is(TOK_CHAT_PHI4, true, NULL, NULL,
+                    "<|im_start|>system<|im_sep|>You are helpful.<|im_end|>"
+                    "<|im_start|>user<|im_sep|>Hi<|im_end|>"
+                    "<|im_start|>assistant<|im_sep|>Hello!<|im_end|>"
+                    "<|im_start|>user<|im_sep|>How are you?<|im_end|>"
+                    "<|im_start|>assistant<|im_sep|>"));
+}
+
+/* Qwen3's template: reasoning is dropped from turns before the last user
+ * message and written as a <think> block after it (always for the last turn) */
+TEST(chat_render_qwen3_think_blocks)
+{
+    CHECK(render_is(TOK_CHAT_QWEN3, true, NULL, NULL,
+                    "<|im_start|>system\nYou are helpful.<|im_end|>\n"
+                    "<|im_start|>user\nHi<|im_end|>\n"
+                    "<|im_start|>assistant\nHello!<|im_end|>\n"
+                    "<|im_start|>user\nHow are you?<|im_end|>\n"
+                    "<|im_start|>assistant\n"));
+    const struct tok_chat_msg m[] = {
+        {"user", "2+2?"},
+        {"assistant", "<think>\nadd them\n</think>\n\n4"},
+        {"user", "and 3+3?"},
+        {"assistant", "<think>\n\nsix\n\n</think>\n\n6"},
+        {"tool", "{}"},
+        {"tool", "[1]"},
+        {"assistant", "done"},
+    };
+    struct sp_buf b = {0};
+    CHECK_EQ_INT(tok_chat_render(TOK_CHAT_QWEN3, m, SP_ARRAY_LEN(m), false, NULL, NULL, &b, NULL), SP_OK);
+    const char *want = "<|im_start|>user\n2+2?<|im_end|>\n"
+                       "<|im_start|>assistant\n4<|im_end|>\n"
+                       "<|im_start|>user\nand 3+3?<|im_end|>\n"
+                       "<|im_start|>assistant\n<think>\nsix\n</think>\n\n6<|im_end|>\n"
+                       "<|im_start|>user\n<tool_response>\n{}\n</tool_response>\n<tool_response>\n[1]\n"
+                       "</tool_response><|im_end|>\n"
+                       "<|im_start|>assistant\n<think>\n\n</think>\n\ndone<|im_end|>\n";
+    bool ok = b.data && strcmp(b.data, want) == 0;
+    if (!ok)
+        fprintf(stderr, "  got:\n%s\n", b.data ? b.data : "(null)");
+    sp_buf_free(&b);
+    CHECK(ok);
+}
+
 TEST(chat_render_trims_where_the_template_does)
 {
     struct tok_chat_msg m[] = {{"user", "  Hi there \n"}};
@@ -177,6 +230,8 @@ int main(void)
     RUN(chat_render_zephyr);
     RUN(chat_render_phi3);
     RUN(chat_render_gemma);
+    RUN(chat_render_phi4);
+    RUN(chat_render_qwen3_think_blocks);
     RUN(chat_render_trims_where_the_template_does);
     RUN(chat_render_errors);
     return test_summary();
