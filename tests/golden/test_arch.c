@@ -14,7 +14,9 @@
  *   before the first difference, per prompt) is at least the level measured
  *   when the table was written, so a regression fails.
  * A table (file, KV type, matching steps / cut-off, worst logprob difference
- * before the cut-off) is printed. Adding a file is one line of `cases`.
+ * before the cut-off) is printed (SPOKE_GOLDEN_VERBOSE=1 adds every logprob
+ * off by more than 1e-4, SPOKE_ARCH_ONLY=<file> runs one file). Adding a file
+ * is one line of `all_cases`.
  * Missing ../shared files skip the test. */
 #include "gguf/gguf.h"
 #include "model/model.h"
@@ -33,7 +35,7 @@ struct arch_case {
     int min_agree[2][N_PROMPTS]; /* quantized: required matching steps, [F32 KV, F16 KV][prompt] */
 };
 
-static const struct arch_case cases[] = {
+static const struct arch_case all_cases[] = {
     {"llama3-f32.gguf", true, 1e-3, {{0}}},
     {"qwen3-f32.gguf", true, 1e-3, {{0}}},
     /* measured 1.2e-3 on prompt 0 (see docs/PARITY.md: the references come
@@ -109,9 +111,10 @@ static int run_prompt(const struct model *m, enum kv_type kvt, json_t *run, int 
             double rlp = json_number_value(json_array_get(pair, 1));
             int32_t dummy[1];
             float dlp[1];
-            double e = fabs(sample_logprobs(logits, m->hp.n_vocab, id, 0, dummy, dlp) - rlp);
+            const double mine = sample_logprobs(logits, m->hp.n_vocab, id, 0, dummy, dlp);
+            const double e = fabs(mine - rlp);
             if (getenv("SPOKE_GOLDEN_VERBOSE") && e > 1e-4)
-                fprintf(stderr, "    step %zu token %d: err %.1e\n", s, id, e);
+                fprintf(stderr, "    step %zu token %d: logprob %.6f, reference %.6f\n", s, id, mine, rlp);
             if (e > *lp_err)
                 *lp_err = e;
         }
@@ -195,9 +198,11 @@ TEST(arch_files)
     if (!test_shared_file(path, sizeof(path), "models/arch/README.md"))
         SKIP("../shared/models/arch not found (set SPOKE_SHARED)");
     total_fail = 0;
-    for (size_t i = 0; i < SP_ARRAY_LEN(cases); i++)
+    const char *only = getenv("SPOKE_ARCH_ONLY"); /* debugging: one file */
+    for (size_t i = 0; i < SP_ARRAY_LEN(all_cases); i++)
         for (int kvi = 0; kvi < 2; kvi++)
-            run_case(&cases[i], kvi);
+            if (!only || strcmp(only, all_cases[i].file) == 0)
+                run_case(&all_cases[i], kvi);
     CHECK_EQ_INT(total_fail, 0);
 }
 
