@@ -60,6 +60,11 @@ struct backend_ops {
      * n_mm <= 4; n_batch <= the backend's max batch. */
     void (*matmul)(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
                    int64_t n_batch, size_t x_stride);
+    /* The same, but every row sums in the order of a 1-row batch (ggml_vec_dot's),
+     * so each row equals its result evaluated alone; matmul instead picks the
+     * order llama.cpp uses for the batch size (kern_pick_gemm). */
+    void (*matmul_vec)(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
+                       int64_t n_batch, size_t x_stride);
     void (*free)(struct backend *be);
 };
 

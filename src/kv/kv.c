@@ -1,31 +1,32 @@
 /* kv.c - KV cache storage: two big zeroed arrays, K indexed
- * [layer][pos][kv_dim] and V transposed [layer][kv_dim][pos]; conversion to F16 uses the kernels' exact
- * round-to-nearest-even, as llama.cpp's cache copy does. */
+ * [layer][cell][kv_dim] and V transposed [layer][kv_dim][cell]; conversion to F16 uses the kernels' exact
+ * round-to-nearest-even, as llama.cpp's cache copy does. Sequences and their
+ * spans of cells live in kv_seq.c. */
 #include "kv/kv.h"
 #include "kernels/kernels.h"
 
 #include <assert.h>
 #include <string.h>
 
-size_t kv_cache_bytes(int n_layer, int n_ctx, int kv_dim, enum kv_type type)
+size_t kv_cache_bytes(int n_layer, int n_cells, int kv_dim, enum kv_type type)
 {
     size_t n;
-    if (n_layer <= 0 || n_ctx <= 0 || kv_dim <= 0)
+    if (n_layer <= 0 || n_cells <= 0 || kv_dim <= 0)
         return 0;
-    if (!sp_mul_size((size_t)n_layer, (size_t)n_ctx, &n) || !sp_mul_size(n, (size_t)kv_dim, &n) ||
+    if (!sp_mul_size((size_t)n_layer, (size_t)n_cells, &n) || !sp_mul_size(n, (size_t)kv_dim, &n) ||
         !sp_mul_size(n, type == KV_F32 ? 4 : 2, &n) || !sp_mul_size(n, 2, &n))
         return 0;
     return n;
 }
 
-enum sp_status kv_cache_new(int n_layer, int n_ctx, int kv_dim, enum kv_type type, struct kv_cache **out,
-                            struct sp_err *err)
+enum sp_status kv_cache_new(int n_layer, int n_cells, int kv_dim, enum kv_type type, int n_seq_max,
+                            struct kv_cache **out, struct sp_err *err)
 {
     *out = NULL;
-    if (n_layer <= 0 || n_ctx <= 0 || kv_dim <= 0)
-        return sp_err_set(err, SP_ERR_INVALID, "invalid KV cache shape (%d layers, %d positions, %d dims)",
-                          n_layer, n_ctx, kv_dim);
-    size_t total = kv_cache_bytes(n_layer, n_ctx, kv_dim, type);
+    if (n_layer <= 0 || n_cells <= 0 || kv_dim <= 0 || n_seq_max <= 0 || n_seq_max > 65536)
+        return sp_err_set(err, SP_ERR_INVALID, "invalid KV cache shape (%d layers, %d cells, %d dims, %d sequences)",
+                          n_layer, n_cells, kv_dim, n_seq_max);
+    size_t total = kv_cache_bytes(n_layer, n_cells, kv_dim, type);
     if (total == 0)
         return sp_err_set(err, SP_ERR_RANGE, "KV cache size overflows");
     struct kv_cache *kv = sp_calloc(1, sizeof(*kv));
@@ -33,12 +34,16 @@ enum sp_status kv_cache_new(int n_layer, int n_ctx, int kv_dim, enum kv_type typ
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory for the KV cache");
     kv->type = type;
     kv->n_layer = n_layer;
-    kv->n_ctx = n_ctx;
+    kv->n_cells = n_cells;
     kv->kv_dim = kv_dim;
     kv->elt = type == KV_F32 ? 4 : 2;
+    kv->n_seq_max = n_seq_max;
     kv->k = sp_aligned_alloc(64, total / 2);
     kv->v = sp_aligned_alloc(64, total / 2);
-    if (!kv->k || !kv->v) {
+    kv->cell_tok = sp_calloc((size_t)n_cells, sizeof(int32_t));
+    kv->seqs = sp_calloc((size_t)n_seq_max, sizeof(struct kv_seq));
+    kv->scratch = sp_calloc((size_t)n_seq_max, sizeof(int));
+    if (!kv->k || !kv->v || !kv->cell_tok || !kv->seqs || !kv->scratch) {
         kv_cache_free(kv);
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory allocating a %zu MiB KV cache",
                           total >> 20);
@@ -55,24 +60,27 @@ void kv_cache_free(struct kv_cache *kv)
         return;
     sp_aligned_free(kv->k);
     sp_aligned_free(kv->v);
+    sp_free(kv->cell_tok);
+    sp_free(kv->seqs);
+    sp_free(kv->scratch);
     sp_free(kv);
 }
 
-static size_t kv_off(const struct kv_cache *kv, int layer, int pos)
+static size_t kv_off(const struct kv_cache *kv, int layer, int cell)
 {
-    assert(layer >= 0 && layer < kv->n_layer && pos >= 0 && pos < kv->n_ctx);
-    return (((size_t)layer * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->kv_dim) * kv->elt;
+    assert(layer >= 0 && layer < kv->n_layer && cell >= 0 && cell < kv->n_cells);
+    return (((size_t)layer * (size_t)kv->n_cells + (size_t)cell) * (size_t)kv->kv_dim) * kv->elt;
 }
 
-void *kv_cache_k(const struct kv_cache *kv, int layer, int pos)
+void *kv_cache_k(const struct kv_cache *kv, int layer, int cell)
 {
-    return (char *)kv->k + kv_off(kv, layer, pos);
+    return (char *)kv->k + kv_off(kv, layer, cell);
 }
 
 void *kv_cache_v(const struct kv_cache *kv, int layer, int dim)
 {
     assert(layer >= 0 && layer < kv->n_layer && dim >= 0 && dim < kv->kv_dim);
-    return (char *)kv->v + (((size_t)layer * (size_t)kv->kv_dim + (size_t)dim) * (size_t)kv->n_ctx) * kv->elt;
+    return (char *)kv->v + (((size_t)layer * (size_t)kv->kv_dim + (size_t)dim) * (size_t)kv->n_cells) * kv->elt;
 }
 
 static void kv_put(const struct kv_cache *kv, void *dst, const float *src)
@@ -104,12 +112,12 @@ static void kv_get(const struct kv_cache *kv, const void *src, float *dst)
 
 void kv_cache_store(struct kv_cache *kv, int layer, int pos, const float *k, const float *v)
 {
-    assert(pos >= 0 && pos < kv->n_ctx);
+    assert(pos >= 0 && pos < kv->n_cells);
     if (pos >= kv->hwm)
         kv->hwm = pos + 1;
     kv_put(kv, kv_cache_k(kv, layer, pos), k);
     char *v0 = kv_cache_v(kv, layer, 0);
-    size_t step = (size_t)kv->n_ctx * kv->elt;
+    size_t step = (size_t)kv->n_cells * kv->elt;
     if (kv->type == KV_F32) {
         for (int d = 0; d < kv->kv_dim; d++)
             ((float *)(void *)(v0 + d * step))[pos] = v[d];
@@ -121,13 +129,13 @@ void kv_cache_store(struct kv_cache *kv, int layer, int pos, const float *k, con
 
 void kv_cache_zero_v(struct kv_cache *kv, int layer, int p0, int p1)
 {
-    assert(p0 >= 0 && p0 <= p1 && p1 <= kv->n_ctx);
+    assert(p0 >= 0 && p0 <= p1 && p1 <= kv->n_cells);
     if (p1 > kv->hwm)
         p1 = kv->hwm; /* never written: still zero from creation */
     if (p0 >= p1)
         return;
     char *v0 = kv_cache_v(kv, layer, 0);
-    size_t step = (size_t)kv->n_ctx * kv->elt;
+    size_t step = (size_t)kv->n_cells * kv->elt;
     for (int d = 0; d < kv->kv_dim; d++)
         memset(v0 + d * step + (size_t)p0 * kv->elt, 0, (size_t)(p1 - p0) * kv->elt);
 }
@@ -139,7 +147,7 @@ void kv_cache_load_k(const struct kv_cache *kv, int layer, int pos, float *out)
 
 void kv_cache_load_v(const struct kv_cache *kv, int layer, int pos, float *out)
 {
-    assert(pos >= 0 && pos < kv->n_ctx);
+    assert(pos >= 0 && pos < kv->n_cells);
     for (int d = 0; d < kv->kv_dim; d++) {
         const char *row = kv_cache_v(kv, layer, d);
         out[d] = kv->type == KV_F32 ? ((const float *)(const void *)row)[pos]

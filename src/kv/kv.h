@@ -1,12 +1,24 @@
-/* kv.h - the key/value cache of one generation context.
+/* kv.h - the key/value cache of one loaded model, shared by its sequences.
  *
- * Layout, as llama.cpp's (non flash-attention) cache: for each layer K is
- * [n_ctx][kv_dim] (position-major rows, kv_dim = n_head_kv * head_dim) and V
- * is stored transposed, [kv_dim][n_ctx] (one row of positions per dimension),
- * so attention output is a dot product over positions. F16 (default, like
- * llama.cpp) or F32.
- * Sized once at creation; storing and reading never allocate. Not thread-safe
- * for concurrent writers (one context = one thread writing). */
+ * Storage, as llama.cpp's (non flash-attention) cache: for each layer K is
+ * [n_cells][kv_dim] (cell-major rows, kv_dim = n_head_kv * head_dim) and V
+ * is stored transposed, [kv_dim][n_cells] (one row of cells per dimension),
+ * so attention output is a dot product over cells. F16 (default, like
+ * llama.cpp) or F32. n_cells is the model's KV token budget.
+ *
+ * Sequences: each live sequence owns one contiguous span of cells
+ * [base, base + cap): position p of the sequence is cell base + p. A span is
+ * reserved whole when the sequence opens (cap = what it may ever use), so a
+ * running sequence never runs out of cells; attention over a sequence is a
+ * contiguous K block and contiguous V rows, which keeps each sequence's
+ * arithmetic identical to a run alone (docs/PARITY.md). Each cell also
+ * remembers the token id stored there, so a finished sequence can stay
+ * cached: a new sequence whose prompt starts with its tokens takes those
+ * cells over instead of recomputing them (prefix reuse). Cached spans are
+ * evicted least recently used when room is needed.
+ *
+ * Sized once at creation; storing and reading never allocate. Not
+ * thread-safe: one thread (the model's step loop) uses a cache at a time. */
 #ifndef SPOKE_KV_H
 #define SPOKE_KV_H
 
@@ -14,36 +26,74 @@
 
 enum kv_type { KV_F16 = 0, KV_F32 = 1 };
 
+enum kv_seq_state { KV_SEQ_FREE = 0, KV_SEQ_LIVE, KV_SEQ_CACHED };
+
+struct kv_seq {
+    enum kv_seq_state state;
+    int base, cap;    /* cells [base, base + cap) */
+    int len;          /* positions 0..len-1 hold valid K/V (and token ids) */
+    uint64_t stamp;   /* last use (LRU eviction of cached spans) */
+};
+
 struct kv_cache {
     enum kv_type type;
     int n_layer;
-    int n_ctx;       /* positions */
-    int kv_dim;      /* elements per position per layer */
+    int n_cells;     /* cells (the token budget) */
+    int kv_dim;      /* elements per cell per layer */
     size_t elt;      /* bytes per element (2 or 4) */
-    int hwm;         /* positions >= hwm were never stored (still zero) */
-    void *k;         /* n_layer * n_ctx * kv_dim elements */
+    int hwm;         /* cells >= hwm were never stored (still zero) */
+    void *k;         /* n_layer * n_cells * kv_dim elements */
     void *v;
+    int32_t *cell_tok;      /* [n_cells] token id stored in each cell */
+    int n_seq_max;          /* sequence records (live + cached) */
+    struct kv_seq *seqs;    /* [n_seq_max] */
+    uint64_t clock;
+    int *scratch;           /* [n_seq_max] span sort scratch */
 };
 
-/* Bytes kv_cache_new allocates (0 on overflow). */
-size_t kv_cache_bytes(int n_layer, int n_ctx, int kv_dim, enum kv_type type);
-/* Create a zeroed cache. Errors: SP_ERR_INVALID (non-positive sizes),
+/* Bytes of K/V storage kv_cache_new allocates (0 on overflow). */
+size_t kv_cache_bytes(int n_layer, int n_cells, int kv_dim, enum kv_type type);
+/* Create a zeroed cache of n_cells cells with room for n_seq_max sequence
+ * records (live plus cached). Errors: SP_ERR_INVALID (non-positive sizes),
  * SP_ERR_RANGE (overflow), SP_ERR_NOMEM. */
-enum sp_status kv_cache_new(int n_layer, int n_ctx, int kv_dim, enum kv_type type, struct kv_cache **out,
-                            struct sp_err *err) SP_MUST_USE;
+enum sp_status kv_cache_new(int n_layer, int n_cells, int kv_dim, enum kv_type type, int n_seq_max,
+                            struct kv_cache **out, struct sp_err *err) SP_MUST_USE;
 void kv_cache_free(struct kv_cache *kv); /* NULL is a no-op */
 
-/* K row of (layer, pos): kv_dim elements. V row of (layer, dim): n_ctx
- * elements (one per position). Asserts indices in range. */
-void *kv_cache_k(const struct kv_cache *kv, int layer, int pos);
+/* K row of (layer, cell): kv_dim elements. V row of (layer, dim): n_cells
+ * elements (one per cell). Asserts indices in range. */
+void *kv_cache_k(const struct kv_cache *kv, int layer, int cell);
 void *kv_cache_v(const struct kv_cache *kv, int layer, int dim);
-/* Store kv_dim floats of K and V at (layer, pos), converting to the cache type. */
-void kv_cache_store(struct kv_cache *kv, int layer, int pos, const float *k, const float *v);
-/* Zero the V entries of positions [p0, p1) of a layer (the padding that
+/* Store kv_dim floats of K and V at (layer, cell), converting to the cache type. */
+void kv_cache_store(struct kv_cache *kv, int layer, int cell, const float *k, const float *v);
+/* Zero the V entries of cells [c0, c1) of a layer (the padding that
  * attention reads with zero weights, so stale values cannot turn into NaN). */
-void kv_cache_zero_v(struct kv_cache *kv, int layer, int p0, int p1);
+void kv_cache_zero_v(struct kv_cache *kv, int layer, int c0, int c1);
 /* Read one cached row back as floats (tests, debugging). */
-void kv_cache_load_k(const struct kv_cache *kv, int layer, int pos, float *out);
-void kv_cache_load_v(const struct kv_cache *kv, int layer, int pos, float *out);
+void kv_cache_load_k(const struct kv_cache *kv, int layer, int cell, float *out);
+void kv_cache_load_v(const struct kv_cache *kv, int layer, int cell, float *out);
+
+/* ---- sequences */
+/* Open a sequence needing cap cells (1 <= cap <= n_cells). If prompt is
+ * given, the cached sequence sharing the longest prefix with it (at most
+ * max_reuse tokens) is taken over: its first *n_reused cells are kept, the
+ * sequence starts with len = *n_reused. Otherwise len = 0. Cached spans are
+ * evicted (least recently used first) to make room. On SP_OK *id is the
+ * sequence. SP_ERR_BUSY: no span of cap cells can be found now (live
+ * sequences hold the cells, or every record is in use); try again after one
+ * closes. SP_ERR_INVALID: cap out of range. */
+enum sp_status kv_seq_open(struct kv_cache *kv, int cap, const int32_t *prompt, int n_prompt, int max_reuse,
+                           int *id, int *n_reused) SP_MUST_USE;
+/* Close a live sequence: keep its cells for prefix reuse (keep = true) or
+ * free them. */
+void kv_seq_close(struct kv_cache *kv, int id, bool keep);
+/* The sequence record (asserts a live id). */
+const struct kv_seq *kv_seq_get(const struct kv_cache *kv, int id);
+/* Record that positions [p0, p0 + n) now hold toks (len becomes p0 + n). */
+void kv_seq_set_tokens(struct kv_cache *kv, int id, int p0, const int32_t *toks, int n);
+/* Cells not held by live sequences (free or cached: both can be handed out). */
+int kv_cells_available(const struct kv_cache *kv);
+/* Drop every cached (finished) sequence. */
+void kv_cache_clear(struct kv_cache *kv);
 
 #endif

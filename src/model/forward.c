@@ -1,16 +1,27 @@
-/* forward.c - evaluation state and the transformer forward pass.
+/* forward.c - evaluation state and the transformer forward pass over a
+ * batch of tokens from one or more sequences.
  *
- * model_eval runs a batch of n tokens (prefill) or one token (decode):
+ * model_decode runs n tokens:
  *   x = embed(tokens)
  *   per layer: h = rmsnorm(x) * attn_norm; q,k,v = h Wq,Wk,Wv (+bias);
- *              rope(q,k); store k,v; x += attention(q, cache) Wo;
- *              h = rmsnorm(x) * ffn_norm; x += (silu(h Wgate) * h Wup) Wdown
- *   logits = rmsnorm(x_last) * output_norm Wout
- * Matmuls go through the backend (activations quantized once per matmul,
- * rows split across the pool). RoPE + cache store are split by tokens, then
- * attention by (token, head) pairs (two parallel range tasks). The
- * arithmetic mirrors ggml's CPU ops (see model.h). All buffers are allocated
- * in model_state_new. */
+ *              q/k norms, rope(q,k); store k,v in the token's sequence cells;
+ *              x += post(attention(q, own sequence's cells, window) Wo);
+ *              h = rmsnorm(x) * ffn_norm; x += post((act(h Wgate) * h Wup) Wdown)
+ *   logits = softcap(rmsnorm(x) * output_norm Wout)   (only rows that want logits)
+ * The family's hooks (model.h: q/k norms, post-norms, GELU, sliding window,
+ * RoPE factors, scales, soft-capping) come from the architecture table.
+ * Rows are reordered internally: the tokens of sequences with a single token
+ * in the batch (decode steps) come first, then the prompt chunks. Each
+ * matmul streams its weight once for all rows; where the weight type has a
+ * second summation order (F32/F16: tinyBLAS for batches >= 2, as llama.cpp)
+ * the single-token rows keep the 1-row order, so every row gets exactly the
+ * arithmetic of its sequence evaluated alone with the same chunk (for those
+ * two types a mixed step is two passes over the weight, one per order).
+ * Attention is per (token, head group) over the token's own sequence cells,
+ * padded to 32 positions from the token's position (docs/PARITY.md).
+ * RoPE + cache store are split by tokens, attention by (token, heads) items;
+ * the parallel tasks get explicit argument structs. The arithmetic mirrors
+ * ggml's CPU ops (see model.h). All buffers are allocated in model_state_new. */
 #include "model/model.h"
 #include "model/ops.h"
 #include "obs/log.h"
@@ -22,11 +33,14 @@ struct model_state {
     const struct model *m;
     struct backend *be;
     struct kv_cache *kv;
-    int n_ctx, n_batch;
+    int n_ctx, n_batch, n_seq;
+    int own_seq;  /* model_eval's sequence (-1 until first use) */
+    const float *rope_ls; /* phi3: long or short RoPE factors for this context size, or NULL */
     /* activations, n_batch rows each */
     float *x;     /* [B][E] residual stream */
     float *xb;    /* [B][E] normed input */
     float *xb2;   /* [B][E] matmul output */
+    float *xo;    /* [B][E] gather scratch for the output rows */
     float *q;     /* [B][Dq] */
     float *k;     /* [B][Dkv] */
     float *v;     /* [B][Dkv] */
@@ -38,36 +52,63 @@ struct model_state {
     uint16_t *p16;    /* [n_threads][group][n_ctx] */
     uint16_t *q16;    /* [n_threads][group][head_dim] */
     float *rope;      /* [n_threads][n_rot] cos/sin cache */
+    int32_t *rows;    /* [7][B] per internal row: batch index, position, first cell, sequence tokens;
+                         per batch index: its row; model_eval's positions and sequence ids */
+    uint32_t *seq_mark; /* [kv n_seq_max] batch validation stamps */
+    uint32_t stamp;
     void *arena;
-    /* current task */
-    int layer, n_tok, pos0, n_pad;
-    const float *norm_w; /* add_norm_range: weight, and whether to add xb2 first */
-    bool add_first;
-    int att_per_item;    /* query heads per attention item (group or 1) */
-    const float *post_b, *post_w; /* post_range: bias and norm applied to xb2 (or NULL) */
-    const float *rope_ls; /* phi3: long or short RoPE factors for this context size, or NULL */
+};
+
+/* One model_decode call in internal row order (single-token sequences first). */
+struct fwd_batch {
+    int n;                /* rows */
+    int n_solo;           /* rows [0, n_solo) belong to single-token sequences */
+    const int32_t *src;   /* [n] batch index of each row */
+    const int32_t *pos;   /* [n] position in its sequence */
+    const int32_t *base;  /* [n] first cell of its sequence */
+    const int32_t *cnt;   /* [n] tokens of its sequence in this batch */
+};
+
+/* Argument of the per-layer parallel tasks (rope/store, attention). */
+struct fwd_layer_task {
+    struct model_state *s;
+    const struct fwd_batch *fb;
+    int layer;
+    int per; /* attention: query heads per item (the group, or 1) */
+};
+
+/* Argument of add_norm_range / swiglu_range / post_range: the first n rows. */
+struct fwd_rows_task {
+    struct model_state *s;
+    const float *norm_w; /* add_norm: NULL = only the residual add; post: norm of xb2 or NULL */
+    bool add_first;      /* add_norm: x += xb2 before the norm */
+    const float *bias;   /* post: bias added to xb2 first, or NULL */
 };
 
 #define ALIGN_UP(x) (((x) + 63u) & ~(size_t)63u)
+#define N_BUF 16
 
 struct state_layout {
-    size_t off[13];
+    size_t off[N_BUF];
     size_t total;
 };
 
-static bool state_layout(const struct model *m, int n_ctx, int B, int nth, struct state_layout *lay)
+static int seq_records(int n_seq) { return 2 * n_seq + 8; }
+
+static bool state_layout(const struct model *m, int n_ctx, int B, int nth, int n_seq, struct state_layout *lay)
 {
     const struct model_hparams *hp = &m->hp;
     size_t E = (size_t)hp->n_embd, Dq = (size_t)hp->n_head * hp->head_dim,
            Dkv = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff;
     size_t group = (size_t)(hp->n_head / hp->n_head_kv);
-    size_t sizes[13] = {
-        B * E * 4, B * E * 4, B * E * 4, B * Dq * 4, B * Dkv * 4, B * Dkv * 4, B * Dq * 4, B * F * 4, B * F * 4,
-        (size_t)nth * group * n_ctx * 4, (size_t)nth * group * n_ctx * 2, (size_t)nth * group * hp->head_dim * 2,
-        (size_t)nth * (hp->n_rot + 2) * 4,
+    size_t sizes[N_BUF] = {
+        B * E * 4, B * E * 4, B * E * 4, B * E * 4, B * Dq * 4, B * Dkv * 4, B * Dkv * 4, B * Dq * 4, B * F * 4,
+        B * F * 4, (size_t)nth * group * n_ctx * 4, (size_t)nth * group * n_ctx * 2,
+        (size_t)nth * group * hp->head_dim * 2, (size_t)nth * (hp->n_rot + 2) * 4, (size_t)7 * B * 4,
+        (size_t)seq_records(n_seq) * 4,
     };
     size_t total = 0;
-    for (int i = 0; i < 13; i++) {
+    for (int i = 0; i < N_BUF; i++) {
         lay->off[i] = total;
         if (!sp_add_size(total, ALIGN_UP(sizes[i]), &total))
             return false;
@@ -91,14 +132,27 @@ static int64_t max_k(const struct model *m)
     return SP_MAX(k, (int64_t)hp->n_ff);
 }
 
+/* n_seq and n_cells after defaults (n_cells >= n_ctx); false on overflow. */
+static bool state_cells(const struct model_state_opts *o, int n_ctx, int *n_seq, int *n_cells)
+{
+    *n_seq = SP_MAX(o->n_seq, 1);
+    int64_t c = o->n_cells > 0 ? o->n_cells : (int64_t)n_ctx * *n_seq;
+    c = SP_MAX(c, (int64_t)n_ctx);
+    if (c > INT32_MAX / 2 || *n_seq > 4096)
+        return false;
+    *n_cells = (int)c;
+    return true;
+}
+
 size_t model_state_bytes(const struct model *m, const struct model_state_opts *o)
 {
     int n_ctx = SP_MAX(o->n_ctx, 1), B = default_batch(n_ctx, o->n_batch), nth = SP_MAX(o->n_threads, 1);
+    int n_seq, n_cells;
     struct state_layout lay;
-    if (!state_layout(m, n_ctx, B, nth, &lay))
+    if (!state_cells(o, n_ctx, &n_seq, &n_cells) || !state_layout(m, n_ctx, B, nth, n_seq, &lay))
         return SIZE_MAX;
-    size_t kvb = kv_cache_bytes(m->hp.n_layer, n_ctx, m->hp.n_head_kv * m->hp.head_dim, o->kv_type);
-    size_t total = lay.total + backend_cpu_scratch_bytes(max_k(m), B) + (size_t)m->hp.n_vocab * 4;
+    size_t kvb = kv_cache_bytes(m->hp.n_layer, n_cells, m->hp.n_head_kv * m->hp.head_dim, o->kv_type);
+    size_t total = lay.total + backend_cpu_scratch_bytes(max_k(m), B) + (size_t)n_cells * 4;
     if (kvb == 0 || !sp_add_size(total, kvb, &total))
         return SIZE_MAX;
     return total;
@@ -112,14 +166,21 @@ enum sp_status model_state_new(const struct model *m, const struct model_state_o
     if (o->n_ctx < 1)
         return sp_err_set(err, SP_ERR_INVALID, "context size must be at least 1 (got %d)", o->n_ctx);
     int n_ctx = o->n_ctx, B = default_batch(n_ctx, o->n_batch), nth = SP_MAX(o->n_threads, 1);
+    int n_seq, n_cells;
+    if (!state_cells(o, n_ctx, &n_seq, &n_cells))
+        return sp_err_set(err, SP_ERR_RANGE, "KV budget too large (%d sequences of context %d)", o->n_seq, n_ctx);
     struct model_state *s = sp_calloc(1, sizeof(*s));
     if (!s)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory creating a model state");
     s->m = m;
     s->n_ctx = n_ctx;
     s->n_batch = B;
+    s->n_seq = n_seq;
+    s->own_seq = -1;
+    /* llama.cpp's phi3 rule: the long factors when the context exceeds the original one */
+    s->rope_ls = n_ctx > m->hp.n_ctx_orig && m->rope_long ? m->rope_long : m->rope_short;
     struct state_layout lay;
-    if (!state_layout(m, n_ctx, B, nth, &lay)) {
+    if (!state_layout(m, n_ctx, B, nth, n_seq, &lay)) {
         result = sp_err_set(err, SP_ERR_RANGE, "scratch size overflows (context %d)", n_ctx);
         goto fail;
     }
@@ -130,23 +191,16 @@ enum sp_status model_state_new(const struct model *m, const struct model_state_o
     }
     memset(s->arena, 0, lay.total);
     char *a = s->arena;
-    s->x = (float *)(void *)(a + lay.off[0]);
-    s->xb = (float *)(void *)(a + lay.off[1]);
-    s->xb2 = (float *)(void *)(a + lay.off[2]);
-    s->q = (float *)(void *)(a + lay.off[3]);
-    s->k = (float *)(void *)(a + lay.off[4]);
-    s->v = (float *)(void *)(a + lay.off[5]);
-    s->att = (float *)(void *)(a + lay.off[6]);
-    s->hb = (float *)(void *)(a + lay.off[7]);
-    s->hb2 = (float *)(void *)(a + lay.off[8]);
-    s->scores = (float *)(void *)(a + lay.off[9]);
-    s->p16 = (uint16_t *)(void *)(a + lay.off[10]);
-    s->q16 = (uint16_t *)(void *)(a + lay.off[11]);
-    s->rope = (float *)(void *)(a + lay.off[12]);
-    /* llama.cpp's phi3 rule: the long factors when the context exceeds the original one */
-    s->rope_ls = n_ctx > m->hp.n_ctx_orig && m->rope_long ? m->rope_long : m->rope_short;
-    if ((result = kv_cache_new(m->hp.n_layer, n_ctx, m->hp.n_head_kv * m->hp.head_dim, o->kv_type, &s->kv, err)) !=
-        SP_OK)
+    float **fbufs[] = {&s->x, &s->xb, &s->xb2, &s->xo, &s->q, &s->k, &s->v, &s->att, &s->hb, &s->hb2, &s->scores};
+    for (size_t i = 0; i < SP_ARRAY_LEN(fbufs); i++)
+        *fbufs[i] = (float *)(void *)(a + lay.off[i]);
+    s->p16 = (uint16_t *)(void *)(a + lay.off[11]);
+    s->q16 = (uint16_t *)(void *)(a + lay.off[12]);
+    s->rope = (float *)(void *)(a + lay.off[13]);
+    s->rows = (int32_t *)(void *)(a + lay.off[14]);
+    s->seq_mark = (uint32_t *)(void *)(a + lay.off[15]);
+    if ((result = kv_cache_new(m->hp.n_layer, n_cells, m->hp.n_head_kv * m->hp.head_dim, o->kv_type,
+                               seq_records(n_seq), &s->kv, err)) != SP_OK)
         goto fail;
     if ((result = backend_cpu_new(nth, max_k(m), B, &s->be, err)) != SP_OK)
         goto fail;
@@ -171,18 +225,27 @@ int model_state_n_ctx(const struct model_state *s) { return s->n_ctx; }
 int model_state_n_batch(const struct model_state *s) { return s->n_batch; }
 struct kv_cache *model_state_kv(struct model_state *s) { return s->kv; }
 
+int model_seq_cells(const struct model_state *s, int n_pos)
+{
+    int64_t c = ((int64_t)SP_MAX(n_pos, 1) + 31) / 32 * 32;
+    return (int)SP_MIN(c, (int64_t)s->n_ctx);
+}
+
+/* Cells the attention of a token at position pos reads: its causal span
+ * padded to 32 (llama.cpp's KV padding), capped at the context. */
+static int attn_pad(const struct model_state *s, int pos) { return SP_MIN(s->n_ctx, (pos + 1 + 31) / 32 * 32); }
+
 /* Phase 1 (split by tokens): biases, per-head q/k norms, RoPE (the layer's
- * base and frequency factors), q scaling, KV store. */
+ * base and frequency factors), q scaling, KV store into the row's sequence cells. */
 static void rope_store_range(void *ud, int ith, int64_t i0, int64_t i1)
 {
-    struct model_state *s = ud;
+    const struct fwd_layer_task *t = ud;
+    struct model_state *s = t->s;
+    const struct fwd_batch *fb = t->fb;
     const struct model *m = s->m;
     const struct model_hparams *hp = &m->hp;
-    const struct model_layer *L = &m->layers[s->layer];
+    const struct model_layer *L = &m->layers[t->layer];
     const int hd = hp->head_dim, Dq = hp->n_head * hd, Dkv = hp->n_head_kv * hd;
-    const int n = s->n_tok, l = s->layer;
-    struct kv_cache *kv = s->kv;
-    SP_UNUSED(n);
 
     float *rc = s->rope + (size_t)ith * (hp->n_rot + 2);
     for (int i = (int)i0; i < (int)i1; i++) {
@@ -203,7 +266,7 @@ static void rope_store_range(void *ud, int ith, int64_t i0, int64_t i1)
             for (int h = 0; h < hp->n_head_kv; h++)
                 model_rmsnorm(k + (size_t)h * hd, k + (size_t)h * hd, L->k_norm, hd, hp->rms_eps);
         if (hp->n_rot > 0) {
-            model_rope_cache(rc, hp->n_rot, (float)(s->pos0 + i), L->rope_base, L->rope_scale,
+            model_rope_cache(rc, hp->n_rot, (float)fb->pos[i], L->rope_base, L->rope_scale,
                              L->rope_factors ? L->rope_factors : s->rope_ls, hp->rope_attn_factor);
             for (int h = 0; h < hp->n_head; h++)
                 kern_rope(q + (size_t)h * hd, rc, hp->n_rot, hp->rope_neox);
@@ -212,54 +275,56 @@ static void rope_store_range(void *ud, int ith, int64_t i0, int64_t i1)
         }
         if (hp->q_scale) /* ggml_scale of q before the attention (gemma3, phi3) */
             model_scale(q, Dq, hp->attn_scale);
-        kv_cache_store(kv, l, s->pos0 + i, k, v);
+        kv_cache_store(s->kv, t->layer, fb->base[i] + fb->pos[i], k, v);
     }
 }
 
-/* Phase 2 (split by (token, head) pairs): softmax(q.K * scale) . V, in
- * llama.cpp's order (ggml_mul_mat(k, q), ggml_soft_max_ext, ggml_mul_mat(v,
- * kq) over the F16 cache): q and the softmax weights are rounded to the
- * cache type, the attended length is padded to 32 positions with zero
- * weights (llama_kv_cache's padding), and each matmul sums in tinyBLAS order
- * when the batch has >= 2 tokens and the row length is a multiple of 16,
- * vec_dot order otherwise (kernels.h). */
+/* Phase 2 (split by (token, heads) items): softmax(q.K * scale) . V over the
+ * token's own sequence cells, in llama.cpp's order (ggml_mul_mat(k, q),
+ * ggml_soft_max_ext, ggml_mul_mat(v, kq) over the F16 cache): q and the
+ * softmax weights are rounded to the cache type, the attended length is
+ * padded to 32 positions with zero weights (llama_kv_cache's padding, here
+ * from the token's own position: results equal llama.cpp's per-batch padding,
+ * see docs/PARITY.md), and each matmul sums in tinyBLAS order when the
+ * token's sequence has >= 2 tokens in the batch and the row length is a
+ * multiple of 16, vec_dot order otherwise (kernels.h). */
 static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
 {
-    struct model_state *s = ud;
-    const struct model *m = s->m;
-    const struct model_hparams *hp = &m->hp;
+    const struct fwd_layer_task *t = ud;
+    struct model_state *s = t->s;
+    const struct fwd_batch *fb = t->fb;
+    const struct model_hparams *hp = &s->m->hp;
     const int hd = hp->head_dim, Dq = hp->n_head * hd, Dkv = hp->n_head_kv * hd;
-    const int l = s->layer;
+    const int l = t->layer;
     struct kv_cache *kv = s->kv;
     const bool f16 = kv->type == KV_F16;
     const float scale = hp->q_scale ? 1.0f : hp->attn_scale;
-    const bool swa = m->layers[l].swa;
+    const bool swa = s->m->layers[l].swa;
     const int group = hp->n_head / hp->n_head_kv;
     const size_t nc = (size_t)s->n_ctx;
-    const int n_pad = s->n_pad;
     float *sc = s->scores + (size_t)ith * group * nc;      /* [group][n_ctx] */
     uint16_t *p16 = s->p16 + (size_t)ith * group * nc;     /* [group][n_ctx] */
     uint16_t *q16 = s->q16 + (size_t)ith * group * hd;     /* [group][hd] */
     const struct kern_type_ops *ops = kern_ops(f16 ? GG_TYPE_F16 : GG_TYPE_F32);
-    /* llama.cpp's KQ is [n_pad rows of K] x q, its KQV [hd rows of V^T] x kq */
-    const kern_gemm_fn gemm_k = kern_pick_gemm(ops, n_pad, hd, s->n_tok);
-    const kern_gemm_fn gemm_v = kern_pick_gemm(ops, hd, n_pad, s->n_tok);
-    const char *kbase = kv_cache_k(kv, l, 0);
-    const size_t kstride = (size_t)Dkv * kv->elt, vstride = nc * kv->elt;
+    const size_t kstride = (size_t)Dkv * kv->elt, vstride = (size_t)kv->n_cells * kv->elt;
     /* an item is one token and `per` query heads sharing one KV head: the
      * whole group (per = group), or single heads when there are too few
      * groups to keep the threads busy (decode with few KV heads) */
-    const int per = s->att_per_item;
+    const int per = t->per;
     const int items_per_tok = hp->n_head / per;
     for (int64_t item = it0; item < it1; item++) {
         const int i = (int)(item / items_per_tok), h0 = (int)(item % items_per_tok) * per, g = h0 / group;
-        const int n_kv = s->pos0 + i + 1;
-        /* sliding window: positions p with pos - p >= n_swa are masked */
+        const int n_kv = fb->pos[i] + 1, n_pad = attn_pad(s, fb->pos[i]), cell0 = fb->base[i];
+        /* sliding window: positions p of the sequence with pos - p >= n_swa are masked */
         const int lo = swa ? SP_MAX(0, n_kv - hp->n_swa) : 0;
+        /* llama.cpp's KQ is [n_pad rows of K] x q, its KQV [hd rows of V^T] x kq,
+         * for the tokens of this sequence's chunk */
+        const kern_gemm_fn gemm_k = kern_pick_gemm(ops, n_pad, hd, fb->cnt[i]);
+        const kern_gemm_fn gemm_v = kern_pick_gemm(ops, hd, n_pad, fb->cnt[i]);
         const float *q = s->q + (size_t)i * Dq + (size_t)h0 * hd;
         float *out = s->att + (size_t)i * Dq + (size_t)h0 * hd;
-        const char *kg = kbase + (size_t)g * hd * kv->elt;
-        const char *vg = kv_cache_v(kv, l, g * hd);
+        const char *kg = (const char *)kv_cache_k(kv, l, cell0) + (size_t)g * hd * kv->elt;
+        const char *vg = (const char *)kv_cache_v(kv, l, g * hd) + (size_t)cell0 * kv->elt;
         /* scores[b][j] = K[j] . q_b */
         if (f16) {
             kern_fp32_to_fp16_row(q, q16, (int64_t)per * hd);
@@ -292,57 +357,60 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
     }
 }
 
-/* Per token: x += xb2 (when add_first), then xb = rmsnorm(x) * norm_w. */
+/* Per row: x += xb2 (when add_first), then xb = rmsnorm(x) * norm_w. */
 static void add_norm_range(void *ud, int ith, int64_t i0, int64_t i1)
 {
     SP_UNUSED(ith);
-    struct model_state *s = ud;
+    const struct fwd_rows_task *t = ud;
+    struct model_state *s = t->s;
     const int E = s->m->hp.n_embd;
     for (int64_t i = i0; i < i1; i++) {
         float *x = s->x + (size_t)i * E;
-        if (s->add_first) {
+        if (t->add_first) {
             const float *y = s->xb2 + (size_t)i * E;
             for (int d = 0; d < E; d++)
                 x[d] += y[d];
         }
-        if (s->norm_w)
-            model_rmsnorm(s->xb + (size_t)i * E, x, s->norm_w, E, s->m->hp.rms_eps);
+        if (t->norm_w)
+            model_rmsnorm(s->xb + (size_t)i * E, x, t->norm_w, E, s->m->hp.rms_eps);
     }
 }
 
-/* Per token: hb = silu(hb) * hb2 (ggml_silu then ggml_mul), or
+/* Per row: hb = silu(hb) * hb2 (ggml_silu then ggml_mul), or
  * gelu(hb) * hb2 (ggml_geglu). */
 static void swiglu_range(void *ud, int ith, int64_t i0, int64_t i1)
 {
     SP_UNUSED(ith);
-    struct model_state *s = ud;
+    const struct fwd_rows_task *t = ud;
+    struct model_state *s = t->s;
     const size_t F = (size_t)s->m->hp.n_ff;
     if (s->m->hp.act == MODEL_ACT_GELU) {
-        for (int64_t t = i0; t < i1; t++)
-            model_geglu_row((int64_t)F, s->hb + (size_t)t * F, s->hb + (size_t)t * F, s->hb2 + (size_t)t * F,
+        for (int64_t r = i0; r < i1; r++)
+            model_geglu_row((int64_t)F, s->hb + (size_t)r * F, s->hb + (size_t)r * F, s->hb2 + (size_t)r * F,
                             s->m->gelu_f16);
         return;
     }
-    for (int64_t t = i0; t < i1; t++) /* per row: the SIMD chunking restarts */
-        kern_silu_row((int64_t)F, s->hb + (size_t)t * F, s->hb + (size_t)t * F);
+    for (int64_t r = i0; r < i1; r++) /* per row: the SIMD chunking restarts */
+        kern_silu_row((int64_t)F, s->hb + (size_t)r * F, s->hb + (size_t)r * F);
     for (size_t i = (size_t)i0 * F; i < (size_t)i1 * F; i++)
         s->hb[i] *= s->hb2[i];
 }
 
-/* Per token: xb2 += post_b, then xb2 = rmsnorm(xb2) * post_w (a projection's
+/* Per row: xb2 += bias, then xb2 = rmsnorm(xb2) * norm_w (a projection's
  * bias, gemma3's post-attention / post-FFN norms), each when set. */
 static void post_range(void *ud, int ith, int64_t i0, int64_t i1)
 {
     SP_UNUSED(ith);
-    struct model_state *s = ud;
+    const struct fwd_rows_task *t = ud;
+    struct model_state *s = t->s;
     const int E = s->m->hp.n_embd;
     for (int64_t i = i0; i < i1; i++) {
         float *y = s->xb2 + (size_t)i * E;
-        if (s->post_b)
+        if (t->bias)
             for (int d = 0; d < E; d++)
-                y[d] += s->post_b[d];
-        if (s->post_w)
-            model_rmsnorm(y, y, s->post_w, E, s->m->hp.rms_eps);
+                y[d] += t->bias[d];
+        if (t->norm_w)
+            model_rmsnorm(y, y, t->norm_w, E, s->m->hp.rms_eps);
     }
 }
 
@@ -350,85 +418,228 @@ static void post_out(struct model_state *s, int n, const float *b, const float *
 {
     if (!b && !w)
         return;
-    s->post_b = b;
-    s->post_w = w;
-    s->be->ops->parallel_for(s->be, post_range, s, n, 1, (double)n * s->m->hp.n_embd * 6.0);
+    struct fwd_rows_task t = {s, w, false, b};
+    s->be->ops->parallel_for(s->be, post_range, &t, n, 1, (double)n * s->m->hp.n_embd * 6.0);
 }
 
 static void add_norm(struct model_state *s, int n, bool add_first, const float *w)
 {
-    s->add_first = add_first;
-    s->norm_w = w;
-    s->be->ops->parallel_for(s->be, add_norm_range, s, n, 1, (double)n * s->m->hp.n_embd * 6.0);
+    struct fwd_rows_task t = {s, w, add_first, NULL};
+    s->be->ops->parallel_for(s->be, add_norm_range, &t, n, 1, (double)n * s->m->hp.n_embd * 6.0);
+}
+
+/* Matmuls of rows [0, n) of x where rows [0, n_solo) must sum in the order
+ * of a 1-row batch: a weight type with a second (batch) order gets the two
+ * row ranges in two calls; for the others one call serves all rows. */
+static void fwd_matmul(struct model_state *s, const struct backend_mm *mms, size_t n_mm, const float *x, int n,
+                       int n_solo, size_t x_stride)
+{
+    struct backend *be = s->be;
+    bool two_orders = false;
+    for (size_t i = 0; i < n_mm; i++)
+        two_orders |= mms[i].w->ops->gemm_tb != NULL;
+    if (!two_orders || n_solo == 0) {
+        be->ops->matmul(be, mms, n_mm, x, n, x_stride);
+        return;
+    }
+    be->ops->matmul_vec(be, mms, n_mm, x, n_solo, x_stride);
+    if (n_solo == n)
+        return;
+    struct backend_mm part[4];
+    n_mm = SP_MIN(n_mm, (size_t)4);
+    for (size_t i = 0; i < n_mm; i++) {
+        part[i] = mms[i];
+        part[i].y += (size_t)n_solo * mms[i].y_stride;
+    }
+    be->ops->matmul(be, part, n_mm, x + (size_t)n_solo * x_stride, n - n_solo, x_stride);
+}
+
+/* Validate b and lay out its rows (single-token sequences first) in s->rows. */
+static enum sp_status plan_rows(struct model_state *s, const struct model_batch *b, struct fwd_batch *fb,
+                                struct sp_err *err)
+{
+    const struct model_hparams *hp = &s->m->hp;
+    struct kv_cache *kv = s->kv;
+    const int n = b->n, B = s->n_batch;
+    if (n < 1 || n > B || !b->tokens || !b->pos || !b->seq)
+        return sp_err_set(err, SP_ERR_INVALID, "cannot evaluate a batch of %d tokens (batch size %d)", n, B);
+    if (++s->stamp == 0) {
+        memset(s->seq_mark, 0, (size_t)kv->n_seq_max * sizeof(uint32_t));
+        s->stamp = 1;
+    }
+    int n_solo = 0;
+    for (int i = 0; i < n;) {
+        const int id = b->seq[i];
+        if (id < 0 || id >= kv->n_seq_max || kv->seqs[id].state != KV_SEQ_LIVE)
+            return sp_err_set(err, SP_ERR_INVALID, "token %d names sequence %d, which is not open", i, id);
+        if (s->seq_mark[id] == s->stamp)
+            return sp_err_set(err, SP_ERR_INVALID, "the tokens of sequence %d are not consecutive in the batch", id);
+        s->seq_mark[id] = s->stamp;
+        const struct kv_seq *q = &kv->seqs[id];
+        int j = i;
+        while (j < n && b->seq[j] == id) {
+            if (b->tokens[j] < 0 || b->tokens[j] >= hp->n_vocab)
+                return sp_err_set(err, SP_ERR_INVALID, "token id %d is out of range (vocabulary %d)", b->tokens[j],
+                                  hp->n_vocab);
+            if (b->pos[j] != b->pos[i] + (j - i))
+                return sp_err_set(err, SP_ERR_INVALID, "positions of sequence %d are not consecutive", id);
+            j++;
+        }
+        const int p0 = b->pos[i], p_end = p0 + (j - i);
+        if (p0 < 0 || p0 > q->len || p_end > s->n_ctx || attn_pad(s, p_end - 1) > q->cap)
+            return sp_err_set(err, SP_ERR_INVALID,
+                              "cannot evaluate positions %d..%d of sequence %d (it holds %d of %d cells, context %d)",
+                              p0, p_end - 1, id, q->len, q->cap, s->n_ctx);
+        n_solo += j - i == 1;
+        i = j;
+    }
+    int32_t *src = s->rows, *pos = src + B, *base = pos + B, *cnt = base + B;
+    int r_solo = 0, r_multi = n_solo;
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && b->seq[j] == b->seq[i])
+            j++;
+        int *r = j - i == 1 ? &r_solo : &r_multi;
+        for (int k = i; k < j; k++, (*r)++) {
+            src[*r] = k;
+            pos[*r] = b->pos[k];
+            base[*r] = kv->seqs[b->seq[i]].base;
+            cnt[*r] = j - i;
+        }
+        i = j;
+    }
+    fb->n = n;
+    fb->n_solo = n_solo;
+    fb->src = src;
+    fb->pos = pos;
+    fb->base = base;
+    fb->cnt = cnt;
+    return SP_OK;
+}
+
+static bool wants_logits(const struct model_batch *b, int i)
+{
+    if (b->logits)
+        return b->logits[i];
+    return i == b->n - 1 || b->seq[i + 1] != b->seq[i];
+}
+
+/* Move the rows whose logits are wanted (in batch order) to the front of x
+ * and xb2; returns their number. */
+static int gather_out_rows(struct model_state *s, const struct model_batch *b, const struct fwd_batch *fb)
+{
+    const int E = s->m->hp.n_embd, B = s->n_batch;
+    int32_t *inv = s->rows + 4 * (size_t)B;
+    for (int r = 0; r < fb->n; r++)
+        inv[fb->src[r]] = r;
+    int n_out = 0;
+    for (int i = 0; i < b->n; i++) {
+        if (!wants_logits(b, i))
+            continue;
+        int r = inv[i];
+        memcpy(s->xo + (size_t)n_out * E, s->x + (size_t)r * E, (size_t)E * sizeof(float));
+        memcpy(s->xb + (size_t)n_out * E, s->xb2 + (size_t)r * E, (size_t)E * sizeof(float));
+        n_out++;
+    }
+    memcpy(s->x, s->xo, (size_t)n_out * E * sizeof(float));
+    memcpy(s->xb2, s->xb, (size_t)n_out * E * sizeof(float));
+    return n_out;
+}
+
+enum sp_status model_decode(struct model_state *s, const struct model_batch *b, float *logits, struct sp_err *err)
+{
+    const struct model *m = s->m;
+    const struct model_hparams *hp = &m->hp;
+    struct fwd_batch fb;
+    enum sp_status result = b ? plan_rows(s, b, &fb, err)
+                              : sp_err_set(err, SP_ERR_INVALID, "no batch given");
+    if (result != SP_OK)
+        return result;
+    const int n = fb.n, E = hp->n_embd, Dq = hp->n_head * hp->head_dim, Dkv = hp->n_head_kv * hp->head_dim,
+              F = hp->n_ff;
+    struct kv_cache *kv = s->kv;
+    for (int i = 0; i < n;) { /* the sequences' cells now hold these tokens */
+        int j = i;
+        while (j < n && b->seq[j] == b->seq[i])
+            j++;
+        kv_seq_set_tokens(kv, b->seq[i], b->pos[i], b->tokens + i, j - i);
+        i = j;
+    }
+    const struct backend_weight *te = &m->tok_embd;
+    for (int r = 0; r < n; r++) {
+        te->ops->to_float((const char *)te->data + (size_t)b->tokens[fb.src[r]] * te->row_bytes,
+                          s->x + (size_t)r * E, E);
+        if (hp->embd_scale != 1.0f) /* gemma: ggml_scale by sqrt(n_embd) */
+            model_scale(s->x + (size_t)r * E, E, hp->embd_scale);
+    }
+    struct backend *be = s->be;
+    int nr = n, ns = fb.n_solo; /* rows through the FFN: the last layer only needs the output rows */
+    const int group = hp->n_head / hp->n_head_kv;
+    const int per = (int64_t)n * hp->n_head_kv >= 4 * (int64_t)be->n_threads ? group : 1;
+    double att_work = 0;
+    for (int r = 0; r < n; r++)
+        att_work += (double)hp->n_head * (fb.pos[r] + 1) * hp->head_dim * 4.0;
+    for (int l = 0; l < hp->n_layer; l++) {
+        const struct model_layer *L = &m->layers[l];
+        /* the residual of the previous layer's FFN is added here */
+        add_norm(s, n, l > 0, L->attn_norm);
+        struct backend_mm qkv[3] = {{&L->wq, s->q, (size_t)Dq},
+                                    {&L->wk, s->k, (size_t)Dkv},
+                                    {&L->wv, s->v, (size_t)Dkv}};
+        fwd_matmul(s, qkv, 3, s->xb, n, fb.n_solo, (size_t)E);
+        struct fwd_layer_task t = {s, &fb, l, per};
+        be->ops->parallel_for(be, rope_store_range, &t, n, 1, (double)n * (Dq + Dkv) * 8.0);
+        for (int r = 0; r < n; r++) /* zero V in each sequence's padding after its last token */
+            if (r + 1 == n || fb.base[r + 1] != fb.base[r] || fb.pos[r + 1] != fb.pos[r] + 1)
+                kv_cache_zero_v(kv, l, fb.base[r] + fb.pos[r] + 1, fb.base[r] + attn_pad(s, fb.pos[r]));
+        be->ops->parallel_for(be, attention_range, &t, (int64_t)n * (hp->n_head / per), 1, att_work);
+        struct backend_mm o = {&L->wo, s->xb2, (size_t)E};
+        fwd_matmul(s, &o, 1, s->att, n, fb.n_solo, (size_t)Dq);
+        if (l == hp->n_layer - 1) {
+            /* as llama.cpp: the last layer's FFN runs only for the tokens
+             * whose logits are wanted, each as in a 1-row batch */
+            nr = ns = logits ? gather_out_rows(s, b, &fb) : 0;
+            if (nr == 0)
+                return SP_OK;
+        }
+        post_out(s, nr, L->bo, L->attn_post_norm);
+        add_norm(s, nr, true, L->ffn_norm);
+        struct backend_mm gu[2] = {{&L->w_gate, s->hb, (size_t)F}, {&L->w_up, s->hb2, (size_t)F}};
+        fwd_matmul(s, gu, 2, s->xb, nr, ns, (size_t)E);
+        struct fwd_rows_task sw = {s, NULL, false, NULL};
+        be->ops->parallel_for(be, swiglu_range, &sw, nr, 1, (double)nr * F * 20.0);
+        struct backend_mm d = {&L->w_down, s->xb2, (size_t)E};
+        fwd_matmul(s, &d, 1, s->hb, nr, ns, (size_t)F);
+        post_out(s, nr, NULL, L->ffn_post_norm);
+    }
+    /* the last FFN residual, then the output norm */
+    add_norm(s, nr, true, m->output_norm);
+    if (logits) {
+        struct backend_mm out = {&m->output, logits, (size_t)hp->n_vocab};
+        fwd_matmul(s, &out, 1, s->xb, nr, nr, (size_t)E);
+        if (hp->logit_softcap > 0)
+            model_softcap(logits, (int64_t)nr * hp->n_vocab, hp->logit_softcap);
+    }
+    return SP_OK;
 }
 
 enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, int pos0, float *logits,
                           struct sp_err *err)
 {
-    const struct model *m = s->m;
-    const struct model_hparams *hp = &m->hp;
     if (n < 1 || n > s->n_batch || pos0 < 0 || pos0 > s->n_ctx - n)
         return sp_err_set(err, SP_ERR_INVALID, "cannot evaluate %d tokens at position %d (batch %d, context %d)",
                           n, pos0, s->n_batch, s->n_ctx);
-    const int E = hp->n_embd, Dq = hp->n_head * hp->head_dim, Dkv = hp->n_head_kv * hp->head_dim, F = hp->n_ff;
+    if (s->own_seq < 0) {
+        int id, reused;
+        if (kv_seq_open(s->kv, s->n_ctx, NULL, 0, 0, &id, &reused) != SP_OK)
+            return sp_err_set(err, SP_ERR_BUSY, "no KV cells left for a sequence of %d positions", s->n_ctx);
+        s->own_seq = id;
+    }
+    int32_t *pos = s->rows + 5 * (size_t)s->n_batch, *seq = pos + s->n_batch;
     for (int i = 0; i < n; i++) {
-        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
-            return sp_err_set(err, SP_ERR_INVALID, "token id %d is out of range (vocabulary %d)", tokens[i],
-                              hp->n_vocab);
-        const struct backend_weight *te = &m->tok_embd;
-        te->ops->to_float((const char *)te->data + (size_t)tokens[i] * te->row_bytes, s->x + (size_t)i * E, E);
-        if (hp->embd_scale != 1.0f) /* gemma: ggml_scale by sqrt(n_embd) */
-            model_scale(s->x + (size_t)i * E, E, hp->embd_scale);
+        pos[i] = pos0 + i;
+        seq[i] = s->own_seq;
     }
-    struct backend *be = s->be;
-    /* llama.cpp attends over the used cells padded to 32 (zero weights) */
-    s->n_pad = SP_MIN(s->n_ctx, (pos0 + n + 31) / 32 * 32);
-    int nr = n; /* rows through the FFN: the last layer only needs the last token */
-    for (int l = 0; l < hp->n_layer; l++) {
-        const struct model_layer *L = &m->layers[l];
-        /* the residual of the previous layer's FFN is added here */
-        add_norm(s, n, l > 0, L->attn_norm);
-        struct backend_mm qkv[3] = {{&L->wq, s->q, (size_t)Dq}, {&L->wk, s->k, (size_t)Dkv}, {&L->wv, s->v, (size_t)Dkv}};
-        be->ops->matmul(be, qkv, 3, s->xb, n, (size_t)E);
-        s->layer = l;
-        s->n_tok = n;
-        s->pos0 = pos0;
-        be->ops->parallel_for(be, rope_store_range, s, n, 1, (double)n * (Dq + Dkv) * 8.0);
-        kv_cache_zero_v(s->kv, l, pos0 + n, s->n_pad);
-        const int group = hp->n_head / hp->n_head_kv;
-        s->att_per_item = (int64_t)n * hp->n_head_kv >= 4 * (int64_t)be->n_threads ? group : 1;
-        be->ops->parallel_for(be, attention_range, s, (int64_t)n * (hp->n_head / s->att_per_item), 1,
-                              (double)n * hp->n_head * (double)(pos0 + n) * hp->head_dim * 4.0);
-        struct backend_mm o = {&L->wo, s->xb2, (size_t)E};
-        be->ops->matmul(be, &o, 1, s->att, n, (size_t)Dq);
-        if (l == hp->n_layer - 1) {
-            /* as llama.cpp: the last layer's FFN runs for the token whose
-             * logits are wanted (in a 1-row batch), or not at all */
-            if (!logits)
-                return SP_OK;
-            if (n > 1) {
-                memcpy(s->x, s->x + (size_t)(n - 1) * E, (size_t)E * sizeof(float));
-                memcpy(s->xb2, s->xb2 + (size_t)(n - 1) * E, (size_t)E * sizeof(float));
-            }
-            nr = 1;
-        }
-        post_out(s, nr, L->bo, L->attn_post_norm);
-        add_norm(s, nr, true, L->ffn_norm);
-        struct backend_mm gu[2] = {{&L->w_gate, s->hb, (size_t)F}, {&L->w_up, s->hb2, (size_t)F}};
-        be->ops->matmul(be, gu, 2, s->xb, nr, (size_t)E);
-        be->ops->parallel_for(be, swiglu_range, s, nr, 1, (double)nr * F * 20.0);
-        struct backend_mm d = {&L->w_down, s->xb2, (size_t)E};
-        be->ops->matmul(be, &d, 1, s->hb, nr, (size_t)F);
-        post_out(s, nr, NULL, L->ffn_post_norm);
-    }
-    add_norm(s, nr, true, NULL); /* the last FFN residual */
-    if (logits) {
-        const float *xl = s->x + (size_t)(nr - 1) * E;
-        model_rmsnorm(s->xb, xl, m->output_norm, E, hp->rms_eps);
-        struct backend_mm out = {&m->output, logits, (size_t)hp->n_vocab};
-        be->ops->matmul(be, &out, 1, s->xb, 1, (size_t)E);
-        if (hp->logit_softcap > 0)
-            model_softcap(logits, hp->n_vocab, hp->logit_softcap);
-    }
-    return SP_OK;
+    struct model_batch b = {n, tokens, pos, seq, NULL};
+    return model_decode(s, &b, logits, err);
 }

@@ -5,8 +5,9 @@
  * read-only mapping: nothing is copied except the small norm/bias vectors,
  * which are converted to F32). It is immutable after model_load and may be
  * shared by any number of states/threads. A struct model_state is one
- * evaluation context: KV cache, backend (thread pool) and all scratch, sized
- * at creation; model_eval allocates nothing.
+ * evaluation context for up to n_seq sequences at once: the shared KV cache
+ * (kv.h: one span of cells per sequence), the backend (one thread pool) and
+ * all scratch, sized at creation; model_decode allocates nothing.
  *
  * Architectures come from one table (arch.c): llama (Llama 1/2/3 with
  * rope_freqs factors, Mistral, SmolLM, TinyLlama), qwen2 (attention biases,
@@ -130,10 +131,13 @@ enum sp_status model_load_split(const struct gg_split *s, struct model **out, st
 void model_free(struct model *m); /* NULL is a no-op */
 
 struct model_state_opts {
-    int n_ctx;          /* positions in the KV cache (>= 1) */
-    int n_batch;        /* most tokens per model_eval call (0 = min(n_ctx, 512)) */
+    int n_ctx;          /* most positions of one sequence (>= 1) */
+    int n_batch;        /* most tokens per model_decode call (0 = min(n_ctx, 512)) */
     int n_threads;      /* >= 1 */
     enum kv_type kv_type;
+    int n_seq;          /* most sequences decoded together (0 = 1) */
+    int n_cells;        /* KV cache cells, the token budget of all sequences
+                           (0 = n_ctx * n_seq; at least n_ctx) */
 };
 
 struct model_state;
@@ -145,14 +149,46 @@ enum sp_status model_state_new(const struct model *m, const struct model_state_o
 void model_state_free(struct model_state *s); /* NULL is a no-op */
 int model_state_n_ctx(const struct model_state *s);
 int model_state_n_batch(const struct model_state *s);
-/* The state's KV cache (tests and debugging). */
+/* The state's KV cache: sequences are opened and closed there
+ * (kv_seq_open / kv_seq_close) by the state's single user thread. */
 struct kv_cache *model_state_kv(struct model_state *s);
 
-/* Evaluate n tokens (1 <= n <= n_batch) at positions pos0 .. pos0+n-1
- * (pos0 + n <= n_ctx), attending to the cached positions before pos0 and
- * writing their K/V into the cache. If logits is non-NULL it receives the
- * n_vocab logits of the last token. Errors: SP_ERR_INVALID (token id out of
- * range, bad n/pos). Not thread-safe per state. */
+/* Cells a sequence needs to hold n_pos positions: attention reads each
+ * token's span padded to 32 cells, so min(n_ctx, n_pos rounded up to 32).
+ * Open sequences with at least this cap (kv_seq_open). */
+int model_seq_cells(const struct model_state *s, int n_pos);
+
+/* A batch of tokens from one or more sequences. The tokens of one sequence
+ * are consecutive in the batch with consecutive positions p0, p0+1, ...
+ * where p0 <= the sequence's length (p0 < length rewinds it) and the last
+ * position < min(n_ctx, the sequence's cap). A batch may mix prompt chunks of
+ * some sequences with single decode tokens of others. */
+struct model_batch {
+    int n;                 /* tokens, 1..n_batch */
+    const int32_t *tokens; /* [n] token ids */
+    const int32_t *pos;    /* [n] position of each token in its sequence */
+    const int32_t *seq;    /* [n] KV sequence id (live, from kv_seq_open) */
+    const bool *logits;    /* [n] whether the token's logits are wanted; NULL = the last token of each sequence */
+};
+
+/* Evaluate a batch: every matmul is one pass over its weight for all the
+ * tokens; each token attends to its own sequence's cells up to its position.
+ * K/V of every token are written to its sequence's cells. logits (may be
+ * NULL when none are wanted) receives n_vocab floats for each token whose
+ * logits are wanted, in batch order. A sequence's results do not depend on
+ * what else is in the batch (docs/PARITY.md): each token gets the arithmetic
+ * of its sequence evaluated alone with the same chunk. Errors: SP_ERR_INVALID
+ * (token id out of range, bad positions, sequence not live or interleaved).
+ * Not thread-safe per state. */
+enum sp_status model_decode(struct model_state *s, const struct model_batch *b, float *logits,
+                            struct sp_err *err) SP_MUST_USE;
+
+/* One-sequence use (tests, tools): evaluate n tokens (1 <= n <= n_batch) at
+ * positions pos0 .. pos0+n-1 (pos0 + n <= n_ctx, pos0 <= what was evaluated
+ * before) of the state's own sequence (opened on first use with n_ctx cells),
+ * attending to its cached positions before pos0. If logits is non-NULL it
+ * receives the n_vocab logits of the last token. Errors: SP_ERR_INVALID (token
+ * id out of range, bad n/pos), SP_ERR_BUSY (no cells left for the sequence). */
 enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, int pos0, float *logits,
                           struct sp_err *err) SP_MUST_USE;
 

@@ -231,8 +231,8 @@ static void mm_gemm_range(void *ud, int ith, int64_t c0, int64_t c1)
     }
 }
 
-static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
-                       int64_t n_batch, size_t x_stride)
+static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
+                             int64_t n_batch, size_t x_stride, bool vec_order)
 {
     struct cpu_backend *cb = (struct cpu_backend *)be;
     if (n_mm == 0 || n_batch <= 0)
@@ -254,7 +254,8 @@ static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t 
             if (done[j] || mms[j].w->ops->vec_dot_type != g->vdt)
                 continue;
             done[j] = true;
-            g->gemm[g->n] = kern_pick_gemm(mms[j].w->ops, mms[j].w->rows, k, n_batch);
+            g->gemm[g->n] = vec_order ? mms[j].w->ops->gemm
+                                      : kern_pick_gemm(mms[j].w->ops, mms[j].w->rows, k, n_batch);
             g->mms[g->n++] = &mms[j];
             total_rows += mms[j].w->rows;
             work += (double)mms[j].w->rows * (double)k * (double)n_batch;
@@ -285,6 +286,18 @@ static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t 
     }
 }
 
+static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
+                       int64_t n_batch, size_t x_stride)
+{
+    cpu_matmul_order(be, mms, n_mm, x, n_batch, x_stride, false);
+}
+
+static void cpu_matmul_vec(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
+                           int64_t n_batch, size_t x_stride)
+{
+    cpu_matmul_order(be, mms, n_mm, x, n_batch, x_stride, true);
+}
+
 static void cpu_free(struct backend *be)
 {
     struct cpu_backend *cb = (struct cpu_backend *)be;
@@ -312,6 +325,7 @@ static const struct backend_ops cpu_ops = {
     .name = "cpu",
     .parallel_for = cpu_parallel_for,
     .matmul = cpu_matmul,
+    .matmul_vec = cpu_matmul_vec,
     .free = cpu_free,
 };
 

@@ -9,7 +9,7 @@ TEST(kv_roundtrip)
         enum kv_type t = ty ? KV_F32 : KV_F16;
         struct kv_cache *kv = NULL;
         struct sp_err err = {0};
-        CHECK(kv_cache_new(3, 10, 8, t, &kv, &err) == SP_OK);
+        CHECK(kv_cache_new(3, 10, 8, t, 4, &kv, &err) == SP_OK);
         CHECK_EQ_INT(kv_cache_bytes(3, 10, 8, t), 3 * 10 * 8 * (t == KV_F32 ? 4 : 2) * 2);
         float k[8], v[8], o[8];
         for (int l = 0; l < 3; l++)
@@ -43,14 +43,79 @@ TEST(kv_roundtrip)
 TEST(kv_bad_shapes)
 {
     struct kv_cache *kv = NULL;
-    CHECK(kv_cache_new(0, 10, 8, KV_F16, &kv, NULL) == SP_ERR_INVALID && !kv);
-    CHECK(kv_cache_new(1, -1, 8, KV_F16, &kv, NULL) == SP_ERR_INVALID && !kv);
-    CHECK(kv_cache_new(1 << 30, 1 << 30, 1 << 30, KV_F32, &kv, NULL) != SP_OK && !kv);
+    CHECK(kv_cache_new(0, 10, 8, KV_F16, 4, &kv, NULL) == SP_ERR_INVALID && !kv);
+    CHECK(kv_cache_new(1, -1, 8, KV_F16, 4, &kv, NULL) == SP_ERR_INVALID && !kv);
+    CHECK(kv_cache_new(1 << 30, 1 << 30, 1 << 30, KV_F32, 4, &kv, NULL) != SP_OK && !kv);
     CHECK_EQ_INT(kv_cache_bytes(1 << 30, 1 << 30, 1 << 30, KV_F32), 0);
+}
+
+/* Spans: first fit, BUSY when live spans hold the cells, closed spans
+ * cached for prefix reuse (in place, or moved when they must grow), LRU
+ * eviction of cached spans. */
+TEST(kv_sequences)
+{
+    struct kv_cache *kv = NULL;
+    CHECK(kv_cache_new(1, 110, 2, KV_F32, 4, &kv, NULL) == SP_OK);
+    int a, b, c, d, r;
+    CHECK(kv_seq_open(kv, 0, NULL, 0, 0, &a, &r) == SP_ERR_INVALID);
+    CHECK(kv_seq_open(kv, 111, NULL, 0, 0, &a, &r) == SP_ERR_INVALID);
+    CHECK(kv_seq_open(kv, 40, NULL, 0, 0, &a, &r) == SP_OK && r == 0);
+    CHECK(kv_seq_open(kv, 40, NULL, 0, 0, &b, &r) == SP_OK);
+    CHECK_EQ_INT(kv_seq_get(kv, a)->base, 0);
+    CHECK_EQ_INT(kv_seq_get(kv, b)->base, 40);
+    CHECK_EQ_INT(kv_cells_available(kv), 30);
+    CHECK(kv_seq_open(kv, 31, NULL, 0, 0, &c, &r) == SP_ERR_BUSY);
+    /* a holds tokens 0..9 with K = token id */
+    int32_t toks[10];
+    float k[2], v[2];
+    for (int i = 0; i < 10; i++) {
+        toks[i] = 100 + i;
+        k[0] = k[1] = v[0] = v[1] = (float)toks[i];
+        kv_cache_store(kv, 0, kv_seq_get(kv, a)->base + i, k, v);
+    }
+    kv_seq_set_tokens(kv, a, 0, toks, 10);
+    CHECK_EQ_INT(kv_seq_get(kv, a)->len, 10);
+    kv_seq_close(kv, a, true);
+    CHECK_EQ_INT(kv_cells_available(kv), 70);
+    /* a prompt sharing 6 tokens takes a's cells over in place */
+    int32_t p[8] = {100, 101, 102, 103, 104, 105, 7, 8};
+    CHECK(kv_seq_open(kv, 30, p, 8, 7, &c, &r) == SP_OK);
+    CHECK_EQ_INT(r, 6);
+    CHECK_EQ_INT(kv_seq_get(kv, c)->base, 0);
+    CHECK_EQ_INT(kv_seq_get(kv, c)->len, 6);
+    /* c = [0,30), b = [40,80): growing c to 35 cells fits in place */
+    kv_seq_close(kv, c, true);
+    CHECK(kv_seq_open(kv, 35, p, 8, 7, &c, &r) == SP_OK && r == 6);
+    CHECK_EQ_INT(kv_seq_get(kv, c)->base, 0);
+    kv_seq_close(kv, c, true);
+    kv_seq_close(kv, b, false);
+    CHECK(kv_seq_open(kv, 30, NULL, 0, 0, &b, &r) == SP_OK); /* b = [35,65) */
+    CHECK_EQ_INT(kv_seq_get(kv, b)->base, 35);
+    /* growing to 35 + 1: the kept cells move to the free gap [65,110) */
+    CHECK(kv_seq_open(kv, 35, p, 8, 7, &d, &r) == SP_OK);
+    CHECK_EQ_INT(r, 6);
+    int base = kv_seq_get(kv, d)->base;
+    CHECK_EQ_INT(base, 0); /* still fits in place: [0,35) */
+    kv_seq_close(kv, d, true);
+    CHECK(kv_seq_open(kv, 36, p, 8, 7, &d, &r) == SP_OK);
+    CHECK_EQ_INT(r, 6);
+    base = kv_seq_get(kv, d)->base;
+    CHECK_EQ_INT(base, 65);
+    float o[2];
+    kv_cache_load_k(kv, 0, base + 5, o);
+    CHECK_NEAR(o[0], 105.0, 0);
+    kv_seq_close(kv, d, false);
+    kv_seq_close(kv, b, true);
+    /* cached b is evicted when nothing else fits */
+    CHECK(kv_seq_open(kv, 110, NULL, 0, 0, &a, &r) == SP_OK);
+    CHECK_EQ_INT(kv_cells_available(kv), 0);
+    kv_seq_close(kv, a, false);
+    kv_cache_free(kv);
 }
 
 int main(void)
 {
+    RUN(kv_sequences);
     RUN(kv_roundtrip);
     RUN(kv_bad_shapes);
     return test_summary();
