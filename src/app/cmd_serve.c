@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -75,6 +76,54 @@ static enum sp_status resolve_model(void *ud, struct server *srv, const struct s
         *path_out = pulled.path ? sp_strdup(pulled.path) : NULL;
         if (!*path_out)
             result = sp_err_set(err, SP_ERR_NOT_FOUND, "model %s: no GGUF file found", spec->from);
+    }
+    app_pulled_free(&pulled);
+    return result;
+}
+
+/* Ollama's tag after ':' names a quantization (hf.co/org/repo:Q4_K_M) when
+ * it looks like one; otherwise it is a revision. */
+static bool tag_is_quant(const char *t)
+{
+    if ((t[0] == 'I' || t[0] == 'i') && (t[1] == 'Q' || t[1] == 'q'))
+        t++;
+    if ((t[0] == 'Q' || t[0] == 'q') && t[1] >= '0' && t[1] <= '9')
+        return true;
+    return !strcasecmp(t, "F16") || !strcasecmp(t, "BF16") || !strcasecmp(t, "F32");
+}
+
+/* server_pull_fn (POST /api/pull): an Ollama-style name -> app_pull */
+static enum sp_status pull_model(void *ud, const char *model, server_pull_progress_fn progress, void *progress_ud,
+                                 char **from_out, struct sp_err *err)
+{
+    SP_UNUSED(ud);
+    char id[600], quant[64] = "";
+    const char *m = model;
+    if (!strncmp(m, "hf.co/", 6))
+        m += 6;
+    sp_strlcpy(id, m, sizeof id);
+    char *colon = strrchr(id, ':');
+    char *slash = strchr(id, '/');
+    if (colon && slash && colon > slash) {
+        if (tag_is_quant(colon + 1)) {
+            sp_strlcpy(quant, colon + 1, sizeof quant);
+            *colon = 0;
+        } else if (!strcmp(colon + 1, "latest")) {
+            *colon = 0;
+        }
+    }
+    struct app_pulled pulled;
+    memset(&pulled, 0, sizeof pulled);
+    struct app_pull_opts o = {.model = id, .quant = quant[0] ? quant : NULL, .progress = progress,
+                              .progress_ud = progress_ud};
+    enum sp_status result = app_pull(&o, &pulled, err);
+    if (result == SP_OK && !pulled.path)
+        result = sp_err_set(err, SP_ERR_NOT_FOUND, "%s: no GGUF file in the repository", model);
+    if (result == SP_OK) {
+        struct sp_buf b = {0};
+        if (sp_buf_printf(&b, "file:%s", pulled.path) != 0)
+            result = sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+        *from_out = sp_buf_take(&b);
     }
     app_pulled_free(&pulled);
     return result;
@@ -273,6 +322,7 @@ int cmd_serve(int argc, char **argv)
             LOG_WARN("serve", "cannot create the task history directory; task history disabled");
     }
     o->resolve = resolve_model;
+    o->pull = pull_model;
 
     /* signals: handled by sigwait on this thread; every thread created from
      * here on inherits the blocked mask */

@@ -248,7 +248,7 @@ static enum MHD_Result route_sql(struct server *s, struct MHD_Connection *c, str
 static bool is_post_route(const char *url)
 {
     return !strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/completions") || !strcmp(url, "/v1/sql") ||
-           !strcmp(url, "/chat/completions") || !strcmp(url, "/completions");
+           !strcmp(url, "/chat/completions") || !strcmp(url, "/completions") || !strncmp(url, "/api/", 5);
 }
 
 static enum MHD_Result dispatch(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, const char *url,
@@ -266,6 +266,8 @@ static enum MHD_Result dispatch(struct server *s, struct MHD_Connection *c, stru
         return get ? route_models(s, c, NULL) : srv_error(c, 405, "use GET", NULL, "method_not_allowed", NULL);
     if (!strncmp(url, "/v1/models/", 11) && url[11])
         return get ? route_models(s, c, url + 11) : srv_error(c, 405, "use GET", NULL, "method_not_allowed", NULL);
+    if (!strncmp(url, "/api/", 5))
+        return srv_ollama_dispatch(s, c, cc, url, method);
     if (is_post_route(url)) {
         if (!post)
             return srv_error(c, 405, "use POST", NULL, "method_not_allowed", NULL);
@@ -446,6 +448,7 @@ enum sp_status server_new(const struct server_opts *opts, struct server **out, s
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&s->shutdown_mu, NULL);
     srv_gate_init(s);
+    pthread_mutex_init(&s->add_mu, NULL);
     if ((result = copy_opts(s, opts, err)) != SP_OK)
         goto fail;
     struct sockaddr_storage probe;
@@ -632,5 +635,6 @@ void server_free(struct server *s)
     server_opts_clear(&s->opts); /* host, history path, auth lists (keys wiped) */
     srv_gate_free(s);
     pthread_mutex_destroy(&s->shutdown_mu);
+    pthread_mutex_destroy(&s->add_mu);
     sp_free(s);
 }

@@ -5,7 +5,7 @@
  *
  * Routes: GET /health, GET /v1/ready, GET /v1/models, GET /v1/models/{id},
  * GET /metrics, POST /v1/chat/completions, POST /v1/completions (both with
- * SSE streaming), POST /v1/sql. Errors are OpenAI-shaped
+ * SSE streaming), POST /v1/sql, and the Ollama routes /api/... (server_ollama.c). Errors are OpenAI-shaped
  * {"error":{"message","type","param","code"}} with 400/404/405/413/429/503.
  *
  * Lifecycle: server_new (validates options, opens the task history, starts
@@ -43,6 +43,18 @@ struct server;
 typedef enum sp_status (*server_resolve_fn)(void *ud, struct server *srv, const struct server_model_spec *spec,
                                             char **path_out,
                                             struct sp_err *err);
+
+/* Progress of one file of a pull: done/total bytes (total 0 = unknown). */
+typedef void (*server_pull_progress_fn)(void *ud, const char *file, uint64_t done, uint64_t total);
+/* POST /api/pull: fetch model (a Hub id as `spoke pull` takes it, or
+ * Ollama's hf.co/org/repo[:QUANT]) into the cache, reporting progress; on
+ * success *from_out (sp_malloc'd) is a server_model_spec `from` that serves
+ * it (e.g. "file:/abs/path.gguf"). Called on a connection thread. */
+typedef enum sp_status (*server_pull_fn)(void *ud, const char *model, server_pull_progress_fn progress,
+                                         void *progress_ud, char **from_out, struct sp_err *err);
+
+/* Version reported by GET /api/version. */
+#define SERVER_VERSION "0.1.0"
 
 struct server_limits {
     size_t max_body_bytes;      /* request body cap -> 413 (default 1 MiB) */
@@ -101,6 +113,8 @@ struct server_opts {
     size_t n_models;
     server_resolve_fn resolve;  /* NULL = spec->from must be a local path/file: */
     void *resolve_ud;
+    server_pull_fn pull;        /* NULL = POST /api/pull answers 501 */
+    void *pull_ud;
 };
 
 /* Fill defaults (host/path/models left NULL). */

@@ -25,6 +25,7 @@
 
 struct gen_job {
     struct server *s;
+    const struct srv_dialect *d;  /* wire format (NULL = OpenAI) */
     struct srv_model *m;
     struct admit_slot *slot;
     struct engine_ctx *ctx;
@@ -38,6 +39,7 @@ struct gen_job {
     int fd;
     struct srv_conn *cc;          /* the request's connection state (outlives the job's use of it) */
     double t_start, t_last;
+    double load_ms;               /* waiting for the model to load in this request */
     int64_t start_wall_ms;
     bool got_first;
     double last_poll_ms;
@@ -188,6 +190,17 @@ static void sse_wait_room(struct gen_job *j)
     }
 }
 
+/* Queue stream bytes for the client (waits while it lags too far behind). */
+static void push_bytes(struct gen_job *j, const struct sp_buf *b)
+{
+    pthread_mutex_lock(&j->mu);
+    sse_wait_room(j);
+    if (sp_buf_append(&j->out, b->data, b->len) != 0)
+        atomic_store(&j->cancel, true);
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
 static void sse_push(struct gen_job *j, json_t *payload)
 {
     struct sp_buf b = {0};
@@ -195,12 +208,30 @@ static void sse_push(struct gen_job *j, json_t *payload)
         sp_buf_free(&b);
         return;
     }
-    pthread_mutex_lock(&j->mu);
-    sse_wait_room(j);
-    if (sp_buf_append(&j->out, b.data, b.len) != 0)
+    push_bytes(j, &b);
+    sp_buf_free(&b);
+}
+
+static void view_of(const struct gen_job *j, struct srv_gen_view *v)
+{
+    v->model = j->m->spec.name;
+    v->text = j->text.data ? j->text.data : "";
+    v->len = j->text.len;
+    v->res = &j->res;
+    v->total_ms = sp_now_ms() - j->t_start;
+    v->load_ms = j->load_ms;
+}
+
+/* One streamed piece of text in the dialect's format. */
+static void dialect_push_text(struct gen_job *j, const char *text, size_t len)
+{
+    struct srv_gen_view v;
+    struct sp_buf b = {0};
+    view_of(j, &v);
+    if (j->d->chunk(&v, text, len, &b) == 0)
+        push_bytes(j, &b);
+    else
         atomic_store(&j->cancel, true);
-    pthread_cond_broadcast(&j->cv);
-    pthread_mutex_unlock(&j->mu);
     sp_buf_free(&b);
 }
 
@@ -272,7 +303,11 @@ static bool on_token(void *ud, const struct engine_token_event *ev)
         json_decref(chunk_lp);
         return false;
     }
-    if (j->req.stream && ev->text_len && !chunk_lp && j->head.data) {
+    if (j->d && j->req.stream) {
+        json_decref(chunk_lp);
+        if (ev->text_len)
+            dialect_push_text(j, ev->text, ev->text_len);
+    } else if (j->req.stream && ev->text_len && !chunk_lp && j->head.data) {
         if (!push_text_fast(j, ev->text, ev->text_len, j->n_events == 0))
             atomic_store(&j->cancel, true);
         j->n_events++;
@@ -374,7 +409,19 @@ static void *stream_worker(void *arg)
     struct gen_job *j = arg;
     sp_err_clear(&j->err);
     j->st = engine_generate(j->ctx, &j->gp, on_token, j, &j->res, &j->err);
-    if (j->st == SP_OK && j->res.finish != ENGINE_FINISH_CANCELLED) {
+    if (j->d) {
+        struct srv_gen_view v;
+        struct sp_buf b = {0};
+        view_of(j, &v);
+        int rc = 0;
+        if (j->st != SP_OK)
+            rc = j->d->stream_error(j->err.msg[0] ? j->err.msg : sp_status_name(j->st), &b);
+        else if (j->res.finish != ENGINE_FINISH_CANCELLED)
+            rc = j->d->end(&v, true, &b);
+        if (rc == 0 && b.len)
+            push_bytes(j, &b);
+        sp_buf_free(&b);
+    } else if (j->st == SP_OK && j->res.finish != ENGINE_FINISH_CANCELLED) {
         sse_push(j, chunk_json(j, NULL, 0, j->n_events == 0, finish_name(j->res.finish), NULL));
         if (j->req.include_usage) {
             json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:s,s:[],s:o}", "id", j->id, "object",
@@ -395,7 +442,7 @@ static void *stream_worker(void *arg)
     }
     job_finish(j, 200);
     pthread_mutex_lock(&j->mu);
-    if (j->st == SP_OK || !atomic_load(&j->cancel))
+    if (!j->d && (j->st == SP_OK || !atomic_load(&j->cancel)))
         if (sp_buf_appends(&j->out, "data: [DONE]\n\n") != 0)
             LOG_WARN("server", "could not queue [DONE]");
     j->done = true;
@@ -451,6 +498,14 @@ static void stream_free(void *cls)
 
 /* ---- request handling */
 
+static enum MHD_Result gen_error(const struct gen_job *j, struct MHD_Connection *c, unsigned status,
+                                 const char *msg, const char *param, const char *code, const char *retry_after)
+{
+    if (j->d)
+        return j->d->error(c, status, msg, param, code, retry_after);
+    return srv_error(c, status, msg, param, code, retry_after);
+}
+
 static enum MHD_Result reject(struct gen_job *j, struct MHD_Connection *c, unsigned status, const char *msg,
                               const char *param, const char *code, const char *retry_after)
 {
@@ -463,7 +518,7 @@ static enum MHD_Result reject(struct gen_job *j, struct MHD_Connection *c, unsig
     labels_for(j, status, NULL, &labels);
     srv_span(j->s, "ai_completion", j->input, NULL, j->start_wall_ms, sp_now_ms() - j->t_start, msg, labels.data);
     sp_buf_free(&labels);
-    return srv_error(c, status, msg, param, code, retry_after);
+    return gen_error(j, c, status, msg, param, code, retry_after);
 }
 
 static enum sp_status build_prompt(struct gen_job *j, struct sp_err *err)
@@ -484,50 +539,20 @@ static enum sp_status build_prompt(struct gen_job *j, struct sp_err *err)
     return st;
 }
 
-static void setup_params(struct gen_job *j)
-{
-    struct server_request *r = &j->req;
-    const struct server_model_spec *sp = &j->m->spec;
-    struct engine_gen_params *gp = &j->gp;
-    engine_sampling_default(&gp->sampling);
-    if (sp->has_sampling)
-        gp->sampling = sp->sampling;
-    else {
-        char hex[17];
-        trace_random_hex(hex, sizeof hex, 8);
-        uint64_t seed = 0;
-        for (int i = 0; hex[i]; i++)
-            seed = seed * 16 + (uint64_t)(hex[i] <= '9' ? hex[i] - '0' : hex[i] - 'a' + 10);
-        gp->sampling.seed = seed;
-    }
-    if (r->has_temperature)
-        gp->sampling.temperature = (float)r->temperature;
-    if (r->has_top_p)
-        gp->sampling.top_p = (float)r->top_p;
-    if (r->has_top_k)
-        gp->sampling.top_k = r->top_k;
-    if (r->has_min_p)
-        gp->sampling.min_p = (float)r->min_p;
-    if (r->has_repeat_penalty)
-        gp->sampling.repeat_penalty = (float)r->repeat_penalty;
-    if (r->has_seed)
-        gp->sampling.seed = r->seed;
-    gp->sampling.presence_penalty = (float)r->presence_penalty;
-    gp->sampling.frequency_penalty = (float)r->frequency_penalty;
-    gp->prompt = j->prompt;
-    gp->add_bos = true;
-    gp->parse_special = r->chat;
-    gp->max_tokens = r->max_tokens ? r->max_tokens
-                     : sp->default_max_tokens ? SP_MIN(sp->default_max_tokens, j->s->opts.limits.max_tokens)
-                                              : j->s->opts.limits.default_max_tokens;
-    gp->stop = (const char *const *)r->stop;
-    gp->n_stop = r->n_stop;
-    gp->want_logprobs = r->logprobs;
-    gp->n_top_logprobs = r->logprobs ? r->top_logprobs : 0;
-}
-
 static enum MHD_Result respond_full(struct gen_job *j, struct MHD_Connection *c)
 {
+    if (j->d) {
+        struct srv_gen_view v;
+        struct sp_buf db = {0};
+        enum MHD_Result dret;
+        view_of(j, &v);
+        if (j->d->end(&v, false, &db) == 0)
+            dret = srv_respond(c, 200, "application/json", db.data, db.len, NULL);
+        else
+            dret = gen_error(j, c, 500, "out of memory building the response", NULL, NULL, NULL);
+        sp_buf_free(&db);
+        return dret;
+    }
     json_t *choice;
     json_t *text = srv_json_text(j->text.data ? j->text.data : "", j->text.len);
     const char *finish = finish_name(j->res.finish);
@@ -555,9 +580,17 @@ static enum MHD_Result respond_full(struct gen_job *j, struct MHD_Connection *c)
 
 enum MHD_Result srv_handle_completion(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, bool chat)
 {
+    return srv_generate(s, c, cc, chat, NULL);
+}
+
+enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, bool chat,
+                             const struct srv_dialect *d)
+{
     struct gen_job *j = sp_calloc(1, sizeof *j);
     if (!j)
-        return srv_error(c, 500, "out of memory", NULL, NULL, NULL);
+        return d ? d->error(c, 500, "out of memory", NULL, NULL, NULL)
+                 : srv_error(c, 500, "out of memory", NULL, NULL, NULL);
+    j->d = d;
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     atomic_init(&j->refs, 1);
@@ -583,14 +616,15 @@ enum MHD_Result srv_handle_completion(struct server *s, struct MHD_Connection *c
             goto out;
         }
         srv_count_rejected(s, "busy");
-        ret = srv_error(c, 429, "the server is busy with other requests; retry after a moment", NULL,
+        ret = gen_error(j, c, 429, "the server is busy with other requests; retry after a moment", NULL,
                         "rate_limit_exceeded", "1");
         goto out;
     }
     cc->in_parse = true;
     size_t body_len = cc->body.len;
     j->input = sp_buf_take(&cc->body); /* the span input; no copy of the body */
-    enum sp_status st = server_request_parse(j->input, j->input ? body_len : 0, chat, &s->opts.limits, &j->req, &err);
+    enum sp_status st = (d ? d->parse : server_request_parse)(j->input, j->input ? body_len : 0, chat,
+                                                             &s->opts.limits, &j->req, &err);
     if (st != SP_OK) {
         ret = reject(j, c, st == SP_ERR_LIMIT ? 413 : st == SP_ERR_NOMEM ? 500 : 400, err.msg, err.context,
                      st == SP_ERR_LIMIT ? "request_too_large" : "invalid_request", NULL);
@@ -602,7 +636,7 @@ enum MHD_Result srv_handle_completion(struct server *s, struct MHD_Connection *c
         ret = reject(j, c, 400, "'model' is required (see GET /v1/models)", "model", "invalid_request", NULL);
         goto out;
     } else {
-        j->m = srv_model_find(s, j->req.model);
+        j->m = d && d->find ? d->find(s, j->req.model) : srv_model_find(s, j->req.model);
     }
     if (!j->m) {
         snprintf(msg, sizeof msg, "The model '%.200s' does not exist (see GET /v1/models)", j->req.model);
@@ -613,7 +647,9 @@ enum MHD_Result srv_handle_completion(struct server *s, struct MHD_Connection *c
     /* no permit while waiting for a load (it may be a long download) */
     srv_parse_leave(s);
     cc->in_parse = false;
+    double t_load = sp_now_ms();
     st = srv_model_ensure(j->m, !j->m->spec.initial_load, waiter_gone, cc, &err);
+    j->load_ms = sp_now_ms() - t_load;
     if (st == SP_ERR_CANCELLED) {
         ret = MHD_NO;
         goto out;
@@ -658,7 +694,7 @@ enum MHD_Result srv_handle_completion(struct server *s, struct MHD_Connection *c
         ret = reject(j, c, 400, msg, chat ? "messages" : "prompt", "context_length_exceeded", NULL);
         goto out;
     }
-    setup_params(j);
+    srv_gen_params(&j->req, &j->m->spec, &s->opts.limits, j->prompt, &j->gp);
     if (j->gp.want_logprobs)
         j->lp = chat ? json_array() : completion_lp_object();
     trace_random_hex(j->id + 0, sizeof j->id, 12);
@@ -702,11 +738,11 @@ busy:
         if (j->st != SP_OK) {
             unsigned code = srv_http_status(j->st);
             job_finish(j, code);
-            ret = srv_error(c, code, j->err.msg[0] ? j->err.msg : sp_status_name(j->st), NULL, sp_status_name(j->st),
-                            NULL);
+            ret = gen_error(j, c, code, j->err.msg[0] ? j->err.msg : sp_status_name(j->st), NULL,
+                            sp_status_name(j->st), NULL);
         } else if (j->res.finish == ENGINE_FINISH_CANCELLED) {
             job_finish(j, 499);
-            ret = j->client_gone ? MHD_NO : srv_error(c, 503, "cancelled: server is shutting down", NULL,
+            ret = j->client_gone ? MHD_NO : gen_error(j, c, 503, "cancelled: server is shutting down", NULL,
                                                       "shutting_down", NULL);
         } else {
             job_finish(j, 200);
@@ -724,10 +760,10 @@ busy:
         atomic_fetch_sub(&j->refs, 1);
         admit_release(j->m->admit, j->slot);
         j->slot = NULL;
-        ret = srv_error(c, 500, "out of memory", NULL, NULL, NULL);
+        ret = gen_error(j, c, 500, "out of memory", NULL, NULL, NULL);
         goto out;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, d ? d->stream_type : "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     srv_decorate(c, resp);
     j->counted_stream = true;

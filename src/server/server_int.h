@@ -52,10 +52,15 @@ struct srv_sock {
     struct srv_sock *prev, *next;    /* server's list, under socks_mu */
 };
 
+/* models added at run time (POST /api/pull) beyond the configured ones */
+#define SRV_MAX_PULLED 32
+
 struct server {
     struct server_opts opts;         /* deep copy (models in `models`) */
-    struct srv_model *models;
-    size_t n_models;
+    struct srv_model *models;        /* room for the configured models + SRV_MAX_PULLED */
+    _Atomic size_t n_models;         /* published after an entry is complete */
+    size_t cap_models;
+    pthread_mutex_t add_mu;          /* serialises srv_model_add */
     struct MHD_Daemon *daemon;
     int port;
     struct metrics *metrics;
@@ -169,10 +174,56 @@ enum sp_status srv_model_ensure(struct srv_model *m, bool wait, bool (*gone)(voi
 void srv_models_refresh_gauges(struct server *s);
 void srv_models_shutdown(struct server *s, int grace_ms);
 void srv_models_free(struct server *s);
+/* Register a model at run time (initial_load false: it loads on first use).
+ * Returns the existing entry when name is taken; SP_ERR_LIMIT when full. */
+enum sp_status srv_model_add(struct server *s, const char *name, const char *from, struct srv_model **out,
+                             struct sp_err *err);
 /* Append {"id":..,"object":"model",...,"status":..} for m to a jansson array/object. */
 void *srv_model_json(struct srv_model *m); /* json_t * */
 
+/* ---- server_ollama.c: the Ollama routes (url starts with "/api/") */
+enum MHD_Result srv_ollama_dispatch(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, const char *url,
+                                    const char *method);
+
 /* ---- server_gen.c */
 enum MHD_Result srv_handle_completion(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, bool chat);
+
+/* What a wire format sees of a generation (for its chunks and its end). */
+struct srv_gen_view {
+    const char *model;                   /* API id of the model */
+    const char *text;                    /* the whole output so far (UTF-8 not guaranteed) */
+    size_t len;
+    const struct engine_gen_result *res; /* counts and timings (complete at the end) */
+    double total_ms;                     /* request start to now */
+    double load_ms;                      /* spent waiting for the model to load */
+};
+
+/* A wire format other than OpenAI's for the generation path (the Ollama
+ * routes): the request reader, the model lookup, and the bytes of each
+ * streamed piece, of the end (stream) or whole body (non-stream), of an
+ * error inside a stream and of an error response. The formatters append to
+ * out and return 0, or -1 when out of memory. */
+struct server_limits;
+struct server_request;
+struct srv_dialect {
+    enum sp_status (*parse)(const char *body, size_t len, bool chat, const struct server_limits *lim,
+                            struct server_request *out, struct sp_err *err);
+    struct srv_model *(*find)(struct server *s, const char *name); /* NULL = srv_model_find */
+    const char *stream_type;                                        /* Content-Type of a stream */
+    int (*chunk)(const struct srv_gen_view *v, const char *text, size_t len, struct sp_buf *out);
+    int (*end)(const struct srv_gen_view *v, bool stream, struct sp_buf *out);
+    int (*stream_error)(const char *msg, struct sp_buf *out);
+    enum MHD_Result (*error)(struct MHD_Connection *c, unsigned status, const char *msg, const char *param,
+                             const char *code, const char *retry_after);
+};
+/* ---- server_params.c: request + model defaults -> generation parameters
+ * (gp->prompt = prompt, borrowed; stop strings borrowed from r) */
+void srv_gen_params(const struct server_request *r, const struct server_model_spec *sp,
+                    const struct server_limits *lim, const char *prompt, struct engine_gen_params *gp);
+
+/* The generation route (parse, model, admission, generate, respond) in the
+ * wire format d (NULL = OpenAI's, chat or completions). */
+enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, bool chat,
+                             const struct srv_dialect *d);
 
 #endif

@@ -88,9 +88,8 @@ enum sp_status srv_models_init(struct server *s, const struct server_opts *o, st
     /* download bytes are counted by the resolver through this family */
     metrics_family(s->metrics, METRIC_COUNTER, "spoke_download_bytes_total", "Bytes downloaded from the Hub.",
                    "model", NULL, 0);
-    if (!o->n_models)
-        return SP_OK;
-    s->models = sp_calloc(o->n_models, sizeof *s->models);
+    s->cap_models = o->n_models + SRV_MAX_PULLED;
+    s->models = sp_calloc(s->cap_models, sizeof *s->models);
     if (!s->models)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < o->n_models; i++) {
@@ -110,6 +109,42 @@ enum sp_status srv_models_init(struct server *s, const struct server_opts *o, st
         metrics_for(s, m);
     }
     return SP_OK;
+}
+
+enum sp_status srv_model_add(struct server *s, const char *name, const char *from, struct srv_model **out,
+                             struct sp_err *err)
+{
+    enum sp_status result = SP_OK;
+    pthread_mutex_lock(&s->add_mu);
+    *out = srv_model_find(s, name);
+    if (*out)
+        goto done;
+    size_t i = s->n_models;
+    if (i >= s->cap_models) {
+        result = sp_err_set(err, SP_ERR_LIMIT, "this server already serves %zu pulled models (the limit)", i);
+        goto done;
+    }
+    struct srv_model *m = &s->models[i];
+    struct server_model_spec spec;
+    server_model_spec_default(&spec);
+    spec.name = (char *)name;
+    spec.from = (char *)from;
+    spec.initial_load = false;
+    if (spec_copy(&m->spec, &spec) != SP_OK) {
+        server_model_spec_clear(&m->spec);
+        result = sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, NULL);
+    m->srv = s;
+    m->created_s = (int64_t)time(NULL);
+    metrics_for(s, m);
+    atomic_store(&s->n_models, i + 1); /* publish the complete entry */
+    *out = m;
+done:
+    pthread_mutex_unlock(&s->add_mu);
+    return result;
 }
 
 static enum sp_status resolve_path(struct srv_model *m, char **path, struct sp_err *err)

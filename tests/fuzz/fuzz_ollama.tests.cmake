@@ -1,0 +1,1 @@
+spoke_fuzzer(fuzz_ollama ${CMAKE_CURRENT_LIST_DIR}/fuzz_ollama.c)
