@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# tools/test-deps.sh - install the tools only the tests use (run by `make test`,
+# not by `make run`): Debian packages (tmux for the interactive `spoke run`
+# test, chromium for the web-console test, haproxy for the multi-replica test)
+# and the pinned npm packages under tests/ (the official `ollama` client, from
+# tests/integration/ollama/package-lock.json, into .cache/ollama-js).
+# Best effort: whatever cannot be installed (no root, no network, no npm
+# registry) is reported and the tests that need it skip themselves.
+# `tools/test-deps.sh --check` only reports what is missing.
+set -uo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+PKGS=(tmux chromium haproxy nodejs npm)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    # a node/npm from elsewhere (nvm, nodesource) is as good as Debian's
+    case "$p" in nodejs) command -v node >/dev/null 2>&1 && continue;; npm) command -v npm >/dev/null 2>&1 && continue;; esac
+    missing+=("$p")
+  fi
+done
+
+js_dir="$root/.cache/ollama-js"
+js_src="$root/tests/integration/ollama"
+js_ok() { [ -f "$js_dir/node_modules/ollama/package.json" ] && cmp -s "$js_src/package-lock.json" "$js_dir/package-lock.json"; }
+
+if [ "${1:-}" = "--check" ]; then
+  rc=0
+  [ ${#missing[@]} -eq 0 ] || { echo "test-deps: missing packages: ${missing[*]}"; rc=1; }
+  js_ok || { echo "test-deps: the ollama npm client is not installed in $js_dir"; rc=1; }
+  exit $rc
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    SUDO=(sudo -n)
+  else
+    SUDO=(false)
+  fi
+  echo "test-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  if ! { "${SUDO[@]}" apt-get update -qq && "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >&2; then
+    echo "test-deps: could not install ${missing[*]}; the tests needing them will skip" >&2
+  fi
+fi
+
+if ! js_ok && command -v npm >/dev/null 2>&1; then
+  mkdir -p "$js_dir"
+  cp "$js_src/package.json" "$js_src/package-lock.json" "$js_dir/"
+  if (cd "$js_dir" && timeout 120 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) >&2; then
+    echo "test-deps: ollama npm client installed in $js_dir" >&2
+  else
+    rm -rf "$js_dir/node_modules"
+    echo "test-deps: npm registry unreachable; the ollama client test will skip" >&2
+  fi
+fi
+exit 0
