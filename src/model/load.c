@@ -246,6 +246,30 @@ static void gelu_table_fill(uint16_t *tab)
     }
 }
 
+/* Whether layer l uses the sliding window: attention.sliding_window_pattern
+ * as one flag per layer (an array of n_layer booleans or integers, non-zero
+ * = sliding, as llama.cpp reads it), else the period: every pattern-th layer
+ * is global (0: all sliding). */
+static bool layer_is_swa(const struct gg_file *f, const struct model_hparams *hp, int l)
+{
+    char key[128];
+    enum gg_value_type et;
+    uint64_t n;
+    snprintf(key, sizeof(key), "%s.attention.sliding_window_pattern", hp->arch_name);
+    if (gg_get_arr(f, key, &et, &n) && n == (uint64_t)hp->n_layer) {
+        const unsigned char *p = gg_arr_data(f, key);
+        size_t w = et == GG_VAL_BOOL || et == GG_VAL_U8 || et == GG_VAL_I8 ? 1
+                   : et == GG_VAL_U32 || et == GG_VAL_I32                  ? 4
+                                                                           : 0;
+        if (p && w) {
+            uint32_t v = 0;
+            memcpy(&v, p + (size_t)l * w, w); /* little-endian file, little-endian host */
+            return v != 0;
+        }
+    }
+    return hp->swa_pattern == 0 || l % hp->swa_pattern < hp->swa_pattern - 1;
+}
+
 /* The tensors of layer l as the family's description says. */
 static enum sp_status load_layer(struct tsrc *src, struct model *m, int l, float **next, struct sp_err *err)
 {
@@ -302,7 +326,7 @@ static enum sp_status load_layer(struct tsrc *src, struct model *m, int l, float
     if ((result = bind_matrix(src, LNAME("ffn_down.weight"), F, E, &L->w_down, err)) != SP_OK)
         return result;
 #undef LNAME
-    L->swa = d->swa && hp->n_swa > 0 && (hp->swa_pattern == 0 || l % hp->swa_pattern < hp->swa_pattern - 1);
+    L->swa = d->swa && hp->n_swa > 0 && layer_is_swa(src->f, hp, l);
     L->rope_base = L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base;
     L->rope_scale = L->swa ? 1.0f : hp->rope_freq_scale;
     return SP_OK;

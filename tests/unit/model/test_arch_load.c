@@ -1,7 +1,8 @@
 /* test_arch_load.c - the architecture table on small synthetic GGUFs written
  * in memory: what each family requires and accepts (fused phi3 tensors as row
  * views, separate q/k/v for phi3, qwen3 head size from key_length and its
- * required q/k norms, gemma3's sliding-window layer pattern and RoPE bases,
+ * required q/k norms, gemma3's sliding-window layer pattern (period or
+ * per-layer flags) and RoPE bases,
  * tied or untied output), the unknown-family message, and effects that must
  * show in the logits: rope factors of 1 change nothing, other factors do;
  * phi3's long factors only when the context exceeds the original one; a
@@ -34,6 +35,7 @@ struct mspec {
         float v;
     } f32[4];
     struct tdef t[MAXT];
+    const uint8_t *swa_layers; /* attention.sliding_window_pattern as a bool per layer, or NULL */
 };
 
 static float g_rand[F * NV * 4];
@@ -62,6 +64,9 @@ static void *build(const struct mspec *sp, size_t *size)
         ok = gg_writer_add_kv_u32(w, K(sp->u32[i].k), sp->u32[i].v) == SP_OK;
     for (int i = 0; ok && i < 4 && sp->f32[i].k; i++)
         ok = gg_writer_add_kv_f32(w, K(sp->f32[i].k), sp->f32[i].v) == SP_OK;
+    if (ok && sp->swa_layers)
+        ok = gg_writer_add_kv_arr(w, K("attention.sliding_window_pattern"), GG_VAL_BOOL, sp->swa_layers,
+                                  (uint64_t)nl) == SP_OK;
 #undef K
     for (int i = 0; ok && i < MAXT && sp->t[i].name; i++) {
         const struct tdef *t = &sp->t[i];
@@ -226,6 +231,17 @@ TEST(gemma3_window_pattern_and_bases)
     sp.u32[1].v = 2;
     CHECK_EQ_INT(load(&sp, &L, &err), SP_OK);
     ok = L.m->layers[0].swa && !L.m->layers[1].swa && L.m->layers[2].swa && !L.m->layers[3].swa;
+    unload(&L);
+    CHECK(ok);
+    /* the pattern as one flag per layer (llama.cpp's array form) */
+    const uint8_t flags[7] = {1, 1, 0, 1, 0, 0, 1};
+    struct mspec arr = sp;
+    arr.u32[1].k = NULL;
+    arr.swa_layers = flags;
+    CHECK_EQ_INT(load(&arr, &L, &err), SP_OK);
+    ok = true;
+    for (int l = 0; l < 7; l++)
+        ok = ok && L.m->layers[l].swa == (flags[l] != 0);
     unload(&L);
     CHECK(ok);
     /* no window: no SWA layer, one RoPE base */
