@@ -2,10 +2,12 @@
  * generation in the terminal. Loads the model through the engine, streams the
  * generated text to stdout as it is produced, and prints the statistics
  * (load ms, prompt tokens/s, decode tokens/s) to stderr at the end. The prompt
- * comes from the argument or, when absent, from stdin. Ctrl-C stops the
- * generation at the next token (exit 130). */
+ * comes from the argument or, when absent, from piped stdin; with no prompt
+ * and stdin a terminal it starts a conversation (cmd_run_chat.c). Ctrl-C
+ * stops the generation at the next token (exit 130). */
 #include "app/app.h"
 #include "app/pull.h"
+#include "app/run_chat.h"
 #include "engine/engine.h"
 #include "obs/log.h"
 
@@ -39,13 +41,15 @@ static void run_usage(FILE *fp)
             "  -c, --ctx N          context size (default min(trained, 4096))\n"
             "  --kv-f32             keep the KV cache in F32 (default F16)\n"
             "  --no-mem-check       load even if the model may not fit in memory\n"
-            "The prompt is read from stdin when not given.\n");
+            "  --verbose            (conversation) token counts and tokens/s after each reply\n"
+            "The prompt is read from stdin when not given; on a terminal, with no prompt,\n"
+            "spoke run starts a conversation (/help lists its commands, /bye ends it).\n");
 }
 
 struct run_args {
     const char *model, *prompt, *system;
     int max_tokens, threads, ctx;
-    bool chat, kv_f32, no_mem_check;
+    bool chat, kv_f32, no_mem_check, verbose, max_tokens_set;
     struct engine_sampling sampling;
 };
 
@@ -82,6 +86,7 @@ static int run_parse(int argc, char **argv, struct run_args *a)
             return -1;
         } else if (strcmp(o, "-n") == 0 || strcmp(o, "--max-tokens") == 0) {
             ok = arg_int(v, 1, 1 << 24, &a->max_tokens);
+            a->max_tokens_set = true;
         } else if (strcmp(o, "--temp") == 0) {
             ok = arg_float(v, &a->sampling.temperature);
         } else if (strcmp(o, "--top-k") == 0) {
@@ -109,6 +114,8 @@ static int run_parse(int argc, char **argv, struct run_args *a)
                 a->chat = true;
             } else if (strcmp(o, "--kv-f32") == 0) {
                 a->kv_f32 = true;
+            } else if (strcmp(o, "--verbose") == 0 || strcmp(o, "-v") == 0) {
+                a->verbose = true;
             } else if (strcmp(o, "--no-mem-check") == 0) {
                 a->no_mem_check = true;
             } else if (o[0] == '-' && o[1] != 0) {
@@ -191,12 +198,8 @@ int cmd_run(int argc, char **argv)
     int exit_code = APP_EXIT_OK;
     if (run_locate(a.model, &path, &err) != SP_OK)
         goto fail;
-    if (!a.prompt) {
-        if (isatty(0)) {
-            fprintf(stderr, "spoke: run: no prompt given (pass it as an argument or on stdin)\n");
-            exit_code = APP_EXIT_USAGE;
-            goto out;
-        }
+    bool converse = !a.prompt && isatty(0);
+    if (!a.prompt && !converse) {
         stdin_prompt = read_stdin();
         a.prompt = stdin_prompt ? stdin_prompt : "";
     }
@@ -206,6 +209,14 @@ int cmd_run(int argc, char **argv)
         goto fail;
     if (engine_ctx_new(m, &c, &err) != SP_OK)
         goto fail;
+    if (converse) {
+        struct run_chat_opts co = {.system = a.system,
+                                   .max_tokens = a.max_tokens_set ? a.max_tokens : 1 << 24,
+                                   .verbose = a.verbose,
+                                   .sampling = a.sampling};
+        exit_code = run_chat(m, c, &co);
+        goto out;
+    }
     struct engine_gen_params gp;
     memset(&gp, 0, sizeof(gp));
     gp.prompt = a.prompt;
