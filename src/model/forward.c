@@ -317,6 +317,10 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
         const int n_kv = fb->pos[i] + 1, n_pad = attn_pad(s, fb->pos[i]), cell0 = fb->base[i];
         /* sliding window: positions p of the sequence with pos - p >= n_swa are masked */
         const int lo = swa ? SP_MAX(0, n_kv - hp->n_swa) : 0;
+        /* and are skipped from j0 (a multiple of 64 below lo): every sum keeps
+         * its lanes and tail, the skipped terms were exact zeros, so a local
+         * layer costs its window, not the context, with the same bits */
+        const int j0 = lo / 64 * 64;
         /* llama.cpp's KQ is [n_pad rows of K] x q, its KQV [hd rows of V^T] x kq,
          * for the tokens of this sequence's chunk */
         const kern_gemm_fn gemm_k = kern_pick_gemm(ops, n_pad, hd, fb->cnt[i]);
@@ -328,14 +332,14 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
         /* scores[b][j] = K[j] . q_b */
         if (f16) {
             kern_fp32_to_fp16_row(q, q16, (int64_t)per * hd);
-            gemm_k(hd, 0, n_kv, per, kg, kstride, q16, (size_t)hd * 2, sc, nc);
+            gemm_k(hd, j0, n_kv, per, kg, kstride, q16, (size_t)hd * 2, sc, nc);
         } else {
-            gemm_k(hd, 0, n_kv, per, kg, kstride, q, (size_t)hd * 4, sc, nc);
+            gemm_k(hd, j0, n_kv, per, kg, kstride, q, (size_t)hd * 4, sc, nc);
         }
         for (int b = 0; b < per; b++) {
             float *row = sc + (size_t)b * nc;
             float mx = -INFINITY;
-            for (int j = 0; j < lo; j++)
+            for (int j = j0; j < lo; j++)
                 row[j] = -INFINITY;
             for (int j = lo; j < n_kv; j++) {
                 row[j] *= scale;
@@ -343,17 +347,18 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
             }
             for (int j = n_kv; j < n_pad; j++)
                 row[j] = -INFINITY; /* causal mask and padding */
-            const float inv = (float)(1.0 / kern_softmax_exp(n_pad, row, row, mx));
-            for (int j = 0; j < n_pad; j++)
+            const float inv = (float)(1.0 / kern_softmax_exp(n_pad - j0, row + j0, row + j0, mx));
+            for (int j = j0; j < n_pad; j++)
                 row[j] *= inv;
             if (f16)
-                kern_fp32_to_fp16_row(row, p16 + (size_t)b * nc, n_pad);
+                kern_fp32_to_fp16_row(row + j0, p16 + (size_t)b * nc + j0, n_pad - j0);
         }
         /* out_b[d] = V^T[d] . p_b over the (padded) positions */
+        const char *vj = vg + (size_t)j0 * kv->elt;
         if (f16)
-            gemm_v(n_pad, 0, hd, per, vg, vstride, p16, nc * 2, out, (size_t)hd);
+            gemm_v(n_pad - j0, 0, hd, per, vj, vstride, p16 + j0, nc * 2, out, (size_t)hd);
         else
-            gemm_v(n_pad, 0, hd, per, vg, vstride, sc, nc * 4, out, (size_t)hd);
+            gemm_v(n_pad - j0, 0, hd, per, vj, vstride, sc + j0, nc * 4, out, (size_t)hd);
     }
 }
 
