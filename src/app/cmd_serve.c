@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +242,14 @@ int cmd_serve(int argc, char **argv)
         }
     }
     json_set_alloc_funcs(sp_malloc, sp_free);
+#ifdef M_ARENA_MAX
+    /* One thread per connection: glibc would give each of many threads an
+     * arena that keeps what a parse freed, so peak RSS grew with the number
+     * of connections rather than with max_parsing. Few arenas, and large
+     * blocks (bodies, prompts) mapped and unmapped instead of kept. */
+    mallopt(M_ARENA_MAX, 2);
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
 
     struct app_config cfg;
     struct sp_err err;

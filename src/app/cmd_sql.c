@@ -124,7 +124,7 @@ int cmd_sql(int argc, char **argv)
             snprintf(path, sizeof path, "%s/.spoke/task_history.db", getenv("HOME") ? getenv("HOME") : ".");
         db = path;
     }
-    struct trace_query_opts qo = {(size_t)max_rows, 10000};
+    struct trace_query_opts qo = {(size_t)max_rows, 10000, (size_t)64 << 20}; /* 64 MiB result cap */
     struct sp_buf out = {0};
     struct sp_err err;
     sp_err_clear(&err);

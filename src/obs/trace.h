@@ -72,15 +72,20 @@ void trace_random_hex(char *out, size_t outsz, size_t nbytes);
 /* ---- read-only SQL */
 struct trace_query_opts {
     size_t max_rows;   /* rows returned at most (more set "truncated"); 0 = 1000 */
-    int time_limit_ms; /* the statement is interrupted after this; 0 = 2000 */
+    int time_limit_ms; /* the statement and the JSON building are stopped after this; 0 = 2000 */
+    size_t max_bytes;  /* the JSON result is at most this long (checked row by row); 0 = 8 MiB */
 };
 /* Run one read-only statement on the database at path and append the result
  * as JSON to out: {"columns":[...],"rows":[{col:value,...}],"row_count":N,
- * "truncated":bool}. The database is opened read-only; an authorizer denies
- * writes, ATTACH/DETACH, PRAGMA with a value, load_extension and other
- * side effects; multiple statements are refused. Errors: SP_ERR_INVALID (SQL
- * error / not read-only / denied: message says why), SP_ERR_TIMEOUT,
- * SP_ERR_NOT_FOUND (no database), SP_ERR_NOMEM. */
+ * "truncated":bool}. The database is opened read-only; an authorizer allows
+ * reads and an allowlist of SQL functions only (core scalar, aggregate, date,
+ * math, JSON and window functions: no fts3_tokenizer, load_extension,
+ * randomblob, zeroblob ...), whitelisted value-less PRAGMAs; multiple
+ * statements are refused. Rows are written to out as they are produced, so
+ * the byte cap and the time limit hold while the result is built. Errors:
+ * SP_ERR_INVALID (SQL error / not read-only / denied: message says why),
+ * SP_ERR_TIMEOUT, SP_ERR_LIMIT (result over max_bytes), SP_ERR_NOT_FOUND (no
+ * database), SP_ERR_NOMEM. On error out is left as it was. */
 enum sp_status trace_query(const char *path, const char *sql, const struct trace_query_opts *opts,
                            struct sp_buf *out, struct sp_err *err) SP_MUST_USE;
 

@@ -203,6 +203,33 @@ static enum MHD_Result route_metrics(struct server *s, struct MHD_Connection *c)
     return ret;
 }
 
+struct sql_send {
+    struct sp_buf out;  /* the JSON result */
+    size_t off;         /* bytes handed to microhttpd */
+    double deadline_ms; /* sp_now_ms() limit for sending it */
+};
+
+static ssize_t sql_send_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    SP_UNUSED(pos);
+    struct sql_send *q = cls;
+    if (sp_now_ms() > q->deadline_ms)
+        return MHD_CONTENT_READER_END_WITH_ERROR; /* closes the connection */
+    size_t k = SP_MIN(max, q->out.len - q->off);
+    if (k == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    memcpy(buf, q->out.data + q->off, k);
+    q->off += k;
+    return (ssize_t)k;
+}
+
+static void sql_send_free(void *cls)
+{
+    struct sql_send *q = cls;
+    sp_buf_free(&q->out);
+    sp_free(q);
+}
+
 static enum MHD_Result route_sql(struct server *s, struct MHD_Connection *c, struct srv_conn *cc)
 {
     if (!s->opts.history.sql_endpoint)
@@ -226,20 +253,51 @@ static enum MHD_Result route_sql(struct server *s, struct MHD_Connection *c, str
     }
     if (strlen(sql) != cc->body.len && !j)
         return srv_error(c, 400, "SQL text contains a NUL byte", "sql", "invalid_value", NULL);
-    struct trace_query_opts qo = {s->opts.limits.sql_max_rows, s->opts.limits.sql_time_ms};
-    struct sp_buf out = {0};
+    /* the result buffer (up to sql_max_bytes) counts against the parsing
+     * permits until the response is sent (released when the request ends) */
+    if (!srv_parse_enter(s, 5000, NULL, NULL)) {
+        json_decref(j);
+        return srv_error(c, 429, "the server is busy with other requests; retry after a moment", NULL,
+                         "rate_limit_exceeded", "1");
+    }
+    cc->in_parse = true;
+    struct trace_query_opts qo = {s->opts.limits.sql_max_rows, s->opts.limits.sql_time_ms,
+                                  s->opts.limits.sql_max_bytes};
+    struct sql_send *send = sp_calloc(1, sizeof *send);
     struct sp_err err;
     sp_err_clear(&err);
     trace_flush(s->trace, 1000); /* let recent spans become visible (returns once drained) */
-    enum sp_status st = trace_query(trace_store_path(s->trace), sql, &qo, &out, &err);
+    double t0 = sp_now_ms();
+    enum sp_status st = send ? trace_query(trace_store_path(s->trace), sql, &qo, &send->out, &err)
+                             : sp_err_set(&err, SP_ERR_NOMEM, "out of memory");
     json_decref(j);
-    enum MHD_Result ret;
-    if (st == SP_OK)
-        ret = srv_respond(c, 200, "application/json", out.data, out.len, NULL);
-    else
-        ret = srv_error(c, st == SP_ERR_TIMEOUT ? 400 : st == SP_ERR_NOT_FOUND ? 404 : st == SP_ERR_NOMEM ? 500 : 400,
-                        err.msg, "sql", st == SP_ERR_TIMEOUT ? "timeout" : "invalid_sql", NULL);
-    sp_buf_free(&out);
+    if (st != SP_OK) {
+        if (send)
+            sp_buf_free(&send->out);
+        sp_free(send);
+        unsigned code = st == SP_ERR_LIMIT ? 413 : st == SP_ERR_NOT_FOUND ? 404 : st == SP_ERR_NOMEM ? 500 : 400;
+        return srv_error(c, code, err.msg, "sql",
+                         st == SP_ERR_TIMEOUT ? "timeout" : st == SP_ERR_LIMIT ? "result_too_large" : "invalid_sql",
+                         NULL);
+    }
+    /* the time limit covers sending too: a client that reads slowly is cut
+     * off at the deadline instead of holding the result */
+    send->deadline_ms = t0 + s->opts.limits.sql_time_ms;
+    double left_s = (send->deadline_ms - sp_now_ms()) / 1000.0;
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)(left_s > 1 ? left_s + 1 : 1));
+    int sndbuf = 128 * 1024; /* what a slow reader pins in the kernel, instead of autotuned megabytes */
+    if (cc->fd >= 0)
+        (void)setsockopt(cc->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    struct MHD_Response *r = MHD_create_response_from_callback(send->out.len, 64 * 1024, sql_send_reader, send,
+                                                               sql_send_free);
+    if (!r) {
+        sql_send_free(send);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    srv_decorate(c, r);
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
     return ret;
 }
 

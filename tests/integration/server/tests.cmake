@@ -5,3 +5,4 @@ spoke_script_test(test_ollama_api python3 ${CMAKE_CURRENT_LIST_DIR}/test_ollama_
 if(TEST test_ollama_api)
   set_tests_properties(test_ollama_api PROPERTIES SKIP_RETURN_CODE 77)
 endif()
+spoke_script_test(test_server_abuse python3 ${CMAKE_CURRENT_LIST_DIR}/test_server_abuse.py LABELS integration TIMEOUT 180)

@@ -23,7 +23,7 @@ static void db_path(char *out, size_t n, const char *name)
 static json_t *query(const char *path, const char *sql, enum sp_status *st, struct sp_err *err)
 {
     struct sp_buf out = {0};
-    struct trace_query_opts qo = {5, 500};
+    struct trace_query_opts qo = {5, 500, 0};
     *st = trace_query(path, sql, &qo, &out, err);
     json_t *j = *st == SP_OK ? json_loads(out.data, 0, NULL) : NULL;
     sp_buf_free(&out);
@@ -92,6 +92,12 @@ TEST(guard)
         "PRAGMA journal_mode=DELETE",
         "PRAGMA user_version=5",
         "SELECT load_extension('/tmp/x.so')",
+        "SELECT fts3_tokenizer('simple')",
+        "SELECT hex(fts3_tokenizer('simple'))",
+        "SELECT randomblob(1000000000)",
+        "SELECT zeroblob(100)",
+        "SELECT sqlite_compileoption_get(0)",
+        "SELECT FTS3_TOKENIZER('simple')",
         "SELECT 1; DELETE FROM task_history",
         "VACUUM",
         "BEGIN",
@@ -121,6 +127,43 @@ TEST(guard)
     /* missing database */
     j = query("/nonexistent/spoke.db", "SELECT 1", &st, &err);
     CHECK(!j && st == SP_ERR_NOT_FOUND);
+}
+
+/* the byte cap holds while rows are produced: no result over it is built */
+TEST(result_cap)
+{
+    char path[128];
+    db_path(path, sizeof path, "cap.db");
+    struct trace_opts o = {.path = path};
+    struct trace_store *t = NULL;
+    CHECK(trace_store_open(&o, &t, NULL) == SP_OK);
+    trace_store_close(t, 1000);
+    struct sp_err err;
+    sp_err_clear(&err);
+    struct trace_query_opts qo = {1000, 5000, 1u << 20};
+    struct sp_buf out = {0};
+    /* 40 rows of 100 KB: 4 MB of JSON against a 1 MiB cap */
+    const char *big = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<40) "
+                      "SELECT printf('%.*c', 100000, 'x') AS s FROM c";
+    enum sp_status st = trace_query(path, big, &qo, &out, &err);
+    CHECK_MSG(st == SP_ERR_LIMIT && strstr(err.msg, "cap"), "%d %s", st, err.msg);
+    CHECK(out.len == 0 && out.cap <= (4u << 20));
+    /* one value longer than the cap: SQLite's length limit (the value comes
+     * back NULL or the query fails), never a 16 MB string */
+    sp_err_clear(&err);
+    st = trace_query(path, "SELECT printf('%.*c', 16000000, 'x')", &qo, &out, &err);
+    CHECK_MSG((st == SP_OK || st == SP_ERR_LIMIT) && out.len < 1024 && out.cap < (2u << 20), "%d %s", st, err.msg);
+    sp_buf_reset(&out);
+    /* under the cap: the same shape as before, functions from the allowlist */
+    sp_err_clear(&err);
+    st = trace_query(path, "SELECT upper('a') AS u, length(printf('%.*c', 10, 'x')) AS n, "
+                           "json_extract('{\"a\":2}', '$.a') AS j, datetime(0) AS d", &qo, &out, &err);
+    CHECK_MSG(st == SP_OK, "%s", err.msg);
+    json_t *j = json_loads(out.data, 0, NULL);
+    CHECK(j && json_integer_value(json_object_get(json_array_get(json_object_get(j, "rows"), 0), "n")) == 10);
+    CHECK(json_integer_value(json_object_get(j, "row_count")) == 1 && json_is_false(json_object_get(j, "truncated")));
+    json_decref(j);
+    sp_buf_free(&out);
 }
 
 TEST(capture_none_and_drop)
@@ -213,6 +256,7 @@ int main(void)
     RUN(retention);
     RUN(write_and_read);
     RUN(guard);
+    RUN(result_cap);
     RUN(capture_none_and_drop);
     RUN(unwritable);
     char cmd[128];
