@@ -360,9 +360,12 @@ int cmd_serve(int argc, char **argv)
     printf("\n");
     if (o->history.enabled && o->history.path)
         printf("spoke: task history: %s (query with: spoke sql \"SELECT * FROM task_history\")\n", o->history.path);
-    printf("try:\n  curl %s/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+    if (o->auth.n_api_keys)
+        printf("spoke: API keys: %zu (send Authorization: Bearer KEY)\n", o->auth.n_api_keys);
+    printf("try:\n  curl %s/v1/chat/completions -H 'Content-Type: application/json' %s\\\n"
            "    -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"Tell me a story\"}]}'\n",
-           url, o->n_models ? o->models[0].name : "MODEL");
+           url, o->auth.n_api_keys ? "-H \"Authorization: Bearer $SPOKE_API_KEY\" " : "",
+           o->n_models ? o->models[0].name : "MODEL");
     fflush(stdout);
 
     int sig = 0;

@@ -6,7 +6,9 @@
  * Routes: GET /health, GET /v1/ready, GET /v1/models, GET /v1/models/{id},
  * GET /metrics, POST /v1/chat/completions, POST /v1/completions (both with
  * SSE streaming), POST /v1/sql, and the Ollama routes /api/... (server_ollama.c). Errors are OpenAI-shaped
- * {"error":{"message","type","param","code"}} with 400/404/405/413/429/503.
+ * {"error":{"message","type","param","code"}} with 400/401/403/404/405/
+ * 413/415/429/503. Every request first passes the gate of server_gate.c
+ * (API keys, Host/Origin allowlists, JSON Content-Type, framing checks).
  *
  * Lifecycle: server_new (validates options, opens the task history, starts
  * loading initial_load models in the background) -> server_start (binds) ->
