@@ -287,6 +287,10 @@ static enum sp_status param_field(struct walk *w, void *ctx, const yaml_node_t *
         }
     } else if (!strcmp(ks, "max_concurrency")) {
         r = get_int(w, v, key, 1, 1024, &m->max_concurrency);
+    } else if (!strcmp(ks, "kv_budget") || !strcmp(ks, "kv_tokens")) {
+        r = get_int(w, v, key, 0, 1 << 26, &m->kv_tokens);
+    } else if (!strcmp(ks, "step_tokens") || !strcmp(ks, "batch_tokens")) {
+        r = get_int(w, v, key, 0, 1 << 16, &m->step_tokens);
     } else if (!strcmp(ks, "queue_size") || !strcmp(ks, "max_queue")) {
         r = get_int(w, v, key, 0, 100000, &m->queue_size);
     } else if (!strcmp(ks, "initial_load")) {

@@ -1,10 +1,11 @@
 /* engine.c - model loading (GGUF + weights + tokenizer + chat template +
- * footprint check + backend choice), contexts, chat rendering and token
- * counting. Generation itself lives in generate.c.
+ * footprint check + backend choice + the one model state and its step
+ * loop), contexts, chat rendering and token counting. Generation itself
+ * lives in generate.c (caller side) and sched.c (the step loop).
  *
- * The model is immutable after engine_model_load; each engine_ctx owns a
- * model_state (KV cache, thread pool, scratch), a sampler and the token
- * history that is in its KV cache (for prefix reuse). */
+ * The model's weights are immutable after engine_model_load; its model_state
+ * (shared KV cache, thread pool, scratch) belongs to the step loop thread.
+ * Each engine_ctx owns a sampler, its token buffers and its event queue. */
 #include "engine/engine_impl.h"
 #include "obs/log.h"
 
@@ -73,14 +74,14 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
     em->n_ctx = n_ctx;
     em->n_threads = opts->n_threads > 0 ? opts->n_threads : backend_cpu_count();
     em->kv_type = opts->kv_f32 ? KV_F32 : KV_F16;
-    /* footprint */
-    struct model_state_opts so = {.n_ctx = n_ctx, .n_batch = 0, .n_threads = em->n_threads, .kv_type = em->kv_type};
-    size_t per_ctx = model_state_bytes(em->model, &so);
-    int n_par = opts->n_parallel > 0 ? opts->n_parallel : 1;
-    size_t ctx_bytes;
-    if (!sp_mul_size(per_ctx, (size_t)n_par, &ctx_bytes))
-        ctx_bytes = SIZE_MAX;
-    em->footprint = per_ctx;
+    em->n_seq = SP_MIN(SP_MAX(opts->n_parallel, 1), 256);
+    int64_t cells = opts->kv_tokens > 0 ? opts->kv_tokens : (int64_t)n_ctx * em->n_seq;
+    em->n_cells = (int)SP_MIN(SP_MAX(cells, (int64_t)n_ctx), (int64_t)INT32_MAX / 4);
+    /* footprint: weights + the one state (KV budget + scratch) */
+    struct model_state_opts so = {.n_ctx = n_ctx, .n_batch = 512, .n_threads = em->n_threads, .kv_type = em->kv_type,
+                                  .n_seq = em->n_seq, .n_cells = em->n_cells};
+    size_t ctx_bytes = model_state_bytes(em->model, &so);
+    em->footprint = ctx_bytes;
     size_t fsz = gg_split_size(em->split);
     if (!sp_add_size(em->footprint, fsz, &em->footprint))
         em->footprint = SIZE_MAX;
@@ -103,10 +104,19 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
     }
     for (int i = 0; i < 256; i++)
         em->byte_chars[i] = (char)i;
+    if ((result = model_state_new(em->model, &so, &em->st, err)) != SP_OK)
+        goto fail;
+    em->sched.step_tokens = opts->step_tokens > 0 ? opts->step_tokens : 256;
+    if ((result = engine_sched_start(em, err)) != SP_OK)
+        goto fail;
     em->load_ms = sp_now_ms() - t0;
-    LOG_INFO("engine", "loaded %s (%s, %d layers, %.1f MiB) in %.0f ms; context %d, %d threads, KV %s, chat %s",
+    LOG_INFO("engine",
+             "loaded %s (%s, %d layers, %.1f MiB) in %.0f ms; context %d, %d sequence%s, KV %s %d tokens (%.1f MiB), "
+             "%d threads, chat %s",
              em->name, hp->arch_name, hp->n_layer, (double)em->model->weight_bytes / 1048576.0, em->load_ms, n_ctx,
-             em->n_threads, em->kv_type == KV_F32 ? "f32" : "f16", engine_chat_family_name(em->chat));
+             em->n_seq, em->n_seq == 1 ? "" : "s", em->kv_type == KV_F32 ? "f32" : "f16", em->n_cells,
+             (double)kv_cache_bytes(hp->n_layer, em->n_cells, hp->n_head_kv * hp->head_dim, em->kv_type) / 1048576.0,
+             em->n_threads, engine_chat_family_name(em->chat));
     *out = em;
     return SP_OK;
 fail:
@@ -118,6 +128,8 @@ void engine_model_free(struct engine_model *m)
 {
     if (!m)
         return;
+    engine_sched_stop(m);
+    model_state_free(m->st);
     sp_free(m->name);
     sp_free(m->bos_text);
     sp_free(m->eos_text);
@@ -135,6 +147,11 @@ void engine_model_get_info(const struct engine_model *m, struct engine_model_inf
     out->name = m->name;
     out->backend = m->backend.name;
     out->n_ctx = m->n_ctx;
+    out->n_seq = m->n_seq;
+    out->kv_tokens = m->n_cells;
+    pthread_mutex_lock((pthread_mutex_t *)&m->sched.mu);
+    out->max_step_seqs = m->sched.max_step_seqs;
+    pthread_mutex_unlock((pthread_mutex_t *)&m->sched.mu);
     out->n_ctx_train = hp->n_ctx_train;
     out->n_vocab = hp->n_vocab;
     out->n_embd = hp->n_embd;
@@ -185,20 +202,21 @@ enum sp_status engine_ctx_new(struct engine_model *m, struct engine_ctx **out, s
     if (!c)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory creating a context");
     c->m = m;
-    struct model_state_opts so = {.n_ctx = m->n_ctx, .n_batch = 0, .n_threads = m->n_threads, .kv_type = m->kv_type};
-    if ((result = model_state_new(m->model, &so, &c->st, err)) != SP_OK)
-        goto fail;
+    c->kv_seq = -1;
     struct sample_params sp;
     sample_params_default(&sp);
     if ((result = sample_new(m->model->hp.n_vocab, &sp, &c->smp, err)) != SP_OK)
         goto fail;
-    c->logits = sp_calloc((size_t)m->model->hp.n_vocab, sizeof(float));
     c->tokens = sp_calloc((size_t)m->n_ctx + 1, sizeof(int32_t));
-    c->prompt = sp_calloc((size_t)m->n_ctx + 1, sizeof(int32_t));
-    if (!c->logits || !c->tokens || !c->prompt) {
+    if (!c->tokens) {
         result = sp_err_set(err, SP_ERR_NOMEM, "out of memory creating a context");
         goto fail;
     }
+    if (pthread_cond_init(&c->cv, NULL) != 0) {
+        result = sp_err_set(err, SP_ERR_INTERNAL, "pthread_cond_init failed");
+        goto fail;
+    }
+    c->cv_ok = true;
     atomic_init(&c->gen_id, 0);
     atomic_init(&c->cancel_id, 0);
     *out = c;
@@ -212,13 +230,16 @@ void engine_ctx_free(struct engine_ctx *c)
 {
     if (!c)
         return;
-    model_state_free(c->st);
     sample_free(c->smp);
-    sp_free(c->logits);
     sp_free(c->tokens);
-    sp_free(c->prompt);
     sp_buf_free(&c->held);
     sp_buf_free(&c->emit);
+    sp_free(c->q.ev);
+    sp_buf_free(&c->q.text);
+    sp_free(c->q2.ev);
+    sp_buf_free(&c->q2.text);
+    if (c->cv_ok)
+        pthread_cond_destroy(&c->cv);
     sp_free(c);
 }
 

@@ -3,9 +3,13 @@
  *
  * A struct engine_model owns the mapped GGUF, the weights bound for the chosen
  * backend, the tokenizer and the chat template; it is immutable after load and
- * shareable across threads. A struct engine_ctx is one generation slot (KV cache
- * + scratch sized at creation; no allocation per token); one thread uses a ctx
- * at a time. The server creates max_concurrency contexts per model.
+ * shareable across threads. It owns one model state (the KV cache shared by
+ * all its sequences, one thread pool) and a step loop thread that decodes every
+ * running generation together (continuous batching, sched.c). A struct
+ * engine_ctx is one generation slot (sampler, token buffers; no allocation per
+ * token); one thread uses a ctx at a time, and its generation runs as one
+ * sequence of the step loop. The server creates max_concurrency contexts per
+ * model.
  * (Admission control / queues for the server live in engine/admit.h.) */
 #ifndef SPOKE_ENGINE_H
 #define SPOKE_ENGINE_H
@@ -19,7 +23,10 @@ struct engine_load_opts {
     const char *path;   /* GGUF file (first shard of a split set) */
     int n_ctx;          /* context tokens per ctx; 0 = min(model's, 4096) */
     int n_threads;      /* 0 = number of online CPUs */
-    int n_parallel;     /* contexts the caller intends to create (footprint check); 0 = 1 */
+    int n_parallel;     /* sequences decoded together (max concurrency); 0 = 1 */
+    int kv_tokens;      /* KV cache budget in tokens, shared by the sequences; 0 = n_ctx * n_parallel
+                           (at least n_ctx) */
+    int step_tokens;    /* tokens per step of the step loop (decode tokens + prompt chunks); 0 = 256 */
     bool kv_f32;        /* KV cache in F32 instead of F16 */
     bool skip_mem_check;/* do not refuse a model that exceeds available memory */
 };
@@ -35,11 +42,14 @@ struct engine_model_info {
     const char *arch;      /* "llama", "qwen2" */
     const char *name;      /* general.name or file stem */
     const char *backend;   /* "cpu" */
-    int n_ctx;             /* context per ctx (after the cap) */
+    int n_ctx;             /* context of one sequence (after the cap) */
+    int n_seq;             /* sequences decoded together */
+    int kv_tokens;         /* KV cache budget (cells) */
+    int max_step_seqs;     /* most sequences one step has decoded together so far */
     int n_ctx_train;
     int n_vocab, n_embd, n_layer, n_head, n_head_kv;
     size_t weight_bytes;   /* bytes of tensor data */
-    size_t footprint_bytes;/* estimated RAM: weights + KV + scratch per ctx */
+    size_t footprint_bytes;/* estimated RAM: weights + KV budget + scratch */
     double load_ms;
 };
 void engine_model_get_info(const struct engine_model *m, struct engine_model_info *out);
@@ -106,6 +116,7 @@ struct engine_gen_result {
     double prompt_ms;  /* prefill time */
     double decode_ms;  /* time after the first token */
     double ttft_ms;    /* start of call to first token */
+    int n_cached_tokens; /* prompt tokens reused from the KV cache (prefix reuse) */
 };
 
 enum sp_status engine_ctx_new(struct engine_model *m, struct engine_ctx **out,
@@ -113,10 +124,14 @@ enum sp_status engine_ctx_new(struct engine_model *m, struct engine_ctx **out,
 void engine_ctx_free(struct engine_ctx *c);
 
 /* Generate. Tokenizes the prompt; a prompt that leaves no room in the context
- * fails with SP_ERR_LIMIT ("prompt has N tokens, context is M"). Returns SP_OK
- * with finish = CANCELLED when cb returned false or engine_ctx_cancel was
- * called (checked every decode step). The ctx's KV is reused (prefix kept when
- * the new prompt starts with the previous tokens). */
+ * fails with SP_ERR_LIMIT ("prompt has N tokens, context is M"). The generation
+ * is queued to the model's step loop (it waits there while n_parallel others
+ * run or the KV budget has no room for it) and runs batched with the others;
+ * cb is called on the calling thread. Returns SP_OK with finish = CANCELLED
+ * when cb returned false or engine_ctx_cancel was called (no event is
+ * delivered after that; the sequence stops at the loop's next step). A prompt
+ * that starts with tokens still cached from a finished generation of this
+ * model reuses them (n_cached_tokens). */
 enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_params *p,
                                engine_token_cb cb, void *userdata, struct engine_gen_result *res,
                                struct sp_err *err) SP_MUST_USE;
@@ -153,11 +168,24 @@ const char *engine_model_ftype(const struct engine_model *m);
 int engine_cpu_count(void);
 /* Benchmarks (`spoke bench`): evaluate n_tokens synthetic prompt tokens from
  * position 0 in batches (prefill), or n_tokens single-token steps from
- * position 0 (decode, greedy feedback). *ms = wall time. They discard the
- * ctx's cached prefix. SP_ERR_LIMIT if n_tokens does not fit the context. */
+ * position 0 (decode, greedy feedback). *ms = wall time. They drop the model's
+ * cached prefixes and hold the step loop meanwhile. SP_ERR_LIMIT if n_tokens
+ * does not fit the context. */
 enum sp_status engine_bench_prefill(struct engine_ctx *c, int n_tokens, double *ms,
                                     struct sp_err *err) SP_MUST_USE;
 enum sp_status engine_bench_decode(struct engine_ctx *c, int n_tokens, double *ms,
                                    struct sp_err *err) SP_MUST_USE;
+/* Batched decode (llama-batched-bench's shape): n_seq sequences with
+ * n_prompt synthetic prompt tokens each, prefilled together (as many whole
+ * prompts per batch as fit), then n_gen tokens each (the first from the
+ * prefill's logits, then n_gen - 1 steps of n_seq tokens, greedy).
+ * n_seq <= the model's n_parallel. */
+struct engine_bench_par {
+    double prefill_ms;   /* all prompts */
+    double decode_ms;    /* the n_gen - 1 batched steps */
+    int64_t n_decoded;   /* tokens evaluated by those steps (n_seq * (n_gen - 1)) */
+};
+enum sp_status engine_bench_parallel(struct engine_model *m, int n_seq, int n_prompt, int n_gen,
+                                     struct engine_bench_par *out, struct sp_err *err) SP_MUST_USE;
 
 #endif

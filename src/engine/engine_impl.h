@@ -11,7 +11,45 @@
 #include "tok/tok.h"
 #include "sample/sample.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
+
+/* One event produced by the step loop for the generation's caller. */
+struct engine_ev {
+    int32_t token;          /* -1: final flush of held-back text */
+    float logprob;
+    int n_top;
+    int32_t top_ids[20];
+    float top_lp[20];
+    size_t text_off, text_len; /* bytes in the queue's text buffer */
+};
+
+/* Events not yet handed to the caller (guarded by the scheduler's mutex). */
+struct engine_evq {
+    struct engine_ev *ev;
+    size_t n, cap;
+    struct sp_buf text;
+};
+
+/* The per-model step loop (sched.c): one thread that owns the model state
+ * (KV cache, backend) and runs every step; generations are queued to it. */
+struct engine_sched {
+    pthread_t thread;
+    bool started, stop;
+    pthread_mutex_t mu;           /* waiting list, running set, event queues, done flags */
+    pthread_cond_t cv;            /* wakes the step loop */
+    pthread_mutex_t decode_mu;    /* held around each step (and by the bench helpers) */
+    struct engine_ctx *wait_head, *wait_tail; /* submitted, no cells yet (FIFO) */
+    struct engine_ctx **running;  /* [n_seq] admitted, in admission order */
+    int n_running;
+    int step_tokens;              /* token budget of one step */
+    int max_step_seqs;            /* most running sequences in one step so far */
+    /* step scratch (step loop only) */
+    int32_t *tok, *pos, *seq;     /* [n_batch] */
+    bool *want;                   /* [n_batch] */
+    struct engine_ctx **who;      /* [n_batch] */
+    float *logits;                /* [n_seq][n_vocab] */
+};
 
 struct engine_model {
     struct gg_split *split;      /* the model's file(s) */
@@ -23,28 +61,54 @@ struct engine_model {
     char *name;
     char *bos_text, *eos_text;
     char byte_chars[256];  /* engine_token_text for byte tokens */
-    int n_ctx;
+    int n_ctx;             /* most positions of one sequence */
     int n_threads;
+    int n_seq;             /* sequences decoded together (max concurrency) */
+    int n_cells;           /* KV budget in tokens */
     enum kv_type kv_type;
-    size_t footprint;      /* file + one context */
+    size_t footprint;      /* file + state (KV budget + scratch) */
     double load_ms;
+    struct model_state *st; /* the one state: shared KV cache + thread pool */
+    struct engine_sched sched;
 };
 
+enum engine_phase { ENGINE_IDLE = 0, ENGINE_WAITING, ENGINE_PREFILL, ENGINE_DECODE, ENGINE_DONE };
+
+/* A generation slot: one sequence at a time. Fields marked (loop) belong to
+ * the step loop while the generation runs. */
 struct engine_ctx {
     struct engine_model *m;
-    struct model_state *st;
     struct sampler *smp;
-    float *logits;         /* [n_vocab] of the last evaluated token */
-    int32_t *tokens;       /* [n_ctx + 1] tokens whose K/V are in the cache */
-    int n_tokens;
-    int32_t *prompt;       /* [n_ctx + 1] tokenization scratch */
-    struct sp_buf held;    /* decoded text not yet released (possible stop prefix) */
-    struct sp_buf emit;    /* text released by the current event */
+    int32_t *tokens;       /* [n_ctx + 1] prompt + generated tokens (loop) */
+    int n_tokens;          /* tokens in tokens[] (loop) */
+    int n_prompt;
+    int n_eval;            /* positions evaluated into the KV cache (loop) */
+    int n_reused;          /* prompt tokens taken from the cache */
+    int kv_seq;            /* KV sequence id while admitted */
+    enum engine_phase phase;
+    struct engine_ctx *next_wait;
+    const struct engine_gen_params *p; /* while running */
+    struct engine_gen_result r;        /* (loop) */
+    enum sp_status status;             /* (loop) */
+    struct sp_err err;                 /* (loop) */
+    double t_start, t_first;
+    int n_top;
+    struct tok_stream ts;  /* (loop) */
+    struct sp_buf held;    /* decoded text not yet released (possible stop prefix) (loop) */
+    struct sp_buf emit;    /* text released by the current event (loop) */
+    struct engine_evq q;   /* produced by the loop, drained by the caller */
+    struct engine_evq q2;  /* the caller's swapped-out copy */
+    pthread_cond_t cv;     /* wakes the caller */
+    bool cv_ok;
     _Atomic uint64_t gen_id;     /* id of the running / last generation (0 = none yet) */
     _Atomic uint64_t cancel_id;  /* generation asked to stop (0 = none) */
-    int32_t top_ids[20];
-    float top_lp[20];
 };
+
+/* sched.c */
+enum sp_status engine_sched_start(struct engine_model *m, struct sp_err *err);
+void engine_sched_stop(struct engine_model *m);
+/* Queue c (prompt tokenized into c->tokens) and wake the loop. */
+void engine_sched_submit(struct engine_model *m, struct engine_ctx *c);
 
 /* Chat templates: forwarded to tok_chat_* (chat.c); chatml until the
  * tokenizer's template renderer is available. */

@@ -1,77 +1,16 @@
-/* generate.c - the generation loop of an engine_ctx, and the benchmark
+/* generate.c - the caller's side of a generation, and the benchmark
  * helpers behind `spoke bench`.
  *
- * engine_generate: tokenize; keep the longest cached prefix of the previous
- * prompt; prefill the rest in batches; then sample / stream / evaluate one
- * token per step. Text goes through the streaming detokenizer into `held`;
- * after each token, a stop string found in `held` ends generation (the text
- * before it is released), otherwise everything except the longest suffix
- * that could start a stop string is released to the callback. Cancellation
- * (engine_ctx_cancel or the callback returning false) is checked every step. */
+ * engine_generate: tokenize, reset the ctx's per-generation state, queue it
+ * to the model's step loop (sched.c, which does prefill, sampling, stop
+ * strings and limits), then wait for the events the loop queues and run the
+ * user's callback for each on this thread. Once the callback returns false
+ * or the generation is cancelled, later events are not delivered (the loop
+ * drops the sequence at its next step). */
 #include "engine/engine_impl.h"
 #include "obs/log.h"
 
 #include <string.h>
-
-/* Longest suffix of s[0..n) that is a proper prefix of some stop string. */
-static size_t stop_hold(const char *s, size_t n, const char *const *stop, size_t n_stop)
-{
-    size_t hold = 0;
-    for (size_t i = 0; i < n_stop; i++) {
-        size_t sl = stop[i] ? strlen(stop[i]) : 0;
-        for (size_t k = SP_MIN(n, sl ? sl - 1 : 0); k > hold; k--) {
-            if (memcmp(s + n - k, stop[i], k) == 0) {
-                hold = k;
-                break;
-            }
-        }
-    }
-    return hold;
-}
-
-/* Earliest occurrence of any stop string in s[0..n); n if none. */
-static size_t stop_find(const char *s, size_t n, const char *const *stop, size_t n_stop)
-{
-    size_t best = n;
-    for (size_t i = 0; i < n_stop; i++) {
-        size_t sl = stop[i] ? strlen(stop[i]) : 0;
-        if (sl == 0 || sl > n)
-            continue;
-        for (size_t p = 0; p + sl <= n && p < best; p++)
-            if (s[p] == stop[i][0] && memcmp(s + p, stop[i], sl) == 0) {
-                best = p;
-                break;
-            }
-    }
-    return best;
-}
-
-/* Move the first n bytes of held into emit. */
-static enum sp_status release(struct engine_ctx *c, size_t n)
-{
-    sp_buf_reset(&c->emit);
-    if (n == 0)
-        return SP_OK;
-    int rc = sp_buf_append(&c->emit, c->held.data, n);
-    if (rc != SP_OK)
-        return (enum sp_status)rc;
-    memmove(c->held.data, c->held.data + n, c->held.len - n);
-    c->held.len -= n;
-    c->held.data[c->held.len] = 0;
-    return SP_OK;
-}
-
-static enum sp_status eval_tokens(struct engine_ctx *c, const int32_t *toks, int n, int pos0, struct sp_err *err)
-{
-    int nb = model_state_n_batch(c->st);
-    for (int i = 0; i < n; i += nb) {
-        int cnt = SP_MIN(nb, n - i);
-        enum sp_status result = model_eval(c->st, toks + i, cnt, pos0 + i, i + cnt == n ? c->logits : NULL, err);
-        if (result != SP_OK)
-            return result;
-    }
-    return SP_OK;
-}
 
 static void to_sample_params(const struct engine_sampling *in, struct sample_params *out)
 {
@@ -90,23 +29,21 @@ enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_par
                                void *userdata, struct engine_gen_result *res, struct sp_err *err)
 {
     enum sp_status result = SP_OK;
-    const struct engine_model *m = c->m;
+    struct engine_model *m = c->m;
+    struct engine_sched *sc = &m->sched;
     const int n_ctx = m->n_ctx;
-    const double t_start = sp_now_ms();
     struct engine_gen_result r;
     memset(&r, 0, sizeof(r));
     r.finish = ENGINE_FINISH_STOP;
     if (res)
         *res = r;
     const uint64_t my_id = atomic_fetch_add(&c->gen_id, 1) + 1;
-    sp_buf_reset(&c->held);
-    sp_buf_reset(&c->emit);
     if (!p || !p->prompt)
         return sp_err_set(err, SP_ERR_INVALID, "no prompt given");
 
     /* tokenize */
     size_t n_prompt = 0;
-    result = tok_encode(m->vocab, p->prompt, strlen(p->prompt), p->add_bos, p->parse_special, c->prompt,
+    result = tok_encode(m->vocab, p->prompt, strlen(p->prompt), p->add_bos, p->parse_special, c->tokens,
                         (size_t)n_ctx, &n_prompt, err);
     if (result == SP_ERR_LIMIT || (result == SP_OK && n_prompt >= (size_t)n_ctx))
         return sp_err_set(err, SP_ERR_LIMIT, "prompt has %zu tokens, context is %d", n_prompt, n_ctx);
@@ -114,144 +51,250 @@ enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_par
         return result;
     if (n_prompt == 0)
         return sp_err_set(err, SP_ERR_INVALID, "the prompt is empty (no tokens)");
-    r.n_prompt_tokens = (int)n_prompt;
 
-    /* reuse the cached prefix */
-    int keep = 0;
-    while (keep < c->n_tokens && (size_t)keep < n_prompt - 1 && c->tokens[keep] == c->prompt[keep])
-        keep++;
-    c->n_tokens = keep;
-    result = eval_tokens(c, c->prompt + keep, (int)n_prompt - keep, keep, err);
-    if (result != SP_OK) {
-        c->n_tokens = 0;
-        return result;
-    }
-    memcpy(c->tokens + keep, c->prompt + keep, (n_prompt - (size_t)keep) * sizeof(int32_t));
-    c->n_tokens = (int)n_prompt;
-    const double t_prompt = sp_now_ms();
-    r.prompt_ms = t_prompt - t_start;
-    LOG_DEBUG("engine", "prompt %zu tokens (%d reused) in %.1f ms", n_prompt, keep, r.prompt_ms);
-
+    /* per-generation state, then hand it to the step loop */
     struct sample_params sprm;
     to_sample_params(&p->sampling, &sprm);
     sample_reset(c->smp, &sprm);
-    struct tok_stream ts;
-    tok_stream_init(&ts);
-    const int n_vocab = m->model->hp.n_vocab;
-    const int n_top = p->want_logprobs ? SP_MAX(0, SP_MIN(p->n_top_logprobs, 20)) : 0;
-    double t_first = 0;
-    bool stopped = false;
+    tok_stream_init(&c->ts);
+    sp_buf_reset(&c->held);
+    sp_buf_reset(&c->emit);
+    c->n_prompt = c->n_tokens = (int)n_prompt;
+    c->n_eval = c->n_reused = 0;
+    c->kv_seq = -1;
+    c->p = p;
+    c->status = SP_OK;
+    sp_err_clear(&c->err);
+    memset(&c->r, 0, sizeof(c->r));
+    c->r.n_prompt_tokens = (int)n_prompt;
+    c->n_top = p->want_logprobs ? SP_MAX(0, SP_MIN(p->n_top_logprobs, 20)) : 0;
+    c->t_start = sp_now_ms();
+    c->t_first = 0;
+    c->q.n = 0;
+    sp_buf_reset(&c->q.text);
+    pthread_mutex_lock(&sc->mu);
+    engine_sched_submit(m, c);
+    bool stop_delivery = false, cb_cancel = false;
     for (;;) {
-        if (atomic_load(&c->cancel_id) == my_id) {
-            r.finish = ENGINE_FINISH_CANCELLED;
-            break;
-        }
-        int32_t tok = sample_token(c->smp, c->logits, c->tokens, (size_t)c->n_tokens);
-        if (r.n_completion_tokens == 0) {
-            t_first = sp_now_ms();
-            r.ttft_ms = t_first - t_start;
-        }
-        if (tok_is_eog(m->vocab, tok)) {
-            r.finish = ENGINE_FINISH_STOP;
-            break;
-        }
-        r.n_completion_tokens++;
-        struct engine_token_event ev;
-        memset(&ev, 0, sizeof(ev));
-        ev.token = tok;
-        if (p->want_logprobs) {
-            ev.logprob = sample_logprobs(c->logits, n_vocab, tok, n_top, c->top_ids, c->top_lp);
-            ev.n_top = n_top;
-            ev.top_tokens = c->top_ids;
-            ev.top_logprobs = c->top_lp;
-        }
-        if ((result = tok_stream_push(m->vocab, &ts, tok, &c->held)) != SP_OK) {
-            sp_err_set(err, result, "out of memory decoding text");
-            goto done;
-        }
-        size_t at = stop_find(c->held.data ? c->held.data : "", c->held.len, p->stop, p->n_stop);
-        if (at < c->held.len) {
-            stopped = true;
-            result = release(c, at);
-            sp_buf_reset(&c->held);
-        } else {
-            result = release(c, c->held.len - stop_hold(c->held.data ? c->held.data : "", c->held.len, p->stop,
-                                                         p->n_stop));
-        }
-        if (result != SP_OK) {
-            sp_err_set(err, result, "out of memory streaming text");
-            goto done;
-        }
-        ev.text = c->emit.data ? c->emit.data : "";
-        ev.text_len = c->emit.len;
-        if (cb && !cb(userdata, &ev)) {
-            r.finish = ENGINE_FINISH_CANCELLED;
-            break;
-        }
-        if (stopped) {
-            r.finish = ENGINE_FINISH_STOP;
-            break;
-        }
-        if ((p->max_tokens > 0 && r.n_completion_tokens >= p->max_tokens) || c->n_tokens >= n_ctx) {
-            r.finish = ENGINE_FINISH_LENGTH;
-            break;
-        }
-        if ((result = eval_tokens(c, &tok, 1, c->n_tokens, err)) != SP_OK) {
-            c->n_tokens = 0;
-            goto done;
-        }
-        c->tokens[c->n_tokens++] = tok;
-    }
-    /* flush held-back text (not after a stop string or a cancel) */
-    if (!stopped && r.finish != ENGINE_FINISH_CANCELLED) {
-        if (tok_stream_flush(&ts, &c->held) == SP_OK && c->held.len > 0 && release(c, c->held.len) == SP_OK &&
-            cb) {
+        while (c->q.n == 0 && c->phase != ENGINE_DONE)
+            sp_cond_wait_ms(&c->cv, &sc->mu, 1000);
+        bool done = c->phase == ENGINE_DONE;
+        /* swap the queue out and deliver without the lock */
+        struct engine_evq tmp = c->q;
+        c->q = c->q2;
+        c->q2 = tmp;
+        c->q.n = 0;
+        sp_buf_reset(&c->q.text);
+        pthread_mutex_unlock(&sc->mu);
+        for (size_t i = 0; i < c->q2.n && !stop_delivery; i++) {
+            if (atomic_load(&c->cancel_id) == my_id) {
+                stop_delivery = true;
+                break;
+            }
+            const struct engine_ev *e = &c->q2.ev[i];
             struct engine_token_event ev;
             memset(&ev, 0, sizeof(ev));
-            ev.token = -1;
-            ev.text = c->emit.data ? c->emit.data : "";
-            ev.text_len = c->emit.len;
-            (void)cb(userdata, &ev);
+            ev.token = e->token;
+            ev.text = e->text_len ? c->q2.text.data + e->text_off : "";
+            ev.text_len = e->text_len;
+            ev.logprob = e->logprob;
+            ev.n_top = e->n_top;
+            ev.top_tokens = e->top_ids;
+            ev.top_logprobs = e->top_lp;
+            if (cb && !cb(userdata, &ev)) {
+                stop_delivery = cb_cancel = true;
+                atomic_store(&c->cancel_id, my_id); /* the loop drops the sequence */
+            }
         }
+        c->q2.n = 0;
+        pthread_mutex_lock(&sc->mu);
+        if (done && c->q.n == 0)
+            break;
     }
-    result = SP_OK;
-done:;
-    double t_end = sp_now_ms();
-    r.decode_ms = t_first > 0 ? t_end - t_first : 0;
+    r = c->r;
+    result = c->status;
+    if (result != SP_OK && err)
+        *err = c->err;
+    c->phase = ENGINE_IDLE;
+    c->p = NULL;
+    pthread_mutex_unlock(&sc->mu);
+    if (stop_delivery && result == SP_OK)
+        r.finish = ENGINE_FINISH_CANCELLED;
+    SP_UNUSED(cb_cancel);
+    LOG_DEBUG("engine", "prompt %zu tokens (%d reused) in %.1f ms", n_prompt, r.n_cached_tokens, r.prompt_ms);
     if (res)
         *res = r;
+    return result;
+}
+
+/* Open a bench sequence of n_ctx cells (dropping cached prefixes). */
+static enum sp_status bench_seq(struct engine_model *m, int *id, struct sp_err *err)
+{
+    struct kv_cache *kv = model_state_kv(m->st);
+    int reused;
+    kv_cache_clear(kv);
+    if (kv_seq_open(kv, m->n_ctx, NULL, 0, 0, id, &reused) != SP_OK)
+        return sp_err_set(err, SP_ERR_BUSY, "no KV cells free for a benchmark sequence");
+    return SP_OK;
+}
+
+/* Evaluate toks[0..n) of sequence id from position pos0 in batches; logits of the last. */
+static enum sp_status bench_eval(struct engine_model *m, int id, const int32_t *toks, int n, int pos0,
+                                 float *logits, struct sp_err *err)
+{
+    const int B = model_state_n_batch(m->st);
+    int32_t *pos = sp_calloc((size_t)B * 2, sizeof(int32_t));
+    if (!pos)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    int32_t *seq = pos + B;
+    enum sp_status result = SP_OK;
+    for (int i = 0; i < n && result == SP_OK;) {
+        int cnt = SP_MIN(B, n - i);
+        if (n - i - cnt == 1)
+            cnt--; /* no 1-token chunk */
+        for (int k = 0; k < cnt; k++) {
+            pos[k] = pos0 + i + k;
+            seq[k] = id;
+        }
+        struct model_batch b = {cnt, toks + i, pos, seq, NULL};
+        result = model_decode(m->st, &b, i + cnt == n ? logits : NULL, err);
+        i += cnt;
+    }
+    sp_free(pos);
     return result;
 }
 
 enum sp_status engine_bench_prefill(struct engine_ctx *c, int n_tokens, double *ms, struct sp_err *err)
 {
     *ms = 0;
-    if (n_tokens < 1 || n_tokens >= c->m->n_ctx)
-        return sp_err_set(err, SP_ERR_LIMIT, "cannot prefill %d tokens with context %d", n_tokens, c->m->n_ctx);
-    const int n_vocab = c->m->model->hp.n_vocab;
+    struct engine_model *m = c->m;
+    if (n_tokens < 1 || n_tokens >= m->n_ctx)
+        return sp_err_set(err, SP_ERR_LIMIT, "cannot prefill %d tokens with context %d", n_tokens, m->n_ctx);
+    const int n_vocab = m->model->hp.n_vocab;
     for (int i = 0; i < n_tokens; i++)
-        c->prompt[i] = (int32_t)((i * 7919u + 13u) % (unsigned)n_vocab);
-    c->n_tokens = 0;
-    double t0 = sp_now_ms();
-    enum sp_status result = eval_tokens(c, c->prompt, n_tokens, 0, err);
-    *ms = sp_now_ms() - t0;
+        c->tokens[i] = (int32_t)((i * 7919u + 13u) % (unsigned)n_vocab);
+    pthread_mutex_lock(&m->sched.mu);
+    pthread_mutex_lock(&m->sched.decode_mu);
+    int id;
+    enum sp_status result = bench_seq(m, &id, err);
+    if (result == SP_OK) {
+        double t0 = sp_now_ms();
+        result = bench_eval(m, id, c->tokens, n_tokens, 0, NULL, err);
+        *ms = sp_now_ms() - t0;
+        kv_seq_close(model_state_kv(m->st), id, false);
+    }
+    pthread_mutex_unlock(&m->sched.decode_mu);
+    pthread_mutex_unlock(&m->sched.mu);
     return result;
 }
 
 enum sp_status engine_bench_decode(struct engine_ctx *c, int n_tokens, double *ms, struct sp_err *err)
 {
     *ms = 0;
-    if (n_tokens < 1 || n_tokens >= c->m->n_ctx)
-        return sp_err_set(err, SP_ERR_LIMIT, "cannot decode %d tokens with context %d", n_tokens, c->m->n_ctx);
-    c->n_tokens = 0;
-    int32_t tok = 1 % c->m->model->hp.n_vocab;
-    double t0 = sp_now_ms();
-    for (int i = 0; i < n_tokens; i++) {
-        enum sp_status result = eval_tokens(c, &tok, 1, i, err);
-        if (result != SP_OK)
-            return result;
-        tok = sample_argmax(c->logits, c->m->model->hp.n_vocab);
+    struct engine_model *m = c->m;
+    if (n_tokens < 1 || n_tokens >= m->n_ctx)
+        return sp_err_set(err, SP_ERR_LIMIT, "cannot decode %d tokens with context %d", n_tokens, m->n_ctx);
+    const int n_vocab = m->model->hp.n_vocab;
+    float *logits = sp_calloc((size_t)n_vocab, sizeof(float));
+    if (!logits)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&m->sched.mu);
+    pthread_mutex_lock(&m->sched.decode_mu);
+    int id;
+    enum sp_status result = bench_seq(m, &id, err);
+    if (result == SP_OK) {
+        int32_t tok = 1 % n_vocab;
+        double t0 = sp_now_ms();
+        for (int i = 0; i < n_tokens && result == SP_OK; i++) {
+            result = bench_eval(m, id, &tok, 1, i, logits, err);
+            tok = sample_argmax(logits, n_vocab);
+        }
+        *ms = sp_now_ms() - t0;
+        kv_seq_close(model_state_kv(m->st), id, false);
     }
-    *ms = sp_now_ms() - t0;
-    return SP_OK;
+    pthread_mutex_unlock(&m->sched.decode_mu);
+    pthread_mutex_unlock(&m->sched.mu);
+    sp_free(logits);
+    return result;
+}
+
+enum sp_status engine_bench_parallel(struct engine_model *m, int n_seq, int n_prompt, int n_gen,
+                                     struct engine_bench_par *out, struct sp_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    const int n_vocab = m->model->hp.n_vocab, B = model_state_n_batch(m->st);
+    if (n_seq < 1 || n_seq > m->n_seq || n_prompt < 2 || n_gen < 1 || n_prompt + n_gen > m->n_ctx ||
+        n_seq > B)
+        return sp_err_set(err, SP_ERR_LIMIT,
+                          "cannot run %d sequences of %d + %d tokens (load with %d sequences, context %d, batch %d)",
+                          n_seq, n_prompt, n_gen, m->n_seq, m->n_ctx, B);
+    const size_t nb = (size_t)SP_MAX(B, n_seq);
+    int32_t *buf = sp_calloc(nb * 3 + (size_t)n_seq * 2, sizeof(int32_t));
+    float *logits = sp_calloc((size_t)n_seq * n_vocab, sizeof(float));
+    bool *want = sp_calloc(nb, sizeof(bool));
+    if (!buf || !logits || !want) {
+        sp_free(buf);
+        sp_free(logits);
+        sp_free(want);
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    }
+    int32_t *tok = buf, *pos = tok + nb, *seq = pos + nb, *ids = seq + nb, *last = ids + n_seq;
+    struct kv_cache *kv = model_state_kv(m->st);
+    enum sp_status result = SP_OK;
+    pthread_mutex_lock(&m->sched.mu);
+    pthread_mutex_lock(&m->sched.decode_mu);
+    kv_cache_clear(kv);
+    int opened = 0;
+    for (; opened < n_seq && result == SP_OK; opened++) {
+        int reused;
+        if (kv_seq_open(kv, model_seq_cells(m->st, n_prompt + n_gen), NULL, 0, 0, &ids[opened], &reused) != SP_OK)
+            result = sp_err_set(err, SP_ERR_BUSY, "KV budget too small for %d sequences", n_seq);
+    }
+    if (result != SP_OK)
+        opened--;
+    /* prefill: whole prompts, as many per batch as fit */
+    double t0 = sp_now_ms();
+    int per = SP_MAX(1, B / n_prompt), row = 0;
+    for (int s0 = 0; s0 < n_seq && result == SP_OK && n_prompt <= B; s0 += per) {
+        int n = 0, s1 = SP_MIN(n_seq, s0 + per);
+        for (int s = s0; s < s1; s++)
+            for (int k = 0; k < n_prompt; k++) {
+                tok[n] = (int32_t)(((unsigned)(s * 131 + k) * 7919u + 13u) % (unsigned)n_vocab);
+                pos[n] = k;
+                seq[n] = ids[s];
+                want[n++] = k == n_prompt - 1;
+            }
+        struct model_batch b = {n, tok, pos, seq, want};
+        result = model_decode(m->st, &b, logits + (size_t)row * n_vocab, err);
+        row += s1 - s0;
+    }
+    if (n_prompt > B && result == SP_OK)
+        result = sp_err_set(err, SP_ERR_LIMIT, "prompt of %d tokens exceeds the batch of %d", n_prompt, B);
+    double t1 = sp_now_ms();
+    for (int s = 0; s < n_seq && result == SP_OK; s++)
+        last[s] = sample_argmax(logits + (size_t)s * n_vocab, n_vocab);
+    for (int g = 0; g + 1 < n_gen && result == SP_OK; g++) {
+        for (int s = 0; s < n_seq; s++) {
+            tok[s] = last[s];
+            pos[s] = n_prompt + g;
+            seq[s] = ids[s];
+            want[s] = true;
+        }
+        struct model_batch b = {n_seq, tok, pos, seq, want};
+        result = model_decode(m->st, &b, logits, err);
+        for (int s = 0; s < n_seq && result == SP_OK; s++)
+            last[s] = sample_argmax(logits + (size_t)s * n_vocab, n_vocab);
+    }
+    double t2 = sp_now_ms();
+    for (int s = 0; s < opened; s++)
+        kv_seq_close(kv, ids[s], false);
+    pthread_mutex_unlock(&m->sched.decode_mu);
+    pthread_mutex_unlock(&m->sched.mu);
+    out->prefill_ms = t1 - t0;
+    out->decode_ms = t2 - t1;
+    out->n_decoded = (int64_t)n_seq * (n_gen - 1);
+    sp_free(buf);
+    sp_free(logits);
+    sp_free(want);
+    return result;
 }

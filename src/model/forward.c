@@ -117,11 +117,12 @@ static bool state_layout(const struct model *m, int n_ctx, int B, int nth, int n
     return true;
 }
 
-static int default_batch(int n_ctx, int n_batch)
+/* Tokens per model_decode call: 512 by default, at most the KV cells. */
+static int default_batch(int n_cells, int n_batch)
 {
     if (n_batch <= 0)
         n_batch = 512;
-    return SP_MIN(n_batch, n_ctx);
+    return SP_MIN(n_batch, n_cells);
 }
 
 static int64_t max_k(const struct model *m)
@@ -146,10 +147,13 @@ static bool state_cells(const struct model_state_opts *o, int n_ctx, int *n_seq,
 
 size_t model_state_bytes(const struct model *m, const struct model_state_opts *o)
 {
-    int n_ctx = SP_MAX(o->n_ctx, 1), B = default_batch(n_ctx, o->n_batch), nth = SP_MAX(o->n_threads, 1);
+    int n_ctx = SP_MAX(o->n_ctx, 1), nth = SP_MAX(o->n_threads, 1);
     int n_seq, n_cells;
     struct state_layout lay;
-    if (!state_cells(o, n_ctx, &n_seq, &n_cells) || !state_layout(m, n_ctx, B, nth, n_seq, &lay))
+    if (!state_cells(o, n_ctx, &n_seq, &n_cells))
+        return SIZE_MAX;
+    int B = default_batch(n_cells, o->n_batch);
+    if (!state_layout(m, n_ctx, B, nth, n_seq, &lay))
         return SIZE_MAX;
     size_t kvb = kv_cache_bytes(m->hp.n_layer, n_cells, m->hp.n_head_kv * m->hp.head_dim, o->kv_type);
     size_t total = lay.total + backend_cpu_scratch_bytes(max_k(m), B) + (size_t)n_cells * 4;
@@ -165,10 +169,11 @@ enum sp_status model_state_new(const struct model *m, const struct model_state_o
     *out = NULL;
     if (o->n_ctx < 1)
         return sp_err_set(err, SP_ERR_INVALID, "context size must be at least 1 (got %d)", o->n_ctx);
-    int n_ctx = o->n_ctx, B = default_batch(n_ctx, o->n_batch), nth = SP_MAX(o->n_threads, 1);
+    int n_ctx = o->n_ctx, nth = SP_MAX(o->n_threads, 1);
     int n_seq, n_cells;
     if (!state_cells(o, n_ctx, &n_seq, &n_cells))
         return sp_err_set(err, SP_ERR_RANGE, "KV budget too large (%d sequences of context %d)", o->n_seq, n_ctx);
+    int B = default_batch(n_cells, o->n_batch);
     struct model_state *s = sp_calloc(1, sizeof(*s));
     if (!s)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory creating a model state");

@@ -132,7 +132,7 @@ void model_free(struct model *m); /* NULL is a no-op */
 
 struct model_state_opts {
     int n_ctx;          /* most positions of one sequence (>= 1) */
-    int n_batch;        /* most tokens per model_decode call (0 = min(n_ctx, 512)) */
+    int n_batch;        /* most tokens per model_decode call (0 = 512; at most n_cells) */
     int n_threads;      /* >= 1 */
     enum kv_type kv_type;
     int n_seq;          /* most sequences decoded together (0 = 1) */

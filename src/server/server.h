@@ -28,7 +28,9 @@ struct server_model_spec {
     char **files;            /* files[].path (may be empty) */
     size_t n_files;
     char *token;             /* hf_token / token param (resolved), or NULL */
-    int max_concurrency;     /* slots (>= 1; default 1) */
+    int max_concurrency;     /* slots = sequences decoded together (>= 1; default 1) */
+    int kv_tokens;           /* KV cache budget in tokens, 0 = n_ctx * max_concurrency */
+    int step_tokens;         /* tokens per step of the step loop, 0 = engine default (256) */
     int queue_size;          /* waiters beyond the slots (default 16) */
     bool initial_load;       /* load at startup (default true) else on first request */
     int n_ctx;               /* context per slot, 0 = engine default */

@@ -137,8 +137,9 @@ static const char *finish_name(enum engine_finish f) { return f == ENGINE_FINISH
 
 static json_t *usage_json(const struct gen_job *j)
 {
-    return json_pack("{s:i,s:i,s:i}", "prompt_tokens", j->res.n_prompt_tokens, "completion_tokens",
-                     j->res.n_completion_tokens, "total_tokens", j->res.n_prompt_tokens + j->res.n_completion_tokens);
+    return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", j->res.n_prompt_tokens, "completion_tokens",
+                     j->res.n_completion_tokens, "total_tokens", j->res.n_prompt_tokens + j->res.n_completion_tokens,
+                     "prompt_tokens_details", "cached_tokens", j->res.n_cached_tokens);
 }
 
 /* one SSE chunk; text may be NULL; finish NULL for a middle chunk */
@@ -342,6 +343,8 @@ static void labels_for(struct gen_job *j, unsigned status, const char *finish, s
                           (int)status);
     if (l && finish)
         json_object_set_new(l, "finish_reason", json_string(finish));
+    if (l && j->res.n_cached_tokens > 0)
+        json_object_set_new(l, "cached_tokens", json_integer(j->res.n_cached_tokens));
     if (l && j->client_gone)
         json_object_set_new(l, "client_disconnected", json_true());
     if (append_json(out, l) != 0)
@@ -360,6 +363,7 @@ static void job_finish(struct gen_job *j, unsigned status)
     bool ok = j->st == SP_OK && j->res.finish != ENGINE_FINISH_CANCELLED;
     metric_add(m->m.prompt_tokens, j->res.n_prompt_tokens);
     metric_add(m->m.completion_tokens, j->res.n_completion_tokens);
+    metric_add(m->m.cached_tokens, j->res.n_cached_tokens);
     metric_observe(m->m.duration_ms, dur);
     if (j->res.n_completion_tokens > 1 && j->res.decode_ms > 0)
         metric_observe(m->m.tps, (j->res.n_completion_tokens - 1) * 1000.0 / j->res.decode_ms);

@@ -17,7 +17,7 @@
 enum srv_model_state { SRV_MODEL_IDLE = 0, SRV_MODEL_LOADING, SRV_MODEL_READY, SRV_MODEL_FAILED };
 
 struct srv_model_metrics {
-    struct metric *requests, *failures, *duration_ms, *prompt_tokens, *completion_tokens;
+    struct metric *requests, *failures, *duration_ms, *prompt_tokens, *completion_tokens, *cached_tokens;
     struct metric *ttft_s, *inter_token_s, *tps, *queue_depth, *in_flight, *rejected, *load_s, *ready;
 };
 

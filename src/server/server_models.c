@@ -67,6 +67,8 @@ static void metrics_for(struct server *s, struct srv_model *m)
                          SP_ARRAY_LEN(DURATION_MS_BOUNDS));
     h->prompt_tokens = FAM(METRIC_COUNTER, "llm_prompt_tokens_total", "Prompt tokens processed.", NULL, 0);
     h->completion_tokens = FAM(METRIC_COUNTER, "llm_completion_tokens_total", "Completion tokens generated.", NULL, 0);
+    h->cached_tokens = FAM(METRIC_COUNTER, "llm_prompt_cached_tokens_total",
+                           "Prompt tokens reused from the KV cache (prefix reuse) instead of being evaluated.", NULL, 0);
     h->ttft_s = FAM(METRIC_HISTOGRAM, "llm_time_to_first_token_seconds", "Time from request to first token.",
                     TTFT_S_BOUNDS, SP_ARRAY_LEN(TTFT_S_BOUNDS));
     h->inter_token_s = FAM(METRIC_HISTOGRAM, "llm_inter_token_latency_seconds", "Time between generated tokens.",
@@ -176,7 +178,9 @@ static void *loader_main(void *arg)
         struct engine_load_opts lo = {.path = path,
                                       .n_ctx = m->spec.n_ctx,
                                       .n_threads = m->spec.n_threads,
-                                      .n_parallel = m->spec.max_concurrency};
+                                      .n_parallel = m->spec.max_concurrency,
+                                      .kv_tokens = m->spec.kv_tokens,
+                                      .step_tokens = m->spec.step_tokens};
         st = engine_model_load(&lo, &em, &err);
     }
     if (st == SP_OK) {
@@ -380,6 +384,7 @@ void *srv_model_json(struct srv_model *m)
         json_object_set_new(j, "backend", json_string(m->info.backend ? m->info.backend : ""));
         json_object_set_new(j, "context_length", json_integer(m->info.n_ctx));
         json_object_set_new(j, "max_concurrency", json_integer(m->spec.max_concurrency));
+        json_object_set_new(j, "kv_tokens", json_integer(m->info.kv_tokens));
         json_object_set_new(j, "in_flight", json_integer(admit_in_flight(m->admit)));
         json_object_set_new(j, "queued", json_integer(admit_queued(m->admit)));
     }

@@ -1,0 +1,376 @@
+/* sched.c - the step loop of a loaded model: one thread that owns the
+ * model state (shared KV cache, one thread pool) and decodes every running
+ * sequence together.
+ *
+ * Each step: admit waiting generations in FIFO order while fewer than n_seq
+ * run and the KV cache can give the sequence its whole span of cells (prefix
+ * reuse from cached spans); drop cancelled ones; build one batch with the
+ * next token of every decoding sequence plus chunks of the prompts being
+ * prefilled, up to the step's token budget (chunked prefill, never a 1-token
+ * chunk unless only one prompt token is left, so each token keeps its
+ * alone-run arithmetic: docs/PARITY.md); run model_decode once; then for
+ * every sequence whose logits came back: sample, logprobs, detokenize, stop
+ * strings, EOG / max tokens / context end, and queue an event for the
+ * generation's caller (who runs the user's callback on its own thread, so a
+ * slow client never stalls the loop). A finished sequence's cells stay
+ * cached for prefix reuse. The loop sleeps on a condition variable when
+ * nothing runs. */
+#include "engine/engine_impl.h"
+#include "obs/log.h"
+
+#include <string.h>
+
+/* Longest suffix of s[0..n) that is a proper prefix of some stop string. */
+static size_t stop_hold(const char *s, size_t n, const char *const *stop, size_t n_stop)
+{
+    size_t hold = 0;
+    for (size_t i = 0; i < n_stop; i++) {
+        size_t sl = stop[i] ? strlen(stop[i]) : 0;
+        for (size_t k = SP_MIN(n, sl ? sl - 1 : 0); k > hold; k--) {
+            if (memcmp(s + n - k, stop[i], k) == 0) {
+                hold = k;
+                break;
+            }
+        }
+    }
+    return hold;
+}
+
+/* Earliest occurrence of any stop string in s[0..n); n if none. */
+static size_t stop_find(const char *s, size_t n, const char *const *stop, size_t n_stop)
+{
+    size_t best = n;
+    for (size_t i = 0; i < n_stop; i++) {
+        size_t sl = stop[i] ? strlen(stop[i]) : 0;
+        if (sl == 0 || sl > n)
+            continue;
+        for (size_t p = 0; p + sl <= n && p < best; p++)
+            if (s[p] == stop[i][0] && memcmp(s + p, stop[i], sl) == 0) {
+                best = p;
+                break;
+            }
+    }
+    return best;
+}
+
+/* Move the first n bytes of held into emit. */
+static enum sp_status release(struct engine_ctx *c, size_t n)
+{
+    sp_buf_reset(&c->emit);
+    if (n == 0)
+        return SP_OK;
+    int rc = sp_buf_append(&c->emit, c->held.data, n);
+    if (rc != SP_OK)
+        return (enum sp_status)rc;
+    memmove(c->held.data, c->held.data + n, c->held.len - n);
+    c->held.len -= n;
+    c->held.data[c->held.len] = 0;
+    return SP_OK;
+}
+
+/* Queue an event (with c->emit as its text) for the caller; sched mu held. */
+static enum sp_status push_event(struct engine_ctx *c, const struct engine_ev *ev)
+{
+    struct engine_evq *q = &c->q;
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 16;
+        struct engine_ev *ne = sp_realloc(q->ev, cap * sizeof(*ne));
+        if (!ne)
+            return SP_ERR_NOMEM;
+        q->ev = ne;
+        q->cap = cap;
+    }
+    struct engine_ev *e = &q->ev[q->n];
+    *e = *ev;
+    e->text_off = q->text.len;
+    e->text_len = c->emit.len;
+    if (c->emit.len && sp_buf_append(&q->text, c->emit.data, c->emit.len) != 0)
+        return SP_ERR_NOMEM;
+    q->n++;
+    pthread_cond_broadcast(&c->cv);
+    return SP_OK;
+}
+
+static bool cancelled(struct engine_ctx *c)
+{
+    uint64_t id = atomic_load(&c->gen_id);
+    return atomic_load(&c->cancel_id) == id;
+}
+
+/* End c's generation (sched mu held): flush held-back text unless it stopped
+ * on a stop string or was cancelled, keep its cells cached, wake the caller. */
+static void finish(struct engine_model *m, struct engine_ctx *c, enum engine_finish why, bool flush)
+{
+    struct engine_sched *sc = &m->sched;
+    c->r.finish = why;
+    if (flush && c->status == SP_OK && tok_stream_flush(&c->ts, &c->held) == SP_OK && c->held.len > 0 &&
+        release(c, c->held.len) == SP_OK) {
+        struct engine_ev ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.token = -1;
+        (void)push_event(c, &ev);
+    }
+    double now = sp_now_ms();
+    c->r.decode_ms = c->t_first > 0 ? now - c->t_first : 0;
+    if (c->kv_seq >= 0) {
+        kv_seq_close(model_state_kv(m->st), c->kv_seq, c->status == SP_OK);
+        c->kv_seq = -1;
+    }
+    for (int i = 0; i < sc->n_running; i++)
+        if (sc->running[i] == c) {
+            memmove(&sc->running[i], &sc->running[i + 1], (size_t)(sc->n_running - i - 1) * sizeof(c));
+            sc->n_running--;
+            break;
+        }
+    c->phase = ENGINE_DONE;
+    pthread_cond_broadcast(&c->cv);
+}
+
+/* Sample from c's logits and emit the token (sched mu held). */
+static void on_logits(struct engine_model *m, struct engine_ctx *c, const float *logits)
+{
+    const struct engine_gen_params *p = c->p;
+    const int n_vocab = m->model->hp.n_vocab;
+    const double now = sp_now_ms();
+    if (c->phase == ENGINE_PREFILL) {
+        c->r.prompt_ms = now - c->t_start;
+        c->phase = ENGINE_DECODE;
+    }
+    int32_t tok = sample_token(c->smp, logits, c->tokens, (size_t)c->n_tokens);
+    if (c->r.n_completion_tokens == 0) {
+        c->t_first = now;
+        c->r.ttft_ms = now - c->t_start;
+    }
+    if (tok_is_eog(m->vocab, tok)) {
+        finish(m, c, ENGINE_FINISH_STOP, true);
+        return;
+    }
+    c->r.n_completion_tokens++;
+    struct engine_ev ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.token = tok;
+    if (p->want_logprobs) {
+        ev.logprob = sample_logprobs(logits, n_vocab, tok, c->n_top, ev.top_ids, ev.top_lp);
+        ev.n_top = c->n_top;
+    }
+    enum sp_status result = tok_stream_push(m->vocab, &c->ts, tok, &c->held);
+    bool stopped = false;
+    if (result == SP_OK) {
+        size_t at = stop_find(c->held.data ? c->held.data : "", c->held.len, p->stop, p->n_stop);
+        if (at < c->held.len) {
+            stopped = true;
+            result = release(c, at);
+            sp_buf_reset(&c->held);
+        } else {
+            result = release(c, c->held.len - stop_hold(c->held.data ? c->held.data : "", c->held.len, p->stop,
+                                                         p->n_stop));
+        }
+    }
+    if (result == SP_OK)
+        result = push_event(c, &ev);
+    if (result != SP_OK) {
+        c->status = sp_err_set(&c->err, SP_ERR_NOMEM, "out of memory streaming text");
+        finish(m, c, ENGINE_FINISH_STOP, false);
+        return;
+    }
+    if (stopped) {
+        finish(m, c, ENGINE_FINISH_STOP, false);
+        return;
+    }
+    if ((p->max_tokens > 0 && c->r.n_completion_tokens >= p->max_tokens) || c->n_eval >= m->n_ctx) {
+        finish(m, c, ENGINE_FINISH_LENGTH, true);
+        return;
+    }
+    c->tokens[c->n_tokens++] = tok; /* evaluated by the next step */
+}
+
+/* Admit waiting generations while sequences and cells allow (sched mu held). */
+static void admit_waiting(struct engine_model *m)
+{
+    struct engine_sched *sc = &m->sched;
+    struct kv_cache *kv = model_state_kv(m->st);
+    while (sc->wait_head && sc->n_running < m->n_seq) {
+        struct engine_ctx *c = sc->wait_head;
+        if (cancelled(c)) {
+            sc->wait_head = c->next_wait;
+            if (!sc->wait_head)
+                sc->wait_tail = NULL;
+            finish(m, c, ENGINE_FINISH_CANCELLED, false);
+            continue;
+        }
+        const int max_tok = c->p->max_tokens > 0 ? c->p->max_tokens : m->n_ctx;
+        const int need = (int)SP_MIN((int64_t)m->n_ctx, (int64_t)c->n_prompt + max_tok);
+        int id, reused;
+        /* keep >= 2 prompt tokens to evaluate: a 1-token chunk would sum in another order */
+        enum sp_status st = kv_seq_open(kv, model_seq_cells(m->st, need), c->tokens, c->n_prompt,
+                                        c->n_prompt - 2, &id, &reused);
+        if (st != SP_OK)
+            break; /* no room: wait until a running sequence ends */
+        sc->wait_head = c->next_wait;
+        if (!sc->wait_head)
+            sc->wait_tail = NULL;
+        c->kv_seq = id;
+        c->n_reused = reused;
+        c->n_eval = reused;
+        c->r.n_cached_tokens = reused;
+        c->phase = ENGINE_PREFILL;
+        sc->running[sc->n_running++] = c;
+    }
+}
+
+/* One step: build the batch, decode, hand out the logits. Returns false when
+ * nothing ran. Called with sched mu held; releases it around the decode. */
+static bool step(struct engine_model *m)
+{
+    struct engine_sched *sc = &m->sched;
+    admit_waiting(m);
+    for (int i = 0; i < sc->n_running;) {
+        struct engine_ctx *c = sc->running[i];
+        if (cancelled(c))
+            finish(m, c, ENGINE_FINISH_CANCELLED, false);
+        else
+            i++;
+    }
+    if (sc->n_running == 0)
+        return false;
+    const int B = model_state_n_batch(m->st);
+    int nb = 0;
+    for (int i = 0; i < sc->n_running; i++) {
+        struct engine_ctx *c = sc->running[i];
+        if (c->phase != ENGINE_DECODE)
+            continue;
+        sc->tok[nb] = c->tokens[c->n_tokens - 1];
+        sc->pos[nb] = c->n_eval;
+        sc->seq[nb] = c->kv_seq;
+        sc->want[nb] = true;
+        sc->who[nb++] = c;
+    }
+    const int budget = SP_MIN(B, SP_MAX(sc->step_tokens, nb + 2));
+    for (int i = 0; i < sc->n_running && nb < budget; i++) {
+        struct engine_ctx *c = sc->running[i];
+        if (c->phase != ENGINE_PREFILL)
+            continue;
+        int left = c->n_prompt - c->n_eval, n = SP_MIN(left, budget - nb);
+        if (left - n == 1)
+            n--; /* never leave a single token for later */
+        if (n < 2 && left >= 2)
+            continue;
+        for (int k = 0; k < n; k++) {
+            sc->tok[nb] = c->tokens[c->n_eval + k];
+            sc->pos[nb] = c->n_eval + k;
+            sc->seq[nb] = c->kv_seq;
+            sc->want[nb] = c->n_eval + k == c->n_prompt - 1;
+            sc->who[nb++] = c;
+        }
+    }
+    if (nb == 0)
+        return false;
+    sc->max_step_seqs = SP_MAX(sc->max_step_seqs, sc->n_running);
+    pthread_mutex_unlock(&sc->mu);
+    struct model_batch b = {nb, sc->tok, sc->pos, sc->seq, sc->want};
+    struct sp_err err;
+    sp_err_clear(&err);
+    pthread_mutex_lock(&sc->decode_mu);
+    enum sp_status st = model_decode(m->st, &b, sc->logits, &err);
+    pthread_mutex_unlock(&sc->decode_mu);
+    pthread_mutex_lock(&sc->mu);
+    const int n_vocab = m->model->hp.n_vocab;
+    int row = 0;
+    for (int k = 0; k < nb; k++) {
+        struct engine_ctx *c = sc->who[k];
+        if (st == SP_OK)
+            c->n_eval = sc->pos[k] + 1;
+        if (!sc->want[k])
+            continue;
+        if (st != SP_OK) {
+            c->status = st;
+            c->err = err;
+            finish(m, c, ENGINE_FINISH_STOP, false);
+            continue;
+        }
+        on_logits(m, c, sc->logits + (size_t)row++ * n_vocab);
+    }
+    if (st != SP_OK) /* sequences that only had a prompt chunk in the batch */
+        for (int i = 0; i < sc->n_running;) {
+            struct engine_ctx *c = sc->running[i];
+            c->status = st;
+            c->err = err;
+            finish(m, c, ENGINE_FINISH_STOP, false);
+        }
+    return true;
+}
+
+static void *sched_main(void *arg)
+{
+    struct engine_model *m = arg;
+    struct engine_sched *sc = &m->sched;
+    pthread_mutex_lock(&sc->mu);
+    while (!sc->stop) {
+        if (!step(m))
+            sp_cond_wait_ms(&sc->cv, &sc->mu, 1000);
+    }
+    pthread_mutex_unlock(&sc->mu);
+    return NULL;
+}
+
+enum sp_status engine_sched_start(struct engine_model *m, struct sp_err *err)
+{
+    struct engine_sched *sc = &m->sched;
+    const int B = model_state_n_batch(m->st);
+    const size_t nv = (size_t)m->model->hp.n_vocab;
+    sc->running = sp_calloc((size_t)m->n_seq, sizeof(*sc->running));
+    sc->tok = sp_calloc((size_t)B * 3, sizeof(int32_t));
+    sc->want = sp_calloc((size_t)B, sizeof(bool));
+    sc->who = sp_calloc((size_t)B, sizeof(*sc->who));
+    sc->logits = sp_calloc((size_t)m->n_seq * nv, sizeof(float));
+    if (!sc->running || !sc->tok || !sc->want || !sc->who || !sc->logits)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory creating the step loop");
+    sc->pos = sc->tok + B;
+    sc->seq = sc->pos + B;
+    pthread_mutex_init(&sc->mu, NULL);
+    pthread_mutex_init(&sc->decode_mu, NULL);
+    pthread_cond_init(&sc->cv, NULL);
+    if (pthread_create(&sc->thread, NULL, sched_main, m) != 0) {
+        pthread_cond_destroy(&sc->cv);
+        pthread_mutex_destroy(&sc->decode_mu);
+        pthread_mutex_destroy(&sc->mu);
+        return sp_err_set(err, SP_ERR_INTERNAL, "cannot start the step loop thread");
+    }
+    sc->started = true;
+    return SP_OK;
+}
+
+void engine_sched_stop(struct engine_model *m)
+{
+    struct engine_sched *sc = &m->sched;
+    if (sc->started) {
+        pthread_mutex_lock(&sc->mu);
+        sc->stop = true;
+        pthread_cond_broadcast(&sc->cv);
+        pthread_mutex_unlock(&sc->mu);
+        pthread_join(sc->thread, NULL);
+        pthread_cond_destroy(&sc->cv);
+        pthread_mutex_destroy(&sc->decode_mu);
+        pthread_mutex_destroy(&sc->mu);
+        sc->started = false;
+    }
+    sp_free(sc->running);
+    sp_free(sc->tok);
+    sp_free(sc->want);
+    sp_free(sc->who);
+    sp_free(sc->logits);
+    memset(sc, 0, sizeof(*sc));
+}
+
+void engine_sched_submit(struct engine_model *m, struct engine_ctx *c)
+{
+    struct engine_sched *sc = &m->sched;
+    c->phase = ENGINE_WAITING;
+    c->next_wait = NULL;
+    if (sc->wait_tail)
+        sc->wait_tail->next_wait = c;
+    else
+        sc->wait_head = c;
+    sc->wait_tail = c;
+    pthread_cond_broadcast(&sc->cv);
+}
