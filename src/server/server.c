@@ -326,6 +326,8 @@ static enum MHD_Result dispatch(struct server *s, struct MHD_Connection *c, stru
         return get ? route_models(s, c, url + 11) : srv_error(c, 405, "use GET", NULL, "method_not_allowed", NULL);
     if (!strncmp(url, "/api/", 5))
         return srv_ollama_dispatch(s, c, cc, url, method);
+    if (srv_console_route(url))
+        return srv_console_serve(c, url, method);
     if (is_post_route(url)) {
         if (!post)
             return srv_error(c, 405, "use POST", NULL, "method_not_allowed", NULL);

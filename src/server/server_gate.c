@@ -422,7 +422,8 @@ static bool key_matches(const struct server *s, const char *given, size_t len)
 static bool route_is_open(const struct server *s, const char *url)
 {
     return !strcmp(url, "/health") || !strcmp(url, "/v1/ready") ||
-           (s->opts.auth.metrics_public && !strcmp(url, "/metrics"));
+           (s->opts.auth.metrics_public && !strcmp(url, "/metrics")) ||
+           srv_console_route(url); /* the console's static page; its API calls carry the key */
 }
 
 /* media type of a Content-Type value (before ';', trimmed) equals want? */

@@ -181,6 +181,10 @@ enum sp_status srv_model_add(struct server *s, const char *name, const char *fro
 /* Append {"id":..,"object":"model",...,"status":..} for m to a jansson array/object. */
 void *srv_model_json(struct srv_model *m); /* json_t * */
 
+/* ---- server_console.c: the web console (GET /, /console/...) */
+bool srv_console_route(const char *url);
+enum MHD_Result srv_console_serve(struct MHD_Connection *c, const char *url, const char *method);
+
 /* ---- server_ollama.c: the Ollama routes (url starts with "/api/") */
 enum MHD_Result srv_ollama_dispatch(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, const char *url,
                                     const char *method);

@@ -387,6 +387,10 @@ void *srv_model_json(struct srv_model *m)
         json_object_set_new(j, "kv_tokens", json_integer(m->info.kv_tokens));
         json_object_set_new(j, "in_flight", json_integer(admit_in_flight(m->admit)));
         json_object_set_new(j, "queued", json_integer(admit_queued(m->admit)));
+        /* for the console's models view */
+        json_object_set_new(j, "quantization", json_string(engine_model_ftype(m->em)));
+        json_object_set_new(j, "parameters", json_integer((json_int_t)engine_model_n_params(m->em)));
+        json_object_set_new(j, "footprint_bytes", json_integer((json_int_t)m->info.footprint_bytes));
     }
     pthread_mutex_unlock(&m->mu);
     return j;
