@@ -361,15 +361,15 @@ static bool is_ip_literal(const char *h)
 
 /* IP literals cannot be rebound by a DNS answer, localhost is ours, the rest
  * must be configured. */
-static bool host_allowed(const struct server *s, const char *hostport)
+bool srv_host_allowed(const struct server_auth *auth, const char *hostport)
 {
     char h[256], want[256];
     if (!host_part(hostport, h, sizeof h))
         return false;
     if (is_ip_literal(h) || !strcmp(h, "localhost"))
         return true;
-    for (size_t i = 0; i < s->opts.auth.n_allowed_hosts; i++) {
-        const char *a = s->opts.auth.allowed_hosts[i];
+    for (size_t i = 0; i < auth->n_allowed_hosts; i++) {
+        const char *a = auth->allowed_hosts[i];
         if (!strcmp(a, "*"))
             return true;
         if (host_part(a, want, sizeof want) && !strcmp(want, h))
@@ -389,10 +389,12 @@ static bool same_origin(const char *origin, const char *host)
     return p && host && !strcasecmp(p, host);
 }
 
-static bool origin_listed(const struct server *s, const char *origin)
+bool srv_origin_allowed(const struct server_auth *auth, const char *origin, const char *host)
 {
-    for (size_t i = 0; i < s->opts.auth.n_cors_origins; i++) {
-        const char *o = s->opts.auth.cors_origins[i];
+    if (same_origin(origin, host))
+        return true;
+    for (size_t i = 0; i < auth->n_cors_origins; i++) {
+        const char *o = auth->cors_origins[i];
         size_t n = strlen(o);
         while (n && o[n - 1] == '/')
             n--;
@@ -427,7 +429,7 @@ static bool route_is_open(const struct server *s, const char *url)
 }
 
 /* media type of a Content-Type value (before ';', trimmed) equals want? */
-static bool media_is(const char *ct, const char *want)
+bool srv_media_is(const char *ct, const char *want)
 {
     if (!ct)
         return false;
@@ -489,7 +491,7 @@ bool srv_gate(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, c
         return true;
     }
     const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
-    if (host && !host_allowed(s, host)) {
+    if (host && !srv_host_allowed(&s->opts.auth, host)) {
         snprintf(msg, sizeof msg,
                  "Host '%.100s' is not allowed; add it to server.allowed_hosts in spoke.yaml (protects against "
                  "DNS rebinding)", host);
@@ -501,7 +503,7 @@ bool srv_gate(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, c
     }
     const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
     if (origin && !same_origin(origin, host)) {
-        if (!origin_listed(s, origin) || strlen(origin) >= sizeof k->cors_origin) {
+        if (!srv_origin_allowed(&s->opts.auth, origin, NULL) || strlen(origin) >= sizeof k->cors_origin) {
             *ret = gate_error(s, c, cc, 403, "origin",
                               "cross-site request refused: add the page's origin to server.cors_origins in spoke.yaml",
                               "origin_not_allowed");
@@ -533,7 +535,7 @@ bool srv_gate(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, c
     if (!strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH")) {
         const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
         bool sql = !strcmp(url, "/v1/sql");
-        if (!media_is(ct, "application/json") && !(sql && media_is(ct, "application/sql"))) {
+        if (!srv_media_is(ct, "application/json") && !(sql && srv_media_is(ct, "application/sql"))) {
             *ret = gate_error(s, c, cc, 415, "content_type",
                               sql ? "send the query as {\"sql\": \"SELECT ...\"} with Content-Type: application/json, "
                                     "or as SQL text with Content-Type: application/sql"

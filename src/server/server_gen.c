@@ -423,6 +423,8 @@ static void *stream_worker(void *arg)
             rc = j->d->stream_error(j->err.msg[0] ? j->err.msg : sp_status_name(j->st), &b);
         else if (j->res.finish != ENGINE_FINISH_CANCELLED)
             rc = j->d->end(&v, true, &b);
+        else if (!j->client_gone && !j->stalled && atomic_load(&j->s->shutting_down))
+            rc = j->d->stream_error("the server is shutting down; the generation was cut short", &b);
         if (rc == 0 && b.len)
             push_bytes(j, &b);
         sp_buf_free(&b);

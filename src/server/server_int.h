@@ -143,7 +143,14 @@ void srv_decorate(struct MHD_Connection *c, struct MHD_Response *r);
 /* microhttpd callbacks and the watchdog */
 void srv_notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                            enum MHD_ConnectionNotificationCode code);
-size_t srv_unescape(void *cls, struct MHD_Connection *c, char *s);
+size_t srv_unescape(void *cls, struct MHD_Connection *c, char *s); /* c unused (may be NULL) */
+/* Pure checks of the gate (fuzzed): a Host header value ("name[:port]",
+ * "[v6]:port") is an IP literal, localhost or in auth->allowed_hosts; an
+ * Origin is same-origin with host (may be NULL) or in auth->cors_origins; a
+ * Content-Type value's media type (before ';') equals want, ignoring case. */
+bool srv_host_allowed(const struct server_auth *auth, const char *hostport);
+bool srv_origin_allowed(const struct server_auth *auth, const char *origin, const char *host);
+bool srv_media_is(const char *ct, const char *want);
 enum sp_status srv_gate_start(struct server *s, struct sp_err *err);
 void srv_gate_stop(struct server *s);
 void srv_gate_init(struct server *s);
