@@ -253,6 +253,17 @@ check(log.count("initial_load: true") == 1 and "waited" in log, "the wait is log
 mode = stat.S_IMODE(os.stat(os.path.join(home, "newhome", "task_history.db")).st_mode)
 check(mode == 0o600, "default history database is 0600 (%o)" % mode)
 
+# ---- metrics_public: /metrics open for scrapers, everything else still needs the key
+pub = Server(model_config(sql_endpoint=False, extra_server="metrics_public: true\n"), args=["--api-key", KEY2],
+             env={"SPOKE_API_KEY": ""})
+try:
+    st, _, body = pub.request("GET", "/metrics")
+    check(st == 200 and b"llm_requests_total" in body, "metrics_public: /metrics without a key (%s)" % st)
+    st, _, _ = pub.request("GET", "/v1/models")
+    check(st == 401, "metrics_public leaves /v1/models closed")
+finally:
+    check(pub.stop() == 0, "metrics_public server exits 0")
+
 # ---- a non-loopback host needs keys (refused before binding anything)
 r = subprocess.run([SPOKE, "serve", "--host", "192.0.2.1", "--port", "0", "--no-history"], capture_output=True,
                    text=True, timeout=30, env=dict(os.environ, SPOKE_API_KEY=""))
