@@ -3,14 +3,15 @@
 # not by `make run`): Debian packages (tmux for the interactive `spoke run`
 # test, chromium for the web-console test, haproxy for the multi-replica test)
 # and the pinned npm packages under tests/ (the official `ollama` client, from
-# tests/integration/ollama/package-lock.json, into .cache/ollama-js).
+# tests/integration/ollama/package-lock.json, into .cache/ollama-js); python3-yaml
+# for the Kubernetes manifest check.
 # Best effort: whatever cannot be installed (no root, no network, no npm
 # registry) is reported and the tests that need it skip themselves.
 # `tools/test-deps.sh --check` only reports what is missing.
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-PKGS=(tmux chromium haproxy nodejs npm)
+PKGS=(tmux chromium haproxy python3-yaml nodejs npm)
 
 missing=()
 for p in "${PKGS[@]}"; do
