@@ -139,9 +139,10 @@ try:
     check(n, "the metrics charts draw lines (%s)" % n)
     ids = browser.eval("[...document.querySelectorAll('#charts svg')].map(s => s.getAttribute('data-chart'))")
     check(ids == ["req", "tps", "ttft", "itl", "queue", "mem"], "six charts %s" % ids)
-    # the server sleeps 25 ms per token here: inter-token p50 lands in the (0.025, 0.05] bucket
+    # the server sleeps 25 ms per token here: inter-token p50 is a bucket bound >= 0.025 s (not the
+    # last bound, 1 s, which a bucket-parsing mistake gives)
     itl = browser.eval("Number(document.querySelector('svg[data-chart=itl]').getAttribute('data-last'))")
-    check(itl and 0.025 <= itl <= 0.1, "inter-token p50 from the histogram is plausible (%s s)" % itl)
+    check(itl and 0.025 <= itl <= 0.25, "inter-token p50 from the histogram is plausible (%s s)" % itl)
     shot("04-metrics.png")
 
     # ---- task history + detail + SQL
