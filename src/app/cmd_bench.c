@@ -5,6 +5,7 @@
  * Prefill evaluates N synthetic tokens from an empty cache in batches of 512;
  * decode evaluates N tokens one at a time from an empty cache. */
 #include "app/app.h"
+#include "app/bench_par.h"
 #include "engine/engine.h"
 
 #include <math.h>
@@ -16,6 +17,8 @@ struct bench_args {
     int n_models;
     int n_prompt, n_gen, reps, threads;
     bool json, kv_f32;
+    int par[16], n_par; /* --parallel */
+    int pp, tg;         /* --pp / --tg of --parallel */
 };
 
 static void bench_usage(FILE *fp)
@@ -24,7 +27,8 @@ static void bench_usage(FILE *fp)
                 "  -p N   prompt tokens for the prefill test (0 = skip)\n"
                 "  -n N   tokens for the decode test (0 = skip)\n"
                 "  -r R   repetitions (mean and standard deviation reported)\n"
-                "  -t T   threads (default: all CPUs)\n");
+                "  -t T   threads (default: all CPUs)\n"
+                "  --parallel 1,2,4,8  batched decode: N sequences of --pp prompt tokens (128) + --tg generated (128)\n");
 }
 
 static int bench_parse(int argc, char **argv, struct bench_args *a)
@@ -58,6 +62,19 @@ static int bench_parse(int argc, char **argv, struct bench_args *a)
             if (strcmp(o, "-o") == 0)
                 i++;
             continue;
+        } else if (strcmp(o, "--parallel") == 0 || strcmp(o, "-npl") == 0) {
+            if (!v || !bench_par_list(v, a->par, (int)SP_ARRAY_LEN(a->par), &a->n_par)) {
+                fprintf(stderr, "spoke: bench: --parallel needs a list like 1,2,4,8 (each 1..256)\n");
+                return APP_EXIT_USAGE;
+            }
+            i++;
+            continue;
+        } else if (strcmp(o, "--pp") == 0) {
+            dst = &a->pp;
+            lo = 2;
+        } else if (strcmp(o, "--tg") == 0) {
+            dst = &a->tg;
+            lo = 2;
         } else if (strcmp(o, "--kv-f32") == 0) {
             a->kv_f32 = true;
             continue;
@@ -193,6 +210,9 @@ int cmd_bench(int argc, char **argv)
         return rc < 0 ? APP_EXIT_OK : rc;
     if (a.threads <= 0)
         a.threads = engine_cpu_count();
+    if (a.n_par > 0)
+        return bench_par_run(a.models, a.n_models, a.par, a.n_par, a.pp > 0 ? a.pp : 128, a.tg > 0 ? a.tg : 128,
+                             a.reps, a.threads, a.kv_f32, a.json);
     if (a.json) {
         printf("[\n");
         first_json = true;
