@@ -7,7 +7,8 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev libyaml-dev
       libsqlite3-dev libpcre2-dev libssl-dev
-      python3 curl sqlite3 prometheus)
+      python3 curl sqlite3 prometheus
+      python3-jinja2)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -91,11 +91,8 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
     struct gg_str s;
     em->name = gg_get_str(em->file, "general.name", &s) && s.len > 0 && s.len < 256 ? sp_strndup(s.ptr, s.len)
                                                                                      : file_stem(opts->path);
-    char *tmpl = NULL;
-    if (gg_get_str(em->file, "tokenizer.chat_template", &s))
-        tmpl = sp_strndup(s.ptr, s.len);
-    em->chat = engine_chat_detect(tmpl);
-    sp_free(tmpl);
+    if ((result = engine_chat_setup(em, opts->chat_template, err)) != SP_OK)
+        goto fail;
     em->bos_text = token_text_dup(em->vocab, tok_bos(em->vocab));
     em->eos_text = token_text_dup(em->vocab, tok_eos(em->vocab));
     if (!em->name || !em->bos_text || !em->eos_text) {
@@ -116,7 +113,7 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
              em->name, hp->arch_name, hp->n_layer, (double)em->model->weight_bytes / 1048576.0, em->load_ms, n_ctx,
              em->n_seq, em->n_seq == 1 ? "" : "s", em->kv_type == KV_F32 ? "f32" : "f16", em->n_cells,
              (double)kv_cache_bytes(hp->n_layer, em->n_cells, hp->n_head_kv * hp->head_dim, em->kv_type) / 1048576.0,
-             em->n_threads, engine_chat_family_name(em->chat));
+             em->n_threads, em->tmpl_desc);
     *out = em;
     return SP_OK;
 fail:
@@ -131,6 +128,7 @@ void engine_model_free(struct engine_model *m)
     engine_sched_stop(m);
     model_state_free(m->st);
     sp_free(m->name);
+    tok_tmpl_free(m->tmpl);
     sp_free(m->bos_text);
     sp_free(m->eos_text);
     tok_vocab_free(m->vocab);
@@ -161,37 +159,6 @@ void engine_model_get_info(const struct engine_model *m, struct engine_model_inf
     out->weight_bytes = m->model->weight_bytes;
     out->footprint_bytes = m->footprint;
     out->load_ms = m->load_ms;
-}
-
-enum sp_status engine_chat_render(const struct engine_model *m, const struct engine_chat_msg *msgs, size_t n_msgs,
-                                  bool add_generation_prompt, char **out, struct sp_err *err)
-{
-    enum sp_status result;
-    *out = NULL;
-    struct sp_buf b = {0};
-    b.limit = 64u << 20;
-    struct tok_chat_msg *tm = sp_calloc(n_msgs ? n_msgs : 1, sizeof(*tm));
-    if (!tm)
-        return sp_err_set(err, SP_ERR_NOMEM, "out of memory rendering the chat");
-    for (size_t i = 0; i < n_msgs; i++) {
-        const char *r = msgs[i].role ? msgs[i].role : "";
-        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0) {
-            sp_free(tm);
-            return sp_err_set(err, SP_ERR_INVALID, "unknown chat role '%.32s' (use system, user or assistant)", r);
-        }
-        tm[i].role = msgs[i].role;
-        tm[i].content = msgs[i].content ? msgs[i].content : "";
-    }
-    result = engine_chat_render_family(m->chat, tm, n_msgs, add_generation_prompt, m->bos_text, m->eos_text, &b, err);
-    sp_free(tm);
-    if (result != SP_OK) {
-        sp_buf_free(&b);
-        return result;
-    }
-    *out = sp_buf_take(&b);
-    if (!*out)
-        return sp_err_set(err, SP_ERR_NOMEM, "out of memory rendering the chat");
-    return SP_OK;
 }
 
 enum sp_status engine_ctx_new(struct engine_model *m, struct engine_ctx **out, struct sp_err *err)
@@ -259,10 +226,18 @@ void engine_ctx_cancel_id(struct engine_ctx *c, uint64_t id)
 enum sp_status engine_tokenize_count(const struct engine_model *m, const char *text, bool add_bos,
                                      bool parse_special, int *n_tokens, struct sp_err *err)
 {
+    return engine_tokenize_count_spans(m, text, add_bos, parse_special, NULL, 0, n_tokens, err);
+}
+
+enum sp_status engine_tokenize_count_spans(const struct engine_model *m, const char *text, bool add_bos,
+                                           bool parse_special, const struct tok_span *spans, size_t n_spans,
+                                           int *n_tokens, struct sp_err *err)
+{
     size_t n = 0;
     int32_t one;
     *n_tokens = 0;
-    enum sp_status result = tok_encode(m->vocab, text, strlen(text), add_bos, parse_special, &one, 0, &n, err);
+    enum sp_status result = tok_encode_spans(m->vocab, text, strlen(text), add_bos, parse_special, spans, n_spans,
+                                             &one, 0, &n, err);
     if (result != SP_OK && result != SP_ERR_LIMIT)
         return result;
     if (err && result == SP_ERR_LIMIT)

@@ -18,6 +18,7 @@
 
 struct engine_model;
 struct engine_ctx;
+struct tok_span;
 
 struct engine_load_opts {
     const char *path;   /* GGUF file (first shard of a split set) */
@@ -29,6 +30,8 @@ struct engine_load_opts {
     int step_tokens;    /* tokens per step of the step loop (decode tokens + prompt chunks); 0 = 256 */
     bool kv_f32;        /* KV cache in F32 instead of F16 */
     bool skip_mem_check;/* do not refuse a model that exceeds available memory */
+    const char *chat_template; /* NULL = the model's tokenizer.chat_template; else a family
+                                  name (chatml, llama3...), Jinja text, or a template file path */
 };
 
 /* Load and validate a model. Fails with SP_ERR_FORMAT/UNSUPPORTED (bad file,
@@ -66,6 +69,22 @@ enum sp_status engine_chat_render(const struct engine_model *m, const struct eng
                                   size_t n_msgs, bool add_generation_prompt, char **out,
                                   struct sp_err *err) SP_MUST_USE;
 
+/* Render a chat request with the model's template (Jinja; the fixed family
+ * renderer when the template failed to parse). ctx_json is the template's
+ * variables as a JSON object: "messages" (OpenAI message objects: role,
+ * content string, tool_calls with arguments as objects, tool_call_id...),
+ * optional "tools", "add_generation_prompt" and extra flags; bos_token and
+ * eos_token come from the vocabulary. out->spans lists the bytes that came
+ * from messages/tools (to be tokenized as text). The template's own errors
+ * (raise_exception: "roles must alternate") are SP_ERR_INVALID with its
+ * message; SP_ERR_LIMIT when the prompt would pass max_out bytes. */
+struct tok_rendered;
+enum sp_status engine_chat_render_ctx(const struct engine_model *m, const char *ctx_json, size_t len,
+                                      size_t max_out, struct tok_rendered *out,
+                                      struct sp_err *err) SP_MUST_USE;
+/* "jinja" when the model renders with a Jinja template, else the fixed family's name. */
+const char *engine_chat_template_kind(const struct engine_model *m);
+
 /* ---- generation */
 struct engine_sampling {
     float temperature;       /* <= 0: greedy */
@@ -85,6 +104,8 @@ struct engine_gen_params {
     const char *prompt;         /* UTF-8 */
     bool add_bos;               /* add BOS if the vocabulary asks for it (true for raw prompts) */
     bool parse_special;         /* treat special-token text in prompt as control tokens (chat) */
+    const struct tok_span *text_spans; /* with parse_special: byte ranges of prompt that stay text */
+    size_t n_text_spans;        /* (request data of a rendered chat: sorted, disjoint) */
     int max_tokens;             /* > 0; generation also stops at the context end */
     const char *const *stop;    /* stop strings (not included in the output) */
     size_t n_stop;
@@ -140,9 +161,13 @@ enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_par
  * cancel between two calls never stops the next one.) */
 void engine_ctx_cancel(struct engine_ctx *c);
 
-/* Count tokens of text (for usage/limits), same tokenization as generate. */
+/* Count tokens of text (for usage/limits), same tokenization as generate
+ * (spans as engine_gen_params.text_spans; NULL/0 for none). */
 enum sp_status engine_tokenize_count(const struct engine_model *m, const char *text, bool add_bos,
                                      bool parse_special, int *n_tokens, struct sp_err *err) SP_MUST_USE;
+enum sp_status engine_tokenize_count_spans(const struct engine_model *m, const char *text, bool add_bos,
+                                           bool parse_special, const struct tok_span *spans, size_t n_spans,
+                                           int *n_tokens, struct sp_err *err) SP_MUST_USE;
 
 /* Text of one token (for logprobs); returns a pointer valid while m lives, with
  * its length in *len. Byte tokens give their single byte. */

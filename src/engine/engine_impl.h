@@ -56,7 +56,9 @@ struct engine_model {
     const struct gg_file *file;  /* its first shard: metadata */
     struct model *model;
     struct tok_vocab *vocab;
-    enum tok_chat_family chat;
+    enum tok_chat_family chat;   /* fixed renderer (used when tmpl is NULL) */
+    struct tok_tmpl *tmpl;       /* the Jinja chat template, or NULL */
+    char tmpl_desc[96];          /* for logs: "jinja (model)", "chatml (fixed: parse error)"... */
     struct backend_choice backend;
     char *name;
     char *bos_text, *eos_text;
@@ -110,12 +112,10 @@ void engine_sched_stop(struct engine_model *m);
 /* Queue c (prompt tokenized into c->tokens) and wake the loop. */
 void engine_sched_submit(struct engine_model *m, struct engine_ctx *c);
 
-/* Chat templates: forwarded to tok_chat_* (chat.c); chatml until the
- * tokenizer's template renderer is available. */
-enum tok_chat_family engine_chat_detect(const char *jinja_template);
-const char *engine_chat_family_name(enum tok_chat_family f);
-enum sp_status engine_chat_render_family(enum tok_chat_family f, const struct tok_chat_msg *msgs, size_t n,
-                                         bool add_generation_prompt, const char *bos_text, const char *eos_text,
-                                         struct sp_buf *out, struct sp_err *err);
+/* Chat templates (chat.c): choose the template at load (config override,
+ * the model's tokenizer.chat_template, built-in chatml), fixed-family
+ * fallback with a warning when a template does not parse. */
+enum sp_status engine_chat_setup(struct engine_model *em, const char *override, struct sp_err *err);
+
 
 #endif

@@ -43,8 +43,8 @@ enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_par
 
     /* tokenize */
     size_t n_prompt = 0;
-    result = tok_encode(m->vocab, p->prompt, strlen(p->prompt), p->add_bos, p->parse_special, c->tokens,
-                        (size_t)n_ctx, &n_prompt, err);
+    result = tok_encode_spans(m->vocab, p->prompt, strlen(p->prompt), p->add_bos, p->parse_special, p->text_spans,
+                              p->n_text_spans, c->tokens, (size_t)n_ctx, &n_prompt, err);
     if (result == SP_ERR_LIMIT || (result == SP_OK && n_prompt >= (size_t)n_ctx))
         return sp_err_set(err, SP_ERR_LIMIT, "prompt has %zu tokens, context is %d", n_prompt, n_ctx);
     if (result != SP_OK)

@@ -36,6 +36,7 @@ struct server_model_spec {
     int n_ctx;               /* context per slot, 0 = engine default */
     int n_threads;           /* 0 = engine default */
     int default_max_tokens;  /* when the request gives none; 0 = server limit */
+    char *chat_template;     /* params.chat_template: family name, Jinja text or file; NULL = model's */
     bool has_sampling;       /* sampling below overrides the engine defaults */
     struct engine_sampling sampling;
 };

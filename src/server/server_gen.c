@@ -14,6 +14,7 @@
 #include "server/server_int.h"
 #include "server/server_req.h"
 #include "obs/log.h"
+#include "tok/tok.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -32,6 +33,8 @@ struct gen_job {
     struct engine_ctx *ctx;
     struct server_request req;
     char *prompt;
+    struct tok_span *spans;       /* chat: prompt bytes that came from the request (stay text) */
+    size_t n_spans;
     char *input;                  /* request body (span input) */
     struct engine_gen_params gp;
     const char **stop;
@@ -390,6 +393,7 @@ static void job_free(struct gen_job *j)
         return;
     server_request_free(&j->req);
     sp_free(j->prompt);
+    sp_free(j->spans);
     sp_free(j->input);
     sp_free(j->stop);
     sp_buf_free(&j->text);
@@ -534,16 +538,16 @@ static enum sp_status build_prompt(struct gen_job *j, struct sp_err *err)
         j->prompt = sp_strdup(j->req.prompt);
         return j->prompt ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory");
     }
-    struct engine_chat_msg *msgs = sp_calloc(j->req.n_msgs, sizeof *msgs);
-    if (!msgs)
-        return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < j->req.n_msgs; i++) {
-        msgs[i].role = j->req.msgs[i].role;
-        msgs[i].content = j->req.msgs[i].content;
-    }
-    enum sp_status st = engine_chat_render(j->m->em, msgs, j->req.n_msgs, true, &j->prompt, err);
-    sp_free(msgs);
-    return st;
+    /* the model's chat template over the request's messages (and tools); the bytes that came
+     * from the request are remembered so that they are tokenized as text */
+    struct tok_rendered r;
+    enum sp_status st = engine_chat_render_ctx(j->m->em, j->req.tmpl_ctx, j->req.tmpl_ctx_len, 64u << 20, &r, err);
+    if (st != SP_OK)
+        return st;
+    j->prompt = r.text;
+    j->spans = r.spans;
+    j->n_spans = r.n_spans;
+    return SP_OK;
 }
 
 static enum MHD_Result respond_full(struct gen_job *j, struct MHD_Connection *c)
@@ -689,7 +693,8 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
         ret = reject(j, c, 400, msg, chat ? "messages" : "prompt", "context_length_exceeded", NULL);
         goto out;
     }
-    st = engine_tokenize_count(j->m->em, j->prompt, true, chat, &n_prompt, &err);
+    st = engine_tokenize_count_spans(j->m->em, j->prompt, true, chat, j->req.special_in_content ? NULL : j->spans,
+                                     j->req.special_in_content ? 0 : j->n_spans, &n_prompt, &err);
     if (st != SP_OK) {
         ret = reject(j, c, srv_http_status(st), err.msg, chat ? "messages" : "prompt", "invalid_request", NULL);
         goto out;
@@ -702,6 +707,10 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
         goto out;
     }
     srv_gen_params(&j->req, &j->m->spec, &s->opts.limits, j->prompt, &j->gp);
+    if (chat && !j->req.special_in_content) { /* request data stays text (issue 14 s4) */
+        j->gp.text_spans = j->spans;
+        j->gp.n_text_spans = j->n_spans;
+    }
     if (j->gp.want_logprobs)
         j->lp = chat ? json_array() : completion_lp_object();
     trace_random_hex(j->id + 0, sizeof j->id, 12);

@@ -36,9 +36,11 @@ static enum sp_status spec_copy(struct server_model_spec *dst, const struct serv
     dst->name = sp_strdup(src->name ? src->name : "");
     dst->from = sp_strdup(src->from ? src->from : "");
     dst->token = src->token ? sp_strdup(src->token) : NULL;
+    dst->chat_template = src->chat_template ? sp_strdup(src->chat_template) : NULL;
     dst->files = src->n_files ? sp_calloc(src->n_files, sizeof *dst->files) : NULL;
     dst->n_files = 0;
-    if (!dst->name || !dst->from || (src->token && !dst->token) || (src->n_files && !dst->files))
+    if (!dst->name || !dst->from || (src->token && !dst->token) || (src->n_files && !dst->files) ||
+        (src->chat_template && !dst->chat_template))
         return SP_ERR_NOMEM;
     for (size_t i = 0; i < src->n_files; i++) {
         dst->files[i] = sp_strdup(src->files[i]);
@@ -180,7 +182,8 @@ static void *loader_main(void *arg)
                                       .n_threads = m->spec.n_threads,
                                       .n_parallel = m->spec.max_concurrency,
                                       .kv_tokens = m->spec.kv_tokens,
-                                      .step_tokens = m->spec.step_tokens};
+                                      .step_tokens = m->spec.step_tokens,
+                                      .chat_template = m->spec.chat_template};
         st = engine_model_load(&lo, &em, &err);
     }
     if (st == SP_OK) {

@@ -27,6 +27,7 @@ void server_model_spec_clear(struct server_model_spec *m)
         return;
     sp_free(m->name);
     sp_free(m->from);
+    sp_free(m->chat_template);
     for (size_t i = 0; i < m->n_files; i++)
         sp_free(m->files[i]);
     sp_free(m->files);

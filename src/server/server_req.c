@@ -32,6 +32,7 @@ void server_request_free(struct server_request *r)
     }
     sp_free(r->msgs);
     sp_free(r->prompt);
+    sp_free(r->tmpl_ctx);
     for (size_t i = 0; i < r->n_stop; i++)
         sp_free(r->stop[i]);
     sp_free(r->stop);
@@ -143,8 +144,52 @@ static enum sp_status msg_content(const json_t *c, const char *param, char **out
     return *out ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory");
 }
 
+/* tool_calls of an assistant message -> normalised copy (arguments as an object when they parse) */
+static enum sp_status tool_calls_copy(const json_t *tc, const char *param, json_t **out, struct sp_err *err)
+{
+    *out = NULL;
+    if (!json_is_array(tc))
+        return bad(err, param, "'%s' must be an array", param);
+    json_t *arr = json_array();
+    if (!arr)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    size_t i;
+    json_t *it;
+    json_array_foreach(tc, i, it) {
+        const json_t *fn = json_object_get(it, "function");
+        const json_t *name = json_object_get(fn, "name");
+        const json_t *args = json_object_get(fn, "arguments");
+        const json_t *id = json_object_get(it, "id");
+        if (!json_is_object(it) || !json_is_object(fn) || !json_is_string(name) ||
+            (args && !json_is_string(args) && !json_is_object(args)) || (id && !json_is_string(id))) {
+            json_decref(arr);
+            return bad(err, param, "'%s[%zu]' must be {id, type: \"function\", function: {name, arguments}}", param,
+                       i);
+        }
+        json_t *a = NULL;
+        if (json_is_string(args)) {
+            a = json_loadb(json_string_value(args), json_string_length(args), JSON_REJECT_DUPLICATES, NULL);
+            if (!json_is_object(a)) {
+                json_decref(a);
+                a = json_incref((json_t *)args); /* not an object: passed as the string */
+            }
+        } else {
+            a = args ? json_incref((json_t *)args) : json_object();
+        }
+        json_t *c = json_pack("{s:s,s:{s:O,s:o}}", "type", "function", "function", "name", name, "arguments", a);
+        if (c && id)
+            json_object_set(c, "id", (json_t *)id);
+        if (!c || json_array_append_new(arr, c)) {
+            json_decref(arr);
+            return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+        }
+    }
+    *out = arr;
+    return SP_OK;
+}
+
 static enum sp_status parse_messages(const json_t *root, const struct server_limits *lim, struct server_request *r,
-                                     struct sp_err *err)
+                                     json_t *tmsgs, struct sp_err *err)
 {
     const json_t *m = json_object_get(root, "messages");
     if (!m)
@@ -185,6 +230,33 @@ static enum sp_status parse_messages(const json_t *root, const struct server_lim
         enum sp_status result = msg_content(content, param, &r->msgs[i].content, err);
         if (result != SP_OK)
             return result;
+        /* the template's view of this message */
+        json_t *tm = json_pack("{s:s}", "role", rs);
+        if (!tm || json_array_append_new(tmsgs, tm))
+            return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+        const json_t *tc = json_object_get(it, "tool_calls");
+        bool has_tc = !is_null_or_absent(tc) && !strcmp(rs, "assistant");
+        if (json_object_set_new(tm, "content", has_tc && is_null_or_absent(content)
+                                                   ? json_null() : json_string(r->msgs[i].content)))
+            return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+        if (has_tc) {
+            json_t *copy = NULL;
+            snprintf(param, sizeof param, "messages[%zu].tool_calls", i);
+            if ((result = tool_calls_copy(tc, param, &copy, err)) != SP_OK)
+                return result;
+            if (json_object_set_new(tm, "tool_calls", copy))
+                return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+        }
+        static const char *const extra[] = {"tool_call_id", "name"};
+        for (size_t k = 0; k < SP_ARRAY_LEN(extra); k++) {
+            const json_t *x = json_object_get(it, extra[k]);
+            if (is_null_or_absent(x))
+                continue;
+            if (!json_is_string(x) || json_string_length(x) > 256)
+                return bad(err, extra[k], "'messages[%zu].%s' must be a string (at most 256 bytes)", i, extra[k]);
+            if (json_object_set(tm, extra[k], (json_t *)x))
+                return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+        }
     }
     return SP_OK;
 }
@@ -234,6 +306,41 @@ static enum sp_status parse_stop(const json_t *root, const struct server_limits 
     return SP_OK;
 }
 
+static int dump_cb(const char *buffer, size_t size, void *data)
+{
+    return sp_buf_append(data, buffer, size) ? -1 : 0;
+}
+
+/* chat_template_kwargs (extra template variables, as vLLM / llama.cpp accept) and the
+ * special_in_content opt-in */
+static enum sp_status parse_template_extras(const json_t *root, struct server_request *r, json_t *tctx,
+                                            struct sp_err *err)
+{
+    enum sp_status result = get_bool(root, "special_in_content", &r->special_in_content, err);
+    if (result != SP_OK)
+        return result;
+    const json_t *kw = json_object_get(root, "chat_template_kwargs");
+    if (is_null_or_absent(kw))
+        return SP_OK;
+    if (!json_is_object(kw))
+        return bad(err, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)kw, k, v) {
+        if (!strcmp(k, "messages") || !strcmp(k, "tools") || !strcmp(k, "bos_token") || !strcmp(k, "eos_token") ||
+            !strcmp(k, "documents"))
+            return bad(err, "chat_template_kwargs", "'chat_template_kwargs' may not set '%.40s'", k);
+        if (!json_is_boolean(v) && !json_is_number(v) && !json_is_string(v) && !json_is_null(v))
+            return bad(err, "chat_template_kwargs", "'chat_template_kwargs.%.40s' must be a boolean, number or string",
+                       k);
+        if (json_is_string(v) && json_string_length(v) > 4096)
+            return bad(err, "chat_template_kwargs", "'chat_template_kwargs.%.40s' is too long", k);
+        if (json_object_set(tctx, k, v))
+            return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    }
+    return SP_OK;
+}
+
 static enum sp_status parse_fields(const json_t *root, bool chat, const struct server_limits *lim,
                                    struct server_request *r, struct sp_err *err)
 {
@@ -247,7 +354,23 @@ static enum sp_status parse_fields(const json_t *root, bool chat, const struct s
         if ((result = dup_text(model, "model", &r->model, err)) != SP_OK)
             return result;
     }
-    result = chat ? parse_messages(root, lim, r, err) : parse_prompt(root, r, err);
+    json_t *tctx = chat ? json_pack("{s:[],s:b}", "messages", "add_generation_prompt", 1) : NULL;
+    if (chat && !tctx)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    result = chat ? parse_messages(root, lim, r, json_object_get(tctx, "messages"), err) : parse_prompt(root, r, err);
+    if (result == SP_OK && chat)
+        result = parse_template_extras(root, r, tctx, err);
+    if (result == SP_OK && chat) {
+        struct sp_buf b = {0};
+        if (json_dump_callback(tctx, dump_cb, &b, JSON_COMPACT) != 0 || !b.data) {
+            sp_buf_free(&b);
+            result = sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+        } else {
+            r->tmpl_ctx_len = b.len;
+            r->tmpl_ctx = sp_buf_take(&b);
+        }
+    }
+    json_decref(tctx);
     if (result != SP_OK)
         return result;
     if ((result = get_bool(root, "stream", &r->stream, err)) != SP_OK)

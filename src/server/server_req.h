@@ -32,6 +32,14 @@ struct server_request {
     double presence_penalty, frequency_penalty;
     bool logprobs;           /* report logprobs */
     int top_logprobs;        /* 0..20 alternatives */
+    /* chat: the chat template's variables as JSON ({"messages": [...], "tools": [...],
+     * "add_generation_prompt": true, chat_template_kwargs...}); messages normalised:
+     * content a string (null kept for assistant tool calls), developer -> system,
+     * tool_calls[].function.arguments parsed to an object when it is a JSON object */
+    char *tmpl_ctx;
+    size_t tmpl_ctx_len;
+    bool special_in_content; /* extension: control-token text in messages is parsed (the
+                                old, injectable behaviour); default false */
 };
 
 /* Parse and validate body (len bytes). lim gives max_tokens, max_messages,

@@ -44,6 +44,16 @@ enum sp_status tok_encode(const struct tok_vocab *v, const char *text, size_t le
                           bool add_special, bool parse_special, int32_t *out, size_t cap,
                           size_t *n_out, struct sp_err *err) SP_MUST_USE;
 
+struct tok_span;
+/* tok_encode, except that control tokens are never matched inside the sorted,
+ * disjoint byte ranges text_spans (request data of a rendered chat prompt:
+ * message contents are text, only the template's own markers are special).
+ * Ranges past len are ignored. */
+enum sp_status tok_encode_spans(const struct tok_vocab *v, const char *text, size_t len,
+                                bool add_special, bool parse_special,
+                                const struct tok_span *text_spans, size_t n_spans, int32_t *out,
+                                size_t cap, size_t *n_out, struct sp_err *err) SP_MUST_USE;
+
 /* Bytes a token stands for (SPM: U+2581 -> ' ', <0xNN> -> byte; BPE: byte-unicode
  * map reversed). Control tokens give "" unless render_special. Returns the byte
  * length (may exceed bufsz: then the output is truncated). buf is not
@@ -107,5 +117,49 @@ enum sp_status tok_chat_render(enum tok_chat_family f, const struct tok_chat_msg
                                bool add_generation_prompt, const char *bos_text,
                                const char *eos_text, struct sp_buf *out,
                                struct sp_err *err) SP_MUST_USE;
+
+/* ---- Jinja chat templates (tok_jinja_*.c): the model's own template text
+ * (tokenizer.chat_template), rendered as Python Jinja2 does in Hugging Face's
+ * apply_chat_template environment (trim_blocks, lstrip_blocks, loop controls,
+ * raise_exception, strftime_now, tojson with Python's json.dumps format). */
+struct tok_tmpl;
+#define TOK_TMPL_MAX_SOURCE (1u << 20) /* longest template accepted (bytes) */
+/* Parse src (len bytes). Syntax errors and unsupported statements give
+ * SP_ERR_INVALID with "line L, column C" in the message; SP_ERR_LIMIT (too
+ * long, nested too deeply), SP_ERR_NOMEM. The result is immutable and may be
+ * rendered from several threads at once. */
+enum sp_status tok_tmpl_parse(const char *src, size_t len, struct tok_tmpl **out,
+                              struct sp_err *err) SP_MUST_USE;
+void tok_tmpl_free(struct tok_tmpl *t); /* NULL is a no-op */
+
+/* A byte range of rendered text. */
+struct tok_span {
+    size_t off, len;
+};
+struct tok_rendered {
+    char *text;              /* sp_malloc'd, NUL-terminated */
+    size_t len;
+    struct tok_span *spans;  /* sorted, disjoint: bytes that came from request data */
+    size_t n_spans;
+};
+/* Render with the variables of ctx_json (a JSON object: messages, tools,
+ * add_generation_prompt, bos_token, eos_token, any extra flags; vars may add
+ * bos_token / eos_token). Every string of
+ * ctx_json is request data: its bytes in the output are listed in out->spans (also after trim/slice/concatenation;
+ * other transformations of request strings are request data as a whole).
+ * Bounded: max_out bytes of output, a step budget, macro depth, range()
+ * length and memory proportional to the context. Errors (SP_ERR_INVALID with
+ * line and column; raise_exception's message; SP_ERR_LIMIT) leave out empty. */
+struct tok_tmpl_vars {
+    const char *bos_token, *eos_token; /* set when not NULL and absent from the context */
+};
+enum sp_status tok_tmpl_render(const struct tok_tmpl *t, const char *ctx_json, size_t ctx_len,
+                               const struct tok_tmpl_vars *vars, size_t max_out,
+                               struct tok_rendered *out, struct sp_err *err) SP_MUST_USE;
+/* Built-in Jinja text of a fixed family name ("chatml", "llama2", "llama3",
+ * "mistral", "zephyr", "phi3", "gemma": the templates those model families
+ * ship), or NULL for another name. */
+const char *tok_tmpl_builtin(const char *name);
+void tok_rendered_free(struct tok_rendered *r);
 
 #endif

@@ -430,10 +430,27 @@ static enum sp_status tok_frags_push(struct tok_frags *fr, int32_t id, size_t of
 /* Split every raw fragment of *cur around occurrences of special token id
  * (llama.cpp tokenizer_st_partition), writing the result to *next. Returns
  * SP_OK and sets *changed when anything was split. */
+/* Does [off, off+len) overlap one of the sorted, disjoint spans? */
+static bool tok_in_spans(const struct tok_span *sp, size_t n, size_t off, size_t len)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) { /* first span ending after off */
+        size_t mid = lo + (hi - lo) / 2;
+        if (sp[mid].off + sp[mid].len <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && sp[lo].off < off + len;
+}
+
+/* text_spans: byte ranges where control tokens must not be matched (request
+ * data inside a rendered chat prompt). */
 static enum sp_status tok_split_one(const struct tok_vocab *v, const char *text, int32_t id,
                                     const struct tok_frags *cur, struct tok_frags *next,
-                                    bool *changed)
+                                    bool *changed, const struct tok_span *text_spans, size_t n_spans)
 {
+    bool guarded = n_spans && (v->toks[id].attr & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN));
     const struct tok_token *t = &v->toks[id];
     const char *needle = v->arena + t->off;
     size_t nl = t->len;
@@ -446,9 +463,14 @@ static enum sp_status tok_split_one(const struct tok_vocab *v, const char *text,
                 return SP_ERR_NOMEM;
             continue;
         }
-        size_t off = fr.off, len = fr.len;
+        size_t off = fr.off, len = fr.len, from = off;
         for (;;) {
-            const char *m = len >= nl ? memmem(text + off, len, needle, nl) : NULL;
+            size_t rest = off + len - from;
+            const char *m = rest >= nl ? memmem(text + from, rest, needle, nl) : NULL;
+            if (m && guarded && tok_in_spans(text_spans, n_spans, (size_t)(m - text), nl)) {
+                from = (size_t)(m - text) + 1; /* request data: the text stays text */
+                continue;
+            }
             if (!m) {
                 if (len > 0 && tok_frags_push(next, -1, off, len) != SP_OK)
                     return SP_ERR_NOMEM;
@@ -472,6 +494,7 @@ static enum sp_status tok_split_one(const struct tok_vocab *v, const char *text,
                 }
             off = roff;
             len = rlen;
+            from = off;
         }
     }
     return SP_OK;
@@ -481,12 +504,20 @@ enum sp_status tok_encode(const struct tok_vocab *v, const char *text, size_t le
                           bool add_special, bool parse_special, int32_t *out, size_t cap,
                           size_t *n_out, struct sp_err *err)
 {
+    return tok_encode_spans(v, text, len, add_special, parse_special, NULL, 0, out, cap, n_out, err);
+}
+
+enum sp_status tok_encode_spans(const struct tok_vocab *v, const char *text, size_t len,
+                                bool add_special, bool parse_special, const struct tok_span *text_spans,
+                                size_t n_spans, int32_t *out, size_t cap, size_t *n_out,
+                                struct sp_err *err)
+{
     enum sp_status result = SP_OK;
     struct tok_frags a = {0}, b = {0};
     struct tok_ids ids = {0};
     if (n_out)
         *n_out = 0;
-    if (!v || !n_out || (!text && len) || (!out && cap))
+    if (!v || !n_out || (!text && len) || (!out && cap) || (!text_spans && n_spans))
         return sp_err_set(err, SP_ERR_INVALID, "tok_encode: NULL argument");
     if (len > TOK_MAX_TEXT)
         return sp_err_set(err, SP_ERR_LIMIT, "text of %zu bytes is too long to tokenize "
@@ -510,7 +541,7 @@ enum sp_status tok_encode(const struct tok_vocab *v, const char *text, size_t le
         if (!parse_special && (t->attr & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN)))
             continue;
         bool changed;
-        if (tok_split_one(v, text, id, &a, &b, &changed) != SP_OK)
+        if (tok_split_one(v, text, id, &a, &b, &changed, text_spans, n_spans) != SP_OK)
             goto nomem;
         if (changed) {
             struct tok_frags tmp = a;
