@@ -285,10 +285,7 @@ static enum sp_status param_field(struct walk *w, void *ctx, const yaml_node_t *
                 sp_free(tok);
             }
         }
-    } else if (!strcmp(ks, "chat_template")) {
-        sp_free(m->chat_template);
-        m->chat_template = NULL;
-        r = get_string(w, v, key, &m->chat_template);
+    } else if (!strcmp(ks, "chat_template")) { r = get_string(w, v, key, &m->chat_template); /* name/Jinja/file */
     } else if (!strcmp(ks, "max_concurrency")) {
         r = get_int(w, v, key, 1, 1024, &m->max_concurrency);
     } else if (!strcmp(ks, "kv_budget") || !strcmp(ks, "kv_tokens")) {

@@ -534,20 +534,7 @@ static enum MHD_Result reject(struct gen_job *j, struct MHD_Connection *c, unsig
 
 static enum sp_status build_prompt(struct gen_job *j, struct sp_err *err)
 {
-    if (!j->req.chat) {
-        j->prompt = sp_strdup(j->req.prompt);
-        return j->prompt ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory");
-    }
-    /* the model's chat template over the request's messages (and tools); the bytes that came
-     * from the request are remembered so that they are tokenized as text */
-    struct tok_rendered r;
-    enum sp_status st = engine_chat_render_ctx(j->m->em, j->req.tmpl_ctx, j->req.tmpl_ctx_len, 64u << 20, &r, err);
-    if (st != SP_OK)
-        return st;
-    j->prompt = r.text;
-    j->spans = r.spans;
-    j->n_spans = r.n_spans;
-    return SP_OK;
+    return srv_chat_prompt(j->m->em, &j->req, &j->prompt, &j->spans, &j->n_spans, err);
 }
 
 static enum MHD_Result respond_full(struct gen_job *j, struct MHD_Connection *c)
@@ -707,10 +694,8 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
         goto out;
     }
     srv_gen_params(&j->req, &j->m->spec, &s->opts.limits, j->prompt, &j->gp);
-    if (chat && !j->req.special_in_content) { /* request data stays text (issue 14 s4) */
-        j->gp.text_spans = j->spans;
-        j->gp.n_text_spans = j->n_spans;
-    }
+    j->gp.text_spans = j->req.special_in_content ? NULL : j->spans; /* request data stays text */
+    j->gp.n_text_spans = j->req.special_in_content ? 0 : j->n_spans;
     if (j->gp.want_logprobs)
         j->lp = chat ? json_array() : completion_lp_object();
     trace_random_hex(j->id + 0, sizeof j->id, 12);

@@ -227,6 +227,12 @@ struct srv_dialect {
     enum MHD_Result (*error)(struct MHD_Connection *c, unsigned status, const char *msg, const char *param,
                              const char *code, const char *retry_after);
 };
+/* ---- server_chat.c: the prompt of a request: the completions prompt as is, or the
+ * chat rendered by the model's template, with the byte ranges that came from the
+ * request (*spans, sorted; tokenized as text). Outputs are sp_malloc'd. */
+struct tok_span;
+enum sp_status srv_chat_prompt(const struct engine_model *em, const struct server_request *r, char **prompt,
+                               struct tok_span **spans, size_t *n_spans, struct sp_err *err) SP_MUST_USE;
 /* ---- server_params.c: request + model defaults -> generation parameters
  * (gp->prompt = prompt, borrowed; stop strings borrowed from r) */
 void srv_gen_params(const struct server_request *r, const struct server_model_spec *sp,
