@@ -12,7 +12,7 @@
  *   server:
  *     host: 127.0.0.1
  *     port: 8090
- *     api_keys: [${secrets:SPOKE_API_KEY}]   # Authorization: Bearer <key>; none = no auth
+ *     api_keys: ["${secrets:SPOKE_API_KEY}"] # Authorization: Bearer <key>; none = no auth
  *     metrics_public: false                   # /metrics without a key
  *     allowed_hosts: [spoke.example.com]      # Host headers besides IP literals and localhost
  *     cors_origins: [http://localhost:3000]   # browser origins allowed cross-site

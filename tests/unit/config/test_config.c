@@ -93,6 +93,52 @@ TEST(server_section)
     app_config_free(&c);
 }
 
+/* issue 14 s1: keys, hosts, origins, metrics_public, the new limits, sql_endpoint */
+TEST(server_auth)
+{
+    setenv("SPOKE_TEST_KEY", "sk-from-env", 1);
+    unsetenv("SPOKE_TEST_NOKEY");
+    const char *y =
+        "server:\n"
+        "  api_keys:\n"
+        "    - ${env:SPOKE_TEST_KEY}\n"
+        "    - literal-key\n"
+        "  allowed_hosts: spoke.example.com\n"
+        "  cors_origins: [http://localhost:3000]\n"
+        "  metrics_public: true\n"
+        "  limits: {max_connections_per_client: 8, request_timeout_s: 7, write_timeout_s: 3, max_parsing: 2,\n"
+        "           max_buffered_bytes: 8388608, sql_max_bytes: 65536}\n"
+        "  task_history: {sql_endpoint: true}\n";
+    struct app_config c;
+    struct sp_err e;
+    CHECK_MSG(parse(y, &c, &e) == SP_OK, "%s", e.msg);
+    CHECK_EQ_INT(c.server.auth.n_api_keys, 2);
+    CHECK_EQ_STR(c.server.auth.api_keys[0], "sk-from-env");
+    CHECK_EQ_STR(c.server.auth.api_keys[1], "literal-key");
+    CHECK_EQ_INT(c.server.auth.n_allowed_hosts, 1);
+    CHECK_EQ_STR(c.server.auth.allowed_hosts[0], "spoke.example.com");
+    CHECK_EQ_STR(c.server.auth.cors_origins[0], "http://localhost:3000");
+    CHECK(c.server.auth.metrics_public);
+    CHECK(c.server.history.sql_endpoint);
+    CHECK_EQ_INT(c.server.limits.max_connections_per_client, 8);
+    CHECK_EQ_INT(c.server.limits.request_timeout_s, 7);
+    CHECK_EQ_INT(c.server.limits.write_timeout_s, 3);
+    CHECK_EQ_INT(c.server.limits.max_parsing, 2);
+    CHECK_EQ_INT(c.server.limits.max_buffered_bytes, 8388608);
+    CHECK_EQ_INT(c.server.limits.sql_max_bytes, 65536);
+    app_config_free(&c);
+    /* defaults: no keys, sql endpoint off */
+    CHECK_MSG(parse("server: {port: 1}\n", &c, &e) == SP_OK, "%s", e.msg);
+    CHECK(c.server.auth.n_api_keys == 0 && !c.server.history.sql_endpoint && !c.server.auth.metrics_public);
+    app_config_free(&c);
+    /* an unset variable must not become an empty key (that would accept "Bearer ") */
+    CHECK(parse("server:\n  api_keys: \"${env:SPOKE_TEST_NOKEY}\"\n", &c, &e) == SP_ERR_INVALID);
+    CHECK(strstr(e.msg, "spoke.yaml:2") && strstr(e.msg, "api_keys"));
+    app_config_free(&c);
+    CHECK(parse("server:\n  api_keys: {a: b}\n", &c, &e) == SP_ERR_INVALID);
+    app_config_free(&c);
+}
+
 TEST(errors_name_key_and_line)
 {
     static const struct { const char *yaml; const char *want; } cases[] = {
@@ -212,6 +258,7 @@ int main(void)
 {
     RUN(spicepod_models);
     RUN(server_section);
+    RUN(server_auth);
     RUN(errors_name_key_and_line);
     RUN(misc);
     RUN(depth_cap);
