@@ -285,9 +285,7 @@ static enum MHD_Result route_sql(struct server *s, struct MHD_Connection *c, str
     send->deadline_ms = t0 + s->opts.limits.sql_time_ms;
     double left_s = (send->deadline_ms - sp_now_ms()) / 1000.0;
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)(left_s > 1 ? left_s + 1 : 1));
-    int sndbuf = 128 * 1024; /* what a slow reader pins in the kernel, instead of autotuned megabytes */
-    if (cc->fd >= 0)
-        (void)setsockopt(cc->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    srv_small_sndbuf(cc, 128 * 1024);
     struct MHD_Response *r = MHD_create_response_from_callback(send->out.len, 64 * 1024, sql_send_reader, send,
                                                                sql_send_free);
     if (!r) {

@@ -152,6 +152,12 @@ void srv_gate_free(struct server *s)
     pthread_cond_destroy(&s->pre_cv);
 }
 
+void srv_small_sndbuf(struct srv_conn *cc, int bytes)
+{
+    if (cc && cc->fd >= 0)
+        (void)setsockopt(cc->fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+}
+
 void srv_count_rejected(struct server *s, const char *reason)
 {
     if (s->rejected)

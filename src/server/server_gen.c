@@ -20,7 +20,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #define SSE_HIGH_WATER (256u << 10) /* worker pauses when the client lags this far */
@@ -752,12 +751,8 @@ busy:
         goto out;
     }
 
-    /* streaming: worker thread + content reader. A small kernel send buffer
-     * (not the autotuned megabytes) bounds what a stalled client pins and
-     * lets write_timeout_s start when it stops reading. */
-    int sndbuf = 64 * 1024;
-    if (cc->fd >= 0)
-        (void)setsockopt(cc->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    /* streaming: worker thread + content reader; write_timeout_s starts once 64 KiB are unread */
+    srv_small_sndbuf(cc, 64 * 1024);
     prepare_head(j);
     atomic_fetch_add(&j->refs, 1); /* one for the response's free callback */
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, j,

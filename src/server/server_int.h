@@ -159,6 +159,10 @@ void srv_gate_free(struct server *s);
  * (request fully received). */
 void srv_deadline_restart(struct srv_conn *cc);
 void srv_deadline_clear(struct srv_conn *cc);
+/* Cap the kernel send buffer of cc's socket (instead of autotuned
+ * megabytes): bounds what a client that stops reading pins, and makes its
+ * stall visible to write timeouts soon. */
+void srv_small_sndbuf(struct srv_conn *cc, int bytes);
 /* Count a refused request in spoke_http_rejected_total{reason}. */
 void srv_count_rejected(struct server *s, const char *reason);
 /* Pre-admission bounds: take n bytes of the body budget (waits up to wait_ms);
