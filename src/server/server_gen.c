@@ -218,12 +218,8 @@ static void sse_push(struct gen_job *j, json_t *payload)
 
 static void view_of(const struct gen_job *j, struct srv_gen_view *v)
 {
-    v->model = j->m->spec.name;
-    v->text = j->text.data ? j->text.data : "";
-    v->len = j->text.len;
-    v->res = &j->res;
-    v->total_ms = sp_now_ms() - j->t_start;
-    v->load_ms = j->load_ms;
+    *v = (struct srv_gen_view){j->m->spec.name, j->text.data ? j->text.data : "", j->text.len, &j->res,
+                               sp_now_ms() - j->t_start, j->load_ms};
 }
 
 /* One streamed piece of text in the dialect's format. */
@@ -511,9 +507,7 @@ static void stream_free(void *cls)
 static enum MHD_Result gen_error(const struct gen_job *j, struct MHD_Connection *c, unsigned status,
                                  const char *msg, const char *param, const char *code, const char *retry_after)
 {
-    if (j->d)
-        return j->d->error(c, status, msg, param, code, retry_after);
-    return srv_error(c, status, msg, param, code, retry_after);
+    return (j->d ? j->d->error : srv_error)(c, status, msg, param, code, retry_after);
 }
 
 static enum MHD_Result reject(struct gen_job *j, struct MHD_Connection *c, unsigned status, const char *msg,
@@ -585,8 +579,7 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
 {
     struct gen_job *j = sp_calloc(1, sizeof *j);
     if (!j)
-        return d ? d->error(c, 500, "out of memory", NULL, NULL, NULL)
-                 : srv_error(c, 500, "out of memory", NULL, NULL, NULL);
+        return (d ? d->error : srv_error)(c, 500, "out of memory", NULL, NULL, NULL);
     j->d = d;
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
@@ -636,7 +629,8 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
         j->m = d && d->find ? d->find(s, j->req.model) : srv_model_find(s, j->req.model);
     }
     if (!j->m) {
-        snprintf(msg, sizeof msg, "The model '%.200s' does not exist (see GET /v1/models)", j->req.model);
+        snprintf(msg, sizeof msg, "The model '%.200s' does not exist (see GET %s)", j->req.model,
+                 d && d->models_route ? d->models_route : "/v1/models");
         ret = reject(j, c, 404, msg, "model", "model_not_found", NULL);
         goto out;
     }

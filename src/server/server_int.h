@@ -224,6 +224,7 @@ struct srv_dialect {
     enum sp_status (*parse)(const char *body, size_t len, bool chat, const struct server_limits *lim,
                             struct server_request *out, struct sp_err *err);
     struct srv_model *(*find)(struct server *s, const char *name); /* NULL = srv_model_find */
+    const char *models_route;                                       /* named in "does not exist" (NULL = /v1/models) */
     const char *stream_type;                                        /* Content-Type of a stream */
     int (*chunk)(const struct srv_gen_view *v, const char *text, size_t len, struct sp_buf *out);
     int (*end)(const struct srv_gen_view *v, bool stream, struct sp_buf *out);

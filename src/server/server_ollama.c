@@ -161,6 +161,7 @@ static int gen_end(const struct srv_gen_view *v, bool stream, struct sp_buf *out
 static const struct srv_dialect OLLAMA_CHAT = {
     .parse = server_ollama_parse,
     .find = ollama_find,
+    .models_route = "/api/tags",
     .stream_type = "application/x-ndjson",
     .chunk = chat_chunk,
     .end = chat_end,
@@ -171,6 +172,7 @@ static const struct srv_dialect OLLAMA_CHAT = {
 static const struct srv_dialect OLLAMA_GENERATE = {
     .parse = server_ollama_parse,
     .find = ollama_find,
+    .models_route = "/api/tags",
     .stream_type = "application/x-ndjson",
     .chunk = gen_chunk,
     .end = gen_end,
@@ -336,7 +338,11 @@ static enum MHD_Result route_show(struct server *s, struct MHD_Connection *c, st
     char params[256], modelfile[1200], key[96];
     snprintf(params, sizeof params, "temperature %g\ntop_k %d\ntop_p %g\nmin_p %g\nnum_ctx %d\n",
              (double)smp.temperature, smp.top_k, (double)smp.top_p, (double)smp.min_p, sn.info.n_ctx);
-    snprintf(modelfile, sizeof modelfile, "# spoke serves %.500s\nFROM %.500s\n", sp->from, sn.path ? sn.path : "");
+    /* file names only: local paths are not shown to clients (as in /v1/models) */
+    const char *file = sn.path ? strrchr(sn.path, '/') : NULL;
+    file = file ? file + 1 : sn.path ? sn.path : "";
+    bool local = !strncmp(sp->from, "file:", 5) || sp->from[0] == '/';
+    snprintf(modelfile, sizeof modelfile, "# spoke serves %.500s\nFROM %.500s\n", local ? file : sp->from, file);
     const char *arch = sn.info.arch ? sn.info.arch : "llama";
     json_t *mi = json_pack("{s:s,s:I,s:s}", "general.architecture", arch, "general.parameter_count",
                            (json_int_t)sn.n_params, "general.name", sn.info.name ? sn.info.name : sp->name);
@@ -530,6 +536,62 @@ static enum MHD_Result route_pull(struct server *s, struct MHD_Connection *c, st
     return ret;
 }
 
+/* ---- load-only requests: Ollama loads a model when /api/generate has no
+ * prompt or /api/chat an empty messages array (clients use it to preload) */
+
+static bool is_load_only(const struct srv_conn *cc, bool chat)
+{
+    json_t *root = cc->body.len ? json_loadb(cc->body.data, cc->body.len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    const json_t *v = json_object_get(root, chat ? "messages" : "prompt");
+    bool load = json_is_object(root) &&
+                (chat ? json_is_array(v) && json_array_size(v) == 0
+                      : (!v || (json_is_string(v) && json_string_length(v) == 0)) &&
+                            !json_object_get(root, "system") && !json_is_true(json_object_get(root, "raw")));
+    json_decref(root);
+    return load;
+}
+
+static enum MHD_Result route_load(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, bool chat)
+{
+    char *name = NULL;
+    struct sp_err err;
+    sp_err_clear(&err);
+    if (server_ollama_model_name(cc->body.data, cc->body.len, &name, NULL, &err) != SP_OK)
+        return ollama_error(c, 400, err.msg, err.context, NULL, NULL);
+    struct srv_model *m = ollama_find(s, name);
+    enum MHD_Result ret;
+    if (!m) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "model '%.500s' not found (see GET /api/tags)", name);
+        ret = ollama_error(c, 404, msg, NULL, NULL, NULL);
+        goto out;
+    }
+    double t0 = sp_now_ms();
+    enum sp_status st = srv_model_ensure(m, true, conn_gone, cc, &err);
+    if (st == SP_ERR_CANCELLED) {
+        ret = MHD_NO;
+        goto out;
+    }
+    if (st != SP_OK) {
+        ret = ollama_error(c, 503, err.msg, NULL, NULL, "5");
+        goto out;
+    }
+    json_t *j = json_pack("{s:s,s:o}", "model", m->spec.name, "created_at", now_json());
+    if (j) {
+        if (chat)
+            json_object_set_new(j, "message", json_pack("{s:s,s:s}", "role", "assistant", "content", ""));
+        else
+            json_object_set_new(j, "response", json_string(""));
+        json_object_set_new(j, "done", json_true());
+        json_object_set_new(j, "done_reason", json_string("load"));
+        json_object_set_new(j, "load_duration", json_integer(ns(sp_now_ms() - t0)));
+    }
+    ret = respond_json(c, j);
+out:
+    sp_free(name);
+    return ret;
+}
+
 /* ---- dispatch */
 
 enum MHD_Result srv_ollama_dispatch(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, const char *url,
@@ -553,6 +615,8 @@ enum MHD_Result srv_ollama_dispatch(struct server *s, struct MHD_Connection *c, 
             return route_show(s, c, cc);
         if (!strcmp(r, "pull"))
             return route_pull(s, c, cc);
+        if (is_load_only(cc, chat))
+            return route_load(s, c, cc, chat);
         return srv_generate(s, c, cc, chat, chat ? &OLLAMA_CHAT : &OLLAMA_GENERATE);
     }
     static const char *const unsupported[] = {"create", "copy", "delete", "push", "embed", "embeddings", "blobs/"};

@@ -27,6 +27,7 @@ if not os.path.exists(MODEL):
 
 hub = FakeHub()
 hub.add_repo("org/tiny", {"stories260K-F32.gguf": ("file", MODEL)})
+hub.add_repo("org/multi", {"multi-F32.gguf": ("file", MODEL), "multi-Q8_0.gguf": ("file", MODEL)})
 hub.start()
 srv = Server(model_config(params={"max_concurrency": 2}, server={"max_tokens": 512}),
              env={"HF_ENDPOINT": hub.hub_url, "HF_HUB_OFFLINE": "0", "HF_TOKEN_PATH": "/nonexistent",
@@ -79,6 +80,7 @@ try:
         check(st == 200 and j.get("model_info", {}).get("general.architecture") == "llama" and
               j["model_info"].get("llama.context_length", 0) > 0 and "completion" in j.get("capabilities", []),
               "/api/show %s" % name)
+        check(os.path.dirname(MODEL) not in body.decode(), "/api/show does not reveal local paths")
 
     # ---- generate, streamed (Ollama's default) and not
     req = {"model": "stories260K", "prompt": "Once upon a time", "raw": True,
@@ -151,6 +153,7 @@ try:
     bad("/api/generate", {"model": "stories260K", "prompt": 5}, 400, "prompt number", "prompt")
     bad("/api/generate", {"model": "stories260K", "prompt": "x", "context": [1, 2]}, 400, "context", "context")
     bad("/api/generate", "{not json", 400, "malformed JSON")
+    bad("/api/chat", {"model": "nope:latest", "messages": msgs}, 404, "unknown model names /api/tags", "/api/tags")
     bad("/api/show", {"model": "nope"}, 404, "show unknown")
     bad("/api/show", {}, 400, "show without model")
     st, _, body = srv.request("GET", "/api/chat")
@@ -163,6 +166,14 @@ try:
     check(st == 404, "unknown /api route -> 404")
     st, _, _ = srv.request("GET", "/health")
     check(st == 200, "healthy after bad requests")
+
+    # ---- load-only requests (no prompt / empty messages): Ollama clients preload this way
+    st, _, j, _ = srv.post("/api/generate", {"model": "stories260K"})
+    check(st == 200 and j.get("done") and j.get("done_reason") == "load" and j.get("response") == "",
+          "generate without a prompt loads (%s %s)" % (st, j))
+    st, _, j, _ = srv.post("/api/chat", {"model": "stories260K:latest", "messages": []})
+    check(st == 200 and j.get("done_reason") == "load" and j["message"]["content"] == "", "chat with [] loads")
+    bad("/api/generate", {"model": "nope"}, 404, "load of an unknown model")
 
     # ---- pull from the (fake) Hub, then use the model
     hub.faults.append({"kind": "drip", "rate": 3000000, "count": 1})
@@ -185,6 +196,14 @@ try:
     check(st == 200 and "error" in lines[-1], "pull of a missing repo ends with an error line")
     st, _, j, _ = srv.post("/api/pull", {"model": "org/missing", "stream": False})
     check(st in (404, 502) and isinstance(j.get("error"), str), "non-stream pull failure -> error (%s)" % st)
+    # Ollama's hf.co/org/repo:QUANT picks the file of that quantization
+    n_before = len(hub.body_requests())
+    st, _, j, _ = srv.post("/api/pull", {"model": "hf.co/org/multi:Q8_0", "stream": False})
+    got = [r["path"] for r in hub.body_requests()[n_before:]]
+    check(st == 200 and j == {"status": "success"} and any("multi-Q8_0.gguf" in p for p in got) and
+          not any("multi-F32.gguf" in p for p in got), "hf.co/org/repo:Q8_0 pulls the Q8_0 file (%s %s)" % (st, got))
+    st, _, j, _ = srv.post("/api/show", {"model": "hf.co/org/multi:Q8_0"})
+    check(st == 200 and "multi-Q8_0.gguf" in j.get("modelfile", ""), "the pulled quantization is served")
     st, _, j, _ = srv.post("/api/pull", {"model": "org/../etc", "stream": False})
     check(st == 400 and isinstance(j.get("error"), str), "pull of an invalid id -> 400 (%s %s)" % (st, j))
     check(srv.stop() == 0, "SIGTERM exit 0")
