@@ -281,6 +281,35 @@ static enum sp_status parse_generate(const json_t *root, struct server_request *
     return add_msg(r, "user", prompt, "prompt", err);
 }
 
+static int dump_cb(const char *buffer, size_t size, void *data)
+{
+    return sp_buf_append(data, buffer, size) ? -1 : 0;
+}
+
+/* the chat template's variables (as server_req.c builds them for OpenAI
+ * requests): {"messages": [{role, content}...], "add_generation_prompt": true} */
+static enum sp_status build_template_ctx(struct server_request *r, struct sp_err *err)
+{
+    json_t *ctx = json_pack("{s:[],s:b}", "messages", "add_generation_prompt", 1);
+    json_t *msgs = json_object_get(ctx, "messages");
+    enum sp_status result = ctx ? SP_OK : SP_ERR_NOMEM;
+    for (size_t i = 0; result == SP_OK && i < r->n_msgs; i++)
+        if (json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", r->msgs[i].role, "content",
+                                                  r->msgs[i].content)))
+            result = SP_ERR_NOMEM;
+    struct sp_buf b = {0};
+    if (result == SP_OK && (json_dump_callback(ctx, dump_cb, &b, JSON_COMPACT) != 0 || !b.data))
+        result = SP_ERR_NOMEM;
+    json_decref(ctx);
+    if (result != SP_OK) {
+        sp_buf_free(&b);
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    }
+    r->tmpl_ctx_len = b.len;
+    r->tmpl_ctx = sp_buf_take(&b);
+    return SP_OK;
+}
+
 static enum sp_status parse_fields(const json_t *root, bool chat, const struct server_limits *lim,
                                    struct server_request *r, struct sp_err *err)
 {
@@ -312,6 +341,8 @@ static enum sp_status parse_fields(const json_t *root, bool chat, const struct s
     if (!absent(think) && !json_is_boolean(think) && !json_is_string(think))
         return bad(err, "think", "'think' must be a boolean");
     result = chat ? parse_messages(root, lim, r, err) : parse_generate(root, r, err);
+    if (result == SP_OK && r->chat)
+        result = build_template_ctx(r, err);
     if (result != SP_OK)
         return result;
     return parse_options(root, lim, r, err);

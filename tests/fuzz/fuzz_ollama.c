@@ -17,7 +17,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct sp_err e;
         sp_err_clear(&e);
         if (server_ollama_parse((const char *)data, size, chat != 0, &o.limits, &r, &e) == SP_OK) {
-            if (!r.model || (r.chat && (r.n_msgs == 0 || !r.msgs)) || (!r.chat && !r.prompt) || (chat && !r.chat))
+            if (!r.model || (r.chat && (r.n_msgs == 0 || !r.msgs || !r.tmpl_ctx)) || (!r.chat && !r.prompt) ||
+                (chat && !r.chat))
                 __builtin_trap();
             if (r.max_tokens < 0 || r.max_tokens > o.limits.max_tokens || r.n_stop > (size_t)o.limits.max_stop)
                 __builtin_trap();
