@@ -190,7 +190,33 @@ static char *model_name_from_path(const char *path)
 
 #define SERVE_USAGE                                                                                            \
     "usage: spoke serve [-c spoke.yaml] [--host H] [--port P] [--model FILE]\n"                                  \
-    "                   [--history PATH | --no-history] [--api-key KEY]... [--insecure-no-auth]\n"
+    "                   [--history PATH | --no-history] [--api-key KEY]... [--insecure-no-auth]\n"          \
+    "                   [--check-config]\n"
+
+/* --check-config: what would be served, without loading or binding anything */
+static int check_config(const struct server_opts *o, const char *model)
+{
+    const char *host = o->host ? o->host : "127.0.0.1";
+    if (!server_host_is_loopback(host) && !o->auth.n_api_keys && !o->auth.insecure_no_auth) {
+        fprintf(stderr, "spoke: serve: host %s is not loopback and no API key is set (server.api_keys, --api-key, "
+                        "SPOKE_API_KEY); refusing, as serve would\n", host);
+        return APP_EXIT_USAGE;
+    }
+    if (!o->n_models && !model)
+        printf("spoke: config OK: no models configured (serve would use the bundled demo model)");
+    else
+        printf("spoke: config OK: %zu model(s):", o->n_models + (model ? 1 : 0));
+    for (size_t i = 0; i < o->n_models; i++)
+        printf(" %s (%s, max_concurrency %d%s)", o->models[i].name, o->models[i].from, o->models[i].max_concurrency,
+               o->models[i].initial_load ? ", initial_load" : "");
+    if (model)
+        printf(" %s", model);
+    printf("\nspoke: would listen on %s:%d with %zu API key(s); task history %s%s\n", host, o->port,
+           o->auth.n_api_keys,
+           !o->history.enabled ? "off" : o->history.path ? o->history.path : "$SPOKE_HOME/task_history.db",
+           o->history.sql_endpoint ? " (POST /v1/sql on)" : "");
+    return APP_EXIT_OK;
+}
 
 static int usage_error(const char *msg)
 {
@@ -202,7 +228,7 @@ int cmd_serve(int argc, char **argv)
 {
     const char *config = NULL, *host = NULL, *model = NULL, *history = NULL;
     int64_t port = -1;
-    bool no_history = false, insecure = false;
+    bool no_history = false, insecure = false, check_only = false;
     const char *keys[16];
     size_t n_keys = 0;
     for (int i = 1; i < argc; i++) {
@@ -227,13 +253,16 @@ int cmd_serve(int argc, char **argv)
             keys[n_keys++] = argv[++i];
         } else if (!strcmp(a, "--insecure-no-auth"))
             insecure = true;
+        else if (!strcmp(a, "--check-config"))
+            check_only = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf(SERVE_USAGE
                    "Serves an OpenAI-compatible API (default http://127.0.0.1:8090). With no config and\n"
                    "no --model it serves the bundled demo model models/stories260K.gguf.\n"
                    "API keys (server.api_keys, --api-key, SPOKE_API_KEY) make every route except /health\n"
                    "and /v1/ready require 'Authorization: Bearer KEY'. A --host other than loopback needs\n"
-                   "keys, or --insecure-no-auth.\n");
+                   "keys, or --insecure-no-auth. --check-config reads the config (and the variables\n"
+                   "it names), prints a summary and exits: 0 when it would serve, 2 when not.\n");
             return APP_EXIT_OK;
         } else {
             char msg[200];
@@ -285,6 +314,11 @@ int cmd_serve(int argc, char **argv)
     }
     if (insecure)
         o->auth.insecure_no_auth = true;
+    if (check_only) {
+        int rc = check_config(o, model);
+        app_config_free(&cfg);
+        return rc;
+    }
     char demo[PATH_MAX];
     const char *model_path = model;
     if (!model_path && o->n_models == 0) {
