@@ -11,7 +11,15 @@
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-PKGS=(tmux chromium haproxy python3-yaml nodejs npm)
+PKGS=(tmux chromium haproxy python3-yaml)
+registry="${NPM_CONFIG_REGISTRY:-https://registry.npmjs.org/}"
+
+# node and npm only matter when the npm registry can be reached (the ollama
+# client test skips otherwise): do not install them for nothing
+npm_reachable() { curl -sS -m 5 -o /dev/null "$registry" 2>/dev/null; }
+if npm_reachable; then
+  PKGS+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -48,14 +56,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-if ! js_ok && command -v npm >/dev/null 2>&1; then
+if ! js_ok && command -v npm >/dev/null 2>&1 && npm_reachable; then
   mkdir -p "$js_dir"
   cp "$js_src/package.json" "$js_src/package-lock.json" "$js_dir/"
-  if (cd "$js_dir" && timeout 120 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) >&2; then
+  if (cd "$js_dir" && timeout 120 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+        --fetch-timeout=20000 --fetch-retries=1) >&2; then
     echo "test-deps: ollama npm client installed in $js_dir" >&2
   else
     rm -rf "$js_dir/node_modules"
-    echo "test-deps: npm registry unreachable; the ollama client test will skip" >&2
+    echo "test-deps: npm ci failed; the ollama client test will skip" >&2
   fi
+fi
+if ! js_ok && ! npm_reachable; then
+  echo "test-deps: the npm registry ($registry) is unreachable; the ollama client test will skip" >&2
 fi
 exit 0
