@@ -40,6 +40,8 @@ static char *token_text_dup(const struct tok_vocab *v, int32_t id)
     return t ? sp_strndup(t, len) : sp_strdup("");
 }
 
+static enum sp_status engine_pieces_build(struct engine_model *em, struct sp_err *err);
+
 enum sp_status engine_model_load(const struct engine_load_opts *opts, struct engine_model **out, struct sp_err *err)
 {
     enum sp_status result;
@@ -99,8 +101,8 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
         result = sp_err_set(err, SP_ERR_NOMEM, "out of memory loading %s", opts->path);
         goto fail;
     }
-    for (int i = 0; i < 256; i++)
-        em->byte_chars[i] = (char)i;
+    if ((result = engine_pieces_build(em, err)) != SP_OK)
+        goto fail;
     if ((result = model_state_new(em->model, &so, &em->st, err)) != SP_OK)
         goto fail;
     em->sched.step_tokens = opts->step_tokens > 0 ? opts->step_tokens : 256;
@@ -128,6 +130,8 @@ void engine_model_free(struct engine_model *m)
     engine_sched_stop(m);
     model_state_free(m->st);
     sp_free(m->name);
+    sp_free(m->pieces);
+    sp_free(m->piece_off);
     tok_tmpl_free(m->tmpl);
     sp_free(m->bos_text);
     sp_free(m->eos_text);
@@ -246,30 +250,48 @@ enum sp_status engine_tokenize_count_spans(const struct engine_model *m, const c
     return SP_OK;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
-
 const char *engine_token_text(const struct engine_model *m, int32_t token, size_t *len)
 {
-    const char *t = tok_text(m->vocab, token, len);
-    if (!t) {
+    if (!m->piece_off || token < 0 || token >= tok_n_vocab(m->vocab)) {
         *len = 0;
         return "";
     }
-    /* SPM byte tokens "<0xNN>" stand for one byte */
-    if (*len == 6 && memcmp(t, "<0x", 3) == 0 && t[5] == '>' && hexval(t[3]) >= 0 && hexval(t[4]) >= 0) {
-        *len = 1;
-        return &m->byte_chars[hexval(t[3]) * 16 + hexval(t[4])];
+    *len = m->piece_off[token + 1] - m->piece_off[token];
+    return m->pieces + m->piece_off[token];
+}
+
+/* The text each token stands for (OpenAI logprobs show " there", not the
+ * vocabulary's "\xe2\x96\x81there" or "\xc4\xa0there"; byte tokens give their byte;
+ * control tokens their own text), computed once at load. */
+static enum sp_status engine_pieces_build(struct engine_model *em, struct sp_err *err)
+{
+    int32_t n = tok_n_vocab(em->vocab);
+    struct sp_buf b = {0};
+    char tmp[256];
+    em->piece_off = sp_calloc((size_t)n + 1, sizeof *em->piece_off);
+    if (!em->piece_off)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory loading the vocabulary");
+    for (int32_t t = 0; t < n; t++) {
+        em->piece_off[t] = (uint32_t)b.len;
+        size_t k = tok_piece(em->vocab, t, true, tmp, sizeof tmp);
+        if (k > sizeof tmp) { /* very long token: its raw text */
+            const char *raw = tok_text(em->vocab, t, &k);
+            if (sp_buf_append(&b, raw ? raw : "", raw ? k : 0)) {
+                sp_buf_free(&b);
+                return sp_err_set(err, SP_ERR_NOMEM, "out of memory loading the vocabulary");
+            }
+        } else if (k && sp_buf_append(&b, tmp, k)) {
+            sp_buf_free(&b);
+            return sp_err_set(err, SP_ERR_NOMEM, "out of memory loading the vocabulary");
+        }
+        if (b.len > UINT32_MAX / 2) {
+            sp_buf_free(&b);
+            return sp_err_set(err, SP_ERR_FORMAT, "vocabulary texts are too large");
+        }
     }
-    return t;
+    em->piece_off[n] = (uint32_t)b.len;
+    em->pieces = b.data ? sp_buf_take(&b) : sp_strdup("");
+    return em->pieces ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory loading the vocabulary");
 }
 
 const struct tok_vocab *engine_model_vocab(const struct engine_model *m) { return m->vocab; }

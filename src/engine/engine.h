@@ -19,6 +19,7 @@
 struct engine_model;
 struct engine_ctx;
 struct tok_span;
+struct sample_bias;
 
 struct engine_load_opts {
     const char *path;   /* GGUF file (first shard of a split set) */
@@ -96,6 +97,8 @@ struct engine_sampling {
     float presence_penalty;  /* OpenAI semantics, 0 = off */
     float frequency_penalty; /* OpenAI semantics, 0 = off */
     uint64_t seed;           /* same seed + same inputs = same output */
+    const struct sample_bias *logit_bias; /* token id -> added logit (borrowed; -100 bans) */
+    size_t n_logit_bias;
 };
 /* Defaults: temperature 0.8, top_p 0.95, top_k 40, min_p 0.05, penalties off, seed 0. */
 void engine_sampling_default(struct engine_sampling *s);
@@ -169,8 +172,10 @@ enum sp_status engine_tokenize_count_spans(const struct engine_model *m, const c
                                            bool parse_special, const struct tok_span *spans, size_t n_spans,
                                            int *n_tokens, struct sp_err *err) SP_MUST_USE;
 
-/* Text of one token (for logprobs); returns a pointer valid while m lives, with
- * its length in *len. Byte tokens give their single byte. */
+/* Text of one token (for logprobs): the bytes it stands for (SPM's U+2581 is a
+ * space, BPE's byte map reversed, byte tokens their byte, control tokens their
+ * own text); a pointer valid while m lives, its length in *len ("" for an id
+ * outside the vocabulary). */
 const char *engine_token_text(const struct engine_model *m, int32_t token, size_t *len);
 
 /* ---- additions (model helper) */

@@ -62,7 +62,8 @@ struct engine_model {
     struct backend_choice backend;
     char *name;
     char *bos_text, *eos_text;
-    char byte_chars[256];  /* engine_token_text for byte tokens */
+    char *pieces;          /* engine_token_text: the text of every token, concatenated */
+    uint32_t *piece_off;   /* [n_vocab + 1] offsets into pieces */
     int n_ctx;             /* most positions of one sequence */
     int n_threads;
     int n_seq;             /* sequences decoded together (max concurrency) */

@@ -23,6 +23,8 @@ static void to_sample_params(const struct engine_sampling *in, struct sample_par
     out->presence_penalty = in->presence_penalty;
     out->frequency_penalty = in->frequency_penalty;
     out->seed = in->seed;
+    out->bias = in->logit_bias;
+    out->n_bias = in->n_logit_bias;
 }
 
 enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_params *p, engine_token_cb cb,

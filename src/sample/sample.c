@@ -202,6 +202,10 @@ int32_t sample_token(struct sampler *s, const float *logits, const int32_t *hist
         s->c[i].id = (int32_t)i;
         s->c[i].logit = logits[i];
     }
+    for (size_t i = 0; i < p->n_bias; i++)
+        if (p->bias[i].id >= 0 && (size_t)p->bias[i].id < n)
+            s->c[p->bias[i].id].logit = p->bias[i].bias <= -100.0f ? -INFINITY
+                                                                   : s->c[p->bias[i].id].logit + p->bias[i].bias;
     apply_penalties(s, hist, n_hist);
     if (p->temperature <= 0.0f) {
         size_t best = 0;

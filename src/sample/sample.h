@@ -21,6 +21,13 @@ struct sample_params {
     float presence_penalty;  /* OpenAI: subtract once per token present */
     float frequency_penalty; /* OpenAI: subtract per occurrence */
     uint64_t seed;
+    const struct sample_bias *bias; /* OpenAI logit_bias: added to the logits before the
+                                       penalties; <= -100 bans the token (borrowed) */
+    size_t n_bias;
+};
+struct sample_bias {
+    int32_t id;   /* ids outside the vocabulary are ignored */
+    float bias;
 };
 
 /* Defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, penalties off

@@ -15,6 +15,12 @@ enum sp_status srv_chat_prompt(const struct engine_model *em, const struct serve
     *prompt = NULL;
     *spans = NULL;
     *n_spans = 0;
+    struct engine_model_info info;
+    engine_model_get_info(em, &info);
+    for (size_t i = 0; i < r->n_logit_bias; i++)
+        if (r->logit_bias[i].id >= info.n_vocab)
+            return sp_err_setc(err, SP_ERR_INVALID, "logit_bias", "logit_bias: token id %d is outside the vocabulary "
+                               "(%d tokens)", (int)r->logit_bias[i].id, info.n_vocab);
     if (!r->chat) {
         *prompt = sp_strdup(r->prompt);
         return *prompt ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory");

@@ -659,7 +659,8 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
     }
     cc->in_parse = true;
     if ((st = build_prompt(j, &err)) != SP_OK) {
-        ret = reject(j, c, srv_http_status(st), err.msg, "messages", "invalid_request", NULL);
+        ret = reject(j, c, srv_http_status(st), err.msg, err.context[0] ? err.context : "messages",
+                     "invalid_request", NULL);
         goto out;
     }
     int n_prompt = 0;

@@ -35,6 +35,8 @@ void srv_gen_params(const struct server_request *r, const struct server_model_sp
         gp->sampling.seed = r->seed;
     gp->sampling.presence_penalty = (float)r->presence_penalty;
     gp->sampling.frequency_penalty = (float)r->frequency_penalty;
+    gp->sampling.logit_bias = r->logit_bias;
+    gp->sampling.n_logit_bias = r->n_logit_bias;
     gp->prompt = prompt;
     gp->add_bos = true;
     gp->parse_special = r->chat;

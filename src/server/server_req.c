@@ -33,6 +33,7 @@ void server_request_free(struct server_request *r)
     sp_free(r->msgs);
     sp_free(r->prompt);
     sp_free(r->tmpl_ctx);
+    sp_free(r->logit_bias);
     for (size_t i = 0; i < r->n_stop; i++)
         sp_free(r->stop[i]);
     sp_free(r->stop);
@@ -341,6 +342,33 @@ static enum sp_status parse_template_extras(const json_t *root, struct server_re
     return SP_OK;
 }
 
+/* logit_bias: {"token id": bias in [-100, 100]} (OpenAI), at most 1024 entries */
+static enum sp_status parse_logit_bias(const json_t *root, struct server_request *r, struct sp_err *err)
+{
+    const json_t *lb = json_object_get(root, "logit_bias");
+    if (is_null_or_absent(lb))
+        return SP_OK;
+    if (!json_is_object(lb))
+        return bad(err, "logit_bias", "'logit_bias' must be an object mapping token ids to numbers");
+    size_t n = json_object_size(lb);
+    if (n > 1024)
+        return bad(err, "logit_bias", "'logit_bias' has %zu entries (at most 1024)", n);
+    r->logit_bias = sp_calloc(n ? n : 1, sizeof *r->logit_bias);
+    if (!r->logit_bias)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)lb, k, v) {
+        int64_t id;
+        if (!sp_parse_i64(k, 0, INT32_MAX, &id))
+            return bad(err, "logit_bias", "'logit_bias' keys must be token ids (got '%.40s')", k);
+        if (!json_is_number(v) || json_number_value(v) < -100 || json_number_value(v) > 100)
+            return bad(err, "logit_bias", "'logit_bias.%.20s' must be a number between -100 and 100", k);
+        r->logit_bias[r->n_logit_bias++] = (struct sample_bias){(int32_t)id, (float)json_number_value(v)};
+    }
+    return SP_OK;
+}
+
 static enum sp_status parse_fields(const json_t *root, bool chat, const struct server_limits *lim,
                                    struct server_request *r, struct sp_err *err)
 {
@@ -432,7 +460,7 @@ static enum sp_status parse_fields(const json_t *root, bool chat, const struct s
         return result;
     if (echo)
         return bad(err, "echo", "'echo' is not supported");
-    if ((result = parse_stop(root, lim, r, err)) != SP_OK)
+    if ((result = parse_stop(root, lim, r, err)) != SP_OK || (result = parse_logit_bias(root, r, err)) != SP_OK)
         return result;
     const json_t *lp = json_object_get(root, "logprobs");
     if (chat) {

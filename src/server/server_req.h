@@ -7,6 +7,7 @@
 #define SPOKE_SERVER_REQ_H
 
 #include "base/base.h"
+#include "sample/sample.h"
 #include "server/server.h"
 
 struct server_msg {
@@ -36,6 +37,8 @@ struct server_request {
      * "add_generation_prompt": true, chat_template_kwargs...}); messages normalised:
      * content a string (null kept for assistant tool calls), developer -> system,
      * tool_calls[].function.arguments parsed to an object when it is a JSON object */
+    struct sample_bias *logit_bias; /* logit_bias: token id -> -100..100 (ids checked vs the vocab later) */
+    size_t n_logit_bias;
     char *tmpl_ctx;
     size_t tmpl_ctx_len;
     bool special_in_content; /* extension: control-token text in messages is parsed (the

@@ -4,7 +4,9 @@ demo model: params.chat_template (a template file), the rendered prompt's
 request data tokenized as text (a message cannot forge control tokens: issue
 14 s4; the per-request opt-in special_in_content restores the old parsing),
 raise_exception -> 400 with the template's message, chat_template_kwargs,
-tool messages (role tool, tool_call_id, assistant tool_calls) accepted."""
+tool messages (role tool, tool_call_id, assistant tool_calls) accepted;
+logprob tokens as text with raw bytes, logit_bias, seed reproducibility
+(issue 11 s5)."""
 import os
 import sys
 
@@ -69,6 +71,49 @@ try:
     bad = [{"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "function": {"arguments": "{}"}}]}]
     st, _, j, _ = chat(bad)
     check(st == 400 and "tool_calls" in j["error"]["param"], "malformed tool_calls -> 400 naming it (%s)" % (j,))
+
+    # ---- logprobs: token strings are text, bytes the raw bytes (issue 11 s5)
+    st, _, j, _ = chat([{"role": "user", "content": "Once upon a time"}], max_tokens=12, logprobs=True,
+                       top_logprobs=3)
+    check(st == 200, "logprobs request -> 200")
+    if st == 200:
+        lp = j["choices"][0]["logprobs"]["content"]
+        text = j["choices"][0]["message"]["content"]
+        check(all("\u2581" not in e["token"] and "<0x" not in e["token"] for e in lp),
+              "logprob tokens are text, not vocabulary pieces (%r)" % [e["token"] for e in lp][:6])
+        raw = b"".join(bytes(e["bytes"]) for e in lp)
+        check(raw.decode("utf-8", "replace").startswith(text.rstrip()[:8]),
+              "the tokens' bytes spell the content (%r vs %r)" % (raw[:40], text[:40]))
+        check(all(len(e["top_logprobs"]) == 3 and all("\u2581" not in t["token"] for t in e["top_logprobs"])
+                  for e in lp), "top_logprobs are text too")
+    # ---- logit_bias: +100 selects a token, -100 bans it
+    st, _, j, _ = chat([{"role": "user", "content": "Once upon a time"}], max_tokens=1, logprobs=True,
+                       logit_bias={"300": 100})
+    forced = j["choices"][0]["logprobs"]["content"][0]["token"] if st == 200 else None
+    st, _, j, _ = chat([{"role": "user", "content": "Once upon a time"}], max_tokens=1, logprobs=True,
+                       logit_bias={"301": 100})
+    forced2 = j["choices"][0]["logprobs"]["content"][0]["token"] if st == 200 else None
+    check(forced is not None and forced2 is not None and forced != forced2,
+          "logit_bias +100 selects the token (%r, %r)" % (forced, forced2))
+    st, _, j, _ = chat([{"role": "user", "content": "Once upon a time"}], max_tokens=1, logprobs=True,
+                       logit_bias={"300": 100, "301": -100})
+    check(st == 200 and j["choices"][0]["logprobs"]["content"][0]["token"] == forced, "bias keys are per token")
+    st, _, j, _ = chat([{"role": "user", "content": "Once upon a time"}], max_tokens=1, logprobs=True,
+                       logit_bias={"300": -100, "301": 100})
+    check(st == 200 and j["choices"][0]["logprobs"]["content"][0]["token"] == forced2, "-100 bans, +100 selects")
+    st, _, j, _ = chat([{"role": "user", "content": "x"}], logit_bias={"999999": 5})
+    check(st == 400 and j["error"]["param"] == "logit_bias", "logit_bias id outside the vocabulary -> 400 (%s)" % j)
+    st, _, j, _ = chat([{"role": "user", "content": "x"}], logit_bias={"abc": 5})
+    check(st == 400 and j["error"]["param"] == "logit_bias", "logit_bias key not an id -> 400")
+    st, _, j, _ = chat([{"role": "user", "content": "x"}], logit_bias={"5": 101})
+    check(st == 400, "logit_bias value out of range -> 400")
+    # ---- seed: same seed and inputs, same sampled output
+    outs = []
+    for _ in range(2):
+        st, _, j, _ = chat([{"role": "user", "content": "Once upon a time"}], max_tokens=16, temperature=1.0,
+                           seed=1234)
+        outs.append(j["choices"][0]["message"]["content"] if st == 200 else None)
+    check(outs[0] is not None and outs[0] == outs[1], "same seed -> same output (%r)" % outs)
 finally:
     srv.stop()
     import shutil
