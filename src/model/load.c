@@ -398,6 +398,14 @@ static enum sp_status load_from(struct tsrc *src, struct model **out, struct sp_
            (result = load_vector(src, "rope_factors_short.weight", n_fac, false, &next, &m->rope_short, err)) !=
                SP_OK))))
         goto fail;
+    const float *facs[3] = {rope_freqs, m->rope_long, m->rope_short};
+    for (int k = 0; k < 3; k++)
+        for (int64_t i = 0; facs[k] && i < n_fac; i++)
+            if (!(facs[k][i] > 0) || !isfinite(facs[k][i])) {
+                result = sp_err_set(err, SP_ERR_FORMAT, "RoPE frequency factor %lld is %g (must be positive)",
+                                    (long long)i, (double)facs[k][i]);
+                goto fail;
+            }
     for (int l = 0; l < hp->n_layer; l++) {
         if ((result = load_layer(src, m, l, &next, err)) != SP_OK)
             goto fail;

@@ -323,6 +323,10 @@ TEST(rope_factors)
     ran = L.m->layers[0].rope_factors && run(L.m, 8, toks6, 6, got);
     unload(&L);
     CHECK(ran && same(ref, got));
+    sp.t[11].fill = -1.0f; /* factors must be positive */
+    CHECK_EQ_INT(load(&sp, &L, &err), SP_ERR_FORMAT);
+    unload(&L);
+    CHECK(strstr(err.msg, "factor") != NULL);
     sp.t[11].fill = 4.0f;
     CHECK_EQ_INT(load(&sp, &L, &err), SP_OK);
     ran = run(L.m, 8, toks6, 6, got);
