@@ -219,7 +219,7 @@ static void sse_push(struct gen_job *j, json_t *payload)
 static void view_of(const struct gen_job *j, struct srv_gen_view *v)
 {
     *v = (struct srv_gen_view){j->m->spec.name, j->text.data ? j->text.data : "", j->text.len, &j->res,
-                               sp_now_ms() - j->t_start, j->load_ms};
+                               sp_now_ms() - j->t_start, j->load_ms, &j->req, j->id, j->created};
 }
 
 /* One streamed piece of text in the dialect's format. */
@@ -620,6 +620,8 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
                      st == SP_ERR_LIMIT ? "request_too_large" : "invalid_request", NULL);
         goto out;
     }
+    if (!d && chat && j->req.n_tools)
+        j->d = &srv_tools_dialect; /* tool calls in the response (server_tools.c) */
     if (!j->req.model && s->n_models == 1)
         j->m = &s->models[0];
     else if (!j->req.model) {

@@ -211,6 +211,9 @@ struct srv_gen_view {
     const struct engine_gen_result *res; /* counts and timings (complete at the end) */
     double total_ms;                     /* request start to now */
     double load_ms;                      /* spent waiting for the model to load */
+    const struct server_request *req;    /* the request */
+    const char *id;                      /* response id (chatcmpl-...) */
+    int64_t created;                     /* unix time of the response */
 };
 
 /* A wire format other than OpenAI's for the generation path (the Ollama
@@ -238,6 +241,9 @@ struct srv_dialect {
 struct tok_span;
 enum sp_status srv_chat_prompt(const struct engine_model *em, const struct server_request *r, char **prompt,
                                struct tok_span **spans, size_t *n_spans, struct sp_err *err) SP_MUST_USE;
+/* ---- server_tools.c: OpenAI chat responses of a request with tools (tool calls parsed
+ * from the output per model family, streamed as tool_calls deltas) */
+extern const struct srv_dialect srv_tools_dialect;
 /* ---- server_params.c: request + model defaults -> generation parameters
  * (gp->prompt = prompt, borrowed; stop strings borrowed from r) */
 void srv_gen_params(const struct server_request *r, const struct server_model_spec *sp,

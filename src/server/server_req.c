@@ -34,6 +34,9 @@ void server_request_free(struct server_request *r)
     sp_free(r->prompt);
     sp_free(r->tmpl_ctx);
     sp_free(r->logit_bias);
+    for (size_t i = 0; i < r->n_tools; i++)
+        sp_free(r->tool_names[i]);
+    sp_free(r->tool_names);
     for (size_t i = 0; i < r->n_stop; i++)
         sp_free(r->stop[i]);
     sp_free(r->stop);
@@ -369,6 +372,92 @@ static enum sp_status parse_logit_bias(const json_t *root, struct server_request
     return SP_OK;
 }
 
+static bool tool_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '_' || s[i] == '-' || s[i] == '.'))
+            return false;
+    return true;
+}
+
+/* tools (OpenAI function tools), tool_choice, parallel_tool_calls -> r and the template's "tools" */
+static enum sp_status parse_tools(const json_t *root, struct server_request *r, json_t *tctx, struct sp_err *err)
+{
+    const json_t *tools = json_object_get(root, "tools"), *tc = json_object_get(root, "tool_choice");
+    bool par = true;
+    enum sp_status result = get_bool(root, "parallel_tool_calls", &par, err);
+    if (result != SP_OK)
+        return result;
+    const char *named = NULL;
+    if (json_is_string(tc)) {
+        const char *v = json_string_value(tc);
+        r->tool_choice = !strcmp(v, "auto") ? SERVER_TOOLS_AUTO : !strcmp(v, "none") ? SERVER_TOOLS_NONE
+                         : !strcmp(v, "required") ? SERVER_TOOLS_REQUIRED : -1;
+        if (r->tool_choice < 0)
+            return bad(err, "tool_choice", "'tool_choice' must be \"auto\", \"none\", \"required\" or "
+                       "{\"type\": \"function\", \"function\": {\"name\": ...}}");
+    } else if (json_is_object(tc)) {
+        named = json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
+        if (!named)
+            return bad(err, "tool_choice", "'tool_choice.function.name' must be a string");
+        r->tool_choice = SERVER_TOOLS_NAMED;
+    } else if (!is_null_or_absent(tc)) {
+        return bad(err, "tool_choice", "'tool_choice' must be a string or an object");
+    }
+    if (is_null_or_absent(tools)) {
+        if (r->tool_choice == SERVER_TOOLS_REQUIRED || r->tool_choice == SERVER_TOOLS_NAMED)
+            return bad(err, "tool_choice", "'tool_choice' needs 'tools'");
+        return SP_OK;
+    }
+    if (!json_is_array(tools))
+        return bad(err, "tools", "'tools' must be an array");
+    size_t n = json_array_size(tools);
+    if (n > 128)
+        return bad(err, "tools", "at most 128 tools are allowed (got %zu)", n);
+    json_t *keep = json_array();
+    r->tool_names = sp_calloc(n ? n : 1, sizeof *r->tool_names);
+    if (!keep || !r->tool_names) {
+        json_decref(keep);
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const json_t *t = json_array_get(tools, i), *fn = json_object_get(t, "function");
+        const json_t *name = json_object_get(fn, "name"), *params = json_object_get(fn, "parameters");
+        const json_t *desc = json_object_get(fn, "description"), *type = json_object_get(t, "type");
+        if (!json_is_object(t) || !json_is_string(type) || strcmp(json_string_value(type), "function") ||
+            !json_is_object(fn) || !json_is_string(name) ||
+            !tool_name_ok(json_string_value(name), json_string_length(name)) ||
+            (!is_null_or_absent(params) && !json_is_object(params)) ||
+            (!is_null_or_absent(desc) && !json_is_string(desc))) {
+            json_decref(keep);
+            return bad(err, "tools", "'tools[%zu]' must be {\"type\": \"function\", \"function\": {\"name\": "
+                       "a-z A-Z 0-9 _ - . (at most 64), \"description\", \"parameters\": {JSON schema}}}", i);
+        }
+        if (named && strcmp(named, json_string_value(name)))
+            continue; /* a named choice shows the model only that function */
+        if (r->tool_choice == SERVER_TOOLS_NONE)
+            continue;
+        r->tool_names[r->n_tools] = sp_strdup(json_string_value(name));
+        if (!r->tool_names[r->n_tools] || json_array_append(keep, (json_t *)t)) {
+            json_decref(keep);
+            return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
+        }
+        r->n_tools++;
+    }
+    if (named && r->n_tools == 0) {
+        json_decref(keep);
+        return bad(err, "tool_choice", "'tool_choice' names '%.64s', which is not in 'tools'", named);
+    }
+    if (r->n_tools == 0) {
+        json_decref(keep);
+        return SP_OK;
+    }
+    return json_object_set_new(tctx, "tools", keep) ? sp_err_set(err, SP_ERR_NOMEM, "out of memory") : SP_OK;
+}
+
 static enum sp_status parse_fields(const json_t *root, bool chat, const struct server_limits *lim,
                                    struct server_request *r, struct sp_err *err)
 {
@@ -388,6 +477,8 @@ static enum sp_status parse_fields(const json_t *root, bool chat, const struct s
     result = chat ? parse_messages(root, lim, r, json_object_get(tctx, "messages"), err) : parse_prompt(root, r, err);
     if (result == SP_OK && chat)
         result = parse_template_extras(root, r, tctx, err);
+    if (result == SP_OK && chat)
+        result = parse_tools(root, r, tctx, err);
     if (result == SP_OK && chat) {
         struct sp_buf b = {0};
         if (json_dump_callback(tctx, dump_cb, &b, JSON_COMPACT) != 0 || !b.data) {
@@ -481,9 +572,6 @@ static enum sp_status parse_fields(const json_t *root, bool chat, const struct s
         r->logprobs = true;
         r->top_logprobs = (int)iv;
     }
-    const json_t *tools = json_object_get(root, "tools");
-    if (json_is_array(tools) && json_array_size(tools) > 0)
-        return bad(err, "tools", "'tools' (function calling) is not supported by this server");
     const json_t *sfx = json_object_get(root, "suffix");
     if (!is_null_or_absent(sfx))
         return bad(err, "suffix", "'suffix' is not supported");

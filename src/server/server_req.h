@@ -15,6 +15,8 @@ struct server_msg {
     char *content; /* UTF-8, text parts concatenated */
 };
 
+enum { SERVER_TOOLS_AUTO = 0, SERVER_TOOLS_NONE, SERVER_TOOLS_REQUIRED, SERVER_TOOLS_NAMED };
+
 struct server_request {
     bool chat;
     char *model;             /* NULL when absent */
@@ -39,6 +41,9 @@ struct server_request {
      * tool_calls[].function.arguments parsed to an object when it is a JSON object */
     struct sample_bias *logit_bias; /* logit_bias: token id -> -100..100 (ids checked vs the vocab later) */
     size_t n_logit_bias;
+    char **tool_names;       /* tools[].function.name (tools given and tool_choice not "none") */
+    size_t n_tools;
+    int tool_choice;         /* SERVER_TOOLS_AUTO/NONE/REQUIRED/NAMED (named: tool_names has that one) */
     char *tmpl_ctx;
     size_t tmpl_ctx_len;
     bool special_in_content; /* extension: control-token text in messages is parsed (the

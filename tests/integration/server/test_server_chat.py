@@ -18,6 +18,7 @@ if not os.path.exists(MODEL):
     sys.exit(77)
 
 TEMPLATE = ("{% if fail %}{{ raise_exception('refused: ' ~ fail) }}{% endif %}"
+            "{% for t in tools %}[tool {{ t.function.name }}]{% endfor %}"
             "{% for m in messages %}<s>{{ m.role }}: {{ m.content }}"
             "{% for t in m.tool_calls %} call {{ t.function.name }}({{ t.function.arguments | tojson }}){% endfor %}"
             "</s>{% endfor %}{% if add_generation_prompt %}<s>assistant:{% endif %}")
@@ -107,6 +108,33 @@ try:
     check(st == 400 and j["error"]["param"] == "logit_bias", "logit_bias key not an id -> 400")
     st, _, j, _ = chat([{"role": "user", "content": "x"}], logit_bias={"5": 101})
     check(st == 400, "logit_bias value out of range -> 400")
+    # ---- tools (issue 11 s2): passed to the template; answers keep OpenAI's shape
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+                                               "parameters": {"type": "object",
+                                                              "properties": {"city": {"type": "string"}}}}}]
+    st, _, j, _ = chat([{"role": "user", "content": "Once upon a time"}], max_tokens=8)
+    plain = j["usage"]["prompt_tokens"] if st == 200 else 0
+    st, _, j, _ = chat([{"role": "user", "content": "Once upon a time"}], max_tokens=8, tools=tools)
+    check(st == 200 and j["usage"]["prompt_tokens"] > plain, "tools reach the template (%s)" % (j,))
+    if st == 200:
+        ch = j["choices"][0]
+        check(ch["message"]["role"] == "assistant" and ch["finish_reason"] in ("stop", "length") and
+              j["object"] == "chat.completion" and j["id"].startswith("chatcmpl-"),
+              "a chat answer with tools keeps OpenAI's shape (%s)" % ch)
+    st, ctype, events, raw = srv.stream("/v1/chat/completions", {
+        "model": "stories260K", "max_tokens": 8, "temperature": 0, "stream": True, "tools": tools,
+        "stream_options": {"include_usage": True}, "messages": [{"role": "user", "content": "Once upon a time"}]})
+    check(st == 200 and raw.rstrip().endswith("data: [DONE]"), "streamed answer with tools ends with [DONE]")
+    check(any(e.get("choices") and e["choices"][0].get("finish_reason") for e in events if isinstance(e, dict)),
+          "streamed answer with tools has a finish_reason")
+    check(any(isinstance(e, dict) and e.get("usage") for e in events), "include_usage works with tools")
+    st, _, j, _ = chat([{"role": "user", "content": "x"}], tools=tools, tool_choice={"type": "function",
+                                                                                   "function": {"name": "nope"}})
+    check(st == 400 and j["error"]["param"] == "tool_choice", "tool_choice naming an unknown tool -> 400")
+    st, _, j, _ = chat([{"role": "user", "content": "x"}], tools=[{"type": "function", "function": {}}])
+    check(st == 400 and j["error"]["param"] == "tools", "malformed tools -> 400")
+    st, _, j, _ = chat([{"role": "user", "content": "Once upon a time"}], tools=tools, tool_choice="none")
+    check(st == 200 and j["usage"]["prompt_tokens"] == plain, "tool_choice none hides the tools (%s)" % (j,))
     # ---- seed: same seed and inputs, same sampled output
     outs = []
     for _ in range(2):
