@@ -5,11 +5,34 @@
 #  2. 429 latency under a 10x overload burst (max_concurrency 1, queue 16:
 #     170 simultaneous requests); goal: p99 < 50 ms.
 # Env: N (tokens, default 200), REPS (default 3), T (threads for both, default 1), PROMPT.
+#  --clients 1,4,8 (first argument): continuous batching instead: aggregate
+#     streaming t/s of N clients at once, and the p99 inter-token gap of 4
+#     streams while a LONG-token prompt arrives (bench/serve_clients.py).
+#     Env: N (tokens per client, default 128), LONG (default 2000), CTX (default 2560), T (default 2).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+clients=
+if [ "${1:-}" = "--clients" ]; then
+  clients=$2
+  shift 2
+fi
 build=${1:-$root/build}
 model=${2:-$root/models/stories260K.gguf}
 spoke=$build/spoke
+if [ -n "$clients" ]; then
+  tmp=$(mktemp -d)
+  maxc=$(echo "$clients,5" | tr , '\n' | sort -n | tail -1)
+  printf 'models:\n  - from: file:%s\n    name: bench\n    params: {max_concurrency: %s, queue_size: 16, threads: %s, context_size: %s}\nserver:\n  limits: {max_tokens: 100000}\n' \
+    "$model" "$maxc" "${T:-2}" "${CTX:-2560}" > "$tmp/spoke.yaml"
+  SPOKE_LOG=error "$spoke" serve -c "$tmp/spoke.yaml" --port 0 --no-history > "$tmp/out" 2>&1 &
+  spid=$!
+  trap 'kill $spid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+  for _ in $(seq 600); do grep -q "listening on" "$tmp/out" && break; sleep 0.1; done
+  port=$(grep -o '127.0.0.1:[0-9]*' "$tmp/out" | head -1 | cut -d: -f2)
+  echo "model: $model  clients: $clients  tokens per client: ${N:-128}  max_concurrency: $maxc"
+  python3 "$root/bench/serve_clients.py" "$port" bench "$clients" "${N:-128}" "${LONG:-2000}"
+  exit 0
+fi
 N=${N:-200}
 REPS=${REPS:-3}
 T=${T:-1}

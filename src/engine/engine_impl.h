@@ -44,6 +44,8 @@ struct engine_sched {
     int n_running;
     int step_tokens;              /* token budget of one step */
     int max_step_seqs;            /* most running sequences in one step so far */
+    double ms_decode;             /* moving average: ms of a step with decode tokens only */
+    double ms_prompt_tok;         /* moving average: extra ms per prompt token in a step */
     /* step scratch (step loop only) */
     int32_t *tok, *pos, *seq;     /* [n_batch] */
     bool *want;                   /* [n_batch] */

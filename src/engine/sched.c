@@ -8,7 +8,11 @@
  * next token of every decoding sequence plus chunks of the prompts being
  * prefilled, up to the step's token budget (chunked prefill, never a 1-token
  * chunk unless only one prompt token is left, so each token keeps its
- * alone-run arithmetic: docs/PARITY.md); run model_decode once; then for
+ * alone-run arithmetic: docs/PARITY.md). While sequences are decoding, the
+ * prompt tokens of a step are further limited so the step takes about twice
+ * as long as a decode-only step (moving averages of the measured step times:
+ * a long prompt arriving slows the running streams' tokens by ~3x at most
+ * instead of freezing them); run model_decode once; then for
  * every sequence whose logits came back: sample, logprobs, detokenize, stop
  * strings, EOG / max tokens / context end, and queue an event for the
  * generation's caller (who runs the user's callback on its own thread, so a
@@ -245,7 +249,12 @@ static bool step(struct engine_model *m)
         sc->want[nb] = true;
         sc->who[nb++] = c;
     }
-    const int budget = SP_MIN(B, SP_MAX(sc->step_tokens, nb + 2));
+    const int n_decode = nb;
+    int budget = SP_MIN(B, SP_MAX(sc->step_tokens, nb + 2));
+    if (n_decode > 0 && sc->ms_decode > 0 && sc->ms_prompt_tok > 0) {
+        double fit = 2.0 * sc->ms_decode / sc->ms_prompt_tok; /* prompt tokens costing ~2 decode steps */
+        budget = (int)SP_MIN((double)budget, (double)nb + SP_MAX(2.0, fit));
+    }
     for (int i = 0; i < sc->n_running && nb < budget; i++) {
         struct engine_ctx *c = sc->running[i];
         if (c->phase != ENGINE_PREFILL)
@@ -271,9 +280,17 @@ static bool step(struct engine_model *m)
     struct sp_err err;
     sp_err_clear(&err);
     pthread_mutex_lock(&sc->decode_mu);
+    const double t0 = sp_now_ms();
     enum sp_status st = model_decode(m->st, &b, sc->logits, &err);
+    const double ms = sp_now_ms() - t0;
     pthread_mutex_unlock(&sc->decode_mu);
     pthread_mutex_lock(&sc->mu);
+    if (nb == n_decode) /* step cost model: decode-only time, extra per prompt token */
+        sc->ms_decode = sc->ms_decode > 0 ? 0.8 * sc->ms_decode + 0.2 * ms : ms;
+    else if (sc->ms_decode > 0 || n_decode == 0) {
+        double per = SP_MAX(0.0, ms - (n_decode ? sc->ms_decode : 0)) / (nb - n_decode);
+        sc->ms_prompt_tok = sc->ms_prompt_tok > 0 ? 0.7 * sc->ms_prompt_tok + 0.3 * per : per;
+    }
     const int n_vocab = m->model->hp.n_vocab;
     int row = 0;
     for (int k = 0; k < nb; k++) {
