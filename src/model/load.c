@@ -102,7 +102,9 @@ static enum sp_status read_hparams(const struct gg_file *f, struct model_hparams
     snprintf(key, sizeof(key), "%s.rope.scaling.type", ar);
     bool has_type = gg_get_str(f, key, &st);
     bool linear = has_type && st.len == 6 && memcmp(st.ptr, "linear", 6) == 0;
-    if (has_type && !linear && !(st.len == 4 && memcmp(st.ptr, "none", 4) == 0))
+    /* phi3's LongRoPE is its rope_factors_long/short tensors and attn_factor */
+    bool longrope = d->rope_long_short && has_type && st.len == 8 && memcmp(st.ptr, "longrope", 8) == 0;
+    if (has_type && !linear && !longrope && !(st.len == 4 && memcmp(st.ptr, "none", 4) == 0))
         LOG_WARN("model", "rope scaling type '%.*s' is not supported; ignoring it", (int)SP_MIN(st.len, 32u),
                  st.ptr);
     if ((linear || !has_type) && key_f32(f, ar, "rope.scaling.factor", &fv) && fv > 0 && isfinite(fv))
