@@ -7,6 +7,7 @@
 #include "app/app.h"
 #include "app/config.h"
 #include "app/pull.h"
+#include "gguf/gguf.h"
 #include "obs/log.h"
 #include "server/server.h"
 
@@ -377,6 +378,10 @@ int cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* a served .gguf truncated or rewritten underneath must not kill the
+     * server (SIGBUS): the model goes to error instead (gguf.h) */
+    if (gg_guard_install(&err) != SP_OK)
+        LOG_WARN("serve", "%s: a model file changed underneath will crash the server", err.msg);
     struct server *srv = NULL;
     if (server_new(o, &srv, &err) != SP_OK || server_start(srv, &err) != SP_OK) {
         server_free(srv);
@@ -406,8 +411,11 @@ int cmd_serve(int argc, char **argv)
     for (;;) {
         if (sigwait(&set, &sig) != 0)
             continue;
-        if (sig == SIGHUP)
+        if (sig == SIGHUP) {
+            LOG_INFO("serve", "SIGHUP received: reloading models that are in error or whose file changed");
+            server_reload(srv);
             continue;
+        }
         break;
     }
     LOG_INFO("serve", "%s received: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");

@@ -334,3 +334,10 @@ const char *engine_model_ftype(const struct engine_model *m)
 }
 
 int engine_cpu_count(void) { return backend_cpu_count(); }
+
+bool engine_model_file_changed(const struct engine_model *m, char *why, size_t whysz)
+{
+    return m && gg_split_changed(m->split, why, whysz);
+}
+
+bool engine_model_faulted(const struct engine_model *m) { return m && gg_split_faulted(m->split); }

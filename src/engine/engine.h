@@ -57,6 +57,14 @@ struct engine_model_info {
     double load_ms;
 };
 void engine_model_get_info(const struct engine_model *m, struct engine_model_info *out);
+/* The model's file(s) changed under it since the load (gg_split_changed: a
+ * SIGBUS absorbed in the mapping, removed, replaced, resized, modified); why
+ * gets one line. A stat per shard: call it per request, not per token.
+ * engine_model_faulted is the per-step check (one atomic load): true once a
+ * read of the mapping faulted, so whatever was computed since is garbage.
+ * Thread-safe. */
+bool engine_model_file_changed(const struct engine_model *m, char *why, size_t whysz);
+bool engine_model_faulted(const struct engine_model *m);
 
 /* ---- chat */
 struct engine_chat_msg {

@@ -47,6 +47,7 @@ struct gg_file {
     const uint8_t *base;
     size_t size;
     bool mapped;
+    struct gg_ident ident; /* gg_open: identity + SIGBUS guard slot (gguf_guard.c) */
     uint32_t version;
     uint32_t alignment;
     uint64_t data_start;
@@ -526,10 +527,14 @@ static void file_release(struct gg_file *f)
     sp_free(f->tensor_info_off);
     gg_index_free(&f->kv_index);
     gg_index_free(&f->tensor_index);
+    gg_guard_unregister(f->ident.guard); /* before the range can be reused */
     if (f->mapped && f->size)
         munmap((void *)f->base, f->size);
+    sp_free(f->ident.path);
     sp_free(f);
 }
+
+const struct gg_ident *gg_file_ident(const struct gg_file *f) { return &f->ident; }
 
 enum sp_status gg_open_memory(const void *data, size_t size, struct gg_file **out, struct sp_err *err)
 {
@@ -542,6 +547,7 @@ enum sp_status gg_open_memory(const void *data, size_t size, struct gg_file **ou
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory opening a GGUF buffer");
     f->base = data;
     f->size = size;
+    f->ident.guard = -1;
     result = parse(f, err);
     if (result != SP_OK)
         goto fail;
@@ -591,6 +597,12 @@ enum sp_status gg_open(const char *path, struct gg_file **out, struct sp_err *er
     f->size = size;
     f->mapped = true;
     map = MAP_FAILED; /* owned by f now */
+    f->ident.guard = gg_guard_register(f->base, f->size);
+    gg_ident_from_stat(&f->ident, &st);
+    if (!(f->ident.path = sp_strdup(path))) {
+        result = sp_err_set(err, SP_ERR_NOMEM, "out of memory opening %s", path);
+        goto fail;
+    }
     result = parse(f, err);
     if (result != SP_OK)
         goto fail;

@@ -88,6 +88,25 @@ struct gg_file; /* opaque */
  * such file), SP_ERR_IO (cannot read/map), SP_ERR_NOMEM. Time and memory are
  * linear in the file size; nothing is allocated from an unchecked count. */
 enum sp_status gg_open(const char *path, struct gg_file **out, struct sp_err *err) SP_MUST_USE;
+/* ---- a file that changes while mapped (gguf_guard.c) ----
+ * gg_open registers each mapping with a process-wide SIGBUS guard. Once the
+ * program calls gg_guard_install (once; it installs a SIGBUS handler, keeping
+ * the previous one for faults that are not in a registered mapping), a read of
+ * a page that a truncation took away no longer kills the process: the rest of
+ * that mapping becomes zero pages and the file is marked faulted. Code that
+ * computed with the zeros must treat its result as garbage: check
+ * gg_file_faulted (one atomic load) after the work, gg_file_changed (a stat)
+ * before it. Thread-safe. */
+enum sp_status gg_guard_install(struct sp_err *err) SP_MUST_USE;
+bool gg_guard_installed(void);
+/* True when a read of f's mapping faulted since open (and was absorbed). */
+bool gg_file_faulted(const struct gg_file *f);
+/* True when f's file changed since open: faulted, removed, replaced (another
+ * inode), resized or modified (mtime); why gets one line naming the path.
+ * Always false for gg_open_memory buffers. */
+bool gg_file_changed(const struct gg_file *f, char *why, size_t whysz);
+/* Same over every shard of a split (declared after struct gg_split below). */
+
 /* Same over a caller-owned buffer that must outlive the gg_file (fuzzing, tests). */
 enum sp_status gg_open_memory(const void *data, size_t size, struct gg_file **out,
                               struct sp_err *err) SP_MUST_USE;
@@ -162,6 +181,8 @@ void gg_split_close(struct gg_split *s); /* NULL is a no-op */
 size_t gg_split_count(const struct gg_split *s);
 const struct gg_file *gg_split_file(const struct gg_split *s, size_t i); /* NULL past the end */
 size_t gg_split_size(const struct gg_split *s);                          /* bytes of all shards */
+bool gg_split_faulted(const struct gg_split *s);                         /* any shard faulted */
+bool gg_split_changed(const struct gg_split *s, char *why, size_t whysz); /* any shard changed */
 /* Lookup by name over every shard, or NULL. */
 const struct gg_tensor *gg_split_tensor_find(const struct gg_split *s, const char *name);
 /* All tensors of the set, shard by shard: count and the i-th (NULL past the end). */

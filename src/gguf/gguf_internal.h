@@ -58,4 +58,21 @@ int64_t gg_index_find(const struct gg_index *ix, const char *name, size_t len,
 enum sp_status gg_index_insert(struct gg_index *ix, const char *name, size_t len, uint32_t pos,
                                gg_index_name_fn get, const void *ctx, int64_t *existing) SP_MUST_USE;
 
+/* What a file was when gg_open mapped it (gguf_guard.c): its identity, to
+ * notice a change, and its slot in the SIGBUS guard's registry. */
+struct gg_ident {
+    char *path;         /* as opened (owned); NULL for gg_open_memory */
+    uint64_t dev, ino;
+    uint64_t size;      /* bytes */
+    int64_t mtime_ns;
+    int guard;          /* registry slot, -1 = none */
+};
+const struct gg_ident *gg_file_ident(const struct gg_file *f);
+/* Fill id from st (path and guard untouched). */
+void gg_ident_from_stat(struct gg_ident *id, const void *st);
+/* The SIGBUS guard's registry (gguf_guard.c): slot or -1 when full. */
+int gg_guard_register(const void *base, size_t len);
+void gg_guard_unregister(int slot);
+unsigned gg_guard_faults(int slot);
+
 #endif

@@ -148,6 +148,10 @@ enum sp_status server_start(struct server *s, struct sp_err *err) SP_MUST_USE;
 int server_port(const struct server *s);
 /* True once every initial_load model finished loading successfully. */
 bool server_ready(const struct server *s);
+/* SIGHUP: reload every model that is in error (a failed load, or its file
+ * changed underneath) and every ready model whose file changed on disk; the
+ * others keep serving untouched. Returns at once (loads run in background). */
+void server_reload(struct server *s);
 /* Stop accepting, let in-flight requests finish for up to the grace period,
  * cancel the rest, wait for them, flush the task history. Idempotent. */
 void server_shutdown(struct server *s);

@@ -53,6 +53,7 @@ struct gen_job {
     enum sp_status st;
     struct sp_err err;
     bool client_gone;
+    bool model_held;              /* srv_model_ensure succeeded: srv_model_leave in job_free */
     /* streaming */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -319,7 +320,7 @@ static bool on_token(void *ud, const struct engine_token_event *ev)
     }
     if (j->s->test_delay_ms)
         sp_sleep_ms((uint64_t)j->s->test_delay_ms);
-    if (atomic_load(&j->cancel))
+    if (atomic_load(&j->cancel) || engine_model_faulted(j->m->em)) /* file changed: garbage from here */
         return false;
     if (now - j->last_poll_ms >= 1.0 || j->s->test_delay_ms) {
         j->last_poll_ms = now;
@@ -386,6 +387,8 @@ static void job_free(struct gen_job *j)
 {
     if (!j)
         return;
+    if (j->model_held)
+        srv_model_leave(j->m);
     server_request_free(&j->req);
     sp_free(j->prompt);
     sp_free(j->spans);
@@ -413,6 +416,8 @@ static void *stream_worker(void *arg)
     struct gen_job *j = arg;
     sp_err_clear(&j->err);
     j->st = engine_generate(j->ctx, &j->gp, on_token, j, &j->res, &j->err);
+    if (srv_model_check_faulted(j->m, &j->err) != SP_OK)
+        j->st = SP_ERR_STATE;
     if (j->d) {
         struct srv_gen_view v;
         struct sp_buf b = {0};
@@ -651,6 +656,7 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
         ret = reject(j, c, 503, err.msg, "model", st == SP_ERR_STATE ? "model_loading" : "model_load_failed", "5");
         goto out;
     }
+    j->model_held = true;
     if (admit_full(j->m->admit)) /* refuse before rendering and tokenizing */
         goto busy;
     if (!srv_parse_enter(s, 10000, waiter_gone, cc)) {
@@ -732,6 +738,8 @@ busy:
 
     if (!j->req.stream) {
         j->st = engine_generate(j->ctx, &j->gp, on_token, j, &j->res, &j->err);
+        if (srv_model_check_faulted(j->m, &j->err) != SP_OK)
+            j->st = SP_ERR_STATE; /* 503 naming the changed file, not garbage */
         if (j->st != SP_OK) {
             unsigned code = srv_http_status(j->st);
             job_finish(j, code);

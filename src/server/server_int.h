@@ -34,6 +34,11 @@ struct srv_model {
     struct admit *admit;             /* slots carry engine_ctx */
     pthread_t loader;
     bool loader_started;
+    _Atomic int users;               /* requests between a successful srv_model_ensure and srv_model_leave */
+    bool file_changed;               /* in error because the file changed under it (reloadable) */
+    bool reload;                     /* the running load replaces a loaded generation */
+    bool tried_set;                  /* tried holds the file as of the last reload attempt */
+    struct { uint64_t dev, ino, size; int64_t mtime_ns; } tried;
     int64_t created_s;
     struct srv_model_metrics m;
     int max_token_bytes;             /* longest token text (bytes): prompt bytes / this <= tokens */
@@ -182,6 +187,13 @@ void srv_models_start_initial(struct server *s);
  * when wait is true); FAILED -> the load error; IDLE -> start a load (and
  * wait when wait). gone/ud is polled while waiting. */
 enum sp_status srv_model_ensure(struct srv_model *m, bool wait, bool (*gone)(void *), void *ud, struct sp_err *err);
+/* Ends the use that a successful srv_model_ensure began (a reload waits for
+ * every use to end before it frees the old model). */
+void srv_model_leave(struct srv_model *m);
+/* After work on the model: SP_OK, or (when a read of its file faulted while it
+ * ran: the result is garbage) SP_ERR_STATE with the file-changed message in err
+ * (http_status 503), and the model is put in error. */
+enum sp_status srv_model_check_faulted(struct srv_model *m, struct sp_err *err);
 void srv_models_refresh_gauges(struct server *s);
 void srv_models_shutdown(struct server *s, int grace_ms);
 void srv_models_free(struct server *s);

@@ -3,12 +3,21 @@
  * a loader thread per load (resolve/pull through the app's callback, then
  * engine_model_load and max_concurrency engine contexts handed to an admit
  * object), per-model metric handles, the /v1/models JSON, and shutdown
- * (close admission, grace period, cancel, wait, free). */
+ * (close admission, grace period, cancel, wait, free).
+ *
+ * A model whose file changes on disk while it is served (checked with a stat
+ * at each request, and by the SIGBUS guard's fault flag after each request:
+ * see gguf.h) goes to error with a message saying so (503); its requests in
+ * flight fail. The next request (or SIGHUP: server_reload) reloads it when the
+ * file differs from the last attempt: the reload closes the old admission,
+ * cancels what runs, waits until no request uses the old model (`users`),
+ * frees it and loads the file again. */
 #include "server/server_int.h"
 #include "obs/log.h"
 
 #include <jansson.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static const double DURATION_MS_BOUNDS[] = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000};
@@ -163,6 +172,37 @@ static enum sp_status resolve_path(struct srv_model *m, char **path, struct sp_e
     return *path ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory");
 }
 
+static void cancel_ctx(void *obj, void *ud)
+{
+    SP_UNUSED(ud);
+    if (obj)
+        engine_ctx_cancel(obj);
+}
+
+/* Reload: wait until no request uses the loaded generation (its admission
+ * was closed and its generations cancelled by start_reload_locked), then free
+ * it. False when it stays in use (or the server shuts down): left as it is. */
+static bool retire_old(struct srv_model *m, struct sp_err *err)
+{
+    double deadline = sp_now_ms() + 60000;
+    while (atomic_load(&m->users) > 0 && sp_now_ms() < deadline && !atomic_load(&m->srv->shutting_down))
+        sp_sleep_ms(5);
+    pthread_mutex_lock(&m->mu);
+    bool ok = atomic_load(&m->users) == 0 && !atomic_load(&m->srv->shutting_down);
+    if (ok) {
+        for (int i = 0; m->admit && i < admit_n_slots(m->admit); i++)
+            engine_ctx_free(admit_slot_get(m->admit, i));
+        admit_free(m->admit);
+        engine_model_free(m->em);
+        m->admit = NULL;
+        m->em = NULL;
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (!ok)
+        sp_err_set(err, SP_ERR_STATE, "the old model is still in use (%d requests)", atomic_load(&m->users));
+    return ok;
+}
+
 static void *loader_main(void *arg)
 {
     struct srv_model *m = arg;
@@ -174,7 +214,9 @@ static void *loader_main(void *arg)
     struct admit *ad = NULL;
     if (m->srv->test_load_delay_ms)
         sp_sleep_ms((uint64_t)m->srv->test_load_delay_ms);
-    enum sp_status st = resolve_path(m, &path, &err);
+    enum sp_status st = m->reload && !retire_old(m, &err) ? SP_ERR_STATE : SP_OK;
+    if (st == SP_OK)
+        st = resolve_path(m, &path, &err);
     if (st == SP_OK) {
         LOG_INFO("server", "model %s: loading %s", m->spec.name, path);
         struct engine_load_opts lo = {.path = path,
@@ -201,6 +243,7 @@ static void *loader_main(void *arg)
     if (st == SP_OK) {
         m->em = em;
         m->admit = ad;
+        sp_free(m->path);
         m->path = path;
         engine_model_get_info(em, &m->info);
         m->max_token_bytes = 0;
@@ -210,6 +253,9 @@ static void *loader_main(void *arg)
                 m->max_token_bytes = (int)SP_MIN(len, (size_t)1 << 20);
         }
         m->state = SRV_MODEL_READY;
+        if (m->reload)
+            LOG_INFO("server", "model %s: reloaded", m->spec.name);
+        m->reload = m->file_changed = m->tried_set = false;
         LOG_INFO("server", "model %s: ready (%s, %s, ctx %d, %d slot%s) in %.2f s", m->spec.name, m->info.arch,
                  m->info.backend, m->info.n_ctx, m->spec.max_concurrency, m->spec.max_concurrency == 1 ? "" : "s",
                  secs);
@@ -224,6 +270,15 @@ static void *loader_main(void *arg)
             m->load_err.code = st;
         if (!m->load_err.msg[0])
             snprintf(m->load_err.msg, sizeof m->load_err.msg, "load failed (%s)", sp_status_name(st));
+        if (m->file_changed) {
+            char was[sizeof m->load_err.msg];
+            sp_strlcpy(was, m->load_err.msg, sizeof was);
+            snprintf(m->load_err.msg, sizeof m->load_err.msg,
+                     "the model file %.150s changed on disk and reloading it failed: %.230s; it is "
+                     "reloaded when the file changes again (or on SIGHUP)",
+                     m->path ? m->path : "", was);
+        }
+        m->reload = false;
         m->state = SRV_MODEL_FAILED;
         LOG_ERROR("server", "model %s: %s", m->spec.name, m->load_err.msg);
     }
@@ -249,6 +304,120 @@ static bool start_load_locked(struct srv_model *m)
     }
     m->loader_started = true;
     return true;
+}
+
+static char *public_text(const struct srv_model *m, const char *text);
+
+static bool file_ident(const char *path, uint64_t *dev, uint64_t *ino, uint64_t *size, int64_t *mtime_ns)
+{
+    struct stat st;
+    if (!path || stat(path, &st) != 0)
+        return false;
+    *dev = (uint64_t)st.st_dev;
+    *ino = (uint64_t)st.st_ino;
+    *size = (uint64_t)st.st_size;
+    *mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    return true;
+}
+
+/* with m->mu held: the loaded model's file changed underneath: error state */
+static void note_changed_locked(struct srv_model *m, const char *why)
+{
+    if (m->state != SRV_MODEL_READY)
+        return;
+    m->state = SRV_MODEL_FAILED;
+    m->file_changed = true;
+    m->tried_set = false; /* the next request tries a reload */
+    sp_err_clear(&m->load_err);
+    sp_err_set(&m->load_err, SP_ERR_STATE,
+               "the model file changed on disk while it was served: %.400s; it is reloaded on the next "
+               "request once the file is a valid GGUF again (or on SIGHUP)",
+               why);
+    metric_set(m->m.ready, 0);
+    LOG_ERROR("server", "model %s: %s", m->spec.name, m->load_err.msg);
+}
+
+/* with m->mu held: is the changed file worth another load (it differs from
+ * what the last attempt saw)? Records what it sees. */
+static bool reload_due_locked(struct srv_model *m)
+{
+    uint64_t dev, ino, size;
+    int64_t mt;
+    if (!file_ident(m->path, &dev, &ino, &size, &mt))
+        return false;
+    bool due = !m->tried_set || dev != m->tried.dev || ino != m->tried.ino || size != m->tried.size ||
+               mt != m->tried.mtime_ns;
+    m->tried_set = true;
+    m->tried.dev = dev;
+    m->tried.ino = ino;
+    m->tried.size = size;
+    m->tried.mtime_ns = mt;
+    return due;
+}
+
+/* with m->mu held: replace the loaded generation (if any) by a fresh load */
+static void start_reload_locked(struct srv_model *m)
+{
+    if (m->state == SRV_MODEL_LOADING || atomic_load(&m->srv->shutting_down))
+        return;
+    if (m->loader_started) {
+        pthread_join(m->loader, NULL); /* it has finished: the state is not LOADING */
+        m->loader_started = false;
+    }
+    admit_close(m->admit);
+    admit_foreach_busy(m->admit, cancel_ctx, NULL);
+    m->reload = true;
+    m->state = SRV_MODEL_LOADING;
+    metric_set(m->m.ready, 0);
+    LOG_INFO("server", "model %s: reloading", m->spec.name);
+    if (pthread_create(&m->loader, NULL, loader_main, m) != 0) {
+        m->state = SRV_MODEL_FAILED;
+        m->reload = false;
+        sp_err_set(&m->load_err, SP_ERR_INTERNAL, "cannot start a loader thread");
+        return;
+    }
+    m->loader_started = true;
+}
+
+void server_reload(struct server *s)
+{
+    char why[600];
+    for (size_t i = 0; s && i < s->n_models; i++) {
+        struct srv_model *m = &s->models[i];
+        pthread_mutex_lock(&m->mu);
+        if (m->state == SRV_MODEL_READY && engine_model_file_changed(m->em, why, sizeof why))
+            note_changed_locked(m, why);
+        if (m->state == SRV_MODEL_FAILED) {
+            reload_due_locked(m);
+            start_reload_locked(m);
+        }
+        pthread_mutex_unlock(&m->mu);
+    }
+}
+
+void srv_model_leave(struct srv_model *m)
+{
+    if (m)
+        atomic_fetch_sub(&m->users, 1);
+}
+
+enum sp_status srv_model_check_faulted(struct srv_model *m, struct sp_err *err)
+{
+    char why[600];
+    if (!engine_model_faulted(m->em))
+        return SP_OK;
+    pthread_mutex_lock(&m->mu);
+    if (m->state == SRV_MODEL_READY && engine_model_file_changed(m->em, why, sizeof why))
+        note_changed_locked(m, why);
+    char *pub = m->file_changed ? public_text(m, m->load_err.msg) : NULL;
+    enum sp_status result = sp_err_set(err, SP_ERR_STATE, "model '%s': %s", m->spec.name,
+                                       pub ? pub : m->file_changed ? m->load_err.msg
+                                                                   : "the model file changed on disk");
+    sp_free(pub);
+    pthread_mutex_unlock(&m->mu);
+    if (err)
+        err->http_status = 503;
+    return result;
 }
 
 void srv_models_start_initial(struct server *s)
@@ -302,7 +471,12 @@ static char *public_text(const struct srv_model *m, const char *text)
 
 enum sp_status srv_model_ensure(struct srv_model *m, bool wait, bool (*gone)(void *), void *ud, struct sp_err *err)
 {
+    char why[600];
     pthread_mutex_lock(&m->mu);
+    if (m->state == SRV_MODEL_READY && engine_model_file_changed(m->em, why, sizeof why))
+        note_changed_locked(m, why); /* this request gets the 503 */
+    else if (m->state == SRV_MODEL_FAILED && m->file_changed && reload_due_locked(m))
+        start_reload_locked(m);
     if (m->state == SRV_MODEL_IDLE)
         start_load_locked(m);
     bool waited = wait && m->state == SRV_MODEL_LOADING;
@@ -328,11 +502,14 @@ enum sp_status srv_model_ensure(struct srv_model *m, bool wait, bool (*gone)(voi
     }
     enum sp_status result = SP_OK;
     switch (m->state) {
-    case SRV_MODEL_READY: break;
+    case SRV_MODEL_READY:
+        atomic_fetch_add(&m->users, 1); /* until srv_model_leave */
+        break;
     case SRV_MODEL_FAILED: {
         char *pub = public_text(m, m->load_err.msg);
         result = sp_err_set(err, m->load_err.code == SP_OK ? SP_ERR_STATE : m->load_err.code,
-                            "model '%s' failed to load: %s", m->spec.name, pub ? pub : m->load_err.msg);
+                            m->file_changed ? "model '%s': %s" : "model '%s' failed to load: %s",
+                            m->spec.name, pub ? pub : m->load_err.msg);
         sp_free(pub);
         if (err)
             err->http_status = 503;
@@ -397,13 +574,6 @@ void *srv_model_json(struct srv_model *m)
     }
     pthread_mutex_unlock(&m->mu);
     return j;
-}
-
-static void cancel_ctx(void *obj, void *ud)
-{
-    SP_UNUSED(ud);
-    if (obj)
-        engine_ctx_cancel(obj);
 }
 
 void srv_models_shutdown(struct server *s, int grace_ms)

@@ -361,6 +361,7 @@ static enum MHD_Result route_show(struct server *s, struct MHD_Connection *c, st
                           "template", "", "details", details_json(&sn), "model_info", mi, "capabilities",
                           "completion", "modified_at", ts);
     pthread_mutex_unlock(&m->mu);
+    srv_model_leave(m); /* the use srv_model_ensure began */
     ret = respond_json(c, j);
 out:
     sp_free(name);

@@ -10,3 +10,4 @@ spoke_script_test(test_server_chat python3 ${CMAKE_CURRENT_LIST_DIR}/test_server
 if(NOT SPOKE_FUZZ)
   set_tests_properties(test_server_chat PROPERTIES SKIP_RETURN_CODE 77)
 endif()
+spoke_script_test(test_model_file_change python3 ${CMAKE_CURRENT_LIST_DIR}/test_model_file_change.py LABELS integration TIMEOUT 180)
