@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 5
 PORT       ?= 8090
 
-.PHONY: all build deps test-deps run test unit asan asan-test fuzz fuzz-run bench lint clean format
+.PHONY: all build deps test-deps run test unit asan asan-test fuzz fuzz-run bench lint clean format reliability
 
 all: build
 
@@ -57,6 +57,13 @@ fuzz-run: fuzz
 
 bench: build
 	bench/run.sh $(BUILD)
+
+# reliability campaigns (issue 14 s8; not part of `make test`): fuzzers, faulted and
+# killed pulls, killed history writes, overload, slow sockets, soak, allocation
+# sweeps; one table at the end. Sized by REL_* variables (see tools/reliability.py),
+# e.g. REL_FUZZ_RUNS=100000 REL_PULLS=20 REL_SOAK_S=60 make reliability
+reliability: build fuzz
+	python3 tools/reliability.py $(BUILD) $(FUZZ_BUILD)
 
 lint:
 	python3 tools/checksrc
