@@ -52,8 +52,7 @@ struct gen_job {
     struct engine_gen_result res;
     enum sp_status st;
     struct sp_err err;
-    bool client_gone;
-    bool model_held;              /* srv_model_ensure succeeded: srv_model_leave in job_free */
+    bool client_gone, model_held; /* model_held: srv_model_ensure succeeded (leave in job_free) */
     /* streaming */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -387,8 +386,7 @@ static void job_free(struct gen_job *j)
 {
     if (!j)
         return;
-    if (j->model_held)
-        srv_model_leave(j->m);
+    srv_model_leave(j->model_held ? j->m : NULL);
     server_request_free(&j->req);
     sp_free(j->prompt);
     sp_free(j->spans);
@@ -416,8 +414,7 @@ static void *stream_worker(void *arg)
     struct gen_job *j = arg;
     sp_err_clear(&j->err);
     j->st = engine_generate(j->ctx, &j->gp, on_token, j, &j->res, &j->err);
-    if (srv_model_check_faulted(j->m, &j->err) != SP_OK)
-        j->st = SP_ERR_STATE;
+    j->st = srv_model_check_faulted(j->m, j->st, &j->err);
     if (j->d) {
         struct srv_gen_view v;
         struct sp_buf b = {0};
@@ -647,6 +644,7 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
     cc->in_parse = false;
     double t_load = sp_now_ms();
     st = srv_model_ensure(j->m, !j->m->spec.initial_load, waiter_gone, cc, &err);
+    j->model_held = st == SP_OK;
     j->load_ms = sp_now_ms() - t_load;
     if (st == SP_ERR_CANCELLED) {
         ret = MHD_NO;
@@ -656,7 +654,6 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
         ret = reject(j, c, 503, err.msg, "model", st == SP_ERR_STATE ? "model_loading" : "model_load_failed", "5");
         goto out;
     }
-    j->model_held = true;
     if (admit_full(j->m->admit)) /* refuse before rendering and tokenizing */
         goto busy;
     if (!srv_parse_enter(s, 10000, waiter_gone, cc)) {
@@ -738,8 +735,7 @@ busy:
 
     if (!j->req.stream) {
         j->st = engine_generate(j->ctx, &j->gp, on_token, j, &j->res, &j->err);
-        if (srv_model_check_faulted(j->m, &j->err) != SP_OK)
-            j->st = SP_ERR_STATE; /* 503 naming the changed file, not garbage */
+        j->st = srv_model_check_faulted(j->m, j->st, &j->err); /* 503 naming the changed file, not garbage */
         if (j->st != SP_OK) {
             unsigned code = srv_http_status(j->st);
             job_finish(j, code);

@@ -401,11 +401,11 @@ void srv_model_leave(struct srv_model *m)
         atomic_fetch_sub(&m->users, 1);
 }
 
-enum sp_status srv_model_check_faulted(struct srv_model *m, struct sp_err *err)
+enum sp_status srv_model_check_faulted(struct srv_model *m, enum sp_status st, struct sp_err *err)
 {
     char why[600];
     if (!engine_model_faulted(m->em))
-        return SP_OK;
+        return st;
     pthread_mutex_lock(&m->mu);
     if (m->state == SRV_MODEL_READY && engine_model_file_changed(m->em, why, sizeof why))
         note_changed_locked(m, why);
