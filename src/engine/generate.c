@@ -89,8 +89,9 @@ enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_par
         sp_buf_reset(&c->q.text);
         pthread_mutex_unlock(&sc->mu);
         for (size_t i = 0; i < c->q2.n && !stop_delivery; i++) {
-            if (atomic_load(&c->cancel_id) == my_id) {
-                stop_delivery = true;
+            if (atomic_load(&c->cancel_id) == my_id || engine_model_faulted(m)) {
+                stop_delivery = true; /* a faulted file: what follows was computed from zeros */
+                atomic_store(&c->cancel_id, my_id);
                 break;
             }
             const struct engine_ev *e = &c->q2.ev[i];
@@ -117,6 +118,9 @@ enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_par
     result = c->status;
     if (result != SP_OK && err)
         *err = c->err;
+    if (result == SP_OK && engine_model_faulted(m))
+        result = sp_err_set(err, SP_ERR_STATE, "the model file changed on disk while this request ran "
+                            "(truncated or overwritten: its weights read as zeros); the output was discarded");
     c->phase = ENGINE_IDLE;
     c->p = NULL;
     pthread_mutex_unlock(&sc->mu);

@@ -41,10 +41,8 @@ struct gen_job {
     int64_t created;
     int fd;
     struct srv_conn *cc;          /* the request's connection state (outlives the job's use of it) */
-    double t_start, t_last;
-    double load_ms;               /* waiting for the model to load in this request */
+    double t_start, t_last, load_ms; /* load_ms: waiting for the model to load in this request */
     int64_t start_wall_ms;
-    bool got_first;
     double last_poll_ms;
     int n_events;
     struct sp_buf text;           /* whole output */
@@ -52,7 +50,7 @@ struct gen_job {
     struct engine_gen_result res;
     enum sp_status st;
     struct sp_err err;
-    bool client_gone, model_held; /* model_held: srv_model_ensure succeeded (leave in job_free) */
+    bool got_first, client_gone, model_held; /* model_held: srv_model_ensure succeeded (leave in job_free) */
     /* streaming */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -60,8 +58,7 @@ struct gen_job {
     size_t out_off;
     bool done;
     _Atomic bool cancel;
-    bool stalled;                 /* cancelled: the client read nothing for write_timeout_s */
-    bool shutdown_cut;            /* cancelled by server shutdown */
+    bool stalled, shutdown_cut;   /* cancelled: the client read nothing for write_timeout_s / by shutdown */
     bool counted_stream;          /* counted in s->streams */
     _Atomic uint64_t gen_id; /* engine generation id of this job (0 until its first token) */
     pthread_t th;
@@ -319,7 +316,7 @@ static bool on_token(void *ud, const struct engine_token_event *ev)
     }
     if (j->s->test_delay_ms)
         sp_sleep_ms((uint64_t)j->s->test_delay_ms);
-    if (atomic_load(&j->cancel) || engine_model_faulted(j->m->em)) /* file changed: garbage from here */
+    if (atomic_load(&j->cancel))
         return false;
     if (now - j->last_poll_ms >= 1.0 || j->s->test_delay_ms) {
         j->last_poll_ms = now;
@@ -414,7 +411,6 @@ static void *stream_worker(void *arg)
     struct gen_job *j = arg;
     sp_err_clear(&j->err);
     j->st = engine_generate(j->ctx, &j->gp, on_token, j, &j->res, &j->err);
-    j->st = srv_model_check_faulted(j->m, j->st, &j->err);
     if (j->d) {
         struct srv_gen_view v;
         struct sp_buf b = {0};
@@ -735,7 +731,6 @@ busy:
 
     if (!j->req.stream) {
         j->st = engine_generate(j->ctx, &j->gp, on_token, j, &j->res, &j->err);
-        j->st = srv_model_check_faulted(j->m, j->st, &j->err); /* 503 naming the changed file, not garbage */
         if (j->st != SP_OK) {
             unsigned code = srv_http_status(j->st);
             job_finish(j, code);

@@ -190,10 +190,7 @@ enum sp_status srv_model_ensure(struct srv_model *m, bool wait, bool (*gone)(voi
 /* Ends the use that a successful srv_model_ensure began (a reload waits for
  * every use to end before it frees the old model). */
 void srv_model_leave(struct srv_model *m);
-/* After work on the model that ended with status st: st, or (when a read of
- * its file faulted while it ran: the result is garbage) SP_ERR_STATE with the
- * file-changed message in err (http_status 503), and the model is put in error. */
-enum sp_status srv_model_check_faulted(struct srv_model *m, enum sp_status st, struct sp_err *err);
+
 void srv_models_refresh_gauges(struct server *s);
 void srv_models_shutdown(struct server *s, int grace_ms);
 void srv_models_free(struct server *s);

@@ -6,9 +6,9 @@
  * (close admission, grace period, cancel, wait, free).
  *
  * A model whose file changes on disk while it is served (checked with a stat
- * at each request, and by the SIGBUS guard's fault flag after each request:
- * see gguf.h) goes to error with a message saying so (503); its requests in
- * flight fail. The next request (or SIGHUP: server_reload) reloads it when the
+ * and the SIGBUS guard's fault count at each request: see gguf.h) goes to
+ * error with a message saying so (503); its requests in flight fail (the
+ * engine checks the fault count at each step). The next request (or SIGHUP: server_reload) reloads it when the
  * file differs from the last attempt: the reload closes the old admission,
  * cancels what runs, waits until no request uses the old model (`users`),
  * frees it and loads the file again. */
@@ -399,25 +399,6 @@ void srv_model_leave(struct srv_model *m)
 {
     if (m)
         atomic_fetch_sub(&m->users, 1);
-}
-
-enum sp_status srv_model_check_faulted(struct srv_model *m, enum sp_status st, struct sp_err *err)
-{
-    char why[600];
-    if (!engine_model_faulted(m->em))
-        return st;
-    pthread_mutex_lock(&m->mu);
-    if (m->state == SRV_MODEL_READY && engine_model_file_changed(m->em, why, sizeof why))
-        note_changed_locked(m, why);
-    char *pub = m->file_changed ? public_text(m, m->load_err.msg) : NULL;
-    enum sp_status result = sp_err_set(err, SP_ERR_STATE, "model '%s': %s", m->spec.name,
-                                       pub ? pub : m->file_changed ? m->load_err.msg
-                                                                   : "the model file changed on disk");
-    sp_free(pub);
-    pthread_mutex_unlock(&m->mu);
-    if (err)
-        err->http_status = 503;
-    return result;
 }
 
 void srv_models_start_initial(struct server *s)
