@@ -41,8 +41,10 @@ struct gen_job {
     int64_t created;
     int fd;
     struct srv_conn *cc;          /* the request's connection state (outlives the job's use of it) */
-    double t_start, t_last, load_ms; /* load_ms: waiting for the model to load in this request */
+    double t_start, t_last;
+    double load_ms;               /* waiting for the model to load in this request */
     int64_t start_wall_ms;
+    bool got_first;
     double last_poll_ms;
     int n_events;
     struct sp_buf text;           /* whole output */
@@ -50,7 +52,8 @@ struct gen_job {
     struct engine_gen_result res;
     enum sp_status st;
     struct sp_err err;
-    bool got_first, client_gone, model_held; /* model_held: srv_model_ensure succeeded (leave in job_free) */
+    bool client_gone;
+    bool model_held;              /* srv_model_ensure succeeded: srv_model_leave in job_free */
     /* streaming */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -58,7 +61,8 @@ struct gen_job {
     size_t out_off;
     bool done;
     _Atomic bool cancel;
-    bool stalled, shutdown_cut;   /* cancelled: the client read nothing for write_timeout_s / by shutdown */
+    bool stalled;                 /* cancelled: the client read nothing for write_timeout_s */
+    bool shutdown_cut;            /* cancelled by server shutdown */
     bool counted_stream;          /* counted in s->streams */
     _Atomic uint64_t gen_id; /* engine generation id of this job (0 until its first token) */
     pthread_t th;
