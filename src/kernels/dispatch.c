@@ -136,6 +136,9 @@ static void init_once(void)
                 kern_avx2_fill(&g_tables[isa][t], (enum gg_type)t);
             else
                 kern_avx512_fill(&g_tables[isa][t], (enum gg_type)t);
+            /* the AVX2 panel gemm stays only beside the row kernels it was measured against */
+            if (isa == KERN_ISA_AVX512 && g_tables[isa][t].gemm != g_tables[isa - 1][t].gemm)
+                g_tables[isa][t].gemm_ws = NULL;
         }
     }
     enum kern_isa cap = KERN_ISA_AVX512;
@@ -214,7 +217,7 @@ const struct kern_type_ops *kern_ops_isa(enum kern_isa isa, enum gg_type type)
     const struct kern_type_ops *o = &g_tables[isa][type];
     const struct kern_type_ops *prev = &g_tables[isa - 1][type];
     if (o->vec_dot == prev->vec_dot && o->gemm == prev->gemm &&
-        o->quantize_act == prev->quantize_act && o->gemm_tb == prev->gemm_tb)
+        o->quantize_act == prev->quantize_act && o->gemm_tb == prev->gemm_tb && o->gemm_ws == prev->gemm_ws)
         return NULL;
     return o;
 }

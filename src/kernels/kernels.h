@@ -33,6 +33,17 @@ typedef void (*kern_gemm_fn)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,
                              const void *w, size_t w_stride, const void *x, size_t x_stride,
                              float *y, size_t y_stride);
 
+/* A gemm with a per-thread workspace `ws` of KERN_GEMM_WS_BYTES bytes
+ * (64-byte aligned, contents undefined on entry): prefill-size batches,
+ * where weight rows are unpacked once into a panel in ws and then
+ * multiplied with every activation row. Same contract as kern_gemm_fn. */
+typedef void (*kern_gemm_ws_fn)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,
+                                const void *w, size_t w_stride, const void *x, size_t x_stride,
+                                float *y, size_t y_stride, void *ws);
+#define KERN_GEMM_WS_BYTES ((size_t)256 << 10)
+/* Batches below this many activation rows use gemm (decode, small batches). */
+#define KERN_GEMM_WS_MIN_BATCH 8
+
 struct kern_type_ops {
     enum gg_type type;
     enum gg_type vec_dot_type;
@@ -52,6 +63,10 @@ struct kern_type_ops {
      * order (ref/order.c). Both are bit-identical on every ISA. Pick with
      * kern_pick_gemm. */
     kern_gemm_fn gemm_tb;
+    /* Optional (NULL if none): the panel gemm for n_batch >=
+     * KERN_GEMM_WS_MIN_BATCH; its float order may differ from gemm's (K-quants
+     * only, where llama.cpp has no batched kernel to match; docs/PARITY.md). */
+    kern_gemm_ws_fn gemm_ws;
     enum kern_isa isa; /* which variant provided vec_dot/gemm */
 };
 

@@ -8,6 +8,7 @@
 #include "test.h"
 
 static bool g_asan;
+static void *g_ws; /* KERN_GEMM_WS_BYTES for gemm_ws */
 
 /* ---- deterministic random data */
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
@@ -358,13 +359,17 @@ TEST(isa_variants_match_reference)
                                   (double)got, (double)want[rr * maxb + b]);
                     }
                 }
-                /* gemm: n_batch 1..7, odd row ranges, y_stride > rows */
+                /* gemm (and gemm_ws): n_batch 1..7, odd row ranges, y_stride > rows */
                 const size_t ys = rows + 3;
+                for (int pass = 0; pass < (v->gemm_ws ? 2 : 1); pass++)
                 for (int nb = 1; nb <= maxb; nb++) {
                     int r0 = nb % 3, r1 = rows - (nb % 2);
                     for (size_t j = 0; j < ys * maxb; j++)
                         y[j] = -12345.0f;
-                    v->gemm(k, r0, r1, nb, w, wstride, x, xstride, y, ys);
+                    if (pass == 0)
+                        v->gemm(k, r0, r1, nb, w, wstride, x, xstride, y, ys);
+                    else
+                        v->gemm_ws(k, r0, r1, nb, w, wstride, x, xstride, y, ys, g_ws);
                     for (int b = 0; b < maxb; b++) {
                         for (int rr = 0; rr < (int)ys; rr++) {
                             float g = y[(size_t)b * ys + rr];
@@ -516,6 +521,70 @@ TEST(gemm_large_batch_equals_vec_dot)
     }
 }
 
+/* The panel gemm (gemm_ws) against the same ISA's gemm: several panels of
+ * rows (more rows than one panel holds, odd counts), batches that are not a
+ * multiple of the tile, and a row too long for the workspace (fallback). */
+TEST(gemm_ws_panels)
+{
+    static const struct {
+        int64_t k, rows, nbatch;
+    } cases[] = {{2304, 37, 11}, {512, 16, 8}, {256, 3, 5}, {256 * 240, 3, 2}};
+    int checked = 0;
+    for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+        for (size_t ti = 0; ti < SP_ARRAY_LEN(k_wtypes); ti++) {
+            const struct kern_type_ops *v = kern_ops_isa((enum kern_isa)isa, k_wtypes[ti]);
+            if (!v || !v->gemm_ws)
+                continue;
+            const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, v->vec_dot_type);
+            for (size_t ci = 0; ci < SP_ARRAY_LEN(cases); ci++) {
+                const int64_t k = cases[ci].k, rows = cases[ci].rows, nbatch = cases[ci].nbatch;
+                if (g_asan && k > 4096)
+                    continue;
+                size_t wrb = row_bytes(k_wtypes[ti], k), xrb = row_bytes(v->vec_dot_type, k);
+                float *f = sp_malloc((size_t)k * 4);
+                char *w = sp_malloc(wrb * (size_t)rows), *x = sp_malloc(xrb * (size_t)nbatch);
+                float *y1 = sp_malloc(sizeof(float) * (size_t)(rows * nbatch));
+                float *y2 = sp_malloc(sizeof(float) * (size_t)(rows * nbatch));
+                float *wd = sp_malloc((size_t)k * 4), *xd = sp_malloc((size_t)k * 4);
+                CHECK(f && w && x && y1 && y2 && wd && xd);
+                for (int64_t r = 0; r < rows; r++) {
+                    fill_data(f, k, 0.05f);
+                    v->from_float(f, w + r * wrb, k);
+                }
+                for (int64_t b = 0; b < nbatch; b++) {
+                    fill_data(f, k, 1.0f);
+                    ra->quantize_act(f, x + b * xrb, k);
+                }
+                v->gemm(k, 0, rows, nbatch, w, wrb, x, xrb, y1, (size_t)rows);
+                v->gemm_ws(k, 0, rows, nbatch, w, wrb, x, xrb, y2, (size_t)rows, g_ws);
+                for (int64_t b = 0; b < nbatch; b++) {
+                    ra->to_float(x + b * xrb, xd, k);
+                    for (int64_t r = 0; r < rows; r++) {
+                        v->to_float(w + r * wrb, wd, k);
+                        double mag = 1e-6;
+                        for (int64_t j = 0; j < k; j++)
+                            mag += fabs((double)wd[j] * xd[j]);
+                        CHECK_MSG(fabs(y1[b * rows + r] - y2[b * rows + r]) <= 2e-6 * mag,
+                                  "%s %s gemm_ws k=%lld b=%lld r=%lld: %g vs %g", kern_isa_name((enum kern_isa)isa),
+                                  tinfo_of(k_wtypes[ti])->name, (long long)k, (long long)b, (long long)r,
+                                  (double)y2[b * rows + r], (double)y1[b * rows + r]);
+                    }
+                }
+                sp_free(f);
+                sp_free(w);
+                sp_free(x);
+                sp_free(y1);
+                sp_free(y2);
+                sp_free(wd);
+                sp_free(xd);
+            }
+            checked++;
+        }
+    }
+    if (checked == 0)
+        SKIP("no panel gemm on this CPU");
+}
+
 /* Non-finite input (a corrupt file) quantizes without undefined behaviour
  * (UBSan would stop here) and without touching bytes past the row. */
 TEST(quantize_nonfinite_input)
@@ -552,6 +621,7 @@ TEST(quantize_nonfinite_input)
 int main(void)
 {
     g_asan = getenv("SPOKE_ASAN") != NULL;
+    g_ws = sp_aligned_alloc(64, KERN_GEMM_WS_BYTES);
     RUN(block_layout_known_answers);
     RUN(fp16_bf16_conversion);
     RUN(ops_table_complete);
@@ -560,6 +630,8 @@ int main(void)
     RUN(isa_variants_match_reference);
     RUN(isa_activation_quantizers);
     RUN(gemm_large_batch_equals_vec_dot);
+    RUN(gemm_ws_panels);
     RUN(quantize_nonfinite_input);
+    sp_aligned_free(g_ws);
     return test_summary();
 }

@@ -20,7 +20,9 @@
  * of the weights (rows split across threads when there are several), then
  * the rows of all the weights of that group are cut into chunks (multiples
  * of 16 rows, ~8 chunks per thread) handed to the kernels' batched gemm,
- * which streams each weight row once for the whole batch. */
+ * which streams each weight row once for the whole batch (batches of
+ * KERN_GEMM_WS_MIN_BATCH rows or more go to the panel gemm, ops->gemm_ws,
+ * with the claiming thread's workspace). */
 #include "backend/backend.h"
 #include "obs/log.h"
 
@@ -57,6 +59,7 @@ struct cpu_worker {
 struct mm_group {
     const struct backend_mm *mms[4];
     kern_gemm_fn gemm[4]; /* per mm: the kernel llama.cpp's rule picks (kern_pick_gemm) */
+    kern_gemm_ws_fn gemm_ws[4]; /* per mm: the panel gemm for large batches, or NULL */
     int64_t chunk0[5]; /* first chunk index of each mm (prefix sums) */
     int64_t rows_per_chunk;
     size_t n;
@@ -94,6 +97,7 @@ struct cpu_backend {
     /* matmul scratch: quantized activations */
     void *qbuf;
     size_t qbuf_bytes;
+    void *ws; /* n_threads x KERN_GEMM_WS_BYTES: per-thread gemm panels */
     struct mm_group grp;
 };
 
@@ -215,7 +219,6 @@ static void mm_quant_range(void *ud, int ith, int64_t b0, int64_t b1)
 
 static void mm_gemm_range(void *ud, int ith, int64_t c0, int64_t c1)
 {
-    SP_UNUSED(ith);
     struct cpu_backend *cb = ud;
     const struct mm_group *g = &cb->grp;
     for (int64_t c = c0; c < c1; c++) {
@@ -226,7 +229,10 @@ static void mm_gemm_range(void *ud, int ith, int64_t c0, int64_t c1)
         const struct backend_weight *w = mm->w;
         int64_t r0 = (c - g->chunk0[j]) * g->rows_per_chunk;
         int64_t r1 = SP_MIN(w->rows, r0 + g->rows_per_chunk);
-        if (r1 > r0)
+        if (r1 > r0 && g->gemm_ws[j])
+            g->gemm_ws[j](g->k, r0, r1, g->n_batch, w->data, w->row_bytes, g->qx, g->qstride, mm->y, mm->y_stride,
+                          (char *)cb->ws + (size_t)ith * KERN_GEMM_WS_BYTES);
+        else if (r1 > r0)
             g->gemm[j](g->k, r0, r1, g->n_batch, w->data, w->row_bytes, g->qx, g->qstride, mm->y, mm->y_stride);
     }
 }
@@ -256,6 +262,8 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
             done[j] = true;
             g->gemm[g->n] = vec_order ? mms[j].w->ops->gemm
                                       : kern_pick_gemm(mms[j].w->ops, mms[j].w->rows, k, n_batch);
+            /* the panel gemm may sum in another order: not for vec_order */
+            g->gemm_ws[g->n] = !vec_order && n_batch >= KERN_GEMM_WS_MIN_BATCH ? mms[j].w->ops->gemm_ws : NULL;
             g->mms[g->n++] = &mms[j];
             total_rows += mms[j].w->rows;
             work += (double)mms[j].w->rows * (double)k * (double)n_batch;
@@ -318,6 +326,7 @@ static void cpu_free(struct backend *be)
         pthread_mutex_destroy(&cb->mu);
     }
     sp_aligned_free(cb->qbuf);
+    sp_aligned_free(cb->ws);
     sp_free(cb);
 }
 
@@ -359,6 +368,11 @@ enum sp_status backend_cpu_new(int n_threads, int64_t max_k, int64_t max_batch, 
     if (!cb->qbuf) {
         result = sp_err_set(err, SP_ERR_NOMEM, "out of memory allocating %zu bytes of matmul scratch",
                             cb->qbuf_bytes);
+        goto fail;
+    }
+    cb->ws = sp_aligned_alloc(64, (size_t)n_threads * KERN_GEMM_WS_BYTES);
+    if (!cb->ws) {
+        result = sp_err_set(err, SP_ERR_NOMEM, "out of memory allocating %d gemm workspaces", n_threads);
         goto fail;
     }
     if (pthread_mutex_init(&cb->mu, NULL) != 0) {

@@ -191,6 +191,161 @@ KERN_AI void q3_K_prep(const block_q3_K *b, __m256i q[8], __m256i s[8], __m256i 
 }
 KQ256_KERN(q3_K, block_q3_K, q3_K_prep, KQ_ROW_OFF2)
 
+/* ---- panel gemm (prefill): a panel of up to 16 weight rows is unpacked once
+ * into the workspace (per super-block: 256 unsigned quants, the int16 madd
+ * multiplier of each 32-element chunk, the 16 bsum coefficients of the
+ * min/offset term, and the float factors), then every tile of 2 weight rows x
+ * up to 4 activation rows runs from it with maddubs + madd + add per 32
+ * weights and output: the unpacking is paid once per panel instead of once per
+ * 4 activation rows, and each activation load serves two weight rows. Per
+ * super-block: acc += d*dy*sumi - dm*dy*(mc . bsums), as the row kernels. */
+struct kp_sb {
+    uint8_t q[QK_K];     /* unsigned quants, element order */
+    int16_t sc[8][16];   /* per 32-chunk madd multipliers (16 lanes = 16 pairs) */
+    int16_t mc[16];      /* coefficients of the 16 bsums (min or offset) */
+    float d, dm;         /* factor of sumi, factor of mc . bsums */
+    uint8_t pad[24];
+};
+static_assert(sizeof(struct kp_sb) % 32 == 0, "kp_sb keeps 32-byte alignment");
+
+#define KP_MAX_ROWS 16
+
+/* Unpack nsb super-blocks of one weight row with PREP; `shift` > 0 marks an
+ * offset type (the term uses d and mc = m16 << shift), 0 a min type (dmin). */
+#define KP_BUILD(NAME, BT, PREP, SHIFT)                                                   \
+    static void NAME##_kp_build(const void *vw, struct kp_sb *p, int64_t nsb)           \
+    {                                                                                    \
+        const BT *w = vw;                                                                \
+        for (int64_t ib = 0; ib < nsb; ib++) {                                           \
+            __m256i q[8], s[8], m16;                                                     \
+            float dw, dmw;                                                               \
+            PREP(&w[ib], q, s, &m16, &dw, &dmw);                                         \
+            KERN_UNROLL for (int j = 0; j < 8; j++) {                                    \
+                _mm256_store_si256((__m256i *)(p[ib].q + 32 * j), q[j]);                 \
+                _mm256_store_si256((__m256i *)p[ib].sc[j], s[j]);                        \
+            }                                                                            \
+            _mm256_store_si256((__m256i *)p[ib].mc, _mm256_slli_epi16(m16, SHIFT));      \
+            p[ib].d = dw;                                                                \
+            p[ib].dm = (SHIFT) ? dw : dmw;                                               \
+        }                                                                                \
+    }
+KP_BUILD(q2_K, block_q2_K, q2_K_prep, 0)
+KP_BUILD(q3_K, block_q3_K, q3_K_prep, 2)
+KP_BUILD(q4_K, block_q4_K, q4_K_prep, 0)
+KP_BUILD(q5_K, block_q5_K, q5_K_prep, 0)
+KP_BUILD(q6_K, block_q6_K, q6_K_prep, 5)
+
+/* Two panel rows x nr (1..4, constant after inlining) activation rows. */
+KERN_AI void kp_tile(int nr, int64_t nsb, const struct kp_sb *w0, const struct kp_sb *w1,
+                     const block_q8_K *const *x, float *o0, float *o1)
+{
+    __m256 f0[NRMAX], f1[NRMAX];
+    KERN_UNROLL for (int j = 0; j < nr; j++) {
+        f0[j] = _mm256_setzero_ps();
+        f1[j] = _mm256_setzero_ps();
+    }
+    for (int64_t ib = 0; ib < nsb; ib++) {
+        __m256i a0[NRMAX], a1[NRMAX];
+        KERN_UNROLL for (int j = 0; j < nr; j++) {
+            a0[j] = _mm256_setzero_si256();
+            a1[j] = _mm256_setzero_si256();
+        }
+        /* not unrolled: gcc would hoist all 64 products and spill them */
+        for (int c = 0; c < 8; c++) {
+            __m256i y[NRMAX];
+            KERN_UNROLL for (int j = 0; j < nr; j++) y[j] = load256(x[j][ib].qs + 32 * c);
+            const __m256i q0 = _mm256_load_si256((const __m256i *)(w0[ib].q + 32 * c));
+            const __m256i s0 = _mm256_load_si256((const __m256i *)w0[ib].sc[c]);
+            KERN_UNROLL for (int j = 0; j < nr; j++)
+                a0[j] = _mm256_add_epi32(a0[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q0, y[j]), s0));
+            const __m256i q1 = _mm256_load_si256((const __m256i *)(w1[ib].q + 32 * c));
+            const __m256i s1 = _mm256_load_si256((const __m256i *)w1[ib].sc[c]);
+            KERN_UNROLL for (int j = 0; j < nr; j++)
+                a1[j] = _mm256_add_epi32(a1[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q1, y[j]), s1));
+        }
+        const __m256i mc0 = _mm256_load_si256((const __m256i *)w0[ib].mc);
+        const __m256i mc1 = _mm256_load_si256((const __m256i *)w1[ib].mc);
+        KERN_UNROLL for (int j = 0; j < nr; j++) {
+            const __m256i bs = load256(x[j][ib].bsums);
+            const float dy = x[j][ib].d;
+            f0[j] = _mm256_fmadd_ps(_mm256_set1_ps(w0[ib].d * dy), _mm256_cvtepi32_ps(a0[j]), f0[j]);
+            f0[j] = _mm256_fnmadd_ps(_mm256_set1_ps(w0[ib].dm * dy), _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mc0)),
+                                     f0[j]);
+            f1[j] = _mm256_fmadd_ps(_mm256_set1_ps(w1[ib].d * dy), _mm256_cvtepi32_ps(a1[j]), f1[j]);
+            f1[j] = _mm256_fnmadd_ps(_mm256_set1_ps(w1[ib].dm * dy), _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mc1)),
+                                     f1[j]);
+        }
+    }
+    KERN_UNROLL for (int j = 0; j < nr; j++) {
+        o0[j] = avx2_hsum_ps(f0[j]);
+        o1[j] = avx2_hsum_ps(f1[j]);
+    }
+}
+
+#define KP_TILE_N(N)                                                                                       \
+    static void kp_tile_##N(int64_t nsb, const struct kp_sb *w0, const struct kp_sb *w1,                  \
+                            const block_q8_K *const *x, float *o0, float *o1)                             \
+    {                                                                                                      \
+        kp_tile(N, nsb, w0, w1, x, o0, o1);                                                                \
+    }
+KP_TILE_N(1)
+KP_TILE_N(2)
+KP_TILE_N(3)
+KP_TILE_N(4)
+
+typedef void (*kp_build_fn)(const void *w, struct kp_sb *p, int64_t nsb);
+
+/* The panel driver; false when even two rows of k do not fit the workspace
+ * (the caller then uses the row kernels). */
+static bool kp_gemm(kp_build_fn build, int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,
+                    size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
+{
+    static void (*const tiles[4])(int64_t, const struct kp_sb *, const struct kp_sb *, const block_q8_K *const *,
+                                  float *, float *) = {kp_tile_1, kp_tile_2, kp_tile_3, kp_tile_4};
+    const int64_t nsb = k / QK_K;
+    int64_t prow = (int64_t)(KERN_GEMM_WS_BYTES / ((size_t)nsb * sizeof(struct kp_sb)));
+    prow = (prow < KP_MAX_ROWS ? prow : KP_MAX_ROWS) & ~(int64_t)1;
+    if (prow < 2)
+        return false;
+    struct kp_sb *panel = ws;
+    for (int64_t p0 = r0; p0 < r1; p0 += prow) {
+        const int64_t np = r1 - p0 < prow ? r1 - p0 : prow;
+        for (int64_t i = 0; i < np; i++)
+            build((const char *)w + (size_t)(p0 + i) * w_stride, panel + i * nsb, nsb);
+        for (int64_t b = 0; b < n_batch; b += NRMAX) {
+            const int64_t nr = n_batch - b < NRMAX ? n_batch - b : NRMAX;
+            const block_q8_K *xp[NRMAX];
+            for (int64_t j = 0; j < nr; j++)
+                xp[j] = (const block_q8_K *)((const char *)x + (size_t)(b + j) * x_stride);
+            for (int64_t i = 0; i < np; i += 2) {
+                const bool two = i + 1 < np;
+                float o0[NRMAX], o1[NRMAX];
+                tiles[nr - 1](nsb, panel + i * nsb, panel + (two ? i + 1 : i) * nsb, xp, o0, o1);
+                for (int64_t j = 0; j < nr; j++) {
+                    y[(size_t)(b + j) * y_stride + (size_t)(p0 + i)] = o0[j];
+                    if (two)
+                        y[(size_t)(b + j) * y_stride + (size_t)(p0 + i + 1)] = o1[j];
+                }
+            }
+        }
+    }
+    return true;
+}
+
+#define KP_GEMM(NAME)                                                                                      \
+    static void NAME##_gemm_ws(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,         \
+                               size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride, \
+                               void *ws)                                                                   \
+    {                                                                                                      \
+        if (!kp_gemm(NAME##_kp_build, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws))      \
+            NAME##_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);                        \
+    }
+KP_GEMM(q2_K)
+KP_GEMM(q3_K)
+KP_GEMM(q4_K)
+KP_GEMM(q5_K)
+KP_GEMM(q6_K)
+
 /* ---- Q8_K activation quantizer (same results as the reference) */
 static void quantize_q8_K(const float *x, void *vy, int64_t n)
 {
@@ -252,22 +407,27 @@ void kern_avx2_fill_k(struct kern_type_ops *ops, enum gg_type type)
     case GG_TYPE_Q2_K:
         ops->vec_dot = q2_K_vec_dot;
         ops->gemm = q2_K_gemm;
+        ops->gemm_ws = q2_K_gemm_ws;
         break;
     case GG_TYPE_Q3_K:
         ops->vec_dot = q3_K_vec_dot;
         ops->gemm = q3_K_gemm;
+        ops->gemm_ws = q3_K_gemm_ws;
         break;
     case GG_TYPE_Q4_K:
         ops->vec_dot = q4_K_vec_dot;
         ops->gemm = q4_K_gemm;
+        ops->gemm_ws = q4_K_gemm_ws;
         break;
     case GG_TYPE_Q5_K:
         ops->vec_dot = q5_K_vec_dot;
         ops->gemm = q5_K_gemm;
+        ops->gemm_ws = q5_K_gemm_ws;
         break;
     case GG_TYPE_Q6_K:
         ops->vec_dot = q6_K_vec_dot;
         ops->gemm = q6_K_gemm;
+        ops->gemm_ws = q6_K_gemm_ws;
         break;
     case GG_TYPE_Q8_K:
         ops->quantize_act = quantize_q8_K;

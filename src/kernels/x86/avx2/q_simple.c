@@ -37,6 +37,43 @@
     }                                                                                              \
     KERN_AVX2_DRIVER(NAME, NAME##_kern, KERN_QK)
 
+/* Two weight rows x nr activation rows per pass (the gemm for batches): each
+ * activation block is loaded once for both rows, each weight block unpacked
+ * once for all nr rows, and both activation and weight scales converted once.
+ * Every output keeps its own 8-lane accumulator with one FMA per block and the
+ * same hsum: bit-identical to NAME_kern (and to llama.cpp's tinyBLAS tiles). */
+#define SIGNED_KERN2(NAME, BT, LOADQ)                                                              \
+    KERN_AI void NAME##_kern2(int nr, int64_t nb, const void *vw0, const void *vw1,                \
+                              const void *const *vx, float *o0, float *o1)                         \
+    {                                                                                              \
+        const BT *w0 = vw0, *w1 = vw1;                                                             \
+        const block_q8_0 *x[NRMAX];                                                                \
+        __m256 acc0[NRMAX], acc1[NRMAX];                                                           \
+        KERN_UNROLL for (int i = 0; i < nr; i++) {                                                 \
+            x[i] = vx[i];                                                                          \
+            acc0[i] = _mm256_setzero_ps();                                                         \
+            acc1[i] = _mm256_setzero_ps();                                                         \
+        }                                                                                          \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                      \
+            const __m256i q0 = LOADQ(&w0[ib]), q1 = LOADQ(&w1[ib]);                                \
+            const __m256i aq0 = _mm256_sign_epi8(q0, q0), aq1 = _mm256_sign_epi8(q1, q1);          \
+            const float d0 = avx2_h2f(w0[ib].d), d1 = avx2_h2f(w1[ib].d);                          \
+            KERN_UNROLL for (int i = 0; i < nr; i++) {                                             \
+                const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);                \
+                const float dy = avx2_h2f(x[i][ib].d);                                             \
+                const __m256i p0 = avx2_dot_us8(aq0, _mm256_sign_epi8(y, q0));                     \
+                const __m256i p1 = avx2_dot_us8(aq1, _mm256_sign_epi8(y, q1));                     \
+                acc0[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * dy), _mm256_cvtepi32_ps(p0), acc0[i]); \
+                acc1[i] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * dy), _mm256_cvtepi32_ps(p1), acc1[i]); \
+            }                                                                                      \
+        }                                                                                          \
+        KERN_UNROLL for (int i = 0; i < nr; i++) {                                                 \
+            o0[i] = avx2_hsum_ps(acc0[i]);                                                         \
+            o1[i] = avx2_hsum_ps(acc1[i]);                                                         \
+        }                                                                                          \
+    }                                                                                              \
+    KERN_DRIVER2(NAME, NAME##_kern2, KERN_QK)
+
 /* Unsigned weights (d * q + m) against Q8_1 activations: plus m * s per block. */
 #define UNSIGNED_KERN(NAME, BT, LOADQ)                                                             \
     KERN_AI void NAME##_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out) \
@@ -84,6 +121,9 @@ KERN_AI __m256i q5_1_q(const block_q5_1 *b)
 SIGNED_KERN(q4_0, block_q4_0, q4_0_q)
 SIGNED_KERN(q8_0, block_q8_0, q8_0_q)
 SIGNED_KERN(q5_0, block_q5_0, q5_0_q)
+SIGNED_KERN2(q4_0, block_q4_0, q4_0_q)
+SIGNED_KERN2(q8_0, block_q8_0, q8_0_q)
+SIGNED_KERN2(q5_0, block_q5_0, q5_0_q)
 UNSIGNED_KERN(q4_1, block_q4_1, q4_1_q)
 UNSIGNED_KERN(q5_1, block_q5_1, q5_1_q)
 
@@ -147,7 +187,7 @@ void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type)
     switch (type) {
     case GG_TYPE_Q4_0:
         ops->vec_dot = q4_0_vec_dot;
-        ops->gemm = q4_0_gemm;
+        ops->gemm = q4_0_gemm2;
         break;
     case GG_TYPE_Q4_1:
         ops->vec_dot = q4_1_vec_dot;
@@ -155,7 +195,7 @@ void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type)
         break;
     case GG_TYPE_Q5_0:
         ops->vec_dot = q5_0_vec_dot;
-        ops->gemm = q5_0_gemm;
+        ops->gemm = q5_0_gemm2;
         break;
     case GG_TYPE_Q5_1:
         ops->vec_dot = q5_1_vec_dot;
@@ -163,7 +203,7 @@ void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type)
         break;
     case GG_TYPE_Q8_0:
         ops->vec_dot = q8_0_vec_dot;
-        ops->gemm = q8_0_gemm;
+        ops->gemm = q8_0_gemm2;
         ops->quantize_act = quantize_q8_0;
         break;
     case GG_TYPE_Q8_1:
