@@ -528,7 +528,7 @@ TEST(gemm_ws_panels)
 {
     static const struct {
         int64_t k, rows, nbatch;
-    } cases[] = {{2304, 37, 11}, {512, 16, 8}, {256, 3, 5}, {256 * 240, 3, 2}};
+    } cases[] = {{2304, 37, 11}, {512, 150, 9}, {256, 3, 5}, {256 * 240, 3, 2}};
     int checked = 0;
     for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
         for (size_t ti = 0; ti < SP_ARRAY_LEN(k_wtypes); ti++) {

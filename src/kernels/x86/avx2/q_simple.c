@@ -127,6 +127,184 @@ SIGNED_KERN2(q5_0, block_q5_0, q5_0_q)
 UNSIGNED_KERN(q4_1, block_q4_1, q4_1_q)
 UNSIGNED_KERN(q5_1, block_q5_1, q5_1_q)
 
+/* ---- panel gemm for Q4_0 and Q5_0 (prefill): groups of 8 weight rows are
+ * unpacked once per call into unsigned quants u = q + OFF (OFF 8 or 16) and
+ * interleaved in 4-byte units: vector g of a block holds elements 4g..4g+3 of
+ * each of the 8 rows. Against a broadcast of 4 activation bytes, maddubs
+ * gives every row's pair sums, added in int16 (GRP vectors at a time, no
+ * overflow: 8 x 15 x 128 x 2 < 2^15, 4 x 31 x 128 x 2 < 2^15) and widened once,
+ * so one vector holds the whole block dot of 8 rows; minus OFF * sum(y), one
+ * FMA with the 8 rows' scales x the activation's scale. The float order
+ * differs from vec_dot's (one accumulator per output over blocks instead of 8
+ * lanes; docs/PARITY.md). */
+#define Q0P_ROWS 8
+#define Q0P_MAX_ROWS 64
+#define Q0P_YS_BYTES ((size_t)16 << 10) /* end of the workspace: OFF * sum(y) per block */
+
+struct q0p_blk {
+    uint8_t v[8][32]; /* vector g: rows 0..7, 4 bytes each */
+    float d[8];       /* the rows' scales */
+};
+
+typedef void (*q0p_unpack_fn)(const void *blk, uint8_t u[32], float *d);
+
+KERN_AI void q0p_build(q0p_unpack_fn unpack, size_t bsz, const char *const *rows, int64_t nb, struct q0p_blk *p)
+{
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint8_t u[Q0P_ROWS][32];
+        for (int r = 0; r < Q0P_ROWS; r++)
+            unpack(rows[r] + (size_t)ib * bsz, u[r], &p[ib].d[r]);
+        for (int g = 0; g < 8; g++)
+            for (int r = 0; r < Q0P_ROWS; r++)
+                memcpy(&p[ib].v[g][4 * r], &u[r][4 * g], 4);
+    }
+}
+
+static void q4_0_unpack(const void *vb, uint8_t u[32], float *d)
+{
+    const block_q4_0 *b = vb;
+    _mm256_storeu_si256((__m256i *)u, avx2_nibbles(b->qs));
+    *d = avx2_h2f(b->d);
+}
+
+static void q5_0_unpack(const void *vb, uint8_t u[32], float *d)
+{
+    const block_q5_0 *b = vb;
+    _mm256_storeu_si256((__m256i *)u, _mm256_add_epi8(q5_0_q(b), _mm256_set1_epi8(16)));
+    *d = avx2_h2f(b->d);
+}
+
+/* 8 panel rows x nr (1..4) activation rows; ys[j][ib] = OFF * sum of block ib
+ * of activation row j. out[j] = the 8 rows' results for activation row j. */
+KERN_AI void q0p_tile(int nr, int grp, int64_t nb, const struct q0p_blk *p, const block_q8_0 *const *x,
+                      const int32_t *const *ys, __m256 *out)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[NRMAX];
+    KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256i s32[NRMAX];
+        KERN_UNROLL for (int j = 0; j < nr; j++) s32[j] = _mm256_setzero_si256();
+        for (int g0 = 0; g0 < 8; g0 += grp) {
+            __m256i s16[NRMAX];
+            KERN_UNROLL for (int j = 0; j < nr; j++) s16[j] = _mm256_setzero_si256();
+            KERN_UNROLL for (int g = g0; g < g0 + grp; g++) {
+                const __m256i v = _mm256_load_si256((const __m256i *)p[ib].v[g]);
+                KERN_UNROLL for (int j = 0; j < nr; j++) {
+                    int32_t y4;
+                    memcpy(&y4, x[j][ib].qs + 4 * g, 4);
+                    s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(v, _mm256_set1_epi32(y4)));
+                }
+            }
+            KERN_UNROLL for (int j = 0; j < nr; j++) s32[j] = _mm256_add_epi32(s32[j], _mm256_madd_epi16(s16[j], ones));
+        }
+        const __m256 dw = _mm256_load_ps(p[ib].d);
+        KERN_UNROLL for (int j = 0; j < nr; j++) {
+            const __m256i si = _mm256_sub_epi32(s32[j], _mm256_set1_epi32(ys[j][ib]));
+            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(avx2_h2f(x[j][ib].d))), _mm256_cvtepi32_ps(si),
+                                     acc[j]);
+        }
+    }
+    KERN_UNROLL for (int j = 0; j < nr; j++) out[j] = acc[j];
+}
+
+#define Q0P_TILES(NAME, GRP)                                                                                     \
+    static void NAME##_p1(int64_t nb, const struct q0p_blk *p, const block_q8_0 *const *x, const int32_t *const *ys, \
+                          __m256 *o)                                                                             \
+    {                                                                                                            \
+        q0p_tile(1, GRP, nb, p, x, ys, o);                                                                       \
+    }                                                                                                            \
+    static void NAME##_p2(int64_t nb, const struct q0p_blk *p, const block_q8_0 *const *x, const int32_t *const *ys, \
+                          __m256 *o)                                                                             \
+    {                                                                                                            \
+        q0p_tile(2, GRP, nb, p, x, ys, o);                                                                       \
+    }                                                                                                            \
+    static void NAME##_p3(int64_t nb, const struct q0p_blk *p, const block_q8_0 *const *x, const int32_t *const *ys, \
+                          __m256 *o)                                                                             \
+    {                                                                                                            \
+        q0p_tile(3, GRP, nb, p, x, ys, o);                                                                       \
+    }                                                                                                            \
+    static void NAME##_p4(int64_t nb, const struct q0p_blk *p, const block_q8_0 *const *x, const int32_t *const *ys, \
+                          __m256 *o)                                                                             \
+    {                                                                                                            \
+        q0p_tile(4, GRP, nb, p, x, ys, o);                                                                       \
+    }
+
+typedef void (*q0p_tile_fn)(int64_t nb, const struct q0p_blk *p, const block_q8_0 *const *x,
+                            const int32_t *const *ys, __m256 *o);
+
+static bool q0p_gemm(q0p_unpack_fn unpack, size_t bsz, int off, const q0p_tile_fn tiles[4], int64_t k, int64_t r0,
+                     int64_t r1, int64_t n_batch, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                     float *y, size_t y_stride, void *ws)
+{
+    const int64_t nb = k / KERN_QK;
+    const size_t grp_bytes = (size_t)nb * sizeof(struct q0p_blk);
+    if ((size_t)nb * NRMAX * sizeof(int32_t) > Q0P_YS_BYTES)
+        return false;
+    int64_t ngrp = (int64_t)((KERN_GEMM_WS_BYTES - Q0P_YS_BYTES) / grp_bytes);
+    if (ngrp > Q0P_MAX_ROWS / Q0P_ROWS)
+        ngrp = Q0P_MAX_ROWS / Q0P_ROWS;
+    if (ngrp < 1)
+        return false;
+    struct q0p_blk *panel = ws;
+    int32_t *ysum = (int32_t *)((char *)ws + KERN_GEMM_WS_BYTES - Q0P_YS_BYTES);
+    const __m256i ones8 = _mm256_set1_epi8(1);
+    for (int64_t p0 = r0; p0 < r1; p0 += ngrp * Q0P_ROWS) {
+        const int64_t np = SP_MIN(ngrp * Q0P_ROWS, r1 - p0), ng = (np + Q0P_ROWS - 1) / Q0P_ROWS;
+        for (int64_t gi = 0; gi < ng; gi++) {
+            const char *rows[Q0P_ROWS];
+            for (int r = 0; r < Q0P_ROWS; r++) /* a short last group repeats its last row */
+                rows[r] = (const char *)w + (size_t)(p0 + SP_MIN(gi * Q0P_ROWS + r, np - 1)) * w_stride;
+            q0p_build(unpack, bsz, rows, nb, panel + gi * nb);
+        }
+        for (int64_t b = 0; b < n_batch; b += NRMAX) {
+            const int64_t nr = SP_MIN(NRMAX, n_batch - b);
+            const block_q8_0 *xp[NRMAX];
+            const int32_t *ysp[NRMAX];
+            for (int64_t j = 0; j < nr; j++) {
+                xp[j] = (const block_q8_0 *)((const char *)x + (size_t)(b + j) * x_stride);
+                int32_t *yj = ysum + j * nb;
+                ysp[j] = yj;
+                for (int64_t ib = 0; ib < nb; ib++) {
+                    const __m256i yv = _mm256_loadu_si256((const __m256i *)xp[j][ib].qs);
+                    yj[ib] = off * avx2_hsum_epi32(
+                                       _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, yv), _mm256_set1_epi16(1)));
+                }
+            }
+            for (int64_t gi = 0; gi < ng; gi++) {
+                __m256 o[NRMAX];
+                tiles[nr - 1](nb, panel + gi * nb, xp, ysp, o);
+                const int64_t rr = p0 + gi * Q0P_ROWS, nv = SP_MIN(Q0P_ROWS, np - gi * Q0P_ROWS);
+                for (int64_t j = 0; j < nr; j++) {
+                    float *dst = y + (size_t)(b + j) * y_stride + (size_t)rr;
+                    if (nv == Q0P_ROWS) {
+                        _mm256_storeu_ps(dst, o[j]);
+                    } else {
+                        float t[8];
+                        _mm256_storeu_ps(t, o[j]);
+                        memcpy(dst, t, (size_t)nv * sizeof(float));
+                    }
+                }
+            }
+        }
+    }
+    return true;
+}
+
+#define Q0P_GEMM(NAME, BT, GRP, OFF)                                                                              \
+    Q0P_TILES(NAME, GRP)                                                                                          \
+    static void NAME##_gemm_ws(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,                \
+                               size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride,        \
+                               void *ws)                                                                          \
+    {                                                                                                             \
+        static const q0p_tile_fn tiles[4] = {NAME##_p1, NAME##_p2, NAME##_p3, NAME##_p4};                         \
+        if (!q0p_gemm(NAME##_unpack, sizeof(BT), OFF, tiles, k, r0, r1, n_batch, w, w_stride, x, x_stride, y,     \
+                      y_stride, ws))                                                                              \
+            NAME##_gemm2(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);                              \
+    }
+Q0P_GEMM(q4_0, block_q4_0, 8, 8)
+Q0P_GEMM(q5_0, block_q5_0, 4, 16)
+
 /* ---- activation quantizers (ggml's AVX2 formulas: round half to even) */
 KERN_AI __m256i q8_block(const float *x, float *d_out)
 {
@@ -188,6 +366,7 @@ void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type)
     case GG_TYPE_Q4_0:
         ops->vec_dot = q4_0_vec_dot;
         ops->gemm = q4_0_gemm2;
+        ops->gemm_ws = q4_0_gemm_ws;
         break;
     case GG_TYPE_Q4_1:
         ops->vec_dot = q4_1_vec_dot;
@@ -196,6 +375,7 @@ void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type)
     case GG_TYPE_Q5_0:
         ops->vec_dot = q5_0_vec_dot;
         ops->gemm = q5_0_gemm2;
+        ops->gemm_ws = q5_0_gemm_ws;
         break;
     case GG_TYPE_Q5_1:
         ops->vec_dot = q5_1_vec_dot;
