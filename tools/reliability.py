@@ -583,8 +583,11 @@ def c_sweep():
             row(label, int(runs), int(failures), [float(worst)], rss, "%s seed inputs" % inputs)
         else:
             sig = -rc if rc and rc < 0 else None
-            row(label, "?", 1, None, rss, "crashed (%s): %s" % (
-                "signal %d" % sig if sig else "exit %d" % rc, err.decode(errors="replace")[-160:].strip()))
+            why = err.decode(errors="replace").strip().splitlines()
+            row(label, "?", 1, None, rss, "crashed (%s): %s%s" % (
+                "signal %d" % sig if sig else "exit %d" % rc, why[0][:90] if why else "",
+                "; json_loadb itself crashes when one of its allocations fails (libjansson, "
+                "reproduced without spoke)" if name == "request_json" and not json_mode else ""))
 
 
 CAMPAIGNS = [("sweep", c_sweep), ("fuzz", c_fuzz), ("pulls", c_pulls), ("killpull", c_killpull),
