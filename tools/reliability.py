@@ -17,7 +17,8 @@ Campaigns (each can be sized by an environment variable; REL_ONLY=a,b picks some
   overload  10x the model's capacity (max_concurrency 1 + queue 2) in concurrent
             clients for REL_OVERLOAD_S (60) s: 429 latency and /health latency
   slow      REL_SLOW_SOCKETS (1000) slow (a header byte per second) and half-open
-            sockets for REL_SLOW_S (20) s: /health latency meanwhile
+            sockets from 127.0.0.2 for REL_SLOW_S (20) s: /health latency from
+            127.0.0.1 meanwhile
   soak      4 streaming clients for REL_SOAK_S (1800) s: RSS flat within 5 %
             after warm-up, no file-descriptor growth
   sweep     allocation-failure sweeps of every parser (BUILD/allocsweep), each
@@ -432,10 +433,18 @@ def health_prober(s, stop, out, period=0.05):
         t0 = time.time()
         try:
             st, _ = s.get("/health", timeout=10)
-            out.append(((time.time() - t0) * 1000, st == 200))
-        except OSError:
-            out.append(((time.time() - t0) * 1000, False))
+            out.append(((time.time() - t0) * 1000, st == 200, st))
+        except OSError as e:
+            out.append(((time.time() - t0) * 1000, False, type(e).__name__))
         time.sleep(period)
+
+
+def failed_kinds(health):
+    kinds = {}
+    for h in health:
+        if not h[1]:
+            kinds[h[2]] = kinds.get(h[2], 0) + 1
+    return ", ".join("%s x %d" % (k, v) for k, v in sorted(kinds.items(), key=str)) if kinds else ""
 
 
 def c_overload():
@@ -470,7 +479,8 @@ def c_overload():
     rc, rss = s.stop()
     row("overload 10x for %d s: 429s" % secs, len(lat429) + ok200[0] + len(other), len(other), lat429, rss,
         "%d x 429, %d x 200, other %s" % (len(lat429), ok200[0], sorted(set(other))[:5]))
-    row("overload 10x: /health", len(health), sum(1 for _, ok in health if not ok), [d for d, _ in health], rss)
+    row("overload 10x: /health", len(health), sum(1 for h in health if not h[1]), [h[0] for h in health], rss,
+        failed_kinds(health))
 
 
 def c_slow():
@@ -483,7 +493,9 @@ def c_slow():
     socks, refused = [], 0
     for i in range(n):
         try:
-            k = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            # from another loopback address: the server's per-client cap is meant to stop
+            # them, and /health is probed from 127.0.0.1 (another client) meanwhile
+            k = socket.create_connection(("127.0.0.1", s.port), timeout=5, source_address=("127.0.0.2", 0))
             k.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             if i % 2:
                 k.shutdown(socket.SHUT_WR)  # half-open: nothing more will come
@@ -507,8 +519,8 @@ def c_slow():
     for k in socks:
         k.close()
     rc, rss = s.stop()
-    row("%d slow/half-open sockets: /health" % n, len(health), sum(1 for _, ok in health if not ok),
-        [d for d, _ in health], rss, "%d connects refused" % refused)
+    row("%d slow/half-open sockets: /health" % n, len(health), sum(1 for h in health if not h[1]),
+        [h[0] for h in health], rss, "%d connects refused; %s" % (refused, failed_kinds(health)))
 
 
 def c_soak():
