@@ -13,11 +13,14 @@
  * - output.weight (or token_embd.weight when the model has no output.weight)
  *   gets Q6_K, or Q8_0 if its rows are not a multiple of the default type's
  *   block; Q8_0 files keep Q8_0 there; F16/BF16 files convert everything;
- * - Q4_K_M / Q5_K_M: attn_v.weight and ffn_down of layer i get Q6_K when
- *   i < n/8, i >= 7n/8 or (i - n/8) % 3 == 2 (counted in file order);
+ * - Q4_K_M / Q5_K_M: attn_v.weight (or a fused attn_qkv.weight) and ffn_down
+ *   of layer i get Q6_K when i < n/8, i >= 7n/8 or (i - n/8) % 3 == 2
+ *   (counted in file order);
+ * - IQ4_NL / IQ4_XS: attn_v.weight gets Q5_K when n_head / n_head_kv >= 4,
+ *   ffn_down of layer i < n/8 gets Q5_K;
  * - fallbacks when a row is not a multiple of 256: Q4_K -> Q5_0,
- *   Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K -> Q4_0 (llama.cpp: IQ4_NL, which
- *   spoke lacks); then F16 if the row is not a multiple of 32 either.
+ *   Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K/IQ4_XS -> IQ4_NL; then F16 if the
+ *   row is not a multiple of 32 either.
  * Plain Q2_K..Q6_K use that type for every matrix (plus the output rule);
  * --pure disables all rules except the fallbacks; --output-tensor-type and
  * --token-embedding-type force those two tensors' types (as llama-quantize);
@@ -33,7 +36,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-enum mix { MIX_PLAIN, MIX_Q4_K_M, MIX_Q5_K_M };
+enum mix { MIX_PLAIN, MIX_Q4_K_M, MIX_Q5_K_M, MIX_IQ4 };
 
 struct qmode {
     const char *name;
@@ -50,6 +53,7 @@ static const struct qmode modes[] = {
     {"Q3_K", GG_TYPE_Q3_K, 11, MIX_PLAIN},   {"Q4_K", GG_TYPE_Q4_K, 14, MIX_PLAIN},
     {"Q5_K", GG_TYPE_Q5_K, 16, MIX_PLAIN},   {"Q6_K", GG_TYPE_Q6_K, 18, MIX_PLAIN},
     {"Q4_K_M", GG_TYPE_Q4_K, 15, MIX_Q4_K_M}, {"Q5_K_M", GG_TYPE_Q5_K, 17, MIX_Q5_K_M},
+    {"IQ4_NL", GG_TYPE_IQ4_NL, 25, MIX_IQ4}, {"IQ4_XS", GG_TYPE_IQ4_XS, 30, MIX_IQ4},
 };
 
 static bool is_quantized(enum gg_type t)
@@ -99,7 +103,13 @@ struct rules {
     bool has_output;
     int n_attn_v, i_attn_v;
     int n_ffn_down, i_ffn_down;
+    int n_gqa; /* n_head / n_head_kv (0 when unknown) */
 };
+
+static bool is_attn_v(const struct gg_str *n)
+{
+    return name_has(n, "attn_v.weight") || name_has(n, "attn_qkv.weight");
+}
 
 /* Whether a tensor is quantized at all (llama.cpp: names ending in "weight",
  * 2+ dims, not a norm or a few special tensors). */
@@ -123,13 +133,17 @@ static enum gg_type choose_type(struct rules *r, const struct gg_tensor *t)
                 nt = GG_TYPE_Q8_0;
             else if (nt != GG_TYPE_Q8_0)
                 nt = GG_TYPE_Q6_K;
-        } else if (name_has(n, "attn_v.weight")) {
-            if (m->mix != MIX_PLAIN && use_more_bits(r->i_attn_v, r->n_attn_v))
+        } else if (is_attn_v(n)) {
+            if (m->mix == MIX_IQ4 && name_has(n, "attn_v.weight") && r->n_gqa >= 4)
+                nt = GG_TYPE_Q5_K;
+            else if ((m->mix == MIX_Q4_K_M || m->mix == MIX_Q5_K_M) && use_more_bits(r->i_attn_v, r->n_attn_v))
                 nt = GG_TYPE_Q6_K;
             r->i_attn_v++;
         } else if (name_has(n, "ffn_down")) {
-            if (m->mix != MIX_PLAIN && use_more_bits(r->i_ffn_down, r->n_ffn_down))
+            if ((m->mix == MIX_Q4_K_M || m->mix == MIX_Q5_K_M) && use_more_bits(r->i_ffn_down, r->n_ffn_down))
                 nt = GG_TYPE_Q6_K;
+            else if (m->mix == MIX_IQ4 && r->i_ffn_down < r->n_ffn_down / 8)
+                nt = GG_TYPE_Q5_K;
             r->i_ffn_down++;
         }
     }
@@ -139,7 +153,7 @@ static enum gg_type choose_type(struct rules *r, const struct gg_tensor *t)
         nt = (enum gg_type)r->embed_type;
     if (t->ne[0] % blck(nt) != 0) {
         switch (nt) {
-        case GG_TYPE_Q2_K: case GG_TYPE_Q3_K: nt = GG_TYPE_Q4_0; break;
+        case GG_TYPE_Q2_K: case GG_TYPE_Q3_K: case GG_TYPE_IQ4_XS: nt = GG_TYPE_IQ4_NL; break;
         case GG_TYPE_Q4_K: nt = GG_TYPE_Q5_0; break;
         case GG_TYPE_Q5_K: nt = GG_TYPE_Q5_1; break;
         case GG_TYPE_Q6_K: nt = GG_TYPE_Q8_0; break;
@@ -253,7 +267,8 @@ static void usage(void)
 {
     fprintf(stderr, "usage: spoke quantize IN.gguf OUT.gguf TYPE [--threads N] [--pure] [--dry-run]\n"
                     "         [--output-tensor-type T] [--token-embedding-type T]\n"
-                    "  TYPE: F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K Q4_K_M Q5_K_M\n");
+                    "  TYPE: F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K Q4_K_M Q5_K_M\n"
+                    "        IQ4_NL IQ4_XS\n");
 }
 
 int cmd_quantize(int argc, char **argv)
@@ -271,7 +286,7 @@ int cmd_quantize(int argc, char **argv)
             enum gg_type t;
             const struct kern_type_ops *ops;
             if (i + 1 >= argc || !gg_type_parse(argv[i + 1], &t) || !(ops = kern_ops(t)) || !ops->from_float) {
-                fprintf(stderr, "spoke: quantize: %s needs a tensor type (F32 F16 BF16 Q4_0 ... Q6_K)\n", argv[i]);
+                fprintf(stderr, "spoke: quantize: %s needs a tensor type (F32 F16 BF16 Q4_0 ... Q6_K IQ4_NL IQ4_XS)\n", argv[i]);
                 return APP_EXIT_USAGE;
             }
             forced[argv[i][2] == 'o' ? 0 : 1] = (int)t;
@@ -334,7 +349,7 @@ int cmd_quantize(int argc, char **argv)
     for (size_t i = 0; i < nt; i++) {
         const struct gg_tensor *t = gg_tensor_at(in, i);
         rules.has_output |= name_is(&t->name, "output.weight");
-        rules.n_attn_v += name_has(&t->name, "attn_v.weight");
+        rules.n_attn_v += is_attn_v(&t->name);
         rules.n_ffn_down += name_has(&t->name, "ffn_down");
     }
     struct gg_str arch;
@@ -343,6 +358,12 @@ int cmd_quantize(int argc, char **argv)
         snprintf(k, sizeof(k), "%.*s.block_count", (int)arch.len, arch.ptr);
         if (gg_get_u32(in, k, &n_layer) && n_layer > 0 && n_layer < (1u << 20))
             rules.n_ffn_down = (int)n_layer;
+        uint32_t n_head = 0, n_head_kv = 0;
+        snprintf(k, sizeof(k), "%.*s.attention.head_count", (int)arch.len, arch.ptr);
+        bool has_head = gg_get_u32(in, k, &n_head);
+        snprintf(k, sizeof(k), "%.*s.attention.head_count_kv", (int)arch.len, arch.ptr);
+        if (has_head && gg_get_u32(in, k, &n_head_kv) && n_head_kv > 0)
+            rules.n_gqa = (int)(n_head / n_head_kv);
     }
 
     w = gg_writer_new();

@@ -36,6 +36,8 @@ enum gg_type {
     GG_TYPE_Q5_K = 13,
     GG_TYPE_Q6_K = 14,
     GG_TYPE_Q8_K = 15,
+    GG_TYPE_IQ4_NL = 20,
+    GG_TYPE_IQ4_XS = 23,
     GG_TYPE_BF16 = 30,
     GG_TYPE_COUNT = 40 /* upper bound for tables */
 };

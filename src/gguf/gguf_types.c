@@ -21,6 +21,8 @@ static const struct gg_type_info type_table[GG_TYPE_COUNT] = {
     [GG_TYPE_Q5_K] = {"Q5_K", 256, 176},
     [GG_TYPE_Q6_K] = {"Q6_K", 256, 210},
     [GG_TYPE_Q8_K] = {"Q8_K", 256, 292},
+    [GG_TYPE_IQ4_NL] = {"IQ4_NL", 32, 18},
+    [GG_TYPE_IQ4_XS] = {"IQ4_XS", 256, 136},
     [GG_TYPE_BF16] = {"BF16", 1, 2},
 };
 

@@ -55,6 +55,8 @@ REF_GEMM(q3_K)
 REF_GEMM(q4_K)
 REF_GEMM(q5_K)
 REF_GEMM(q6_K)
+REF_GEMM(iq4_nl)
+REF_GEMM(iq4_xs)
 #undef REF_GEMM
 
 static void ref_set(enum gg_type type, enum gg_type vdt, kern_to_float_fn to_float,
@@ -101,6 +103,8 @@ static void fill_ref(void)
     REF_W(Q4_K, q4_K, Q8_K);
     REF_W(Q5_K, q5_K, Q8_K);
     REF_W(Q6_K, q6_K, Q8_K);
+    REF_W(IQ4_NL, iq4_nl, Q8_0);
+    REF_W(IQ4_XS, iq4_xs, Q8_K);
     ref_set(GG_TYPE_Q8_K, GG_TYPE_Q8_K, kern_ref_to_float_q8_K, kern_ref_from_float_q8_K,
             kern_ref_from_float_q8_K, NULL, NULL);
 }

@@ -103,6 +103,23 @@ typedef struct {
 } block_q8_K;
 static_assert(sizeof(block_q8_K) == 292, "block_q8_K size");
 
+typedef struct {
+    kern_half d;
+    uint8_t qs[KERN_QK / 2]; /* 4-bit indices into kern_iq4nl_values */
+} block_iq4_nl;
+static_assert(sizeof(block_iq4_nl) == 18, "block_iq4_nl size");
+
+typedef struct {
+    kern_half d;
+    uint16_t scales_h;                /* high 2 bits of the 8 6-bit scales */
+    uint8_t scales_l[KERN_QK_K / 64]; /* low 4 bits, two per byte */
+    uint8_t qs[KERN_QK_K / 2];        /* 4-bit indices, 16 bytes per 32-block */
+} block_iq4_xs;
+static_assert(sizeof(block_iq4_xs) == 136, "block_iq4_xs size");
+
+/* The 16 levels of IQ4_NL / IQ4_XS (ggml's kvalues_iq4nl), ref/quant_iq4.c. */
+extern const int8_t kern_iq4nl_values[16];
+
 /* ---- fp16 (inline for the scalar hot paths; exact, round-to-nearest-even) */
 static inline float kern_f16(kern_half h) { return kern_fp16_to_fp32(h); }
 static inline kern_half kern_h16(float f) { return kern_fp32_to_fp16(f); }
@@ -142,7 +159,7 @@ void kern_gemm_generic(kern_vec_dot_fn vec_dot, int64_t k, int64_t r0, int64_t r
 /* ---- reference (ref/) */
 #define KERN_REF_TYPES(X)                                                                  \
     X(f32) X(f16) X(bf16) X(q4_0) X(q4_1) X(q5_0) X(q5_1) X(q8_0) X(q8_1) X(q2_K) X(q3_K) \
-        X(q4_K) X(q5_K) X(q6_K) X(q8_K)
+        X(q4_K) X(q5_K) X(q6_K) X(q8_K) X(iq4_nl) X(iq4_xs)
 
 #define KERN_DECL_REF(t)                                                      \
     void kern_ref_to_float_##t(const void *src, float *dst, int64_t n);       \
@@ -163,6 +180,8 @@ void kern_ref_vec_dot_q3_K(int64_t n, float *s, const void *x, const void *y);
 void kern_ref_vec_dot_q4_K(int64_t n, float *s, const void *x, const void *y);
 void kern_ref_vec_dot_q5_K(int64_t n, float *s, const void *x, const void *y);
 void kern_ref_vec_dot_q6_K(int64_t n, float *s, const void *x, const void *y);
+void kern_ref_vec_dot_iq4_nl(int64_t n, float *s, const void *x, const void *y);
+void kern_ref_vec_dot_iq4_xs(int64_t n, float *s, const void *x, const void *y);
 
 
 /* ref/order.c: llama.cpp's (ggml AVX-512) float orders; see that file. The

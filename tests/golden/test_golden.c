@@ -13,10 +13,11 @@
  * in ggml's x86 order; the AVX-512 one pairs blocks but agrees here too).
  * Greedy free-running output equals the reference exactly when
  * every teacher-forced argmax does.
- * Required agreement per file:
- *   F32, F16, Q8_0, llama-2-tiny-random: all steps;
- *   Q4_0, Q5_0, Q5_1: at least up to the step where llama.cpp's own quantized
- *   run first leaves its F32 run (models/README.md), all steps reported.
+ * Required agreement per file (greedy steps before the first disagreement):
+ *   F32, F16, Q8_0, Q4_0, Q5_0, llama-2-tiny-random: all steps;
+ *   Q5_1: 42 and 38 of 48, the least measured over SPOKE_ISA=ref, avx2 and
+ *   avx512 (avx2 agrees at all 48; docs/PARITY.md), so a kernel or forward
+ *   pass change that loses agreement fails here.
  * A table of agreement is printed (SPOKE_GOLDEN_VERBOSE=1 adds every logprob
  * off by more than 1e-4). Runs with 2 threads and 1 thread, and with an F32
  * KV cache (tokens only: the reference used an F16 cache). */
@@ -37,9 +38,9 @@ static const struct golden_case cases[] = {
     {"stories260K.gguf", true, {-1, -1}},
     {"stories260K-f16.gguf", true, {-1, -1}},
     {"stories260K-q8_0.gguf", true, {-1, -1}},
-    {"stories260K-q5_0.gguf", false, {-1, 20}},
-    {"stories260K-q5_1.gguf", false, {16, 32}},
-    {"stories260K-q4_0.gguf", false, {23, 7}},
+    {"stories260K-q5_0.gguf", false, {-1, -1}},
+    {"stories260K-q5_1.gguf", false, {42, 38}},
+    {"stories260K-q4_0.gguf", false, {-1, -1}},
     {"llama-2-tiny-random.gguf", true, {-1, -1}},
 };
 

@@ -56,6 +56,8 @@ static const struct tinfo k_types[] = {
     { GG_TYPE_Q4_K, "Q4_K", 256, sizeof(block_q4_K), 0.092 },
     { GG_TYPE_Q3_K, "Q3_K", 256, sizeof(block_q3_K), 0.20 },
     { GG_TYPE_Q2_K, "Q2_K", 256, sizeof(block_q2_K), 0.38 },
+    { GG_TYPE_IQ4_NL, "IQ4_NL", 32, sizeof(block_iq4_nl), 0.10 },
+    { GG_TYPE_IQ4_XS, "IQ4_XS", 256, sizeof(block_iq4_xs), 0.10 },
 };
 
 static const struct tinfo *tinfo_of(enum gg_type t)
@@ -126,6 +128,66 @@ TEST(block_layout_known_answers)
     kern_ref_to_float_q6_K(&k6, o256, 256);
     CHECK(o256[0] == 0.5f);
     CHECK(o256[1] == 0.0f && o256[255] == 0.0f);
+    /* IQ4_NL: d = 0.5, indices j (low nibble) and 15 - j (high) into the table */
+    static const int8_t lv[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    block_iq4_nl nl;
+    nl.d = kern_fp32_to_fp16(0.5f);
+    for (int j = 0; j < 16; j++)
+        nl.qs[j] = (uint8_t)(j | ((15 - j) << 4));
+    kern_ref_to_float_iq4_nl(&nl, out, 32);
+    for (int j = 0; j < 16; j++) {
+        CHECK(out[j] == 0.5f * (float)lv[j]);
+        CHECK(out[j + 16] == 0.5f * (float)lv[15 - j]);
+    }
+    /* IQ4_XS: 6-bit scales minus 32, low nibbles in scales_l, high 2 bits in
+     * scales_h: sub-block 0 scale 33 (+1), 1..6 scale 0 (-32), 7 scale 63 (+31) */
+    block_iq4_xs xs;
+    memset(&xs, 0, sizeof xs);
+    xs.d = kern_fp32_to_fp16(1.0f);
+    xs.scales_l[0] = 0x01;
+    xs.scales_l[3] = 0xF0;
+    xs.scales_h = (uint16_t)(2u | (3u << 14));
+    memset(xs.qs, 0x98, sizeof xs.qs); /* low nibble 8 -> 1, high 9 -> 13 */
+    kern_ref_to_float_iq4_xs(&xs, o256, 256);
+    CHECK(o256[0] == 1.0f && o256[15] == 1.0f && o256[16] == 13.0f && o256[31] == 13.0f);
+    CHECK(o256[32] == -32.0f && o256[63] == -32.0f * 13.0f && o256[223] == -32.0f * 13.0f);
+    CHECK(o256[224] == 31.0f && o256[255] == 31.0f * 13.0f);
+}
+
+/* IQ4 quantizers: a block whose values are exactly levels times a scale
+ * (ties and the sign of the largest value included) comes back exactly, and
+ * values at a midpoint between two levels take the upper one, as ggml's
+ * best_index_int8 does. */
+TEST(iq4_quantizer_known_answers)
+{
+    static const int8_t lv[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    float x[256], y[256];
+    for (int j = 0; j < 256; j++)
+        x[j] = 0.25f * (float)lv[(j * 7 + j / 32) % 16];
+    block_iq4_nl nl[8];
+    kern_ref_from_float_iq4_nl(x, nl, 256);
+    kern_ref_to_float_iq4_nl(nl, y, 256);
+    for (int j = 0; j < 256; j++)
+        CHECK_MSG(y[j] == x[j], "IQ4_NL level %d: %g vs %g", j, (double)y[j], (double)x[j]);
+    block_iq4_xs xs;
+    kern_ref_from_float_iq4_xs(x, &xs, 256);
+    kern_ref_to_float_iq4_xs(&xs, y, 256);
+    double e2 = 0, x2 = 0;
+    for (int j = 0; j < 256; j++) {
+        e2 += ((double)y[j] - x[j]) * ((double)y[j] - x[j]);
+        x2 += (double)x[j] * x[j];
+    }
+    CHECK_MSG(sqrt(e2 / x2) < 0.01, "IQ4_XS on levels: rel rmse %g", sqrt(e2 / x2));
+    /* one block: -127 (sets the scale 1.0) and the midpoint of 1 and 13 (7) */
+    float m[32];
+    for (int j = 0; j < 32; j++)
+        m[j] = (float)lv[j % 16];
+    m[5] = 7.0f;
+    kern_ref_from_float_iq4_nl(m, nl, 32);
+    kern_ref_to_float_iq4_nl(nl, y, 32);
+    CHECK(kern_fp16_to_fp32(nl[0].d) == 1.0f);
+    CHECK(y[5] == 13.0f);
+    CHECK(y[0] == -127.0f && y[31] == 113.0f);
 }
 
 TEST(fp16_bf16_conversion)
@@ -192,7 +254,8 @@ TEST(ops_table_complete)
         { GG_TYPE_Q5_1, GG_TYPE_Q8_1 }, { GG_TYPE_Q8_0, GG_TYPE_Q8_0 },
         { GG_TYPE_Q2_K, GG_TYPE_Q8_K }, { GG_TYPE_Q3_K, GG_TYPE_Q8_K },
         { GG_TYPE_Q4_K, GG_TYPE_Q8_K }, { GG_TYPE_Q5_K, GG_TYPE_Q8_K },
-        { GG_TYPE_Q6_K, GG_TYPE_Q8_K },
+        { GG_TYPE_Q6_K, GG_TYPE_Q8_K }, { GG_TYPE_IQ4_NL, GG_TYPE_Q8_0 },
+        { GG_TYPE_IQ4_XS, GG_TYPE_Q8_K },
     };
     for (size_t i = 0; i < SP_ARRAY_LEN(want); i++) {
         const struct kern_type_ops *o = kern_ops(want[i].t);
@@ -234,7 +297,7 @@ TEST(roundtrip_error_and_determinism)
             ss += (double)x[j] * x[j];
         }
         double rel = sqrt(se / ss);
-        fprintf(stderr, "  %-5s rel rmse %.5f (bound %.4f)\n", ti->name, rel, ti->max_rel_rmse);
+        fprintf(stderr, "  %-6s rel rmse %.5f (bound %.4f)\n", ti->name, rel, ti->max_rel_rmse);
         CHECK_MSG(rel <= ti->max_rel_rmse, "%s rel rmse %g > %g", ti->name, rel,
                   ti->max_rel_rmse);
         /* all-zero input quantizes to zeros */
@@ -253,7 +316,7 @@ TEST(roundtrip_error_and_determinism)
 static const enum gg_type k_wtypes[] = {
     GG_TYPE_F32,  GG_TYPE_F16,  GG_TYPE_BF16, GG_TYPE_Q4_0, GG_TYPE_Q4_1,
     GG_TYPE_Q5_0, GG_TYPE_Q5_1, GG_TYPE_Q8_0, GG_TYPE_Q2_K, GG_TYPE_Q3_K,
-    GG_TYPE_Q4_K, GG_TYPE_Q5_K, GG_TYPE_Q6_K,
+    GG_TYPE_Q4_K, GG_TYPE_Q5_K, GG_TYPE_Q6_K, GG_TYPE_IQ4_NL, GG_TYPE_IQ4_XS,
 };
 
 /* The reference vec_dot equals the float dot of the dequantized operands. */
@@ -624,6 +687,7 @@ int main(void)
     g_ws = sp_aligned_alloc(64, KERN_GEMM_WS_BYTES);
     RUN(block_layout_known_answers);
     RUN(fp16_bf16_conversion);
+    RUN(iq4_quantizer_known_answers);
     RUN(ops_table_complete);
     RUN(roundtrip_error_and_determinism);
     RUN(ref_vec_dot_matches_dequantized);

@@ -56,7 +56,7 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse
                   : rmse_type == 3 ? fabsf(x[i])
                                    : sqrtf(fabsf(x[i]));
         sumlx += w * x[i] * (float)l;
-        suml2 += w * (float)(l * l);
+        suml2 += w * (float)l * (float)l;
     }
     float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
     if (return_early)
@@ -76,7 +76,7 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse
                       : rmse_type == 3 ? fabsf(x[i])
                                        : sqrtf(fabsf(x[i]));
             sumlx += w * x[i] * (float)l;
-            suml2 += w * (float)(l * l);
+            suml2 += w * (float)l * (float)l;
         }
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; ++i) {
@@ -115,7 +115,7 @@ static float make_q3_quants(int n, int nmax, const float *x, int8_t *L, bool do_
             L[i] = (int8_t)l;
             float w = x[i] * x[i];
             sumlx += w * x[i] * (float)l;
-            suml2 += w * (float)(l * l);
+            suml2 += w * (float)l * (float)l;
         }
         for (int itry = 0; itry < 5; ++itry) {
             int n_changed = 0;
@@ -123,12 +123,12 @@ static float make_q3_quants(int n, int nmax, const float *x, int8_t *L, bool do_
                 float w = x[i] * x[i];
                 float slx = sumlx - w * x[i] * (float)L[i];
                 if (slx > 0) {
-                    float sl2 = suml2 - w * (float)(L[i] * L[i]);
+                    float sl2 = suml2 - w * (float)L[i] * (float)L[i];
                     int new_l = kern_nearest_int(x[i] * sl2 / slx);
                     new_l = imax(-nmax, imin(nmax - 1, new_l));
                     if (new_l != L[i]) {
                         slx += w * x[i] * (float)new_l;
-                        sl2 += w * (float)(new_l * new_l);
+                        sl2 += w * (float)new_l * (float)new_l;
                         if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
                             L[i] = (int8_t)new_l;
                             sumlx = slx;
@@ -202,7 +202,7 @@ static float make_qkx2_quants(int n, int nmax, const float *x, const float *weig
             Laux[i] = (uint8_t)l;
             float w = weights[i];
             sum_l += w * (float)l;
-            sum_l2 += w * (float)(l * l);
+            sum_l2 += w * (float)l * (float)l;
             sum_xl += w * (float)l * x[i];
         }
         float D = sum_w * sum_l2 - sum_l * sum_l;

@@ -29,6 +29,8 @@ TEST(type_table)
     CHECK(gg_type_info(GG_TYPE_Q5_1, &ti) && ti.type_size == 24);
     CHECK(gg_type_info(GG_TYPE_Q8_1, &ti) && ti.type_size == 36);
     CHECK(gg_type_info(GG_TYPE_BF16, &ti) && ti.type_size == 2 && ti.blck_size == 1);
+    CHECK(gg_type_info(GG_TYPE_IQ4_NL, &ti) && ti.type_size == 18 && ti.blck_size == 32);
+    CHECK(gg_type_info(GG_TYPE_IQ4_XS, &ti) && ti.type_size == 136 && ti.blck_size == 256);
     CHECK(!gg_type_info((enum gg_type)4, &ti));
     CHECK(!gg_type_info((enum gg_type)16, &ti));
     CHECK(!gg_type_info((enum gg_type)1000, &ti));
@@ -173,7 +175,7 @@ TEST(writer_roundtrip_memory)
     CHECK(gg_writer_add_tensor(w, "x", GG_TYPE_Q8_0, 2, bad, NULL) == SP_ERR_INVALID);
     CHECK(gg_writer_add_tensor(w, "x", GG_TYPE_F32, 2, zero, NULL) == SP_ERR_INVALID);
     CHECK(gg_writer_add_tensor(w, "x", GG_TYPE_F32, 5, ne, NULL) == SP_ERR_INVALID);
-    CHECK(gg_writer_add_tensor(w, "x", (enum gg_type)20, 2, ne, NULL) == SP_ERR_UNSUPPORTED);
+    CHECK(gg_writer_add_tensor(w, "x", (enum gg_type)21 /* IQ3_S */, 2, ne, NULL) == SP_ERR_UNSUPPORTED);
     CHECK(gg_writer_add_kv_u32(w, "", 1) == SP_ERR_INVALID);
     CHECK(gg_writer_add_kv_arr(w, "k", GG_VAL_STRING, NULL, 0) == SP_ERR_INVALID);
     CHECK_EQ_INT(gg_writer_tensor_count(w), 3);

@@ -1,6 +1,8 @@
 /* test_quantize.c - `spoke quantize` (the SPOKE_BIN binary, spawned):
  * - on stories260K (../shared/models) every mode gives exactly the tensor
- *   types and bytes of llama.cpp's quantized files there;
+ *   types and bytes of llama.cpp's quantized files there, and so do IQ4_NL,
+ *   IQ4_XS, Q4_K_M and Q8_0 on the four model-family files in
+ *   ../shared/models/arch (rows long enough for K-quants);
  * - on a synthetic 8-layer model with 256-long rows (made with gg_writer)
  *   the Q4_K_M / Q5_K_M mixes put Q6_K where llama.cpp does, every K type
  *   round-trips within a per-type error bound, and metadata is copied with
@@ -117,6 +119,54 @@ TEST(stories_matches_llama_cpp)
         CHECK(has_ft && has_qv && qv == 2 && has_tok && ntok == 512);
         fprintf(stderr, "  %-6s == %s (file_type %u)\n", pairs[i][0], pairs[i][1], ft);
     }
+}
+
+/* The model-family kit (../shared/models/arch, made with llama-quantize
+ * without importance matrix): `spoke quantize` of each *-f32.gguf in each
+ * mode gives every tensor of llama.cpp's file with the same type and bytes
+ * (Q4_K, Q5_K, Q6_K, Q5_0, Q8_0, IQ4_NL, IQ4_XS; the rows are 256..1024
+ * long, so the K-quant and IQ4_XS super-blocks are exercised). Under ASan two
+ * families only (the quantizers' scale searches are slow there). */
+TEST(arch_files_match_llama_cpp)
+{
+    static const char *const fams[] = {"llama3", "qwen3", "gemma3", "phi3"};
+    static const char *const modes[][2] = {{"IQ4_NL", "iq4_nl"}, {"IQ4_XS", "iq4_xs"}, {"Q4_K_M", "q4_k_m"}, {"Q8_0", "q8_0"}};
+    char in[1024], ref[1024], out[1024], rel[128];
+    if (!test_shared_file(in, sizeof(in), "models/arch/llama3-f32.gguf"))
+        SKIP("models/arch not found under %s", test_shared_path());
+    const size_t nfam = getenv("SPOKE_ASAN") ? 2 : SP_ARRAY_LEN(fams);
+    int files = 0;
+    for (size_t fi = 0; fi < nfam; fi++) {
+        snprintf(rel, sizeof(rel), "models/arch/%s-f32.gguf", fams[fi]);
+        CHECK(test_shared_file(in, sizeof(in), rel));
+        for (size_t mi = 0; mi < SP_ARRAY_LEN(modes); mi++) {
+            snprintf(rel, sizeof(rel), "models/arch/%s-%s.gguf", fams[fi], modes[mi][1]);
+            CHECK(test_shared_file(ref, sizeof(ref), rel));
+            tmp_path(out, sizeof(out), "arch-q.gguf");
+            CHECK_EQ_INT(run_quantize(in, out, modes[mi][0]), 0);
+            struct gg_file *a = NULL, *b = NULL;
+            struct sp_err err;
+            CHECK_MSG(gg_open(out, &a, &err) == SP_OK, "%s", err.msg);
+            CHECK(gg_open(ref, &b, &err) == SP_OK);
+            int same = same_tensors(a, b);
+            char types[256] = "";
+            for (int t = 0; t < GG_TYPE_COUNT; t++) {
+                int c = count_types(b, (enum gg_type)t);
+                if (c)
+                    snprintf(types + strlen(types), sizeof(types) - strlen(types), " %s x%d",
+                             gg_type_name((enum gg_type)t), c);
+            }
+            size_t nt = gg_tensor_count(b);
+            gg_close(a);
+            gg_close(b);
+            unlink(out);
+            CHECK_MSG(same, "%s %s differs from llama.cpp's %s", fams[fi], modes[mi][0], rel);
+            fprintf(stderr, "  %-6s %-6s == %s: %zu tensors, same types and bytes:%s\n", fams[fi], modes[mi][0],
+                    rel + 12, nt, types);
+            files++;
+        }
+    }
+    CHECK_EQ_INT(files, (int)(nfam * SP_ARRAY_LEN(modes)));
 }
 
 /* ---- synthetic model */
@@ -376,6 +426,7 @@ int main(void)
         return 1;
     }
     RUN(stories_matches_llama_cpp);
+    RUN(arch_files_match_llama_cpp);
     RUN(synthetic_mixes);
     RUN(errors_and_usage);
     RUN(options);
