@@ -1,0 +1,123 @@
+/* q_iq4.c - AVX2 dot products of IQ4_NL (x Q8_0) and IQ4_XS (x Q8_K), bit for
+ * bit the reference's (ref/quant_iq4.c: ggml's AVX2 order). The 4-bit
+ * indices of a 32-block become int8 levels with one pshufb into the 16-entry
+ * table (low nibbles -> elements 0..15, high -> 16..31), are multiplied with
+ * up to 4 activation rows (|q| maddubs sign(y, q)), and reduced to 8 int32
+ * lanes of 4-product sums:
+ * - IQ4_NL: one fma per block and lane, even blocks into one accumulator,
+ *   odd ones into another; an odd last block in scalar;
+ * - IQ4_XS: lanes scaled in integers by each 32-block's 6-bit scale
+ *   (pmaddwd), one fma per super-block and lane.
+ * Integer sums are exact and every float operation is the reference's, so
+ * the results are identical. Compiled with -mavx2 -mfma -mf16c. */
+#include "kernels/x86/avx2/avx2_util.h"
+
+#define NRMAX 4
+
+/* the 32 int8 levels of one 32-block from its 16 index bytes */
+KERN_AI __m256i iq4_levels(const uint8_t *qs)
+{
+    const __m128i table = _mm_loadu_si128((const __m128i *)kern_iq4nl_values);
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    const __m128i b = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_set_m128i(_mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(b, 4), m4)),
+                            _mm_shuffle_epi8(table, _mm_and_si128(b, m4)));
+}
+
+/* ---- IQ4_NL x Q8_0 */
+KERN_AI void iq4_nl_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_iq4_nl *w = vw;
+    const block_q8_0 *x[NRMAX];
+    __m256 acc1[NRMAX], acc2[NRMAX];
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc1[i] = _mm256_setzero_ps();
+        acc2[i] = _mm256_setzero_ps();
+    }
+    int64_t ib = 0;
+    for (; ib + 1 < nb; ib += 2) {
+        const __m256i q1 = iq4_levels(w[ib].qs), q2 = iq4_levels(w[ib + 1].qs);
+        const __m256i a1 = _mm256_sign_epi8(q1, q1), a2 = _mm256_sign_epi8(q2, q2);
+        const float d1 = avx2_h2f(w[ib].d), d2 = avx2_h2f(w[ib + 1].d);
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
+            const __m256i y1 = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
+            const __m256i y2 = _mm256_loadu_si256((const __m256i *)x[i][ib + 1].qs);
+            const __m256i p1 = avx2_dot_us8(a1, _mm256_sign_epi8(y1, q1));
+            const __m256i p2 = avx2_dot_us8(a2, _mm256_sign_epi8(y2, q2));
+            acc1[i] = _mm256_fmadd_ps(_mm256_set1_ps(avx2_h2f(x[i][ib].d) * d1), _mm256_cvtepi32_ps(p1), acc1[i]);
+            acc2[i] = _mm256_fmadd_ps(_mm256_set1_ps(avx2_h2f(x[i][ib + 1].d) * d2), _mm256_cvtepi32_ps(p2),
+                                      acc2[i]);
+        }
+    }
+    KERN_UNROLL for (int i = 0; i < nr; i++)
+        out[i] = avx2_hsum_ps(_mm256_add_ps(acc1[i], acc2[i]));
+    if (ib < nb) { /* odd block count: ggml's scalar tail, one fma */
+        const __m256i q = iq4_levels(w[ib].qs);
+        const __m256i a = _mm256_sign_epi8(q, q);
+        const float d = avx2_h2f(w[ib].d);
+        KERN_UNROLL for (int i = 0; i < nr; i++) {
+            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
+            const int sumi = avx2_hsum_epi32(avx2_dot_us8(a, _mm256_sign_epi8(y, q)));
+            out[i] = fmaf(avx2_h2f(x[i][ib].d) * d, (float)sumi, out[i]);
+        }
+    }
+}
+KERN_AVX2_DRIVER(iq4_nl, iq4_nl_kern, KERN_QK)
+
+/* ---- IQ4_XS x Q8_K */
+KERN_AI void iq4_xs_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
+{
+    const block_iq4_xs *w = vw;
+    const block_q8_K *x[NRMAX];
+    __m256 acc[NRMAX];
+    KERN_UNROLL for (int i = 0; i < nr; i++) {
+        x[i] = vx[i];
+        acc[i] = _mm256_setzero_ps();
+    }
+    for (int64_t ibl = 0; ibl < nb; ibl++) {
+        __m256i sumi[NRMAX];
+        KERN_UNROLL for (int i = 0; i < nr; i++)
+            sumi[i] = _mm256_setzero_si256();
+        unsigned sh = w[ibl].scales_h;
+        for (int ib = 0; ib < KERN_QK_K / KERN_QK; ib += 2) {
+            const __m256i q1 = iq4_levels(w[ibl].qs + 16 * ib), q2 = iq4_levels(w[ibl].qs + 16 * ib + 16);
+            const __m256i a1 = _mm256_sign_epi8(q1, q1), a2 = _mm256_sign_epi8(q2, q2);
+            const uint8_t sl = w[ibl].scales_l[ib / 2];
+            const __m256i ls1 = _mm256_set1_epi16((short)(((sl & 0xf) | ((sh << 4) & 0x30)) - 32));
+            const __m256i ls2 = _mm256_set1_epi16((short)(((sl >> 4) | ((sh << 2) & 0x30)) - 32));
+            sh >>= 4;
+            KERN_UNROLL for (int i = 0; i < nr; i++) {
+                const __m256i y1 = _mm256_loadu_si256((const __m256i *)(x[i][ibl].qs + 32 * ib));
+                const __m256i y2 = _mm256_loadu_si256((const __m256i *)(x[i][ibl].qs + 32 * ib + 32));
+                const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(a1, _mm256_sign_epi8(y1, q1)), ls1);
+                const __m256i p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(a2, _mm256_sign_epi8(y2, q2)), ls2);
+                sumi[i] = _mm256_add_epi32(sumi[i], _mm256_add_epi32(p1, p2));
+            }
+        }
+        const float d = avx2_h2f(w[ibl].d);
+        KERN_UNROLL for (int i = 0; i < nr; i++)
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[i][ibl].d), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
+    }
+    KERN_UNROLL for (int i = 0; i < nr; i++)
+        out[i] = avx2_hsum_ps(acc[i]);
+}
+KERN_AVX2_DRIVER(iq4_xs, iq4_xs_kern, KERN_QK_K)
+
+void kern_avx2_fill_iq4(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx2_fill_iq4(struct kern_type_ops *ops, enum gg_type type)
+{
+    switch (type) {
+    case GG_TYPE_IQ4_NL:
+        ops->vec_dot = iq4_nl_vec_dot;
+        ops->gemm = iq4_nl_gemm;
+        break;
+    case GG_TYPE_IQ4_XS:
+        ops->vec_dot = iq4_xs_vec_dot;
+        ops->gemm = iq4_xs_gemm;
+        break;
+    default:
+        return;
+    }
+    ops->isa = KERN_ISA_AVX2;
+}
