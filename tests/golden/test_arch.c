@@ -12,13 +12,22 @@
  *   types, and with the F32 cache the top-5 logprobs are within 1e-3 there;
  *   quantized files: they load and run, and their agreement (steps matching
  *   before the first difference, per prompt) is at least the level measured
- *   when the table was written, so a regression fails.
+ *   when the table was written (on the AVX2 kernels, the ISA of the
+ *   reference build), so a regression fails. Quantized kernels of other ISAs
+ *   (SPOKE_ISA=ref, AVX-512) sum in their own float order, and on these
+ *   random networks a last-bit difference flips an activation's rounding and
+ *   ends the agreement early (measured with ref: down to 2 steps), so there
+ *   the agreement is printed and the first step must match (unless the
+ *   reference itself has a near-tie there). The F32
+ *   path is bit-identical on every ISA, so F32 files are held to the cut-off
+ *   everywhere.
  * A table (file, KV type, matching steps / cut-off, worst logprob difference
  * before the cut-off) is printed (SPOKE_GOLDEN_VERBOSE=1 adds every logprob
  * off by more than 1e-4, SPOKE_ARCH_ONLY=<file> runs one file). Adding a file
  * is one line of `all_cases`.
  * Missing ../shared files skip the test. */
 #include "gguf/gguf.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 #include "sample/sample.h"
 #include "test.h"
@@ -186,7 +195,7 @@ static void run_case(const struct arch_case *c, int kvi)
             need = cut;
             ok = agree >= cut && (kvt != KV_F32 || lp_err <= c->max_lp);
         } else {
-            need = c->min_agree[kvi][i];
+            need = kern_isa_best() == KERN_ISA_AVX2 ? c->min_agree[kvi][i] : SP_MIN(1, cut);
             ok = agree >= need;
         }
         printf("%-20s kv=%s prompt %zu: %2d steps match (cut-off %2d, required %2d), top-5 logprob diff before "
