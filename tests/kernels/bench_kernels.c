@@ -21,7 +21,7 @@ static double now_s(void)
 static const enum gg_type k_types[] = {
     GG_TYPE_F32,  GG_TYPE_F16,  GG_TYPE_BF16, GG_TYPE_Q4_0, GG_TYPE_Q4_1,
     GG_TYPE_Q5_0, GG_TYPE_Q5_1, GG_TYPE_Q8_0, GG_TYPE_Q2_K, GG_TYPE_Q3_K,
-    GG_TYPE_Q4_K, GG_TYPE_Q5_K, GG_TYPE_Q6_K,
+    GG_TYPE_Q4_K, GG_TYPE_Q5_K, GG_TYPE_Q6_K, GG_TYPE_IQ4_NL, GG_TYPE_IQ4_XS,
 };
 
 static size_t row_size(enum gg_type t, int64_t k)
@@ -41,6 +41,8 @@ static size_t row_size(enum gg_type t, int64_t k)
     case GG_TYPE_Q5_K: return (size_t)k / 256 * sizeof(block_q5_K);
     case GG_TYPE_Q6_K: return (size_t)k / 256 * sizeof(block_q6_K);
     case GG_TYPE_Q8_K: return (size_t)k / 256 * sizeof(block_q8_K);
+    case GG_TYPE_IQ4_NL: return (size_t)k / 32 * sizeof(block_iq4_nl);
+    case GG_TYPE_IQ4_XS: return (size_t)k / 256 * sizeof(block_iq4_xs);
     default: return 0;
     }
 }
@@ -53,7 +55,7 @@ int main(int argc, char **argv)
     float *f = sp_malloc((size_t)k * 4);
     for (int64_t i = 0; i < k; i++)
         f[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
-    printf("%-5s %-7s %12s %12s %13s\n", "type", "isa", "vec_dot GB/s", "gemm8 GMAC/s", "gemm64 GMAC/s");
+    printf("%-6s %-7s %12s %12s %13s\n", "type", "isa", "vec_dot GB/s", "gemm8 GMAC/s", "gemm64 GMAC/s");
     for (size_t ti = 0; ti < SP_ARRAY_LEN(k_types); ti++) {
         const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, k_types[ti]);
         const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, r->vec_dot_type);
@@ -90,7 +92,7 @@ int main(int argc, char **argv)
             double gbs = (double)(wrs * rows) / best1 / 1e9;
             double gmac = (double)(k * rows * 8) / best2 / 1e9;
             double gmac64 = (double)(k * rows * nbatch) / best3 / 1e9;
-            printf("%-5s %-7s %12.2f %12.2f %13.2f\n", gg_type_name(k_types[ti]),
+            printf("%-6s %-7s %12.2f %12.2f %13.2f\n", gg_type_name(k_types[ti]),
                    kern_isa_name((enum kern_isa)isa), gbs, gmac, gmac64);
         }
         sp_free(w);
@@ -98,7 +100,7 @@ int main(int argc, char **argv)
         sp_free(y);
     }
     if (argc > 2 && strcmp(argv[2], "dram") == 0) {
-        printf("\n%-5s %-7s %12s   (64 MB of weights, k=2048, 1 thread)\n", "type", "isa",
+        printf("\n%-6s %-7s %12s   (64 MB of weights, k=2048, 1 thread)\n", "type", "isa",
                "stream GB/s");
         for (size_t ti = 0; ti < SP_ARRAY_LEN(k_types); ti++) {
             const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, k_types[ti]);
@@ -122,7 +124,7 @@ int main(int argc, char **argv)
                     double b = now_s() - a;
                     best = b < best ? b : best;
                 }
-                printf("%-5s %-7s %12.2f\n", gg_type_name(k_types[ti]),
+                printf("%-6s %-7s %12.2f\n", gg_type_name(k_types[ti]),
                        kern_isa_name((enum kern_isa)isa), (double)(wrs * (size_t)nrows) / best / 1e9);
             }
             sp_free(w);
