@@ -3,13 +3,19 @@
  * ppN / tgN and columns: model, size, params, backend, threads, test, t/s as
  * mean ± sd over the repetitions). Each test runs once as a warm-up first.
  * Prefill evaluates N synthetic tokens from an empty cache in batches of 512;
- * decode evaluates N tokens one at a time from an empty cache. */
+ * decode evaluates N tokens one at a time from an empty cache. Each record
+ * also carries the kernel ISA, the thread count, the read bandwidth given
+ * with --membw (GB/s, as measured by ../shared/bench/membw.c) and the peak
+ * RSS of the process while that model ran (VmHWM, reset per model through
+ * /proc/self/clear_refs where the kernel allows it). */
 #include "app/app.h"
 #include "app/bench_par.h"
 #include "engine/engine.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct bench_args {
@@ -17,6 +23,7 @@ struct bench_args {
     int n_models;
     int n_prompt, n_gen, reps, threads;
     bool json, kv_f32;
+    double membw; /* --membw GB/s (0: not measured) */
     int par[16], n_par; /* --parallel */
     int pp, tg;         /* --pp / --tg of --parallel */
 };
@@ -28,6 +35,7 @@ static void bench_usage(FILE *fp)
                 "  -n N   tokens for the decode test (0 = skip)\n"
                 "  -r R   repetitions (mean and standard deviation reported)\n"
                 "  -t T   threads (default: all CPUs)\n"
+                "  --membw GBPS  record the machine's measured read bandwidth (membw.c) with the results\n"
                 "  --parallel 1,2,4,8  batched decode: N sequences of --pp prompt tokens (128) + --tg generated (128)\n");
 }
 
@@ -75,6 +83,15 @@ static int bench_parse(int argc, char **argv, struct bench_args *a)
         } else if (strcmp(o, "--tg") == 0) {
             dst = &a->tg;
             lo = 2;
+        } else if (strcmp(o, "--membw") == 0) {
+            char *end = NULL;
+            a->membw = v ? strtod(v, &end) : 0;
+            if (!v || end == v || *end || !(a->membw > 0 && a->membw < 1e6)) {
+                fprintf(stderr, "spoke: bench: --membw needs a bandwidth in GB/s\n");
+                return APP_EXIT_USAGE;
+            }
+            i++;
+            continue;
         } else if (strcmp(o, "--kv-f32") == 0) {
             a->kv_f32 = true;
             continue;
@@ -117,6 +134,30 @@ static void mean_sd(const double *v, int n, double *mean, double *sd)
 
 static bool first_json = true;
 
+/* Peak resident set of this process in MiB (VmHWM), 0 if unknown. */
+static double peak_rss_mib(void)
+{
+    FILE *fp = fopen("/proc/self/status", "r");
+    char line[256];
+    double kib = 0;
+    while (fp && fgets(line, sizeof(line), fp))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kib = strtod(line + 6, NULL);
+    if (fp)
+        fclose(fp);
+    return kib / 1024.0;
+}
+
+/* Start a new peak (Linux >= 4.0: "5" resets VmHWM); ignored where unsupported. */
+static void peak_rss_reset(void)
+{
+    FILE *fp = fopen("/proc/self/clear_refs", "w");
+    if (fp) {
+        fputs("5", fp);
+        fclose(fp);
+    }
+}
+
 static void bench_report(const struct bench_args *a, const struct engine_model *m, const char *test, int np, int ng,
                          const double *ts, int n)
 {
@@ -136,9 +177,12 @@ static void bench_report(const struct bench_args *a, const struct engine_model *
     if (a->json) {
         printf("%s  {\"model\": \"%s\", \"model_type\": \"%s\", \"model_size\": %zu, \"model_n_params\": %.0f, "
                "\"backend\": \"%s\", \"n_threads\": %d, \"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, "
-               "\"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"samples_ts\": [",
+               "\"isa\": \"%s\", \"peak_rss_mib\": %.1f, ",
                first_json ? "" : ",\n", info.name, engine_model_ftype(m), info.weight_bytes, params, info.backend,
-               a->threads, test, np, ng, mean, sd);
+               a->threads, test, np, ng, kern_isa_name(kern_isa_best()), peak_rss_mib());
+        if (a->membw > 0)
+            printf("\"membw_gbs\": %.2f, ", a->membw);
+        printf("\"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"samples_ts\": [", mean, sd);
         for (int i = 0; i < n; i++)
             printf("%s%.6f", i ? ", " : "", ts[i]);
         printf("]}");
@@ -223,8 +267,20 @@ int cmd_bench(int argc, char **argv)
                "| -------------------: |\n");
     }
     fflush(stdout);
-    for (int i = 0; i < a.n_models && rc == 0; i++)
+    double peak[SP_ARRAY_LEN(a.models)];
+    int done = 0;
+    for (int i = 0; i < a.n_models && rc == 0; i++, done++) {
+        peak_rss_reset();
         rc = bench_model(&a, a.models[i]);
+        peak[i] = peak_rss_mib();
+    }
+    for (int i = 0; i < done && !a.json && rc == 0; i++) { /* below the table, llama-bench style */
+        printf("%s%s: peak RSS %.1f MiB, isa %s, %d threads", i ? "" : "\n", a.models[i], peak[i],
+               kern_isa_name(kern_isa_best()), a.threads);
+        if (a.membw > 0)
+            printf(", read bandwidth %.2f GB/s", a.membw);
+        printf("\n");
+    }
     if (a.json)
         printf("\n]\n");
     return rc;

@@ -41,14 +41,19 @@ err = p.stderr.decode()
 check(p.returncode != 0 and "error" in err and len(err.strip().splitlines()) >= 1, "missing model fails cleanly")
 p = run(["run", model, "x", "--temp"])
 check(p.returncode == 2, "bad option is a usage error")
-p = run(["bench", model, "-p", "32", "-n", "16", "-r", "2", "-t", "2", "--json"])
+p = run(["bench", model, "-p", "32", "-n", "16", "-r", "2", "-t", "2", "--json", "--membw", "17.5"])
 try:
     rows = json.loads(p.stdout.decode())
 except ValueError:
     rows = []
 check(p.returncode == 0 and [x["test"] for x in rows] == ["pp32", "tg16"] and all(x["avg_ts"] > 0 for x in rows),
       "bench --json")
+check(all(x.get("isa") in ("ref", "avx2", "avx512") and x.get("n_threads") == 2 and x.get("membw_gbs") == 17.5
+          and x.get("peak_rss_mib", 0) > 0 for x in rows), "bench --json records isa, threads, membw, peak RSS")
 p = run(["bench", model, "-p", "32", "-n", "16", "-r", "1"])
-check(p.returncode == 0 and b"| model" in p.stdout and b"pp32" in p.stdout and b"tg16" in p.stdout, "bench table")
+check(p.returncode == 0 and b"| model" in p.stdout and b"pp32" in p.stdout and b"tg16" in p.stdout
+      and b"peak RSS" in p.stdout, "bench table")
+p = run(["bench", model, "--membw", "fast"])
+check(p.returncode == 2, "bad --membw is a usage error")
 print("%d failed" % fails)
 sys.exit(1 if fails else 0)
