@@ -196,6 +196,8 @@ struct jctx {
 /* set the render error at node n (returns its status) */
 enum sp_status jx_fail(struct jctx *c, const struct jnode *n, enum sp_status st, const char *fmt, ...) SP_PRINTF(4, 5);
 enum sp_status jx_nomem(struct jctx *c, const struct jnode *n);
+/* count units of work against the step budget (quadratic filters) */
+enum sp_status jx_charge(struct jctx *c, const struct jnode *n, uint64_t units);
 /* arguments of a call (positional then keyword) after evaluation */
 struct jargs {
     size_t n;

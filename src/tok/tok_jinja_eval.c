@@ -32,6 +32,15 @@ enum sp_status jx_fail(struct jctx *c, const struct jnode *n, enum sp_status st,
     return st;
 }
 
+enum sp_status jx_charge(struct jctx *c, const struct jnode *n, uint64_t units)
+{
+    if (c->st != SP_OK)
+        return c->st;
+    if (units > JINJA_MAX_STEPS || (c->steps += units) > JINJA_MAX_STEPS)
+        return jx_fail(c, n, SP_ERR_LIMIT, "the template ran too long (over %u steps)", JINJA_MAX_STEPS);
+    return SP_OK;
+}
+
 enum sp_status jx_nomem(struct jctx *c, const struct jnode *n)
 {
     return jx_fail(c, n, SP_ERR_LIMIT, "the template needs more memory than allowed (or out of memory)");
@@ -191,19 +200,19 @@ static enum sp_status builtin(struct jctx *c, const struct jnode *n, struct jv f
         int64_t start = np == 1 ? 0 : v[0], stop = np == 1 ? v[0] : v[1], stp = np == 3 ? v[2] : 1;
         if (stp == 0)
             return jx_fail(c, n, SP_ERR_INVALID, "range() step must not be zero");
-        int64_t cnt = 0;
+        __int128 cnt = 0; /* no overflow for any int64 bounds */
         if (stp > 0 && stop > start)
-            cnt = (stop - start - 1) / stp + 1;
+            cnt = ((__int128)stop - start - 1) / stp + 1;
         else if (stp < 0 && stop < start)
-            cnt = (start - stop - 1) / -stp + 1;
+            cnt = ((__int128)start - stop - 1) / -(__int128)stp + 1;
         if (cnt > JINJA_MAX_RANGE)
             return jx_fail(c, n, SP_ERR_LIMIT, "range() is too long (limit %d)", JINJA_MAX_RANGE);
         struct jlist *l = ja_alloc(c->ar, sizeof *l);
         if (!l || (cnt && !(l->v = ja_alloc(c->ar, (size_t)cnt * sizeof *l->v))))
             return jx_nomem(c, n);
         l->n = (size_t)cnt;
-        for (int64_t i = 0; i < cnt; i++)
-            l->v[i] = jv_int(start + i * stp);
+        for (int64_t i = 0; i < (int64_t)cnt; i++)
+            l->v[i] = jv_int((int64_t)((__int128)start + (__int128)i * stp));
         out->kind = JV_LIST;
         out->l = l;
         return SP_OK;
@@ -350,9 +359,12 @@ static enum sp_status slice(struct jctx *c, const struct jnode *n, struct jv obj
         e = pv[1].i < 0 ? pv[1].i + len : pv[1].i;
         e = e < lo ? lo : e > hi ? hi : e;
     }
+    /* element count, then index k is b + k * stp (no overflow: |b|, |e| <= len) */
     size_t cnt = 0;
-    for (int64_t i = b; stp > 0 ? i < e : i > e; i += stp)
-        cnt++;
+    if (stp > 0 && e > b)
+        cnt = (size_t)((e - b - 1) / stp + 1);
+    else if (stp < 0 && e < b)
+        cnt = (size_t)((b - e - 1) / (stp == INT64_MIN ? INT64_MAX : -stp) + 1);
     if (obj.kind == JV_STR && stp == 1) {
         size_t ob = jv_utf8_off(obj.s->s, obj.s->len, b), oe = jv_utf8_off(obj.s->s, obj.s->len, e);
         struct jstr *s = jv_substr(c->ar, obj.s, ob, oe > ob ? oe - ob : 0);
@@ -364,7 +376,8 @@ static enum sp_status slice(struct jctx *c, const struct jnode *n, struct jv obj
     if (obj.kind == JV_STR) {
         struct jsb sb = {0};
         int rc = 0;
-        for (int64_t i = b; !rc && (stp > 0 ? i < e : i > e); i += stp) {
+        for (size_t k = 0; !rc && k < cnt; k++) {
+            int64_t i = b + (int64_t)k * stp;
             size_t ob = jv_utf8_off(obj.s->s, obj.s->len, i), oe = jv_utf8_off(obj.s->s, obj.s->len, i + 1);
             rc = jsb_add(&sb, obj.s->s + ob, oe - ob, obj.s->n_taint > 0);
         }
@@ -378,8 +391,8 @@ static enum sp_status slice(struct jctx *c, const struct jnode *n, struct jv obj
     struct jlist *l = ja_alloc(c->ar, sizeof *l);
     if (!l || (cnt && !(l->v = ja_alloc(c->ar, cnt * sizeof *l->v))))
         return jx_nomem(c, n);
-    for (int64_t i = b; stp > 0 ? i < e : i > e; i += stp)
-        l->v[l->n++] = obj.l->v[i];
+    for (size_t k = 0; k < cnt; k++)
+        l->v[l->n++] = obj.l->v[b + (int64_t)k * stp];
     out->kind = JV_LIST;
     out->l = l;
     return SP_OK;
@@ -485,6 +498,8 @@ enum sp_status jx_eval(struct jctx *c, const struct jnode *n, struct jv *out)
             return st;
         if (x.kind == JV_BOOL)
             x = jv_int(x.b);
+        if (x.kind == JV_INT && n->kind == E_NEG && x.i == INT64_MIN)
+            return jx_fail(c, n, SP_ERR_RANGE, "integer overflow");
         if (x.kind == JV_INT)
             *out = jv_int(n->kind == E_NEG ? -x.i : x.i);
         else if (x.kind == JV_FLOAT)
@@ -660,6 +675,10 @@ static enum sp_status eval_bin(struct jctx *c, const struct jnode *n, struct jv 
     if (op == OP_MUL && ((x.kind == JV_STR && y.kind == JV_INT) || (x.kind == JV_INT && y.kind == JV_STR))) {
         const struct jstr *s = x.kind == JV_STR ? x.s : y.s;
         int64_t k = x.kind == JV_INT ? x.i : y.i;
+        if (s->len == 0 || k <= 0)
+            k = 0;
+        else if ((uint64_t)k > c->out_cap / s->len + 1)
+            return jx_fail(c, n, SP_ERR_LIMIT, "string repetition over %zu bytes", c->out_cap);
         struct jsb sb = {0};
         sb.b.limit = c->out_cap;
         int rc = 0;
@@ -715,10 +734,14 @@ static enum sp_status eval_bin(struct jctx *c, const struct jnode *n, struct jv 
         return SP_OK;
     case OP_POW:
         if (ints && ib >= 0) {
-            int64_t r = 1;
-            for (int64_t i = 0; i < ib; i++)
-                if (!sp_mul_i64(r, ia, &r))
+            int64_t r = 1, base = ia, e = ib; /* by squaring: at most 63 rounds */
+            while (e > 0) {
+                if ((e & 1) && !sp_mul_i64(r, base, &r))
                     return jx_fail(c, n, SP_ERR_RANGE, "integer overflow in **");
+                e >>= 1;
+                if (e > 0 && !sp_mul_i64(base, base, &base))
+                    return jx_fail(c, n, SP_ERR_RANGE, "integer overflow in **");
+            }
             *out = jv_int(r);
         } else {
             *out = jv_float(__builtin_pow(a, b));

@@ -289,7 +289,8 @@ enum sp_status jx_filter(struct jctx *c, const struct jnode *n, const char *f, s
             FAIL("dictsort needs a mapping");
         bool handled, ok = true;
         struct jargs none = {0};
-        if ((st = jx_method(c, n, v, "items", &none, out, &handled)) != SP_OK)
+        if ((st = jx_charge(c, n, (uint64_t)v.d->n * v.d->n)) != SP_OK ||
+            (st = jx_method(c, n, v, "items", &none, out, &handled)) != SP_OK)
             return st;
         for (size_t i = 1; i < out->l->n; i++)
             for (size_t j = i; j > 0; j--) {
@@ -349,7 +350,8 @@ enum sp_status jx_filter(struct jctx *c, const struct jnode *n, const char *f, s
     }
     if (nm(f, "sort") || nm(f, "unique") || nm(f, "min") || nm(f, "max") || nm(f, "sum")) {
         struct jv at = jx_arg(a, SIZE_MAX, "attribute");
-        if ((st = seq_of(c, n, v, &l)) != SP_OK || (st = copy_list(c, n, l, &l)) != SP_OK)
+        if ((st = seq_of(c, n, v, &l)) != SP_OK || (st = copy_list(c, n, l, &l)) != SP_OK ||
+            (st = jx_charge(c, n, (uint64_t)l->n * l->n)) != SP_OK) /* insertion sort / unique */
             return st;
         bool ok = true;
         if (nm(f, "sum")) {

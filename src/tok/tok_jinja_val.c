@@ -241,8 +241,14 @@ static bool jv_num(const struct jv *v, double *d)
     return true;
 }
 
-bool jv_equal(const struct jv *x, const struct jv *y)
+static bool equal_rec(const struct jv *x, const struct jv *y, int depth);
+
+bool jv_equal(const struct jv *x, const struct jv *y) { return equal_rec(x, y, 0); }
+
+static bool equal_rec(const struct jv *x, const struct jv *y, int depth)
 {
+    if (depth > 200)
+        return false;
     double a, b;
     if (x->kind == JV_INT && y->kind == JV_INT)
         return x->i == y->i;
@@ -257,16 +263,20 @@ bool jv_equal(const struct jv *x, const struct jv *y)
     case JV_LIST:
         if (x->l->n != y->l->n)
             return false;
+        if (x->l == y->l)
+            return true;
         for (size_t i = 0; i < x->l->n; i++)
-            if (!jv_equal(&x->l->v[i], &y->l->v[i]))
+            if (!equal_rec(&x->l->v[i], &y->l->v[i], depth + 1))
                 return false;
         return true;
     case JV_DICT:
+        if (x->d == y->d)
+            return true;
         if (x->d->n != y->d->n)
             return false;
         for (size_t i = 0; i < x->d->n; i++) {
             const struct jv *o = jv_dict_get(y->d, x->d->k[i]->s, x->d->k[i]->len);
-            if (!o || !jv_equal(&x->d->v[i], o))
+            if (!o || !equal_rec(&x->d->v[i], o, depth + 1))
                 return false;
         }
         return true;
@@ -520,6 +530,8 @@ static int tojson_rec(struct sp_buf *b, const struct jv *v, int indent, bool sor
         if (v->d->n == 0)
             return sp_buf_appends(b, "{}");
         size_t n = v->d->n;
+        if (sort_keys && n > 4096)
+            return SP_ERR_LIMIT; /* the key sort below is quadratic */
         size_t *ord = sp_malloc(n * sizeof *ord);
         if (!ord)
             return SP_ERR_NOMEM;

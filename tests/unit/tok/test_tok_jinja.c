@@ -158,6 +158,16 @@ TEST(bounds)
     CHECK(render("{% for a in range(100000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' }}{% endfor %}", "{}") ==
           SP_ERR_LIMIT);
     CHECK(render("{{ 'x' * 100000000 }}", "{}") == SP_ERR_LIMIT);
+    CHECK(render("{{ 'ab' * 100000000000000 }}", "{}") == SP_ERR_LIMIT);
+    /* integer edges: no overflow, no long loops */
+    R("{{ 1 ** 1000000000000 }}|{{ '' * 1000000000000 }}|", "{}", "1||");
+    R("{{ range(-9223372036854775807, 9223372036854775807, 1000000000000000000) | list | length }}", "{}", "19");
+    R("{{ [1,2,3][::9223372036854775807] }}{{ [1,2,3][::-9223372036854775807] }}", "{}", "[1][3]");
+    CHECK(render("{{ -(-9223372036854775807 - 1) }}", "{}") == SP_ERR_RANGE);
+    CHECK(render("{{ 2 ** 100 }}", "{}") == SP_ERR_RANGE);
+    /* a namespace that contains itself compares and prints without recursing forever */
+    R("{% set ns = namespace() %}{% set ns.x = [ns] %}{{ ns == ns }}{{ ns.x == ns.x }}", "{}", "TrueTrue");
+    CHECK(render("{{ range(5000) | sort | length }}", "{}") == SP_ERR_LIMIT); /* quadratic work is charged */
 }
 
 TEST(request_data_spans)
