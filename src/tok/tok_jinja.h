@@ -121,7 +121,7 @@ struct jtoks {
 
 #define JINJA_MAX_DEPTH 128       /* expression / statement nesting in the parser */
 #define JINJA_MAX_CALL_DEPTH 48   /* macro calls in progress */
-#define JINJA_MAX_STEPS 5000000u  /* evaluation steps per render */
+#define JINJA_MAX_STEPS 2000000u  /* evaluation steps per render */
 #define JINJA_MAX_RANGE 100000    /* longest range() (as Jinja2's sandbox) */
 
 enum sp_status jinja_lex(const char *src, size_t len, struct jarena *ar, struct jtoks *out,

@@ -665,8 +665,10 @@ static enum sp_status eval_bin(struct jctx *c, const struct jnode *n, struct jv 
         size_t cnt = x.l->n + y.l->n;
         if (!l || (cnt && !(l->v = ja_alloc(c->ar, cnt * sizeof *l->v))))
             return jx_nomem(c, n);
-        memcpy(l->v, x.l->v, x.l->n * sizeof *l->v);
-        memcpy(l->v + x.l->n, y.l->v, y.l->n * sizeof *l->v);
+        if (x.l->n)
+            memcpy(l->v, x.l->v, x.l->n * sizeof *l->v);
+        if (y.l->n)
+            memcpy(l->v + x.l->n, y.l->v, y.l->n * sizeof *l->v);
         l->n = cnt;
         out->kind = JV_LIST;
         out->l = l;

@@ -1,7 +1,7 @@
 spoke_test(test_tok ${CMAKE_CURRENT_LIST_DIR}/test_tok.c LABELS unit TIMEOUT 60)
 spoke_test(test_tok_vectors ${CMAKE_CURRENT_LIST_DIR}/test_tok_vectors.c LABELS unit TIMEOUT 120)
 spoke_test(test_tok_chat ${CMAKE_CURRENT_LIST_DIR}/test_tok_chat.c LABELS unit TIMEOUT 60)
-spoke_test(test_tok_jinja ${CMAKE_CURRENT_LIST_DIR}/test_tok_jinja.c LABELS unit TIMEOUT 60)
+spoke_test(test_tok_jinja ${CMAKE_CURRENT_LIST_DIR}/test_tok_jinja.c LABELS unit TIMEOUT 180)
 if(NOT SPOKE_FUZZ)
   add_executable(jinja_render ${CMAKE_CURRENT_LIST_DIR}/jinja_render.c)
   target_include_directories(jinja_render PRIVATE ${CMAKE_SOURCE_DIR}/tests)
