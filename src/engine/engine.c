@@ -52,6 +52,7 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
     struct engine_model *em = sp_calloc(1, sizeof(*em));
     if (!em)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory loading %s", opts->path);
+    em->gv_mu_ok = pthread_mutex_init(&em->gv_mu, NULL) == 0;
     backend_choose(&em->backend);
     if ((result = gg_split_open(opts->path, &em->split, err)) != SP_OK)
         goto fail;
@@ -136,6 +137,9 @@ void engine_model_free(struct engine_model *m)
     sp_free(m->bos_text);
     sp_free(m->eos_text);
     tok_vocab_free(m->vocab);
+    grammar_vocab_free(m->gvocab);
+    if (m->gv_mu_ok)
+        pthread_mutex_destroy(&m->gv_mu);
     model_free(m->model);
     gg_split_close(m->split);
     sp_free(m);
@@ -202,6 +206,8 @@ void engine_ctx_free(struct engine_ctx *c)
     if (!c)
         return;
     sample_free(c->smp);
+    grammar_matcher_free(c->gm);
+    sp_free(c->allow);
     sp_free(c->tokens);
     sp_buf_free(&c->held);
     sp_buf_free(&c->emit);
@@ -292,6 +298,32 @@ static enum sp_status engine_pieces_build(struct engine_model *em, struct sp_err
     em->piece_off[n] = (uint32_t)b.len;
     em->pieces = b.data ? sp_buf_take(&b) : sp_strdup("");
     return em->pieces ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory loading the vocabulary");
+}
+
+enum sp_status engine_grammar_vocab(struct engine_model *m, const struct grammar_vocab **out, struct sp_err *err)
+{
+    *out = NULL;
+    if (!m->gv_mu_ok)
+        return sp_err_set(err, SP_ERR_INTERNAL, "grammar vocabulary lock missing");
+    enum sp_status result = SP_OK;
+    pthread_mutex_lock(&m->gv_mu);
+    if (!m->gvocab) {
+        int32_t n = tok_n_vocab(m->vocab);
+        uint8_t *kind = sp_calloc((size_t)n, 1);
+        if (!kind) {
+            result = sp_err_set(err, SP_ERR_NOMEM, "out of memory building the grammar vocabulary");
+        } else {
+            for (int32_t t = 0; t < n; t++)
+                kind[t] = tok_is_eog(m->vocab, t) ? GRAMMAR_TOK_EOG
+                          : tok_is_control(m->vocab, t) ? GRAMMAR_TOK_NEVER
+                                                        : GRAMMAR_TOK_TEXT;
+            result = grammar_vocab_new(n, m->pieces, m->piece_off, kind, &m->gvocab, err);
+            sp_free(kind);
+        }
+    }
+    *out = m->gvocab;
+    pthread_mutex_unlock(&m->gv_mu);
+    return result;
 }
 
 const struct tok_vocab *engine_model_vocab(const struct engine_model *m) { return m->vocab; }

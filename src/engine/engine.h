@@ -20,6 +20,7 @@ struct engine_model;
 struct engine_ctx;
 struct tok_span;
 struct sample_bias;
+struct grammar;
 
 struct engine_load_opts {
     const char *path;   /* GGUF file (first shard of a split set) */
@@ -123,6 +124,9 @@ struct engine_gen_params {
     int n_top_logprobs;         /* 0..20: alternatives reported per token */
     bool want_logprobs;         /* fill logprob fields in events */
     struct engine_sampling sampling;
+    const struct grammar *grammar; /* constrained output (borrowed; NULL = none): every sampled
+                                      token keeps the text a prefix of the grammar's language; the
+                                      generation stops (STOP) when the grammar is complete */
 };
 
 struct engine_token_event {

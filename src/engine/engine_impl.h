@@ -9,6 +9,7 @@
 #include "kv/kv.h"
 #include "model/model.h"
 #include "tok/tok.h"
+#include "sample/grammar.h"
 #include "sample/sample.h"
 
 #include <pthread.h>
@@ -74,6 +75,9 @@ struct engine_model {
     size_t footprint;      /* file + state (KV budget + scratch) */
     double load_ms;
     struct model_state *st; /* the one state: shared KV cache + thread pool */
+    pthread_mutex_t gv_mu;  /* guards gvocab */
+    bool gv_mu_ok;
+    struct grammar_vocab *gvocab; /* token trie for grammars, built at the first use */
     struct engine_sched sched;
 };
 
@@ -84,6 +88,8 @@ enum engine_phase { ENGINE_IDLE = 0, ENGINE_WAITING, ENGINE_PREFILL, ENGINE_DECO
 struct engine_ctx {
     struct engine_model *m;
     struct sampler *smp;
+    struct grammar_matcher *gm; /* this generation's grammar state, NULL without one (loop) */
+    uint8_t *allow;             /* [n_vocab] the grammar's mask (loop) */
     int32_t *tokens;       /* [n_ctx + 1] prompt + generated tokens (loop) */
     int n_tokens;          /* tokens in tokens[] (loop) */
     int n_prompt;
@@ -108,6 +114,9 @@ struct engine_ctx {
     _Atomic uint64_t gen_id;     /* id of the running / last generation (0 = none yet) */
     _Atomic uint64_t cancel_id;  /* generation asked to stop (0 = none) */
 };
+
+/* The model's grammar vocabulary, built on first use (thread-safe). */
+enum sp_status engine_grammar_vocab(struct engine_model *m, const struct grammar_vocab **out, struct sp_err *err);
 
 /* sched.c */
 enum sp_status engine_sched_start(struct engine_model *m, struct sp_err *err);

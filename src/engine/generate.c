@@ -54,6 +54,19 @@ enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_par
     if (n_prompt == 0)
         return sp_err_set(err, SP_ERR_INVALID, "the prompt is empty (no tokens)");
 
+    /* constrained output: a fresh matcher over the model's token trie */
+    grammar_matcher_free(c->gm);
+    c->gm = NULL;
+    if (p->grammar) {
+        const struct grammar_vocab *gv = NULL;
+        if ((result = engine_grammar_vocab(m, &gv, err)) != SP_OK)
+            return result;
+        if (!c->allow && !(c->allow = sp_calloc((size_t)m->model->hp.n_vocab, 1)))
+            return sp_err_set(err, SP_ERR_NOMEM, "out of memory for a grammar mask");
+        if ((result = grammar_matcher_new(p->grammar, gv, &c->gm, err)) != SP_OK)
+            return result;
+    }
+
     /* per-generation state, then hand it to the step loop */
     struct sample_params sprm;
     to_sample_params(&p->sampling, &sprm);

@@ -140,7 +140,20 @@ static void on_logits(struct engine_model *m, struct engine_ctx *c, const float 
         c->r.prompt_ms = now - c->t_start;
         c->phase = ENGINE_DECODE;
     }
-    int32_t tok = sample_token(c->smp, logits, c->tokens, (size_t)c->n_tokens);
+    const uint8_t *allow = NULL;
+    if (c->gm) { /* the grammar's mask (tokens past the tokenizer's vocabulary stay 0) */
+        if (grammar_mask(c->gm, c->allow) == 0) {
+            finish(m, c, ENGINE_FINISH_STOP, true); /* nothing can follow: the text is as complete as it gets */
+            return;
+        }
+        allow = c->allow;
+    }
+    int32_t tok = sample_token_masked(c->smp, logits, allow, c->tokens, (size_t)c->n_tokens);
+    if (c->gm && !tok_is_eog(m->vocab, tok) && !grammar_accept(c->gm, tok)) {
+        c->status = sp_err_set(&c->err, SP_ERR_INTERNAL, "the grammar refused the token it allowed");
+        finish(m, c, ENGINE_FINISH_STOP, false);
+        return;
+    }
     if (c->r.n_completion_tokens == 0) {
         c->t_first = now;
         c->r.ttft_ms = now - c->t_start;
@@ -179,6 +192,10 @@ static void on_logits(struct engine_model *m, struct engine_ctx *c, const float 
     }
     if (stopped) {
         finish(m, c, ENGINE_FINISH_STOP, false);
+        return;
+    }
+    if (c->gm && grammar_done(c->gm)) { /* the grammar is complete and admits nothing more */
+        finish(m, c, ENGINE_FINISH_STOP, true);
         return;
     }
     if ((p->max_tokens > 0 && c->r.n_completion_tokens >= p->max_tokens) || c->n_eval >= m->n_ctx) {

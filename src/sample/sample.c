@@ -196,6 +196,12 @@ static void apply_penalties(struct sampler *s, const int32_t *hist, size_t n_his
 
 int32_t sample_token(struct sampler *s, const float *logits, const int32_t *hist, size_t n_hist)
 {
+    return sample_token_masked(s, logits, NULL, hist, n_hist);
+}
+
+int32_t sample_token_masked(struct sampler *s, const float *logits, const uint8_t *allow, const int32_t *hist,
+                            size_t n_hist)
+{
     const struct sample_params *p = &s->p;
     size_t n = (size_t)s->n_vocab;
     for (size_t i = 0; i < n; i++) {
@@ -207,6 +213,10 @@ int32_t sample_token(struct sampler *s, const float *logits, const int32_t *hist
             s->c[p->bias[i].id].logit = p->bias[i].bias <= -100.0f ? -INFINITY
                                                                    : s->c[p->bias[i].id].logit + p->bias[i].bias;
     apply_penalties(s, hist, n_hist);
+    if (allow) /* constrained output: the grammar's mask, before everything else narrows */
+        for (size_t i = 0; i < n; i++)
+            if (!allow[i])
+                s->c[i].logit = -INFINITY;
     if (p->temperature <= 0.0f) {
         size_t best = 0;
         for (size_t i = 1; i < n; i++)
@@ -265,7 +275,10 @@ int32_t sample_token(struct sampler *s, const float *logits, const int32_t *hist
         if (u < acc)
             return s->c[i].id;
     }
-    return s->c[n - 1].id;
+    for (size_t i = n; i-- > 0;) /* rounding: the last candidate with any weight */
+        if (s->prob[i] > 0)
+            return s->c[i].id;
+    return s->c[0].id;
 }
 
 float sample_logprobs(const float *logits, int n_vocab, int32_t token, int n_top, int32_t *top_ids, float *top_lp)

@@ -47,6 +47,12 @@ void sample_reset(struct sampler *s, const struct sample_params *p);
  * previous tokens (prompt + generated, oldest first) for the penalties. */
 int32_t sample_token(struct sampler *s, const float *logits, const int32_t *hist, size_t n_hist);
 
+/* The same with a mask: tokens with allow[i] == 0 get -inf logits after the
+ * bias and penalties, before top-k and the rest (constrained output). At
+ * least one token must be allowed. allow NULL = no mask. */
+int32_t sample_token_masked(struct sampler *s, const float *logits, const uint8_t *allow, const int32_t *hist,
+                            size_t n_hist);
+
 /* Natural-log probability of token under softmax(logits) (the model's own
  * distribution), and the n_top (<= 20) most likely tokens with theirs,
  * most likely first. Returns the logprob of token. */

@@ -13,9 +13,9 @@
  *                  stop, presence_penalty, frequency_penalty; other options
  *                  (num_ctx, num_thread, ...) are accepted and ignored, as
  *                  the context and threads are fixed when the model loads
- *   format         "json" / a schema: refused (constrained output does not
- *                  exist in spoke yet), as are images, tools, suffix and
- *                  context (token continuation).
+ *   format         "json" (any JSON object) or a JSON schema object: the
+ *                  output is constrained by a grammar (src/sample); images,
+ *                  tools, suffix and context (token continuation) are refused.
  * No engine calls, so the fuzzer links it alone. */
 #include "server/server_ollama.h"
 
@@ -326,10 +326,16 @@ static enum sp_status parse_fields(const json_t *root, bool chat, const struct s
         return bad(err, "stream", "'stream' must be a boolean");
     r->stream = absent(stream) || json_is_true(stream);
     const json_t *fmt = json_object_get(root, "format");
-    if (!absent(fmt) && !(json_is_string(fmt) && json_string_length(fmt) == 0))
-        return bad(err, "format",
-                   "'format' (JSON mode and schemas) is not supported: spoke has no constrained output yet; "
-                   "omit 'format'");
+    if (json_is_string(fmt) && strcmp(json_string_value(fmt), "json") == 0) {
+        const char *j = grammar_json_object_gbnf();
+        if ((result = server_request_grammar(r, "format", j, strlen(j), err)) != SP_OK)
+            return result;
+    } else if (json_is_object(fmt)) {
+        if ((result = server_request_schema(r, "format", fmt, err)) != SP_OK)
+            return result;
+    } else if (!absent(fmt) && !(json_is_string(fmt) && json_string_length(fmt) == 0)) {
+        return bad(err, "format", "'format' must be \"json\" or a JSON schema object");
+    }
     if ((result = refuse_nonempty(root, "images", "the loaded models are text-only", err)) != SP_OK ||
         (result = refuse_nonempty(root, "tools", "function calling is not available on this server", err)) !=
             SP_OK)

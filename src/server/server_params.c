@@ -47,4 +47,5 @@ void srv_gen_params(const struct server_request *r, const struct server_model_sp
     gp->n_stop = r->n_stop;
     gp->want_logprobs = r->logprobs;
     gp->n_top_logprobs = r->logprobs ? r->top_logprobs : 0;
+    gp->grammar = r->grammar;
 }

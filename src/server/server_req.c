@@ -11,6 +11,7 @@
 #define REQ_MAX_TEXT (16u << 20)
 
 static enum sp_status bad(struct sp_err *err, const char *param, const char *fmt, ...) SP_PRINTF(3, 4);
+static enum sp_status parse_format(const json_t *root, struct server_request *r, struct sp_err *err);
 static enum sp_status bad(struct sp_err *err, const char *param, const char *fmt, ...)
 {
     char msg[400];
@@ -34,6 +35,7 @@ void server_request_free(struct server_request *r)
     sp_free(r->prompt);
     sp_free(r->tmpl_ctx);
     sp_free(r->logit_bias);
+    grammar_free(r->grammar);
     for (size_t i = 0; i < r->n_tools; i++)
         sp_free(r->tool_names[i]);
     sp_free(r->tool_names);
@@ -575,6 +577,88 @@ static enum sp_status parse_fields(const json_t *root, bool chat, const struct s
     const json_t *sfx = json_object_get(root, "suffix");
     if (!is_null_or_absent(sfx))
         return bad(err, "suffix", "'suffix' is not supported");
+    return parse_format(root, r, err);
+}
+
+enum sp_status server_request_grammar(struct server_request *r, const char *param, const char *gbnf, size_t len,
+                                      struct sp_err *err)
+{
+    struct sp_err e;
+    sp_err_clear(&e);
+    grammar_free(r->grammar);
+    r->grammar = NULL;
+    enum sp_status st = grammar_parse(gbnf, len, &r->grammar, &e);
+    if (st == SP_ERR_NOMEM)
+        return sp_err_set(err, st, "%s", e.msg);
+    if (st != SP_OK)
+        return bad(err, param, "'%s': %s", param, e.msg);
+    return SP_OK;
+}
+
+static int dump_text_cb(const char *buffer, size_t size, void *data)
+{
+    return sp_buf_append(data, buffer, size) ? -1 : 0;
+}
+
+enum sp_status server_request_schema(struct server_request *r, const char *param, const struct json_t *schema,
+                                     struct sp_err *err)
+{
+    struct sp_err e;
+    sp_err_clear(&e);
+    char *gbnf = NULL;
+    struct sp_buf txt = {0};
+    if (json_dump_callback(schema, dump_text_cb, &txt, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER) != 0) {
+        sp_buf_free(&txt);
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory reading a JSON schema");
+    }
+    enum sp_status st = json_schema_gbnf(txt.data ? txt.data : "", txt.len, &gbnf, &e);
+    sp_buf_free(&txt);
+    if (st == SP_ERR_NOMEM)
+        return sp_err_set(err, st, "%s", e.msg);
+    if (st != SP_OK)
+        return bad(err, param, "'%s': %s", param, e.msg);
+    st = server_request_grammar(r, param, gbnf, strlen(gbnf), err);
+    sp_free(gbnf);
+    return st;
+}
+
+/* response_format {type: text | json_object | json_schema} and the
+ * extension grammar (GBNF text); at most one of the constraining ones. */
+static enum sp_status parse_format(const json_t *root, struct server_request *r, struct sp_err *err)
+{
+    const json_t *rf = json_object_get(root, "response_format"), *gr = json_object_get(root, "grammar");
+    bool has_gr = !is_null_or_absent(gr);
+    if (has_gr && !json_is_string(gr))
+        return bad(err, "grammar", "'grammar' must be a string of GBNF rules");
+    if (!is_null_or_absent(rf)) {
+        const char *type = json_is_object(rf) ? json_string_value(json_object_get(rf, "type")) : NULL;
+        if (!type)
+            return bad(err, "response_format",
+                       "'response_format' must be an object with 'type' text, json_object or json_schema");
+        if (strcmp(type, "json_object") == 0 || strcmp(type, "json_schema") == 0) {
+            if (has_gr)
+                return bad(err, "grammar", "give either 'grammar' or a JSON 'response_format', not both");
+            if (strcmp(type, "json_object") == 0) {
+                const char *j = grammar_json_object_gbnf();
+                return server_request_grammar(r, "response_format", j, strlen(j), err);
+            }
+            const json_t *js = json_object_get(rf, "json_schema");
+            const json_t *sch = json_is_object(js) ? json_object_get(js, "schema") : NULL;
+            if (!js || !json_is_object(js))
+                return bad(err, "response_format", "'response_format.json_schema' must be an object with a 'schema'");
+            const json_t *strict = json_object_get(js, "strict");
+            if (strict && !json_is_boolean(strict) && !json_is_null(strict))
+                return bad(err, "response_format", "'response_format.json_schema.strict' must be a boolean");
+            if (!sch || (!json_is_object(sch) && !json_is_true(sch)))
+                return bad(err, "response_format", "'response_format.json_schema.schema' must be a JSON schema object");
+            return server_request_schema(r, "response_format", sch, err);
+        }
+        if (strcmp(type, "text") != 0)
+            return bad(err, "response_format",
+                       "'response_format.type' must be text, json_object or json_schema (got '%.40s')", type);
+    }
+    if (has_gr)
+        return server_request_grammar(r, "grammar", json_string_value(gr), json_string_length(gr), err);
     return SP_OK;
 }
 

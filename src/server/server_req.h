@@ -7,6 +7,7 @@
 #define SPOKE_SERVER_REQ_H
 
 #include "base/base.h"
+#include "sample/grammar.h"
 #include "sample/sample.h"
 #include "server/server.h"
 
@@ -46,6 +47,8 @@ struct server_request {
     int tool_choice;         /* SERVER_TOOLS_AUTO/NONE/REQUIRED/NAMED (named: tool_names has that one) */
     char *tmpl_ctx;
     size_t tmpl_ctx_len;
+    struct grammar *grammar; /* constrained output: response_format json_object / json_schema,
+                                or the extension 'grammar' (GBNF); NULL = free text */
     bool special_in_content; /* extension: control-token text in messages is parsed (the
                                 old, injectable behaviour); default false */
 };
@@ -55,5 +58,15 @@ struct server_request {
 enum sp_status server_request_parse(const char *body, size_t len, bool chat, const struct server_limits *lim,
                                     struct server_request *out, struct sp_err *err) SP_MUST_USE;
 void server_request_free(struct server_request *r);
+
+/* Constrained output for r (shared by the OpenAI and Ollama readers):
+ * compile GBNF text, or a JSON schema (a jansson value) via json_schema_gbnf. A
+ * bad grammar or an unsupported schema keyword is SP_ERR_INVALID naming
+ * param. */
+enum sp_status server_request_grammar(struct server_request *r, const char *param, const char *gbnf, size_t len,
+                                      struct sp_err *err) SP_MUST_USE;
+struct json_t;
+enum sp_status server_request_schema(struct server_request *r, const char *param, const struct json_t *schema,
+                                     struct sp_err *err) SP_MUST_USE;
 
 #endif

@@ -6,7 +6,7 @@ bundled demo model, spoken in Ollama's wire format (python stdlib only):
 done_reason and timing fields) and not streamed, options mapped onto
 sampling (greedy output equal to the OpenAI route's, num_predict, stop,
 seed), Ollama-shaped errors ({"error": "..."}) for at least a dozen bad
-requests (format "json" refused by name, images, wrong option types, an
+requests (format "xml" / unsupported schema keywords refused by name, images, wrong option types, an
 unknown model), 405/501 routes, and /api/pull from a fake Hub: progress
 lines (pulling manifest, pulling <file> with total/completed, success),
 then the pulled model answering /api/chat and listed by /api/tags."""
@@ -134,8 +134,9 @@ try:
 
     # ---- errors in Ollama's shape
     msgs = [{"role": "user", "content": "hi"}]
-    bad("/api/chat", {"model": "stories260K", "messages": msgs, "format": "json"}, 400, "format json", "format")
-    bad("/api/chat", {"model": "stories260K", "messages": msgs, "format": {"type": "object"}}, 400, "format schema",
+    bad("/api/chat", {"model": "stories260K", "messages": msgs, "format": "xml"}, 400, "format xml", "format")
+    bad("/api/chat", {"model": "stories260K", "messages": msgs, "format": {"type": "string", "pattern": "a"}}, 400,
+        "format schema with an unsupported keyword",
         "format")
     bad("/api/chat", {"model": "nope", "messages": msgs}, 404, "unknown model")
     bad("/api/chat", {"messages": msgs}, 400, "no model", "model")

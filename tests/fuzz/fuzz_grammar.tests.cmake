@@ -1,0 +1,1 @@
+spoke_fuzzer(fuzz_grammar ${CMAKE_CURRENT_LIST_DIR}/fuzz_grammar.c)
