@@ -67,7 +67,14 @@ async function expectError(p, status, contains, what) {
   const again = await ollama.generate({ model, prompt: 'Hi', raw: true, options: { num_predict: 2 } });
   check(again.done, 'serving after an abort');
 
-  await expectError(ollama.chat({ model, messages, format: 'json' }), 400, 'format', 'format json refused');
+  // format: a JSON schema constrains the reply (the demo model knows no JSON)
+  const schema = { type: 'object', properties: { answer: { type: 'string', enum: ['yes', 'no'] } },
+                   required: ['answer'] };
+  const fj = await ollama.chat({ model, messages, format: schema, options: { temperature: 0, num_predict: 32 } });
+  let parsed = null;
+  try { parsed = JSON.parse(fj.message.content); } catch (e) { parsed = null; }
+  check(parsed && ['yes', 'no'].includes(parsed.answer), 'format schema: ' + JSON.stringify(fj.message.content));
+  await expectError(ollama.chat({ model, messages, format: 'xml' }), 400, 'format', 'format xml refused');
   await expectError(ollama.chat({ model: 'no-such-model', messages }), 404, 'not exist', 'unknown model');
   await expectError(ollama.embed({ model, input: 'x' }), 501, 'not supported', 'embed');
 
