@@ -25,16 +25,7 @@
 
 #define OLLAMA_MAX_TEXT (16u << 20)
 
-static enum sp_status bad(struct sp_err *err, const char *param, const char *fmt, ...) SP_PRINTF(3, 4);
-static enum sp_status bad(struct sp_err *err, const char *param, const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return sp_err_setc(err, SP_ERR_INVALID, param, "%s", msg);
-}
+#define bad srv_req_bad
 
 static bool absent(const json_t *v) { return !v || json_is_null(v); }
 
@@ -62,40 +53,13 @@ static enum sp_status refuse_nonempty(const json_t *root, const char *key, const
 static enum sp_status get_num(const json_t *o, const char *key, double lo, double hi, bool *has, double *out,
                               struct sp_err *err)
 {
-    const json_t *v = json_object_get(o, key);
-    char param[48];
-    snprintf(param, sizeof param, "options.%s", key);
-    if (absent(v))
-        return SP_OK;
-    if (!json_is_number(v))
-        return bad(err, param, "'%s' must be a number", param);
-    double d = json_number_value(v);
-    if (!isfinite(d) || d < lo || d > hi)
-        return bad(err, param, "'%s' must be between %g and %g", param, lo, hi);
-    *out = d;
-    if (has)
-        *has = true;
-    return SP_OK;
+    return srv_req_number(o, key, "options", lo, hi, has, out, err);
 }
 
 static enum sp_status get_int(const json_t *o, const char *key, long long lo, long long hi, bool *has,
                               long long *out, struct sp_err *err)
 {
-    const json_t *v = json_object_get(o, key);
-    char param[48];
-    snprintf(param, sizeof param, "options.%s", key);
-    if (absent(v))
-        return SP_OK;
-    double d = json_is_real(v) ? json_real_value(v) : 0;
-    if (!json_is_integer(v) && !(json_is_real(v) && isfinite(d) && floor(d) == d && d >= -9e15 && d <= 9e15))
-        return bad(err, param, "'%s' must be an integer", param);
-    long long i = json_is_integer(v) ? (long long)json_integer_value(v) : (long long)d;
-    if (i < lo || i > hi)
-        return bad(err, param, "'%s' must be between %lld and %lld (got %lld)", param, lo, hi, i);
-    *out = i;
-    if (has)
-        *has = true;
-    return SP_OK;
+    return srv_req_int(o, key, "options", lo, hi, has, out, err);
 }
 
 static enum sp_status parse_stop(const json_t *o, const struct server_limits *lim, struct server_request *r,

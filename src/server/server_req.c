@@ -10,9 +10,9 @@
 
 #define REQ_MAX_TEXT (16u << 20)
 
-static enum sp_status bad(struct sp_err *err, const char *param, const char *fmt, ...) SP_PRINTF(3, 4);
+#define bad srv_req_bad
 static enum sp_status parse_format(const json_t *root, struct server_request *r, struct sp_err *err);
-static enum sp_status bad(struct sp_err *err, const char *param, const char *fmt, ...)
+enum sp_status srv_req_bad(struct sp_err *err, const char *param, const char *fmt, ...)
 {
     char msg[400];
     va_list ap;
@@ -47,47 +47,66 @@ void server_request_free(struct server_request *r)
 
 static bool is_null_or_absent(const json_t *v) { return !v || json_is_null(v); }
 
-static enum sp_status get_number(const json_t *root, const char *key, double min, double max, bool *has, double *out,
-                                 struct sp_err *err)
+/* "key", or "prefix.key" when the field sits inside an object (Ollama's options) */
+static const char *field_name(const char *prefix, const char *key, char *buf, size_t cap)
 {
-    const json_t *v = json_object_get(root, key);
+    if (!prefix)
+        return key;
+    snprintf(buf, cap, "%s.%s", prefix, key);
+    return buf;
+}
+
+enum sp_status srv_req_number(const json_t *obj, const char *key, const char *prefix, double min, double max,
+                              bool *has, double *out, struct sp_err *err)
+{
+    char buf[64];
+    const char *param = field_name(prefix, key, buf, sizeof buf);
+    const json_t *v = json_object_get(obj, key);
     if (is_null_or_absent(v))
         return SP_OK;
     if (!json_is_number(v))
-        return bad(err, key, "'%s' must be a number", key);
+        return bad(err, param, "'%s' must be a number", param);
     double d = json_number_value(v);
     if (!isfinite(d) || d < min || d > max)
-        return bad(err, key, "'%s' must be between %g and %g", key, min, max);
+        return bad(err, param, "'%s' must be between %g and %g", param, min, max);
     *out = d;
     if (has)
         *has = true;
     return SP_OK;
 }
 
-static enum sp_status get_int(const json_t *root, const char *key, long long min, long long max, bool *has,
-                              long long *out, struct sp_err *err)
+enum sp_status srv_req_int(const json_t *obj, const char *key, const char *prefix, long long min, long long max,
+                           bool *has, long long *out, struct sp_err *err)
 {
-    const json_t *v = json_object_get(root, key);
+    char buf[64];
+    const char *param = field_name(prefix, key, buf, sizeof buf);
+    const json_t *v = json_object_get(obj, key);
     if (is_null_or_absent(v))
         return SP_OK;
-    if (!json_is_integer(v)) {
-        /* accept 5.0 but not 5.5 */
-        if (json_is_real(v) && floor(json_real_value(v)) == json_real_value(v) &&
-            json_real_value(v) >= (double)min && json_real_value(v) <= (double)max) {
-            *out = (long long)json_real_value(v);
-            if (has)
-                *has = true;
-            return SP_OK;
-        }
-        return bad(err, key, "'%s' must be an integer", key);
-    }
-    json_int_t i = json_integer_value(v);
+    /* accept 5.0 but not 5.5; a real is exact (and converts without
+     * overflow) only up to 2^53 */
+    double d = json_is_real(v) ? json_real_value(v) : 0;
+    if (!json_is_integer(v) && !(json_is_real(v) && isfinite(d) && floor(d) == d && d >= -9e15 && d <= 9e15))
+        return bad(err, param, "'%s' must be an integer", param);
+    long long i = json_is_integer(v) ? (long long)json_integer_value(v) : (long long)d;
     if (i < min || i > max)
-        return bad(err, key, "'%s' must be between %lld and %lld (got %lld)", key, min, max, (long long)i);
+        return bad(err, param, "'%s' must be between %lld and %lld (got %lld)", param, min, max, i);
     *out = i;
     if (has)
         *has = true;
     return SP_OK;
+}
+
+static enum sp_status get_number(const json_t *root, const char *key, double min, double max, bool *has, double *out,
+                                 struct sp_err *err)
+{
+    return srv_req_number(root, key, NULL, min, max, has, out, err);
+}
+
+static enum sp_status get_int(const json_t *root, const char *key, long long min, long long max, bool *has,
+                              long long *out, struct sp_err *err)
+{
+    return srv_req_int(root, key, NULL, min, max, has, out, err);
 }
 
 static enum sp_status get_bool(const json_t *root, const char *key, bool *out, struct sp_err *err)

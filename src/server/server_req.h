@@ -69,4 +69,16 @@ struct json_t;
 enum sp_status server_request_schema(struct server_request *r, const char *param, const struct json_t *schema,
                                      struct sp_err *err) SP_MUST_USE;
 
+/* Shared field readers (the Ollama reader uses them too). srv_req_bad: a
+ * SP_ERR_INVALID naming param. srv_req_number / srv_req_int: obj[key] when
+ * present and not null must be a number / an integer (5.0 counts, 5.5 does
+ * not) within [min, max]; the error names "prefix.key" (or key when prefix is
+ * NULL); *has is set when the field was given. */
+struct json_t;
+enum sp_status srv_req_bad(struct sp_err *err, const char *param, const char *fmt, ...) SP_PRINTF(3, 4);
+enum sp_status srv_req_number(const struct json_t *obj, const char *key, const char *prefix, double min,
+                              double max, bool *has, double *out, struct sp_err *err) SP_MUST_USE;
+enum sp_status srv_req_int(const struct json_t *obj, const char *key, const char *prefix, long long min,
+                           long long max, bool *has, long long *out, struct sp_err *err) SP_MUST_USE;
+
 #endif
