@@ -151,6 +151,22 @@ static enum sp_status exec_for(struct jctx *c, const struct jnode *n)
     return st;
 }
 
+/* Run a block's body into a fresh buffer ({% set x %}...{% endset %},
+ * {% filter %}) and return its text as a string value in *out. */
+static enum sp_status capture_body(struct jctx *c, const struct jnode *n, int *flow, struct jstr **out)
+{
+    struct jsb buf = {0}, *saved = c->out;
+    buf.b.limit = c->out_cap;
+    c->out = &buf;
+    enum sp_status st = jx_exec(c, n->body, flow);
+    c->out = saved;
+    *out = st == SP_OK ? jv_sb_take(c->ar, &buf) : NULL;
+    jsb_free(&buf);
+    if (st != SP_OK)
+        return st;
+    return *out ? SP_OK : jx_nomem(c, n);
+}
+
 enum sp_status jx_exec(struct jctx *c, const struct jnode *n, int *flow)
 {
     enum sp_status st = jx_step(c, n);
@@ -179,31 +195,15 @@ enum sp_status jx_exec(struct jctx *c, const struct jnode *n, int *flow)
             return st;
         return bind_target(c, n->a, v);
     case N_SETBLOCK: {
-        struct jsb buf = {0}, *saved = c->out;
-        buf.b.limit = c->out_cap;
-        c->out = &buf;
-        st = jx_exec(c, n->body, flow);
-        c->out = saved;
-        struct jstr *s = st == SP_OK ? jv_sb_take(c->ar, &buf) : NULL;
-        jsb_free(&buf);
-        if (st != SP_OK)
+        struct jstr *s = NULL;
+        if ((st = capture_body(c, n, flow, &s)) != SP_OK)
             return st;
-        if (!s)
-            return jx_nomem(c, n);
         return bind_target(c, n->a, jv_str(s));
     }
     case N_FILTERBLOCK: {
-        struct jsb buf = {0}, *saved = c->out;
-        buf.b.limit = c->out_cap;
-        c->out = &buf;
-        st = jx_exec(c, n->body, flow);
-        c->out = saved;
-        struct jstr *s = st == SP_OK ? jv_sb_take(c->ar, &buf) : NULL;
-        jsb_free(&buf);
-        if (st != SP_OK)
+        struct jstr *s = NULL;
+        if ((st = capture_body(c, n, flow, &s)) != SP_OK)
             return st;
-        if (!s)
-            return jx_nomem(c, n);
         struct jargs a = {0};
         for (size_t i = 0; i < n->a->n_kids && i < SP_ARRAY_LEN(a.v); i++, a.n++) {
             if ((st = jx_eval(c, n->a->kids[i], &a.v[i])) != SP_OK)
