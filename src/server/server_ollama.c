@@ -302,31 +302,47 @@ static enum MHD_Result route_tags(struct server *s, struct MHD_Connection *c, bo
 
 static bool conn_gone(void *ud) { return srv_client_gone(ud, true); }
 
-static enum MHD_Result route_show(struct server *s, struct MHD_Connection *c, struct srv_conn *cc)
+/* The model a request body names, loaded (waiting for the load, as Ollama
+ * does) and in use (the caller ends the use with srv_model_leave). NULL when
+ * the request has been answered here (400 bad body, 404 unknown model, 503
+ * load failed) or the client left (*ret = MHD_NO); *load_ms (may be NULL)
+ * receives the time spent making it ready. */
+static struct srv_model *ollama_ready_model(struct server *s, struct MHD_Connection *c, struct srv_conn *cc,
+                                            double *load_ms, enum MHD_Result *ret)
 {
     char *name = NULL;
     struct sp_err err;
     sp_err_clear(&err);
-    if (server_ollama_model_name(cc->body.data, cc->body.len, &name, NULL, &err) != SP_OK)
-        return ollama_error(c, 400, err.msg, err.context, NULL, NULL);
+    if (server_ollama_model_name(cc->body.data, cc->body.len, &name, NULL, &err) != SP_OK) {
+        *ret = ollama_error(c, 400, err.msg, err.context, NULL, NULL);
+        return NULL;
+    }
     struct srv_model *m = ollama_find(s, name);
-    enum MHD_Result ret;
     if (!m) {
         char msg[700];
         snprintf(msg, sizeof msg, "model '%.500s' not found (see GET /api/tags)", name);
-        ret = ollama_error(c, 404, msg, NULL, NULL, NULL);
-        goto out;
+        *ret = ollama_error(c, 404, msg, NULL, NULL, NULL);
+        sp_free(name);
+        return NULL;
     }
-    /* describing a model needs its file's metadata: load it (as Ollama does) */
+    sp_free(name);
+    double t0 = sp_now_ms();
     enum sp_status st = srv_model_ensure(m, true, conn_gone, cc, &err);
-    if (st == SP_ERR_CANCELLED) {
-        ret = MHD_NO;
-        goto out;
-    }
-    if (st != SP_OK) {
-        ret = ollama_error(c, 503, err.msg, NULL, NULL, "5");
-        goto out;
-    }
+    if (load_ms)
+        *load_ms = sp_now_ms() - t0;
+    if (st == SP_OK)
+        return m;
+    *ret = st == SP_ERR_CANCELLED ? MHD_NO : ollama_error(c, 503, err.msg, NULL, NULL, "5");
+    return NULL;
+}
+
+static enum MHD_Result route_show(struct server *s, struct MHD_Connection *c, struct srv_conn *cc)
+{
+    enum MHD_Result ret;
+    /* describing a model needs its file's metadata: load it (as Ollama does) */
+    struct srv_model *m = ollama_ready_model(s, c, cc, NULL, &ret);
+    if (!m)
+        return ret;
     struct model_snap sn;
     pthread_mutex_lock(&m->mu);
     snap_locked(m, &sn);
@@ -362,10 +378,7 @@ static enum MHD_Result route_show(struct server *s, struct MHD_Connection *c, st
                           "completion", "modified_at", ts);
     pthread_mutex_unlock(&m->mu);
     srv_model_leave(m); /* the use srv_model_ensure began */
-    ret = respond_json(c, j);
-out:
-    sp_free(name);
-    return ret;
+    return respond_json(c, j);
 }
 
 /* ---- /api/pull */
@@ -554,29 +567,11 @@ static bool is_load_only(const struct srv_conn *cc, bool chat)
 
 static enum MHD_Result route_load(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, bool chat)
 {
-    char *name = NULL;
-    struct sp_err err;
-    sp_err_clear(&err);
-    if (server_ollama_model_name(cc->body.data, cc->body.len, &name, NULL, &err) != SP_OK)
-        return ollama_error(c, 400, err.msg, err.context, NULL, NULL);
-    struct srv_model *m = ollama_find(s, name);
     enum MHD_Result ret;
-    if (!m) {
-        char msg[700];
-        snprintf(msg, sizeof msg, "model '%.500s' not found (see GET /api/tags)", name);
-        ret = ollama_error(c, 404, msg, NULL, NULL, NULL);
-        goto out;
-    }
-    double t0 = sp_now_ms();
-    enum sp_status st = srv_model_ensure(m, true, conn_gone, cc, &err);
-    if (st == SP_ERR_CANCELLED) {
-        ret = MHD_NO;
-        goto out;
-    }
-    if (st != SP_OK) {
-        ret = ollama_error(c, 503, err.msg, NULL, NULL, "5");
-        goto out;
-    }
+    double load_ms = 0;
+    struct srv_model *m = ollama_ready_model(s, c, cc, &load_ms, &ret);
+    if (!m)
+        return ret;
     json_t *j = json_pack("{s:s,s:o}", "model", m->spec.name, "created_at", now_json());
     if (j) {
         if (chat)
@@ -585,12 +580,9 @@ static enum MHD_Result route_load(struct server *s, struct MHD_Connection *c, st
             json_object_set_new(j, "response", json_string(""));
         json_object_set_new(j, "done", json_true());
         json_object_set_new(j, "done_reason", json_string("load"));
-        json_object_set_new(j, "load_duration", json_integer(ns(sp_now_ms() - t0)));
+        json_object_set_new(j, "load_duration", json_integer(ns(load_ms)));
     }
-    ret = respond_json(c, j);
-out:
-    sp_free(name);
-    return ret;
+    return respond_json(c, j);
 }
 
 /* ---- dispatch */
