@@ -582,6 +582,7 @@ static enum MHD_Result route_load(struct server *s, struct MHD_Connection *c, st
         json_object_set_new(j, "done_reason", json_string("load"));
         json_object_set_new(j, "load_duration", json_integer(ns(load_ms)));
     }
+    srv_model_leave(m); /* the use srv_model_ensure began */
     return respond_json(c, j);
 }
 
