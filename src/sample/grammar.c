@@ -9,7 +9,8 @@
  * end of an alternative); step() advances a whole state by one byte
  * (complete characters move stacks past their class, partial ones keep the
  * stacks whose class can still match). Stack depth and count are capped
- * (stacks past the caps are dropped, which can only forbid text).
+ * (stacks past the caps are dropped, which can only forbid text), and so
+ * is the work one step may do (MAX_STEP_WORK).
  *
  * The vocabulary is a byte trie in preorder (node i's subtree ends at
  * end[i]). A mask walks it once, keeping one state per depth: a node whose
@@ -26,6 +27,12 @@
 #define MAX_STACKS 256u  /* stacks per state */
 #define MAX_TOK_BYTES 96 /* longer token texts are never allowed */
 #define N_CACHE 8
+/* work units (expand calls + stacks scanned for duplicates) one step may
+ * spend; past it further stacks are dropped like those past the caps, so a
+ * grammar such as ("a"|){470} costs bounded time per byte instead of
+ * hundreds of thousands of expansions (the same bound for a mask and an
+ * accept, so both see the same state) */
+#define MAX_STEP_WORK (1u << 17)
 
 /* ---- vocabulary trie */
 struct grammar_vocab {
@@ -211,9 +218,12 @@ struct grammar_matcher {
 };
 
 /* Add stack path[0..len) to the state being built at out[base..) unless present. */
-static void add_stack(struct wbuf *out, size_t base, const uint32_t *path, uint32_t len)
+static void add_stack(struct wbuf *out, size_t base, const uint32_t *path, uint32_t len, uint32_t *work)
 {
     uint32_t ns = out->w[base];
+    if (ns >= MAX_STACKS || *work >= MAX_STEP_WORK)
+        return;
+    *work += ns;
     size_t at = base + 3;
     for (uint32_t s = 0; s < ns; s++) {
         uint32_t l = out->w[at];
@@ -221,7 +231,7 @@ static void add_stack(struct wbuf *out, size_t base, const uint32_t *path, uint3
             return;
         at += 1 + l;
     }
-    if (ns >= MAX_STACKS || !wb_reserve(out, (size_t)len + 1))
+    if (!wb_reserve(out, (size_t)len + 1))
         return;
     out->w[out->n++] = len;
     memcpy(out->w + out->n, path, len * sizeof(uint32_t));
@@ -230,16 +240,19 @@ static void add_stack(struct wbuf *out, size_t base, const uint32_t *path, uint3
 }
 
 /* Stacks for "path[0..len) with execution continuing at position pos". */
-static void expand(const struct grammar *g, struct wbuf *out, size_t base, uint32_t *path, uint32_t len, uint32_t pos)
+static void expand(const struct grammar *g, struct wbuf *out, size_t base, uint32_t *path, uint32_t len, uint32_t pos,
+                   uint32_t *work)
 {
+    if (++*work >= MAX_STEP_WORK)
+        return;
     const struct gelem *e = &g->el[pos];
     if (e->type == GE_END || e->type == GE_ALT) {
         if (len == 0) {
-            add_stack(out, base, path, 0);
+            add_stack(out, base, path, 0, work);
             return;
         }
         uint32_t ret = path[len - 1];
-        expand(g, out, base, path, len - 1, ret);
+        expand(g, out, base, path, len - 1, ret, work);
         path[len - 1] = ret; /* deeper calls may have reused the slot */
         return;
     }
@@ -248,7 +261,7 @@ static void expand(const struct grammar *g, struct wbuf *out, size_t base, uint3
     if (e->type == GE_CLASS) {
         uint32_t old = path[len];
         path[len] = pos;
-        add_stack(out, base, path, len + 1);
+        add_stack(out, base, path, len + 1, work);
         path[len] = old;
         return;
     }
@@ -259,7 +272,7 @@ static void expand(const struct grammar *g, struct wbuf *out, size_t base, uint3
         path[nl++] = pos + 1;
     uint32_t a = g->rule_start[e->v];
     for (;;) {
-        expand(g, out, base, path, nl, a);
+        expand(g, out, base, path, nl, a, work);
         if (nl > len)
             path[len] = pos + 1;
         while (g->el[a].type != GE_ALT && g->el[a].type != GE_END)
@@ -358,7 +371,7 @@ static bool step(const struct grammar *g, const struct wbuf *inb, size_t inoff, 
             return false;
         }
     }
-    uint32_t ns = inb->w[inoff];
+    uint32_t ns = inb->w[inoff], work = 0;
     size_t soff = inoff + 3;
     for (uint32_t k = 0; k < ns; k++) {
         const uint32_t *s = inb->w + soff; /* out may be inb: re-read after growth */
@@ -369,9 +382,9 @@ static bool step(const struct grammar *g, const struct wbuf *inb, size_t inoff, 
             if (complete ? class_has(g, c, cp) : class_meets(g, c, lo, hi)) {
                 memcpy(path, s + 1, len * sizeof(uint32_t));
                 if (complete)
-                    expand(g, out, base, path, len - 1, top + 1);
+                    expand(g, out, base, path, len - 1, top + 1, &work);
                 else
-                    add_stack(out, base, path, len);
+                    add_stack(out, base, path, len, &work);
             }
         }
         soff += 1 + len;
@@ -411,7 +424,8 @@ enum sp_status grammar_matcher_new(const struct grammar *g, const struct grammar
     }
     m->st.w[0] = m->st.w[1] = m->st.w[2] = 0;
     m->st.n = 3;
-    expand(g, &m->st, 0, m->path, 0, g->rule_start[g->root]);
+    uint32_t work = 0;
+    expand(g, &m->st, 0, m->path, 0, g->rule_start[g->root], &work);
     if (m->st.oom) {
         grammar_matcher_free(m);
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory creating a grammar matcher");
