@@ -292,7 +292,10 @@ static void rope_store_range(void *ud, int ith, int64_t i0, int64_t i1)
  * from the token's own position: results equal llama.cpp's per-batch padding,
  * see docs/PARITY.md), and each matmul sums in tinyBLAS order when the
  * token's sequence has >= 2 tokens in the batch and the row length is a
- * multiple of 16, vec_dot order otherwise (kernels.h). */
+ * multiple of 16, vec_dot order otherwise (kernels.h). Exception: with an F32
+ * cache K.q is always in vec_dot order, because ggml hands tinyBLAS only a
+ * contiguous q (its permuted q is converted to a contiguous copy only when
+ * the cache type differs from F32). */
 static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
 {
     const struct fwd_layer_task *t = ud;
@@ -328,7 +331,7 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
         const int j0 = lo / 64 * 64;
         /* llama.cpp's KQ is [n_pad rows of K] x q, its KQV [hd rows of V^T] x kq,
          * for the tokens of this sequence's chunk */
-        const kern_gemm_fn gemm_k = kern_pick_gemm(ops, n_pad, hd, fb->cnt[i]);
+        const kern_gemm_fn gemm_k = f16 ? kern_pick_gemm(ops, n_pad, hd, fb->cnt[i]) : ops->gemm;
         const kern_gemm_fn gemm_v = kern_pick_gemm(ops, hd, n_pad, fb->cnt[i]);
         const float *q = s->q + (size_t)i * Dq + (size_t)h0 * hd;
         float *out = s->att + (size_t)i * Dq + (size_t)h0 * hd;
