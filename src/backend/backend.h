@@ -18,7 +18,10 @@
 
 #include "base/base.h"
 #include "gguf/gguf.h"
-#include "kernels/kernels.h"
+
+/* The kernels' per-type table: opaque outside the backend (model/ cannot
+ * reach the kernels; only src/backend/ includes kernels/kernels.h). */
+struct kern_type_ops;
 
 /* A weight matrix as the backend sees it: rows of `k` elements of `type`,
  * row r at data + r * row_bytes. A view into the GGUF mapping (not owned). */
@@ -28,7 +31,7 @@ struct backend_weight {
     int64_t rows;       /* number of rows (ne1) = output features */
     size_t row_bytes;   /* bytes per row */
     const void *data;   /* first row */
-    const struct kern_type_ops *ops; /* kernels for type */
+    const struct kern_type_ops *ops; /* the backend's kernels for type (opaque outside src/backend) */
 };
 
 /* One matmul of a multi-matmul call: y[b * y_stride + r] = w row r . x row b. */
@@ -39,6 +42,23 @@ struct backend_mm {
 };
 
 struct backend;
+
+enum backend_act { BACKEND_ACT_SILU = 0, BACKEND_ACT_GELU }; /* GELU: tanh approximation */
+
+/* Arguments of backend_ops.rms_norm, per row i in [0, n) (rows of dim floats,
+ * row i at base + i * stride floats for x, add and out):
+ *   x += add (when add != NULL); x += bias (when bias != NULL);
+ *   out = rmsnorm(x) * w (when w != NULL; out may equal x, else distinct). */
+struct backend_norm {
+    float *x;
+    const float *add;  /* [n][stride] or NULL */
+    const float *bias; /* [dim] or NULL */
+    float *out;        /* [n][stride]; unused when w is NULL */
+    const float *w;    /* [dim] norm weight or NULL (no norm) */
+    int64_t n, dim;
+    size_t stride;     /* floats between rows */
+    float eps;
+};
 
 /* A range task: process items [i0, i1) on pool thread ith (0 = caller;
  * ith < n_threads indexes per-thread scratch). */
@@ -57,14 +77,31 @@ struct backend_ops {
      * row b at x + b * x_stride floats): x is quantized ONCE into each
      * distinct vec_dot_type of the weights, then the rows of every weight
      * are split across the threads. All weights must have the same k;
-     * n_mm <= 4; n_batch <= the backend's max batch. */
+     * n_mm <= 4; n_batch <= the backend's max batch. Rows [0, n_solo) of x
+     * sum in the order of a 1-row batch (ggml_vec_dot's), so each equals its
+     * result evaluated alone; rows [n_solo, n_batch) sum in the order
+     * llama.cpp uses for that batch size (where a weight type has two orders,
+     * F32/F16, that is two passes over the weight). Outputs do not overlap
+     * inputs. */
     void (*matmul)(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
-                   int64_t n_batch, size_t x_stride);
-    /* The same, but every row sums in the order of a 1-row batch (ggml_vec_dot's),
-     * so each row equals its result evaluated alone; matmul instead picks the
-     * order llama.cpp uses for the batch size (kern_pick_gemm). */
-    void (*matmul_vec)(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
-                       int64_t n_batch, size_t x_stride);
+                   int64_t n_batch, int64_t n_solo, size_t x_stride);
+    /* Embedding lookup: out row i (out + i * out_stride floats) = row ids[i]
+     * of w dequantized to F32 (w->k floats), times scale when scale != 1
+     * (ggml_get_rows then ggml_scale). ids must be in [0, w->rows). */
+    void (*get_rows)(struct backend *be, const struct backend_weight *w, const int32_t *ids, int64_t n, float *out,
+                     size_t out_stride, float scale);
+    /* Residual add, bias and RMSNorm over rows (struct backend_norm), in
+     * ggml's order: sum of squares in double, mean rounded to float. */
+    void (*rms_norm)(struct backend *be, const struct backend_norm *a);
+    /* Gated activation over n rows of dim floats (row i at a + i * stride,
+     * b + i * stride): a = act(a) * b in place; SiLU as ggml_vec_silu_f32
+     * then ggml_mul, GELU (tanh approximation) through ggml's F16 table with
+     * its +-10 clamps, as ggml_geglu. */
+    void (*glu)(struct backend *be, enum backend_act act, float *a, const float *b, int64_t n, int64_t dim,
+                size_t stride);
+    /* x = tanh(x / cap) * cap over n contiguous floats, in place (final logit
+     * soft-capping: ggml_scale, ggml_tanh, ggml_scale). */
+    void (*softcap)(struct backend *be, float *x, int64_t n, float cap);
     void (*free)(struct backend *be);
 };
 
@@ -91,6 +128,16 @@ size_t backend_cpu_scratch_bytes(int64_t max_k, int64_t max_batch);
  * kernels have no ops for its type. */
 enum sp_status backend_weight_bind(struct backend_weight *w, enum gg_type type, int64_t k, int64_t rows,
                                    const void *data, struct sp_err *err) SP_MUST_USE;
+
+/* Whether get_rows can read rows of the bound weight w (its type dequantizes). */
+bool backend_weight_has_rows(const struct backend_weight *w);
+
+/* Convert n elements (a whole number of blocks) of a host tensor of type to
+ * F32: the small vectors the model keeps in F32 (norm weights, biases, RoPE
+ * factors). Errors: SP_ERR_UNSUPPORTED (no conversion for type),
+ * SP_ERR_FORMAT (n is not a whole number of blocks). Thread-safe. */
+enum sp_status backend_to_f32(enum gg_type type, const void *src, float *dst, int64_t n,
+                              struct sp_err *err) SP_MUST_USE;
 
 /* ---- device choice */
 enum backend_kind { BACKEND_CPU = 0, BACKEND_CUDA, BACKEND_METAL };

@@ -6,6 +6,7 @@
  * but this build has no CUDA backend") and the CPU backend is used. Every
  * decision is logged once per call with the reason the others were skipped. */
 #include "backend/backend.h"
+#include "kernels/kernels.h"
 #include "obs/log.h"
 
 #include <dlfcn.h>

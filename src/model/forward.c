@@ -24,6 +24,7 @@
  * ggml's CPU ops (see model.h). All buffers are allocated in model_state_new. */
 #include "model/model.h"
 #include "model/ops.h"
+#include "kernels/kernels.h"
 #include "obs/log.h"
 
 #include <math.h>
@@ -52,8 +53,9 @@ struct model_state {
     uint16_t *p16;    /* [n_threads][group][n_ctx] */
     uint16_t *q16;    /* [n_threads][group][head_dim] */
     float *rope;      /* [n_threads][n_rot] cos/sin cache */
-    int32_t *rows;    /* [7][B] per internal row: batch index, position, first cell, sequence tokens;
-                         per batch index: its row; model_eval's positions and sequence ids */
+    int32_t *rows;    /* [8][B] per internal row: batch index, position, first cell, sequence tokens;
+                         per batch index: its row; model_eval's positions and sequence ids;
+                         per internal row: token id */
     uint32_t *seq_mark; /* [kv n_seq_max] batch validation stamps */
     uint32_t stamp;
     void *arena;
@@ -77,14 +79,6 @@ struct fwd_layer_task {
     int per; /* attention: query heads per item (the group, or 1) */
 };
 
-/* Argument of add_norm_range / swiglu_range / post_range: the first n rows. */
-struct fwd_rows_task {
-    struct model_state *s;
-    const float *norm_w; /* add_norm: NULL = only the residual add; post: norm of xb2 or NULL */
-    bool add_first;      /* add_norm: x += xb2 before the norm */
-    const float *bias;   /* post: bias added to xb2 first, or NULL */
-};
-
 #define ALIGN_UP(x) (((x) + 63u) & ~(size_t)63u)
 #define N_BUF 16
 
@@ -104,7 +98,7 @@ static bool state_layout(const struct model *m, int n_ctx, int B, int nth, int n
     size_t sizes[N_BUF] = {
         B * E * 4, B * E * 4, B * E * 4, B * E * 4, B * Dq * 4, B * Dkv * 4, B * Dkv * 4, B * Dq * 4, B * F * 4,
         B * F * 4, (size_t)nth * group * n_ctx * 4, (size_t)nth * group * n_ctx * 2,
-        (size_t)nth * group * hp->head_dim * 2, (size_t)nth * (hp->n_rot + 2) * 4, (size_t)7 * B * 4,
+        (size_t)nth * group * hp->head_dim * 2, (size_t)nth * (hp->n_rot + 2) * 4, (size_t)8 * B * 4,
         (size_t)seq_records(n_seq) * 4,
     };
     size_t total = 0;
@@ -370,101 +364,23 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
     }
 }
 
-/* Per row: x += xb2 (when add_first), then xb = rmsnorm(x) * norm_w. */
-static void add_norm_range(void *ud, int ith, int64_t i0, int64_t i1)
-{
-    SP_UNUSED(ith);
-    const struct fwd_rows_task *t = ud;
-    struct model_state *s = t->s;
-    const int E = s->m->hp.n_embd;
-    for (int64_t i = i0; i < i1; i++) {
-        float *x = s->x + (size_t)i * E;
-        if (t->add_first) {
-            const float *y = s->xb2 + (size_t)i * E;
-            for (int d = 0; d < E; d++)
-                x[d] += y[d];
-        }
-        if (t->norm_w)
-            model_rmsnorm(s->xb + (size_t)i * E, x, t->norm_w, E, s->m->hp.rms_eps);
-    }
-}
-
-/* Per row: hb = silu(hb) * hb2 (ggml_silu then ggml_mul), or
- * gelu(hb) * hb2 (ggml_geglu). */
-static void swiglu_range(void *ud, int ith, int64_t i0, int64_t i1)
-{
-    SP_UNUSED(ith);
-    const struct fwd_rows_task *t = ud;
-    struct model_state *s = t->s;
-    const size_t F = (size_t)s->m->hp.n_ff;
-    if (s->m->hp.act == MODEL_ACT_GELU) {
-        for (int64_t r = i0; r < i1; r++)
-            model_geglu_row((int64_t)F, s->hb + (size_t)r * F, s->hb + (size_t)r * F, s->hb2 + (size_t)r * F,
-                            s->m->gelu_f16);
-        return;
-    }
-    for (int64_t r = i0; r < i1; r++) /* per row: the SIMD chunking restarts */
-        kern_silu_row((int64_t)F, s->hb + (size_t)r * F, s->hb + (size_t)r * F);
-    for (size_t i = (size_t)i0 * F; i < (size_t)i1 * F; i++)
-        s->hb[i] *= s->hb2[i];
-}
-
 /* Per row: xb2 += bias, then xb2 = rmsnorm(xb2) * norm_w (a projection's
  * bias, gemma3's post-attention / post-FFN norms), each when set. */
-static void post_range(void *ud, int ith, int64_t i0, int64_t i1)
-{
-    SP_UNUSED(ith);
-    const struct fwd_rows_task *t = ud;
-    struct model_state *s = t->s;
-    const int E = s->m->hp.n_embd;
-    for (int64_t i = i0; i < i1; i++) {
-        float *y = s->xb2 + (size_t)i * E;
-        if (t->bias)
-            for (int d = 0; d < E; d++)
-                y[d] += t->bias[d];
-        if (t->norm_w)
-            model_rmsnorm(y, y, t->norm_w, E, s->m->hp.rms_eps);
-    }
-}
-
 static void post_out(struct model_state *s, int n, const float *b, const float *w)
 {
     if (!b && !w)
         return;
-    struct fwd_rows_task t = {s, w, false, b};
-    s->be->ops->parallel_for(s->be, post_range, &t, n, 1, (double)n * s->m->hp.n_embd * 6.0);
+    const int E = s->m->hp.n_embd;
+    struct backend_norm a = {s->xb2, NULL, b, s->xb2, w, n, E, (size_t)E, s->m->hp.rms_eps};
+    s->be->ops->rms_norm(s->be, &a);
 }
 
+/* Per row: x += xb2 (when add_first), then xb = rmsnorm(x) * w. */
 static void add_norm(struct model_state *s, int n, bool add_first, const float *w)
 {
-    struct fwd_rows_task t = {s, w, add_first, NULL};
-    s->be->ops->parallel_for(s->be, add_norm_range, &t, n, 1, (double)n * s->m->hp.n_embd * 6.0);
-}
-
-/* Matmuls of rows [0, n) of x where rows [0, n_solo) must sum in the order
- * of a 1-row batch: a weight type with a second (batch) order gets the two
- * row ranges in two calls; for the others one call serves all rows. */
-static void fwd_matmul(struct model_state *s, const struct backend_mm *mms, size_t n_mm, const float *x, int n,
-                       int n_solo, size_t x_stride)
-{
-    struct backend *be = s->be;
-    bool two_orders = false;
-    for (size_t i = 0; i < n_mm; i++)
-        two_orders |= mms[i].w->ops->gemm_tb != NULL;
-    if (!two_orders || n_solo == 0) {
-        be->ops->matmul(be, mms, n_mm, x, n, x_stride);
-        return;
-    }
-    be->ops->matmul_vec(be, mms, n_mm, x, n_solo, x_stride);
-    if (n_solo == n)
-        return;
-    struct backend_mm part[4];
-    n_mm = SP_MIN(n_mm, (size_t)4);
-    for (size_t i = 0; i < n_mm; i++) {
-        part[i] = mms[i];
-        part[i].y += (size_t)n_solo * mms[i].y_stride;
-    }
-    be->ops->matmul(be, part, n_mm, x + (size_t)n_solo * x_stride, n - n_solo, x_stride);
+    const int E = s->m->hp.n_embd;
+    struct backend_norm a = {s->x, add_first ? s->xb2 : NULL, NULL, s->xb, w, n, E, (size_t)E, s->m->hp.rms_eps};
+    s->be->ops->rms_norm(s->be, &a);
 }
 
 /* Validate b and lay out its rows (single-token sequences first) in s->rows. */
@@ -578,14 +494,12 @@ enum sp_status model_decode(struct model_state *s, const struct model_batch *b, 
         kv_seq_set_tokens(kv, b->seq[i], b->pos[i], b->tokens + i, j - i);
         i = j;
     }
-    const struct backend_weight *te = &m->tok_embd;
-    for (int r = 0; r < n; r++) {
-        te->ops->to_float((const char *)te->data + (size_t)b->tokens[fb.src[r]] * te->row_bytes,
-                          s->x + (size_t)r * E, E);
-        if (hp->embd_scale != 1.0f) /* gemma: ggml_scale by sqrt(n_embd) */
-            model_scale(s->x + (size_t)r * E, E, hp->embd_scale);
-    }
     struct backend *be = s->be;
+    int32_t *ids = s->rows + 7 * (size_t)s->n_batch;
+    for (int r = 0; r < n; r++)
+        ids[r] = b->tokens[fb.src[r]];
+    /* gemma: ggml_scale by sqrt(n_embd) */
+    be->ops->get_rows(be, &m->tok_embd, ids, n, s->x, (size_t)E, hp->embd_scale);
     int nr = n, ns = fb.n_solo; /* rows through the FFN: the last layer only needs the output rows */
     const int group = hp->n_head / hp->n_head_kv;
     const int per = (int64_t)n * hp->n_head_kv >= 4 * (int64_t)be->n_threads ? group : 1;
@@ -599,7 +513,7 @@ enum sp_status model_decode(struct model_state *s, const struct model_batch *b, 
         struct backend_mm qkv[3] = {{&L->wq, s->q, (size_t)Dq},
                                     {&L->wk, s->k, (size_t)Dkv},
                                     {&L->wv, s->v, (size_t)Dkv}};
-        fwd_matmul(s, qkv, 3, s->xb, n, fb.n_solo, (size_t)E);
+        be->ops->matmul(be, qkv, 3, s->xb, n, fb.n_solo, (size_t)E);
         struct fwd_layer_task t = {s, &fb, l, per};
         be->ops->parallel_for(be, rope_store_range, &t, n, 1, (double)n * (Dq + Dkv) * 8.0);
         for (int r = 0; r < n; r++) /* zero V in each sequence's padding after its last token */
@@ -607,7 +521,7 @@ enum sp_status model_decode(struct model_state *s, const struct model_batch *b, 
                 kv_cache_zero_v(kv, l, fb.base[r] + fb.pos[r] + 1, fb.base[r] + attn_pad(s, fb.pos[r]));
         be->ops->parallel_for(be, attention_range, &t, (int64_t)n * (hp->n_head / per), 1, att_work);
         struct backend_mm o = {&L->wo, s->xb2, (size_t)E};
-        fwd_matmul(s, &o, 1, s->att, n, fb.n_solo, (size_t)Dq);
+        be->ops->matmul(be, &o, 1, s->att, n, fb.n_solo, (size_t)Dq);
         if (l == hp->n_layer - 1) {
             /* as llama.cpp: the last layer's FFN runs only for the tokens
              * whose logits are wanted, each as in a 1-row batch */
@@ -618,20 +532,20 @@ enum sp_status model_decode(struct model_state *s, const struct model_batch *b, 
         post_out(s, nr, L->bo, L->attn_post_norm);
         add_norm(s, nr, true, L->ffn_norm);
         struct backend_mm gu[2] = {{&L->w_gate, s->hb, (size_t)F}, {&L->w_up, s->hb2, (size_t)F}};
-        fwd_matmul(s, gu, 2, s->xb, nr, ns, (size_t)E);
-        struct fwd_rows_task sw = {s, NULL, false, NULL};
-        be->ops->parallel_for(be, swiglu_range, &sw, nr, 1, (double)nr * F * 20.0);
+        be->ops->matmul(be, gu, 2, s->xb, nr, ns, (size_t)E);
+        be->ops->glu(be, hp->act == MODEL_ACT_GELU ? BACKEND_ACT_GELU : BACKEND_ACT_SILU, s->hb, s->hb2, nr, F,
+                     (size_t)F);
         struct backend_mm d = {&L->w_down, s->xb2, (size_t)E};
-        fwd_matmul(s, &d, 1, s->hb, nr, ns, (size_t)F);
+        be->ops->matmul(be, &d, 1, s->hb, nr, ns, (size_t)F);
         post_out(s, nr, NULL, L->ffn_post_norm);
     }
     /* the last FFN residual, then the output norm */
     add_norm(s, nr, true, m->output_norm);
     if (logits) {
         struct backend_mm out = {&m->output, logits, (size_t)hp->n_vocab};
-        fwd_matmul(s, &out, 1, s->xb, nr, nr, (size_t)E);
+        be->ops->matmul(be, &out, 1, s->xb, nr, nr, (size_t)E);
         if (hp->logit_softcap > 0)
-            model_softcap(logits, (int64_t)nr * hp->n_vocab, hp->logit_softcap);
+            be->ops->softcap(be, logits, (int64_t)nr * hp->n_vocab, hp->logit_softcap);
     }
     return SP_OK;
 }

@@ -218,34 +218,18 @@ static enum sp_status load_vector(struct tsrc *f, const char *name, int64_t n, b
     if (!t)
         return result;
     float *out = *next;
-    const struct kern_type_ops *ops = kern_ops(t->type);
-    if (t->type == GG_TYPE_F32) {
-        memcpy(out, t->data, (size_t)n * sizeof(float));
-    } else if (ops && ops->to_float) {
-        struct gg_type_info ti;
-        if (!gg_type_info(t->type, &ti) || n % ti.blck_size != 0)
-            return sp_err_setc(err, SP_ERR_FORMAT, name, "vector %s length is not a whole block", name);
-        ops->to_float(t->data, out, n);
-    } else {
+    switch (backend_to_f32(t->type, t->data, out, n, NULL)) {
+    case SP_OK:
+        break;
+    case SP_ERR_FORMAT:
+        return sp_err_setc(err, SP_ERR_FORMAT, name, "vector %s length is not a whole block", name);
+    default:
         return sp_err_setc(err, SP_ERR_UNSUPPORTED, name, "vector %s has unsupported type %s", name,
                            gg_type_name(t->type));
     }
     *dst = out;
     *next = out + n;
     return SP_OK;
-}
-
-/* ggml's GELU table: for every F16 input h, F16(gelu_tanh(h)) in float
- * arithmetic as ggml computes it (the inner 1 + a*x*x fused, as gcc does). */
-static void gelu_table_fill(uint16_t *tab)
-{
-    const float coef_a = 0.044715f, sqrt_2_over_pi = 0.79788456080286535587989211986876f;
-    for (uint32_t i = 0; i < 65536u; i++) {
-        const float x = kern_fp16_to_fp32((uint16_t)i);
-        const float inner = fmaf(coef_a * x, x, 1.0f);
-        const float y = 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * x * inner));
-        tab[i] = kern_fp32_to_fp16(y);
-    }
 }
 
 /* Whether layer l uses the sliding window: attention.sliding_window_pattern
@@ -339,7 +323,6 @@ static enum sp_status load_from(struct tsrc *src, struct model **out, struct sp_
     enum sp_status result;
     const struct gg_file *f = src->f;
     *out = NULL;
-    kern_init();
     struct model *m = sp_calloc(1, sizeof(*m));
     if (!m)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory loading the model");
@@ -364,7 +347,7 @@ static enum sp_status load_from(struct tsrc *src, struct model **out, struct sp_
     hp->n_vocab = (int)te->ne[1];
     if ((result = bind_matrix(src, "token_embd.weight", E, hp->n_vocab, &m->tok_embd, err)) != SP_OK)
         goto fail;
-    if (!m->tok_embd.ops->to_float) {
+    if (!backend_weight_has_rows(&m->tok_embd)) {
         result = sp_err_set(err, SP_ERR_UNSUPPORTED, "embedding type %s cannot be dequantized",
                             gg_type_name(m->tok_embd.type));
         goto fail;
@@ -413,14 +396,6 @@ static enum sp_status load_from(struct tsrc *src, struct model **out, struct sp_
             goto fail;
         m->layers[l].rope_factors = rope_freqs;
     }
-    if (hp->act == MODEL_ACT_GELU) {
-        m->gelu_f16 = sp_malloc(65536 * sizeof(uint16_t));
-        if (!m->gelu_f16) {
-            result = sp_err_set(err, SP_ERR_NOMEM, "out of memory loading the model");
-            goto fail;
-        }
-        gelu_table_fill(m->gelu_f16);
-    }
     for (size_t i = 0; i < src_count(src); i++)
         m->weight_bytes += src_at(src, i)->nbytes;
     if (src->n_used < src_count(src))
@@ -455,6 +430,5 @@ void model_free(struct model *m)
         return;
     sp_free(m->layers);
     sp_free(m->owned);
-    sp_free(m->gelu_f16);
     sp_free(m);
 }

@@ -115,7 +115,6 @@ struct model {
     bool tied_output;
     struct model_layer *layers;      /* n_layer */
     const float *rope_long, *rope_short; /* [n_rot/2] phi3 factors or NULL */
-    uint16_t *gelu_f16;              /* [65536] ggml's GELU table (F16 in, F16 out; owned) or NULL */
     float *owned;                    /* F32 copies of the norm/bias/factor vectors */
     size_t weight_bytes;             /* bytes of tensor data in the file */
 };

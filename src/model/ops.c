@@ -3,8 +3,7 @@
  * RMSNorm (sum of squares in double, mean rounded to float, two roundings
  * with the weight), the RoPE angle cache (repeated multiplication by
  * base^(-2/n_rot), frequency factors dividing the angle, as
- * ggml_rope_cache_init), GELU through ggml's F16 table (ggml_vec_geglu_f32
- * with its +-10 clamps), soft-capping as ggml_scale, ggml_tanh, ggml_scale. */
+ * ggml_rope_cache_init), scaling as ggml_scale. */
 #include "model/ops.h"
 
 #include <math.h>
@@ -32,25 +31,6 @@ void model_rope_cache(float *cache, int n_rot, float pos, float freq_base, float
         cache[i0 + 1] = sinf(t) * mscale;
         theta *= theta_scale;
     }
-}
-
-void model_geglu_row(int64_t n, float *y, const float *x, const float *g, const uint16_t *tab)
-{
-    for (int64_t i = 0; i < n; i++) {
-        if (x[i] <= -10.0f)
-            y[i] = 0.0f;
-        else if (x[i] >= 10.0f)
-            y[i] = x[i] * g[i];
-        else
-            y[i] = kern_fp16_to_fp32(tab[kern_fp32_to_fp16(x[i])]) * g[i];
-    }
-}
-
-void model_softcap(float *x, int64_t n, float cap)
-{
-    const float inv = 1.0f / cap;
-    for (int64_t i = 0; i < n; i++)
-        x[i] = tanhf(x[i] * inv) * cap;
 }
 
 void model_scale(float *x, int64_t n, float s)

@@ -12,10 +12,6 @@ void model_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
  * cos and sin (1 = none). */
 void model_rope_cache(float *cache, int n_rot, float pos, float freq_base, float freq_scale, const float *factors,
                       float mscale);
-/* y = gelu(x) * g over n elements through ggml's F16 GELU table tab. */
-void model_geglu_row(int64_t n, float *y, const float *x, const float *g, const uint16_t *tab);
-/* x = tanh(x / cap) * cap (final logit soft-capping). */
-void model_softcap(float *x, int64_t n, float cap);
 /* x *= s. */
 void model_scale(float *x, int64_t n, float s);
 

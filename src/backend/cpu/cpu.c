@@ -23,7 +23,7 @@
  * which streams each weight row once for the whole batch (batches of
  * KERN_GEMM_WS_MIN_BATCH rows or more go to the panel gemm, ops->gemm_ws,
  * with the claiming thread's workspace). */
-#include "backend/backend.h"
+#include "backend/cpu/cpu_impl.h"
 #include "obs/log.h"
 
 #include <pthread.h>
@@ -294,16 +294,35 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
     }
 }
 
+/* Rows [0, n_solo) in the 1-row order: a weight type with a second (batch)
+ * order gets the two row ranges in two passes; the others one pass. */
 static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
-                       int64_t n_batch, size_t x_stride)
+                       int64_t n_batch, int64_t n_solo, size_t x_stride)
 {
-    cpu_matmul_order(be, mms, n_mm, x, n_batch, x_stride, false);
+    bool two_orders = false;
+    n_mm = SP_MIN(n_mm, (size_t)4);
+    for (size_t i = 0; i < n_mm; i++)
+        two_orders |= mms[i].w->ops->gemm_tb != NULL;
+    if (!two_orders || n_solo <= 0) {
+        cpu_matmul_order(be, mms, n_mm, x, n_batch, x_stride, false);
+        return;
+    }
+    n_solo = SP_MIN(n_solo, n_batch);
+    cpu_matmul_order(be, mms, n_mm, x, n_solo, x_stride, true);
+    if (n_solo == n_batch)
+        return;
+    struct backend_mm part[4];
+    for (size_t i = 0; i < n_mm; i++) {
+        part[i] = mms[i];
+        part[i].y += (size_t)n_solo * mms[i].y_stride;
+    }
+    cpu_matmul_order(be, part, n_mm, x + (size_t)n_solo * x_stride, n_batch - n_solo, x_stride, false);
 }
 
-static void cpu_matmul_vec(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
-                           int64_t n_batch, size_t x_stride)
+void backend_cpu_parallel_for(struct backend *be, backend_range_fn fn, void *ud, int64_t n, int64_t grain,
+                              double work)
 {
-    cpu_matmul_order(be, mms, n_mm, x, n_batch, x_stride, true);
+    cpu_parallel_for(be, fn, ud, n, grain, work);
 }
 
 static void cpu_free(struct backend *be)
@@ -334,7 +353,10 @@ static const struct backend_ops cpu_ops = {
     .name = "cpu",
     .parallel_for = cpu_parallel_for,
     .matmul = cpu_matmul,
-    .matmul_vec = cpu_matmul_vec,
+    .get_rows = backend_cpu_get_rows,
+    .rms_norm = backend_cpu_rms_norm,
+    .glu = backend_cpu_glu,
+    .softcap = backend_cpu_softcap,
     .free = cpu_free,
 };
 

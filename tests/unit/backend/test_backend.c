@@ -5,6 +5,7 @@
  * identical for 1 and 3 threads; device choice logs why CUDA/Metal were
  * skipped (SPOKE_CUDA_LIB points at a missing library). */
 #include "backend/backend.h"
+#include "kernels/kernels.h"
 #include "obs/log.h"
 #include "test.h"
 
@@ -70,7 +71,7 @@ static void run_mm(int nth, const struct backend_weight *w, int n_w, const float
     struct backend_mm mm[4];
     for (int i = 0; i < n_w; i++)
         mm[i] = (struct backend_mm){&w[i], y + (size_t)i * 64 * nb, 64};
-    be->ops->matmul(be, mm, (size_t)n_w, x, nb, (size_t)k);
+    be->ops->matmul(be, mm, (size_t)n_w, x, nb, 0, (size_t)k);
     backend_free(be);
 }
 

@@ -223,7 +223,7 @@ TEST(gemma3_window_pattern_and_bases)
         n_swa += L.m->layers[l].swa;
     bool ok = n_swa == 6 && !L.m->layers[5].swa && L.m->layers[5].rope_base == 1e6f &&
               L.m->layers[0].rope_base == 5000.0f && L.m->hp.n_swa == 4 &&
-              L.m->hp.embd_scale == sqrtf((float)E) && L.m->hp.act == MODEL_ACT_GELU && L.m->gelu_f16 &&
+              L.m->hp.embd_scale == sqrtf((float)E) && L.m->hp.act == MODEL_ACT_GELU &&
               L.m->layers[0].attn_post_norm && L.m->layers[0].ffn_post_norm;
     unload(&L);
     CHECK(ok);
