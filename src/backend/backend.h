@@ -7,8 +7,15 @@
  * only when idle for a while). Work is split by rows into chunks that the
  * threads claim with an atomic counter (no barriers).
  *
- * The forward pass talks to it through struct backend_ops (a vtable) so that a
- * CUDA or Metal backend can plug in later: today only "cpu" exists.
+ * The forward pass (src/model) reaches compute ONLY through struct
+ * backend_ops (a vtable), so that a CUDA or Metal backend can plug in later:
+ * today only "cpu" exists (src/backend/cpu: cpu.c pool and matmul, cpu_ops.c
+ * element-wise ops, cpu_attn.c attention). Ops take float activations in
+ * memory the backend can address (host memory for "cpu"), row-major with the
+ * strides given; each op's contract (shapes, strides, in place or not) is
+ * stated at its member or argument struct. The kernels stay behind the
+ * boundary: this header does not include kernels/kernels.h and
+ * tools/checksrc rejects any kernels/ header reaching src/model.
  *
  * Device choice (backend_choose): probe CUDA (dlopen libcuda.so.1 +
  * cuDeviceGetCount), then Metal (macOS only), then CPU; the result says which
@@ -60,6 +67,79 @@ struct backend_norm {
     float eps;
 };
 
+/* One layer of a KV cache as the attention ops see it (kv.h owns the cache
+ * and its layout): K is [n_cells][kv_dim] (row of cell c at k + c * kv_dim
+ * elements), V is transposed, [kv_dim][n_cells] (row of dim d at v + d *
+ * n_cells elements); elements are F16 or F32. Cells >= hwm were never
+ * written and are still zero. */
+struct backend_kv {
+    void *k;
+    void *v;
+    enum gg_type type;  /* GG_TYPE_F16 or GG_TYPE_F32 */
+    int n_cells, kv_dim;
+    int hwm;
+};
+
+/* The tokens of a forward batch as the attention ops see them, row i of the
+ * q/k/v/out arrays being token i. A sequence's tokens are consecutive rows
+ * with consecutive positions; its position p lives in cell cell0 + p. */
+struct backend_tokens {
+    int64_t n;            /* rows */
+    const int32_t *pos;   /* [n] position of the token in its sequence */
+    const int32_t *cell0; /* [n] first cell of the token's sequence */
+    const int32_t *cnt;   /* [n] tokens of its sequence in this batch (>= 2:
+                             attention sums in the batched order, as llama.cpp) */
+    int n_ctx;            /* a token at position p reads cells up to
+                             min(n_ctx, p + 1 rounded up to 32) of its sequence */
+};
+
+/* Arguments of backend_ops.attn_store: for each row i, in place on q (n rows
+ * of n_head * head_dim floats), k and v (n rows of n_head_kv * head_dim):
+ * q += bq, k += bk, v += bv (each when non-NULL); per-head RMSNorm of q and
+ * k by q_norm / k_norm ([head_dim], when non-NULL); RoPE of the first n_rot
+ * dimensions of every head of q and k at the row's position (adjacent pairs,
+ * or NeoX halves), angles as ggml_rope_cache_init (theta = pos *
+ * base^(-2i/n_rot) by repeated multiplication, divided by factors[i] when
+ * factors != NULL, times freq_scale; cos and sin times attn_factor);
+ * q *= q_scale (when != 1); then k and v are stored (converted to the cache
+ * type, round to nearest even) into the row's cell of the layer kv, and V of
+ * the cells after each sequence's last row up to its padded end is zeroed
+ * (only below kv.hwm, which must already count this batch's cells). */
+struct backend_attn_store {
+    float *q, *k, *v;
+    int n_head, n_head_kv, head_dim;
+    const float *bq, *bk, *bv;        /* [n_head * head_dim], [kv dim], [kv dim] or NULL */
+    const float *q_norm, *k_norm;     /* [head_dim] or NULL */
+    float eps;                        /* RMSNorm epsilon */
+    int n_rot;                        /* rotated dimensions per head (even, <= head_dim; 0 = none) */
+    bool neox;
+    float freq_base, freq_scale, attn_factor;
+    const float *factors;             /* [n_rot / 2] frequency divisors or NULL */
+    float q_scale;                    /* 1 = none */
+    const struct backend_tokens *tok;
+    struct backend_kv kv;
+};
+
+/* Arguments of backend_ops.attention: for each row i and head h,
+ * out[i][h] = softmax(scale * K . q[i][h]) . V over the cells of the row's
+ * sequence at positions [lo, pos] (GQA: head h reads KV head h / (n_head /
+ * n_head_kv); lo = pos + 1 - n_swa when n_swa > 0, else 0), in llama.cpp's
+ * order: q and the softmax weights rounded to the cache type, the attended
+ * length padded to 32 positions with zero weights, each product summed in
+ * tinyBLAS order when the sequence has >= 2 rows in the batch and the length
+ * is a multiple of 16, else in vec_dot order (K.q with an F32 cache: always
+ * vec_dot order, as ggml; docs/PARITY.md). q is not modified; out does not
+ * overlap q. */
+struct backend_attention {
+    const float *q;                   /* [n][n_head * head_dim] */
+    float *out;                       /* [n][n_head * head_dim] */
+    int n_head, n_head_kv, head_dim;
+    float scale;                      /* K.q multiplier */
+    int n_swa;                        /* sliding window (positions) or 0 */
+    const struct backend_tokens *tok;
+    struct backend_kv kv;
+};
+
 /* A range task: process items [i0, i1) on pool thread ith (0 = caller;
  * ith < n_threads indexes per-thread scratch). */
 typedef void (*backend_range_fn)(void *ud, int ith, int64_t i0, int64_t i1);
@@ -99,6 +179,17 @@ struct backend_ops {
      * its +-10 clamps, as ggml_geglu. */
     void (*glu)(struct backend *be, enum backend_act act, float *a, const float *b, int64_t n, int64_t dim,
                 size_t stride);
+    /* Per-token q/k preparation and the KV store (struct backend_attn_store). */
+    void (*attn_store)(struct backend *be, const struct backend_attn_store *a);
+    /* Attention of every row over its own sequence's cells (struct
+     * backend_attention); needs the scratch of attn_reserve. */
+    void (*attention)(struct backend *be, const struct backend_attention *a);
+    /* Reserve the per-thread attention scratch for tokens reading up to
+     * max_ctx cells, max_group query heads per KV head, head_dim and n_rot
+     * (called once at state creation; attn_store / attention calls stay
+     * within these). Errors: SP_ERR_NOMEM. */
+    enum sp_status (*attn_reserve)(struct backend *be, int max_ctx, int max_group, int head_dim, int n_rot,
+                                   struct sp_err *err);
     /* x = tanh(x / cap) * cap over n contiguous floats, in place (final logit
      * soft-capping: ggml_scale, ggml_tanh, ggml_scale). */
     void (*softcap)(struct backend *be, float *x, int64_t n, float cap);
@@ -123,6 +214,8 @@ void backend_free(struct backend *be); /* NULL is a no-op; joins the threads */
 
 /* Bytes of scratch backend_cpu_new allocates for (max_k, max_batch) (footprint). */
 size_t backend_cpu_scratch_bytes(int64_t max_k, int64_t max_batch);
+/* Bytes attn_reserve allocates on the cpu backend (footprint); SIZE_MAX on overflow. */
+size_t backend_cpu_attn_bytes(int n_threads, int max_ctx, int max_group, int head_dim, int n_rot);
 
 /* Fill a backend_weight view for a 2-D tensor; SP_ERR_UNSUPPORTED if the
  * kernels have no ops for its type. */

@@ -127,6 +127,13 @@ void kv_cache_store(struct kv_cache *kv, int layer, int pos, const float *k, con
     }
 }
 
+void kv_cache_mark_written(struct kv_cache *kv, int c1)
+{
+    assert(c1 >= 0 && c1 <= kv->n_cells);
+    if (c1 > kv->hwm)
+        kv->hwm = c1;
+}
+
 void kv_cache_zero_v(struct kv_cache *kv, int layer, int p0, int p1)
 {
     assert(p0 >= 0 && p0 <= p1 && p1 <= kv->n_cells);

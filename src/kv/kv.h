@@ -69,6 +69,9 @@ void kv_cache_store(struct kv_cache *kv, int layer, int cell, const float *k, co
 /* Zero the V entries of cells [c0, c1) of a layer (the padding that
  * attention reads with zero weights, so stale values cannot turn into NaN). */
 void kv_cache_zero_v(struct kv_cache *kv, int layer, int c0, int c1);
+/* Cells below c1 are being written by a backend op (raises the high-water
+ * mark that kv_cache_zero_v and the backend's padding zeroing rely on). */
+void kv_cache_mark_written(struct kv_cache *kv, int c1);
 /* Read one cached row back as floats (tests, debugging). */
 void kv_cache_load_k(const struct kv_cache *kv, int layer, int cell, float *out);
 void kv_cache_load_v(const struct kv_cache *kv, int layer, int cell, float *out);

@@ -17,14 +17,13 @@
  * the single-token rows keep the 1-row order, so every row gets exactly the
  * arithmetic of its sequence evaluated alone with the same chunk (for those
  * two types a mixed step is two passes over the weight, one per order).
- * Attention is per (token, head group) over the token's own sequence cells,
- * padded to 32 positions from the token's position (docs/PARITY.md).
- * RoPE + cache store are split by tokens, attention by (token, heads) items;
- * the parallel tasks get explicit argument structs. The arithmetic mirrors
- * ggml's CPU ops (see model.h). All buffers are allocated in model_state_new. */
+ * Attention sees each token's own sequence cells, padded to 32 positions from
+ * the token's position (docs/PARITY.md). Every computation goes through the
+ * state's backend (backend.h: get_rows, rms_norm, matmul, attn_store,
+ * attention, glu, softcap); this file only plans rows and calls the ops in
+ * the order of llama.cpp's graph, so it includes no kernel. All buffers are
+ * allocated in model_state_new (the attention scratch by attn_reserve). */
 #include "model/model.h"
-#include "model/ops.h"
-#include "kernels/kernels.h"
 #include "obs/log.h"
 
 #include <math.h>
@@ -48,11 +47,6 @@ struct model_state {
     float *att;   /* [B][Dq] attention output */
     float *hb;    /* [B][F] */
     float *hb2;   /* [B][F] */
-    /* per-thread attention scratch */
-    float *scores;    /* [n_threads][group][n_ctx] */
-    uint16_t *p16;    /* [n_threads][group][n_ctx] */
-    uint16_t *q16;    /* [n_threads][group][head_dim] */
-    float *rope;      /* [n_threads][n_rot] cos/sin cache */
     int32_t *rows;    /* [8][B] per internal row: batch index, position, first cell, sequence tokens;
                          per batch index: its row; model_eval's positions and sequence ids;
                          per internal row: token id */
@@ -71,16 +65,8 @@ struct fwd_batch {
     const int32_t *cnt;   /* [n] tokens of its sequence in this batch */
 };
 
-/* Argument of the per-layer parallel tasks (rope/store, attention). */
-struct fwd_layer_task {
-    struct model_state *s;
-    const struct fwd_batch *fb;
-    int layer;
-    int per; /* attention: query heads per item (the group, or 1) */
-};
-
 #define ALIGN_UP(x) (((x) + 63u) & ~(size_t)63u)
-#define N_BUF 16
+#define N_BUF 12
 
 struct state_layout {
     size_t off[N_BUF];
@@ -89,16 +75,14 @@ struct state_layout {
 
 static int seq_records(int n_seq) { return 2 * n_seq + 8; }
 
-static bool state_layout(const struct model *m, int n_ctx, int B, int nth, int n_seq, struct state_layout *lay)
+static bool state_layout(const struct model *m, int B, int n_seq, struct state_layout *lay)
 {
     const struct model_hparams *hp = &m->hp;
     size_t E = (size_t)hp->n_embd, Dq = (size_t)hp->n_head * hp->head_dim,
            Dkv = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff;
-    size_t group = (size_t)(hp->n_head / hp->n_head_kv);
     size_t sizes[N_BUF] = {
         B * E * 4, B * E * 4, B * E * 4, B * E * 4, B * Dq * 4, B * Dkv * 4, B * Dkv * 4, B * Dq * 4, B * F * 4,
-        B * F * 4, (size_t)nth * group * n_ctx * 4, (size_t)nth * group * n_ctx * 2,
-        (size_t)nth * group * hp->head_dim * 2, (size_t)nth * (hp->n_rot + 2) * 4, (size_t)8 * B * 4,
+        B * F * 4, (size_t)8 * B * 4,
         (size_t)seq_records(n_seq) * 4,
     };
     size_t total = 0;
@@ -147,11 +131,13 @@ size_t model_state_bytes(const struct model *m, const struct model_state_opts *o
     if (!state_cells(o, n_ctx, &n_seq, &n_cells))
         return SIZE_MAX;
     int B = default_batch(n_cells, o->n_batch);
-    if (!state_layout(m, n_ctx, B, nth, n_seq, &lay))
+    if (!state_layout(m, B, n_seq, &lay))
         return SIZE_MAX;
-    size_t kvb = kv_cache_bytes(m->hp.n_layer, n_cells, m->hp.n_head_kv * m->hp.head_dim, o->kv_type);
+    const struct model_hparams *hp = &m->hp;
+    size_t kvb = kv_cache_bytes(hp->n_layer, n_cells, hp->n_head_kv * hp->head_dim, o->kv_type);
+    size_t atb = backend_cpu_attn_bytes(nth, n_ctx, hp->n_head / hp->n_head_kv, hp->head_dim, hp->n_rot);
     size_t total = lay.total + backend_cpu_scratch_bytes(max_k(m), B) + (size_t)n_cells * 4;
-    if (kvb == 0 || !sp_add_size(total, kvb, &total))
+    if (kvb == 0 || !sp_add_size(total, kvb, &total) || !sp_add_size(total, atb, &total))
         return SIZE_MAX;
     return total;
 }
@@ -179,7 +165,7 @@ enum sp_status model_state_new(const struct model *m, const struct model_state_o
     /* llama.cpp's phi3 rule: the long factors when the context exceeds the original one */
     s->rope_ls = n_ctx > m->hp.n_ctx_orig && m->rope_long ? m->rope_long : m->rope_short;
     struct state_layout lay;
-    if (!state_layout(m, n_ctx, B, nth, n_seq, &lay)) {
+    if (!state_layout(m, B, n_seq, &lay)) {
         result = sp_err_set(err, SP_ERR_RANGE, "scratch size overflows (context %d)", n_ctx);
         goto fail;
     }
@@ -190,18 +176,18 @@ enum sp_status model_state_new(const struct model *m, const struct model_state_o
     }
     memset(s->arena, 0, lay.total);
     char *a = s->arena;
-    float **fbufs[] = {&s->x, &s->xb, &s->xb2, &s->xo, &s->q, &s->k, &s->v, &s->att, &s->hb, &s->hb2, &s->scores};
+    float **fbufs[] = {&s->x, &s->xb, &s->xb2, &s->xo, &s->q, &s->k, &s->v, &s->att, &s->hb, &s->hb2};
     for (size_t i = 0; i < SP_ARRAY_LEN(fbufs); i++)
         *fbufs[i] = (float *)(void *)(a + lay.off[i]);
-    s->p16 = (uint16_t *)(void *)(a + lay.off[11]);
-    s->q16 = (uint16_t *)(void *)(a + lay.off[12]);
-    s->rope = (float *)(void *)(a + lay.off[13]);
-    s->rows = (int32_t *)(void *)(a + lay.off[14]);
-    s->seq_mark = (uint32_t *)(void *)(a + lay.off[15]);
+    s->rows = (int32_t *)(void *)(a + lay.off[10]);
+    s->seq_mark = (uint32_t *)(void *)(a + lay.off[11]);
     if ((result = kv_cache_new(m->hp.n_layer, n_cells, m->hp.n_head_kv * m->hp.head_dim, o->kv_type,
                                seq_records(n_seq), &s->kv, err)) != SP_OK)
         goto fail;
     if ((result = backend_cpu_new(nth, max_k(m), B, &s->be, err)) != SP_OK)
+        goto fail;
+    if ((result = s->be->ops->attn_reserve(s->be, n_ctx, m->hp.n_head / m->hp.n_head_kv, m->hp.head_dim,
+                                           m->hp.n_rot, err)) != SP_OK)
         goto fail;
     *out = s;
     return SP_OK;
@@ -233,136 +219,6 @@ int model_seq_cells(const struct model_state *s, int n_pos)
 /* Cells the attention of a token at position pos reads: its causal span
  * padded to 32 (llama.cpp's KV padding), capped at the context. */
 static int attn_pad(const struct model_state *s, int pos) { return SP_MIN(s->n_ctx, (pos + 1 + 31) / 32 * 32); }
-
-/* Phase 1 (split by tokens): biases, per-head q/k norms, RoPE (the layer's
- * base and frequency factors), q scaling, KV store into the row's sequence cells. */
-static void rope_store_range(void *ud, int ith, int64_t i0, int64_t i1)
-{
-    const struct fwd_layer_task *t = ud;
-    struct model_state *s = t->s;
-    const struct fwd_batch *fb = t->fb;
-    const struct model *m = s->m;
-    const struct model_hparams *hp = &m->hp;
-    const struct model_layer *L = &m->layers[t->layer];
-    const int hd = hp->head_dim, Dq = hp->n_head * hd, Dkv = hp->n_head_kv * hd;
-
-    float *rc = s->rope + (size_t)ith * (hp->n_rot + 2);
-    for (int i = (int)i0; i < (int)i1; i++) {
-        float *q = s->q + (size_t)i * Dq, *k = s->k + (size_t)i * Dkv, *v = s->v + (size_t)i * Dkv;
-        if (L->bq)
-            for (int d = 0; d < Dq; d++)
-                q[d] += L->bq[d];
-        if (L->bk)
-            for (int d = 0; d < Dkv; d++)
-                k[d] += L->bk[d];
-        if (L->bv)
-            for (int d = 0; d < Dkv; d++)
-                v[d] += L->bv[d];
-        if (L->q_norm)
-            for (int h = 0; h < hp->n_head; h++)
-                model_rmsnorm(q + (size_t)h * hd, q + (size_t)h * hd, L->q_norm, hd, hp->rms_eps);
-        if (L->k_norm)
-            for (int h = 0; h < hp->n_head_kv; h++)
-                model_rmsnorm(k + (size_t)h * hd, k + (size_t)h * hd, L->k_norm, hd, hp->rms_eps);
-        if (hp->n_rot > 0) {
-            model_rope_cache(rc, hp->n_rot, (float)fb->pos[i], L->rope_base, L->rope_scale,
-                             L->rope_factors ? L->rope_factors : s->rope_ls, hp->rope_attn_factor);
-            for (int h = 0; h < hp->n_head; h++)
-                kern_rope(q + (size_t)h * hd, rc, hp->n_rot, hp->rope_neox);
-            for (int h = 0; h < hp->n_head_kv; h++)
-                kern_rope(k + (size_t)h * hd, rc, hp->n_rot, hp->rope_neox);
-        }
-        if (hp->q_scale) /* ggml_scale of q before the attention (gemma3, phi3) */
-            model_scale(q, Dq, hp->attn_scale);
-        kv_cache_store(s->kv, t->layer, fb->base[i] + fb->pos[i], k, v);
-    }
-}
-
-/* Phase 2 (split by (token, heads) items): softmax(q.K * scale) . V over the
- * token's own sequence cells, in llama.cpp's order (ggml_mul_mat(k, q),
- * ggml_soft_max_ext, ggml_mul_mat(v, kq) over the F16 cache): q and the
- * softmax weights are rounded to the cache type, the attended length is
- * padded to 32 positions with zero weights (llama_kv_cache's padding, here
- * from the token's own position: results equal llama.cpp's per-batch padding,
- * see docs/PARITY.md), and each matmul sums in tinyBLAS order when the
- * token's sequence has >= 2 tokens in the batch and the row length is a
- * multiple of 16, vec_dot order otherwise (kernels.h). Exception: with an F32
- * cache K.q is always in vec_dot order, because ggml hands tinyBLAS only a
- * contiguous q (its permuted q is converted to a contiguous copy only when
- * the cache type differs from F32). */
-static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
-{
-    const struct fwd_layer_task *t = ud;
-    struct model_state *s = t->s;
-    const struct fwd_batch *fb = t->fb;
-    const struct model_hparams *hp = &s->m->hp;
-    const int hd = hp->head_dim, Dq = hp->n_head * hd, Dkv = hp->n_head_kv * hd;
-    const int l = t->layer;
-    struct kv_cache *kv = s->kv;
-    const bool f16 = kv->type == KV_F16;
-    const float scale = hp->q_scale ? 1.0f : hp->attn_scale;
-    const bool swa = s->m->layers[l].swa;
-    const int group = hp->n_head / hp->n_head_kv;
-    const size_t nc = (size_t)s->n_ctx;
-    float *sc = s->scores + (size_t)ith * group * nc;      /* [group][n_ctx] */
-    uint16_t *p16 = s->p16 + (size_t)ith * group * nc;     /* [group][n_ctx] */
-    uint16_t *q16 = s->q16 + (size_t)ith * group * hd;     /* [group][hd] */
-    const struct kern_type_ops *ops = kern_ops(f16 ? GG_TYPE_F16 : GG_TYPE_F32);
-    const size_t kstride = (size_t)Dkv * kv->elt, vstride = (size_t)kv->n_cells * kv->elt;
-    /* an item is one token and `per` query heads sharing one KV head: the
-     * whole group (per = group), or single heads when there are too few
-     * groups to keep the threads busy (decode with few KV heads) */
-    const int per = t->per;
-    const int items_per_tok = hp->n_head / per;
-    for (int64_t item = it0; item < it1; item++) {
-        const int i = (int)(item / items_per_tok), h0 = (int)(item % items_per_tok) * per, g = h0 / group;
-        const int n_kv = fb->pos[i] + 1, n_pad = attn_pad(s, fb->pos[i]), cell0 = fb->base[i];
-        /* sliding window: positions p of the sequence with pos - p >= n_swa are masked */
-        const int lo = swa ? SP_MAX(0, n_kv - hp->n_swa) : 0;
-        /* and are skipped from j0 (a multiple of 64 below lo): every sum keeps
-         * its lanes and tail, the skipped terms were exact zeros, so a local
-         * layer costs its window, not the context, with the same bits */
-        const int j0 = lo / 64 * 64;
-        /* llama.cpp's KQ is [n_pad rows of K] x q, its KQV [hd rows of V^T] x kq,
-         * for the tokens of this sequence's chunk */
-        const kern_gemm_fn gemm_k = f16 ? kern_pick_gemm(ops, n_pad, hd, fb->cnt[i]) : ops->gemm;
-        const kern_gemm_fn gemm_v = kern_pick_gemm(ops, hd, n_pad, fb->cnt[i]);
-        const float *q = s->q + (size_t)i * Dq + (size_t)h0 * hd;
-        float *out = s->att + (size_t)i * Dq + (size_t)h0 * hd;
-        const char *kg = (const char *)kv_cache_k(kv, l, cell0) + (size_t)g * hd * kv->elt;
-        const char *vg = (const char *)kv_cache_v(kv, l, g * hd) + (size_t)cell0 * kv->elt;
-        /* scores[b][j] = K[j] . q_b */
-        if (f16) {
-            kern_fp32_to_fp16_row(q, q16, (int64_t)per * hd);
-            gemm_k(hd, j0, n_kv, per, kg, kstride, q16, (size_t)hd * 2, sc, nc);
-        } else {
-            gemm_k(hd, j0, n_kv, per, kg, kstride, q, (size_t)hd * 4, sc, nc);
-        }
-        for (int b = 0; b < per; b++) {
-            float *row = sc + (size_t)b * nc;
-            float mx = -INFINITY;
-            for (int j = j0; j < lo; j++)
-                row[j] = -INFINITY;
-            for (int j = lo; j < n_kv; j++) {
-                row[j] *= scale;
-                mx = row[j] > mx ? row[j] : mx;
-            }
-            for (int j = n_kv; j < n_pad; j++)
-                row[j] = -INFINITY; /* causal mask and padding */
-            const float inv = (float)(1.0 / kern_softmax_exp(n_pad - j0, row + j0, row + j0, mx));
-            for (int j = j0; j < n_pad; j++)
-                row[j] *= inv;
-            if (f16)
-                kern_fp32_to_fp16_row(row + j0, p16 + (size_t)b * nc + j0, n_pad - j0);
-        }
-        /* out_b[d] = V^T[d] . p_b over the (padded) positions */
-        const char *vj = vg + (size_t)j0 * kv->elt;
-        if (f16)
-            gemm_v(n_pad - j0, 0, hd, per, vj, vstride, p16 + j0, nc * 2, out, (size_t)hd);
-        else
-            gemm_v(n_pad - j0, 0, hd, per, vj, vstride, sc + j0, nc * 4, out, (size_t)hd);
-    }
-}
 
 /* Per row: xb2 += bias, then xb2 = rmsnorm(xb2) * norm_w (a projection's
  * bias, gemma3's post-attention / post-FFN norms), each when set. */
@@ -479,7 +335,7 @@ enum sp_status model_decode(struct model_state *s, const struct model_batch *b, 
 {
     const struct model *m = s->m;
     const struct model_hparams *hp = &m->hp;
-    struct fwd_batch fb;
+    struct fwd_batch fb = {0};
     enum sp_status result = b ? plan_rows(s, b, &fb, err)
                               : sp_err_set(err, SP_ERR_INVALID, "no batch given");
     if (result != SP_OK)
@@ -501,11 +357,10 @@ enum sp_status model_decode(struct model_state *s, const struct model_batch *b, 
     /* gemma: ggml_scale by sqrt(n_embd) */
     be->ops->get_rows(be, &m->tok_embd, ids, n, s->x, (size_t)E, hp->embd_scale);
     int nr = n, ns = fb.n_solo; /* rows through the FFN: the last layer only needs the output rows */
-    const int group = hp->n_head / hp->n_head_kv;
-    const int per = (int64_t)n * hp->n_head_kv >= 4 * (int64_t)be->n_threads ? group : 1;
-    double att_work = 0;
+    /* the cells this batch writes (the store op zeroes padding only below the mark) */
     for (int r = 0; r < n; r++)
-        att_work += (double)hp->n_head * (fb.pos[r] + 1) * hp->head_dim * 4.0;
+        kv_cache_mark_written(kv, fb.base[r] + fb.pos[r] + 1);
+    const struct backend_tokens tok = {n, fb.pos, fb.base, fb.cnt, s->n_ctx};
     for (int l = 0; l < hp->n_layer; l++) {
         const struct model_layer *L = &m->layers[l];
         /* the residual of the previous layer's FFN is added here */
@@ -514,12 +369,18 @@ enum sp_status model_decode(struct model_state *s, const struct model_batch *b, 
                                     {&L->wk, s->k, (size_t)Dkv},
                                     {&L->wv, s->v, (size_t)Dkv}};
         be->ops->matmul(be, qkv, 3, s->xb, n, fb.n_solo, (size_t)E);
-        struct fwd_layer_task t = {s, &fb, l, per};
-        be->ops->parallel_for(be, rope_store_range, &t, n, 1, (double)n * (Dq + Dkv) * 8.0);
-        for (int r = 0; r < n; r++) /* zero V in each sequence's padding after its last token */
-            if (r + 1 == n || fb.base[r + 1] != fb.base[r] || fb.pos[r + 1] != fb.pos[r] + 1)
-                kv_cache_zero_v(kv, l, fb.base[r] + fb.pos[r] + 1, fb.base[r] + attn_pad(s, fb.pos[r]));
-        be->ops->parallel_for(be, attention_range, &t, (int64_t)n * (hp->n_head / per), 1, att_work);
+        const struct backend_kv kvl = {kv_cache_k(kv, l, 0), kv_cache_v(kv, l, 0),
+                                       kv->type == KV_F32 ? GG_TYPE_F32 : GG_TYPE_F16, kv->n_cells, kv->kv_dim,
+                                       kv->hwm};
+        /* q scaled before K.q (gemma3, phi3: ggml_scale of q) or the scores after */
+        const struct backend_attn_store st = {
+            s->q, s->k, s->v, hp->n_head, hp->n_head_kv, hp->head_dim, L->bq, L->bk, L->bv, L->q_norm, L->k_norm,
+            hp->rms_eps, hp->n_rot, hp->rope_neox, L->rope_base, L->rope_scale, hp->rope_attn_factor,
+            L->rope_factors ? L->rope_factors : s->rope_ls, hp->q_scale ? hp->attn_scale : 1.0f, &tok, kvl};
+        be->ops->attn_store(be, &st);
+        const struct backend_attention at = {s->q, s->att, hp->n_head, hp->n_head_kv, hp->head_dim,
+                                             hp->q_scale ? 1.0f : hp->attn_scale, L->swa ? hp->n_swa : 0, &tok, kvl};
+        be->ops->attention(be, &at);
         struct backend_mm o = {&L->wo, s->xb2, (size_t)E};
         be->ops->matmul(be, &o, 1, s->att, n, fb.n_solo, (size_t)Dq);
         if (l == hp->n_layer - 1) {

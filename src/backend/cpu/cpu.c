@@ -99,6 +99,7 @@ struct cpu_backend {
     size_t qbuf_bytes;
     void *ws; /* n_threads x KERN_GEMM_WS_BYTES: per-thread gemm panels */
     struct mm_group grp;
+    struct cpu_attn_scratch *attn; /* attention scratch (cpu_attn.c), or NULL */
 };
 
 static void run_chunks(struct cpu_backend *cb, backend_range_fn fn, void *ud, int ith, int64_t n, int64_t grain)
@@ -319,6 +320,11 @@ static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t 
     cpu_matmul_order(be, part, n_mm, x + (size_t)n_solo * x_stride, n_batch - n_solo, x_stride, false);
 }
 
+struct cpu_attn_scratch **backend_cpu_attn_slot(struct backend *be)
+{
+    return &((struct cpu_backend *)be)->attn;
+}
+
 void backend_cpu_parallel_for(struct backend *be, backend_range_fn fn, void *ud, int64_t n, int64_t grain,
                               double work)
 {
@@ -346,6 +352,7 @@ static void cpu_free(struct backend *be)
     }
     sp_aligned_free(cb->qbuf);
     sp_aligned_free(cb->ws);
+    backend_cpu_attn_free(cb->attn);
     sp_free(cb);
 }
 
@@ -357,6 +364,9 @@ static const struct backend_ops cpu_ops = {
     .rms_norm = backend_cpu_rms_norm,
     .glu = backend_cpu_glu,
     .softcap = backend_cpu_softcap,
+    .attn_store = backend_cpu_attn_store,
+    .attention = backend_cpu_attention,
+    .attn_reserve = backend_cpu_attn_reserve,
     .free = cpu_free,
 };
 

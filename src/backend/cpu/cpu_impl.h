@@ -17,5 +17,18 @@ void backend_cpu_rms_norm(struct backend *be, const struct backend_norm *a);
 void backend_cpu_glu(struct backend *be, enum backend_act act, float *a, const float *b, int64_t n, int64_t dim,
                      size_t stride);
 void backend_cpu_softcap(struct backend *be, float *x, int64_t n, float cap);
+void backend_cpu_attn_store(struct backend *be, const struct backend_attn_store *a);
+void backend_cpu_attention(struct backend *be, const struct backend_attention *a);
+enum sp_status backend_cpu_attn_reserve(struct backend *be, int max_ctx, int max_group, int head_dim, int n_rot,
+                                        struct sp_err *err);
+
+/* out = rmsnorm(x) * w over n floats (ggml's order; out may equal x). */
+void backend_cpu_rmsnorm_row(float *out, const float *x, const float *w, int64_t n, float eps);
+
+/* The attention scratch (cpu_attn.c) lives in the backend: its slot, and
+ * its release (NULL is a no-op) when the backend is freed. */
+struct cpu_attn_scratch;
+struct cpu_attn_scratch **backend_cpu_attn_slot(struct backend *be);
+void backend_cpu_attn_free(struct cpu_attn_scratch *a);
 
 #endif

@@ -30,7 +30,7 @@ static void gelu_table_fill(void)
     }
 }
 
-static void rmsnorm_row(float *out, const float *x, const float *w, int64_t n, float eps)
+void backend_cpu_rmsnorm_row(float *out, const float *x, const float *w, int64_t n, float eps)
 {
     double sum = 0.0;
     for (int64_t i = 0; i < n; i++)
@@ -74,7 +74,7 @@ static void norm_range(void *ud, int ith, int64_t i0, int64_t i1)
             for (int64_t d = 0; d < a->dim; d++)
                 x[d] += a->bias[d];
         if (a->w)
-            rmsnorm_row(a->out + (size_t)i * a->stride, x, a->w, a->dim, a->eps);
+            backend_cpu_rmsnorm_row(a->out + (size_t)i * a->stride, x, a->w, a->dim, a->eps);
     }
 }
 
