@@ -584,6 +584,54 @@ TEST(gemm_large_batch_equals_vec_dot)
     }
 }
 
+/* Decode (gemm with n_batch 1 over many rows: the kernels take several
+ * weight rows per pass) equals the same ISA's vec_dot bit for bit, on every
+ * row of a range whose start and length leave groups of 4, 2 and 1 rows; the
+ * activations include the extremes +-127 of Q8 quants. */
+TEST(gemm_decode_bit_equals_vec_dot)
+{
+    const int64_t rows = 23, k = g_asan ? 512 : 2304;
+    for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+        for (size_t ti = 0; ti < SP_ARRAY_LEN(k_wtypes); ti++) {
+            const struct kern_type_ops *v = kern_ops_isa((enum kern_isa)isa, k_wtypes[ti]);
+            if (!v)
+                continue;
+            const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, v->vec_dot_type);
+            size_t wrb = row_bytes(k_wtypes[ti], k), xrb = row_bytes(v->vec_dot_type, k);
+            float *f = sp_malloc((size_t)k * 4);
+            char *w = sp_malloc(wrb * rows), *x = sp_malloc(xrb);
+            float *y = sp_malloc(sizeof(float) * (size_t)rows);
+            CHECK(f && w && x && y);
+            for (int64_t r = 0; r < rows; r++) {
+                fill_data(f, k, r == 3 ? 1e3f : 0.05f);
+                v->from_float(f, w + r * wrb, k);
+            }
+            fill_data(f, k, 1.0f);
+            for (int64_t j = 0; j < k; j += 7)
+                f[j] = (j / 7) % 2 ? 40.0f : -40.0f; /* each block's max: quants +-127 */
+            ra->quantize_act(f, x, k);
+            for (int start = 0; start < 3; start++) {
+                const int64_t r0 = start, r1 = rows - start;
+                for (int64_t r = 0; r < rows; r++)
+                    y[r] = -12345.0f;
+                v->gemm(k, r0, r1, 1, w, wrb, x, xrb, y, (size_t)rows);
+                for (int64_t r = 0; r < rows; r++) {
+                    float want = -12345.0f;
+                    if (r >= r0 && r < r1)
+                        v->vec_dot(k, &want, w + r * wrb, x);
+                    CHECK_MSG(memcmp(&want, &y[r], sizeof want) == 0, "%s %s row %lld of [%lld,%lld): %.9g vs %.9g",
+                              kern_isa_name((enum kern_isa)isa), tinfo_of(k_wtypes[ti])->name, (long long)r,
+                              (long long)r0, (long long)r1, (double)y[r], (double)want);
+                }
+            }
+            sp_free(f);
+            sp_free(w);
+            sp_free(x);
+            sp_free(y);
+        }
+    }
+}
+
 /* The panel gemm (gemm_ws) against the same ISA's gemm: several panels of
  * rows (more rows than one panel holds, odd counts), batches that are not a
  * multiple of the tile, and a row too long for the workspace (fallback). */
@@ -694,6 +742,7 @@ int main(void)
     RUN(isa_variants_match_reference);
     RUN(isa_activation_quantizers);
     RUN(gemm_large_batch_equals_vec_dot);
+    RUN(gemm_decode_bit_equals_vec_dot);
     RUN(gemm_ws_panels);
     RUN(quantize_nonfinite_input);
     sp_aligned_free(g_ws);

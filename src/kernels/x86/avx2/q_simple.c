@@ -127,6 +127,93 @@ SIGNED_KERN2(q5_0, block_q5_0, q5_0_q)
 UNSIGNED_KERN(q4_1, block_q4_1, q4_1_q)
 UNSIGNED_KERN(q5_1, block_q5_1, q5_1_q)
 
+/* ---- decode (n_batch 1, ops->gemm): DEC_ROWS weight rows against the one
+ * activation row per pass. Each row keeps the 1-row kernel's arithmetic: the
+ * same exact int32 lanes (elements 4j..4j+3 in lane j), the same fl(dw * dy)
+ * scale, one FMA per block into its own 8-lane accumulator, the same hsum, so
+ * the results are bit-identical to vec_dot. What changes: the rows' FMA chains
+ * run side by side (one row alone waits on the FMA latency every block), the
+ * activation block and its scale are loaded once for all rows, and Q4_0/Q5_0
+ * multiply their unsigned quants u = q + OFF directly (maddubs u8 x s8, no
+ * sign trick) and subtract OFF x the activation's pair sums in int16 (exact:
+ * the difference is the int16 pair sum of q * y), computed once per block. */
+#define DEC_ROWS 4
+
+/* 16 bytes of nibbles as bytes 0..15 (low) and 16..31 (high), one broadcast load */
+KERN_AI __m256i nib_u(const uint8_t *qs)
+{
+    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    return _mm256_and_si256(_mm256_srlv_epi64(t, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0F));
+}
+KERN_AI __m256i q4_0_u(const block_q4_0 *b) { return nib_u(b->qs); }
+/* Q5_0: nibble | 0x10 where the fifth bit is set (q + 16) */
+KERN_AI __m256i q5_0_u(const block_q5_0 *b)
+{
+    return _mm256_or_si256(nib_u(b->qs),
+                           _mm256_and_si256(avx2_bits_to_bytes(b->qh), _mm256_set1_epi8(0x10)));
+}
+KERN_AI __m256i q8_0_u(const block_q8_0 *b) { return _mm256_loadu_si256((const __m256i *)b->qs); }
+
+#define DEC_KERN(NAME, BT, UNPACK, OFF)                                                                         \
+    KERN_AI void NAME##_dec_kern(int nw, int64_t nb, const char *w, size_t w_stride, const block_q8_0 *x,       \
+                                 float *out)                                                                    \
+    {                                                                                                           \
+        const BT *wr[DEC_ROWS];                                                                                 \
+        __m256 acc[DEC_ROWS];                                                                                   \
+        KERN_UNROLL for (int r = 0; r < nw; r++) {                                                              \
+            wr[r] = (const BT *)(const void *)(w + (size_t)r * w_stride);                                       \
+            acc[r] = _mm256_setzero_ps();                                                                       \
+        }                                                                                                       \
+        const __m256i ones = _mm256_set1_epi16(1);                                                              \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                                   \
+            const __m256i y = _mm256_loadu_si256((const __m256i *)x[ib].qs);                                    \
+            const float dy = avx2_h2f(x[ib].d);                                                                 \
+            const __m256i ys = _mm256_maddubs_epi16(_mm256_set1_epi8(OFF), y);                                  \
+            KERN_UNROLL for (int r = 0; r < nw; r++) {                                                          \
+                const __m256i u = UNPACK(&wr[r][ib]);                                                           \
+                const __m256i p16 = (OFF) ? _mm256_sub_epi16(_mm256_maddubs_epi16(u, y), ys)                    \
+                                          : _mm256_maddubs_epi16(_mm256_sign_epi8(u, u), _mm256_sign_epi8(y, u)); \
+                const __m256i p = _mm256_madd_epi16(p16, ones);                                                 \
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(avx2_h2f(wr[r][ib].d) * dy), _mm256_cvtepi32_ps(p),    \
+                                         acc[r]);                                                               \
+            }                                                                                                   \
+        }                                                                                                       \
+        KERN_UNROLL for (int r = 0; r < nw; r++) out[r] = avx2_hsum_ps(acc[r]);                                \
+    }                                                                                                           \
+    static void NAME##_dec4(int64_t nb, const char *w, size_t ws, const block_q8_0 *x, float *o)               \
+    {                                                                                                           \
+        NAME##_dec_kern(4, nb, w, ws, x, o);                                                                    \
+    }                                                                                                           \
+    static void NAME##_dec2(int64_t nb, const char *w, size_t ws, const block_q8_0 *x, float *o)               \
+    {                                                                                                           \
+        NAME##_dec_kern(2, nb, w, ws, x, o);                                                                    \
+    }                                                                                                           \
+    static void NAME##_dec1(int64_t nb, const char *w, size_t ws, const block_q8_0 *x, float *o)               \
+    {                                                                                                           \
+        NAME##_dec_kern(1, nb, w, ws, x, o);                                                                    \
+    }                                                                                                           \
+    /* ops->gemm: decode rows in groups of DEC_ROWS, batches through NAME_gemm2 */                              \
+    static void NAME##_gemmd(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride, \
+                             const void *x, size_t x_stride, float *y, size_t y_stride)                         \
+    {                                                                                                           \
+        if (n_batch != 1) {                                                                                     \
+            NAME##_gemm2(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);                            \
+            return;                                                                                             \
+        }                                                                                                       \
+        const int64_t nb = k / KERN_QK;                                                                         \
+        int64_t r = r0;                                                                                         \
+        for (; r + 4 <= r1; r += 4)                                                                             \
+            NAME##_dec4(nb, (const char *)w + (size_t)r * w_stride, w_stride, x, y + r);                        \
+        for (; r + 2 <= r1; r += 2)                                                                             \
+            NAME##_dec2(nb, (const char *)w + (size_t)r * w_stride, w_stride, x, y + r);                        \
+        if (r < r1)                                                                                             \
+            NAME##_dec1(nb, (const char *)w + (size_t)r * w_stride, w_stride, x, y + r);                        \
+    }
+
+DEC_KERN(q4_0, block_q4_0, q4_0_u, 8)
+DEC_KERN(q5_0, block_q5_0, q5_0_u, 16)
+DEC_KERN(q8_0, block_q8_0, q8_0_u, 0)
+
 /* ---- panel gemm for Q4_0 and Q5_0 (prefill): groups of 8 weight rows are
  * unpacked once per call into unsigned quants u = q + OFF (OFF 8 or 16) and
  * interleaved in 4-byte units: vector g of a block holds elements 4g..4g+3 of
@@ -365,7 +452,7 @@ void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type)
     switch (type) {
     case GG_TYPE_Q4_0:
         ops->vec_dot = q4_0_vec_dot;
-        ops->gemm = q4_0_gemm2;
+        ops->gemm = q4_0_gemmd;
         ops->gemm_ws = q4_0_gemm_ws;
         break;
     case GG_TYPE_Q4_1:
@@ -374,7 +461,7 @@ void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type)
         break;
     case GG_TYPE_Q5_0:
         ops->vec_dot = q5_0_vec_dot;
-        ops->gemm = q5_0_gemm2;
+        ops->gemm = q5_0_gemmd;
         ops->gemm_ws = q5_0_gemm_ws;
         break;
     case GG_TYPE_Q5_1:
@@ -383,7 +470,7 @@ void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type)
         break;
     case GG_TYPE_Q8_0:
         ops->vec_dot = q8_0_vec_dot;
-        ops->gemm = q8_0_gemm2;
+        ops->gemm = q8_0_gemmd;
         ops->quantize_act = quantize_q8_0;
         break;
     case GG_TYPE_Q8_1:
