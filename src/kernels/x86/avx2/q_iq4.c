@@ -10,6 +10,8 @@
  *   (pmaddwd), one fma per super-block and lane.
  * Integer sums are exact and every float operation is the reference's, so
  * the results are identical. Compiled with -mavx2 -mfma -mf16c. */
+#include <math.h>
+
 #include "kernels/x86/avx2/avx2_util.h"
 
 #define NRMAX 4
@@ -17,11 +19,11 @@
 /* the 32 int8 levels of one 32-block from its 16 index bytes */
 KERN_AI __m256i iq4_levels(const uint8_t *qs)
 {
-    const __m128i table = _mm_loadu_si128((const __m128i *)kern_iq4nl_values);
-    const __m128i m4 = _mm_set1_epi8(0x0f);
-    const __m128i b = _mm_loadu_si128((const __m128i *)qs);
-    return _mm256_set_m128i(_mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(b, 4), m4)),
-                            _mm_shuffle_epi8(table, _mm_and_si128(b, m4)));
+    /* the 16 index bytes in both lanes, shifted by 0 (low lane) and 4 (high) */
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kern_iq4nl_values));
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    const __m256i idx = _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0f));
+    return _mm256_shuffle_epi8(table, idx);
 }
 
 /* ---- IQ4_NL x Q8_0 */
@@ -64,6 +66,70 @@ KERN_AI void iq4_nl_kern(int nr, int64_t nb, const void *vw, const void *const *
     }
 }
 KERN_AVX2_DRIVER(iq4_nl, iq4_nl_kern, KERN_QK)
+
+/* ---- IQ4_NL decode (gemm with n_batch 1): 4 weight rows per pass against the
+ * one activation row, each row with the arithmetic of iq4_nl_kern (even and
+ * odd blocks in two accumulators, the same lanes, scales and tail), so the
+ * results are bit-identical to vec_dot; the rows' FMA chains overlap and the
+ * activation blocks and scales are loaded once for all rows. */
+KERN_AI void iq4_nl_dec_kern(int nw, int64_t nb, const char *wp, size_t w_stride, const block_q8_0 *x, float *out)
+{
+    const block_iq4_nl *w[4];
+    __m256 acc1[4], acc2[4];
+    KERN_UNROLL for (int r = 0; r < nw; r++) {
+        w[r] = (const block_iq4_nl *)(const void *)(wp + (size_t)r * w_stride);
+        acc1[r] = _mm256_setzero_ps();
+        acc2[r] = _mm256_setzero_ps();
+    }
+    int64_t ib = 0;
+    for (; ib + 1 < nb; ib += 2) {
+        const __m256i y1 = _mm256_loadu_si256((const __m256i *)x[ib].qs);
+        const __m256i y2 = _mm256_loadu_si256((const __m256i *)x[ib + 1].qs);
+        const float dy1 = avx2_h2f(x[ib].d), dy2 = avx2_h2f(x[ib + 1].d);
+        KERN_UNROLL for (int r = 0; r < nw; r++) {
+            const __m256i q1 = iq4_levels(w[r][ib].qs), q2 = iq4_levels(w[r][ib + 1].qs);
+            const __m256i p1 = avx2_dot_us8(_mm256_sign_epi8(q1, q1), _mm256_sign_epi8(y1, q1));
+            const __m256i p2 = avx2_dot_us8(_mm256_sign_epi8(q2, q2), _mm256_sign_epi8(y2, q2));
+            acc1[r] = _mm256_fmadd_ps(_mm256_set1_ps(dy1 * avx2_h2f(w[r][ib].d)), _mm256_cvtepi32_ps(p1), acc1[r]);
+            acc2[r] = _mm256_fmadd_ps(_mm256_set1_ps(dy2 * avx2_h2f(w[r][ib + 1].d)), _mm256_cvtepi32_ps(p2),
+                                      acc2[r]);
+        }
+    }
+    KERN_UNROLL for (int r = 0; r < nw; r++) out[r] = avx2_hsum_ps(_mm256_add_ps(acc1[r], acc2[r]));
+    if (ib < nb) { /* odd block count: ggml's scalar tail, one fma */
+        const __m256i y = _mm256_loadu_si256((const __m256i *)x[ib].qs);
+        const float dy = avx2_h2f(x[ib].d);
+        KERN_UNROLL for (int r = 0; r < nw; r++) {
+            const __m256i q = iq4_levels(w[r][ib].qs);
+            const int sumi = avx2_hsum_epi32(avx2_dot_us8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)));
+            out[r] = fmaf(dy * avx2_h2f(w[r][ib].d), (float)sumi, out[r]);
+        }
+    }
+}
+
+static void iq4_nl_dec4(int64_t nb, const char *w, size_t ws, const block_q8_0 *x, float *o)
+{
+    iq4_nl_dec_kern(4, nb, w, ws, x, o);
+}
+static void iq4_nl_dec1(int64_t nb, const char *w, size_t ws, const block_q8_0 *x, float *o)
+{
+    iq4_nl_dec_kern(1, nb, w, ws, x, o);
+}
+
+static void iq4_nl_gemmd(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                         const void *x, size_t x_stride, float *y, size_t y_stride)
+{
+    if (n_batch != 1) {
+        iq4_nl_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+        return;
+    }
+    const int64_t nb = k / KERN_QK;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4)
+        iq4_nl_dec4(nb, (const char *)w + (size_t)r * w_stride, w_stride, x, y + r);
+    for (; r < r1; r++)
+        iq4_nl_dec1(nb, (const char *)w + (size_t)r * w_stride, w_stride, x, y + r);
+}
 
 /* ---- IQ4_XS x Q8_K */
 KERN_AI void iq4_xs_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
@@ -110,7 +176,7 @@ void kern_avx2_fill_iq4(struct kern_type_ops *ops, enum gg_type type)
     switch (type) {
     case GG_TYPE_IQ4_NL:
         ops->vec_dot = iq4_nl_vec_dot;
-        ops->gemm = iq4_nl_gemm;
+        ops->gemm = iq4_nl_gemmd;
         break;
     case GG_TYPE_IQ4_XS:
         ops->vec_dot = iq4_xs_vec_dot;

@@ -9,12 +9,27 @@
 #define NRMAX 4
 #define QK_K KERN_QK_K
 
-KERN_AI __m256i scale_pair(int a, int b)
+KERN_AI __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* Word a of t's low lane in every word of the low lane, word b of t's high
+ * lane in the high lane: one pshufb (the scale vectors were built with a
+ * scalar load and broadcast per vector before; same values). */
+KERN_AI __m256i words_bcast(__m256i t, int a, int b)
 {
-    return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
+    return _mm256_shuffle_epi8(t, _mm256_set_m128i(_mm_set1_epi16((short)((2 * b) | (2 * b + 1) << 8)),
+                                                   _mm_set1_epi16((short)((2 * a) | (2 * a + 1) << 8))));
 }
 
-KERN_AI __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+/* s[v]: w[2v] in the low lane, w[2v+1] in the high lane, for the 16 int16
+ * scales w (low lane 0..7, high lane 8..15) */
+KERN_AI void scale_pairs16(__m256i w, __m256i s[8])
+{
+    const __m256i lo = _mm256_permute2x128_si256(w, w, 0x00), hi = _mm256_permute2x128_si256(w, w, 0x11);
+    KERN_UNROLL for (int v = 0; v < 4; v++) {
+        s[v] = words_bcast(lo, 2 * v, 2 * v + 1);
+        s[v + 4] = words_bcast(hi, 2 * v, 2 * v + 1);
+    }
+}
 
 /* The shared row loop: q[8] unsigned quants, s[8] int16 scale vectors;
  * returns the int32 lanes of sum(scale * q * y). */
@@ -83,12 +98,12 @@ KERN_AI void kq_row_off(const block_q8_K *y, const __m256i *q, const __m256i *s,
 KERN_AI void k4_prep_scales(const uint8_t *scales, __m256i s[8], __m256i *m16)
 {
     const __m128i smv = k4_scales_mins_v(scales);
-    uint8_t sc[16];
-    _mm_storeu_si128((__m128i *)sc, smv);
     const __m128i m8 = _mm_unpackhi_epi64(smv, smv);
     *m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+    const __m256i w = _mm256_cvtepu8_epi16(smv);
+    const __m256i lo = _mm256_permute2x128_si256(w, w, 0x00);
     KERN_UNROLL for (int j = 0; j < 8; j++)
-        s[j] = _mm256_set1_epi16(sc[j]);
+        s[j] = words_bcast(lo, j, j);
 }
 
 KERN_AI void q4_K_prep(const block_q4_K *b, __m256i q[8], __m256i s[8], __m256i *m16, float *dw, float *dmw)
@@ -139,8 +154,7 @@ KERN_AI void q6_K_prep(const block_q6_K *b, __m256i q[8], __m256i s[8], __m256i 
         q[4 * c + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4));
     }
-    KERN_UNROLL for (int v = 0; v < 8; v++)
-        s[v] = scale_pair(sc[2 * v], sc[2 * v + 1]);
+    scale_pairs16(*m16, s);
     *dw = avx2_h2f(b->d);
     *dmw = 0.0f;
 }
@@ -160,8 +174,7 @@ KERN_AI void q2_K_prep(const block_q2_K *b, __m256i q[8], __m256i s[8], __m256i 
         q[4 * c + 2] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m2);
         q[4 * c + 3] = _mm256_and_si256(_mm256_srli_epi16(raw, 6), m2);
     }
-    KERN_UNROLL for (int v = 0; v < 8; v++)
-        s[v] = scale_pair(sc[2 * v] & 0xF, sc[2 * v + 1] & 0xF);
+    scale_pairs16(_mm256_cvtepu8_epi16(_mm_and_si128(s8, _mm_set1_epi8(0x0F))), s);
     *dw = avx2_h2f(b->d);
     *dmw = avx2_h2f(b->dmin);
 }
@@ -172,8 +185,6 @@ KERN_AI void q3_K_prep(const block_q3_K *b, __m256i q[8], __m256i s[8], __m256i 
 {
     const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     const __m128i s8 = q3_K_scales_v(b->scales);
-    int8_t sc[16];
-    _mm_storeu_si128((__m128i *)sc, s8);
     *m16 = _mm256_cvtepi8_epi16(s8);
     const __m256i hm = load256(b->hmask);
     KERN_UNROLL for (int c = 0; c < 2; c++) {
@@ -184,8 +195,7 @@ KERN_AI void q3_K_prep(const block_q3_K *b, __m256i q[8], __m256i s[8], __m256i 
             q[4 * c + j] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 2));
         }
     }
-    KERN_UNROLL for (int v = 0; v < 8; v++)
-        s[v] = scale_pair(sc[2 * v], sc[2 * v + 1]);
+    scale_pairs16(*m16, s);
     *dw = avx2_h2f(b->d);
     *dmw = 0.0f;
 }
