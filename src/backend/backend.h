@@ -190,6 +190,11 @@ struct backend_ops {
      * within these). Errors: SP_ERR_NOMEM. */
     enum sp_status (*attn_reserve)(struct backend *be, int max_ctx, int max_group, int head_dim, int n_rot,
                                    struct sp_err *err);
+    /* Device storage (the KV cache): bytes zeroed bytes, 64-byte aligned,
+     * that this backend's ops can address (host memory for "cpu"), into
+     * *out. Errors: SP_ERR_NOMEM. buf_free(NULL) is a no-op. */
+    enum sp_status (*buf_alloc)(struct backend *be, size_t bytes, void **out, struct sp_err *err);
+    void (*buf_free)(struct backend *be, void *p);
     /* x = tanh(x / cap) * cap over n contiguous floats, in place (final logit
      * soft-capping: ggml_scale, ggml_tanh, ggml_scale). */
     void (*softcap)(struct backend *be, float *x, int64_t n, float cap);

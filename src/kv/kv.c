@@ -22,6 +22,12 @@ size_t kv_cache_bytes(int n_layer, int n_cells, int kv_dim, enum kv_type type)
 enum sp_status kv_cache_new(int n_layer, int n_cells, int kv_dim, enum kv_type type, int n_seq_max,
                             struct kv_cache **out, struct sp_err *err)
 {
+    return kv_cache_new_on(NULL, n_layer, n_cells, kv_dim, type, n_seq_max, out, err);
+}
+
+enum sp_status kv_cache_new_on(struct backend *be, int n_layer, int n_cells, int kv_dim, enum kv_type type,
+                               int n_seq_max, struct kv_cache **out, struct sp_err *err)
+{
     *out = NULL;
     if (n_layer <= 0 || n_cells <= 0 || kv_dim <= 0 || n_seq_max <= 0 || n_seq_max > 65536)
         return sp_err_set(err, SP_ERR_INVALID, "invalid KV cache shape (%d layers, %d cells, %d dims, %d sequences)",
@@ -38,8 +44,22 @@ enum sp_status kv_cache_new(int n_layer, int n_cells, int kv_dim, enum kv_type t
     kv->kv_dim = kv_dim;
     kv->elt = type == KV_F32 ? 4 : 2;
     kv->n_seq_max = n_seq_max;
-    kv->k = sp_aligned_alloc(64, total / 2);
-    kv->v = sp_aligned_alloc(64, total / 2);
+    kv->be = be;
+    if (be) {
+        enum sp_status result;
+        if ((result = be->ops->buf_alloc(be, total / 2, &kv->k, err)) != SP_OK ||
+            (result = be->ops->buf_alloc(be, total / 2, &kv->v, err)) != SP_OK) {
+            kv_cache_free(kv);
+            return result;
+        }
+    } else {
+        kv->k = sp_aligned_alloc(64, total / 2);
+        kv->v = sp_aligned_alloc(64, total / 2);
+        if (kv->k)
+            memset(kv->k, 0, total / 2);
+        if (kv->v)
+            memset(kv->v, 0, total / 2);
+    }
     kv->cell_tok = sp_calloc((size_t)n_cells, sizeof(int32_t));
     kv->seqs = sp_calloc((size_t)n_seq_max, sizeof(struct kv_seq));
     kv->scratch = sp_calloc((size_t)n_seq_max, sizeof(int));
@@ -48,8 +68,6 @@ enum sp_status kv_cache_new(int n_layer, int n_cells, int kv_dim, enum kv_type t
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory allocating a %zu MiB KV cache",
                           total >> 20);
     }
-    memset(kv->k, 0, total / 2);
-    memset(kv->v, 0, total / 2);
     *out = kv;
     return SP_OK;
 }
@@ -58,8 +76,13 @@ void kv_cache_free(struct kv_cache *kv)
 {
     if (!kv)
         return;
-    sp_aligned_free(kv->k);
-    sp_aligned_free(kv->v);
+    if (kv->be) {
+        kv->be->ops->buf_free(kv->be, kv->k);
+        kv->be->ops->buf_free(kv->be, kv->v);
+    } else {
+        sp_aligned_free(kv->k);
+        sp_aligned_free(kv->v);
+    }
     sp_free(kv->cell_tok);
     sp_free(kv->seqs);
     sp_free(kv->scratch);

@@ -22,6 +22,7 @@
 #ifndef SPOKE_KV_H
 #define SPOKE_KV_H
 
+#include "backend/backend.h"
 #include "base/base.h"
 
 enum kv_type { KV_F16 = 0, KV_F32 = 1 };
@@ -44,6 +45,7 @@ struct kv_cache {
     int hwm;         /* cells >= hwm were never stored (still zero) */
     void *k;         /* n_layer * n_cells * kv_dim elements */
     void *v;
+    struct backend *be;     /* owner of k/v storage (buf_alloc), or NULL: host memory */
     int32_t *cell_tok;      /* [n_cells] token id stored in each cell */
     int n_seq_max;          /* sequence records (live + cached) */
     struct kv_seq *seqs;    /* [n_seq_max] */
@@ -58,6 +60,11 @@ size_t kv_cache_bytes(int n_layer, int n_cells, int kv_dim, enum kv_type type);
  * SP_ERR_RANGE (overflow), SP_ERR_NOMEM. */
 enum sp_status kv_cache_new(int n_layer, int n_cells, int kv_dim, enum kv_type type, int n_seq_max,
                             struct kv_cache **out, struct sp_err *err) SP_MUST_USE;
+/* The same with K/V storage allocated by the backend be (buf_alloc; be
+ * must outlive the cache), as the forward pass uses it; NULL = host memory.
+ * kv_cache_store / _load / _zero_v need host-addressable storage. */
+enum sp_status kv_cache_new_on(struct backend *be, int n_layer, int n_cells, int kv_dim, enum kv_type type,
+                               int n_seq_max, struct kv_cache **out, struct sp_err *err) SP_MUST_USE;
 void kv_cache_free(struct kv_cache *kv); /* NULL is a no-op */
 
 /* K row of (layer, cell): kv_dim elements. V row of (layer, dim): n_cells

@@ -181,13 +181,14 @@ enum sp_status model_state_new(const struct model *m, const struct model_state_o
         *fbufs[i] = (float *)(void *)(a + lay.off[i]);
     s->rows = (int32_t *)(void *)(a + lay.off[10]);
     s->seq_mark = (uint32_t *)(void *)(a + lay.off[11]);
-    if ((result = kv_cache_new(m->hp.n_layer, n_cells, m->hp.n_head_kv * m->hp.head_dim, o->kv_type,
-                               seq_records(n_seq), &s->kv, err)) != SP_OK)
-        goto fail;
     if ((result = backend_cpu_new(nth, max_k(m), B, &s->be, err)) != SP_OK)
         goto fail;
     if ((result = s->be->ops->attn_reserve(s->be, n_ctx, m->hp.n_head / m->hp.n_head_kv, m->hp.head_dim,
                                            m->hp.n_rot, err)) != SP_OK)
+        goto fail;
+    /* the backend allocates the K/V storage (device memory on a GPU backend) */
+    if ((result = kv_cache_new_on(s->be, m->hp.n_layer, n_cells, m->hp.n_head_kv * m->hp.head_dim, o->kv_type,
+                                  seq_records(n_seq), &s->kv, err)) != SP_OK)
         goto fail;
     *out = s;
     return SP_OK;
@@ -200,8 +201,8 @@ void model_state_free(struct model_state *s)
 {
     if (!s)
         return;
+    kv_cache_free(s->kv); /* before the backend that owns its storage */
     backend_free(s->be);
-    kv_cache_free(s->kv);
     sp_aligned_free(s->arena);
     sp_free(s);
 }

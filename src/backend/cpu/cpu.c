@@ -367,6 +367,8 @@ static const struct backend_ops cpu_ops = {
     .attn_store = backend_cpu_attn_store,
     .attention = backend_cpu_attention,
     .attn_reserve = backend_cpu_attn_reserve,
+    .buf_alloc = backend_cpu_buf_alloc,
+    .buf_free = backend_cpu_buf_free,
     .free = cpu_free,
 };
 

@@ -17,6 +17,8 @@ void backend_cpu_rms_norm(struct backend *be, const struct backend_norm *a);
 void backend_cpu_glu(struct backend *be, enum backend_act act, float *a, const float *b, int64_t n, int64_t dim,
                      size_t stride);
 void backend_cpu_softcap(struct backend *be, float *x, int64_t n, float cap);
+enum sp_status backend_cpu_buf_alloc(struct backend *be, size_t bytes, void **out, struct sp_err *err);
+void backend_cpu_buf_free(struct backend *be, void *p);
 void backend_cpu_attn_store(struct backend *be, const struct backend_attn_store *a);
 void backend_cpu_attention(struct backend *be, const struct backend_attention *a);
 enum sp_status backend_cpu_attn_reserve(struct backend *be, int max_ctx, int max_group, int head_dim, int n_rot,

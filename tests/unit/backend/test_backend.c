@@ -6,6 +6,7 @@
  * skipped (SPOKE_CUDA_LIB points at a missing library). */
 #include "backend/backend.h"
 #include "kernels/kernels.h"
+#include "kv/kv.h"
 #include "obs/log.h"
 #include "test.h"
 
@@ -117,6 +118,81 @@ TEST(matmul_matches_reference)
     CHECK(backend_weight_bind(&bad, GG_TYPE_Q4_0, 33, 4, x, NULL) == SP_ERR_FORMAT);
 }
 
+/* matmul's n_solo rows sum in the 1-row order: on F32 and F16 weights (two
+ * orders) each of them equals the row evaluated alone, bit for bit, while
+ * the batch rows after them equal a batch-only call. */
+TEST(matmul_solo_rows_equal_alone)
+{
+    enum { K = 64, R = 32, NB = 6, SOLO = 2 };
+    const enum gg_type types[2] = {GG_TYPE_F32, GG_TYPE_F16};
+    float x[NB * K], src[R * K];
+    uint64_t seed = 11;
+    for (int i = 0; i < NB * K; i++)
+        x[i] = (float)(test_rand_u32(&seed) % 2001) / 1000.0f - 1.0f;
+    for (int i = 0; i < R * K; i++)
+        src[i] = (float)(test_rand_u32(&seed) % 2001) / 1000.0f - 1.0f;
+    struct backend *be = NULL;
+    CHECK(backend_cpu_new(2, K, NB, &be, NULL) == SP_OK);
+    for (int t = 0; t < 2 && be; t++) {
+        size_t rb;
+        CHECK(gg_row_size(types[t], K, &rb));
+        char *w = sp_calloc(R, rb);
+        for (int r = 0; r < R; r++)
+            kern_ops(types[t])->from_float(src + r * K, w + (size_t)r * rb, K);
+        struct backend_weight bw;
+        CHECK(backend_weight_bind(&bw, types[t], K, R, w, NULL) == SP_OK);
+        float mixed[NB * R], alone[R], batch[NB * R];
+        struct backend_mm mm = {&bw, mixed, R};
+        be->ops->matmul(be, &mm, 1, x, NB, SOLO, K);
+        for (int b = 0; b < SOLO; b++) {
+            struct backend_mm one = {&bw, alone, R};
+            be->ops->matmul(be, &one, 1, x + b * K, 1, 0, K);
+            CHECK(memcmp(alone, mixed + b * R, sizeof(alone)) == 0);
+        }
+        struct backend_mm rest = {&bw, batch, R};
+        be->ops->matmul(be, &rest, 1, x + SOLO * K, NB - SOLO, 0, K);
+        CHECK(memcmp(batch, mixed + SOLO * R, sizeof(float) * (NB - SOLO) * R) == 0);
+        sp_free(w);
+    }
+    backend_free(be);
+}
+
+/* The KV cache's storage comes from the backend (buf_alloc): zeroed, usable
+ * by the cache's store/load, released by kv_cache_free before the backend. */
+TEST(kv_storage_from_backend)
+{
+    struct backend *be = NULL;
+    struct kv_cache *kv = NULL;
+    CHECK(backend_cpu_new(2, 64, 4, &be, NULL) == SP_OK);
+    CHECK(kv_cache_new_on(be, 2, 40, 8, KV_F32, 4, &kv, NULL) == SP_OK);
+    if (kv) {
+        CHECK(kv->be == be);
+        float k[8], v[8], out[8];
+        bool zero = true;
+        for (int l = 0; l < 2; l++)
+            for (int c = 0; c < 40; c++) {
+                kv_cache_load_k(kv, l, c, out);
+                for (int d = 0; d < 8; d++)
+                    zero &= out[d] == 0.0f;
+                kv_cache_load_v(kv, l, c, out);
+                for (int d = 0; d < 8; d++)
+                    zero &= out[d] == 0.0f;
+            }
+        CHECK(zero);
+        for (int d = 0; d < 8; d++) {
+            k[d] = (float)d + 0.5f;
+            v[d] = -(float)d;
+        }
+        kv_cache_store(kv, 1, 39, k, v);
+        kv_cache_load_k(kv, 1, 39, out);
+        CHECK(memcmp(out, k, sizeof(k)) == 0);
+        kv_cache_load_v(kv, 1, 39, out);
+        CHECK(memcmp(out, v, sizeof(v)) == 0);
+    }
+    kv_cache_free(kv);
+    backend_free(be);
+}
+
 static char g_log[2048];
 static void sink(void *ud, enum log_level lv, const char *mod, const char *msg)
 {
@@ -146,6 +222,8 @@ int main(void)
 {
     RUN(pool_runs_every_item_once);
     RUN(matmul_matches_reference);
+    RUN(matmul_solo_rows_equal_alone);
+    RUN(kv_storage_from_backend);
     RUN(device_choice_logs_reasons);
     return test_summary();
 }
