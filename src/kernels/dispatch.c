@@ -20,6 +20,7 @@ static void (*g_rope)(float *, const float *, int, bool) = kern_ref_rope;
 static void (*g_f32_to_f16_row)(const float *, uint16_t *, int64_t);
 static void (*g_f16_to_f32_row)(const uint16_t *, float *, int64_t);
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static enum kern_order g_order = KERN_ORDER_AVX512;
 
 static void ref_f32_to_f16_row(const float *src, uint16_t *dst, int64_t n)
 {
@@ -44,6 +45,19 @@ REF_GEMM(f32)
 REF_GEMM(f16)
 REF_GEMM(tb_f32)
 REF_GEMM(tb_f16)
+#define REF256_GEMM(t)                                                                     \
+    static void ref256_gemm_##t(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,         \
+                                const void *w, size_t w_stride, const void *x, size_t x_stride, \
+                                float *y, size_t y_stride)                                  \
+    {                                                                                       \
+        kern_gemm_generic(kern_ref256_vec_dot_##t, k, r0, r1, n_batch, w, w_stride, x,      \
+                          x_stride, y, y_stride);                                           \
+    }
+REF256_GEMM(f32)
+REF256_GEMM(f16)
+REF256_GEMM(tb_f32)
+REF256_GEMM(tb_f16)
+#undef REF256_GEMM
 REF_GEMM(bf16)
 REF_GEMM(q4_0)
 REF_GEMM(q4_1)
@@ -107,6 +121,26 @@ static void fill_ref(void)
     REF_W(IQ4_XS, iq4_xs, Q8_K);
     ref_set(GG_TYPE_Q8_K, GG_TYPE_Q8_K, kern_ref_to_float_q8_K, kern_ref_from_float_q8_K,
             kern_ref_from_float_q8_K, NULL, NULL);
+}
+
+/* SPOKE_ORDER=avx2: every ISA's F32/F16 dots and gemms, softmax and SiLU
+ * become the AVX2-build order's reference kernels. */
+static void use_avx2_order(void)
+{
+    for (int isa = KERN_ISA_REF; isa <= (int)g_cpu_isa; isa++) {
+        struct kern_type_ops *f = &g_tables[isa][GG_TYPE_F32], *h = &g_tables[isa][GG_TYPE_F16];
+        f->vec_dot = kern_ref256_vec_dot_f32;
+        f->gemm = ref256_gemm_f32;
+        f->gemm_tb = ref256_gemm_tb_f32;
+        h->vec_dot = kern_ref256_vec_dot_f16;
+        h->gemm = ref256_gemm_f16;
+        h->gemm_tb = ref256_gemm_tb_f16;
+        f->gemm_ws = h->gemm_ws = NULL;
+        f->isa = h->isa = KERN_ISA_REF;
+    }
+    g_softmax_exp = kern_ref256_softmax_exp;
+    g_silu_row = kern_ref256_silu_row;
+    g_order = KERN_ORDER_AVX2;
 }
 
 static enum kern_isa detect_isa(void)
@@ -174,11 +208,22 @@ static void init_once(void)
         g_softmax_exp = kern_avx2_softmax_exp;
         g_silu_row = kern_avx2_silu_row;
     }
-    LOG_DEBUG("kernels", "cpu isa %s, using %s", kern_isa_name(g_cpu_isa),
-              kern_isa_name(g_best));
+    const char *ord = getenv("SPOKE_ORDER");
+    if (ord && strcmp(ord, "avx2") == 0)
+        use_avx2_order();
+    else if (ord && *ord && strcmp(ord, "avx512") != 0)
+        LOG_WARN("kernels", "SPOKE_ORDER=%s not understood (use avx2 or avx512); ignored", ord);
+    LOG_DEBUG("kernels", "cpu isa %s, using %s, %s-build float order", kern_isa_name(g_cpu_isa),
+              kern_isa_name(g_best), g_order == KERN_ORDER_AVX2 ? "avx2" : "avx512");
 }
 
 void kern_init(void) { pthread_once(&g_once, init_once); }
+
+enum kern_order kern_order_used(void)
+{
+    kern_init();
+    return g_order;
+}
 
 enum kern_isa kern_isa_best(void)
 {
@@ -240,7 +285,7 @@ void kern_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n)
 
 kern_gemm_fn kern_pick_gemm(const struct kern_type_ops *ops, int64_t m, int64_t k, int64_t n_batch)
 {
-    if (ops->gemm_tb && n_batch >= 2 && k % 16 == 0 && m % 4 == 0)
+    if (ops->gemm_tb && n_batch >= 2 && k % (g_order == KERN_ORDER_AVX2 ? 8 : 16) == 0 && m % 4 == 0)
         return ops->gemm_tb;
     return ops->gemm;
 }

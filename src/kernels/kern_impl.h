@@ -244,6 +244,15 @@ float kern_ref_v_expf(float x);
 double kern_ref_softmax_exp(int64_t n, float *y, const float *x, float max);
 void kern_ref_silu_row(int64_t n, float *y, const float *x);
 void kern_ref_rope(float *v, const float *cache, int n_rot, bool neox);
+/* ref/order_avx2build.c: the same functions in ggml's AVX2 build order
+ * (KERN_ORDER_AVX2; tinyBLAS there needs n % 8 == 0). */
+void kern_ref256_vec_dot_f32(int64_t n, float *s, const void *x, const void *y);
+void kern_ref256_vec_dot_f16(int64_t n, float *s, const void *x, const void *y);
+void kern_ref256_vec_dot_tb_f32(int64_t n, float *s, const void *x, const void *y);
+void kern_ref256_vec_dot_tb_f16(int64_t n, float *s, const void *x, const void *y);
+float kern_ref256_v_expf(float x);
+double kern_ref256_softmax_exp(int64_t n, float *y, const float *x, float max);
+void kern_ref256_silu_row(int64_t n, float *y, const float *x);
 
 /* ---- SIMD variant tables. Each ISA file set exports one function that
  * fills, for the types it accelerates, the fields it provides (vec_dot,

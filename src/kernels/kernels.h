@@ -77,6 +77,14 @@ const struct kern_type_ops *kern_ops(enum gg_type type);
 /* Ops of one ISA level (NULL if that ISA has no variant for the type, or the
  * CPU lacks it): for tests comparing each variant to the reference. */
 const struct kern_type_ops *kern_ops_isa(enum kern_isa isa, enum gg_type type);
+/* Float order of the F32/F16 dots and gemms, the softmax exponentials and
+ * SiLU: that of ggml's AVX-512 build (the default; 16-lane sums, SIMD
+ * kernels) or of its AVX2 build (8-lane sums; scalar reference kernels,
+ * ref/order_avx2build.c). llama.cpp's results depend on which build made
+ * them; SPOKE_ORDER=avx2|avx512 selects the order once, at kern_init
+ * (docs/PARITY.md). Quantized dots are not affected. */
+enum kern_order { KERN_ORDER_AVX512 = 0, KERN_ORDER_AVX2 = 1 };
+enum kern_order kern_order_used(void);
 /* Highest ISA this CPU supports; can be capped with SPOKE_ISA=ref|avx2|avx512. */
 enum kern_isa kern_isa_best(void);
 const char *kern_isa_name(enum kern_isa isa);
@@ -95,7 +103,8 @@ void kern_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n);
 
 /* The gemm llama.cpp's CPU backend would use for an m x k weight and a batch
  * of n_batch rows: tinyBLAS order when the type has one, n_batch >= 2,
- * k % 16 == 0 and m % 4 == 0 (llamafile_sgemm's conditions), else ops->gemm. */
+ * k % 16 == 0 (k % 8 == 0 in the AVX2 order) and m % 4 == 0
+ * (llamafile_sgemm's conditions), else ops->gemm. */
 kern_gemm_fn kern_pick_gemm(const struct kern_type_ops *ops, int64_t m, int64_t k, int64_t n_batch);
 
 /* llama.cpp's softmax exponentials (ggml_vec_soft_max_f32): y[i] =

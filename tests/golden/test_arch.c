@@ -7,9 +7,13 @@
  * step is compared. The cut-off of a run is the reference's first step whose
  * top-2 logprob margin is under 0.02 nats (llama.cpp's own near-ties; all 32
  * steps where there is none), computed from the trace as the README does.
- * Required:
+ * The references come from ggml's AVX2 build, so the test runs spoke with
+ * SPOKE_ORDER=avx2 (kernels.h: F32/F16 dots, softmax and SiLU in that
+ * build's float order). Required:
  *   F32 files: argmax equals the reference up to the cut-off with both KV
- *   types, and with the F32 cache the top-5 logprobs are within 1e-3 there;
+ *   types, and the top-5 logprobs are within 1e-4 there with both caches
+ *   (the issue asks 1e-3 with the F32 cache; measured <= 1e-6, the
+ *   references' 6 printed decimals);
  *   quantized files: they load and run, and their agreement (steps matching
  *   before the first difference, per prompt) is at least the level measured
  *   when the table was written (on the AVX2 kernels, the ISA of the
@@ -40,41 +44,36 @@
 struct arch_case {
     const char *file;
     bool f32;                    /* F32 weights: cut-off and logprobs are required */
-    double max_lp;               /* F32 weights: bound on the top-5 logprob difference (F32 KV) */
+    double max_lp;               /* F32 weights: bound on the top-5 logprob difference */
     int min_agree[2][N_PROMPTS]; /* quantized: required matching steps, [F32 KV, F16 KV][prompt] */
 };
 
 static const struct arch_case all_cases[] = {
-    {"llama3-f32.gguf", true, 1e-3, {{0}}},
-    {"qwen3-f32.gguf", true, 1e-3, {{0}}},
-    /* measured 1.2e-3 on prompt 0 (see docs/PARITY.md: the references come
-     * from ggml's AVX2 build, spoke sums in its AVX-512 order, and gemma's
-     * F16 GELU table turns last-bit differences into F16 steps) */
-    {"gemma3-f32.gguf", true, 2e-3, {{0}}},
-    {"phi3-f32.gguf", true, 1e-3, {{0}}},
-    /* quantized: measured matching steps (all 32 for Q8_0; Q4_K_M llama3
-     * [32 32 32] [4 32 32], qwen3 [32 17 32] [32 8 23], gemma3 [25 32 32]
-     * [32 32 32], phi3 [32 32 32] [22 25 32]) minus 2 */
+    {"llama3-f32.gguf", true, 1e-4, {{0}}},
+    {"qwen3-f32.gguf", true, 1e-4, {{0}}},
+    {"gemma3-f32.gguf", true, 1e-4, {{0}}},
+    {"phi3-f32.gguf", true, 1e-4, {{0}}},
+    /* quantized: matching steps measured on the AVX2 kernels with the AVX2
+     * order (all 32 except llama3-q4_k_m [32 32 32] [4 32 32], qwen3-q4_k_m
+     * [32 17 32] [32 8 23], phi3-q4_k_m [32 32 32] [22 25 32], gemma3-iq4_nl
+     * [32 21 7] [32 32 18] (cut-offs [32 21 3]), gemma3-iq4_xs [32 32 32]
+     * [20 32 31]) minus 2. Q8_0 files match to 1e-6 on every step. */
     {"llama3-q8_0.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
     {"qwen3-q8_0.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
     {"gemma3-q8_0.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
     {"phi3-q8_0.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
     {"llama3-q4_k_m.gguf", false, 0, {{30, 30, 30}, {2, 30, 30}}},
     {"qwen3-q4_k_m.gguf", false, 0, {{30, 15, 30}, {30, 6, 21}}},
-    {"gemma3-q4_k_m.gguf", false, 0, {{23, 30, 30}, {30, 30, 30}}},
+    {"gemma3-q4_k_m.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
     {"phi3-q4_k_m.gguf", false, 0, {{30, 30, 30}, {20, 23, 30}}},
-    /* IQ4: measured (the lesser of SPOKE_ISA=ref and avx2) all 32 except
-     * gemma3-iq4_nl [22 21 32] [32 32 18] (ref: 22, avx2: 32 on prompt 0),
-     * gemma3-iq4_xs [32 32 32] [20 32 31], phi3-iq4_xs [32 32 13] [32 32 32];
-     * minus 2 (docs/PARITY.md). */
     {"llama3-iq4_nl.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
     {"qwen3-iq4_nl.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
-    {"gemma3-iq4_nl.gguf", false, 0, {{20, 19, 30}, {30, 30, 16}}},
+    {"gemma3-iq4_nl.gguf", false, 0, {{30, 19, 5}, {30, 30, 16}}},
     {"phi3-iq4_nl.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
     {"llama3-iq4_xs.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
     {"qwen3-iq4_xs.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
     {"gemma3-iq4_xs.gguf", false, 0, {{30, 30, 30}, {18, 30, 29}}},
-    {"phi3-iq4_xs.gguf", false, 0, {{30, 30, 11}, {30, 30, 30}}},
+    {"phi3-iq4_xs.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
 };
 
 static int total_fail;
@@ -193,7 +192,7 @@ static void run_case(const struct arch_case *c, int kvi)
         int need;
         if (c->f32) {
             need = cut;
-            ok = agree >= cut && (kvt != KV_F32 || lp_err <= c->max_lp);
+            ok = agree >= cut && lp_err <= c->max_lp;
         } else {
             need = kern_isa_best() == KERN_ISA_AVX2 ? c->min_agree[kvi][i] : SP_MIN(1, cut);
             ok = agree >= need;
@@ -201,7 +200,7 @@ static void run_case(const struct arch_case *c, int kvi)
         printf("%-20s kv=%s prompt %zu: %2d steps match (cut-off %2d, required %2d), top-5 logprob diff before "
                "the cut-off %.1e",
                c->file, kvt == KV_F32 ? "f32" : "f16", i, agree, cut, need, lp_err);
-        if (c->f32 && kvt == KV_F32)
+        if (c->f32)
             printf(" [<= %.0e]", c->max_lp);
         printf(" %s\n", ok ? "ok" : "FAIL");
         if (!ok)
@@ -229,6 +228,7 @@ TEST(arch_files)
 
 int main(void)
 {
+    setenv("SPOKE_ORDER", "avx2", 1); /* the references' build; read at the first kernel call */
     RUN(arch_files);
     return test_summary();
 }
