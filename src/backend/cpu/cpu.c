@@ -18,8 +18,9 @@
  *
  * Matmul: the activation rows are quantized once per distinct vec_dot_type
  * of the weights (rows split across threads when there are several), then
- * the rows of all the weights of that group are cut into chunks (multiples
- * of 16 rows, ~8 chunks per thread) handed to the kernels' batched gemm,
+ * the rows of all the weights of that group are cut into chunks by cost
+ * (weight bytes, guided: smaller chunks towards the end so no core idles
+ * through a large last one) handed to the kernels' batched gemm,
  * which streams each weight row once for the whole batch (batches of
  * KERN_GEMM_WS_MIN_BATCH rows or more go to the panel gemm, ops->gemm_ws,
  * with the claiming thread's workspace). */
@@ -39,7 +40,13 @@
 #endif
 
 #define CPU_SPIN_NS 2000000ull /* idle spin before sleeping */
-#define CPU_ROW_CHUNK 16
+/* Matmul chunks (cost-guided, see mm_make_chunks): whole groups of rows
+ * (the decode kernels take 4 rows per pass, the batch panels 8 or 16), at
+ * least CPU_MIN_CHUNK_BYTES of weights each, at most CPU_MAX_CHUNKS per call. */
+#define CPU_ROW_ALIGN_VEC 4
+#define CPU_ROW_ALIGN_BATCH 16
+#define CPU_MIN_CHUNK_BYTES (16.0 * 1024)
+#define CPU_MAX_CHUNKS 256
 
 /* Spin iterations between sched_yield calls while idle (power of two - 1):
  * on a quiet machine sched_yield returns at once; on an oversubscribed one
@@ -60,8 +67,10 @@ struct mm_group {
     const struct backend_mm *mms[4];
     kern_gemm_fn gemm[4]; /* per mm: the kernel llama.cpp's rule picks (kern_pick_gemm) */
     kern_gemm_ws_fn gemm_ws[4]; /* per mm: the panel gemm for large batches, or NULL */
-    int64_t chunk0[5]; /* first chunk index of each mm (prefix sums) */
-    int64_t rows_per_chunk;
+    struct mm_chunk {
+        int32_t mm;
+        int64_t r0, r1;
+    } chunk[CPU_MAX_CHUNKS];
     size_t n;
     const void *qx;
     size_t qstride;
@@ -223,19 +232,54 @@ static void mm_gemm_range(void *ud, int ith, int64_t c0, int64_t c1)
     struct cpu_backend *cb = ud;
     const struct mm_group *g = &cb->grp;
     for (int64_t c = c0; c < c1; c++) {
-        size_t j = 0;
-        while (j + 1 < g->n && c >= g->chunk0[j + 1])
-            j++;
+        const size_t j = (size_t)g->chunk[c].mm;
         const struct backend_mm *mm = g->mms[j];
         const struct backend_weight *w = mm->w;
-        int64_t r0 = (c - g->chunk0[j]) * g->rows_per_chunk;
-        int64_t r1 = SP_MIN(w->rows, r0 + g->rows_per_chunk);
+        const int64_t r0 = g->chunk[c].r0, r1 = g->chunk[c].r1;
         if (r1 > r0 && g->gemm_ws[j])
             g->gemm_ws[j](g->k, r0, r1, g->n_batch, w->data, w->row_bytes, g->qx, g->qstride, mm->y, mm->y_stride,
                           (char *)cb->ws + (size_t)ith * KERN_GEMM_WS_BYTES);
         else if (r1 > r0)
             g->gemm[j](g->k, r0, r1, g->n_batch, w->data, w->row_bytes, g->qx, g->qstride, mm->y, mm->y_stride);
     }
+}
+
+/* Cuts the group's rows into chunks by cost (weight bytes; every row meets
+ * the same activations): each chunk takes 1/(2 n_threads) of the cost still
+ * left after it (guided scheduling: large chunks first, ever smaller ones
+ * towards the end, so whichever thread claims the last chunk finishes soon
+ * after the others instead of one core idling through a fixed-size chunk), at
+ * least CPU_MIN_CHUNK_BYTES (or 1/64 of the total when that is larger, which
+ * bounds the count) and whole row groups; chunks do not span matrices.
+ * Returns the number of chunks (<= CPU_MAX_CHUNKS). */
+static int64_t mm_make_chunks(struct mm_group *g, int n_threads)
+{
+    double total = 0;
+    for (size_t j = 0; j < g->n; j++)
+        total += (double)g->mms[j]->w->rows * (double)g->mms[j]->w->row_bytes;
+    const double min_cost = SP_MAX(CPU_MIN_CHUNK_BYTES, total / 64.0);
+    const int64_t align = g->n_batch == 1 ? CPU_ROW_ALIGN_VEC : CPU_ROW_ALIGN_BATCH;
+    double left = total;
+    int64_t n = 0;
+    for (size_t j = 0; j < g->n; j++) {
+        const struct backend_weight *w = g->mms[j]->w;
+        const double rb = (double)SP_MAX(w->row_bytes, (size_t)1);
+        for (int64_t r = 0; r < w->rows;) {
+            const double want = SP_MAX(left / (2.0 * n_threads), min_cost);
+            int64_t nr = (int64_t)(want / rb) + 1;
+            nr = (nr + align - 1) / align * align;
+            /* keep a slot for every later matrix: the last free one takes the rest */
+            if (n + (int64_t)(g->n - j) >= CPU_MAX_CHUNKS || nr > w->rows - r)
+                nr = w->rows - r;
+            g->chunk[n].mm = (int32_t)j;
+            g->chunk[n].r0 = r;
+            g->chunk[n].r1 = r + nr;
+            n++;
+            r += nr;
+            left -= (double)nr * rb;
+        }
+    }
+    return n;
 }
 
 static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
@@ -255,7 +299,6 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
         g->vdt = mms[i].w->ops->vec_dot_type;
         g->k = k;
         g->n_batch = n_batch;
-        int64_t total_rows = 0;
         double work = 0;
         for (size_t j = i; j < n_mm; j++) {
             if (done[j] || mms[j].w->ops->vec_dot_type != g->vdt)
@@ -266,7 +309,6 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
             /* the panel gemm may sum in another order: not for vec_order */
             g->gemm_ws[g->n] = !vec_order && n_batch >= KERN_GEMM_WS_MIN_BATCH ? mms[j].w->ops->gemm_ws : NULL;
             g->mms[g->n++] = &mms[j];
-            total_rows += mms[j].w->rows;
             work += (double)mms[j].w->rows * (double)k * (double)n_batch;
         }
         /* quantize the activations once for this vec_dot_type */
@@ -281,16 +323,7 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
             g->qx = cb->qbuf;
             g->qstride = g->q_row_bytes;
         }
-        /* chunks: multiples of 16 rows, ~8 per thread */
-        int64_t rpc = total_rows / ((int64_t)be->n_threads * 8);
-        rpc = SP_MAX(CPU_ROW_CHUNK, (rpc + CPU_ROW_CHUNK - 1) / CPU_ROW_CHUNK * CPU_ROW_CHUNK);
-        g->rows_per_chunk = rpc;
-        int64_t nchunks = 0;
-        for (size_t j = 0; j < g->n; j++) {
-            g->chunk0[j] = nchunks;
-            nchunks += (g->mms[j]->w->rows + rpc - 1) / rpc;
-        }
-        g->chunk0[g->n] = nchunks;
+        const int64_t nchunks = mm_make_chunks(g, be->n_threads);
         cpu_parallel_for(be, mm_gemm_range, cb, nchunks, 1, work);
     }
 }

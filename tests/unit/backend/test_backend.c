@@ -2,7 +2,8 @@
  * once across the pool (also after the workers went to sleep), small tasks
  * run inline, matmul (several weights sharing
  * one input, mixed vec_dot types, batches) equals a scalar reference and is
- * identical for 1 and 3 threads; device choice logs why CUDA/Metal were
+ * identical for 1 and 3 threads, cost-guided chunks cover every row once
+ * (any row count, decode and batches); device choice logs why CUDA/Metal were
  * skipped (SPOKE_CUDA_LIB points at a missing library). */
 #include "backend/backend.h"
 #include "kernels/kernels.h"
@@ -193,6 +194,81 @@ TEST(kv_storage_from_backend)
     backend_free(be);
 }
 
+/* The cost-guided chunking covers every row of every weight exactly once,
+ * with row counts that are not multiples of the row groups, weights of
+ * different row costs in one call, decode (1 row) and batches: each output
+ * equals the kernel's own gemm over the whole matrix, for 1, 2 and 3 threads,
+ * and nothing outside the rows is written. */
+TEST(matmul_chunks_cover_every_row)
+{
+    enum { K = 512, NW = 3, YS = 1201 };
+    static const int rows[NW] = {1001, 37, 1199};
+    static const enum gg_type types[NW] = {GG_TYPE_Q4_0, GG_TYPE_Q8_0, GG_TYPE_Q5_0}; /* one Q8_0 group */
+    float *wf = sp_malloc(sizeof(float) * K * YS), *x = sp_malloc(sizeof(float) * K * 9);
+    float *y = sp_malloc(sizeof(float) * YS * 9 * NW), *want = sp_malloc(sizeof(float) * YS * 9 * NW);
+    void *xq = sp_malloc((size_t)K * 2 * 9);
+    CHECK(wf && x && y && want && xq);
+    uint64_t s = 7;
+    for (int i = 0; i < K * YS; i++) {
+        s = s * 6364136223846793005ull + 1;
+        wf[i] = (float)((int)(s >> 33) % 2001 - 1000) / 1000.0f;
+    }
+    for (int i = 0; i < K * 9; i++)
+        x[i] = cosf((float)i * 0.11f);
+    void *wq[NW];
+    size_t rb[NW];
+    struct backend_weight w[NW];
+    for (int m = 0; m < NW; m++) {
+        quantize_rows(types[m], wf, rows[m], K, &wq[m], &rb[m]);
+        CHECK(backend_weight_bind(&w[m], types[m], K, rows[m], wq[m], NULL) == SP_OK);
+    }
+    const int batches[] = {1, 3, 9};
+    for (size_t bi = 0; bi < SP_ARRAY_LEN(batches); bi++) {
+        const int nb = batches[bi];
+        size_t qrb;
+        CHECK(gg_row_size(GG_TYPE_Q8_0, K, &qrb));
+        for (int b = 0; b < nb; b++)
+            kern_ops(GG_TYPE_Q8_0)->quantize_act(x + (size_t)b * K, (char *)xq + (size_t)b * qrb, K);
+        for (int m = 0; m < NW; m++) {
+            for (size_t i = 0; i < (size_t)YS * nb; i++)
+                want[(size_t)m * YS * 9 + i] = -7.0f;
+            const struct kern_type_ops *o = kern_ops(types[m]);
+            if (nb >= KERN_GEMM_WS_MIN_BATCH && o->gemm_ws) {
+                void *ws = sp_aligned_alloc(64, KERN_GEMM_WS_BYTES);
+                CHECK(ws != NULL);
+                o->gemm_ws(K, 0, rows[m], nb, wq[m], rb[m], xq, qrb, want + (size_t)m * YS * 9, YS, ws);
+                sp_aligned_free(ws);
+            } else {
+                o->gemm(K, 0, rows[m], nb, wq[m], rb[m], xq, qrb, want + (size_t)m * YS * 9, YS);
+            }
+        }
+        for (int nth = 1; nth <= 3; nth++) {
+            struct backend *be = NULL;
+            struct sp_err err = {0};
+            CHECK(backend_cpu_new(nth, K, 9, &be, &err) == SP_OK);
+            for (size_t i = 0; i < (size_t)YS * 9 * NW; i++)
+                y[i] = -7.0f;
+            struct backend_mm mm[NW];
+            for (int m = 0; m < NW; m++)
+                mm[m] = (struct backend_mm){&w[m], y + (size_t)m * YS * 9, YS};
+            be->ops->matmul(be, mm, NW, x, nb, 0, K);
+            for (int m = 0; m < NW; m++)
+                for (size_t i = 0; i < (size_t)YS * nb; i++)
+                    CHECK_MSG(memcmp(&y[(size_t)m * YS * 9 + i], &want[(size_t)m * YS * 9 + i], sizeof(float)) == 0,
+                              "threads %d batch %d weight %d output %zu: %g vs %g", nth, nb, m, i,
+                              (double)y[(size_t)m * YS * 9 + i], (double)want[(size_t)m * YS * 9 + i]);
+            backend_free(be);
+        }
+    }
+    for (int m = 0; m < NW; m++)
+        sp_free(wq[m]);
+    sp_free(wf);
+    sp_free(x);
+    sp_free(y);
+    sp_free(want);
+    sp_free(xq);
+}
+
 static char g_log[2048];
 static void sink(void *ud, enum log_level lv, const char *mod, const char *msg)
 {
@@ -224,6 +300,7 @@ int main(void)
     RUN(matmul_matches_reference);
     RUN(matmul_solo_rows_equal_alone);
     RUN(kv_storage_from_backend);
+    RUN(matmul_chunks_cover_every_row);
     RUN(device_choice_logs_reasons);
     return test_summary();
 }
