@@ -48,6 +48,30 @@ static enum sp_status read_template_file(const char *path, char **out, struct sp
     return *out ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory reading %s", path);
 }
 
+static int syntax_of_text(const char *t)
+{
+    if (strstr(t, "<tool_call>"))
+        return ENGINE_TOOLS_HERMES;
+    if (strstr(t, "[TOOL_CALLS]"))
+        return ENGINE_TOOLS_MISTRAL;
+    if (strstr(t, "<|python_tag|>") || strstr(t, "ipython"))
+        return ENGINE_TOOLS_LLAMA3;
+    return ENGINE_TOOLS_GENERIC;
+}
+
+static int syntax_of_family(enum tok_chat_family f)
+{
+    return f == TOK_CHAT_MISTRAL ? ENGINE_TOOLS_MISTRAL
+           : f == TOK_CHAT_LLAMA3 ? ENGINE_TOOLS_LLAMA3
+           : f == TOK_CHAT_QWEN3  ? ENGINE_TOOLS_HERMES
+                                  : ENGINE_TOOLS_GENERIC;
+}
+
+enum engine_tool_syntax engine_chat_tool_syntax(const struct engine_model *m)
+{
+    return (enum engine_tool_syntax)m->tool_syntax;
+}
+
 enum sp_status engine_chat_setup(struct engine_model *em, const char *override, struct sp_err *err)
 {
     enum sp_status result = SP_OK;
@@ -62,6 +86,7 @@ enum sp_status engine_chat_setup(struct engine_model *em, const char *override, 
             /* a family only the fixed renderer knows */
             if (!strcmp(tok_chat_family_name(tok_chat_detect(override)), override)) {
                 em->chat = tok_chat_detect(override);
+                em->tool_syntax = syntax_of_family(em->chat);
                 snprintf(em->tmpl_desc, sizeof em->tmpl_desc, "%s (fixed, from config)", override);
                 return SP_OK;
             }
@@ -82,6 +107,7 @@ enum sp_status engine_chat_setup(struct engine_model *em, const char *override, 
         text = tok_tmpl_builtin("chatml");
         origin = "built-in chatml: the model has none";
     }
+    em->tool_syntax = syntax_of_text(text);
     struct sp_err perr;
     sp_err_clear(&perr);
     enum sp_status st = tok_tmpl_parse(text, strlen(text), &em->tmpl, &perr);

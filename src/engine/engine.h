@@ -94,6 +94,14 @@ enum sp_status engine_chat_render_ctx(const struct engine_model *m, const char *
                                       struct sp_err *err) SP_MUST_USE;
 /* "jinja" when the model renders with a Jinja template, else the fixed family's name. */
 const char *engine_chat_template_kind(const struct engine_model *m);
+/* The tool-call syntax the model's chat template teaches (found from its
+ * markers at load): Hermes/Qwen <tool_call>{"name", "arguments"}</tool_call>,
+ * Llama 3.x a bare {"name", "parameters"} object (templates with
+ * <|python_tag|> or the ipython role), Mistral [TOOL_CALLS][{"name",
+ * "arguments"}] (the marker is a control token, so the array alone), else a
+ * generic {"name", "arguments"} object. */
+enum engine_tool_syntax { ENGINE_TOOLS_GENERIC = 0, ENGINE_TOOLS_HERMES, ENGINE_TOOLS_LLAMA3, ENGINE_TOOLS_MISTRAL };
+enum engine_tool_syntax engine_chat_tool_syntax(const struct engine_model *m);
 
 /* ---- generation */
 struct engine_sampling {

@@ -81,4 +81,17 @@ const char *grammar_json_object_gbnf(void);
  * the schema path); malformed schemas SP_ERR_INVALID. */
 enum sp_status json_schema_gbnf(const char *schema, size_t len, char **out, struct sp_err *err) SP_MUST_USE;
 
+/* Building blocks for grammars that embed several schemas (tool calls):
+ * grammar_json_primitives_gbnf is the JSON primitive rules (value, object,
+ * array, string, number, integer, ws, date, time) without a root, to be
+ * included once. json_schema_gbnf_rules appends the rules of one schema to
+ * out, numbered r<*next>, r<*next + 1>... (*next advances past them; start
+ * at 1), and sets *root to the number of the schema's own rule (r<*root>);
+ * rule names r<N> and m<N>_... are taken, other names are free for the
+ * caller. Errors as json_schema_gbnf (out may hold a partial rule then). */
+struct sp_buf;
+const char *grammar_json_primitives_gbnf(void);
+enum sp_status json_schema_gbnf_rules(const char *schema, size_t len, struct sp_buf *out, int *next, int *root,
+                                      struct sp_err *err) SP_MUST_USE;
+
 #endif

@@ -45,7 +45,7 @@ const char *grammar_json_object_gbnf(void) { return json_object_gbnf; }
 #define JS_MAX_ENUM_RANGE 256
 
 struct jsgen {
-    struct sp_buf out;
+    struct sp_buf *out;
     int next;
     struct sp_err *err;
 };
@@ -68,13 +68,13 @@ static bool in_list(const char *k, const char *const *l)
 
 #define EMIT(...)                                                                                                      \
     do {                                                                                                               \
-        if (sp_buf_printf(&x->out, __VA_ARGS__))                                                                      \
+        if (sp_buf_printf(x->out, __VA_ARGS__))                                                                      \
             return js_oom(x);                                                                                          \
     } while (0)
 
 static enum sp_status js_oom(struct jsgen *x)
 {
-    if (x->out.len >= GRAMMAR_MAX_TEXT - 1)
+    if (x->out->len >= GRAMMAR_MAX_TEXT - 1)
         return sp_err_set(x->err, SP_ERR_LIMIT, "the schema's grammar would pass %u bytes", GRAMMAR_MAX_TEXT);
     return sp_err_set(x->err, SP_ERR_NOMEM, "out of memory converting a JSON schema");
 }
@@ -93,16 +93,16 @@ static enum sp_status emit_json_literal(struct jsgen *x, const json_t *v)
         sp_buf_free(&t);
         return js_oom(x);
     }
-    int rc = sp_buf_appends(&x->out, "\"");
+    int rc = sp_buf_appends(x->out, "\"");
     for (size_t i = 0; i < t.len && !rc; i++) {
         const char *p = t.data + i;
         if (*p == '"' || *p == '\\')
-            rc = sp_buf_printf(&x->out, "\\%c", *p);
+            rc = sp_buf_printf(x->out, "\\%c", *p);
         else
-            rc = sp_buf_append(&x->out, p, 1);
+            rc = sp_buf_append(x->out, p, 1);
     }
     sp_buf_free(&t);
-    if (rc || sp_buf_appends(&x->out, "\""))
+    if (rc || sp_buf_appends(x->out, "\""))
         return js_oom(x);
     return SP_OK;
 }
@@ -289,8 +289,8 @@ static enum sp_status gen_object(struct jsgen *x, const json_t *s, int depth, co
                 must[k] = true;
         kv[k] = x->next++;
         json_t *ks = json_string(key);
-        if (!ks || sp_buf_printf(&x->out, "r%d ::= ", kv[k]) ||
-            (st = emit_json_literal(x, ks)) != SP_OK || sp_buf_printf(&x->out, " ws \":\" ws r%d\n", vr)) {
+        if (!ks || sp_buf_printf(x->out, "r%d ::= ", kv[k]) ||
+            (st = emit_json_literal(x, ks)) != SP_OK || sp_buf_printf(x->out, " ws \":\" ws r%d\n", vr)) {
             json_decref(ks);
             st = st ? st : js_oom(x);
             break;
@@ -312,8 +312,8 @@ static enum sp_status gen_object(struct jsgen *x, const json_t *s, int depth, co
                 (void)snprintf(skip, sizeof skip, "m%d_%zu_%d", r, i + 1, c);
             else
                 skip[0] = 0;
-            if (sp_buf_printf(&x->out, "m%d_%zu_%d ::= %sr%d ws%s", r, i, c, sep, kv[i], rest) ||
-                (!must[i] && sp_buf_printf(&x->out, " | %s", skip)) || sp_buf_appends(&x->out, "\n"))
+            if (sp_buf_printf(x->out, "m%d_%zu_%d ::= %sr%d ws%s", r, i, c, sep, kv[i], rest) ||
+                (!must[i] && sp_buf_printf(x->out, " | %s", skip)) || sp_buf_appends(x->out, "\n"))
                 st = js_oom(x);
         }
     sp_free(kv);
@@ -383,7 +383,7 @@ static enum sp_status gen(struct jsgen *x, const json_t *s, int depth, const cha
             st = gen(x, json_array_get(any, i), depth + 1, p2, &alt[i]);
         }
         for (size_t i = 0; i < n && st == SP_OK; i++)
-            if (sp_buf_printf(&x->out, i ? " | r%d" : "r%d ::= r%d", i ? alt[i] : r, alt[i]))
+            if (sp_buf_printf(x->out, i ? " | r%d" : "r%d ::= r%d", i ? alt[i] : r, alt[i]))
                 st = js_oom(x);
         sp_free(alt);
         if (st)
@@ -414,11 +414,11 @@ static enum sp_status gen(struct jsgen *x, const json_t *s, int depth, const cha
             if (json_object_get(s, "minimum") || json_object_get(s, "maximum") ||
                 json_object_get(s, "exclusiveMinimum") || json_object_get(s, "exclusiveMaximum"))
                 return js_unsupported(x, "a range on 'number' (ranges work on 'integer')", path);
-            st = sp_buf_printf(&x->out, "r%d ::= number\n", tr) ? js_oom(x) : SP_OK;
+            st = sp_buf_printf(x->out, "r%d ::= number\n", tr) ? js_oom(x) : SP_OK;
         } else if (strcmp(t, "boolean") == 0)
-            st = sp_buf_printf(&x->out, "r%d ::= \"true\" | \"false\"\n", tr) ? js_oom(x) : SP_OK;
+            st = sp_buf_printf(x->out, "r%d ::= \"true\" | \"false\"\n", tr) ? js_oom(x) : SP_OK;
         else if (strcmp(t, "null") == 0)
-            st = sp_buf_printf(&x->out, "r%d ::= \"null\"\n", tr) ? js_oom(x) : SP_OK;
+            st = sp_buf_printf(x->out, "r%d ::= \"null\"\n", tr) ? js_oom(x) : SP_OK;
         else if (strcmp(t, "array") == 0)
             st = gen_array(x, s, depth, path, tr);
         else if (strcmp(t, "object") == 0)
@@ -437,31 +437,49 @@ static enum sp_status gen(struct jsgen *x, const json_t *s, int depth, const cha
     return SP_OK;
 }
 
-enum sp_status json_schema_gbnf(const char *schema, size_t len, char **out, struct sp_err *err)
+const char *grammar_json_primitives_gbnf(void) { return strchr(json_object_gbnf, '\n') + 1; }
+
+enum sp_status json_schema_gbnf_rules(const char *schema, size_t len, struct sp_buf *out, int *next, int *root,
+                                      struct sp_err *err)
 {
-    *out = NULL;
+    *root = 0;
     json_error_t jerr;
-    json_t *root = json_loadb(schema, len, JSON_DECODE_ANY, &jerr);
-    if (!root)
+    json_t *js = json_loadb(schema, len, JSON_DECODE_ANY, &jerr);
+    if (!js)
         return sp_err_set(err, SP_ERR_INVALID, "JSON schema is not valid JSON: %s", jerr.text);
     struct jsgen x;
     memset(&x, 0, sizeof(x));
-    x.out.limit = GRAMMAR_MAX_TEXT - 1;
+    size_t old_limit = out->limit;
+    if (!out->limit || out->limit > GRAMMAR_MAX_TEXT - 1)
+        out->limit = GRAMMAR_MAX_TEXT - 1;
+    x.out = out;
     x.err = err;
-    x.next = 1;
+    x.next = *next > 0 ? *next : 1;
+    enum sp_status st = gen(&x, js, 0, "", root);
+    json_decref(js);
+    out->limit = old_limit;
+    *next = x.next;
+    return st;
+}
+
+enum sp_status json_schema_gbnf(const char *schema, size_t len, char **out, struct sp_err *err)
+{
+    *out = NULL;
+    struct sp_buf b = {0};
+    b.limit = GRAMMAR_MAX_TEXT - 1;
+    int next = 1, root = 0;
     enum sp_status st = SP_OK;
-    /* the primitives, then the schema's rules; root refers to r1 */
-    const char *prim = strchr(json_object_gbnf, '\n') + 1; /* all but json_object's root */
-    if (sp_buf_appends(&x.out, "root ::= r1\n") || sp_buf_appends(&x.out, prim))
-        st = js_oom(&x);
-    int r = 0;
+    /* root, the primitives, then the schema's rules (r1 first) */
+    if (sp_buf_appends(&b, "root ::= r1\n") || sp_buf_appends(&b, grammar_json_primitives_gbnf()))
+        st = b.len >= GRAMMAR_MAX_TEXT - 1 ? sp_err_set(err, SP_ERR_LIMIT, "the schema's grammar would pass %u bytes",
+                                                        GRAMMAR_MAX_TEXT)
+                                           : sp_err_set(err, SP_ERR_NOMEM, "out of memory converting a JSON schema");
     if (st == SP_OK)
-        st = gen(&x, root, 0, "", &r);
-    json_decref(root);
+        st = json_schema_gbnf_rules(schema, len, &b, &next, &root, err);
     if (st != SP_OK) {
-        sp_buf_free(&x.out);
+        sp_buf_free(&b);
         return st;
     }
-    *out = sp_buf_take(&x.out);
+    *out = sp_buf_take(&b);
     return *out ? SP_OK : sp_err_set(err, SP_ERR_NOMEM, "out of memory converting a JSON schema");
 }

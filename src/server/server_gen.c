@@ -668,6 +668,13 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
                      "invalid_request", NULL);
         goto out;
     }
+    if (j->req.grammar && j->req.n_tools && engine_chat_tool_syntax(j->m->em) != ENGINE_TOOLS_GENERIC &&
+        (st = server_request_tools_grammar(&j->req, engine_chat_tool_syntax(j->m->em), &err)) != SP_OK) {
+        /* a forced tool call in the model's own syntax (the reader built the generic one) */
+        ret = reject(j, c, srv_http_status(st), err.msg, err.context[0] ? err.context : "tools", "invalid_request",
+                     NULL);
+        goto out;
+    }
     int n_prompt = 0;
     size_t prompt_bytes = strlen(j->prompt);
     if (j->m->max_token_bytes > 0 && prompt_bytes / (size_t)j->m->max_token_bytes >= (size_t)j->m->info.n_ctx) {

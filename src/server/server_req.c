@@ -36,9 +36,12 @@ void server_request_free(struct server_request *r)
     sp_free(r->tmpl_ctx);
     sp_free(r->logit_bias);
     grammar_free(r->grammar);
-    for (size_t i = 0; i < r->n_tools; i++)
+    for (size_t i = 0; i < r->n_tools; i++) {
         sp_free(r->tool_names[i]);
+        sp_free(r->tool_params ? r->tool_params[i] : NULL);
+    }
     sp_free(r->tool_names);
+    sp_free(r->tool_params);
     for (size_t i = 0; i < r->n_stop; i++)
         sp_free(r->stop[i]);
     sp_free(r->stop);
@@ -393,6 +396,17 @@ static enum sp_status parse_logit_bias(const json_t *root, struct server_request
     return SP_OK;
 }
 
+/* compact JSON text of v (sp_malloc'd), NULL when out of memory */
+static char *dump_text(const json_t *v)
+{
+    struct sp_buf b = {0};
+    if (json_dump_callback(v, dump_cb, &b, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 || !b.data) {
+        sp_buf_free(&b);
+        return NULL;
+    }
+    return sp_buf_take(&b);
+}
+
 static bool tool_name_ok(const char *s, size_t n)
 {
     if (n == 0 || n > 64)
@@ -440,7 +454,8 @@ static enum sp_status parse_tools(const json_t *root, struct server_request *r, 
         return bad(err, "tools", "at most 128 tools are allowed (got %zu)", n);
     json_t *keep = json_array();
     r->tool_names = sp_calloc(n ? n : 1, sizeof *r->tool_names);
-    if (!keep || !r->tool_names) {
+    r->tool_params = sp_calloc(n ? n : 1, sizeof *r->tool_params);
+    if (!keep || !r->tool_names || !r->tool_params) {
         json_decref(keep);
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
     }
@@ -462,7 +477,10 @@ static enum sp_status parse_tools(const json_t *root, struct server_request *r, 
         if (r->tool_choice == SERVER_TOOLS_NONE)
             continue;
         r->tool_names[r->n_tools] = sp_strdup(json_string_value(name));
-        if (!r->tool_names[r->n_tools] || json_array_append(keep, (json_t *)t)) {
+        if (!is_null_or_absent(params))
+            r->tool_params[r->n_tools] = dump_text(params);
+        if (!r->tool_names[r->n_tools] || (!is_null_or_absent(params) && !r->tool_params[r->n_tools]) ||
+            json_array_append(keep, (json_t *)t)) {
             json_decref(keep);
             return sp_err_set(err, SP_ERR_NOMEM, "out of memory");
         }
@@ -596,7 +614,16 @@ static enum sp_status parse_fields(const json_t *root, bool chat, const struct s
     const json_t *sfx = json_object_get(root, "suffix");
     if (!is_null_or_absent(sfx))
         return bad(err, "suffix", "'suffix' is not supported");
-    return parse_format(root, r, err);
+    if ((result = parse_format(root, r, err)) != SP_OK)
+        return result;
+    if (r->tool_choice != SERVER_TOOLS_REQUIRED && r->tool_choice != SERVER_TOOLS_NAMED)
+        return SP_OK;
+    if (r->grammar)
+        return bad(err, "tool_choice", "'tool_choice' \"required\" or a named function constrains the output "
+                   "itself: give no 'response_format' JSON or 'grammar' with it");
+    /* the generic syntax now (so bad schemas are refused before any model work);
+     * the model's own syntax replaces it once the model is known */
+    return server_request_tools_grammar(r, 0, err);
 }
 
 enum sp_status server_request_grammar(struct server_request *r, const char *param, const char *gbnf, size_t len,

@@ -43,6 +43,7 @@ struct server_request {
     struct sample_bias *logit_bias; /* logit_bias: token id -> -100..100 (ids checked vs the vocab later) */
     size_t n_logit_bias;
     char **tool_names;       /* tools[].function.name (tools given and tool_choice not "none") */
+    char **tool_params;      /* [n_tools] tools[].function.parameters as compact JSON (NULL: none) */
     size_t n_tools;
     int tool_choice;         /* SERVER_TOOLS_AUTO/NONE/REQUIRED/NAMED (named: tool_names has that one) */
     char *tmpl_ctx;
@@ -65,6 +66,11 @@ void server_request_free(struct server_request *r);
  * param. */
 enum sp_status server_request_grammar(struct server_request *r, const char *param, const char *gbnf, size_t len,
                                       struct sp_err *err) SP_MUST_USE;
+/* tool_choice "required" / named: set r->grammar to one call of r's tools
+ * in the tool-call syntax (enum engine_tool_syntax; server_tools_gbnf.c).
+ * No-op for other choices. An unsupported parameter schema is a
+ * SP_ERR_INVALID (param "tools") naming the function and the keyword. */
+enum sp_status server_request_tools_grammar(struct server_request *r, int syntax, struct sp_err *err) SP_MUST_USE;
 struct json_t;
 enum sp_status server_request_schema(struct server_request *r, const char *param, const struct json_t *schema,
                                      struct sp_err *err) SP_MUST_USE;

@@ -11,6 +11,8 @@
 
 #include "server/server_int.h"
 #include "server/server_req.h"
+#include "engine/engine.h"
+#include "sample/grammar.h"
 
 static const char *REQ =
     "{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}],\"tools\":["
@@ -176,10 +178,89 @@ TEST(streaming)
     server_request_free(&r);
 }
 
+/* Does grammar g accept text as a whole sentence? (a byte-level matcher, no vocabulary) */
+static bool accepts(const struct grammar *g, const char *text)
+{
+    static const char pieces[] = "x";
+    static const uint32_t off[] = {0, 1};
+    static const uint8_t kind[] = {GRAMMAR_TOK_TEXT};
+    struct grammar_vocab *v = NULL;
+    struct grammar_matcher *m = NULL;
+    bool ok = grammar_vocab_new(1, pieces, off, kind, &v, NULL) == SP_OK &&
+              grammar_matcher_new(g, v, &m, NULL) == SP_OK && grammar_accept_bytes(m, text, strlen(text)) &&
+              grammar_can_end(m);
+    grammar_matcher_free(m);
+    grammar_vocab_free(v);
+    return ok;
+}
+
+/* tool_choice required / named: the grammar of one call per syntax */
+TEST(forced_calls)
+{
+    struct server_request r;
+    const char *req = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":%s,\"tools\":["
+                      "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{\"type\":"
+                      "\"object\",\"properties\":{\"city\":{\"type\":\"string\"},\"n\":{\"type\":\"integer\","
+                      "\"minimum\":1,\"maximum\":3}},\"required\":[\"city\"]}}},"
+                      "{\"type\":\"function\",\"function\":{\"name\":\"noargs\"}}]}";
+    char body[1024];
+    struct server_opts o;
+    server_opts_default(&o);
+    snprintf(body, sizeof body, req, "\"required\"");
+    CHECK(server_request_parse(body, strlen(body), true, &o.limits, &r, NULL) == SP_OK);
+    CHECK(r.grammar != NULL); /* the generic syntax, built by the reader */
+    CHECK(accepts(r.grammar, "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"n\": 2}}"));
+    CHECK(accepts(r.grammar, "{\"name\":\"get_weather\",\"arguments\":{\"city\":\"\"}}"));
+    CHECK(accepts(r.grammar, "{\"name\": \"noargs\", \"arguments\": {}}"));
+    CHECK(!accepts(r.grammar, "{\"name\": \"noargs\", \"arguments\": {\"a\": 1}}")); /* no parameters: {} */
+    CHECK(!accepts(r.grammar, "{\"name\": \"get_weather\", \"arguments\": {\"n\": 2}}")); /* city required */
+    CHECK(!accepts(r.grammar, "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"a\", \"n\": 4}}"));
+    CHECK(!accepts(r.grammar, "{\"name\": \"other\", \"arguments\": {}}"));
+    CHECK(!accepts(r.grammar, "hello"));
+    CHECK(server_request_tools_grammar(&r, ENGINE_TOOLS_HERMES, NULL) == SP_OK);
+    CHECK(accepts(r.grammar, "<tool_call>\n{\"name\": \"noargs\", \"arguments\": {}}\n</tool_call>"));
+    CHECK(!accepts(r.grammar, "{\"name\": \"noargs\", \"arguments\": {}}"));
+    CHECK(server_request_tools_grammar(&r, ENGINE_TOOLS_MISTRAL, NULL) == SP_OK);
+    CHECK(accepts(r.grammar, "[{\"name\": \"noargs\", \"arguments\": {}}]"));
+    CHECK(server_request_tools_grammar(&r, ENGINE_TOOLS_LLAMA3, NULL) == SP_OK);
+    CHECK(accepts(r.grammar, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}"));
+    CHECK(!accepts(r.grammar, "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}"));
+    server_request_free(&r);
+    /* named: only that function */
+    snprintf(body, sizeof body, req, "{\"type\":\"function\",\"function\":{\"name\":\"noargs\"}}");
+    CHECK(server_request_parse(body, strlen(body), true, &o.limits, &r, NULL) == SP_OK);
+    CHECK(accepts(r.grammar, "{\"name\": \"noargs\", \"arguments\": {}}"));
+    CHECK(!accepts(r.grammar, "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}"));
+    server_request_free(&r);
+    /* auto: free text (no grammar) */
+    snprintf(body, sizeof body, req, "\"auto\"");
+    CHECK(server_request_parse(body, strlen(body), true, &o.limits, &r, NULL) == SP_OK);
+    CHECK(r.grammar == NULL);
+    server_request_free(&r);
+    /* unsupported keyword: 400 naming it (constrained choices only) */
+    const char *badreq = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":%s,\"tools\":["
+                         "{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
+                         "\"properties\":{\"s\":{\"type\":\"string\",\"pattern\":\"a+\"}}}}}]}";
+    struct sp_err e;
+    sp_err_clear(&e);
+    snprintf(body, sizeof body, badreq, "\"required\"");
+    CHECK(server_request_parse(body, strlen(body), true, &o.limits, &r, &e) == SP_ERR_INVALID);
+    CHECK(strstr(e.msg, "pattern") != NULL && strcmp(e.context, "tools") == 0);
+    snprintf(body, sizeof body, badreq, "\"auto\"");
+    CHECK(server_request_parse(body, strlen(body), true, &o.limits, &r, NULL) == SP_OK);
+    server_request_free(&r);
+    /* with response_format: refused */
+    snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":"
+             "\"required\",\"response_format\":{\"type\":\"json_object\"},\"tools\":[{\"type\":\"function\","
+             "\"function\":{\"name\":\"f\"}}]}");
+    CHECK(server_request_parse(body, strlen(body), true, &o.limits, &r, NULL) == SP_ERR_INVALID);
+}
+
 int main(void)
 {
     RUN(request_tools);
     RUN(parse_families);
     RUN(streaming);
+    RUN(forced_calls);
     return test_summary();
 }
