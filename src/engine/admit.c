@@ -17,7 +17,8 @@ struct admit_slot {
 
 struct waiter {
     struct waiter *next;
-    struct admit_slot *slot; /* set when a slot was handed over */
+    struct admit_slot **got;  /* [need]: slots handed over so far */
+    int need, n_got;          /* done when n_got == need */
 };
 
 struct admit {
@@ -110,12 +111,38 @@ static int admit_wait_ms(struct admit *a, long ms)
     return sp_cond_wait_ms(&a->cv, &a->mu, ms > 0 ? (uint64_t)ms : 0);
 }
 
+/* With a->mu held: slot s goes to the first waiter (which leaves the queue
+ * once it has all it needs), else back to the free pool. */
+static void give(struct admit *a, struct admit_slot *s)
+{
+    struct waiter *w = a->closed ? NULL : a->head;
+    if (w) {
+        w->got[w->n_got++] = s; /* stays busy: handed over */
+        if (w->n_got == w->need) {
+            a->head = w->next;
+            if (!a->head)
+                a->tail = NULL;
+            a->queued--;
+        }
+    } else {
+        s->busy = false;
+        a->busy--;
+    }
+}
+
 enum sp_status admit_acquire(struct admit *a, int poll_ms, admit_abort_fn abort_fn, void *ud,
                              struct admit_slot **out)
 {
-    *out = NULL;
-    if (!a)
+    return admit_acquire_n(a, 1, poll_ms, abort_fn, ud, out);
+}
+
+enum sp_status admit_acquire_n(struct admit *a, int n, int poll_ms, admit_abort_fn abort_fn, void *ud,
+                               struct admit_slot **out)
+{
+    if (!a || n < 1 || n > a->n_slots)
         return SP_ERR_INVALID;
+    for (int i = 0; i < n; i++)
+        out[i] = NULL;
     if (poll_ms < 1)
         poll_ms = 1;
     pthread_mutex_lock(&a->mu);
@@ -123,49 +150,53 @@ enum sp_status admit_acquire(struct admit *a, int poll_ms, admit_abort_fn abort_
         pthread_mutex_unlock(&a->mu);
         return SP_ERR_STATE;
     }
-    if (!a->head) {
-        struct admit_slot *s = take_free(a);
-        if (s) {
-            pthread_mutex_unlock(&a->mu);
-            *out = s;
-            return SP_OK;
-        }
+    if (!a->head && a->n_slots - a->busy >= n) {
+        for (int i = 0; i < n; i++)
+            out[i] = take_free(a);
+        pthread_mutex_unlock(&a->mu);
+        return SP_OK;
     }
     if (a->queued >= a->queue_cap) {
         pthread_mutex_unlock(&a->mu);
         return SP_ERR_BUSY;
     }
-    struct waiter w = {0};
+    struct waiter w = {.got = out, .need = n};
     if (a->tail)
         a->tail->next = &w;
     else
         a->head = &w;
     a->tail = &w;
     a->queued++;
+    /* the first waiter collects free slots as they come (nobody overtakes it) */
+    for (struct admit_slot *s; a->head == &w && w.n_got < n && (s = take_free(a)) != NULL;)
+        give(a, s);
     enum sp_status result = SP_OK;
-    while (!w.slot) {
+    while (w.n_got < w.need) {
         if (a->closed) {
             result = SP_ERR_STATE;
             break;
         }
         int rc = admit_wait_ms(a, poll_ms);
-        if (w.slot)
+        if (w.n_got == w.need)
             break;
         if (rc == ETIMEDOUT && abort_fn) {
             pthread_mutex_unlock(&a->mu);
             bool stop = abort_fn(ud);
             pthread_mutex_lock(&a->mu);
-            if (stop && !w.slot) {
+            if (stop && w.n_got < w.need) {
                 result = SP_ERR_CANCELLED;
                 break;
             }
         }
     }
-    if (w.slot) {
-        *out = w.slot; /* already unlinked and counted busy by release */
-        result = SP_OK;
+    if (w.n_got == w.need) {
+        result = SP_OK; /* already unlinked and counted busy */
     } else {
         unlink_waiter(a, &w);
+        for (int i = 0; i < w.n_got; i++) { /* pass on what it collected */
+            give(a, out[i]);
+            out[i] = NULL;
+        }
     }
     pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
@@ -177,17 +208,7 @@ void admit_release(struct admit *a, struct admit_slot *s)
     if (!a || !s)
         return;
     pthread_mutex_lock(&a->mu);
-    if (a->head && !a->closed) {
-        struct waiter *w = a->head;
-        a->head = w->next;
-        if (!a->head)
-            a->tail = NULL;
-        a->queued--;
-        w->slot = s; /* stays busy: handed over */
-    } else {
-        s->busy = false;
-        a->busy--;
-    }
+    give(a, s);
     pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
 }

@@ -33,6 +33,12 @@ typedef bool (*admit_abort_fn)(void *ud);
  * admit_release exactly once). */
 enum sp_status admit_acquire(struct admit *a, int poll_ms, admit_abort_fn abort_fn, void *ud,
                              struct admit_slot **out) SP_MUST_USE;
+/* n slots at once (1 <= n <= the slot count, else SP_ERR_INVALID), all or
+ * none, into out[0..n): the same queue (one place, FIFO); the first waiter
+ * collects slots as they are released, so it cannot be starved by smaller
+ * requests behind it and no two requests each hold part of what they need. */
+enum sp_status admit_acquire_n(struct admit *a, int n, int poll_ms, admit_abort_fn abort_fn, void *ud,
+                               struct admit_slot **out) SP_MUST_USE;
 void *admit_slot_obj(const struct admit_slot *s);
 /* Give the slot back (to the first waiter, if any). */
 void admit_release(struct admit *a, struct admit_slot *s);

@@ -157,6 +157,7 @@ void engine_model_get_info(const struct engine_model *m, struct engine_model_inf
     out->kv_tokens = m->n_cells;
     pthread_mutex_lock((pthread_mutex_t *)&m->sched.mu);
     out->max_step_seqs = m->sched.max_step_seqs;
+    out->prompt_evaluated = m->sched.prompt_evaluated;
     pthread_mutex_unlock((pthread_mutex_t *)&m->sched.mu);
     out->n_ctx_train = hp->n_ctx_train;
     out->n_vocab = hp->n_vocab;

@@ -51,6 +51,8 @@ struct engine_model_info {
     int n_seq;             /* sequences decoded together */
     int kv_tokens;         /* KV cache budget (cells) */
     int max_step_seqs;     /* most sequences one step has decoded together so far */
+    int64_t prompt_evaluated; /* prompt tokens evaluated by the step loop since the load (cached
+                                 prefixes and n > 1 choices sharing a prompt are not counted) */
     int n_ctx_train;
     int n_vocab, n_embd, n_layer, n_head, n_head_kv;
     size_t weight_bytes;   /* bytes of tensor data */
@@ -138,6 +140,7 @@ struct engine_gen_params {
 };
 
 struct engine_token_event {
+    int index;          /* choice (engine_generate_n), 0 for engine_generate */
     int32_t token;
     const char *text;   /* UTF-8 text released by this step (may be "" while a
                            partial UTF-8 sequence or a possible stop string is held back) */
@@ -179,6 +182,24 @@ void engine_ctx_free(struct engine_ctx *c);
 enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_params *p,
                                engine_token_cb cb, void *userdata, struct engine_gen_result *res,
                                struct sp_err *err) SP_MUST_USE;
+/* n > 1 choices of one prompt: ctxs[0..n) are distinct idle contexts of one
+ * model (n <= its n_parallel, and n spans of the KV budget, else
+ * SP_ERR_LIMIT). The prompt is tokenized and evaluated once, on ctxs[0];
+ * when its last position is done, its cells are copied into the other
+ * choices' spans (kv_seq_copy) and every choice samples its first token from
+ * the same logits with its own sampler: choice i uses seed + i (greedy
+ * choices are all equal to a lone generation's). The n sequences are
+ * admitted together (they wait for n free sequences and n spans). Events
+ * carry their choice (ev->index), delivered on this thread; res[i] is choice
+ * i's result (n_prompt_tokens each; n_cached_tokens on res[0]). A callback
+ * returning false, or cancelling ctxs[0]'s generation, stops every choice;
+ * engine_ctx_generation_id(ctxs[0]) names the group. */
+enum sp_status engine_generate_n(struct engine_ctx *const *ctxs, int n, const struct engine_gen_params *p,
+                                 engine_token_cb cb, void *userdata, struct engine_gen_result *res,
+                                 struct sp_err *err) SP_MUST_USE;
+/* KV cells one sequence of n_prompt tokens plus max_tokens (0: to the
+ * context end) reserves (n choices need n times this within kv_tokens). */
+int engine_kv_cells(const struct engine_model *m, int n_prompt, int max_tokens);
 /* Thread-safe: ask the running engine_generate on c to stop at its next step.
  * (It targets the generation running now, or the last one if none runs: a
  * cancel between two calls never stops the next one.) */

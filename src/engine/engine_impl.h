@@ -45,6 +45,7 @@ struct engine_sched {
     int n_running;
     int step_tokens;              /* token budget of one step */
     int max_step_seqs;            /* most running sequences in one step so far */
+    int64_t prompt_evaluated;     /* prompt tokens evaluated so far */
     double ms_decode;             /* moving average: ms of a step with decode tokens only */
     double ms_prompt_tok;         /* moving average: extra ms per prompt token in a step */
     /* step scratch (step loop only) */
@@ -82,7 +83,9 @@ struct engine_model {
     struct engine_sched sched;
 };
 
-enum engine_phase { ENGINE_IDLE = 0, ENGINE_WAITING, ENGINE_PREFILL, ENGINE_DECODE, ENGINE_DONE };
+/* ENGINE_SHARE: an admitted choice (n > 1) waiting for its leader's prompt
+ * to be evaluated, whose cells are then copied into its span */
+enum engine_phase { ENGINE_IDLE = 0, ENGINE_WAITING, ENGINE_PREFILL, ENGINE_SHARE, ENGINE_DECODE, ENGINE_DONE };
 
 /* A generation slot: one sequence at a time. Fields marked (loop) belong to
  * the step loop while the generation runs. */
@@ -99,6 +102,11 @@ struct engine_ctx {
     int kv_seq;            /* KV sequence id while admitted */
     enum engine_phase phase;
     struct engine_ctx *next_wait;
+    /* n choices of one prompt (engine_generate_n): the leader (choice 0) is
+     * queued and prefills; the others ride along (leader set) */
+    struct engine_ctx *leader;         /* NULL for a leader / a lone generation */
+    struct engine_ctx **followers;     /* [n_followers] (leader only, during the call) */
+    int n_followers;
     const struct engine_gen_params *p; /* while running */
     struct engine_gen_result r;        /* (loop) */
     enum sp_status status;             /* (loop) */

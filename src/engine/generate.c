@@ -27,33 +27,12 @@ static void to_sample_params(const struct engine_sampling *in, struct sample_par
     out->n_bias = in->n_logit_bias;
 }
 
-enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_params *p, engine_token_cb cb,
-                               void *userdata, struct engine_gen_result *res, struct sp_err *err)
+/* Per-generation state of c (tokens already in c->tokens), ready to queue. */
+static enum sp_status setup(struct engine_ctx *c, const struct engine_gen_params *p, int choice, size_t n_prompt,
+                            struct sp_err *err)
 {
-    enum sp_status result = SP_OK;
     struct engine_model *m = c->m;
-    struct engine_sched *sc = &m->sched;
-    const int n_ctx = m->n_ctx;
-    struct engine_gen_result r;
-    memset(&r, 0, sizeof(r));
-    r.finish = ENGINE_FINISH_STOP;
-    if (res)
-        *res = r;
-    const uint64_t my_id = atomic_fetch_add(&c->gen_id, 1) + 1;
-    if (!p || !p->prompt)
-        return sp_err_set(err, SP_ERR_INVALID, "no prompt given");
-
-    /* tokenize */
-    size_t n_prompt = 0;
-    result = tok_encode_spans(m->vocab, p->prompt, strlen(p->prompt), p->add_bos, p->parse_special, p->text_spans,
-                              p->n_text_spans, c->tokens, (size_t)n_ctx, &n_prompt, err);
-    if (result == SP_ERR_LIMIT || (result == SP_OK && n_prompt >= (size_t)n_ctx))
-        return sp_err_set(err, SP_ERR_LIMIT, "prompt has %zu tokens, context is %d", n_prompt, n_ctx);
-    if (result != SP_OK)
-        return result;
-    if (n_prompt == 0)
-        return sp_err_set(err, SP_ERR_INVALID, "the prompt is empty (no tokens)");
-
+    enum sp_status result;
     /* constrained output: a fresh matcher over the model's token trie */
     grammar_matcher_free(c->gm);
     c->gm = NULL;
@@ -66,10 +45,9 @@ enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_par
         if ((result = grammar_matcher_new(p->grammar, gv, &c->gm, err)) != SP_OK)
             return result;
     }
-
-    /* per-generation state, then hand it to the step loop */
     struct sample_params sprm;
     to_sample_params(&p->sampling, &sprm);
+    sprm.seed += (uint64_t)choice; /* choice i of n: seed + i */
     sample_reset(c->smp, &sprm);
     tok_stream_init(&c->ts);
     sp_buf_reset(&c->held);
@@ -87,62 +65,166 @@ enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_par
     c->t_first = 0;
     c->q.n = 0;
     sp_buf_reset(&c->q.text);
+    c->leader = NULL;
+    c->n_followers = 0;
+    return SP_OK;
+}
+
+enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_params *p, engine_token_cb cb,
+                               void *userdata, struct engine_gen_result *res, struct sp_err *err)
+{
+    return engine_generate_n(&c, 1, p, cb, userdata, res, err);
+}
+
+int engine_kv_cells(const struct engine_model *m, int n_prompt, int max_tokens)
+{
+    const int max_tok = max_tokens > 0 ? max_tokens : m->n_ctx;
+    return model_seq_cells(m->st, (int)SP_MIN((int64_t)m->n_ctx, (int64_t)n_prompt + max_tok));
+}
+
+#define GEN_MAX_N 64
+
+enum sp_status engine_generate_n(struct engine_ctx *const *ctxs, int n, const struct engine_gen_params *p,
+                                 engine_token_cb cb, void *userdata, struct engine_gen_result *res,
+                                 struct sp_err *err)
+{
+    enum sp_status result = SP_OK;
+    struct engine_ctx *c = ctxs[0];
+    struct engine_model *m = c->m;
+    struct engine_sched *sc = &m->sched;
+    const int n_ctx = m->n_ctx;
+    struct engine_gen_result r;
+    memset(&r, 0, sizeof(r));
+    r.finish = ENGINE_FINISH_STOP;
+    for (int i = 0; res && i < n && i < GEN_MAX_N; i++)
+        res[i] = r;
+    uint64_t ids[GEN_MAX_N];
+    if (n < 1 || n > GEN_MAX_N)
+        return sp_err_set(err, SP_ERR_INVALID, "n must be 1..%d", GEN_MAX_N);
+    for (int i = 0; i < n; i++)
+        ids[i] = atomic_fetch_add(&ctxs[i]->gen_id, 1) + 1;
+    const uint64_t my_id = ids[0];
+    if (!p || !p->prompt)
+        return sp_err_set(err, SP_ERR_INVALID, "no prompt given");
+    if (n > m->n_seq)
+        return sp_err_set(err, SP_ERR_LIMIT, "n = %d choices need %d sequences; this model decodes at most %d "
+                          "together (max_concurrency)", n, n, m->n_seq);
+    for (int i = 1; i < n; i++)
+        if (ctxs[i]->m != m || ctxs[i] == c)
+            return sp_err_set(err, SP_ERR_INVALID, "the n contexts must be distinct contexts of one model");
+
+    /* tokenize */
+    size_t n_prompt = 0;
+    result = tok_encode_spans(m->vocab, p->prompt, strlen(p->prompt), p->add_bos, p->parse_special, p->text_spans,
+                              p->n_text_spans, c->tokens, (size_t)n_ctx, &n_prompt, err);
+    if (result == SP_ERR_LIMIT || (result == SP_OK && n_prompt >= (size_t)n_ctx))
+        return sp_err_set(err, SP_ERR_LIMIT, "prompt has %zu tokens, context is %d", n_prompt, n_ctx);
+    if (result != SP_OK)
+        return result;
+    if (n_prompt == 0)
+        return sp_err_set(err, SP_ERR_INVALID, "the prompt is empty (no tokens)");
+    if (n > 1) {
+        const int cells = engine_kv_cells(m, (int)n_prompt, p->max_tokens);
+        if ((int64_t)cells * n > m->n_cells)
+            return sp_err_set(err, SP_ERR_LIMIT, "n = %d choices of %d cells each do not fit the KV budget of %d "
+                              "tokens; lower n or max_tokens", n, cells, m->n_cells);
+    }
+    for (int i = 0; i < n; i++) {
+        if (i > 0)
+            memcpy(ctxs[i]->tokens, c->tokens, n_prompt * sizeof(int32_t));
+        if ((result = setup(ctxs[i], p, i, n_prompt, err)) != SP_OK)
+            return result;
+    }
+
+    /* hand the group to the step loop: the leader is queued, the others ride along */
     pthread_mutex_lock(&sc->mu);
+    c->followers = n > 1 ? (struct engine_ctx **)&ctxs[1] : NULL;
+    c->n_followers = n - 1;
+    for (int i = 1; i < n; i++) {
+        ctxs[i]->leader = c;
+        ctxs[i]->phase = ENGINE_WAITING;
+    }
     engine_sched_submit(m, c);
-    bool stop_delivery = false, cb_cancel = false;
+    bool stop_delivery = false;
     for (;;) {
-        while (c->q.n == 0 && c->phase != ENGINE_DONE)
-            sp_cond_wait_ms(&c->cv, &sc->mu, 1000);
-        bool done = c->phase == ENGINE_DONE;
-        /* swap the queue out and deliver without the lock */
-        struct engine_evq tmp = c->q;
-        c->q = c->q2;
-        c->q2 = tmp;
-        c->q.n = 0;
-        sp_buf_reset(&c->q.text);
-        pthread_mutex_unlock(&sc->mu);
-        for (size_t i = 0; i < c->q2.n && !stop_delivery; i++) {
-            if (atomic_load(&c->cancel_id) == my_id || engine_model_faulted(m)) {
-                stop_delivery = true; /* a faulted file: what follows was computed from zeros */
-                atomic_store(&c->cancel_id, my_id);
-                break;
-            }
-            const struct engine_ev *e = &c->q2.ev[i];
-            struct engine_token_event ev;
-            memset(&ev, 0, sizeof(ev));
-            ev.token = e->token;
-            ev.text = e->text_len ? c->q2.text.data + e->text_off : "";
-            ev.text_len = e->text_len;
-            ev.logprob = e->logprob;
-            ev.n_top = e->n_top;
-            ev.top_tokens = e->top_ids;
-            ev.top_logprobs = e->top_lp;
-            if (cb && !cb(userdata, &ev)) {
-                stop_delivery = cb_cancel = true;
-                atomic_store(&c->cancel_id, my_id); /* the loop drops the sequence */
-            }
+        bool any = false, done = true;
+        for (int i = 0; i < n; i++) {
+            any = any || ctxs[i]->q.n > 0;
+            done = done && ctxs[i]->phase == ENGINE_DONE;
         }
-        c->q2.n = 0;
+        if (!any && !done) {
+            sp_cond_wait_ms(&c->cv, &sc->mu, 1000);
+            continue;
+        }
+        /* swap the queues out and deliver without the lock */
+        for (int i = 0; i < n; i++) {
+            struct engine_ctx *x = ctxs[i];
+            struct engine_evq tmp = x->q;
+            x->q = x->q2;
+            x->q2 = tmp;
+            x->q.n = 0;
+            sp_buf_reset(&x->q.text);
+        }
+        pthread_mutex_unlock(&sc->mu);
+        for (int i = 0; i < n; i++) {
+            struct engine_ctx *x = ctxs[i];
+            for (size_t k = 0; k < x->q2.n && !stop_delivery; k++) {
+                if (atomic_load(&c->cancel_id) == my_id || atomic_load(&x->cancel_id) == ids[i] ||
+                    engine_model_faulted(m)) {
+                    stop_delivery = true; /* a faulted file: what follows was computed from zeros */
+                    break;
+                }
+                const struct engine_ev *e = &x->q2.ev[k];
+                struct engine_token_event ev;
+                memset(&ev, 0, sizeof(ev));
+                ev.index = i;
+                ev.token = e->token;
+                ev.text = e->text_len ? x->q2.text.data + e->text_off : "";
+                ev.text_len = e->text_len;
+                ev.logprob = e->logprob;
+                ev.n_top = e->n_top;
+                ev.top_tokens = e->top_ids;
+                ev.top_logprobs = e->top_lp;
+                if (cb && !cb(userdata, &ev))
+                    stop_delivery = true;
+            }
+            x->q2.n = 0;
+        }
+        if (stop_delivery) /* every choice stops (the loop drops the sequences at its next step) */
+            for (int i = 0; i < n; i++)
+                atomic_store(&ctxs[i]->cancel_id, ids[i]);
         pthread_mutex_lock(&sc->mu);
-        if (done && c->q.n == 0)
+        bool left = false;
+        for (int i = 0; i < n; i++)
+            left = left || ctxs[i]->q.n > 0;
+        if (done && !left)
             break;
     }
-    r = c->r;
-    result = c->status;
-    if (result != SP_OK && err)
-        *err = c->err;
+    result = SP_OK;
+    for (int i = 0; i < n; i++) {
+        struct engine_ctx *x = ctxs[i];
+        r = x->r;
+        if (result == SP_OK && x->status != SP_OK) {
+            result = x->status;
+            if (err)
+                *err = x->err;
+        }
+        if (stop_delivery && x->status == SP_OK)
+            r.finish = ENGINE_FINISH_CANCELLED;
+        if (res)
+            res[i] = r;
+        x->phase = ENGINE_IDLE;
+        x->p = NULL;
+        x->leader = NULL;
+        x->followers = NULL;
+        x->n_followers = 0;
+    }
     if (result == SP_OK && engine_model_faulted(m))
         result = sp_err_set(err, SP_ERR_STATE, "the model file changed on disk while this request ran "
                             "(truncated or overwritten: its weights read as zeros); the output was discarded");
-    c->phase = ENGINE_IDLE;
-    c->p = NULL;
     pthread_mutex_unlock(&sc->mu);
-    if (stop_delivery && result == SP_OK)
-        r.finish = ENGINE_FINISH_CANCELLED;
-    SP_UNUSED(cb_cancel);
-    LOG_DEBUG("engine", "prompt %zu tokens (%d reused) in %.1f ms", n_prompt, r.n_cached_tokens, r.prompt_ms);
-    if (res)
-        *res = r;
+    LOG_DEBUG("engine", "prompt %zu tokens (%d reused) in %.1f ms, %d choice(s)", n_prompt, c->r.n_cached_tokens,
+              c->r.prompt_ms, n);
     return result;
 }
 

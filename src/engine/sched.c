@@ -91,14 +91,16 @@ static enum sp_status push_event(struct engine_ctx *c, const struct engine_ev *e
     if (c->emit.len && sp_buf_append(&q->text, c->emit.data, c->emit.len) != 0)
         return SP_ERR_NOMEM;
     q->n++;
-    pthread_cond_broadcast(&c->cv);
+    pthread_cond_broadcast(c->leader ? &c->leader->cv : &c->cv);
     return SP_OK;
 }
 
 static bool cancelled(struct engine_ctx *c)
 {
     uint64_t id = atomic_load(&c->gen_id);
-    return atomic_load(&c->cancel_id) == id;
+    if (atomic_load(&c->cancel_id) == id)
+        return true;
+    return c->leader && atomic_load(&c->leader->cancel_id) == atomic_load(&c->leader->gen_id); /* the group's */
 }
 
 /* End c's generation (sched mu held): flush held-back text unless it stopped
@@ -127,7 +129,35 @@ static void finish(struct engine_model *m, struct engine_ctx *c, enum engine_fin
             break;
         }
     c->phase = ENGINE_DONE;
-    pthread_cond_broadcast(&c->cv);
+    pthread_cond_broadcast(c->leader ? &c->leader->cv : &c->cv);
+    /* choices that never got the prompt end with it (cancelled, or its error) */
+    for (int i = 0; i < c->n_followers; i++) {
+        struct engine_ctx *f = c->followers[i];
+        if (f->phase == ENGINE_WAITING || f->phase == ENGINE_SHARE) {
+            f->status = c->status;
+            f->err = c->err;
+            f->r.n_prompt_tokens = c->r.n_prompt_tokens;
+            finish(m, f, why, false);
+        }
+    }
+}
+
+/* The leader c evaluated its prompt: copy its cells into every waiting
+ * choice's span and let each sample from the same logits (sched mu held). */
+static void on_logits(struct engine_model *m, struct engine_ctx *c, const float *logits);
+static void share_prompt(struct engine_model *m, struct engine_ctx *c, const float *logits)
+{
+    struct kv_cache *kv = model_state_kv(m->st);
+    for (int i = 0; i < c->n_followers; i++) {
+        struct engine_ctx *f = c->followers[i];
+        if (f->phase != ENGINE_SHARE)
+            continue;
+        kv_seq_copy(kv, f->kv_seq, c->kv_seq, c->n_eval);
+        f->n_eval = c->n_eval;
+        f->phase = ENGINE_PREFILL;
+        f->t_start = c->t_start;
+        on_logits(m, f, logits);
+    }
 }
 
 /* Sample from c's logits and emit the token (sched mu held). */
@@ -221,12 +251,29 @@ static void admit_waiting(struct engine_model *m)
         }
         const int max_tok = c->p->max_tokens > 0 ? c->p->max_tokens : m->n_ctx;
         const int need = (int)SP_MIN((int64_t)m->n_ctx, (int64_t)c->n_prompt + max_tok);
+        if (sc->n_running + 1 + c->n_followers > m->n_seq)
+            break; /* n choices start together */
         int id, reused;
         /* keep >= 2 prompt tokens to evaluate: a 1-token chunk would sum in another order */
         enum sp_status st = kv_seq_open(kv, model_seq_cells(m->st, need), c->tokens, c->n_prompt,
                                         c->n_prompt - 2, &id, &reused);
         if (st != SP_OK)
             break; /* no room: wait until a running sequence ends */
+        int k = 0;
+        for (; k < c->n_followers; k++) { /* the other choices' spans (no prefix reuse: they get c's cells) */
+            int fid, fr;
+            if (kv_seq_open(kv, model_seq_cells(m->st, need), NULL, 0, 0, &fid, &fr) != SP_OK)
+                break;
+            c->followers[k]->kv_seq = fid;
+        }
+        if (k < c->n_followers) { /* not all fit now: give the cells back and wait */
+            while (k-- > 0) {
+                kv_seq_close(kv, c->followers[k]->kv_seq, false);
+                c->followers[k]->kv_seq = -1;
+            }
+            kv_seq_close(kv, id, reused > 0); /* what it took over stays cached */
+            break;
+        }
         sc->wait_head = c->next_wait;
         if (!sc->wait_head)
             sc->wait_tail = NULL;
@@ -236,6 +283,10 @@ static void admit_waiting(struct engine_model *m)
         c->r.n_cached_tokens = reused;
         c->phase = ENGINE_PREFILL;
         sc->running[sc->n_running++] = c;
+        for (k = 0; k < c->n_followers; k++) {
+            c->followers[k]->phase = ENGINE_SHARE;
+            sc->running[sc->n_running++] = c->followers[k];
+        }
     }
 }
 
@@ -292,6 +343,7 @@ static bool step(struct engine_model *m)
     if (nb == 0)
         return false;
     sc->max_step_seqs = SP_MAX(sc->max_step_seqs, sc->n_running);
+    sc->prompt_evaluated += nb - n_decode;
     pthread_mutex_unlock(&sc->mu);
     struct model_batch b = {nb, sc->tok, sc->pos, sc->seq, sc->want};
     struct sp_err err;
@@ -322,6 +374,8 @@ static bool step(struct engine_model *m)
             finish(m, c, ENGINE_FINISH_STOP, false);
             continue;
         }
+        if (c->phase == ENGINE_PREFILL && c->n_followers)
+            share_prompt(m, c, sc->logits + (size_t)row * n_vocab); /* before c's own token can end it */
         on_logits(m, c, sc->logits + (size_t)row++ * n_vocab);
     }
     if (st != SP_OK) /* sequences that only had a prompt chunk in the batch */

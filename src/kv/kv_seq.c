@@ -197,6 +197,16 @@ void kv_seq_set_tokens(struct kv_cache *kv, int id, int p0, const int32_t *toks,
     s->len = p0 + n;
 }
 
+void kv_seq_copy(struct kv_cache *kv, int dst, int src, int n)
+{
+    struct kv_seq *d = &kv->seqs[dst];
+    const struct kv_seq *s = &kv->seqs[src];
+    assert(d->state == KV_SEQ_LIVE && s->state == KV_SEQ_LIVE && dst != src && n >= 0 && n <= s->len &&
+           n <= d->cap);
+    move_cells(kv, d->base, s->base, n); /* live spans never overlap */
+    d->len = n;
+}
+
 int kv_cells_available(const struct kv_cache *kv)
 {
     int held = 0;

@@ -2,7 +2,8 @@
  * validation (server_req.c), model lookup / lazy load, prompt rendering and
  * the prompt-vs-context check, admission (429 at once when the queue is
  * full), then generation:
- *  - non-streaming: engine_generate runs on the connection's own thread; the
+ *  - non-streaming: engine_generate_n (n choices of one prompt, n slots
+ *    taken together) runs on the connection's own thread; the
  *    token callback polls the client socket so a disconnect cancels within a
  *    decode step; the JSON body is built at the end;
  *  - streaming: a worker thread runs engine_generate and appends SSE events
@@ -10,9 +11,10 @@
  *    block: thread-per-connection). The worker polls the socket too; the
  *    response's free callback cancels and joins the worker.
  * Either way the slot is released, metrics updated and an ai_completion
- * span recorded when the generation ends. */
+ * span recorded when the generation ends. The JSON it sends is built by
+ * server_gen_json.c. */
 #include "server/server_int.h"
-#include "server/server_req.h"
+#include "server/server_gen.h"
 #include "obs/log.h"
 #include "tok/tok.h"
 
@@ -23,155 +25,6 @@
 #include <time.h>
 
 #define SSE_HIGH_WATER (256u << 10) /* worker pauses when the client lags this far */
-
-struct gen_job {
-    struct server *s;
-    const struct srv_dialect *d;  /* wire format (NULL = OpenAI) */
-    struct srv_model *m;
-    struct admit_slot *slot;
-    struct engine_ctx *ctx;
-    struct server_request req;
-    char *prompt;
-    struct tok_span *spans;       /* chat: prompt bytes that came from the request (stay text) */
-    size_t n_spans;
-    char *input;                  /* request body (span input) */
-    struct engine_gen_params gp;
-    const char **stop;
-    char id[48];
-    int64_t created;
-    int fd;
-    struct srv_conn *cc;          /* the request's connection state (outlives the job's use of it) */
-    double t_start, t_last;
-    double load_ms;               /* waiting for the model to load in this request */
-    int64_t start_wall_ms;
-    bool got_first;
-    double last_poll_ms;
-    int n_events;
-    struct sp_buf text;           /* whole output */
-    json_t *lp;                   /* chat: logprobs.content array; completions: logprobs object */
-    struct engine_gen_result res;
-    enum sp_status st;
-    struct sp_err err;
-    bool client_gone;
-    bool model_held;              /* srv_model_ensure succeeded: srv_model_leave in job_free */
-    /* streaming */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct sp_buf out;            /* SSE bytes not yet handed to microhttpd */
-    size_t out_off;
-    bool done;
-    _Atomic bool cancel;
-    bool stalled;                 /* cancelled: the client read nothing for write_timeout_s */
-    bool shutdown_cut;            /* cancelled by server shutdown */
-    bool counted_stream;          /* counted in s->streams */
-    _Atomic uint64_t gen_id; /* engine generation id of this job (0 until its first token) */
-    pthread_t th;
-    bool th_started;
-    _Atomic int refs;
-    struct sp_buf head;           /* pre-rendered start of a content chunk (fast path) */
-};
-
-static int dump_cb(const char *buffer, size_t size, void *data)
-{
-    return sp_buf_append(data, buffer, size) ? -1 : 0;
-}
-
-static int append_json(struct sp_buf *b, json_t *j)
-{
-    int rc = j ? json_dump_callback(j, dump_cb, b, JSON_COMPACT | JSON_PRESERVE_ORDER) : -1;
-    json_decref(j);
-    return rc;
-}
-
-static double safe_lp(float lp) { return isfinite(lp) ? (double)lp : -9999.0; }
-
-/* logprob entries for one token event (chat: appends to lp content array) */
-static void add_logprobs(struct gen_job *j, const struct engine_token_event *ev, json_t *chunk_lp)
-{
-    size_t len = 0;
-    const char *t = engine_token_text(j->m->em, ev->token, &len);
-    if (!t)
-        t = "", len = 0;
-    if (j->req.chat) {
-        json_t *e = json_pack("{s:o,s:f,s:o,s:o}", "token", srv_json_text(t, len), "logprob", safe_lp(ev->logprob),
-                              "bytes", srv_bytes_array(t, len), "top_logprobs", json_array());
-        json_t *tops = json_object_get(e, "top_logprobs");
-        for (int i = 0; i < ev->n_top && i < j->req.top_logprobs; i++) {
-            size_t tl = 0;
-            const char *tt = engine_token_text(j->m->em, ev->top_tokens[i], &tl);
-            if (!tt)
-                tt = "", tl = 0;
-            json_array_append_new(tops, json_pack("{s:o,s:f,s:o}", "token", srv_json_text(tt, tl), "logprob",
-                                                  safe_lp(ev->top_logprobs[i]), "bytes", srv_bytes_array(tt, tl)));
-        }
-        json_array_append(j->lp, e);
-        if (chunk_lp)
-            json_array_append(chunk_lp, e);
-        json_decref(e);
-        return;
-    }
-    json_t *targets[2] = {j->lp, chunk_lp};
-    for (int k = 0; k < 2; k++) {
-        json_t *o = targets[k];
-        if (!o)
-            continue;
-        json_array_append_new(json_object_get(o, "tokens"), srv_json_text(t, len));
-        json_array_append_new(json_object_get(o, "token_logprobs"), json_real(safe_lp(ev->logprob)));
-        json_t *top = json_object();
-        for (int i = 0; i < ev->n_top && i < j->req.top_logprobs; i++) {
-            size_t tl = 0;
-            const char *tt = engine_token_text(j->m->em, ev->top_tokens[i], &tl);
-            json_t *key = srv_json_text(tt ? tt : "", tt ? tl : 0);
-            if (key)
-                json_object_set_new(top, json_string_value(key), json_real(safe_lp(ev->top_logprobs[i])));
-            json_decref(key);
-        }
-        json_array_append_new(json_object_get(o, "top_logprobs"), top);
-        json_array_append_new(json_object_get(o, "text_offset"), json_integer((json_int_t)j->text.len));
-    }
-}
-
-static json_t *completion_lp_object(void)
-{
-    return json_pack("{s:[],s:[],s:[],s:[]}", "tokens", "token_logprobs", "top_logprobs", "text_offset");
-}
-
-static const char *finish_name(enum engine_finish f) { return f == ENGINE_FINISH_LENGTH ? "length" : "stop"; }
-
-static json_t *usage_json(const struct gen_job *j)
-{
-    return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", j->res.n_prompt_tokens, "completion_tokens",
-                     j->res.n_completion_tokens, "total_tokens", j->res.n_prompt_tokens + j->res.n_completion_tokens,
-                     "prompt_tokens_details", "cached_tokens", j->res.n_cached_tokens);
-}
-
-/* one SSE chunk; text may be NULL; finish NULL for a middle chunk */
-static json_t *chunk_json(const struct gen_job *j, const char *text, size_t len, bool first, const char *finish,
-                          json_t *lp)
-{
-    json_t *choice;
-    if (j->req.chat) {
-        json_t *delta = json_object();
-        if (first)
-            json_object_set_new(delta, "role", json_string("assistant"));
-        if (text)
-            json_object_set_new(delta, "content", srv_json_text(text, len));
-        choice = json_pack("{s:i,s:o,s:o,s:o}", "index", 0, "delta", delta, "logprobs",
-                           lp ? json_pack("{s:o}", "content", lp) : json_null(), "finish_reason",
-                           finish ? json_string(finish) : json_null());
-    } else {
-        choice = json_pack("{s:o,s:i,s:o,s:o}", "text", srv_json_text(text ? text : "", text ? len : 0), "index", 0,
-                           "logprobs", lp ? lp : json_null(), "finish_reason",
-                           finish ? json_string(finish) : json_null());
-    }
-    json_t *c = json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o]}", "id", j->id, "object",
-                          j->req.chat ? "chat.completion.chunk" : "text_completion", "created",
-                          (json_int_t)j->created, "model", j->m->spec.name, "system_fingerprint", "spoke", "choices",
-                          choice);
-    if (c && j->req.include_usage)
-        json_object_set_new(c, "usage", json_null());
-    return c;
-}
 
 /* With j->mu held: wait while the client lags more than SSE_HIGH_WATER bytes
  * behind, unless the job is cancelled or the server shuts down. */
@@ -209,7 +62,7 @@ static void push_bytes(struct gen_job *j, const struct sp_buf *b)
 static void sse_push(struct gen_job *j, json_t *payload)
 {
     struct sp_buf b = {0};
-    if (sp_buf_appends(&b, "data: ") || append_json(&b, payload) || sp_buf_appends(&b, "\n\n")) {
+    if (sp_buf_appends(&b, "data: ") || gen_append_json(&b, payload) || sp_buf_appends(&b, "\n\n")) {
         sp_buf_free(&b);
         return;
     }
@@ -219,7 +72,7 @@ static void sse_push(struct gen_job *j, json_t *payload)
 
 static void view_of(const struct gen_job *j, struct srv_gen_view *v)
 {
-    *v = (struct srv_gen_view){j->m->spec.name, j->text.data ? j->text.data : "", j->text.len, &j->res,
+    *v = (struct srv_gen_view){j->m->spec.name, j->text[0].data ? j->text[0].data : "", j->text[0].len, &j->res,
                                sp_now_ms() - j->t_start, j->load_ms, &j->req, j->id, j->created};
 }
 
@@ -245,23 +98,25 @@ static void prepare_head(struct gen_job *j)
     if (!rc)
         rc = srv_json_escape(&j->head, j->m->spec.name, strlen(j->m->spec.name));
     if (!rc)
-        rc = sp_buf_appends(&j->head, j->req.chat ? "\",\"system_fingerprint\":\"spoke\",\"choices\":[{\"index\":0,\"delta\":{"
+        rc = sp_buf_appends(&j->head, j->req.chat ? "\",\"system_fingerprint\":\"spoke\",\"choices\":[{\"index\":"
                                                   : "\",\"system_fingerprint\":\"spoke\",\"choices\":[{\"text\":\"");
     if (rc)
         sp_buf_free(&j->head);
 }
 
-static bool push_text_fast(struct gen_job *j, const char *text, size_t len, bool first)
+static bool push_text_fast(struct gen_job *j, int index, const char *text, size_t len, bool first)
 {
     struct sp_buf b = {0};
     int rc = sp_buf_append(&b, j->head.data, j->head.len);
     if (!rc && j->req.chat)
-        rc = sp_buf_appends(&b, first ? "\"role\":\"assistant\",\"content\":\"" : "\"content\":\"");
+        rc = sp_buf_printf(&b, "%d,\"delta\":{%s", index, first ? "\"role\":\"assistant\",\"content\":\""
+                                                                : "\"content\":\"");
     if (!rc)
         rc = srv_json_escape(&b, text, len);
-    if (!rc)
-        rc = sp_buf_appends(&b, j->req.chat ? "\"},\"logprobs\":null,\"finish_reason\":null}]"
-                                            : "\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}]");
+    if (!rc && j->req.chat)
+        rc = sp_buf_appends(&b, "\"},\"logprobs\":null,\"finish_reason\":null}]");
+    else if (!rc)
+        rc = sp_buf_printf(&b, "\",\"index\":%d,\"logprobs\":null,\"finish_reason\":null}]", index);
     if (!rc)
         rc = sp_buf_appends(&b, j->req.include_usage ? ",\"usage\":null}\n\n" : "}\n\n");
     if (rc) {
@@ -297,10 +152,11 @@ static bool on_token(void *ud, const struct engine_token_event *ev)
     json_t *chunk_lp = NULL;
     if (j->gp.want_logprobs && ev->token >= 0) {
         if (j->req.stream)
-            chunk_lp = j->req.chat ? json_array() : completion_lp_object();
-        add_logprobs(j, ev, chunk_lp);
+            chunk_lp = j->req.chat ? json_array() : gen_lp_object();
+        gen_add_logprobs(j, ev, chunk_lp);
     }
-    if (ev->text_len && sp_buf_append(&j->text, ev->text, ev->text_len) != 0) {
+    const int ci = ev->index;
+    if (ev->text_len && sp_buf_append(&j->text[ci], ev->text, ev->text_len) != 0) {
         json_decref(chunk_lp);
         return false;
     }
@@ -309,12 +165,12 @@ static bool on_token(void *ud, const struct engine_token_event *ev)
         if (ev->text_len)
             dialect_push_text(j, ev->text, ev->text_len);
     } else if (j->req.stream && ev->text_len && !chunk_lp && j->head.data) {
-        if (!push_text_fast(j, ev->text, ev->text_len, j->n_events == 0))
+        if (!push_text_fast(j, ci, ev->text, ev->text_len, j->n_events[ci] == 0))
             atomic_store(&j->cancel, true);
-        j->n_events++;
+        j->n_events[ci]++;
     } else if (j->req.stream && (ev->text_len || chunk_lp)) {
-        sse_push(j, chunk_json(j, ev->text, ev->text_len, j->n_events == 0, NULL, chunk_lp));
-        j->n_events++;
+        sse_push(j, gen_chunk_json(j, ci, ev->text, ev->text_len, j->n_events[ci] == 0, NULL, chunk_lp));
+        j->n_events[ci]++;
     } else {
         json_decref(chunk_lp);
     }
@@ -334,29 +190,13 @@ static bool on_token(void *ud, const struct engine_token_event *ev)
 
 static bool waiter_gone(void *ud) { return srv_client_gone(ud, true); }
 
-static void labels_for(struct gen_job *j, unsigned status, const char *finish, struct sp_buf *out)
-{
-    json_t *l = json_pack("{s:s,s:i,s:i,s:i,s:b,s:i}", "model", j->m ? j->m->spec.name : "", "prompt_tokens",
-                          j->res.n_prompt_tokens, "completion_tokens", j->res.n_completion_tokens, "total_tokens",
-                          j->res.n_prompt_tokens + j->res.n_completion_tokens, "stream", j->req.stream, "http_status",
-                          (int)status);
-    if (l && finish)
-        json_object_set_new(l, "finish_reason", json_string(finish));
-    if (l && j->res.n_cached_tokens > 0)
-        json_object_set_new(l, "cached_tokens", json_integer(j->res.n_cached_tokens));
-    if (l && j->client_gone)
-        json_object_set_new(l, "client_disconnected", json_true());
-    if (append_json(out, l) != 0)
-        sp_buf_reset(out);
-}
-
 /* End of a generation that held a slot: release it, metrics, span. */
 static void job_finish(struct gen_job *j, unsigned status)
 {
     struct srv_model *m = j->m;
-    if (j->slot) {
-        admit_release(m->admit, j->slot);
-        j->slot = NULL;
+    for (int i = 0; i < SERVER_MAX_N; i++) {
+        admit_release(m->admit, j->slot[i]); /* NULL is a no-op */
+        j->slot[i] = NULL;
     }
     double dur = sp_now_ms() - j->t_start;
     bool ok = j->st == SP_OK && j->res.finish != ENGINE_FINISH_CANCELLED;
@@ -377,8 +217,8 @@ static void job_finish(struct gen_job *j, unsigned status)
               : j->stalled   ? "cancelled: client stopped reading the stream"
               : atomic_load(&j->s->shutting_down) ? "cancelled: server shutting down"
                                                   : "cancelled";
-    labels_for(j, ok ? status : (j->client_gone ? 499 : status), ok ? finish_name(j->res.finish) : NULL, &labels);
-    srv_span(j->s, "ai_completion", j->input, j->text.data ? j->text.data : "", j->start_wall_ms, dur, err,
+    gen_labels(j, ok ? status : (j->client_gone ? 499 : status), ok ? gen_finish_name(j->res.finish) : NULL, &labels);
+    srv_span(j->s, "ai_completion", j->input, j->text[0].data ? j->text[0].data : "", j->start_wall_ms, dur, err,
              labels.data);
     sp_buf_free(&labels);
 }
@@ -393,10 +233,12 @@ static void job_free(struct gen_job *j)
     sp_free(j->spans);
     sp_free(j->input);
     sp_free(j->stop);
-    sp_buf_free(&j->text);
+    for (int i = 0; i < SERVER_MAX_N; i++) {
+        sp_buf_free(&j->text[i]);
+        json_decref(j->lp[i]);
+    }
     sp_buf_free(&j->out);
     sp_buf_free(&j->head);
-    json_decref(j->lp);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
     sp_free(j);
@@ -408,13 +250,27 @@ static void job_unref(struct gen_job *j)
         job_free(j);
 }
 
+/* Generate every choice (one prompt evaluation, engine_generate_n); j->res
+ * is the request's total: the prompt once, completion tokens summed. */
+static void run_gen(struct gen_job *j)
+{
+    j->st = engine_generate_n(j->ctxs, j->n, &j->gp, on_token, j, j->cres, &j->err);
+    j->res = j->cres[0];
+    for (int i = 1; i < j->n; i++) {
+        j->res.n_completion_tokens += j->cres[i].n_completion_tokens;
+        j->res.decode_ms = SP_MAX(j->res.decode_ms, j->cres[i].decode_ms);
+        if (j->cres[i].finish == ENGINE_FINISH_CANCELLED)
+            j->res.finish = ENGINE_FINISH_CANCELLED;
+    }
+}
+
 /* ---- streaming */
 
 static void *stream_worker(void *arg)
 {
     struct gen_job *j = arg;
     sp_err_clear(&j->err);
-    j->st = engine_generate(j->ctx, &j->gp, on_token, j, &j->res, &j->err);
+    run_gen(j);
     if (j->d) {
         struct srv_gen_view v;
         struct sp_buf b = {0};
@@ -430,12 +286,13 @@ static void *stream_worker(void *arg)
             push_bytes(j, &b);
         sp_buf_free(&b);
     } else if (j->st == SP_OK && j->res.finish != ENGINE_FINISH_CANCELLED) {
-        sse_push(j, chunk_json(j, NULL, 0, j->n_events == 0, finish_name(j->res.finish), NULL));
+        for (int i = 0; i < j->n; i++) /* each choice's last chunk carries its finish_reason */
+            sse_push(j, gen_chunk_json(j, i, NULL, 0, j->n_events[i] == 0, gen_finish_name(j->cres[i].finish), NULL));
         if (j->req.include_usage) {
             json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:s,s:[],s:o}", "id", j->id, "object",
                                   j->req.chat ? "chat.completion.chunk" : "text_completion", "created",
                                   (json_int_t)j->created, "model", j->m->spec.name, "system_fingerprint", "spoke",
-                                  "choices", "usage", usage_json(j));
+                                  "choices", "usage", gen_usage_json(j));
             sse_push(j, u);
         }
     } else if (j->st != SP_OK) {
@@ -521,7 +378,7 @@ static enum MHD_Result reject(struct gen_job *j, struct MHD_Connection *c, unsig
             metric_inc(j->m->m.rejected);
     }
     struct sp_buf labels = {0};
-    labels_for(j, status, NULL, &labels);
+    gen_labels(j, status, NULL, &labels);
     srv_span(j->s, "ai_completion", j->input, NULL, j->start_wall_ms, sp_now_ms() - j->t_start, msg, labels.data);
     sp_buf_free(&labels);
     return gen_error(j, c, status, msg, param, code, retry_after);
@@ -546,24 +403,10 @@ static enum MHD_Result respond_full(struct gen_job *j, struct MHD_Connection *c)
         sp_buf_free(&db);
         return dret;
     }
-    json_t *choice;
-    json_t *text = srv_json_text(j->text.data ? j->text.data : "", j->text.len);
-    const char *finish = finish_name(j->res.finish);
-    if (j->req.chat) {
-        choice = json_pack("{s:i,s:{s:s,s:o},s:o,s:s}", "index", 0, "message", "role", "assistant", "content", text,
-                           "logprobs", j->lp ? json_pack("{s:O}", "content", j->lp) : json_null(), "finish_reason",
-                           finish);
-    } else {
-        choice = json_pack("{s:o,s:i,s:o,s:s}", "text", text, "index", 0, "logprobs",
-                           j->lp ? json_incref(j->lp) : json_null(), "finish_reason", finish);
-    }
-    json_t *resp = json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o],s:o}", "id", j->id, "object",
-                             j->req.chat ? "chat.completion" : "text_completion", "created", (json_int_t)j->created,
-                             "model", j->m->spec.name, "system_fingerprint", "spoke", "choices", choice, "usage",
-                             usage_json(j));
+    json_t *resp = gen_response_json(j);
     struct sp_buf b = {0};
     enum MHD_Result ret;
-    if (append_json(&b, resp) == 0)
+    if (gen_append_json(&b, resp) == 0)
         ret = srv_respond(c, 200, "application/json", b.data, b.len, NULL);
     else
         ret = srv_error(c, 500, "out of memory building the response", NULL, NULL, NULL);
@@ -592,7 +435,8 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
     j->t_start = cc->start_ms;
     j->start_wall_ms = cc->start_wall_ms;
     j->created = (int64_t)time(NULL);
-    j->text.limit = 64u << 20;
+    for (int i = 0; i < SERVER_MAX_N; i++)
+        j->text[i].limit = 64u << 20;
     j->req.chat = chat;
     struct sp_err err;
     sp_err_clear(&err);
@@ -624,6 +468,7 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
     }
     if (!d && chat && j->req.n_tools)
         j->d = &srv_tools_dialect; /* tool calls in the response (server_tools.c) */
+    j->n = j->d ? 1 : SP_MAX(1, SP_MIN(j->req.n, SERVER_MAX_N)); /* dialects answer one choice */
     if (!j->req.model && s->n_models == 1)
         j->m = &s->models[0];
     else if (!j->req.model) {
@@ -639,6 +484,12 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
         goto out;
     }
     metric_inc(j->m->m.requests);
+    if (j->n > j->m->spec.max_concurrency) {
+        snprintf(msg, sizeof msg, "'n' is %d, above the max_concurrency of model '%.200s' (%d): each choice is "
+                 "one of the sequences decoded together", j->n, j->m->spec.name, j->m->spec.max_concurrency);
+        ret = reject(j, c, 400, msg, "n", "invalid_request", NULL);
+        goto out;
+    }
     /* no permit while waiting for a load (it may be a long download) */
     srv_parse_leave(s);
     cc->in_parse = false;
@@ -700,10 +551,18 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
         goto out;
     }
     srv_gen_params(&j->req, &j->m->spec, &s->opts.limits, j->prompt, &j->gp);
+    if (j->n > 1 && (int64_t)j->n * engine_kv_cells(j->m->em, n_prompt, j->gp.max_tokens) > j->m->info.kv_tokens) {
+        snprintf(msg, sizeof msg, "'n' = %d choices of this prompt (%d tokens) and max_tokens %d do not fit the "
+                 "model's KV budget of %d tokens; lower n or max_tokens", j->n, n_prompt, j->gp.max_tokens,
+                 j->m->info.kv_tokens);
+        ret = reject(j, c, 400, msg, "n", "invalid_request", NULL);
+        goto out;
+    }
     j->gp.text_spans = j->req.special_in_content ? NULL : j->spans; /* request data stays text */
     j->gp.n_text_spans = j->req.special_in_content ? 0 : j->n_spans;
     if (j->gp.want_logprobs)
-        j->lp = chat ? json_array() : completion_lp_object();
+        for (int i = 0; i < j->n; i++)
+            j->lp[i] = chat ? json_array() : gen_lp_object();
     trace_random_hex(j->id + 0, sizeof j->id, 12);
     {
         char hex[32];
@@ -713,7 +572,7 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
 
     srv_parse_leave(s); /* parsed, rendered, counted: the queue bounds the rest */
     cc->in_parse = false;
-    st = admit_acquire(j->m->admit, 20, waiter_gone, cc, &j->slot);
+    st = admit_acquire_n(j->m->admit, j->n, 20, waiter_gone, cc, j->slot);
     if (st == SP_ERR_BUSY) {
 busy:
         snprintf(msg, sizeof msg,
@@ -726,7 +585,7 @@ busy:
         j->client_gone = true;
         metric_inc(j->m->m.failures);
         struct sp_buf labels = {0};
-        labels_for(j, 499, NULL, &labels);
+        gen_labels(j, 499, NULL, &labels);
         srv_span(s, "ai_completion", j->input, NULL, j->start_wall_ms, sp_now_ms() - j->t_start,
                  "cancelled: client disconnected while queued", labels.data);
         sp_buf_free(&labels);
@@ -737,11 +596,13 @@ busy:
         ret = reject(j, c, 503, "server is shutting down", NULL, "shutting_down", "5");
         goto out;
     }
-    j->ctx = admit_slot_obj(j->slot);
+    for (int i = 0; i < j->n; i++)
+        j->ctxs[i] = admit_slot_obj(j->slot[i]);
+    j->ctx = j->ctxs[0];
     j->t_last = sp_now_ms();
 
     if (!j->req.stream) {
-        j->st = engine_generate(j->ctx, &j->gp, on_token, j, &j->res, &j->err);
+        run_gen(j);
         if (j->st != SP_OK) {
             unsigned code = srv_http_status(j->st);
             job_finish(j, code);
@@ -766,8 +627,10 @@ busy:
                                                                   stream_free);
     if (!resp) {
         atomic_fetch_sub(&j->refs, 1);
-        admit_release(j->m->admit, j->slot);
-        j->slot = NULL;
+        for (int i = 0; i < j->n; i++) {
+            admit_release(j->m->admit, j->slot[i]);
+            j->slot[i] = NULL;
+        }
         ret = gen_error(j, c, 500, "out of memory", NULL, NULL, NULL);
         goto out;
     }

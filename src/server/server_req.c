@@ -580,8 +580,11 @@ static enum sp_status parse_fields(const json_t *root, bool chat, const struct s
         r->seed = (uint64_t)iv;
     }
     iv = 1;
-    if ((result = get_int(root, "n", 1, 1, NULL, &iv, err)) != SP_OK)
-        return bad(err, "n", "only n = 1 is supported");
+    if ((result = get_int(root, "n", 1, SERVER_MAX_N, NULL, &iv, err)) != SP_OK)
+        return result;
+    r->n = (int)iv;
+    if (r->n > 1 && r->n_tools)
+        return bad(err, "n", "'n' > 1 is not supported together with 'tools'");
     iv = 1;
     if ((result = get_int(root, "best_of", 1, 1, NULL, &iv, err)) != SP_OK)
         return bad(err, "best_of", "only best_of = 1 is supported");
@@ -713,6 +716,7 @@ enum sp_status server_request_parse(const char *body, size_t len, bool chat, con
 {
     memset(out, 0, sizeof *out);
     out->chat = chat;
+    out->n = 1;
     if (len == 0)
         return bad(err, NULL, "the request body is empty; send a JSON object");
     json_error_t jerr;
@@ -728,6 +732,7 @@ enum sp_status server_request_parse(const char *body, size_t len, bool chat, con
     if (result != SP_OK) {
         server_request_free(out);
         out->chat = chat;
+        out->n = 1;
     }
     return result;
 }

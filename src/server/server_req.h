@@ -16,6 +16,8 @@ struct server_msg {
     char *content; /* UTF-8, text parts concatenated */
 };
 
+#define SERVER_MAX_N 8 /* most choices (n) of one request */
+
 enum { SERVER_TOOLS_AUTO = 0, SERVER_TOOLS_NONE, SERVER_TOOLS_REQUIRED, SERVER_TOOLS_NAMED };
 
 struct server_request {
@@ -24,6 +26,7 @@ struct server_request {
     struct server_msg *msgs; /* chat */
     size_t n_msgs;
     char *prompt;            /* completions */
+    int n;                   /* choices, 1..SERVER_MAX_N (n > 1: not with tools) */
     bool stream;
     bool include_usage;      /* stream_options.include_usage */
     int max_tokens;          /* 0 = not given */

@@ -184,7 +184,7 @@ try:
         ("POST", chat, {"messages": msgs, "presence_penalty": 9}, 400),
         ("POST", chat, {"messages": msgs, "frequency_penalty": -9}, 400),
         ("POST", chat, {"messages": msgs, "seed": "x"}, 400),
-        ("POST", chat, {"messages": msgs, "n": 2}, 400),
+        ("POST", chat, {"messages": msgs, "n": 3}, 400),  # above max_concurrency 2
         ("POST", chat, {"messages": msgs, "logprobs": True, "top_logprobs": 10 ** 9}, 400),
         ("POST", chat, {"messages": msgs, "logprobs": True, "top_logprobs": 21}, 400),
         ("POST", chat, {"messages": msgs, "top_logprobs": 2}, 400),

@@ -19,3 +19,7 @@ spoke_script_test(test_server_tools python3 ${CMAKE_CURRENT_LIST_DIR}/test_serve
 if(TEST test_server_tools)
   set_tests_properties(test_server_tools PROPERTIES SKIP_RETURN_CODE 77)
 endif()
+spoke_script_test(test_server_n python3 ${CMAKE_CURRENT_LIST_DIR}/test_server_n.py LABELS integration TIMEOUT 180)
+if(TEST test_server_n)
+  set_tests_properties(test_server_n PROPERTIES SKIP_RETURN_CODE 77)
+endif()

@@ -99,10 +99,79 @@ TEST(full)
     admit_free(a);
 }
 
+/* admit_acquire_n: all or none, FIFO (the first waiter collects released
+ * slots), an aborting waiter passes on what it collected */
+struct nwait { struct admit *a; int n; _Atomic bool stop, got; enum sp_status st; struct admit_slot *s[4]; };
+static void *nwaiter(void *p)
+{
+    struct nwait *w = p;
+    w->st = admit_acquire_n(w->a, w->n, 2, abort_yes, (void *)&w->stop, w->s);
+    atomic_store(&w->got, w->st == SP_OK);
+    return NULL;
+}
+
+static void wait_queued(struct admit *a, int n)
+{
+    for (int i = 0; i < 5000 && admit_queued(a) != n; i++)
+        sp_sleep_ms(1);
+}
+
+TEST(several)
+{
+    struct admit *a = admit_new(3, 4);
+    struct admit_slot *s[3] = {0}, *one = NULL;
+    CHECK(admit_acquire_n(a, 4, 1, NULL, NULL, s) == SP_ERR_INVALID); /* more than there are */
+    CHECK(admit_acquire_n(a, 2, 1, NULL, NULL, s) == SP_OK && s[0] && s[1] && s[0] != s[1]);
+    CHECK_EQ_INT(admit_in_flight(a), 2);
+    /* a waiter for 3 holds its place: a later 1-slot request must not overtake it */
+    struct nwait big = {.a = a, .n = 3}, small = {.a = a, .n = 1};
+    pthread_t tb, ts;
+    pthread_create(&tb, NULL, nwaiter, &big);
+    wait_queued(a, 1);
+    pthread_create(&ts, NULL, nwaiter, &small);
+    wait_queued(a, 2);
+    CHECK_EQ_INT(admit_in_flight(a), 3); /* the free slot went to the first waiter */
+    admit_release(a, s[0]);
+    sp_sleep_ms(20);
+    CHECK(!atomic_load(&big.got) && !atomic_load(&small.got));
+    admit_release(a, s[1]);
+    pthread_join(tb, NULL);
+    CHECK(big.st == SP_OK && big.s[0] && big.s[1] && big.s[2]);
+    CHECK(!atomic_load(&small.got));
+    for (int i = 0; i < 3; i++)
+        admit_release(a, big.s[i]);
+    pthread_join(ts, NULL);
+    CHECK(small.st == SP_OK);
+    admit_release(a, small.s[0]);
+    /* a waiter that gives up passes its collected slots on */
+    CHECK(admit_acquire_n(a, 2, 1, NULL, NULL, s) == SP_OK);
+    struct nwait quit = {.a = a, .n = 3};
+    pthread_create(&tb, NULL, nwaiter, &quit);
+    wait_queued(a, 1);
+    struct nwait next = {.a = a, .n = 2};
+    pthread_create(&ts, NULL, nwaiter, &next);
+    wait_queued(a, 2);
+    atomic_store(&quit.stop, true);
+    pthread_join(tb, NULL);
+    CHECK(quit.st == SP_ERR_CANCELLED);
+    admit_release(a, s[0]);
+    pthread_join(ts, NULL);
+    CHECK(next.st == SP_OK); /* the quitter's slot and s[0] */
+    admit_release(a, s[1]);
+    admit_release(a, next.s[0]);
+    admit_release(a, next.s[1]);
+    CHECK_EQ_INT(admit_in_flight(a), 0);
+    CHECK_EQ_INT(admit_queued(a), 0);
+    CHECK(admit_acquire(a, 1, NULL, NULL, &one) == SP_OK);
+    admit_release(a, one);
+    admit_free(a);
+}
+
 int main(void)
 {
     RUN(full);
     RUN(overflow);
     RUN(abort_and_close);
+    RUN(several);
     return test_summary();
 }

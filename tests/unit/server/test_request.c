@@ -66,7 +66,7 @@ TEST(errors_name_the_parameter)
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"top_logprobs\":1}", true, "top_logprobs"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"logprobs\":true,\"top_logprobs\":1000000000}", true,
          "top_logprobs"},
-        {"{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"n\":3}", true, "n"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"n\":9}", true, "n"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"model\":[]}", true, "model"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"stream_options\":{}}", true, "stream_options"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"tools\":[{}]}", true, "tools"},
