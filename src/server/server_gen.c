@@ -519,6 +519,7 @@ enum MHD_Result srv_generate(struct server *s, struct MHD_Connection *c, struct 
                      "invalid_request", NULL);
         goto out;
     }
+    j->req.tool_syntax = (int)engine_chat_tool_syntax(j->m->em);
     if (j->req.grammar && j->req.n_tools && engine_chat_tool_syntax(j->m->em) != ENGINE_TOOLS_GENERIC &&
         (st = server_request_tools_grammar(&j->req, engine_chat_tool_syntax(j->m->em), &err)) != SP_OK) {
         /* a forced tool call in the model's own syntax (the reader built the generic one) */

@@ -49,6 +49,7 @@ struct server_request {
     char **tool_params;      /* [n_tools] tools[].function.parameters as compact JSON (NULL: none) */
     size_t n_tools;
     int tool_choice;         /* SERVER_TOOLS_AUTO/NONE/REQUIRED/NAMED (named: tool_names has that one) */
+    int tool_syntax;         /* the model's enum engine_tool_syntax (set once the model is known) */
     char *tmpl_ctx;
     size_t tmpl_ctx_len;
     struct grammar *grammar; /* constrained output: response_format json_object / json_schema,

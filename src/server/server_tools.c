@@ -8,7 +8,8 @@
  *   - generic: a JSON object / array of objects with name + arguments (also in ``` fences),
  *     or {"tool_calls": [...]}.
  * A call must name one of the request's tools. Calls become message.tool_calls
- * (arguments as a JSON string) with finish_reason "tool_calls".
+ * (arguments as a JSON string) with finish_reason "tool_calls"; ids are
+ * call_<24 hex>, or 9 alphanumerics for Mistral (its template checks them).
  *
  * Streaming: output that starts like a call (a marker, "{", "[" or a fence,
  * after whitespace) is held back to the end and sent as tool_calls deltas in
@@ -97,7 +98,10 @@ static json_t *call_of(const struct server_request *r, const json_t *o)
         return NULL;
     char hex[32], id[40];
     trace_random_hex(hex, sizeof hex, 12);
-    snprintf(id, sizeof id, "call_%s", hex);
+    if (r->tool_syntax == ENGINE_TOOLS_MISTRAL) /* Mistral's template wants 9 alphanumerics back */
+        snprintf(id, sizeof id, "%.9s", hex);
+    else
+        snprintf(id, sizeof id, "call_%s", hex);
     json_t *c = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function", "function", "name", name,
                           "arguments", as);
     sp_free(as);
