@@ -3,7 +3,9 @@
 # not by `make run`): Debian packages (tmux for the interactive `spoke run`
 # test, chromium for the web-console test, haproxy for the multi-replica test)
 # and the pinned npm packages under tests/ (the official `ollama` client, from
-# tests/integration/ollama/package-lock.json, into .cache/ollama-js); python3-yaml
+# tests/integration/ollama/package-lock.json, into .cache/ollama-js, and the
+# official `openai` SDK, from tests/integration/openai/package-lock.json, into
+# .cache/openai-js); python3-yaml
 # for the Kubernetes manifest check.
 # Best effort: whatever cannot be installed (no root, no network, no npm
 # registry) is reported and the tests that need it skip themselves.
@@ -14,8 +16,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 PKGS=(tmux chromium haproxy python3-yaml)
 registry="${NPM_CONFIG_REGISTRY:-https://registry.npmjs.org/}"
 
-# node and npm only matter when the npm registry can be reached (the ollama
-# client test skips otherwise): do not install them for nothing
+# node and npm only matter when the npm registry can be reached (the npm
+# client tests skip otherwise): do not install them for nothing
 npm_reachable() { curl -sS -m 5 -o /dev/null "$registry" 2>/dev/null; }
 if npm_reachable; then
   PKGS+=(nodejs npm)
@@ -30,14 +32,17 @@ for p in "${PKGS[@]}"; do
   fi
 done
 
-js_dir="$root/.cache/ollama-js"
-js_src="$root/tests/integration/ollama"
-js_ok() { [ -f "$js_dir/node_modules/ollama/package.json" ] && cmp -s "$js_src/package-lock.json" "$js_dir/package-lock.json"; }
+# the pinned npm clients: <tests/integration dir> = <package>, installed into .cache/<dir>-js
+JS_CLIENTS=(ollama openai)
+js_ok() { [ -f "$root/.cache/$1-js/node_modules/$1/package.json" ] &&
+          cmp -s "$root/tests/integration/$1/package-lock.json" "$root/.cache/$1-js/package-lock.json"; }
 
 if [ "${1:-}" = "--check" ]; then
   rc=0
   [ ${#missing[@]} -eq 0 ] || { echo "test-deps: missing packages: ${missing[*]}"; rc=1; }
-  js_ok || { echo "test-deps: the ollama npm client is not installed in $js_dir"; rc=1; }
+  for c in "${JS_CLIENTS[@]}"; do
+    js_ok "$c" || { echo "test-deps: the $c npm client is not installed in $root/.cache/$c-js"; rc=1; }
+  done
   exit $rc
 fi
 
@@ -56,18 +61,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-if ! js_ok && command -v npm >/dev/null 2>&1 && npm_reachable; then
-  mkdir -p "$js_dir"
-  cp "$js_src/package.json" "$js_src/package-lock.json" "$js_dir/"
-  if (cd "$js_dir" && timeout 120 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
-        --fetch-timeout=20000 --fetch-retries=1) >&2; then
-    echo "test-deps: ollama npm client installed in $js_dir" >&2
-  else
-    rm -rf "$js_dir/node_modules"
-    echo "test-deps: npm ci failed; the ollama client test will skip" >&2
+for c in "${JS_CLIENTS[@]}"; do
+  js_dir="$root/.cache/$c-js"
+  js_src="$root/tests/integration/$c"
+  if ! js_ok "$c" && command -v npm >/dev/null 2>&1 && npm_reachable; then
+    mkdir -p "$js_dir"
+    cp "$js_src/package.json" "$js_src/package-lock.json" "$js_dir/"
+    if (cd "$js_dir" && timeout 120 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+          --fetch-timeout=20000 --fetch-retries=1) >&2; then
+      echo "test-deps: $c npm client installed in $js_dir" >&2
+    else
+      rm -rf "$js_dir/node_modules"
+      echo "test-deps: npm ci failed; the $c client test will skip" >&2
+    fi
   fi
-fi
-if ! js_ok && ! npm_reachable; then
-  echo "test-deps: the npm registry ($registry) is unreachable; the ollama client test will skip" >&2
-fi
+  if ! js_ok "$c" && ! npm_reachable; then
+    echo "test-deps: the npm registry ($registry) is unreachable; the $c client test will skip" >&2
+  fi
+done
 exit 0

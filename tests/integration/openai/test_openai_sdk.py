@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""test_openai_sdk.py - the official `openai` npm SDK (pinned in
+tests/integration/openai/package-lock.json, installed into .cache/openai-js
+by tools/test-deps.sh) against a real `spoke serve` with the demo model
+(sdk_test.cjs): models, chat streamed and not (and the SDK's stream
+helper), completions, forced tool calls with valid arguments, streamed
+tool-call deltas assembled by the SDK, a tool result sent back, structured
+outputs (response_format json_schema parsed by the SDK, json_object),
+logprobs, n > 1 streamed and not, errors as the SDK's typed exceptions.
+Skips (exit 77) when node or the SDK is not installed (no npm registry)."""
+import os
+import shutil
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "server"))
+from spoke_server import MODEL, SRC, Server, check, model_config, summary  # noqa: E402
+
+SKIP = 77
+JS = os.path.join(SRC, ".cache", "openai-js")
+if not os.path.exists(MODEL):
+    print("SKIP: bundled model %s missing" % MODEL)
+    sys.exit(SKIP)
+if not shutil.which("node"):
+    print("SKIP: node is not installed (tools/test-deps.sh installs it)")
+    sys.exit(SKIP)
+if not os.path.exists(os.path.join(JS, "node_modules", "openai", "package.json")):
+    print("SKIP: the openai npm SDK is not installed in %s (tools/test-deps.sh; needs the npm registry)" % JS)
+    sys.exit(SKIP)
+
+srv = Server(model_config(params={"max_concurrency": 4}))
+try:
+    srv.wait_ready()
+    r = subprocess.run(["node", os.path.join(HERE, "sdk_test.cjs"), JS, "http://127.0.0.1:%d" % srv.port,
+                        "stories260K"], capture_output=True, text=True, timeout=150)
+    print(r.stdout, end="")
+    print(r.stderr, end="")
+    check(r.returncode == 0, "openai npm SDK checks (exit %d)" % r.returncode)
+    st, _, _ = srv.request("GET", "/health")
+    check(st == 200, "server healthy after the SDK run")
+finally:
+    srv.stop()
+sys.exit(summary("test_openai_sdk"))
