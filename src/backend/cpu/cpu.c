@@ -246,11 +246,13 @@ static void mm_gemm_range(void *ud, int ith, int64_t c0, int64_t c1)
 
 /* Cuts the group's rows into chunks by cost (weight bytes; every row meets
  * the same activations): each chunk takes 1/(2 n_threads) of the cost still
- * left after it (guided scheduling: large chunks first, ever smaller ones
- * towards the end, so whichever thread claims the last chunk finishes soon
- * after the others instead of one core idling through a fixed-size chunk), at
- * least CPU_MIN_CHUNK_BYTES (or 1/64 of the total when that is larger, which
- * bounds the count) and whole row groups; chunks do not span matrices.
+ * left after it (guided scheduling: ever smaller chunks towards the end, so
+ * whichever thread claims the last chunk finishes soon after the others
+ * instead of one core idling through a fixed-size chunk), at most 1/(8
+ * n_threads) of the total (a worker the OS deschedules while it holds a
+ * chunk delays the call by at most that), at least CPU_MIN_CHUNK_BYTES (or
+ * 1/64 of the total when that is larger, which bounds the count) and whole
+ * row groups; chunks do not span matrices.
  * Returns the number of chunks (<= CPU_MAX_CHUNKS). */
 static int64_t mm_make_chunks(struct mm_group *g, int n_threads)
 {
@@ -258,6 +260,7 @@ static int64_t mm_make_chunks(struct mm_group *g, int n_threads)
     for (size_t j = 0; j < g->n; j++)
         total += (double)g->mms[j]->w->rows * (double)g->mms[j]->w->row_bytes;
     const double min_cost = SP_MAX(CPU_MIN_CHUNK_BYTES, total / 64.0);
+    const double max_cost = total / (8.0 * n_threads);
     const int64_t align = g->n_batch == 1 ? CPU_ROW_ALIGN_VEC : CPU_ROW_ALIGN_BATCH;
     double left = total;
     int64_t n = 0;
@@ -265,7 +268,7 @@ static int64_t mm_make_chunks(struct mm_group *g, int n_threads)
         const struct backend_weight *w = g->mms[j]->w;
         const double rb = (double)SP_MAX(w->row_bytes, (size_t)1);
         for (int64_t r = 0; r < w->rows;) {
-            const double want = SP_MAX(left / (2.0 * n_threads), min_cost);
+            const double want = SP_MAX(SP_MIN(left / (2.0 * n_threads), max_cost), min_cost);
             int64_t nr = (int64_t)(want / rb) + 1;
             nr = (nr + align - 1) / align * align;
             /* keep a slot for every later matrix: the last free one takes the rest */

@@ -137,6 +137,11 @@ KERN_AI __m128i q3_K_scales_v(const uint8_t *src)
     {                                                                                       \
         const int64_t nb = k / (BLK);                                                       \
         const int64_t tile = kern_gemm_tile(x_stride);                                      \
+        if (n_batch == 1) { /* decode: row by row, nothing around the kernel */             \
+            for (int64_t r = r0; r < r1; r++)                                               \
+                NAME##_r1(nb, (const char *)w + (size_t)r * w_stride, &x, y + r);           \
+            return;                                                                         \
+        }                                                                                   \
         for (int64_t b0 = 0; b0 < n_batch; b0 += tile)                                      \
         for (int64_t r = r0; r < r1; r++) {                                                 \
             const void *wr = (const char *)w + (size_t)r * w_stride;                        \

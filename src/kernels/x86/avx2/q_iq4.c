@@ -70,8 +70,10 @@ KERN_AVX2_DRIVER(iq4_nl, iq4_nl_kern, KERN_QK)
 /* ---- IQ4_NL decode (gemm with n_batch 1): 4 weight rows per pass against the
  * one activation row, each row with the arithmetic of iq4_nl_kern (even and
  * odd blocks in two accumulators, the same lanes, scales and tail), so the
- * results are bit-identical to vec_dot; the rows' FMA chains overlap and the
- * activation blocks and scales are loaded once for all rows. */
+ * results are bit-identical to vec_dot; the rows' FMA chains overlap, the
+ * activation blocks and scales are loaded once for all rows, and the next rows
+ * are prefetched in step (4 rows side by side are short runs the hardware
+ * prefetcher does not follow). */
 KERN_AI void iq4_nl_dec_kern(int nw, int64_t nb, const char *wp, size_t w_stride, const block_q8_0 *x, float *out)
 {
     const block_iq4_nl *w[4];
@@ -81,8 +83,11 @@ KERN_AI void iq4_nl_dec_kern(int nw, int64_t nb, const char *wp, size_t w_stride
         acc1[r] = _mm256_setzero_ps();
         acc2[r] = _mm256_setzero_ps();
     }
+    const char *pf = wp + (size_t)nw * w_stride; /* the next rows, as q_simple.c's DEC_PREFETCH */
     int64_t ib = 0;
     for (; ib + 1 < nb; ib += 2) {
+        KERN_UNROLL for (size_t o = 0; o < (size_t)nw * 2 * sizeof(block_iq4_nl); o += 64)
+            _mm_prefetch(pf + (size_t)ib * (size_t)nw * sizeof(block_iq4_nl) + o, _MM_HINT_T0);
         const __m256i y1 = _mm256_loadu_si256((const __m256i *)x[ib].qs);
         const __m256i y2 = _mm256_loadu_si256((const __m256i *)x[ib + 1].qs);
         const float dy1 = avx2_h2f(x[ib].d), dy2 = avx2_h2f(x[ib + 1].d);

@@ -136,7 +136,12 @@ UNSIGNED_KERN(q5_1, block_q5_1, q5_1_q)
  * activation block and its scale are loaded once for all rows, and Q4_0/Q5_0
  * multiply their unsigned quants u = q + OFF directly (maddubs u8 x s8, no
  * sign trick) and subtract OFF x the activation's pair sums in int16 (exact:
- * the difference is the int16 pair sum of q * y), computed once per block. */
+ * the difference is the int16 pair sum of q * y), computed once per block.
+ * DEC_PREFETCH: rows are contiguous, and one row alone streams through memory
+ * as one long run that the hardware prefetcher follows; 4 rows read side by
+ * side are 4 short runs (a row of k = 2048 is 18 cache lines) that it never
+ * picks up, so each pass prefetches the next 4 rows in step with its own
+ * progress (prefetches past the matrix's end are harmless). */
 #define DEC_ROWS 4
 
 /* 16 bytes of nibbles as bytes 0..15 (low) and 16..31 (high), one broadcast load */
@@ -165,7 +170,11 @@ KERN_AI __m256i q8_0_u(const block_q8_0 *b) { return _mm256_loadu_si256((const _
             acc[r] = _mm256_setzero_ps();                                                                       \
         }                                                                                                       \
         const __m256i ones = _mm256_set1_epi16(1);                                                              \
+        /* the next nw rows, nw blocks' bytes per block step (DEC_PREFETCH) */                                   \
+        const char *pf = w + (size_t)nw * w_stride;                                                             \
         for (int64_t ib = 0; ib < nb; ib++) {                                                                   \
+            KERN_UNROLL for (size_t o = 0; o < (size_t)nw * sizeof(BT); o += 64)                                \
+                _mm_prefetch(pf + (size_t)ib * (size_t)nw * sizeof(BT) + o, _MM_HINT_T0);                       \
             const __m256i y = _mm256_loadu_si256((const __m256i *)x[ib].qs);                                    \
             const float dy = avx2_h2f(x[ib].d);                                                                 \
             const __m256i ys = _mm256_maddubs_epi16(_mm256_set1_epi8(OFF), y);                                  \
