@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools/test-deps.sh - install the tools only the tests use (run by `make test`,
 # not by `make run`): Debian packages (tmux for the interactive `spoke run`
-# test, chromium for the web-console test, haproxy for the multi-replica test)
+# test, chromium for the web-console test, haproxy for the multi-replica test,
+# python3-numpy for the embedding test's reference vectors)
 # and the pinned npm packages under tests/ (the official `ollama` client, from
 # tests/integration/ollama/package-lock.json, into .cache/ollama-js, and the
 # official `openai` SDK, from tests/integration/openai/package-lock.json, into
@@ -13,7 +14,7 @@
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-PKGS=(tmux chromium haproxy python3-yaml)
+PKGS=(tmux chromium haproxy python3-yaml python3-numpy)
 registry="${NPM_CONFIG_REGISTRY:-https://registry.npmjs.org/}"
 
 # node and npm only matter when the npm registry can be reached (the npm

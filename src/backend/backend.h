@@ -140,6 +140,44 @@ struct backend_attention {
     struct backend_kv kv;
 };
 
+/* Arguments of backend_ops.layer_norm (encoders: bert), per row i in [0, n)
+ * (rows of dim floats, row i at base + i * stride floats for x, add, out):
+ *   x += add (when add != NULL); x += bias (when bias != NULL);
+ *   out = layernorm(x) * w + b: ggml_norm (mean, then the variance of
+ *   x - mean, each summed in double; 1 / sqrtf(var + eps)), then ggml_mul
+ *   by w and ggml_add of b (b may be NULL). out may equal x or add (a row
+ *   is read whole before its output is written). */
+struct backend_lnorm {
+    float *x;
+    const float *add;  /* [n][stride] or NULL */
+    const float *bias; /* [dim] or NULL */
+    float *out;        /* [n][stride] */
+    const float *w;    /* [dim] norm weight */
+    const float *b;    /* [dim] norm bias or NULL */
+    int64_t n, dim;
+    size_t stride;     /* floats between rows */
+    float eps;
+};
+
+/* Arguments of backend_ops.enc_attention: non-causal attention of an
+ * encoder over F32 rows, no KV cache. Row i attends to every row j in
+ * [seg0[i], seg1[i]) (its own input): for each head h,
+ * out[i][h] = softmax(scale * k[j][g] . q[i][h]) . v[j][g] with g the KV
+ * head of h (GQA), the softmax's max subtracted and its sum in double. A
+ * row's result depends only on the rows of its segment. q, k, v are not
+ * modified; out does not overlap them. */
+struct backend_enc_attention {
+    const float *q;       /* [n][n_head * head_dim] */
+    const float *k, *v;   /* [n][n_head_kv * head_dim] (rows indexed like q) */
+    float *out;           /* [n][n_head * head_dim] */
+    int64_t n;
+    int n_head, n_head_kv, head_dim;
+    float scale;          /* K.q multiplier */
+    const int32_t *seg0, *seg1; /* [n] first / end row of row i's input */
+    float *scratch;       /* [n_threads][max_len] floats (the caller's) */
+    int max_len;          /* longest segment */
+};
+
 /* A range task: process items [i0, i1) on pool thread ith (0 = caller;
  * ith < n_threads indexes per-thread scratch). */
 typedef void (*backend_range_fn)(void *ud, int ith, int64_t i0, int64_t i1);
@@ -195,6 +233,15 @@ struct backend_ops {
      * *out. Errors: SP_ERR_NOMEM. buf_free(NULL) is a no-op. */
     enum sp_status (*buf_alloc)(struct backend *be, size_t bytes, void **out, struct sp_err *err);
     void (*buf_free)(struct backend *be, void *p);
+    /* LayerNorm with bias over rows, with the residual and bias adds before
+     * it (struct backend_lnorm; encoders). */
+    void (*layer_norm)(struct backend *be, const struct backend_lnorm *a);
+    /* a = gelu(a) in place over n rows of dim floats (row i at a + i *
+     * stride): GELU (tanh approximation) through ggml's F16 table with its
+     * +-10 clamps, as ggml_vec_gelu_f32 (encoders' ungated FFN). */
+    void (*gelu)(struct backend *be, float *a, int64_t n, int64_t dim, size_t stride);
+    /* Non-causal attention within segments (struct backend_enc_attention). */
+    void (*enc_attention)(struct backend *be, const struct backend_enc_attention *a);
     /* x = tanh(x / cap) * cap over n contiguous floats, in place (final logit
      * soft-capping: ggml_scale, ggml_tanh, ggml_scale). */
     void (*softcap)(struct backend *be, float *x, int64_t n, float cap);

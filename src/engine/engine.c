@@ -53,6 +53,7 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
     if (!em)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory loading %s", opts->path);
     em->gv_mu_ok = pthread_mutex_init(&em->gv_mu, NULL) == 0;
+    em->embd_mu_ok = pthread_mutex_init(&em->embd_mu, NULL) == 0;
     backend_choose(&em->backend);
     if ((result = gg_split_open(opts->path, &em->split, err)) != SP_OK)
         goto fail;
@@ -83,7 +84,10 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
     /* footprint: weights + the one state (KV budget + scratch) */
     struct model_state_opts so = {.n_ctx = n_ctx, .n_batch = 512, .n_threads = em->n_threads, .kv_type = em->kv_type,
                                   .n_seq = em->n_seq, .n_cells = em->n_cells};
-    size_t ctx_bytes = model_state_bytes(em->model, &so);
+    const bool encoder = em->model->bert != NULL; /* embeddings only: no KV cache, no step loop */
+    const int embd_batch = SP_MAX(n_ctx, 512);
+    size_t ctx_bytes = encoder ? model_bert_state_bytes(em->model, embd_batch, em->n_threads)
+                               : model_state_bytes(em->model, &so);
     em->footprint = ctx_bytes;
     size_t fsz = gg_split_size(em->split);
     if (!sp_add_size(em->footprint, fsz, &em->footprint))
@@ -104,11 +108,20 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
     }
     if ((result = engine_pieces_build(em, err)) != SP_OK)
         goto fail;
-    if ((result = model_state_new(em->model, &so, &em->st, err)) != SP_OK)
-        goto fail;
-    em->sched.step_tokens = opts->step_tokens > 0 ? opts->step_tokens : 256;
-    if ((result = engine_sched_start(em, err)) != SP_OK)
-        goto fail;
+    if (encoder) {
+        if (!em->embd_mu_ok) {
+            result = sp_err_set(err, SP_ERR_INTERNAL, "pthread_mutex_init failed");
+            goto fail;
+        }
+        if ((result = model_bert_state_new(em->model, embd_batch, em->n_threads, &em->bert, err)) != SP_OK)
+            goto fail;
+    } else {
+        if ((result = model_state_new(em->model, &so, &em->st, err)) != SP_OK)
+            goto fail;
+        em->sched.step_tokens = opts->step_tokens > 0 ? opts->step_tokens : 256;
+        if ((result = engine_sched_start(em, err)) != SP_OK)
+            goto fail;
+    }
     em->load_ms = sp_now_ms() - t0;
     LOG_INFO("engine",
              "loaded %s (%s, %d layers, %.1f MiB) in %.0f ms; context %d, %d sequence%s, KV %s %d tokens (%.1f MiB), "
@@ -130,6 +143,9 @@ void engine_model_free(struct engine_model *m)
         return;
     engine_sched_stop(m);
     model_state_free(m->st);
+    model_bert_state_free(m->bert);
+    if (m->embd_mu_ok)
+        pthread_mutex_destroy(&m->embd_mu);
     sp_free(m->name);
     sp_free(m->pieces);
     sp_free(m->piece_off);
@@ -155,10 +171,12 @@ void engine_model_get_info(const struct engine_model *m, struct engine_model_inf
     out->n_ctx = m->n_ctx;
     out->n_seq = m->n_seq;
     out->kv_tokens = m->n_cells;
-    pthread_mutex_lock((pthread_mutex_t *)&m->sched.mu);
-    out->max_step_seqs = m->sched.max_step_seqs;
-    out->prompt_evaluated = m->sched.prompt_evaluated;
-    pthread_mutex_unlock((pthread_mutex_t *)&m->sched.mu);
+    if (m->sched.started) {
+        pthread_mutex_lock((pthread_mutex_t *)&m->sched.mu);
+        out->max_step_seqs = m->sched.max_step_seqs;
+        out->prompt_evaluated = m->sched.prompt_evaluated;
+        pthread_mutex_unlock((pthread_mutex_t *)&m->sched.mu);
+    }
     out->n_ctx_train = hp->n_ctx_train;
     out->n_vocab = hp->n_vocab;
     out->n_embd = hp->n_embd;

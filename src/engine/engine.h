@@ -219,6 +219,32 @@ enum sp_status engine_tokenize_count_spans(const struct engine_model *m, const c
  * outside the vocabulary). */
 const char *engine_token_text(const struct engine_model *m, int32_t token, size_t *len);
 
+/* ---- embeddings (embed.c) */
+enum engine_pooling { ENGINE_POOL_NONE = 0, ENGINE_POOL_MEAN, ENGINE_POOL_CLS, ENGINE_POOL_LAST };
+/* The model's pooling type (GGUF <arch>.pooling_type): NONE = it gives no
+ * sentence embeddings (a generation-only model). */
+enum engine_pooling engine_model_pooling(const struct engine_model *m);
+/* "mean", "cls", "last" or "none". */
+const char *engine_pooling_name(enum engine_pooling p);
+/* True for an encoder (bert) model: embeddings only, engine_generate refuses it. */
+bool engine_model_is_encoder(const struct engine_model *m);
+/* Tokenize one embedding input as llama.cpp does (the vocabulary's BOS/EOS or
+ * CLS/SEP added, control-token text kept as text). Writes up to cap ids to
+ * out; *n = the number of tokens (SP_ERR_LIMIT when more than cap). */
+enum sp_status engine_embed_tokenize(const struct engine_model *m, const char *text, size_t len, int32_t *out,
+                                     size_t cap, size_t *n, struct sp_err *err) SP_MUST_USE;
+/* Embed n_inputs inputs (input i = tokens[start[i] .. start[i+1]), each 1..n_ctx
+ * tokens, ids in the vocabulary) into out[i * n_embd ..], each vector pooled
+ * by the model's pooling type and L2-normalised. As many inputs as fit go
+ * through one forward pass (each attends only to its own tokens; a vector
+ * does not depend on the others in the batch). Decoder models run on the
+ * model's step loop state (the step loop pauses meanwhile). Thread-safe.
+ * Errors: SP_ERR_INVALID (pooling none, bad input), SP_ERR_BUSY (no KV room
+ * while generations hold it), SP_ERR_NOMEM, SP_ERR_CANCELLED (the file
+ * faulted under it: see engine_model_faulted). */
+enum sp_status engine_embed(struct engine_model *m, const int32_t *tokens, const int32_t *start, int n_inputs,
+                            float *out, struct sp_err *err) SP_MUST_USE;
+
 /* ---- additions (model helper) */
 struct tok_vocab;
 /* The model's tokenizer (valid while m lives). */

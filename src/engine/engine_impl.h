@@ -81,6 +81,9 @@ struct engine_model {
     bool gv_mu_ok;
     struct grammar_vocab *gvocab; /* token trie for grammars, built at the first use */
     struct engine_sched sched;
+    struct model_bert_state *bert; /* encoder models: the embedding state (no st, no step loop) */
+    pthread_mutex_t embd_mu;       /* guards bert */
+    bool embd_mu_ok;
 };
 
 /* ENGINE_SHARE: an admitted choice (n > 1) waiting for its leader's prompt

@@ -79,6 +79,8 @@ enum sp_status engine_generate(struct engine_ctx *c, const struct engine_gen_par
 int engine_kv_cells(const struct engine_model *m, int n_prompt, int max_tokens)
 {
     const int max_tok = max_tokens > 0 ? max_tokens : m->n_ctx;
+    if (!m->st) /* an embedding-only model has no KV cache */
+        return 0;
     return model_seq_cells(m->st, (int)SP_MIN((int64_t)m->n_ctx, (int64_t)n_prompt + max_tok));
 }
 
@@ -106,6 +108,10 @@ enum sp_status engine_generate_n(struct engine_ctx *const *ctxs, int n, const st
     const uint64_t my_id = ids[0];
     if (!p || !p->prompt)
         return sp_err_set(err, SP_ERR_INVALID, "no prompt given");
+    if (!m->st)
+        return sp_err_set(err, SP_ERR_INVALID,
+                          "model '%s' is an embedding model (%s): it cannot generate text; use /v1/embeddings", m->name,
+                          m->model->hp.arch_name);
     if (n > m->n_seq)
         return sp_err_set(err, SP_ERR_LIMIT, "n = %d choices need %d sequences; this model decodes at most %d "
                           "together (max_concurrency)", n, n, m->n_seq);
@@ -269,6 +275,8 @@ enum sp_status engine_bench_prefill(struct engine_ctx *c, int n_tokens, double *
 {
     *ms = 0;
     struct engine_model *m = c->m;
+    if (!m->st)
+        return sp_err_set(err, SP_ERR_UNSUPPORTED, "%s is an embedding model: nothing to generate", m->name);
     if (n_tokens < 1 || n_tokens >= m->n_ctx)
         return sp_err_set(err, SP_ERR_LIMIT, "cannot prefill %d tokens with context %d", n_tokens, m->n_ctx);
     const int n_vocab = m->model->hp.n_vocab;
@@ -293,6 +301,8 @@ enum sp_status engine_bench_decode(struct engine_ctx *c, int n_tokens, double *m
 {
     *ms = 0;
     struct engine_model *m = c->m;
+    if (!m->st)
+        return sp_err_set(err, SP_ERR_UNSUPPORTED, "%s is an embedding model: nothing to generate", m->name);
     if (n_tokens < 1 || n_tokens >= m->n_ctx)
         return sp_err_set(err, SP_ERR_LIMIT, "cannot decode %d tokens with context %d", n_tokens, m->n_ctx);
     const int n_vocab = m->model->hp.n_vocab;
@@ -323,6 +333,8 @@ enum sp_status engine_bench_parallel(struct engine_model *m, int n_seq, int n_pr
                                      struct engine_bench_par *out, struct sp_err *err)
 {
     memset(out, 0, sizeof(*out));
+    if (!m->st)
+        return sp_err_set(err, SP_ERR_UNSUPPORTED, "%s is an embedding model: nothing to generate", m->name);
     const int n_vocab = m->model->hp.n_vocab, B = model_state_n_batch(m->st);
     if (n_seq < 1 || n_seq > m->n_seq || n_prompt < 2 || n_gen < 1 || n_prompt + n_gen > m->n_ctx ||
         n_seq > B)

@@ -36,6 +36,8 @@ static const struct model_arch_desc arch_table[] = {
      .fused_gate_up = true,
      .q_scale = true,
      .rope_long_short = true},
+    /* BERT encoders (all-MiniLM, bge, e5...): embeddings only (bert.c) */
+    {.name = "bert", .arch = MODEL_ARCH_BERT, .act = MODEL_ACT_GELU, .encoder = true},
 };
 
 const struct model_arch_desc *model_arch_find(const char *name, size_t len)
@@ -48,5 +50,5 @@ const struct model_arch_desc *model_arch_find(const char *name, size_t len)
 
 const char *model_arch_supported(void)
 {
-    return "llama, mistral, qwen2, qwen3, gemma3, phi3";
+    return "llama, mistral, qwen2, qwen3, gemma3, phi3, bert";
 }

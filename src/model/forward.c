@@ -149,6 +149,9 @@ enum sp_status model_state_new(const struct model *m, const struct model_state_o
     *out = NULL;
     if (o->n_ctx < 1)
         return sp_err_set(err, SP_ERR_INVALID, "context size must be at least 1 (got %d)", o->n_ctx);
+    if (m->bert)
+        return sp_err_set(err, SP_ERR_INVALID, "%s is an encoder (embedding) model: it has no decoder state",
+                          m->hp.arch_name);
     int n_ctx = o->n_ctx, nth = SP_MAX(o->n_threads, 1);
     int n_seq, n_cells;
     if (!state_cells(o, n_ctx, &n_seq, &n_cells))
@@ -332,7 +335,8 @@ static int gather_out_rows(struct model_state *s, const struct model_batch *b, c
     return n_out;
 }
 
-enum sp_status model_decode(struct model_state *s, const struct model_batch *b, float *logits, struct sp_err *err)
+static enum sp_status decode(struct model_state *s, const struct model_batch *b, float *logits, float *embd,
+                             struct sp_err *err)
 {
     const struct model *m = s->m;
     const struct model_hparams *hp = &m->hp;
@@ -387,7 +391,7 @@ enum sp_status model_decode(struct model_state *s, const struct model_batch *b, 
         if (l == hp->n_layer - 1) {
             /* as llama.cpp: the last layer's FFN runs only for the tokens
              * whose logits are wanted, each as in a 1-row batch */
-            nr = ns = logits ? gather_out_rows(s, b, &fb) : 0;
+            nr = ns = logits || embd ? gather_out_rows(s, b, &fb) : 0;
             if (nr == 0)
                 return SP_OK;
         }
@@ -403,6 +407,8 @@ enum sp_status model_decode(struct model_state *s, const struct model_batch *b, 
     }
     /* the last FFN residual, then the output norm */
     add_norm(s, nr, true, m->output_norm);
+    if (embd) /* embeddings pool the output-normed hidden states */
+        memcpy(embd, s->xb, (size_t)nr * E * sizeof(float));
     if (logits) {
         struct backend_mm out = {&m->output, logits, (size_t)hp->n_vocab};
         be->ops->matmul(be, &out, 1, s->xb, nr, nr, (size_t)E);
@@ -410,6 +416,16 @@ enum sp_status model_decode(struct model_state *s, const struct model_batch *b, 
             be->ops->softcap(be, logits, (int64_t)nr * hp->n_vocab, hp->logit_softcap);
     }
     return SP_OK;
+}
+
+enum sp_status model_decode(struct model_state *s, const struct model_batch *b, float *logits, struct sp_err *err)
+{
+    return decode(s, b, logits, NULL, err);
+}
+
+enum sp_status model_decode_embd(struct model_state *s, const struct model_batch *b, float *embd, struct sp_err *err)
+{
+    return decode(s, b, NULL, embd, err);
 }
 
 enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, int pos0, float *logits,

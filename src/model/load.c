@@ -124,6 +124,14 @@ static enum sp_status read_hparams(const struct gg_file *f, struct model_hparams
     hp->q_scale = d->q_scale;
     if (key_f32(f, ar, "final_logit_softcapping", &fv) && fv > 0 && isfinite(fv))
         hp->logit_softcap = fv;
+    /* embeddings: llama.cpp's pooling enum; RANK (4) and unknown values are refused */
+    if (key_u32(f, ar, "pooling_type", &v) && v > MODEL_POOL_LAST)
+        return sp_err_setc(err, SP_ERR_UNSUPPORTED, "pooling_type", "pooling type %u is not supported (mean, cls, last)",
+                           v);
+    hp->pooling = key_u32(f, ar, "pooling_type", &v) ? (enum model_pooling)v : MODEL_POOL_NONE;
+    hp->norm_eps = 1e-12f;
+    if (key_f32(f, ar, "attention.layer_norm_epsilon", &fv) && fv > 0 && isfinite(fv))
+        hp->norm_eps = fv;
     hp->rope_freq_base_swa = 10000.0f;
     if (d->swa) {
         if (key_u32(f, ar, "attention.sliding_window", &v) && v > 0 && v <= (1u << 24))
@@ -149,6 +157,8 @@ static const struct gg_tensor *src_find(const struct tsrc *src, const char *name
 {
     return src->split ? gg_split_tensor_find(src->split, name) : gg_tensor_find(src->f, name);
 }
+
+static const struct gg_tensor *src_find_any(const void *src, const char *name) { return src_find(src, name); }
 
 static size_t src_count(const struct tsrc *src)
 {
@@ -352,6 +362,11 @@ static enum sp_status load_from(struct tsrc *src, struct model **out, struct sp_
                             gg_type_name(m->tok_embd.type));
         goto fail;
     }
+    if (hp->desc->encoder) { /* bert: its own tensor set (bert.c) */
+        if ((result = model_bert_load(m, src_find_any, src, &src->n_used, err)) != SP_OK)
+            goto fail;
+        goto bound;
+    }
     if (src_find(src, "output.weight")) {
         if ((result = bind_matrix(src, "output.weight", E, hp->n_vocab, &m->output, err)) != SP_OK)
             goto fail;
@@ -396,6 +411,7 @@ static enum sp_status load_from(struct tsrc *src, struct model **out, struct sp_
             goto fail;
         m->layers[l].rope_factors = rope_freqs;
     }
+bound:
     for (size_t i = 0; i < src_count(src); i++)
         m->weight_bytes += src_at(src, i)->nbytes;
     if (src->n_used < src_count(src))
@@ -428,6 +444,7 @@ void model_free(struct model *m)
 {
     if (!m)
         return;
+    model_bert_free(m->bert);
     sp_free(m->layers);
     sp_free(m->owned);
     sp_free(m);

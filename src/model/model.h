@@ -13,7 +13,8 @@
  * rope_freqs factors, Mistral, SmolLM, TinyLlama), qwen2 (attention biases,
  * NeoX RoPE), qwen3 (per-head q/k RMSNorm), gemma3 (GELU, post-norms,
  * embedding scale, sliding-window layers with their own RoPE base) and phi3
- * (fused qkv and gate+up, long/short RoPE factors). The loader and the
+ * (fused qkv and gate+up, long/short RoPE factors); bert (an encoder for
+ * embeddings only, bert.c). The loader and the
  * forward pass read the family's description and the per-layer fields below,
  * never the family name.
  * The arithmetic follows llama.cpp's CPU path (activations quantized once per
@@ -33,7 +34,14 @@ enum model_arch {
     MODEL_ARCH_QWEN3,
     MODEL_ARCH_GEMMA3,
     MODEL_ARCH_PHI3,
+    MODEL_ARCH_BERT,
 };
+
+/* How an embedding is pooled from the last hidden states of one input
+ * (GGUF <arch>.pooling_type, llama.cpp's numbering): NONE = the model gives
+ * no sentence embedding (generation-only), MEAN = the mean over the input's
+ * tokens, CLS = its first token, LAST = its last token. */
+enum model_pooling { MODEL_POOL_NONE = 0, MODEL_POOL_MEAN = 1, MODEL_POOL_CLS = 2, MODEL_POOL_LAST = 3 };
 
 enum model_act { MODEL_ACT_SILU = 0, MODEL_ACT_GELU }; /* GELU: tanh approximation */
 
@@ -54,6 +62,8 @@ struct model_arch_desc {
     bool swa;                /* attention.sliding_window with a layer pattern */
     int swa_pattern;         /* default pattern: every n-th layer global (0 = all) */
     bool rope_long_short;    /* rope_factors_long / rope_factors_short (phi3) */
+    bool encoder;            /* bert: absolute positions, LayerNorm, non-causal attention,
+                                embeddings only (bert.c), no KV cache or logits */
 };
 
 /* The description of general.architecture = name (len bytes), or NULL. */
@@ -88,6 +98,8 @@ struct model_hparams {
     int n_swa;              /* sliding window (positions) of SWA layers; 0 = none */
     int swa_pattern;        /* layer l is SWA when l % pattern < pattern - 1 (0: every layer) */
     float logit_softcap;    /* final_logit_softcapping; 0 = none */
+    enum model_pooling pooling; /* <arch>.pooling_type (NONE when absent) */
+    float norm_eps;         /* LayerNorm epsilon (encoder: attention.layer_norm_epsilon, 1e-12) */
 };
 
 struct model_layer {
@@ -117,6 +129,7 @@ struct model {
     const float *rope_long, *rope_short; /* [n_rot/2] phi3 factors or NULL */
     float *owned;                    /* F32 copies of the norm/bias/factor vectors */
     size_t weight_bytes;             /* bytes of tensor data in the file */
+    struct model_bert *bert;         /* encoder weights (bert.c) or NULL */
 };
 
 /* Read hyper-parameters and bind every tensor of f (which must outlive the
@@ -182,6 +195,12 @@ struct model_batch {
 enum sp_status model_decode(struct model_state *s, const struct model_batch *b, float *logits,
                             struct sp_err *err) SP_MUST_USE;
 
+/* model_decode for embeddings: instead of logits, embd receives n_embd floats
+ * for each token whose "logits" are wanted (in batch order): its hidden
+ * state after the output norm, what embeddings pool. */
+enum sp_status model_decode_embd(struct model_state *s, const struct model_batch *b, float *embd,
+                                 struct sp_err *err) SP_MUST_USE;
+
 /* One-sequence use (tests, tools): evaluate n tokens (1 <= n <= n_batch) at
  * positions pos0 .. pos0+n-1 (pos0 + n <= n_ctx, pos0 <= what was evaluated
  * before) of the state's own sequence (opened on first use with n_ctx cells),
@@ -190,6 +209,36 @@ enum sp_status model_decode(struct model_state *s, const struct model_batch *b, 
  * id out of range, bad n/pos), SP_ERR_BUSY (no cells left for the sequence). */
 enum sp_status model_eval(struct model_state *s, const int32_t *tokens, int n, int pos0, float *logits,
                           struct sp_err *err) SP_MUST_USE;
+
+/* ---- embeddings
+ * A batch of inputs, each evaluated on its own (its tokens attend only to
+ * each other), pooled by the model's pooling type into n_embd floats per
+ * input (not normalised). Decoder models (pooling set in the metadata) run
+ * through model_decode_embd; encoder models (bert)
+ * through a struct model_bert_state. */
+struct model_bert_state;
+/* Scratch for batches of up to n_batch tokens (each input at most the
+ * trained context) on n_threads threads. Errors: SP_ERR_INVALID (not an
+ * encoder model), SP_ERR_NOMEM. */
+enum sp_status model_bert_state_new(const struct model *m, int n_batch, int n_threads,
+                                    struct model_bert_state **out, struct sp_err *err) SP_MUST_USE;
+void model_bert_state_free(struct model_bert_state *s); /* NULL is a no-op */
+size_t model_bert_state_bytes(const struct model *m, int n_batch, int n_threads);
+int model_bert_state_n_batch(const struct model_bert_state *s);
+/* Evaluate n_inputs inputs whose tokens are concatenated in tokens (input i
+ * is tokens[start[i] .. start[i+1]), start has n_inputs + 1 entries, every
+ * input 1..n_ctx_train tokens, the total at most n_batch) in ONE forward pass
+ * and write the pooled vectors to out[i * n_embd ..]. Each input gets exactly
+ * the arithmetic it gets when evaluated alone. Errors: SP_ERR_INVALID (token
+ * id out of range, bad lengths). Not thread-safe per state. */
+enum sp_status model_bert_embed(struct model_bert_state *s, const int32_t *tokens, const int32_t *start,
+                                int n_inputs, float *out, struct sp_err *err) SP_MUST_USE;
+/* (load.c -> bert.c) Bind the encoder's tensors; tensors found by find
+ * (the file or a split set). */
+typedef const struct gg_tensor *(*model_tensor_find_fn)(const void *src, const char *name);
+enum sp_status model_bert_load(struct model *m, model_tensor_find_fn find, const void *src, size_t *n_used,
+                               struct sp_err *err) SP_MUST_USE;
+void model_bert_free(struct model_bert *b); /* NULL is a no-op */
 
 /* ---- memory */
 /* Bytes of memory this process may still use: min(MemAvailable, cgroup

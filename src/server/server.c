@@ -5,6 +5,7 @@
  * routes (/health, /v1/ready, /v1/models[/id], /metrics, /v1/sql), error
  * bodies in OpenAI's shape, and the lifecycle (start, graceful shutdown). */
 #include "server/server_int.h"
+#include "server/server_embd.h"
 #include "obs/log.h"
 
 #include <arpa/inet.h>
@@ -304,7 +305,8 @@ static enum MHD_Result route_sql(struct server *s, struct MHD_Connection *c, str
 static bool is_post_route(const char *url)
 {
     return !strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/completions") || !strcmp(url, "/v1/sql") ||
-           !strcmp(url, "/chat/completions") || !strcmp(url, "/completions") || !strncmp(url, "/api/", 5);
+           !strcmp(url, "/chat/completions") || !strcmp(url, "/completions") || !strncmp(url, "/api/", 5) ||
+           !strcmp(url, "/v1/embeddings") || !strcmp(url, "/embeddings");
 }
 
 static enum MHD_Result dispatch(struct server *s, struct MHD_Connection *c, struct srv_conn *cc, const char *url,
@@ -333,6 +335,8 @@ static enum MHD_Result dispatch(struct server *s, struct MHD_Connection *c, stru
             return srv_error(c, 503, "server is shutting down", NULL, "shutting_down", "5");
         if (!strcmp(url, "/v1/sql"))
             return route_sql(s, c, cc);
+        if (strstr(url, "embeddings"))
+            return srv_embeddings(s, c, cc, SRV_EMBD_OPENAI);
         bool chat = strstr(url, "chat/") != NULL;
         return srv_handle_completion(s, c, cc, chat);
     }

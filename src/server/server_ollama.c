@@ -13,6 +13,7 @@
  * success); the pulled model is then registered and loads on first use.
  * Other /api routes answer 501 with the reason. */
 #include "server/server_int.h"
+#include "server/server_embd.h"
 #include "server/server_ollama.h"
 #include "obs/log.h"
 
@@ -613,7 +614,14 @@ enum MHD_Result srv_ollama_dispatch(struct server *s, struct MHD_Connection *c, 
             return route_load(s, c, cc, chat);
         return srv_generate(s, c, cc, chat, chat ? &OLLAMA_CHAT : &OLLAMA_GENERATE);
     }
-    static const char *const unsupported[] = {"create", "copy", "delete", "push", "embed", "embeddings", "blobs/"};
+    if (!strcmp(r, "embed") || !strcmp(r, "embeddings")) { /* server_embd.c */
+        if (!post)
+            return ollama_error(c, 405, "use POST", NULL, NULL, NULL);
+        if (atomic_load(&s->shutting_down))
+            return ollama_error(c, 503, "server is shutting down", NULL, NULL, "5");
+        return srv_embeddings(s, c, cc, r[5] ? SRV_EMBD_OLLAMA_OLD : SRV_EMBD_OLLAMA);
+    }
+    static const char *const unsupported[] = {"create", "copy", "delete", "push", "blobs/"};
     for (size_t i = 0; i < SP_ARRAY_LEN(unsupported); i++) {
         size_t n = strlen(unsupported[i]);
         if (!strncmp(r, unsupported[i], n) && (r[n] == 0 || unsupported[i][n - 1] == '/')) {

@@ -24,6 +24,13 @@ void backend_cpu_attention(struct backend *be, const struct backend_attention *a
 enum sp_status backend_cpu_attn_reserve(struct backend *be, int max_ctx, int max_group, int head_dim, int n_rot,
                                         struct sp_err *err);
 
+/* The encoder ops (cpu_enc.c; contracts in backend.h). */
+void backend_cpu_layer_norm(struct backend *be, const struct backend_lnorm *a);
+void backend_cpu_gelu(struct backend *be, float *a, int64_t n, int64_t dim, size_t stride);
+void backend_cpu_enc_attention(struct backend *be, const struct backend_enc_attention *a);
+/* ggml's GELU table (F16 in, F16 out), built once per process (cpu_ops.c). */
+const uint16_t *backend_cpu_gelu_table(void);
+
 /* out = rmsnorm(x) * w over n floats (ggml's order; out may equal x). */
 void backend_cpu_rmsnorm_row(float *out, const float *x, const float *w, int64_t n, float eps);
 

@@ -30,6 +30,12 @@ static void gelu_table_fill(void)
     }
 }
 
+const uint16_t *backend_cpu_gelu_table(void)
+{
+    pthread_once(&g_gelu_once, gelu_table_fill);
+    return g_gelu_f16;
+}
+
 void backend_cpu_rmsnorm_row(float *out, const float *x, const float *w, int64_t n, float eps)
 {
     double sum = 0.0;
