@@ -150,8 +150,15 @@ static enum sp_status embed_decoder(struct engine_model *m, const int32_t *token
             const struct dec_slot *sl = &slots[k];
             if (sl->input < 0)
                 continue;
-            const int len = start[sl->input + 1] - start[sl->input];
-            const int take = SP_MIN(len - sl->next, B - nb);
+            const int len = start[sl->input + 1] - start[sl->input], left = len - sl->next;
+            int take = SP_MIN(left, B - nb);
+            /* as the step loop: never a 1-token chunk of a longer input (attention
+             * sums a 1-token chunk in another order), so a chunked input gets the
+             * arithmetic it gets alone */
+            if (left - take == 1 && take > 1)
+                take--;
+            if (take == 1 && left > 1 && nb > 0)
+                take = 0;
             for (int j = 0; j < take; j++, nb++) {
                 const int p = sl->next + j;
                 tok[nb] = tokens[start[sl->input] + p];

@@ -122,6 +122,15 @@ try:
         check(min(cs) >= 0.9999, "llama-mean: long inputs match numpy (min cosine %.7f)" % min(cs))
         st1, _, j1, _ = emb("llama-mean", long_ids[5])
         check(st1 == 200 and j1["data"][0]["embedding"] == j["data"][5]["embedding"], "llama-mean: long input alone")
+    # the batch (256 tokens here: context 128 x 2 sequences) ends one token before an input's end:
+    # that input is not split into a 1-token chunk, so it still equals its vector alone
+    edge = [[1] + [3 + (i * 5 + k) % 30 for k in range(n - 1)] for i, n in enumerate((100, 100, 57, 9))]
+    st, _, j, raw = emb("llama-mean", edge)
+    if check(st == 200, "llama-mean: inputs crossing the batch end (%s %s)" % (st, raw[:200])):
+        for i, x in enumerate(edge):
+            st1, _, j1, _ = emb("llama-mean", x)
+            check(st1 == 200 and j1["data"][0]["embedding"] == j["data"][i]["embedding"],
+                  "llama-mean: input %d of %d tokens alone equals its batched vector" % (i, len(x)))
     # generation still works on a decoder with a pooling type, and embeddings do not disturb it
     st, _, j, _ = srv.post("/v1/completions", {"model": "llama-last", "prompt": "the cat", "max_tokens": 4,
                                                "temperature": 0})
