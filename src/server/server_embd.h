@@ -42,7 +42,7 @@ struct srv_embd_req {
  * "base64"; dimensions an integer >= 1; user a string. Ollama /api/embed:
  * input a string or array of strings, truncate a boolean, dimensions;
  * /api/embeddings: prompt a string. Errors: SP_ERR_INVALID naming the field
- * in err->context, SP_ERR_LIMIT (too many inputs / tokens), SP_ERR_NOMEM.
+ * in err->context (also for too many inputs or token ids), SP_ERR_NOMEM.
  * On error out is left empty (srv_embd_req_free safe). */
 enum sp_status srv_embd_parse(const char *body, size_t len, enum srv_embd_wire w, struct srv_embd_req *out,
                               struct sp_err *err) SP_MUST_USE;

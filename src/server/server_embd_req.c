@@ -53,8 +53,7 @@ static enum sp_status add_tokens(struct srv_embd_req *r, const json_t *arr, cons
     if (n == 0)
         return srv_req_bad(err, param, "'%s' must not be an empty token array", param);
     if (n > SRV_EMBD_MAX_TOKENS - *total)
-        return sp_err_setc(err, SP_ERR_LIMIT, param, "the token arrays hold more than %d token ids",
-                           SRV_EMBD_MAX_TOKENS);
+        return srv_req_bad(err, param, "the token arrays hold more than %d token ids", SRV_EMBD_MAX_TOKENS);
     in->toks = sp_malloc(n * sizeof(int32_t));
     if (!in->toks)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory reading the request");
@@ -91,8 +90,8 @@ static enum sp_status parse_input(const json_t *v, const char *param, bool token
     if (one_tokens)
         n = 1;
     if (n > SRV_EMBD_MAX_INPUTS)
-        return sp_err_setc(err, SP_ERR_LIMIT, param, "'%s' has %zu inputs; at most %d are allowed per request",
-                           param, n, SRV_EMBD_MAX_INPUTS);
+        return srv_req_bad(err, param, "'%s' has %zu inputs; at most %d are allowed per request", param, n,
+                           SRV_EMBD_MAX_INPUTS);
     r->in = sp_calloc(n, sizeof *r->in);
     if (!r->in)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory reading the request");
