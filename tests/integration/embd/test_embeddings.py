@@ -136,6 +136,27 @@ try:
                                                "temperature": 0})
     check(st == 200, "a decoder with a pooling type still generates (%s)" % st)
 
+    # embeddings while a generation streams on the same decoder (the step loop pauses, then goes on)
+    import threading
+    W, ref, tok = models["llama-last"]
+    ids = [tok(W, t) for t in TEXTS]
+    st, _, j0, _ = emb("llama-last", ids)
+    base_vecs = [d["embedding"] for d in j0["data"]]
+    gen = {}
+
+    def run_gen():
+        gen["r"] = srv.stream("/v1/completions", {"model": "llama-last", "prompt": "the cat sat", "max_tokens": 60,
+                                                  "temperature": 0, "stream": True})
+    th = threading.Thread(target=run_gen)
+    th.start()
+    same = True
+    for _ in range(5):
+        st, _, j1, _ = emb("llama-last", ids)
+        same = same and st == 200 and [d["embedding"] for d in j1["data"]] == base_vecs
+    th.join()
+    check(same, "llama-last: embeddings during a streaming generation equal the ones before")
+    check(gen.get("r") and gen["r"][0] == 200 and gen["r"][2][-1] == "[DONE]", "the generation finished normally")
+
     # ---- Ollama
     Wb = models["bert-mean"][0]
     st, _, j, _ = emb("bert-mean", TEXTS[:2])
