@@ -13,20 +13,18 @@
  * is the work one step may do (MAX_STEP_WORK).
  *
  * The vocabulary is a byte trie in preorder (node i's subtree ends at
- * end[i]). A mask walks it once, keeping one state per depth: a node whose
- * byte kills the state skips its whole subtree; a node reached with a live
- * state allows the tokens ending there. The masks of the last few states
- * are cached by the state's words (inside a JSON string the state repeats
- * token after token). */
+ * end[i]; its tokens are toks[tok_at[i] .. tok_at[end[i]]); nodes with many
+ * descendants carry a 256-bit summary of the bytes below them). A mask
+ * walks it once, keeping one state per depth: a node whose byte kills the
+ * state skips its whole subtree; a node reached with a live state allows the
+ * tokens ending there. grammar_mask_reference here is that walk plainly;
+ * grammar_mask.c gives the same masks faster (memoised steps, cache). */
 #include "sample/grammar_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH 128u   /* positions per stack */
 #define MAX_STACKS 256u  /* stacks per state */
-#define MAX_TOK_BYTES 96 /* longer token texts are never allowed */
-#define N_CACHE 8
 /* work units (expand calls + stacks scanned for duplicates) one step may
  * spend; past it further stacks are dropped like those past the caps, so a
  * grammar such as ("a"|){470} costs bounded time per byte instead of
@@ -35,21 +33,6 @@
 #define MAX_STEP_WORK (1u << 17)
 
 /* ---- vocabulary trie */
-struct grammar_vocab {
-    int n_vocab;
-    uint32_t n_nodes;
-    uint8_t *byte;      /* [n_nodes] */
-    uint8_t *depth;     /* [n_nodes] */
-    uint32_t *end;      /* [n_nodes] */
-    int32_t *tok_first; /* [n_nodes] first token ending here, -1 none */
-    int32_t *tok_next;  /* [n_vocab] next token with the same text */
-    int32_t *eog;       /* EOG token ids */
-    int n_eog;
-    char *text;         /* copy of the token texts (for grammar_accept) */
-    uint32_t *off;      /* [n_vocab + 1] */
-    uint8_t *kind;      /* [n_vocab] GRAMMAR_TOK_* */
-};
-
 struct vsort {
     const char *pieces;
     const uint32_t *off;
@@ -73,8 +56,10 @@ void grammar_vocab_free(struct grammar_vocab *v)
     sp_free(v->byte);
     sp_free(v->depth);
     sp_free(v->end);
-    sp_free(v->tok_first);
-    sp_free(v->tok_next);
+    sp_free(v->tok_at);
+    sp_free(v->toks);
+    sp_free(v->sum_at);
+    sp_free(v->sum);
     sp_free(v->eog);
     sp_free(v->text);
     sp_free(v->off);
@@ -92,22 +77,23 @@ enum sp_status grammar_vocab_new(int n_vocab, const char *pieces, const uint32_t
         return sp_err_set(err, SP_ERR_INVALID, "grammar vocabulary is empty");
     struct grammar_vocab *v = sp_calloc(1, sizeof(*v));
     int32_t *ids = sp_calloc((size_t)n_vocab, sizeof(int32_t));
+    uint32_t *node_of = sp_calloc((size_t)n_vocab, sizeof(uint32_t)); /* [k]: node of sorted token k */
     size_t max_nodes = 1;
     for (int i = 0; i < n_vocab; i++)
-        max_nodes += SP_MIN(off[i + 1] - off[i], (uint32_t)MAX_TOK_BYTES);
-    if (!v || !ids)
+        max_nodes += SP_MIN(off[i + 1] - off[i], (uint32_t)GRAMMAR_MAX_TOK_BYTES);
+    if (!v || !ids || !node_of)
         goto nomem;
     v->n_vocab = n_vocab;
     v->byte = sp_calloc(max_nodes, 1);
     v->depth = sp_calloc(max_nodes, 1);
     v->end = sp_calloc(max_nodes, sizeof(uint32_t));
-    v->tok_first = sp_calloc(max_nodes, sizeof(int32_t));
-    v->tok_next = sp_calloc((size_t)n_vocab, sizeof(int32_t));
+    v->tok_at = sp_calloc(max_nodes + 1, sizeof(uint32_t));
+    v->toks = sp_calloc((size_t)n_vocab, sizeof(int32_t));
     v->eog = sp_calloc((size_t)n_vocab, sizeof(int32_t));
     v->text = sp_malloc((size_t)off[n_vocab] + 1);
     v->off = sp_malloc(((size_t)n_vocab + 1) * sizeof(uint32_t));
     v->kind = sp_malloc((size_t)n_vocab);
-    if (!v->byte || !v->depth || !v->end || !v->tok_first || !v->tok_next || !v->eog || !v->text || !v->off ||
+    if (!v->byte || !v->depth || !v->end || !v->tok_at || !v->toks || !v->eog || !v->text || !v->off ||
         !v->kind)
         goto nomem;
     memcpy(v->text, pieces, off[n_vocab]);
@@ -115,24 +101,21 @@ enum sp_status grammar_vocab_new(int n_vocab, const char *pieces, const uint32_t
     memcpy(v->kind, kind, (size_t)n_vocab);
     int n = 0;
     for (int i = 0; i < n_vocab; i++) {
-        v->tok_next[i] = -1;
         uint32_t len = off[i + 1] - off[i];
         if (kind[i] == GRAMMAR_TOK_EOG)
             v->eog[v->n_eog++] = i;
-        else if (kind[i] == GRAMMAR_TOK_TEXT && len > 0 && len <= MAX_TOK_BYTES)
+        else if (kind[i] == GRAMMAR_TOK_TEXT && len > 0 && len <= GRAMMAR_MAX_TOK_BYTES)
             ids[n++] = i;
     }
     g_vs.pieces = pieces;
     g_vs.off = off;
     qsort(ids, (size_t)n, sizeof(int32_t), tok_cmp);
     /* preorder build from sorted texts: path[d] = node at depth d */
-    uint32_t path[MAX_TOK_BYTES + 1];
+    uint32_t path[GRAMMAR_MAX_TOK_BYTES + 1];
     uint32_t nn = 1, plen = 0; /* node 0 = root, depth 0 */
     path[0] = 0;
-    v->tok_first[0] = -1;
     const char *prev = NULL;
     uint32_t prev_len = 0;
-    int32_t last_tok_at_leaf = -1;
     for (int k = 0; k < n; k++) {
         const char *t = pieces + off[ids[k]];
         uint32_t len = off[ids[k] + 1] - off[ids[k]];
@@ -140,8 +123,7 @@ enum sp_status grammar_vocab_new(int n_vocab, const char *pieces, const uint32_t
         while (prev && lcp < len && lcp < prev_len && t[lcp] == prev[lcp])
             lcp++;
         if (prev && lcp == len && len == prev_len) { /* same text as the previous token */
-            v->tok_next[last_tok_at_leaf] = ids[k];
-            last_tok_at_leaf = ids[k];
+            node_of[k] = path[plen];
             continue;
         }
         while (plen > lcp) { /* close nodes deeper than the shared prefix */
@@ -151,11 +133,9 @@ enum sp_status grammar_vocab_new(int n_vocab, const char *pieces, const uint32_t
         for (uint32_t d = lcp; d < len; d++) {
             v->byte[nn] = (uint8_t)t[d];
             v->depth[nn] = (uint8_t)(d + 1);
-            v->tok_first[nn] = -1;
             path[++plen] = nn++;
         }
-        v->tok_first[path[plen]] = ids[k];
-        last_tok_at_leaf = ids[k];
+        node_of[k] = path[plen];
         prev = t;
         prev_len = len;
     }
@@ -165,23 +145,51 @@ enum sp_status grammar_vocab_new(int n_vocab, const char *pieces, const uint32_t
     }
     v->end[0] = nn;
     v->n_nodes = nn;
+    /* tokens grouped by node in preorder (a counting sort), so that a
+     * subtree's tokens are toks[tok_at[i] .. tok_at[end[i]]) */
+    for (int k = 0; k < n; k++)
+        v->tok_at[node_of[k] + 1]++;
+    for (uint32_t i = 0; i < nn; i++)
+        v->tok_at[i + 1] += v->tok_at[i];
+    for (int k = 0; k < n; k++)
+        v->toks[v->tok_at[node_of[k]]++] = ids[k];
+    for (uint32_t i = nn; i > 0; i--) /* the placing moved each start to the next node's */
+        v->tok_at[i] = v->tok_at[i - 1];
+    v->tok_at[0] = 0;
     sp_free(ids);
+    sp_free(node_of);
+    /* byte summaries of big subtrees: the mask skips a subtree whose bytes
+     * all lead its state back to itself */
+    uint32_t n_sum = 0;
+    for (uint32_t i = 0; i < nn; i++)
+        n_sum += v->end[i] - i - 1 >= GRAMMAR_SUM_MIN;
+    v->sum_at = sp_malloc((size_t)nn * sizeof(uint32_t));
+    v->sum = sp_calloc((size_t)n_sum * 4 + 1, sizeof(uint64_t));
+    if (!v->sum_at || !v->sum) {
+        grammar_vocab_free(v);
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory building the grammar vocabulary");
+    }
+    n_sum = 0;
+    for (uint32_t i = 0; i < nn; i++) {
+        v->sum_at[i] = UINT32_MAX;
+        if (v->end[i] - i - 1 < GRAMMAR_SUM_MIN)
+            continue;
+        uint64_t *w = v->sum + (size_t)n_sum * 4;
+        for (uint32_t j = i + 1; j < v->end[i]; j++)
+            w[v->byte[j] >> 6] |= 1ull << (v->byte[j] & 63);
+        v->sum_at[i] = n_sum++;
+    }
     *out = v;
     return SP_OK;
 nomem:
     sp_free(ids);
+    sp_free(node_of);
     grammar_vocab_free(v);
     return sp_err_set(err, SP_ERR_NOMEM, "out of memory building the grammar vocabulary");
 }
 
 /* ---- states */
-struct wbuf {
-    uint32_t *w;
-    size_t n, cap;
-    bool oom;
-};
-
-static bool wb_reserve(struct wbuf *b, size_t more)
+bool grammar_wb_reserve(struct wbuf *b, size_t more)
 {
     if (b->n + more <= b->cap)
         return true;
@@ -198,25 +206,6 @@ static bool wb_reserve(struct wbuf *b, size_t more)
     return true;
 }
 
-struct cache_ent {
-    uint32_t *key;
-    size_t key_n;
-    uint8_t *bits; /* n_vocab bits */
-    int n_allowed;
-};
-
-struct grammar_matcher {
-    const struct grammar *g;
-    const struct grammar_vocab *v;
-    struct wbuf st;     /* the current state */
-    struct wbuf tmp;    /* scratch for accept */
-    struct wbuf arena;  /* mask DFS: states per depth */
-    uint32_t path[MAX_DEPTH + 1];
-    bool ended;         /* an EOG token was accepted */
-    struct cache_ent cache[N_CACHE];
-    int cache_next;
-};
-
 /* Add stack path[0..len) to the state being built at out[base..) unless present. */
 static void add_stack(struct wbuf *out, size_t base, const uint32_t *path, uint32_t len, uint32_t *work)
 {
@@ -231,7 +220,7 @@ static void add_stack(struct wbuf *out, size_t base, const uint32_t *path, uint3
             return;
         at += 1 + l;
     }
-    if (!wb_reserve(out, (size_t)len + 1))
+    if (!grammar_wb_reserve(out, (size_t)len + 1))
         return;
     out->w[out->n++] = len;
     memcpy(out->w + out->n, path, len * sizeof(uint32_t));
@@ -256,7 +245,7 @@ static void expand(const struct grammar *g, struct wbuf *out, size_t base, uint3
         path[len - 1] = ret; /* deeper calls may have reused the slot */
         return;
     }
-    if (len >= MAX_DEPTH)
+    if (len >= GRAMMAR_MAX_DEPTH)
         return;
     if (e->type == GE_CLASS) {
         uint32_t old = path[len];
@@ -320,8 +309,8 @@ static bool class_meets(const struct grammar *g, const struct gclass *c, uint32_
 
 /* Advance state in[] by byte b into out (appended at out->n). Returns false
  * (out unchanged) when no stack survives. */
-static bool step(const struct grammar *g, const struct wbuf *inb, size_t inoff, struct wbuf *out, uint32_t *path,
-                 uint8_t b)
+bool grammar_step(const struct grammar *g, const struct wbuf *inb, size_t inoff, struct wbuf *out, uint32_t *path,
+                  uint8_t b)
 {
     const uint32_t *in = inb->w + inoff;
     uint32_t pval = in[1], pneed = in[2] & 0xFF, ptot = in[2] >> 8;
@@ -352,7 +341,7 @@ static bool step(const struct grammar *g, const struct wbuf *inb, size_t inoff, 
                 return false;
         }
     }
-    if (!wb_reserve(out, 3))
+    if (!grammar_wb_reserve(out, 3))
         return false;
     size_t base = out->n;
     out->w[base] = 0;
@@ -396,7 +385,7 @@ static bool step(const struct grammar *g, const struct wbuf *inb, size_t inoff, 
     return true;
 }
 
-static bool state_can_end(const uint32_t *st)
+bool grammar_state_can_end(const uint32_t *st)
 {
     if (st[2] != 0)
         return false;
@@ -418,7 +407,9 @@ enum sp_status grammar_matcher_new(const struct grammar *g, const struct grammar
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory creating a grammar matcher");
     m->g = g;
     m->v = v;
-    if (!wb_reserve(&m->st, 3)) {
+    for (int i = 0; i < GRAMMAR_N_MASKS; i++)
+        m->masks[i].state = -1;
+    if (!grammar_wb_reserve(&m->st, 3)) {
         grammar_matcher_free(m);
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory creating a grammar matcher");
     }
@@ -441,14 +432,11 @@ void grammar_matcher_free(struct grammar_matcher *m)
     sp_free(m->st.w);
     sp_free(m->tmp.w);
     sp_free(m->arena.w);
-    for (int i = 0; i < N_CACHE; i++) {
-        sp_free(m->cache[i].key);
-        sp_free(m->cache[i].bits);
-    }
+    grammar_mask_free(m);
     sp_free(m);
 }
 
-bool grammar_can_end(const struct grammar_matcher *m) { return m->ended || state_can_end(m->st.w); }
+bool grammar_can_end(const struct grammar_matcher *m) { return m->ended || grammar_state_can_end(m->st.w); }
 
 bool grammar_done(const struct grammar_matcher *m)
 {
@@ -462,21 +450,21 @@ bool grammar_accept_bytes(struct grammar_matcher *m, const char *s, size_t n)
     if (m->ended)
         return n == 0;
     m->tmp.n = 0;
-    if (!wb_reserve(&m->tmp, m->st.n))
+    if (!grammar_wb_reserve(&m->tmp, m->st.n))
         return false;
     memcpy(m->tmp.w, m->st.w, m->st.n * sizeof(uint32_t));
     m->tmp.n = m->st.n;
     size_t cur = 0;
     for (size_t i = 0; i < n; i++) {
         size_t next = m->tmp.n;
-        if (!step(m->g, &m->tmp, cur, &m->tmp, m->path, (uint8_t)s[i]))
+        if (!grammar_step(m->g, &m->tmp, cur, &m->tmp, m->path, (uint8_t)s[i]))
             return false;
         cur = next;
     }
     /* keep only the last state */
     size_t len = m->tmp.n - cur;
     m->st.n = 0;
-    if (!wb_reserve(&m->st, len))
+    if (!grammar_wb_reserve(&m->st, len))
         return false;
     memcpy(m->st.w, m->tmp.w + cur, len * sizeof(uint32_t));
     m->st.n = len;
@@ -490,26 +478,28 @@ bool grammar_accept(struct grammar_matcher *m, int32_t tok)
         return false;
     for (int i = 0; i < v->n_eog; i++)
         if (v->eog[i] == tok) {
-            if (!state_can_end(m->st.w))
+            if (!grammar_state_can_end(m->st.w))
                 return false;
             m->ended = true;
             return true;
         }
     uint32_t len = v->off[tok + 1] - v->off[tok];
-    if (v->kind[tok] != GRAMMAR_TOK_TEXT || len == 0 || len > MAX_TOK_BYTES)
+    if (v->kind[tok] != GRAMMAR_TOK_TEXT || len == 0 || len > GRAMMAR_MAX_TOK_BYTES)
         return false;
     return grammar_accept_bytes(m, v->text + v->off[tok], len);
 }
 
-/* Build the mask of the current state into bits (n_vocab bits). */
-static int mask_walk(struct grammar_matcher *m, uint8_t *bits)
+int grammar_mask_reference(struct grammar_matcher *m, uint8_t *allow)
 {
     const struct grammar_vocab *v = m->v;
-    size_t lvl[MAX_TOK_BYTES + 1], endof[MAX_TOK_BYTES + 1];
+    memset(allow, 0, (size_t)v->n_vocab);
+    if (m->ended)
+        return 0;
+    size_t lvl[GRAMMAR_MAX_TOK_BYTES + 1], endof[GRAMMAR_MAX_TOK_BYTES + 1];
     struct wbuf *a = &m->arena;
     a->n = 0;
     a->oom = false;
-    if (!wb_reserve(a, m->st.n))
+    if (!grammar_wb_reserve(a, m->st.n))
         return 0;
     memcpy(a->w, m->st.w, m->st.n * sizeof(uint32_t));
     lvl[0] = 0;
@@ -519,62 +509,22 @@ static int mask_walk(struct grammar_matcher *m, uint8_t *bits)
     while (i < v->n_nodes) {
         uint32_t d = v->depth[i];
         a->n = endof[d - 1]; /* drop the states of the previous subtree */
-        if (!step(m->g, a, lvl[d - 1], a, m->path, v->byte[i])) {
+        if (!grammar_step(m->g, a, lvl[d - 1], a, m->path, v->byte[i])) {
             i = v->end[i];
             continue;
         }
         lvl[d] = endof[d - 1];
         endof[d] = a->n;
-        for (int32_t t = v->tok_first[i]; t >= 0; t = v->tok_next[t]) {
-            bits[t >> 3] |= (uint8_t)(1u << (t & 7));
+        for (uint32_t k = v->tok_at[i]; k < v->tok_at[i + 1]; k++) {
+            allow[v->toks[k]] = 1;
             n_allowed++;
         }
         i++;
     }
+    if (grammar_state_can_end(m->st.w))
+        for (int k = 0; k < v->n_eog; k++) {
+            allow[v->eog[k]] = 1;
+            n_allowed++;
+        }
     return n_allowed;
-}
-
-int grammar_mask(struct grammar_matcher *m, uint8_t *allow)
-{
-    const struct grammar_vocab *v = m->v;
-    size_t nb = ((size_t)v->n_vocab + 7) / 8;
-    memset(allow, 0, (size_t)v->n_vocab);
-    if (m->ended)
-        return 0;
-    struct cache_ent *hit = NULL;
-    for (int i = 0; i < N_CACHE; i++)
-        if (m->cache[i].key && m->cache[i].key_n == m->st.n &&
-            memcmp(m->cache[i].key, m->st.w, m->st.n * sizeof(uint32_t)) == 0)
-            hit = &m->cache[i];
-    if (!hit) {
-        struct cache_ent *e = &m->cache[m->cache_next];
-        m->cache_next = (m->cache_next + 1) % N_CACHE;
-        sp_free(e->key);
-        e->key = sp_malloc(m->st.n * sizeof(uint32_t));
-        if (!e->bits)
-            e->bits = sp_malloc(nb);
-        if (!e->key || !e->bits) {
-            sp_free(e->key);
-            e->key = NULL;
-            return 0;
-        }
-        memcpy(e->key, m->st.w, m->st.n * sizeof(uint32_t));
-        e->key_n = m->st.n;
-        memset(e->bits, 0, nb);
-        e->n_allowed = mask_walk(m, e->bits);
-        if (m->arena.oom) { /* a partial mask must not be reused */
-            sp_free(e->key);
-            e->key = NULL;
-        }
-        hit = e;
-    }
-    int n = hit->n_allowed;
-    for (size_t t = 0; t < (size_t)v->n_vocab; t++)
-        allow[t] = (hit->bits[t >> 3] >> (t & 7)) & 1;
-    if (state_can_end(m->st.w))
-        for (int i = 0; i < v->n_eog; i++) {
-            allow[v->eog[i]] = 1;
-            n++;
-        }
-    return n;
 }
