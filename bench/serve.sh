@@ -22,7 +22,7 @@ spoke=$build/spoke
 if [ -n "$clients" ]; then
   tmp=$(mktemp -d)
   maxc=$(echo "$clients,5" | tr , '\n' | sort -n | tail -1)
-  printf 'models:\n  - from: file:%s\n    name: bench\n    params: {max_concurrency: %s, queue_size: 16, threads: %s, context_size: %s}\nserver:\n  limits: {max_tokens: 100000}\n' \
+  printf 'models:\n  - from: file:%s\n    name: bench\n    params: {max_concurrency: %s, queue_size: 16, threads: %s, context_size: %s}\nserver:\n  limits: {max_tokens: 100000, timeout_s: 3600}\n' \
     "$model" "$maxc" "${T:-2}" "${CTX:-2560}" > "$tmp/spoke.yaml"
   SPOKE_LOG=error "$spoke" serve -c "$tmp/spoke.yaml" --port 0 --no-history > "$tmp/out" 2>&1 &
   spid=$!
