@@ -76,7 +76,8 @@ async function expectError(p, status, contains, what) {
   check(parsed && ['yes', 'no'].includes(parsed.answer), 'format schema: ' + JSON.stringify(fj.message.content));
   await expectError(ollama.chat({ model, messages, format: 'xml' }), 400, 'format', 'format xml refused');
   await expectError(ollama.chat({ model: 'no-such-model', messages }), 404, 'not exist', 'unknown model');
-  await expectError(ollama.embed({ model, input: 'x' }), 501, 'not supported', 'embed');
+  // the demo model has no pooling type: embeddings are refused as a client mistake
+  await expectError(ollama.embed({ model, input: 'x' }), 400, 'generation-only', 'embed on a generation model');
 
   const pulled = [];
   for await (const p of await ollama.pull({ model, stream: true })) pulled.push(p.status);
