@@ -237,7 +237,8 @@ enum sp_status engine_embed_tokenize(const struct engine_model *m, const char *t
  * tokens, ids in the vocabulary) into out[i * n_embd ..], each vector pooled
  * by the model's pooling type and L2-normalised. As many inputs as fit go
  * through one forward pass (each attends only to its own tokens; a vector
- * does not depend on the others in the batch). Decoder models run on the
+ * does not depend on the others in the batch: bit for bit for F32, F16 and
+ * Q8_0 weights, within the last bits for K-quants). Decoder models run on the
  * model's step loop state (the step loop pauses meanwhile). Thread-safe.
  * Errors: SP_ERR_INVALID (pooling none, bad input), SP_ERR_BUSY (no KV room
  * while generations hold it), SP_ERR_NOMEM, SP_ERR_CANCELLED (the file

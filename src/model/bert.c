@@ -15,10 +15,12 @@
  * Every linear's bias is optional; norms and their biases are required.
  *
  * Many inputs share one forward pass: their tokens are rows of one batch,
- * every matmul is one pass over its weight for all rows (summed per row in
- * the 1-row order, backend_ops.matmul_vec), and attention runs per (token,
- * head) over the token's own input only, so an input's vector does not
- * depend on what else is in the batch. No KV cache: nothing survives a call.
+ * every matmul is one pass over its weight for all rows (F32/F16 rows summed
+ * in the 1-row order), and attention runs per (token, head) over the token's
+ * own input only, so an input's vector does not depend on what else is in
+ * the batch: bit for bit for F32, F16 and Q4_0/Q5_0/Q8_0 weights; the
+ * K-quants' panel gemm may differ in the last bits (3.7e-8 measured on a
+ * Q4_K_M file). No KV cache: nothing survives a call.
  * All scratch is allocated by model_bert_state_new. */
 #include "model/model.h"
 #include "obs/log.h"
@@ -344,7 +346,8 @@ enum sp_status model_bert_embed(struct model_bert_state *s, const int32_t *token
     lnorm(s, s->xb, s->x, bt->type0, bt->embd_ln_w, bt->embd_ln_b, n);
     for (int l = 0; l < hp->n_layer; l++) {
         const struct model_bert_layer *L = &bt->layers[l];
-        /* every row in the 1-row summation order: a vector never depends on the batch */
+        /* every row in the 1-row summation order where the type has two (F32/F16); the
+         * quantized types' batch order is per row too, except the K-quants' panel gemm */
         struct backend_mm qkv[3] = {{&L->wq, s->q, (size_t)Dq}, {&L->wk, s->k, (size_t)Dkv}, {&L->wv, s->v, (size_t)Dkv}};
         be->ops->matmul(be, qkv, 3, s->x, n, n, (size_t)E);
         add_bias(be, s->q, L->bq, n, Dq);

@@ -228,8 +228,9 @@ int model_bert_state_n_batch(const struct model_bert_state *s);
 /* Evaluate n_inputs inputs whose tokens are concatenated in tokens (input i
  * is tokens[start[i] .. start[i+1]), start has n_inputs + 1 entries, every
  * input 1..n_ctx_train tokens, the total at most n_batch) in ONE forward pass
- * and write the pooled vectors to out[i * n_embd ..]. Each input gets exactly
- * the arithmetic it gets when evaluated alone. Errors: SP_ERR_INVALID (token
+ * and write the pooled vectors to out[i * n_embd ..]. An input's vector does
+ * not depend on the other inputs (bit for bit except with K-quant weights,
+ * whose panel gemm may differ in the last bits). Errors: SP_ERR_INVALID (token
  * id out of range, bad lengths). Not thread-safe per state. */
 enum sp_status model_bert_embed(struct model_bert_state *s, const int32_t *tokens, const int32_t *start,
                                 int n_inputs, float *out, struct sp_err *err) SP_MUST_USE;
