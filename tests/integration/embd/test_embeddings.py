@@ -241,7 +241,10 @@ try:
     st, res = srv.sql("SELECT labels FROM task_history WHERE task = 'ai_embedding' AND error_message IS NOT NULL "
                       "LIMIT 1")
     check(st == 200 and res["rows"] and "http_status" in res["rows"][0]["labels"], "failed embeddings are spanned")
-    srv.stop()
+    rc = srv.stop()
+    log = srv.logtext()
+    check(rc == 0 and "Sanitizer" not in log and "runtime error" not in log,
+          "the server stops cleanly (rc %s; no sanitizer report)%s" % (rc, "" if rc == 0 else log[-1500:]))
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 summary("test_embeddings")
