@@ -5,8 +5,10 @@
  * may take several rows per pass; same results), measured back to back; gemm
  * throughput with n_batch 8 and 64 in GMAC/s (the gemm the backend picks:
  * gemm_ws, the panel gemm, at 64 where the type has one); then, with "dram" as second argument,
- * both decode paths streaming a 64 MB matrix from memory, best of 15.
+ * both decode paths streaming a 64 MB matrix from memory with 1 and 2
+ * threads (rows split in halves), best of 15.
  * Usage: bench_kernels [seconds per case] [dram]. */
+#include <pthread.h>
 #include <time.h>
 
 #include "base/base.h"
@@ -47,6 +49,49 @@ static size_t row_size(enum gg_type t, int64_t k)
     case GG_TYPE_IQ4_XS: return (size_t)k / 256 * sizeof(block_iq4_xs);
     default: return 0;
     }
+}
+
+/* one thread's share of a streaming pass: rows [r0, r1) by vec_dot row by
+ * row (the 1-row kernel) or by gemm with n_batch 1 (the decode path) */
+struct stream_job {
+    const struct kern_type_ops *o;
+    int64_t k, r0, r1;
+    const char *w;
+    size_t wrs, xrs;
+    const void *x;
+    float *y;
+    bool gemv;
+};
+
+static void *stream_part(void *arg)
+{
+    const struct stream_job *j = arg;
+    if (j->gemv) {
+        j->o->gemm(j->k, j->r0, j->r1, 1, j->w, j->wrs, j->x, j->xrs, j->y, (size_t)j->r1);
+    } else {
+        for (int64_t i = j->r0; i < j->r1; i++)
+            j->o->vec_dot(j->k, &j->y[i], j->w + (size_t)i * j->wrs, j->x);
+    }
+    return NULL;
+}
+
+/* seconds for one pass over nrows rows split across nth (1 or 2) threads */
+static double stream_pass(struct stream_job job, int64_t nrows, int nth)
+{
+    struct stream_job part[2] = {job, job};
+    part[0].r0 = 0;
+    part[0].r1 = nth == 2 ? nrows / 2 : nrows;
+    part[1].r0 = part[0].r1;
+    part[1].r1 = nrows;
+    double a = now_s();
+    pthread_t t;
+    bool started = nth == 2 && pthread_create(&t, NULL, stream_part, &part[1]) == 0;
+    stream_part(&part[0]);
+    if (started)
+        pthread_join(t, NULL);
+    else if (nth == 2)
+        stream_part(&part[1]);
+    return now_s() - a;
 }
 
 int main(int argc, char **argv)
@@ -106,8 +151,9 @@ int main(int argc, char **argv)
         sp_free(y);
     }
     if (argc > 2 && strcmp(argv[2], "dram") == 0) {
-        printf("\n%-6s %-7s %12s %12s   (GB/s streaming 64 MB of weights, k=2048, 1 thread)\n", "type", "isa",
-               "vec_dot", "gemv");
+        printf("\n%-6s %-7s %12s %12s %12s %12s   (GB/s streaming 64 MB of weights, k=2048; compare the 2-thread "
+               "columns with ../shared/bench/membw -t 2)\n",
+               "type", "isa", "vec_dot 1t", "gemv 1t", "vec_dot 2t", "gemv 2t");
         for (size_t ti = 0; ti < SP_ARRAY_LEN(k_types); ti++) {
             const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, k_types[ti]);
             const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, r->vec_dot_type);
@@ -123,19 +169,20 @@ int main(int argc, char **argv)
                 const struct kern_type_ops *o = kern_ops_isa((enum kern_isa)isa, k_types[ti]);
                 if (!o)
                     continue;
-                double best = 1e30, bestv = 1e30;
+                /* best of 15 passes per variant, the variants interleaved */
+                double best[4] = {1e30, 1e30, 1e30, 1e30};
+                struct stream_job job = {o, k, 0, 0, w, wrs, xrs, x, y, false};
                 for (int rep = 0; rep < 15; rep++) {
-                    double a = now_s();
-                    for (int64_t i = 0; i < nrows; i++)
-                        o->vec_dot(k, &y[i], w + (size_t)i * wrs, x);
-                    double b = now_s();
-                    o->gemm(k, 0, nrows, 1, w, wrs, x, xrs, y, (size_t)nrows);
-                    double c = now_s();
-                    bestv = b - a < bestv ? b - a : bestv;
-                    best = c - b < best ? c - b : best;
+                    for (int v = 0; v < 4; v++) {
+                        job.gemv = v % 2 == 1;
+                        double t = stream_pass(job, nrows, v < 2 ? 1 : 2);
+                        best[v] = t < best[v] ? t : best[v];
+                    }
                 }
-                printf("%-6s %-7s %12.2f %12.2f\n", gg_type_name(k_types[ti]), kern_isa_name((enum kern_isa)isa),
-                       (double)(wrs * (size_t)nrows) / bestv / 1e9, (double)(wrs * (size_t)nrows) / best / 1e9);
+                const double bytes = (double)(wrs * (size_t)nrows);
+                printf("%-6s %-7s %12.2f %12.2f %12.2f %12.2f\n", gg_type_name(k_types[ti]),
+                       kern_isa_name((enum kern_isa)isa), bytes / best[0] / 1e9, bytes / best[1] / 1e9,
+                       bytes / best[2] / 1e9, bytes / best[3] / 1e9);
             }
             sp_free(w);
             sp_free(x);
