@@ -235,11 +235,38 @@ static void on_logits(struct engine_model *m, struct engine_ctx *c, const float 
     c->tokens[c->n_tokens++] = tok; /* evaluated by the next step */
 }
 
+/* Open the KV spans of c and its followers (cap cells each), all or none:
+ * c's with prefix reuse when reuse is set (keeping >= 2 prompt tokens to
+ * evaluate: a 1-token chunk would sum in another order), the followers'
+ * empty (they get c's cells). On failure every span opened is given back
+ * (what c took over from the cache stays cached). */
+static bool open_group(struct engine_model *m, struct engine_ctx *c, int cap, bool reuse, int *id, int *reused)
+{
+    struct kv_cache *kv = model_state_kv(m->st);
+    if (kv_seq_open(kv, cap, reuse ? c->tokens : NULL, reuse ? c->n_prompt : 0, reuse ? c->n_prompt - 2 : 0, id,
+                    reused) != SP_OK)
+        return false;
+    int k = 0;
+    for (; k < c->n_followers; k++) {
+        int fid, fr;
+        if (kv_seq_open(kv, cap, NULL, 0, 0, &fid, &fr) != SP_OK)
+            break;
+        c->followers[k]->kv_seq = fid;
+    }
+    if (k == c->n_followers)
+        return true;
+    while (k-- > 0) {
+        kv_seq_close(kv, c->followers[k]->kv_seq, false);
+        c->followers[k]->kv_seq = -1;
+    }
+    kv_seq_close(kv, *id, *reused > 0);
+    return false;
+}
+
 /* Admit waiting generations while sequences and cells allow (sched mu held). */
 static void admit_waiting(struct engine_model *m)
 {
     struct engine_sched *sc = &m->sched;
-    struct kv_cache *kv = model_state_kv(m->st);
     while (sc->wait_head && sc->n_running < m->n_seq) {
         struct engine_ctx *c = sc->wait_head;
         if (cancelled(c)) {
@@ -254,26 +281,11 @@ static void admit_waiting(struct engine_model *m)
         if (sc->n_running + 1 + c->n_followers > m->n_seq)
             break; /* n choices start together */
         int id, reused;
-        /* keep >= 2 prompt tokens to evaluate: a 1-token chunk would sum in another order */
-        enum sp_status st = kv_seq_open(kv, model_seq_cells(m->st, need), c->tokens, c->n_prompt,
-                                        c->n_prompt - 2, &id, &reused);
-        if (st != SP_OK)
+        /* with prefix reuse; then (n choices whose spans did not all fit around
+         * the reused one) without, so cached spans can be evicted and packed */
+        if (!open_group(m, c, model_seq_cells(m->st, need), true, &id, &reused) &&
+            (!c->n_followers || !open_group(m, c, model_seq_cells(m->st, need), false, &id, &reused)))
             break; /* no room: wait until a running sequence ends */
-        int k = 0;
-        for (; k < c->n_followers; k++) { /* the other choices' spans (no prefix reuse: they get c's cells) */
-            int fid, fr;
-            if (kv_seq_open(kv, model_seq_cells(m->st, need), NULL, 0, 0, &fid, &fr) != SP_OK)
-                break;
-            c->followers[k]->kv_seq = fid;
-        }
-        if (k < c->n_followers) { /* not all fit now: give the cells back and wait */
-            while (k-- > 0) {
-                kv_seq_close(kv, c->followers[k]->kv_seq, false);
-                c->followers[k]->kv_seq = -1;
-            }
-            kv_seq_close(kv, id, reused > 0); /* what it took over stays cached */
-            break;
-        }
         sc->wait_head = c->next_wait;
         if (!sc->wait_head)
             sc->wait_tail = NULL;
@@ -283,7 +295,7 @@ static void admit_waiting(struct engine_model *m)
         c->r.n_cached_tokens = reused;
         c->phase = ENGINE_PREFILL;
         sc->running[sc->n_running++] = c;
-        for (k = 0; k < c->n_followers; k++) {
+        for (int k = 0; k < c->n_followers; k++) {
             c->followers[k]->phase = ENGINE_SHARE;
             sc->running[sc->n_running++] = c->followers[k];
         }

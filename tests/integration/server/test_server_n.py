@@ -19,7 +19,7 @@ if not os.path.exists(MODEL):
     print("SKIP: bundled model %s missing" % MODEL)
     sys.exit(77)
 
-srv = Server(model_config(params={"max_concurrency": 4, "kv_tokens": 2048}))
+srv = Server(model_config(params={"max_concurrency": 4, "n_ctx": 512, "kv_tokens": 512}))
 MSGS = [{"role": "user", "content": "Tell me about a cat"}]
 
 
@@ -111,10 +111,10 @@ try:
     tools = [{"type": "function", "function": {"name": "f"}}]
     st, _, j, _ = chat(n=2, tools=tools)
     check(st == 400 and j["error"]["param"] == "n", "n > 1 with tools -> 400 (%s)" % (j,))
-    st, _, j, _ = chat(n=2, max_tokens=1500)  # 2 x ~1530 cells > the 2048-token KV budget
+    st, _, j, _ = chat(n=2, max_tokens=300)  # 2 x 352 cells > the 512-token KV budget
     check(st == 400 and j["error"]["param"] == "n" and "KV budget" in j["error"]["message"],
           "n past the KV budget -> 400 (%s %s)" % (st, j))
-    st, _, j, _ = chat(n=2, max_tokens=900)  # 2 x ~960 fit
+    st, _, j, _ = chat(n=2, max_tokens=150)  # 2 x 224 fit
     check(st == 200 and len(j["choices"]) == 2, "n within the KV budget -> 200")
 finally:
     srv.stop()

@@ -18,7 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from spoke_server import MODEL, SRC, Server, check, summary  # noqa: E402
+from spoke_server import ASAN, MODEL, SRC, Server, check, summary  # noqa: E402
 from schema_check import validate  # noqa: E402
 
 if not os.path.exists(MODEL):
@@ -141,13 +141,18 @@ def streamed(model, tool_choice, allowed, **extra):
     return check_call(what, [tuple(calls[k]) for k in sorted(calls)], allowed)
 
 
+# The ASan build (-O0, ~30x slower prefill) skips the two real templates: their
+# prompts list the tools as JSON, ~1000 tokens of this vocabulary (135 s there)
+RUN = ("generic", "llama3") if ASAN else tuple(MODELS)
+
 try:
     srv.wait_ready()
     names = [t["function"]["name"] for t in TOOLS]
     n_calls = 0
-    for model in MODELS:
+    for model in RUN:
         # required: any of the tools; greedy and two seeds
-        for extra in ({}, {"temperature": 1.0, "seed": 11}, {"temperature": 0.8, "seed": 5}):
+        # (the ASan build, ~10x slower, runs a third of the cases)
+        for extra in ({}, {"temperature": 1.0, "seed": 11}, {"temperature": 0.8, "seed": 5})[:1 if ASAN else 3]:
             a = full(model, "required", names, **extra)
             b = streamed(model, "required", names, **extra)
             n_calls += 2
@@ -155,7 +160,7 @@ try:
                 check(a is not None and a == b, "%s required %s: streamed call == non-streamed (%r %r)" %
                       (model, extra, a, b))
         # named: that function, every one of them
-        for n in names:
+        for n in (names[::2] if ASAN else names):
             choice = {"type": "function", "function": {"name": n}}
             a = full(model, choice, [n], temperature=0.9, seed=3)
             b = streamed(model, choice, [n], temperature=0.9, seed=3)
@@ -170,12 +175,14 @@ try:
               "llama3": "^" + call % "parameters" + "$"}
     time.sleep(0.3)  # spans are written behind the requests
     for model, pat in syntax.items():
+        if model not in RUN:
+            continue
         st, rows = srv.sql("SELECT captured_output FROM task_history WHERE task = 'ai_completion' AND "
                            "json_extract(labels, '$.model') = '%s' AND json_extract(labels, '$.http_status') = 200"
                            % model)
         outs = [r["captured_output"] for r in rows["rows"]] if st == 200 else []
         good = [o for o in outs if o and re.match(pat, o, re.S)]
-        check(len(outs) >= 10 and len(good) == len(outs), "%s: every raw call is in its syntax %r "
+        check(len(outs) >= (6 if ASAN else 10) and len(good) == len(outs), "%s: every raw call is in its syntax %r "
               "(%d of %d; e.g. %r)" % (model, pat, len(good), len(outs), outs[:1]))
     st, _, j, _ = srv.post("/v1/chat/completions", body("generic", "auto", max_tokens=8))
     check(st == 200 and j["choices"][0]["finish_reason"] in ("stop", "length"),
@@ -187,28 +194,28 @@ try:
             {"role": "assistant", "content": None, "tool_calls": [
                 {"id": "a1b2c3d4e", "type": "function", "function": {"name": "no_params", "arguments": "{}"}}]},
             {"role": "tool", "tool_call_id": "a1b2c3d4e", "content": "sunny"}]  # Mistral wants 9 alphanumerics
-    for model in MODELS:
+    for model in RUN:
         st, _, j, _ = srv.post("/v1/chat/completions", body(model, "auto", messages=back, max_tokens=4))
         check(st == 200, "%s: a tool call and its result sent back -> 200 (%s %s)" % (model, st, j))
 
     # a call cut short by max_tokens: 200 with finish_reason length, no crash
-    st, _, j, _ = srv.post("/v1/chat/completions", body("hermes", "required", max_tokens=3))
+    st, _, j, _ = srv.post("/v1/chat/completions", body("llama3", "required", max_tokens=3))
     check(st == 200 and j["choices"][0]["finish_reason"] == "length", "a call cut by max_tokens -> length (%s)" % (j,))
 
     # unsupported parameter schemas -> 400 naming the keyword (only when constrained)
     bad_tools = [{"type": "function", "function": {"name": "f", "parameters": {
         "type": "object", "properties": {"s": {"type": "string", "pattern": "^a+$"}}}}}]
     for choice in ("required", {"type": "function", "function": {"name": "f"}}):
-        st, _, j, _ = srv.post("/v1/chat/completions", body("hermes", choice, tools=bad_tools))
+        st, _, j, _ = srv.post("/v1/chat/completions", body("llama3", choice, tools=bad_tools))
         check(st == 400 and "pattern" in j["error"]["message"] and j["error"]["param"] == "tools",
               "unsupported keyword with tool_choice %s -> 400 naming it (%s %s)" % (json.dumps(choice), st, j))
-    st, _, j, _ = srv.post("/v1/chat/completions", body("hermes", "auto", tools=bad_tools, max_tokens=4))
+    st, _, j, _ = srv.post("/v1/chat/completions", body("llama3", "auto", tools=bad_tools, max_tokens=4))
     check(st == 200, "the same schema with tool_choice auto is not compiled -> 200 (%s)" % st)
     st, _, j, _ = srv.post("/v1/chat/completions", body("generic", "required", response_format={"type": "json_object"}))
     check(st == 400 and j["error"]["param"] == "tool_choice", "required + response_format -> 400 (%s)" % (j,))
     st, _, j, _ = srv.post("/v1/chat/completions", body("generic", "required", grammar='root ::= "x"'))
     check(st == 400 and j["error"]["param"] == "tool_choice", "required + grammar -> 400 (%s)" % (j,))
-    print("  %d forced tool calls checked (4 syntaxes, required and named, streamed and not)" % n_calls)
+    print("  %d forced tool calls checked (%d syntaxes, required and named, streamed and not)" % (n_calls, len(RUN)))
 finally:
     srv.stop()
 sys.exit(summary("test_server_tools"))

@@ -15,7 +15,7 @@ spoke_script_test(test_server_grammar python3 ${CMAKE_CURRENT_LIST_DIR}/test_ser
 if(TEST test_server_grammar)
   set_tests_properties(test_server_grammar PROPERTIES SKIP_RETURN_CODE 77)
 endif()
-spoke_script_test(test_server_tools python3 ${CMAKE_CURRENT_LIST_DIR}/test_server_tools.py LABELS integration TIMEOUT 240)
+spoke_script_test(test_server_tools python3 ${CMAKE_CURRENT_LIST_DIR}/test_server_tools.py LABELS integration TIMEOUT 300)
 if(TEST test_server_tools)
   set_tests_properties(test_server_tools PROPERTIES SKIP_RETURN_CODE 77)
 endif()
