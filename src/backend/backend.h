@@ -82,7 +82,10 @@ struct backend_kv {
 
 /* The tokens of a forward batch as the attention ops see them, row i of the
  * q/k/v/out arrays being token i. A sequence's tokens are consecutive rows
- * with consecutive positions; its position p lives in cell cell0 + p. */
+ * with consecutive positions; its position p lives in cell cell0 + p, or,
+ * in a sliding-window layer's ring (ring > 0, kv.h), in cells
+ * cell0 + p % ring and cell0 + p % ring + ring (both are written; attention
+ * reads any ring consecutive positions as one contiguous span). */
 struct backend_tokens {
     int64_t n;            /* rows */
     const int32_t *pos;   /* [n] position of the token in its sequence */
@@ -91,6 +94,8 @@ struct backend_tokens {
                              attention sums in the batched order, as llama.cpp) */
     int n_ctx;            /* a token at position p reads cells up to
                              min(n_ctx, p + 1 rounded up to 32) of its sequence */
+    int ring;             /* positions per ring (a multiple of 64, at least the
+                             window + 94), or 0: no ring */
 };
 
 /* Arguments of backend_ops.attn_store: for each row i, in place on q (n rows

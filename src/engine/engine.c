@@ -128,7 +128,7 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
              "%d threads, chat %s",
              em->name, hp->arch_name, hp->n_layer, (double)em->model->weight_bytes / 1048576.0, em->load_ms, n_ctx,
              em->n_seq, em->n_seq == 1 ? "" : "s", em->kv_type == KV_F32 ? "f32" : "f16", em->n_cells,
-             (double)kv_cache_bytes(hp->n_layer, em->n_cells, hp->n_head_kv * hp->head_dim, em->kv_type) / 1048576.0,
+             (double)model_state_kv_bytes(em->model, &so) / 1048576.0,
              em->n_threads, em->tmpl_desc);
     *out = em;
     return SP_OK;

@@ -7,7 +7,10 @@
  * over the spans sorted by base). Cached spans are evicted least recently
  * used until the span fits; when only live spans are left, the caller waits
  * (SP_ERR_BUSY). The number of records is small (max concurrency plus the
- * cached ones), so every search is a linear scan. */
+ * cached ones), so every search is a linear scan. With sliding-window
+ * rings (kv.h) a new live sequence also takes a ring: a free one, else the
+ * one of the least recently used cached sequence, which then loses it (and
+ * with it its prefix reuse). */
 #include "kv/kv.h"
 
 #include <assert.h>
@@ -55,6 +58,16 @@ static bool fits_at(const struct kv_cache *kv, int base, int cap, int skip)
     return true;
 }
 
+/* Free record id (and the ring it holds). */
+static void seq_drop(struct kv_cache *kv, int id)
+{
+    struct kv_seq *s = &kv->seqs[id];
+    if (s->ring >= 0 && kv->ring_owner && kv->ring_owner[s->ring] == id)
+        kv->ring_owner[s->ring] = -1;
+    memset(s, 0, sizeof(*s));
+    s->ring = -1;
+}
+
 /* Evict the least recently used cached sequence other than skip; false if none. */
 static bool evict_one(struct kv_cache *kv, int skip)
 {
@@ -65,8 +78,45 @@ static bool evict_one(struct kv_cache *kv, int skip)
             victim = i;
     if (victim < 0)
         return false;
-    memset(&kv->seqs[victim], 0, sizeof(kv->seqs[victim]));
+    seq_drop(kv, victim);
     return true;
+}
+
+/* A ring for a new live sequence: a free one, else the one of the least
+ * recently used cached sequence (which loses it); -1 when live sequences
+ * hold them all. Does not assign it. */
+static int ring_pick(const struct kv_cache *kv)
+{
+    int best = -1;
+    for (int r = 0; r < kv->n_rings; r++) {
+        const int o = kv->ring_owner[r];
+        if (o < 0)
+            return r;
+        if (kv->seqs[o].state == KV_SEQ_CACHED &&
+            (best < 0 || kv->seqs[o].stamp < kv->seqs[kv->ring_owner[best]].stamp))
+            best = r;
+    }
+    return best;
+}
+
+static void ring_assign(struct kv_cache *kv, int r, int id)
+{
+    const int o = kv->ring_owner[r];
+    if (o >= 0 && o != id)
+        kv->seqs[o].ring = -1; /* a cached sequence loses its window */
+    kv->ring_owner[r] = id;
+    kv->seqs[id].ring = r;
+}
+
+/* Whether cached record s still holds, in its ring, the window a sequence
+ * continuing after its first keep positions reads: positions
+ * [keep - window, keep). The ring holds positions [len + 32 - ring, len)
+ * (the cells past len up to the 32-padding were zeroed). */
+static bool ring_keeps(const struct kv_cache *kv, const struct kv_seq *s, int keep)
+{
+    if (kv->ring == 0)
+        return true;
+    return s->ring >= 0 && keep - kv->ring_window >= s->len + 32 - kv->ring;
 }
 
 /* Move n cells from src to dst (every layer's K rows and V columns, and the token ids). */
@@ -75,6 +125,8 @@ static void move_cells(struct kv_cache *kv, int dst, int src, int n)
     if (n <= 0 || dst == src)
         return;
     for (int l = 0; l < kv->n_layer; l++) {
+        if (kv->layer_ring[l])
+            continue; /* the ring stays with the record */
         memmove(kv_cache_k(kv, l, dst), kv_cache_k(kv, l, src), (size_t)n * kv->kv_dim * kv->elt);
         for (int d = 0; d < kv->kv_dim; d++) {
             char *row = kv_cache_v(kv, l, d);
@@ -132,7 +184,7 @@ enum sp_status kv_seq_open(struct kv_cache *kv, int cap, const int32_t *prompt, 
             if (kv->seqs[i].state != KV_SEQ_CACHED)
                 continue;
             int k = common_prefix(kv, &kv->seqs[i], prompt, lim);
-            if (k > best_keep) {
+            if (k > best_keep && ring_keeps(kv, &kv->seqs[i], k)) {
                 best_keep = k;
                 best = i;
             }
@@ -144,8 +196,11 @@ enum sp_status kv_seq_open(struct kv_cache *kv, int cap, const int32_t *prompt, 
             *n_reused = best_keep;
             return SP_OK;
         }
-        memset(&kv->seqs[best], 0, sizeof(kv->seqs[best])); /* no room to keep it: start afresh */
+        seq_drop(kv, best); /* no room to keep it: start afresh */
     }
+    int ring = -1;
+    if (kv->ring > 0 && (ring = ring_pick(kv)) < 0)
+        return SP_ERR_BUSY;
     int rec = -1;
     for (int i = 0; i < kv->n_seq_max && rec < 0; i++)
         if (kv->seqs[i].state == KV_SEQ_FREE)
@@ -167,6 +222,12 @@ enum sp_status kv_seq_open(struct kv_cache *kv, int cap, const int32_t *prompt, 
     s->cap = cap;
     s->len = 0;
     s->stamp = ++kv->clock;
+    s->ring = -1;
+    if (ring >= 0) {
+        if (kv->ring_owner[ring] >= 0 && kv->seqs[kv->ring_owner[ring]].state != KV_SEQ_CACHED)
+            ring = ring_pick(kv); /* the owner was evicted above: its ring is free */
+        ring_assign(kv, ring, rec);
+    }
     *id = rec;
     return SP_OK;
 }
@@ -179,8 +240,17 @@ void kv_seq_close(struct kv_cache *kv, int id, bool keep)
         s->state = KV_SEQ_CACHED;
         s->stamp = ++kv->clock;
     } else {
-        memset(s, 0, sizeof(*s));
+        seq_drop(kv, id);
     }
+}
+
+int kv_seq_ring_cell0(const struct kv_cache *kv, int id)
+{
+    assert(id >= 0 && id < kv->n_seq_max && kv->seqs[id].state == KV_SEQ_LIVE);
+    if (kv->ring == 0)
+        return 0;
+    assert(kv->seqs[id].ring >= 0);
+    return kv->seqs[id].ring * 2 * kv->ring;
 }
 
 const struct kv_seq *kv_seq_get(const struct kv_cache *kv, int id)
@@ -220,5 +290,5 @@ void kv_cache_clear(struct kv_cache *kv)
 {
     for (int i = 0; i < kv->n_seq_max; i++)
         if (kv->seqs[i].state == KV_SEQ_CACHED)
-            memset(&kv->seqs[i], 0, sizeof(kv->seqs[i]));
+            seq_drop(kv, i);
 }

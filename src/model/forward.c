@@ -35,6 +35,7 @@ struct model_state {
     struct kv_cache *kv;
     int n_ctx, n_batch, n_seq;
     int own_seq;  /* model_eval's sequence (-1 until first use) */
+    int ring;     /* sliding-window layers: positions per ring (kv.h), 0 = full length */
     const float *rope_ls; /* phi3: long or short RoPE factors for this context size, or NULL */
     /* activations, n_batch rows each */
     float *x;     /* [B][E] residual stream */
@@ -47,9 +48,9 @@ struct model_state {
     float *att;   /* [B][Dq] attention output */
     float *hb;    /* [B][F] */
     float *hb2;   /* [B][F] */
-    int32_t *rows;    /* [8][B] per internal row: batch index, position, first cell, sequence tokens;
+    int32_t *rows;    /* [9][B] per internal row: batch index, position, first cell, sequence tokens;
                          per batch index: its row; model_eval's positions and sequence ids;
-                         per internal row: token id */
+                         per internal row: token id, first ring cell */
     uint32_t *seq_mark; /* [kv n_seq_max] batch validation stamps */
     uint32_t stamp;
     void *arena;
@@ -82,7 +83,7 @@ static bool state_layout(const struct model *m, int B, int n_seq, struct state_l
            Dkv = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff;
     size_t sizes[N_BUF] = {
         B * E * 4, B * E * 4, B * E * 4, B * E * 4, B * Dq * 4, B * Dkv * 4, B * Dkv * 4, B * Dq * 4, B * F * 4,
-        B * F * 4, (size_t)8 * B * 4,
+        B * F * 4, (size_t)9 * B * 4,
         (size_t)seq_records(n_seq) * 4,
     };
     size_t total = 0;
@@ -123,6 +124,39 @@ static bool state_cells(const struct model_state_opts *o, int n_ctx, int *n_seq,
     return true;
 }
 
+/* Positions per ring for the sliding-window layers (kv.h), or 0 (none, or
+ * swa_full, or a ring would not be smaller than the context). A token
+ * reads positions [j0, n_pad): at most window + 94 (j0 is 64-aligned below
+ * the window, n_pad the position + 1 rounded up to 32); a batch adds up to
+ * B positions of a sequence before its first token reads. So window + B +
+ * 96, rounded up to 64, keeps every position a window reads, and the
+ * padding zeroed after a batch holds none of them. */
+static int swa_ring(const struct model *m, const struct model_state_opts *o, int n_ctx, int B, int *n_layers)
+{
+    const struct model_hparams *hp = &m->hp;
+    *n_layers = 0;
+    for (int l = 0; l < hp->n_layer; l++)
+        *n_layers += m->layers[l].swa;
+    if (o->swa_full || hp->n_swa <= 0 || *n_layers == 0)
+        return (*n_layers = 0);
+    const int64_t r = ((int64_t)hp->n_swa + B + 96 + 63) / 64 * 64;
+    if (2 * r >= n_ctx)
+        return (*n_layers = 0);
+    return (int)r;
+}
+
+size_t model_state_kv_bytes(const struct model *m, const struct model_state_opts *o)
+{
+    int n_ctx = SP_MAX(o->n_ctx, 1), n_seq, n_cells, n_ring_layers;
+    if (!state_cells(o, n_ctx, &n_seq, &n_cells))
+        return SIZE_MAX;
+    const int ring = swa_ring(m, o, n_ctx, default_batch(n_cells, o->n_batch), &n_ring_layers);
+    const struct model_hparams *hp = &m->hp;
+    size_t b = kv_cache_bytes_ring(hp->n_layer, n_ring_layers, n_cells, ring, n_seq, hp->n_head_kv * hp->head_dim,
+                                   o->kv_type);
+    return b == 0 ? SIZE_MAX : b;
+}
+
 size_t model_state_bytes(const struct model *m, const struct model_state_opts *o)
 {
     int n_ctx = SP_MAX(o->n_ctx, 1), nth = SP_MAX(o->n_threads, 1);
@@ -134,10 +168,10 @@ size_t model_state_bytes(const struct model *m, const struct model_state_opts *o
     if (!state_layout(m, B, n_seq, &lay))
         return SIZE_MAX;
     const struct model_hparams *hp = &m->hp;
-    size_t kvb = kv_cache_bytes(hp->n_layer, n_cells, hp->n_head_kv * hp->head_dim, o->kv_type);
+    size_t kvb = model_state_kv_bytes(m, o);
     size_t atb = backend_cpu_attn_bytes(nth, n_ctx, hp->n_head / hp->n_head_kv, hp->head_dim, hp->n_rot);
     size_t total = lay.total + backend_cpu_scratch_bytes(max_k(m), B) + (size_t)n_cells * 4;
-    if (kvb == 0 || !sp_add_size(total, kvb, &total) || !sp_add_size(total, atb, &total))
+    if (kvb == SIZE_MAX || !sp_add_size(total, kvb, &total) || !sp_add_size(total, atb, &total))
         return SIZE_MAX;
     return total;
 }
@@ -189,9 +223,21 @@ enum sp_status model_state_new(const struct model *m, const struct model_state_o
     if ((result = s->be->ops->attn_reserve(s->be, n_ctx, m->hp.n_head / m->hp.n_head_kv, m->hp.head_dim,
                                            m->hp.n_rot, err)) != SP_OK)
         goto fail;
-    /* the backend allocates the K/V storage (device memory on a GPU backend) */
-    if ((result = kv_cache_new_on(s->be, m->hp.n_layer, n_cells, m->hp.n_head_kv * m->hp.head_dim, o->kv_type,
-                                  seq_records(n_seq), &s->kv, err)) != SP_OK)
+    /* the backend allocates the K/V storage (device memory on a GPU backend);
+     * sliding-window layers keep one ring per sequence */
+    int n_ring_layers;
+    s->ring = swa_ring(m, o, n_ctx, B, &n_ring_layers);
+    bool *ring_layers = s->ring > 0 ? sp_calloc((size_t)m->hp.n_layer, sizeof(bool)) : NULL;
+    if (s->ring > 0 && !ring_layers) {
+        result = sp_err_set(err, SP_ERR_NOMEM, "out of memory creating a model state");
+        goto fail;
+    }
+    for (int l = 0; ring_layers && l < m->hp.n_layer; l++)
+        ring_layers[l] = m->layers[l].swa;
+    result = kv_cache_new_ring(s->be, m->hp.n_layer, n_cells, m->hp.n_head_kv * m->hp.head_dim, o->kv_type,
+                               seq_records(n_seq), ring_layers, s->ring, m->hp.n_swa, n_seq, &s->kv, err);
+    sp_free(ring_layers);
+    if (result != SP_OK)
         goto fail;
     *out = s;
     return SP_OK;
@@ -363,9 +409,16 @@ static enum sp_status decode(struct model_state *s, const struct model_batch *b,
     be->ops->get_rows(be, &m->tok_embd, ids, n, s->x, (size_t)E, hp->embd_scale);
     int nr = n, ns = fb.n_solo; /* rows through the FFN: the last layer only needs the output rows */
     /* the cells this batch writes (the store op zeroes padding only below the mark) */
-    for (int r = 0; r < n; r++)
+    int32_t *rcell = s->rows + 8 * (size_t)s->n_batch;
+    for (int r = 0; r < n; r++) {
         kv_cache_mark_written(kv, fb.base[r] + fb.pos[r] + 1);
-    const struct backend_tokens tok = {n, fb.pos, fb.base, fb.cnt, s->n_ctx};
+        if (s->ring > 0) {
+            rcell[r] = kv_seq_ring_cell0(kv, b->seq[fb.src[r]]);
+            kv_cache_mark_ring_written(kv, rcell[r] + 2 * s->ring);
+        }
+    }
+    const struct backend_tokens tok = {n, fb.pos, fb.base, fb.cnt, s->n_ctx, 0};
+    const struct backend_tokens tok_ring = {n, fb.pos, rcell, fb.cnt, s->n_ctx, s->ring};
     for (int l = 0; l < hp->n_layer; l++) {
         const struct model_layer *L = &m->layers[l];
         /* the residual of the previous layer's FFN is added here */
@@ -375,16 +428,17 @@ static enum sp_status decode(struct model_state *s, const struct model_batch *b,
                                     {&L->wv, s->v, (size_t)Dkv}};
         be->ops->matmul(be, qkv, 3, s->xb, n, fb.n_solo, (size_t)E);
         const struct backend_kv kvl = {kv_cache_k(kv, l, 0), kv_cache_v(kv, l, 0),
-                                       kv->type == KV_F32 ? GG_TYPE_F32 : GG_TYPE_F16, kv->n_cells, kv->kv_dim,
-                                       kv->hwm};
+                                       kv->type == KV_F32 ? GG_TYPE_F32 : GG_TYPE_F16, kv_layer_cells(kv, l),
+                                       kv->kv_dim, kv_layer_hwm(kv, l)};
+        const struct backend_tokens *tl = kv->layer_ring[l] ? &tok_ring : &tok;
         /* q scaled before K.q (gemma3, phi3: ggml_scale of q) or the scores after */
         const struct backend_attn_store st = {
             s->q, s->k, s->v, hp->n_head, hp->n_head_kv, hp->head_dim, L->bq, L->bk, L->bv, L->q_norm, L->k_norm,
             hp->rms_eps, hp->n_rot, hp->rope_neox, L->rope_base, L->rope_scale, hp->rope_attn_factor,
-            L->rope_factors ? L->rope_factors : s->rope_ls, hp->q_scale ? hp->attn_scale : 1.0f, &tok, kvl};
+            L->rope_factors ? L->rope_factors : s->rope_ls, hp->q_scale ? hp->attn_scale : 1.0f, tl, kvl};
         be->ops->attn_store(be, &st);
         const struct backend_attention at = {s->q, s->att, hp->n_head, hp->n_head_kv, hp->head_dim,
-                                             hp->q_scale ? 1.0f : hp->attn_scale, L->swa ? hp->n_swa : 0, &tok, kvl};
+                                             hp->q_scale ? 1.0f : hp->attn_scale, L->swa ? hp->n_swa : 0, tl, kvl};
         be->ops->attention(be, &at);
         struct backend_mm o = {&L->wo, s->xb2, (size_t)E};
         be->ops->matmul(be, &o, 1, s->att, n, fb.n_solo, (size_t)Dq);

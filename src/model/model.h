@@ -150,12 +150,19 @@ struct model_state_opts {
     int n_seq;          /* most sequences decoded together (0 = 1) */
     int n_cells;        /* KV cache cells, the token budget of all sequences
                            (0 = n_ctx * n_seq; at least n_ctx) */
+    bool swa_full;      /* sliding-window layers keep every position too (llama.cpp's
+                           --swa-full); else they keep one ring per sequence of the
+                           window + n_batch + 96 positions (rounded up to 64) when
+                           that is under half the context */
 };
 
 struct model_state;
 
 /* Bytes a state would allocate (KV cache + activations + matmul scratch). */
 size_t model_state_bytes(const struct model *m, const struct model_state_opts *o);
+/* The KV cache's part of that (sliding-window layers counted at their
+ * rings' size); SIZE_MAX on overflow. */
+size_t model_state_kv_bytes(const struct model *m, const struct model_state_opts *o);
 enum sp_status model_state_new(const struct model *m, const struct model_state_opts *o,
                                struct model_state **out, struct sp_err *err) SP_MUST_USE;
 void model_state_free(struct model_state *s); /* NULL is a no-op */

@@ -104,7 +104,9 @@ static int run_prompt(const struct model *m, enum kv_type kvt, json_t *run, int 
     *lp_err = 0;
     if (np < 1 || np > MAX_TOK / 2 || ng > MAX_TOK / 2 || json_array_size(top) != ng)
         return -1;
-    struct model_state_opts o = {.n_ctx = MAX_TOK, .n_batch = 0, .n_threads = 2, .kv_type = kvt};
+    /* llama.cpp's context 512; batch 64: gemma3's window layers then keep
+     * rings of 192 positions (kv.h), not the context */
+    struct model_state_opts o = {.n_ctx = 512, .n_batch = MAX_TOK / 2, .n_threads = 2, .kv_type = kvt};
     struct model_state *st = NULL;
     struct sp_err err = {0};
     float *logits = sp_calloc((size_t)m->hp.n_vocab, sizeof(float));

@@ -18,6 +18,7 @@
  * (attn_reserve). */
 #include "backend/cpu/cpu_impl.h"
 
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -188,8 +189,25 @@ static void store_range(void *ud, int ith, int64_t i0, int64_t i1)
         if (a->q_scale != 1.0f) /* ggml_scale of q before the attention (gemma3, phi3) */
             for (int d = 0; d < Dq; d++)
                 q[d] *= a->q_scale;
-        kv_put(&a->kv, tok->cell0[i] + tok->pos[i], k, v);
+        if (tok->ring > 0) { /* both copies of the ring slot */
+            const int c = tok->cell0[i] + tok->pos[i] % tok->ring;
+            kv_put(&a->kv, c, k, v);
+            kv_put(&a->kv, c + tok->ring, k, v);
+        } else {
+            kv_put(&a->kv, tok->cell0[i] + tok->pos[i], k, v);
+        }
     }
+}
+
+/* Zero V of cells [c0, c1) (below hwm: cells never written are still zero). */
+static void zero_v(const struct backend_kv *kv, int c0, int c1)
+{
+    const size_t elt = kv->type == GG_TYPE_F32 ? 4 : 2;
+    c1 = SP_MIN(c1, kv->hwm);
+    if (c0 >= c1)
+        return;
+    for (int d = 0; d < kv->kv_dim; d++)
+        memset((char *)kv->v + ((size_t)d * (size_t)kv->n_cells + (size_t)c0) * elt, 0, (size_t)(c1 - c0) * elt);
 }
 
 void backend_cpu_attn_store(struct backend *be, const struct backend_attn_store *a)
@@ -201,17 +219,21 @@ void backend_cpu_attn_store(struct backend *be, const struct backend_attn_store 
     const double work = (double)n * (double)(a->n_head + a->n_head_kv) * a->head_dim * 8.0;
     backend_cpu_parallel_for(be, store_range, &t, n, 1, work);
     /* zero V in each sequence's padding after its last token (cells never
-     * written, >= hwm, are still zero) */
-    const size_t elt = kv->type == GG_TYPE_F32 ? 4 : 2;
+     * written, >= hwm, are still zero); in a ring, position by position (the
+     * ring is sized so that these slots hold no position a window reads) */
     for (int64_t r = 0; r < n; r++) {
         if (r + 1 < n && tok->cell0[r + 1] == tok->cell0[r] && tok->pos[r + 1] == tok->pos[r] + 1)
             continue;
-        const int c0 = tok->cell0[r] + tok->pos[r] + 1;
-        const int c1 = SP_MIN(tok->cell0[r] + attn_pad(tok, tok->pos[r]), kv->hwm);
-        if (c0 >= c1)
+        const int p_end = attn_pad(tok, tok->pos[r]);
+        if (tok->ring == 0) {
+            zero_v(kv, tok->cell0[r] + tok->pos[r] + 1, tok->cell0[r] + p_end);
             continue;
-        for (int d = 0; d < kv->kv_dim; d++)
-            memset((char *)kv->v + ((size_t)d * (size_t)kv->n_cells + (size_t)c0) * elt, 0, (size_t)(c1 - c0) * elt);
+        }
+        for (int p = tok->pos[r] + 1; p < p_end; p++) {
+            const int c = tok->cell0[r] + p % tok->ring;
+            zero_v(kv, c, c + 1);
+            zero_v(kv, c + tok->ring, c + tok->ring + 1);
+        }
     }
 }
 
@@ -259,14 +281,19 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
         const kern_gemm_fn gemm_v = kern_pick_gemm(ops, hd, n_pad, tok->cnt[i]);
         const float *q = a->q + (size_t)i * Dq + (size_t)h0 * hd;
         float *out = a->out + (size_t)i * Dq + (size_t)h0 * hd;
-        const char *kg = (const char *)kv->k + ((size_t)cell0 * (size_t)Dkv + (size_t)g * hd) * elt;
-        const char *vg = (const char *)kv->v + ((size_t)g * hd * (size_t)kv->n_cells + (size_t)cell0) * elt;
-        /* scores[b][j] = K[j] . q_b */
+        /* the cell of position j0: positions [j0, n_pad) are contiguous from
+         * there (in a ring too: n_pad - j0 <= window + 94 <= ring) */
+        assert(tok->ring == 0 || n_pad - j0 <= tok->ring);
+        const int cs = cell0 + (tok->ring > 0 ? j0 % tok->ring : j0);
+        const char *kg = (const char *)kv->k + ((size_t)cs * (size_t)Dkv + (size_t)g * hd) * elt;
+        const char *vg = (const char *)kv->v + ((size_t)g * hd * (size_t)kv->n_cells + (size_t)cs) * elt;
+        /* scores[b][j] = K[j] . q_b for j in [j0, n_kv) (one dot per output:
+         * the same bits whatever row the call starts at) */
         if (f16) {
             kern_fp32_to_fp16_row(q, q16, (int64_t)per * hd);
-            gemm_k(hd, j0, n_kv, per, kg, kstride, q16, (size_t)hd * 2, sc, nc);
+            gemm_k(hd, 0, n_kv - j0, per, kg, kstride, q16, (size_t)hd * 2, sc + j0, nc);
         } else {
-            gemm_k(hd, j0, n_kv, per, kg, kstride, q, (size_t)hd * 4, sc, nc);
+            gemm_k(hd, 0, n_kv - j0, per, kg, kstride, q, (size_t)hd * 4, sc + j0, nc);
         }
         for (int b = 0; b < per; b++) {
             float *row = sc + (size_t)b * nc;
@@ -286,11 +313,10 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
                 kern_fp32_to_fp16_row(row + j0, p16 + (size_t)b * nc + j0, n_pad - j0);
         }
         /* out_b[d] = V^T[d] . p_b over the (padded) positions */
-        const char *vj = vg + (size_t)j0 * elt;
         if (f16)
-            gemm_v(n_pad - j0, 0, hd, per, vj, vstride, p16 + j0, nc * 2, out, (size_t)hd);
+            gemm_v(n_pad - j0, 0, hd, per, vg, vstride, p16 + j0, nc * 2, out, (size_t)hd);
         else
-            gemm_v(n_pad - j0, 0, hd, per, vj, vstride, sc + j0, nc * 4, out, (size_t)hd);
+            gemm_v(n_pad - j0, 0, hd, per, vg, vstride, sc + j0, nc * 4, out, (size_t)hd);
     }
 }
 
