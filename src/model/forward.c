@@ -281,6 +281,15 @@ static void post_out(struct model_state *s, int n, const float *b, const float *
     s->be->ops->rms_norm(s->be, &a);
 }
 
+/* Per row of n rows of dim floats: x += bias (when set). */
+static void add_bias(struct model_state *s, float *x, int n, int dim, const float *bias)
+{
+    if (!bias)
+        return;
+    struct backend_norm a = {x, NULL, bias, x, NULL, n, dim, (size_t)dim, 0.0f};
+    s->be->ops->rms_norm(s->be, &a);
+}
+
 /* Per row: x += xb2 (when add_first), then xb = rmsnorm(x) * w. */
 static void add_norm(struct model_state *s, int n, bool add_first, const float *w)
 {
@@ -453,11 +462,13 @@ static enum sp_status decode(struct model_state *s, const struct model_batch *b,
         add_norm(s, nr, true, L->ffn_norm);
         struct backend_mm gu[2] = {{&L->w_gate, s->hb, (size_t)F}, {&L->w_up, s->hb2, (size_t)F}};
         be->ops->matmul(be, gu, 2, s->xb, nr, ns, (size_t)E);
+        add_bias(s, s->hb, nr, F, L->b_gate); /* ggml_add after each matmul, as build_ffn */
+        add_bias(s, s->hb2, nr, F, L->b_up);
         be->ops->glu(be, hp->act == MODEL_ACT_GELU ? BACKEND_ACT_GELU : BACKEND_ACT_SILU, s->hb, s->hb2, nr, F,
                      (size_t)F);
         struct backend_mm d = {&L->w_down, s->xb2, (size_t)E};
         be->ops->matmul(be, &d, 1, s->hb, nr, ns, (size_t)F);
-        post_out(s, nr, NULL, L->ffn_post_norm);
+        post_out(s, nr, L->b_down, L->ffn_post_norm);
     }
     /* the last FFN residual, then the output norm */
     add_norm(s, nr, true, m->output_norm);

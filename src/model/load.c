@@ -7,8 +7,12 @@
  * tensor is checked for presence, shape and a kernel for its type before the
  * model is returned; matrices are views into the mapping (fused attn_qkv and
  * gate+up ffn_up become row views), 1-D norm/bias/factor vectors are
- * converted to F32 copies. Tensors the description does not use are logged.
- * A split GGUF loads the same way, its tensors looked up over the shards. */
+ * converted to F32 copies. Every family takes the optional biases llama.cpp's
+ * converter may write (attention q/k/v/output, a fused attn_qkv.bias, FFN
+ * gate/up/down, a fused ffn_up.bias) and applies each one present; a bias
+ * tensor of any other name is refused rather than ignored. Other tensors the
+ * description does not use are logged. A split GGUF loads the same way, its
+ * tensors looked up over the shards. */
 #include "model/model.h"
 #include "obs/log.h"
 
@@ -266,6 +270,44 @@ static bool layer_is_swa(const struct gg_file *f, const struct model_hparams *hp
     return hp->swa_pattern == 0 || l % hp->swa_pattern < hp->swa_pattern - 1;
 }
 
+/* Refuse a bias the graph would not apply: every "blk.N.<name>.bias" that
+ * load_layer reads when present is listed here; any other bias tensor
+ * (output.bias, a norm's bias, ...) would be silently ignored. */
+static enum sp_status check_biases(struct tsrc *src, struct sp_err *err)
+{
+    static const char *const known[] = {"attn_q",  "attn_k",  "attn_v",   "attn_output",
+                                        "attn_qkv", "ffn_gate", "ffn_up", "ffn_down"};
+    for (size_t i = 0; i < src_count(src); i++) {
+        const struct gg_str nm = src_at(src, i)->name;
+        char n[96];
+        if (nm.len < 5 || nm.len >= sizeof(n) || memcmp(nm.ptr + nm.len - 5, ".bias", 5) != 0) {
+            if (nm.len >= sizeof(n) && nm.len >= 5 && memcmp(nm.ptr + nm.len - 5, ".bias", 5) == 0)
+                return sp_err_set(err, SP_ERR_UNSUPPORTED, "a bias tensor with a %llu-byte name is not applied",
+                                  (unsigned long long)nm.len);
+            continue;
+        }
+        memcpy(n, nm.ptr, nm.len);
+        n[nm.len] = '\0';
+        bool ok = false;
+        const char *p = n;
+        if (strncmp(p, "blk.", 4) == 0) {
+            p += 4;
+            while (*p >= '0' && *p <= '9')
+                p++;
+            if (*p == '.') {
+                p++;
+                for (size_t k = 0; k < SP_ARRAY_LEN(known) && !ok; k++)
+                    ok = strlen(known[k]) + 5 == strlen(p) && strncmp(p, known[k], strlen(known[k])) == 0;
+            }
+        }
+        if (!ok)
+            return sp_err_setc(err, SP_ERR_UNSUPPORTED, n,
+                               "tensor %s is a bias spoke's graph does not apply; refusing the model rather than "
+                               "ignoring it", n);
+    }
+    return SP_OK;
+}
+
 /* The tensors of layer l as the family's description says. */
 static enum sp_status load_layer(struct tsrc *src, struct model *m, int l, float **next, struct sp_err *err)
 {
@@ -301,6 +343,16 @@ static enum sp_status load_layer(struct tsrc *src, struct model *m, int l, float
             (result = bind_rows(qkv, name, E, Dq, Dkv, &L->wk, err)) != SP_OK ||
             (result = bind_rows(qkv, name, E, Dq + Dkv, Dkv, &L->wv, err)) != SP_OK)
             return result;
+        const float *bqkv;
+        if ((result = load_vector(src, LNAME("attn_qkv.bias"), Dq + 2 * Dkv, false, next, &bqkv, err)) != SP_OK)
+            return result;
+        if (bqkv && (L->bq || L->bk || L->bv))
+            return sp_err_setc(err, SP_ERR_FORMAT, name, "layer %d has both %s and separate q/k/v biases", l, name);
+        if (bqkv) { /* rows of the fused bias, like the weight's */
+            L->bq = bqkv;
+            L->bk = bqkv + Dq;
+            L->bv = bqkv + Dq + Dkv;
+        }
     } else if ((result = bind_matrix(src, LNAME("attn_q.weight"), E, Dq, &L->wq, err)) != SP_OK ||
                (result = bind_matrix(src, LNAME("attn_k.weight"), E, Dkv, &L->wk, err)) != SP_OK ||
                (result = bind_matrix(src, LNAME("attn_v.weight"), E, Dkv, &L->wv, err)) != SP_OK) {
@@ -315,11 +367,17 @@ static enum sp_status load_layer(struct tsrc *src, struct model *m, int l, float
         if ((result = bind_rows(up, name, E, 0, F, &L->w_gate, err)) != SP_OK ||
             (result = bind_rows(up, name, E, F, F, &L->w_up, err)) != SP_OK)
             return result;
+        if ((result = load_vector(src, LNAME("ffn_up.bias"), 2 * F, false, next, &L->b_gate, err)) != SP_OK)
+            return result;
+        L->b_up = L->b_gate ? L->b_gate + F : NULL; /* gate rows then up rows, like the weight */
     } else if ((result = bind_matrix(src, LNAME("ffn_gate.weight"), E, F, &L->w_gate, err)) != SP_OK ||
-               (result = bind_matrix(src, LNAME("ffn_up.weight"), E, F, &L->w_up, err)) != SP_OK) {
+               (result = bind_matrix(src, LNAME("ffn_up.weight"), E, F, &L->w_up, err)) != SP_OK ||
+               (result = load_vector(src, LNAME("ffn_gate.bias"), F, false, next, &L->b_gate, err)) != SP_OK ||
+               (result = load_vector(src, LNAME("ffn_up.bias"), F, false, next, &L->b_up, err)) != SP_OK) {
         return result;
     }
-    if ((result = bind_matrix(src, LNAME("ffn_down.weight"), F, E, &L->w_down, err)) != SP_OK)
+    if ((result = bind_matrix(src, LNAME("ffn_down.weight"), F, E, &L->w_down, err)) != SP_OK ||
+        (result = load_vector(src, LNAME("ffn_down.bias"), E, false, next, &L->b_down, err)) != SP_OK)
         return result;
 #undef LNAME
     L->swa = d->swa && hp->n_swa > 0 && layer_is_swa(src->f, hp, l);
@@ -376,8 +434,9 @@ static enum sp_status load_from(struct tsrc *src, struct model **out, struct sp_
     }
 
     /* F32 vectors: output_norm, three RoPE factor sets, per layer 4 norms,
-     * 2 head norms and 4 biases */
-    size_t per_layer = (size_t)(5 * E + 2 * hp->head_dim + Dq + 2 * Dkv);
+     * 2 head norms, 4 attention biases (or the fused one) and the FFN
+     * biases (gate + up, or the fused pair, and down) */
+    size_t per_layer = (size_t)(6 * E + 2 * hp->head_dim + 2 * (Dq + 2 * Dkv) + 2 * (int64_t)hp->n_ff);
     size_t n_owned = (size_t)E + 3 * (size_t)(hp->n_rot / 2) + per_layer * (size_t)hp->n_layer;
     m->owned = sp_calloc(n_owned, sizeof(float));
     m->layers = sp_calloc((size_t)hp->n_layer, sizeof(*m->layers));
@@ -411,6 +470,9 @@ static enum sp_status load_from(struct tsrc *src, struct model **out, struct sp_
             goto fail;
         m->layers[l].rope_factors = rope_freqs;
     }
+    /* decoder families only: bert's norms have biases of their own (bert.c) */
+    if ((result = check_biases(src, err)) != SP_OK)
+        goto fail;
 bound:
     for (size_t i = 0; i < src_count(src); i++)
         m->weight_bytes += src_at(src, i)->nbytes;

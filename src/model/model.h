@@ -110,6 +110,8 @@ struct model_layer {
     const float *q_norm, *k_norm;    /* [head_dim] per-head RMSNorm weights or NULL */
     const float *bq, *bk, *bv;       /* attention biases or NULL */
     const float *bo;                 /* [n_embd] attn_output bias or NULL */
+    const float *b_gate, *b_up;      /* [n_ff] FFN gate / up biases or NULL (halves of a fused ffn_up.bias) */
+    const float *b_down;             /* [n_embd] ffn_down bias or NULL */
     const float *rope_factors;       /* [n_rot/2] frequency divisors or NULL (llama3 rope_freqs);
                                       * phi3's long/short pair is chosen per state */
     bool swa;                        /* sliding-window layer (attends to the last n_swa positions) */

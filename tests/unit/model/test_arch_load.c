@@ -370,6 +370,109 @@ TEST(softcap_bounds_logits)
         CHECK(fabsf(logits[i]) <= 0.5f);
 }
 
+/* Logits of toks6 for sp with tensor extra (or none) added after its tensors. */
+static bool logits_with(struct mspec sp, const struct tdef *extra, float *out, enum sp_status *st)
+{
+    struct loaded L;
+    struct sp_err err = {0};
+    int n = 0;
+    while (n < MAXT - 1 && sp.t[n].name)
+        n++;
+    if (extra)
+        sp.t[n] = *extra;
+    *st = load(&sp, &L, &err);
+    bool ran = *st == SP_OK && run(L.m, 8, toks6, 6, out);
+    unload(&L);
+    return ran;
+}
+
+TEST(every_present_bias_is_applied)
+{
+    /* llama (attention and FFN biases optional, as llama.cpp's loader) and
+     * phi3 (fused attn_qkv.bias and gate+up ffn_up.bias): each bias alone
+     * loads and moves the logits; a constant bias on the FFN down
+     * projection moves them too */
+    struct mspec ll = {.arch = "llama", .t = {T_BASE, T_QKV, T_GATE_UP}};
+    const struct tdef lb[] = {
+        {"attn_q.bias", E, 1, true, 0},   {"attn_k.bias", E, 1, true, 0},   {"attn_v.bias", E, 1, true, 0},
+        {"attn_output.bias", E, 1, true, 0}, {"ffn_gate.bias", F, 1, true, 0}, {"ffn_up.bias", F, 1, true, 0},
+        {"ffn_down.bias", E, 1, true, 0.25f},
+    };
+    float ref[NV], got[NV];
+    enum sp_status st;
+    CHECK(logits_with(ll, NULL, ref, &st));
+    for (size_t i = 0; i < SP_ARRAY_LEN(lb); i++) {
+        bool ran = logits_with(ll, &lb[i], got, &st);
+        CHECK_MSG(ran && !same(ref, got), "llama %s: status %d, ran %d, logits %s", lb[i].name, (int)st, ran,
+                  ran ? "unchanged" : "-");
+    }
+    struct mspec ph = {.arch = "phi3",
+                       .t = {T_BASE, {"attn_qkv.weight", E, 3 * E, true, 0}, {"ffn_up.weight", E, 2 * F, true, 0}}};
+    const struct tdef pb[] = {{"attn_qkv.bias", 3 * E, 1, true, 0}, {"ffn_up.bias", 2 * F, 1, true, 0}};
+    CHECK(logits_with(ph, NULL, ref, &st));
+    for (size_t i = 0; i < SP_ARRAY_LEN(pb); i++) {
+        bool ran = logits_with(ph, &pb[i], got, &st);
+        CHECK_MSG(ran && !same(ref, got), "phi3 %s: status %d", pb[i].name, (int)st);
+    }
+    /* the fused biases are split like their weights */
+    struct loaded L;
+    struct sp_err err = {0};
+    ph.t[8] = pb[0];
+    ph.t[9] = pb[1];
+    CHECK_EQ_INT(load(&ph, &L, &err), SP_OK);
+    if (L.m) {
+        const struct model_layer *ly = &L.m->layers[0];
+        CHECK(ly->bq && ly->bk == ly->bq + E && ly->bv == ly->bq + 2 * E);
+        CHECK(ly->b_gate && ly->b_up == ly->b_gate + F);
+        CHECK(ly->bq[E] == g_rand[E] && ly->b_up[0] == g_rand[F]);
+    }
+    unload(&L);
+    /* a bias of the wrong length is named */
+    const struct tdef wrong = {"ffn_down.bias", F, 1, true, 0};
+    CHECK(!logits_with(ll, &wrong, got, &st) && st == SP_ERR_FORMAT);
+}
+
+TEST(unapplied_bias_is_refused)
+{
+    /* a bias the graph has no place for is an error, never ignored */
+    struct mspec ll = {.arch = "llama", .t = {T_BASE, T_QKV, T_GATE_UP}};
+    const struct tdef stray[] = {{"output.bias", NV, 1, false, 0}, {"attn_norm.bias", E, 1, true, 0}};
+    for (size_t i = 0; i < SP_ARRAY_LEN(stray); i++) {
+        struct loaded L;
+        struct sp_err err = {0};
+        ll.t[11] = stray[i];
+        CHECK_EQ_INT(load(&ll, &L, &err), SP_ERR_UNSUPPORTED);
+        unload(&L);
+        CHECK_MSG(strstr(err.msg, stray[i].name) && strstr(err.msg, "bias"), "message: %s", err.msg);
+    }
+    /* phi3's separate attention biases next to a fused one are ambiguous */
+    struct mspec ph = {.arch = "phi3",
+                       .t = {T_BASE, {"attn_qkv.weight", E, 3 * E, true, 0}, {"ffn_up.weight", E, 2 * F, true, 0},
+                             {"attn_qkv.bias", 3 * E, 1, true, 0}, {"attn_q.bias", E, 1, true, 0}}};
+    struct loaded L;
+    struct sp_err err = {0};
+    CHECK_EQ_INT(load(&ph, &L, &err), SP_ERR_FORMAT);
+    unload(&L);
+}
+
+TEST(tied_output_and_missing_rope_freqs)
+{
+    /* no output.weight: the output is the embedding (tied); no rope_freqs:
+     * no factors; both load and run */
+    struct mspec ll = {.arch = "llama", .t = {T_BASE, T_QKV, T_GATE_UP}};
+    struct loaded L;
+    struct sp_err err = {0};
+    float got[NV];
+    CHECK_EQ_INT(load(&ll, &L, &err), SP_OK);
+    CHECK(L.m && L.m->tied_output && L.m->output.data == L.m->tok_embd.data && !L.m->layers[0].rope_factors);
+    CHECK(L.m && run(L.m, 8, toks6, 6, got) && isfinite(got[0]));
+    unload(&L);
+    ll.t[11] = (struct tdef){"output.weight", E, NV, false, 0.5f};
+    CHECK_EQ_INT(load(&ll, &L, &err), SP_OK);
+    CHECK(L.m && !L.m->tied_output);
+    unload(&L);
+}
+
 int main(void)
 {
     uint64_t st = 0x9e3779b97f4a7c15ull;
@@ -383,5 +486,8 @@ int main(void)
     RUN(rope_factors);
     RUN(phi3_long_factors_only_past_the_original_context);
     RUN(softcap_bounds_logits);
+    RUN(every_present_bias_is_applied);
+    RUN(unapplied_bias_is_refused);
+    RUN(tied_output_and_missing_rope_freqs);
     return test_summary();
 }
