@@ -3,9 +3,8 @@
 gemma3, phi3 in F32 and quantized) works with no flags: `spoke run FILE PROMPT`
 and `spoke run --chat` exit 0 with text on stdout and stats on stderr, and
 one `spoke serve` holding all of them answers a chat completion and a
-streamed completion for each with 200. Files of a tensor type spoke does not
-have kernels for yet (IQ4_NL / IQ4_XS until they land) must be refused with
-a clear "type" error instead, never a crash."""
+streamed completion for each with 200. Every file must work (the IQ4_NL /
+IQ4_XS files too: their kernels are in)."""
 import glob, os, sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -30,9 +29,6 @@ for f in files:
     name = os.path.basename(f)
     p = run(["run", f, "Once upon a time", "-n", "8"])
     err = p.stderr.decode("utf-8", "replace")
-    if p.returncode != 0 and "iq4" in name and "type" in err.lower():
-        print("pending %s: refused (%s)" % (name, err.strip().splitlines()[-1] if err.strip() else ""))
-        continue
     ss.check(p.returncode == 0 and len(p.stdout) > 0 and "t/s" in err, "run %s (rc %d: %s)" % (name, p.returncode,
                                                                                            err[-300:]))
     p = run(["run", f, "Hi", "--chat", "-n", "4"])
