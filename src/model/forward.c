@@ -135,7 +135,7 @@ static int swa_ring(const struct model *m, const struct model_state_opts *o, int
 {
     const struct model_hparams *hp = &m->hp;
     *n_layers = 0;
-    for (int l = 0; l < hp->n_layer; l++)
+    for (int l = 0; m->layers && l < hp->n_layer; l++) /* encoders (bert) have no decoder layers */
         *n_layers += m->layers[l].swa;
     if (o->swa_full || hp->n_swa <= 0 || *n_layers == 0)
         return (*n_layers = 0);
