@@ -1,12 +1,13 @@
 // sdk_test.cjs - drives `spoke serve` with the official `openai` npm SDK
-// (pinned in package-lock.json). Usage: node sdk_test.cjs MODULE_DIR URL MODEL
+// (pinned in package-lock.json). Usage: node sdk_test.cjs MODULE_DIR URL MODEL EMBD
+// (EMBD: a JSON file {model, texts, vectors} of reference embeddings, or -)
 // Prints one line per check ("ok ..." / "FAIL ..."), exits 1 if any failed.
 // The demo model knows no tools or JSON: tool calls and structured outputs
 // come from spoke's constrained decoding, so their shape and validity are
 // what is checked here, through the SDK's own parsers and stream helpers.
 'use strict';
 const path = require('path');
-const [moduleDir, baseURL, model] = process.argv.slice(2);
+const [moduleDir, baseURL, model, embdFile] = process.argv.slice(2);
 const { OpenAI } = require(path.join(moduleDir, 'node_modules', 'openai'));
 const client = new OpenAI({ baseURL: baseURL + '/v1', apiKey: 'unused', maxRetries: 0, timeout: 60000 });
 let failed = 0;
@@ -159,6 +160,20 @@ const tools = [
   const g2 = await client.chat.completions.create({ model, messages, max_tokens: 16, temperature: 0, n: 2 });
   check(g2.choices[0].message.content === text && g2.choices[1].message.content === text,
         'greedy n=2: both choices equal n=1');
+
+  // embeddings: the SDK asks for base64 and decodes it; float too; cosine with the numpy reference
+  if (embdFile && embdFile !== '-') {
+    const ref = JSON.parse(require('fs').readFileSync(embdFile, 'utf8'));
+    const cos = (a, b) => a.reduce((s, x, i) => s + x * b[i], 0) /
+      Math.sqrt(a.reduce((s, x) => s + x * x, 0) * b.reduce((s, x) => s + x * x, 0));
+    for (const encoding_format of [undefined, 'float']) {
+      const e = await client.embeddings.create({ model: ref.model, input: ref.texts, encoding_format });
+      const ok = e.data.length === ref.texts.length && e.data.every((d, i) => d.index === i &&
+        d.embedding.length === ref.vectors[i].length && cos(d.embedding, ref.vectors[i]) >= 0.9999);
+      check(ok && e.usage.prompt_tokens > 0, `embeddings (${encoding_format || 'the SDK default, base64'}): ` +
+            e.data.map((d, i) => cos(d.embedding, ref.vectors[i]).toFixed(6)).join(' '));
+    }
+  }
 
   // errors as the SDK's typed exceptions
   await expectError(client.chat.completions.create({ model, messages, max_tokens: 4, temperature: 5 }),

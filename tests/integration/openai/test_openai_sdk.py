@@ -6,12 +6,28 @@ by tools/test-deps.sh) against a real `spoke serve` with the demo model
 helper), completions, forced tool calls with valid arguments, streamed
 tool-call deltas assembled by the SDK, a tool result sent back, structured
 outputs (response_format json_schema parsed by the SDK, json_object),
-logprobs, n > 1 streamed and not, errors as the SDK's typed exceptions.
-Skips (exit 77) when node or the SDK is not installed (no npm registry)."""
+logprobs, n > 1 streamed and not, errors as the SDK's typed exceptions;
+embeddings (the SDK asks for base64 and decodes it; and float) of a
+synthetic bert (tests/integration/embd/embd_models.py) against its numpy
+reference, when numpy is there (Debian's python3-numpy). Skips (exit 77)
+when node or the SDK is not installed (no npm registry)."""
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+
+try:
+    import numpy  # noqa: F401
+    HAVE_NP = True
+except ImportError:  # a python3 without Debian's python3-numpy (pyenv): use the system one if it has it
+    sysp = "/usr/bin/python3"
+    if os.path.realpath(sys.executable) != os.path.realpath(sysp) and os.path.exists(sysp) and \
+            not os.environ.get("SPOKE_SDK_REEXEC"):
+        os.environ["SPOKE_SDK_REEXEC"] = "1"
+        os.execv(sysp, [sysp] + sys.argv)
+    HAVE_NP = False
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "server"))
@@ -29,11 +45,27 @@ if not os.path.exists(os.path.join(JS, "node_modules", "openai", "package.json")
     print("SKIP: the openai npm SDK is not installed in %s (tools/test-deps.sh; needs the npm registry)" % JS)
     sys.exit(SKIP)
 
-srv = Server(model_config(params={"max_concurrency": 4}))
+tmp = tempfile.mkdtemp(prefix="spoke-sdk-")
+cfg = model_config(params={"max_concurrency": 4})
+embd = "-"
+if HAVE_NP:
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "embd"))
+    import embd_models as em  # noqa: E402
+    W = em.make_bert(os.path.join(tmp, "embedder.gguf"), "mean", seed=1)
+    texts = ["the cat sat on the mat", "a dog ran in the park"]
+    embd = os.path.join(tmp, "embd.json")
+    with open(embd, "w") as f:
+        json.dump({"model": "embedder", "texts": texts,
+                   "vectors": [[float(x) for x in em.bert_ref(W, em.bert_tokenize(W, t))] for t in texts]}, f)
+    cfg = cfg.replace("models:\n", "models:\n  - from: file:%s\n    name: embedder\n" %
+                      os.path.join(tmp, "embedder.gguf"), 1)
+else:
+    print("  note: numpy missing: the embeddings case is left out")
+srv = Server(cfg, tmp=tmp)
 try:
     srv.wait_ready()
     r = subprocess.run(["node", os.path.join(HERE, "sdk_test.cjs"), JS, "http://127.0.0.1:%d" % srv.port,
-                        "stories260K"], capture_output=True, text=True, timeout=150)
+                        "stories260K", embd], capture_output=True, text=True, timeout=150)
     print(r.stdout, end="")
     print(r.stderr, end="")
     check(r.returncode == 0, "openai npm SDK checks (exit %d)" % r.returncode)
