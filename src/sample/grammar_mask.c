@@ -10,7 +10,7 @@
  * words and the byte (its caps and work budget included), so the memo gives
  * exactly the reference's masks, while most trie nodes cost one table
  * lookup: inside a JSON string nearly every byte leads back to the same
- * few states. Masks are cached per state id (GRAMMAR_N_MASKS, replaced in
+ * few states (partial UTF-8 characters included, see canon_partial). Masks are cached per state id (GRAMMAR_N_MASKS, replaced in
  * turn) as bitsets.
  *
  * Bounded: at most GDFA_MAX_STATES states and GDFA_MAX_WORDS words; a full
@@ -137,6 +137,47 @@ static int32_t dfa_intern(struct gdfa *d, const uint32_t *w, size_t n)
     return (int32_t)id;
 }
 
+/* Does class c treat every code point >= 0x80 alike (all in or all out)? */
+static bool class_flat_high(const struct grammar *g, const struct gclass *c)
+{
+    for (uint32_t k = 0; k < c->n; k++) {
+        const struct grange *r = &g->rng[c->first + k];
+        if (r->hi >= 0x80 && !(r->lo <= 0x80 && r->hi >= 0x10FFFF))
+            return false;
+    }
+    return true;
+}
+
+/* A state w inside a multi-byte character whose stacks' classes all treat
+ * non-ASCII code points alike has the same future for every partial value
+ * with the same UTF-8 validity constraints left (E0 and ED, F0 and F4 lead
+ * bytes restrict the next byte; ED A0..BF completes to a surrogate): give
+ * it one representative value, so that the trie's thousands of partial
+ * characters make a handful of states instead of one each. */
+static void canon_partial(const struct grammar *g, uint32_t *w)
+{
+    uint32_t need = w[2] & 0xFF, tot = w[2] >> 8, pval = w[1];
+    if (need == 0)
+        return;
+    const uint32_t *s = w + 3;
+    for (uint32_t k = 0; k < w[0]; k++) {
+        if (s[0] == 0 || !class_flat_high(g, &g->cls[g->el[s[s[0]]].v]))
+            return;
+        s += 1 + s[0];
+    }
+    if (tot == 2)
+        pval = 0x02; /* C2..DF */
+    else if (tot == 3 && need == 2)
+        pval = pval == 0x0 || pval == 0xD ? pval : 0x1; /* E1..EC, EE, EF */
+    else if (tot == 3)
+        pval = pval >> 5 == 0x1B ? 0x360 : 0x40; /* ED A0..BF (surrogates) or any valid */
+    else if (need == 3)
+        pval = pval == 0x0 || pval == 0x4 ? pval : 0x1; /* F1..F3 */
+    else
+        pval = need == 2 ? 0x40 : 0x1000; /* every completion is valid */
+    w[1] = pval;
+}
+
 /* Successor of state s by byte b (computed and remembered). */
 static int32_t dfa_next(struct grammar_matcher *m, int32_t s, uint8_t b)
 {
@@ -147,6 +188,8 @@ static int32_t dfa_next(struct grammar_matcher *m, int32_t s, uint8_t b)
     bool live = grammar_step(m->g, &in, d->at[s], &d->scratch, m->path, b);
     if (d->scratch.oom)
         return GDFA_FAIL; /* a state missing stacks must not be remembered */
+    if (live)
+        canon_partial(m->g, d->scratch.w);
     int32_t t = live ? dfa_intern(d, d->scratch.w, d->scratch.n) : GDFA_DEAD;
     if (t != GDFA_FAIL)
         d->next[(size_t)s * 256 + b] = (int16_t)t;

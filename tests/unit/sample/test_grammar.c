@@ -154,6 +154,67 @@ TEST(mask_matches_brute_force)
     grammar_free(g);
 }
 
+/* Masks inside a multi-byte character (the fast mask gives partial
+ * characters one representative when every class treats non-ASCII alike):
+ * byte tokens along paths through E0, ED (surrogates), F0, F4 and plain
+ * lead bytes, each mask compared with brute-force accepts. */
+TEST(mask_partial_utf8)
+{
+    static const char *bt[] = {"\"", "a", "\xc2", "\xe0", "\xe1", "\xed", "\xf0", "\xf1", "\xf4", "\x80",
+                               "\x8f", "\x90", "\x9f", "\xa0", "\xbf", "\xed\xa0", "\xe1\x80", "\xbf\xbf", ".",
+                               "\xed\xa0\x80", "\xed\x9f\xbf", "\xe0\xa0\x80", "\xe0\x9f\xbf", "\xf4\x8f\xbf\xbf",
+                               "\xf4\x90\x80\x80", "\xf0\x8f\xbf\xbf", "\xf0\x90\x80\x80", "\xe1\xbf\xbf"};
+    enum { NB = (int)SP_ARRAY_LEN(bt) };
+    static char pieces[128];
+    static uint32_t off[NB + 1];
+    static uint8_t kind[NB];
+    size_t n = 0;
+    for (int i = 0; i < NB; i++) {
+        off[i] = (uint32_t)n;
+        memcpy(pieces + n, bt[i], strlen(bt[i]));
+        n += strlen(bt[i]);
+        kind[i] = GRAMMAR_TOK_TEXT;
+    }
+    off[NB] = (uint32_t)n;
+    struct grammar_vocab *v = NULL;
+    struct sp_err err = {0};
+    CHECK(grammar_vocab_new(NB, pieces, off, kind, &v, &err) == SP_OK);
+    const char *gs[] = {"root ::= \"\\\"\" [^\"\\\\\\x00-\\x1f]* \"\\\"\"",
+                        "root ::= ( [^\\n]+ \".\" | [\\u0800-\\uffff]+ \"a\" )+"};
+    /* paths of token indexes into bt */
+    static const int paths[][6] = {{0, 5, 13, 9, 3, 14}, {0, 5, 10, 9, 6, 11}, {0, 3, 13, 14, 8, 10},
+                                   {0, 6, 9, 9, 9, 7},   {0, 4, 9, 9, 2, 9},   {0, 15, 9, 16, 17, 0},
+                                   {0, 8, 10, 17, 1, 0}, {0, 3, 9, 12, 13, 14}};
+    for (size_t gi = 0; gi < SP_ARRAY_LEN(gs); gi++) {
+        struct grammar *g = parse(gs[gi]);
+        CHECK(g != NULL);
+        for (size_t p = 0; g && p < SP_ARRAY_LEN(paths); p++) {
+            struct grammar_matcher *m = NULL;
+            CHECK(grammar_matcher_new(g, v, &m, &err) == SP_OK);
+            for (int step = 0; step < 6; step++) {
+                uint8_t allow[NB];
+                (void)grammar_mask(m, allow);
+                for (int t = 0; t < NB; t++) {
+                    struct grammar_matcher *m2 = NULL;
+                    CHECK(grammar_matcher_new(g, v, &m2, &err) == SP_OK);
+                    bool ok = true;
+                    for (int k = 0; k < step && ok; k++)
+                        ok = grammar_accept(m2, paths[p][k]);
+                    bool expect = ok && grammar_accept(m2, t);
+                    grammar_matcher_free(m2);
+                    CHECK_MSG(allow[t] == expect, "grammar %zu path %zu step %d token %d: mask %d, accept %d", gi,
+                              p, step, t, allow[t], expect);
+                }
+                if (!grammar_accept(m, paths[p][step]))
+                    break;
+            }
+            grammar_matcher_free(m);
+        }
+        grammar_free(g);
+    }
+    grammar_vocab_free(v);
+}
+
 TEST(json_object_grammar)
 {
     const char *j = grammar_json_object_gbnf();
@@ -175,6 +236,7 @@ int main(void)
     RUN(parse_errors);
     RUN(match_basics);
     RUN(mask_matches_brute_force);
+    RUN(mask_partial_utf8);
     RUN(json_object_grammar);
     return test_summary();
 }
