@@ -17,8 +17,10 @@
  * DFA is emptied before a mask (when over 3/4 full) or when a walk fills
  * it (the walk is redone once on the empty DFA, then falls back to the
  * reference walk), and out of memory falls back the same way. Memory per
- * matcher: rows 512 bytes per state (4 MiB at most), words 2 MiB at most,
- * masks GRAMMAR_N_MASKS * n_vocab / 8 bytes (300 KiB for 150k tokens). */
+ * matcher: rows 512 bytes and loop bits 64 bytes per state (4.5 MiB at
+ * most), words 2 MiB at most, the hash 64 KiB, masks GRAMMAR_N_MASKS *
+ * n_vocab / 8 bytes (300 KiB for 150k tokens). The vocabulary adds 4 bytes
+ * per trie node and 32 per summarised node (grammar.c). */
 #include "sample/grammar_impl.h"
 
 #include <string.h>
