@@ -145,8 +145,8 @@ int kv_seq_ring_cell0(const struct kv_cache *kv, int id);
 void kv_seq_set_tokens(struct kv_cache *kv, int id, int p0, const int32_t *toks, int n);
 /* Copy the first n positions (K/V of every layer and the token ids) of live
  * sequence src into live sequence dst, which then has len n: n sampled
- * continuations of one prompt share its computation. Asserts n <= src's
- * len and dst's cap. */
+ * continuations of one prompt share its computation. Sliding-window layers
+ * copy src's whole ring into dst's. Asserts n <= src's len and dst's cap. */
 void kv_seq_copy(struct kv_cache *kv, int dst, int src, int n);
 /* Cells not held by live sequences (free or cached: both can be handed out). */
 int kv_cells_available(const struct kv_cache *kv);

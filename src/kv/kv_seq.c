@@ -274,6 +274,19 @@ void kv_seq_copy(struct kv_cache *kv, int dst, int src, int n)
     assert(d->state == KV_SEQ_LIVE && s->state == KV_SEQ_LIVE && dst != src && n >= 0 && n <= s->len &&
            n <= d->cap);
     move_cells(kv, d->base, s->base, n); /* live spans never overlap */
+    if (kv->ring > 0 && n > 0) { /* sliding-window layers: the whole ring (positions sit at p % ring, twice) */
+        const int c_src = kv_seq_ring_cell0(kv, src), c_dst = kv_seq_ring_cell0(kv, dst), cnt = 2 * kv->ring;
+        for (int l = 0; l < kv->n_layer; l++) {
+            if (!kv->layer_ring[l])
+                continue;
+            memcpy(kv_cache_k(kv, l, c_dst), kv_cache_k(kv, l, c_src), (size_t)cnt * kv->kv_dim * kv->elt);
+            for (int dd = 0; dd < kv->kv_dim; dd++) {
+                char *row = kv_cache_v(kv, l, dd);
+                memcpy(row + (size_t)c_dst * kv->elt, row + (size_t)c_src * kv->elt, (size_t)cnt * kv->elt);
+            }
+        }
+        kv_cache_mark_ring_written(kv, c_dst + cnt);
+    }
     d->len = n;
 }
 

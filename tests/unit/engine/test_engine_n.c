@@ -5,7 +5,8 @@
  * lone generation with seed s + i (so the copied KV cells give exactly what
  * computing them would); the same seed reproduces every choice; a callback
  * that stops one choice stops all; n above the model's sequences or the KV
- * budget is SP_ERR_LIMIT; a grammar holds every choice. */
+ * budget is SP_ERR_LIMIT; a grammar holds every choice; on gemma3 (sliding-
+ * window layers) the copied prompt gives the lone run's tokens. */
 #include "engine/engine.h"
 #include "sample/grammar.h"
 #include "test.h"
@@ -172,8 +173,47 @@ TEST(choices)
     engine_model_free(m);
 }
 
+/* gemma3 (sliding-window layers): n choices equal lone runs */
+TEST(sliding_window)
+{
+    char path[1400];
+    if (!test_shared_file(path, sizeof path, "models/arch/gemma3-f32.gguf"))
+        SKIP("gemma3-f32.gguf not found");
+    /* (this file's 512-token context is shorter than two rings of window + batch + 96, so the
+     * engine keeps its window layers at full length: test_kv checks kv_seq_copy's rings) */
+    struct engine_load_opts lo = {.path = path, .n_ctx = 512, .n_threads = 2, .n_parallel = 3};
+    struct engine_model *m = NULL;
+    CHECK(engine_model_load(&lo, &m, NULL) == SP_OK);
+    if (!m)
+        return;
+    struct engine_ctx *c[3] = {0};
+    for (int i = 0; i < 3; i++)
+        CHECK(engine_ctx_new(m, &c[i], NULL) == SP_OK);
+    static struct out group, alone;
+    gen(c, 3, 0, 0, 20, NULL, &group); /* the prompt is longer than the 8-position window */
+    CHECK(group.st == SP_OK && group.res[0].n_prompt_tokens > 8);
+    struct engine_model *m1 = NULL;
+    CHECK(engine_model_load(&lo, &m1, NULL) == SP_OK);
+    struct engine_ctx *c1 = NULL;
+    CHECK(m1 && engine_ctx_new(m1, &c1, NULL) == SP_OK);
+    gen(&c1, 1, 0, 0, 20, NULL, &alone);
+    for (int i = 0; i < 3; i++)
+        CHECK_MSG(same(&group, i, &alone, 0), "gemma3 greedy choice %d != a lone run", i);
+    gen(c, 3, 1.0f, 21, 20, NULL, &group);
+    for (int i = 0; i < 3; i++) {
+        gen(&c1, 1, 1.0f, 21 + (uint64_t)i, 20, NULL, &alone);
+        CHECK_MSG(same(&group, i, &alone, 0), "gemma3 choice %d != a lone run with seed 21+%d", i, i);
+    }
+    engine_ctx_free(c1);
+    engine_model_free(m1);
+    for (int i = 0; i < 3; i++)
+        engine_ctx_free(c[i]);
+    engine_model_free(m);
+}
+
 int main(void)
 {
     RUN(choices);
+    RUN(sliding_window);
     return test_summary();
 }

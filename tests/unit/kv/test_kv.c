@@ -1,7 +1,10 @@
 /* test_kv.c - KV cache: sizes, F16 and F32 round trips, the transposed V
- * layout, rows of different layers/positions not overlapping, bad shapes. */
+ * layout, rows of different layers/positions not overlapping, bad shapes,
+ * kv_seq_copy with sliding-window rings. */
 #include "kv/kv.h"
 #include "test.h"
+
+#include <string.h>
 
 TEST(kv_roundtrip)
 {
@@ -113,10 +116,64 @@ TEST(kv_sequences)
     kv_cache_free(kv);
 }
 
+/* kv_seq_copy: the span's cells of full layers, and the whole ring of
+ * sliding-window layers, into the other live sequence */
+TEST(kv_seq_copy_rings)
+{
+    const bool ring_layers[2] = {false, true};
+    struct kv_cache *kv = NULL;
+    CHECK(kv_cache_new_ring(NULL, 2, 512, 4, KV_F32, 4, ring_layers, 64, 8, 2, &kv, NULL) == SP_OK);
+    if (!kv)
+        return;
+    int a, b, ra, rb;
+    CHECK(kv_seq_open(kv, 100, NULL, 0, 0, &a, &ra) == SP_OK);
+    CHECK(kv_seq_open(kv, 100, NULL, 0, 0, &b, &rb) == SP_OK);
+    const int base_a = kv_seq_get(kv, a)->base, base_b = kv_seq_get(kv, b)->base;
+    const int ra0 = kv_seq_ring_cell0(kv, a), rb0 = kv_seq_ring_cell0(kv, b);
+    CHECK(ra0 != rb0);
+    int32_t toks[70];
+    float k[4], v[4], got[4];
+    for (int p = 0; p < 70; p++) {
+        toks[p] = 100 + p;
+        for (int i = 0; i < 4; i++)
+            k[i] = (float)(p * 10 + i), v[i] = -(float)(p * 10 + i);
+        kv_cache_store(kv, 0, base_a + p, k, v);
+        kv_cache_store(kv, 1, ra0 + p % 64, k, v); /* the ring: p % ring and p % ring + ring */
+        kv_cache_store(kv, 1, ra0 + p % 64 + 64, k, v);
+    }
+    kv_seq_set_tokens(kv, a, 0, toks, 70);
+    kv_seq_copy(kv, b, a, 70);
+    CHECK_EQ_INT(kv_seq_get(kv, b)->len, 70);
+    int bad = 0;
+    for (int p = 0; p < 70; p++) {
+        kv_cache_load_k(kv, 0, base_b + p, got);
+        bad += got[3] != (float)(p * 10 + 3);
+        kv_cache_load_v(kv, 0, base_b + p, got);
+        bad += got[1] != -(float)(p * 10 + 1);
+        bad += kv->cell_tok[base_b + p] != 100 + p;
+    }
+    for (int c = 0; c < 128; c++) {
+        float ka[4], kb[4];
+        kv_cache_load_k(kv, 1, ra0 + c, ka);
+        kv_cache_load_k(kv, 1, rb0 + c, kb);
+        bad += memcmp(ka, kb, sizeof ka) != 0;
+        kv_cache_load_v(kv, 1, ra0 + c, ka);
+        kv_cache_load_v(kv, 1, rb0 + c, kb);
+        bad += memcmp(ka, kb, sizeof ka) != 0;
+    }
+    kv_cache_load_k(kv, 1, rb0 + 69 % 64, got);
+    bad += got[0] != 690.0f; /* position 69 sits at 5 (and 69) of the ring */
+    CHECK_EQ_INT(bad, 0);
+    kv_seq_close(kv, a, false);
+    kv_seq_close(kv, b, false);
+    kv_cache_free(kv);
+}
+
 int main(void)
 {
     RUN(kv_sequences);
     RUN(kv_roundtrip);
     RUN(kv_bad_shapes);
+    RUN(kv_seq_copy_rings);
     return test_summary();
 }
