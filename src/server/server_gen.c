@@ -635,6 +635,12 @@ busy:
         ret = gen_error(j, c, 500, "out of memory", NULL, NULL, NULL);
         goto out;
     }
+    /* microhttpd's idle timeout (limits.timeout_s) would cut a stream whose
+     * next chunk is late: a tool call held back until it is whole, a slow
+     * model (the client read IncompleteRead). A client that stops reading is
+     * caught by write_timeout_s, one that vanished by the failed send, and an
+     * idle keep-alive connection after the stream by the request deadline. */
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, d ? d->stream_type : "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     srv_decorate(c, resp);

@@ -72,7 +72,9 @@ tmp = tempfile.mkdtemp(prefix="spoke-tools-")
 with open(os.path.join(tmp, "llama3.jinja"), "w") as f:
     f.write(LLAMA3)
 MODELS["llama3"] = os.path.join(tmp, "llama3.jinja")
-lines = ["server:", "  task_history:", "    sql_endpoint: true", "models:"]
+# timeout_s 1: a streamed call is held back until whole, a gap microhttpd's idle
+# timeout must not cut (it did under ASan: IncompleteRead)
+lines = ["server:", "  limits:", "    timeout_s: 1", "  task_history:", "    sql_endpoint: true", "models:"]
 for name, tpl in MODELS.items():
     lines += ["  - from: file:%s" % MODEL, "    name: %s" % name, "    params:", "      max_concurrency: 1"]
     if tpl:
