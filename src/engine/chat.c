@@ -3,7 +3,10 @@
  * else the model's tokenizer.chat_template, else the built-in chatml; it is
  * parsed once by the Jinja interpreter (tok_tmpl_*). A template that does not
  * parse is replaced by the fixed-family renderer (tok_chat_*, chosen by its
- * markers) with a warning naming the failure.
+ * markers) with a warning naming the failure. A model that also carries
+ * the named variant tokenizer.chat_template.tool_use (and no override is
+ * configured) renders requests that have tools with that one; it is parsed
+ * at load too, and one that fails to parse is dropped with a warning.
  *
  * Rendering takes the request's template variables as JSON and returns the
  * prompt with the byte ranges that came from the request (so the tokenizer
@@ -72,6 +75,39 @@ enum engine_tool_syntax engine_chat_tool_syntax(const struct engine_model *m)
     return (enum engine_tool_syntax)m->tool_syntax;
 }
 
+/* The model's tokenizer.chat_template.tool_use, when it has one that parses. */
+static void setup_tool_use(struct engine_model *em)
+{
+    struct gg_str s;
+    if (!gg_get_str(em->file, "tokenizer.chat_template.tool_use", &s) || s.len == 0)
+        return;
+    struct sp_err perr;
+    sp_err_clear(&perr);
+    if (tok_tmpl_parse(s.ptr, s.len, &em->tmpl_tools, &perr) != SP_OK) {
+        em->tmpl_tools = NULL;
+        LOG_WARN("engine", "the model's tool-use chat template cannot be used (%s); requests with tools use its "
+                 "default template", perr.msg);
+        return;
+    }
+    char *text = sp_strndup(s.ptr, s.len);
+    if (text) /* the tool-call syntax is the one the tool-use template teaches */
+        em->tool_syntax = syntax_of_text(text);
+    sp_free(text);
+    size_t n = strlen(em->tmpl_desc);
+    snprintf(em->tmpl_desc + n, sizeof em->tmpl_desc - n, " + tool_use");
+}
+
+/* Does the template context carry a non-empty "tools" array? */
+static bool ctx_has_tools(const char *ctx_json, size_t len)
+{
+    json_error_t je;
+    json_t *root = json_loadb(ctx_json, len, 0, &je);
+    const json_t *t = json_object_get(root, "tools");
+    bool has = json_is_array(t) && json_array_size(t) > 0;
+    json_decref(root);
+    return has;
+}
+
 enum sp_status engine_chat_setup(struct engine_model *em, const char *override, struct sp_err *err)
 {
     enum sp_status result = SP_OK;
@@ -125,6 +161,8 @@ enum sp_status engine_chat_setup(struct engine_model *em, const char *override, 
         snprintf(em->tmpl_desc, sizeof em->tmpl_desc, "jinja (%s)", origin);
     }
     sp_free(owned);
+    if (!(override && *override))
+        setup_tool_use(em);
     return SP_OK;
 }
 
@@ -208,7 +246,8 @@ enum sp_status engine_chat_render_ctx(const struct engine_model *m, const char *
     if (!m->tmpl)
         return render_fixed(m, ctx_json, len, max_out, out, err);
     struct tok_tmpl_vars vars = {.bos_token = m->bos_text, .eos_token = m->eos_text};
-    return tok_tmpl_render(m->tmpl, ctx_json, len, &vars, max_out, out, err);
+    const struct tok_tmpl *t = m->tmpl_tools && ctx_has_tools(ctx_json, len) ? m->tmpl_tools : m->tmpl;
+    return tok_tmpl_render(t, ctx_json, len, &vars, max_out, out, err);
 }
 
 static int dump_cb(const char *buffer, size_t size, void *data)

@@ -150,6 +150,7 @@ void engine_model_free(struct engine_model *m)
     sp_free(m->pieces);
     sp_free(m->piece_off);
     tok_tmpl_free(m->tmpl);
+    tok_tmpl_free(m->tmpl_tools);
     sp_free(m->bos_text);
     sp_free(m->eos_text);
     tok_vocab_free(m->vocab);

@@ -62,7 +62,8 @@ struct engine_model {
     struct tok_vocab *vocab;
     enum tok_chat_family chat;   /* fixed renderer (used when tmpl is NULL) */
     struct tok_tmpl *tmpl;       /* the Jinja chat template, or NULL */
-    int tool_syntax;             /* enum engine_tool_syntax, from the template's markers */
+    struct tok_tmpl *tmpl_tools; /* tokenizer.chat_template.tool_use: for requests with tools, or NULL */
+    int tool_syntax;             /* enum engine_tool_syntax, from the (tool-use) template's markers */
     char tmpl_desc[96];          /* for logs: "jinja (model)", "chatml (fixed: parse error)"... */
     struct backend_choice backend;
     char *name;

@@ -164,7 +164,7 @@ def bert_ref(W, ids):
     return _pool(x, W["pooling"])
 
 
-def make_llama(path, pooling, seed=2, E=64, H=4, HKV=2, F=96, L=2, ctx=128, f16=False):
+def make_llama(path, pooling, seed=2, E=64, H=4, HKV=2, F=96, L=2, ctx=128, f16=False, meta_extra=None):
     rng = np.random.default_rng(seed)
     toks = ["<unk>", "<s>", "</s>"] + ["\u2581" + w for w in WORDS]
     scores = [0.0, 0.0, 0.0] + [-float(i) for i in range(len(WORDS))]
@@ -192,6 +192,7 @@ def make_llama(path, pooling, seed=2, E=64, H=4, HKV=2, F=96, L=2, ctx=128, f16=
             "tokenizer.ggml.eos_token_id": 2, "tokenizer.ggml.unknown_token_id": 0}
     if pooling:
         meta["llama.pooling_type"] = POOL[pooling]
+    meta.update(meta_extra or {})  # e.g. chat templates (test_chat_tool_use)
     mats = {n for n, a in tensors if a.ndim == 2 and n.startswith("blk.")}
     write_gguf(path, meta, tensors, f16=mats if f16 else ())
     W.update(E=E, H=H, HKV=HKV, pooling=pooling, vocab=toks, f16=f16)

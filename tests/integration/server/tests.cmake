@@ -23,3 +23,7 @@ spoke_script_test(test_server_n python3 ${CMAKE_CURRENT_LIST_DIR}/test_server_n.
 if(TEST test_server_n)
   set_tests_properties(test_server_n PROPERTIES SKIP_RETURN_CODE 77)
 endif()
+spoke_script_test(test_chat_tool_use python3 ${CMAKE_CURRENT_LIST_DIR}/test_chat_tool_use.py LABELS integration TIMEOUT 120)
+if(TEST test_chat_tool_use)
+  set_tests_properties(test_chat_tool_use PROPERTIES SKIP_RETURN_CODE 77)
+endif()
