@@ -22,7 +22,8 @@ static const char *PROMPTS[MAXN] = {
     "The sun was hot. The cat",
     "Mom said, \"Let's bake a cake!\" The kids were so happy that they",
     "A bird",
-    "There was a big tree in the garden. Every day, the boy would climb it and look at the sky. One morning he",
+    "There was a big tree in the garden. Every day, the boy would climb it and look at the sky. "
+    "One morning he",
 };
 static const int MAXTOK[MAXN] = {40, 25, 50, 12, 33, 20, 45, 30};
 static const int DELAY_MS[MAXN] = {0, 1, 3, 2, 6, 0, 9, 4};
@@ -75,8 +76,12 @@ static struct engine_model *load(const char *file, int n_par, int kv_tokens, int
     snprintf(rel, sizeof rel, "models/%s", file);
     if (!test_shared_file(path, sizeof path, rel))
         return NULL;
-    struct engine_load_opts o = {.path = path, .n_ctx = 128, .n_threads = 2, .n_parallel = n_par,
-                                 .kv_tokens = kv_tokens, .step_tokens = step_tokens};
+    struct engine_load_opts o = {.path = path,
+                                 .n_ctx = 128,
+                                 .n_threads = 2,
+                                 .n_parallel = n_par,
+                                 .kv_tokens = kv_tokens,
+                                 .step_tokens = step_tokens};
     struct engine_model *m = NULL;
     struct sp_err err = {0};
     if (engine_model_load(&o, &m, &err) != SP_OK)
@@ -105,40 +110,53 @@ static void check_file(const char *file, int n)
         engine_model_free(m1);
     }
 
-    /* together: budget of 3 contexts, small steps so prompts are chunked */
-    struct engine_model *m = load(file, n, 3 * 128, 16);
-    CHECK(m != NULL);
-    if (!m)
-        return;
-    pthread_t th[MAXN];
-    for (int i = 0; i < n; i++) {
-        together[i].idx = i;
-        CHECK(engine_ctx_new(m, &together[i].ctx, NULL) == SP_OK);
-    }
-    for (int i = 0; i < n; i++)
-        CHECK(pthread_create(&th[i], NULL, thread_main, &together[i]) == 0);
-    for (int i = 0; i < n; i++)
-        pthread_join(th[i], NULL);
-    int bad = 0, total = 0;
-    double lp_err = 0;
-    for (int i = 0; i < n; i++) {
-        CHECK(together[i].st == SP_OK);
-        CHECK_EQ_INT(together[i].n, alone[i].n);
-        CHECK_EQ_INT(together[i].res.finish, alone[i].res.finish);
-        for (int k = 0; k < alone[i].n && k < together[i].n; k++) {
-            total++;
-            bad += alone[i].tok[k] != together[i].tok[k];
-            double e = (double)alone[i].lp[k] - together[i].lp[k];
-            lp_err = SP_MAX(lp_err, e < 0 ? -e : e);
+    /* together: budget of 3 contexts, small steps so prompts are chunked.
+     * Whether the threads' sequences overlap is up to the OS scheduler: on a
+     * loaded machine a run may happen not to overlap, so up to 3 runs (each
+     * in a fresh model, each checked in full) until one did. */
+    struct engine_model *m = NULL;
+    struct engine_model_info info = {0};
+    for (int attempt = 0; attempt < 3 && info.max_step_seqs < 2; attempt++) {
+        if (m) {
+            for (int i = 0; i < n; i++)
+                engine_ctx_free(together[i].ctx);
+            engine_model_free(m);
         }
+        m = load(file, n, 3 * 128, 16);
+        CHECK(m != NULL);
+        if (!m)
+            return;
+        pthread_t th[MAXN];
+        for (int i = 0; i < n; i++) {
+            together[i].idx = i;
+            CHECK(engine_ctx_new(m, &together[i].ctx, NULL) == SP_OK);
+        }
+        for (int i = 0; i < n; i++)
+            CHECK(pthread_create(&th[i], NULL, thread_main, &together[i]) == 0);
+        for (int i = 0; i < n; i++)
+            pthread_join(th[i], NULL);
+        int bad = 0, total = 0;
+        double lp_err = 0;
+        for (int i = 0; i < n; i++) {
+            CHECK(together[i].st == SP_OK);
+            CHECK_EQ_INT(together[i].n, alone[i].n);
+            CHECK_EQ_INT(together[i].res.finish, alone[i].res.finish);
+            for (int k = 0; k < alone[i].n && k < together[i].n; k++) {
+                total++;
+                bad += alone[i].tok[k] != together[i].tok[k];
+                double e = (double)alone[i].lp[k] - together[i].lp[k];
+                lp_err = SP_MAX(lp_err, e < 0 ? -e : e);
+            }
+        }
+        engine_model_get_info(m, &info);
+        fprintf(
+            stderr,
+            "  %-22s %d concurrent (up to %d per step): %d/%d tokens equal, max |dlogprob| %.1e\n",
+            file, n, info.max_step_seqs, total - bad, total, lp_err);
+        CHECK_EQ_INT(bad, 0);
+        CHECK(lp_err <= 1e-4);
     }
-    struct engine_model_info info;
-    engine_model_get_info(m, &info);
-    fprintf(stderr, "  %-22s %d concurrent (up to %d per step): %d/%d tokens equal, max |dlogprob| %.1e\n", file, n,
-            info.max_step_seqs, total - bad, total, lp_err);
     CHECK(info.max_step_seqs >= 2); /* they did run together */
-    CHECK_EQ_INT(bad, 0);
-    CHECK(lp_err <= 1e-4);
     /* prefix reuse: the last prompt twice more, then with more text after it */
     const int L = n - 1;
     struct run rr = {.ctx = together[0].ctx};
