@@ -18,19 +18,11 @@ import subprocess
 import sys
 import tempfile
 
-try:
-    import numpy  # noqa: F401
-    HAVE_NP = True
-except ImportError:  # a python3 without Debian's python3-numpy (pyenv): use the system one if it has it
-    sysp = "/usr/bin/python3"
-    if os.path.realpath(sys.executable) != os.path.realpath(sysp) and os.path.exists(sysp) and \
-            not os.environ.get("SPOKE_SDK_REEXEC"):
-        os.environ["SPOKE_SDK_REEXEC"] = "1"
-        os.execv(sysp, [sysp] + sys.argv)
-    HAVE_NP = False
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "server"))
+from spoke_server import numpy_or_system_python  # noqa: E402
+
+HAVE_NP = numpy_or_system_python()
 from spoke_server import MODEL, SRC, Server, check, model_config, summary  # noqa: E402
 
 SKIP = 77

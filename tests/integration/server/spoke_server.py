@@ -22,6 +22,24 @@ _live = []
 _tmpdirs = []
 
 
+def numpy_or_system_python():
+    """True when numpy imports. Else, when this python3 is not the system one
+    (a pyenv without Debian's python3-numpy), re-run this script under
+    /usr/bin/python3 if it exists (once: SPOKE_NUMPY_REEXEC); False when
+    neither has numpy. Call it before anything else starts."""
+    try:
+        import numpy  # noqa: F401
+        return True
+    except ImportError:
+        pass
+    sysp = "/usr/bin/python3"
+    if os.path.realpath(sys.executable) != os.path.realpath(sysp) and os.path.exists(sysp) and \
+            not os.environ.get("SPOKE_NUMPY_REEXEC"):
+        os.environ["SPOKE_NUMPY_REEXEC"] = "1"
+        os.execv(sysp, [sysp] + sys.argv)
+    return False
+
+
 def _cleanup():
     for s in list(_live):
         s.stop(sig=signal.SIGKILL)

@@ -10,14 +10,10 @@ default one renders requests with tools."""
 import os
 import sys
 
-try:
-    import numpy as np  # noqa: F401
-except ImportError:  # a python3 without Debian's python3-numpy (pyenv): use the system one if it has it
-    sysp = "/usr/bin/python3"
-    if os.path.realpath(sys.executable) != os.path.realpath(sysp) and os.path.exists(sysp) and \
-            not os.environ.get("SPOKE_TOOLUSE_REEXEC"):
-        os.environ["SPOKE_TOOLUSE_REEXEC"] = "1"
-        os.execv(sysp, [sysp] + sys.argv)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "server"))
+from spoke_server import numpy_or_system_python  # noqa: E402
+
+if not numpy_or_system_python():
     print("SKIP: python3-numpy is not installed (tools/test-deps.sh installs it)")
     sys.exit(77)
 
