@@ -25,6 +25,9 @@
  *   reference itself has a near-tie there). The F32
  *   path is bit-identical on every ISA, so F32 files are held to the cut-off
  *   everywhere.
+ * With SPOKE_ARCH_DEFAULT_ORDER set (test_arch_default) the F32 files run in
+ * spoke's default order (production's), held to the cut-off and looser
+ * logprob bounds (below).
  * A table (file, KV type, matching steps / cut-off, worst logprob difference
  * before the cut-off) is printed (SPOKE_GOLDEN_VERBOSE=1 adds every logprob
  * off by more than 1e-4, SPOKE_ARCH_ONLY=<file> runs one file). Adding a file
@@ -214,6 +217,15 @@ out:
     json_decref(root);
 }
 
+/* SPOKE_ARCH_DEFAULT_ORDER=1 (ctest's test_arch_default): spoke's default
+ * float order, the one production runs (the AVX-512 build's, which the
+ * stories260K references need), on the F32 files: ids to the cut-off with
+ * both caches, top-5 logprobs within 2e-3 with the F32 cache and 1e-2 with
+ * the F16 one (measured: 1.2e-3 for gemma3, whose GELU rounds its input to
+ * F16 so a last-bit difference becomes an F16 step; <= 8.4e-5 for the other
+ * families; up to 5.0e-3 with F16). */
+static bool default_order;
+
 TEST(arch_files)
 {
     char path[1024];
@@ -223,14 +235,20 @@ TEST(arch_files)
     const char *only = getenv("SPOKE_ARCH_ONLY"); /* debugging: one file */
     for (size_t i = 0; i < SP_ARRAY_LEN(all_cases); i++)
         for (int kvi = 0; kvi < 2; kvi++)
-            if (!only || strcmp(only, all_cases[i].file) == 0)
-                run_case(&all_cases[i], kvi);
+            if ((!only || strcmp(only, all_cases[i].file) == 0) && (!default_order || all_cases[i].f32)) {
+                struct arch_case c = all_cases[i];
+                if (default_order)
+                    c.max_lp = kvi == 0 ? 2e-3 : 1e-2;
+                run_case(&c, kvi);
+            }
     CHECK_EQ_INT(total_fail, 0);
 }
 
 int main(void)
 {
-    setenv("SPOKE_ORDER", "avx2", 1); /* the references' build; read at the first kernel call */
+    default_order = getenv("SPOKE_ARCH_DEFAULT_ORDER") != NULL;
+    if (!default_order)
+        setenv("SPOKE_ORDER", "avx2", 1); /* the references' build; read at the first kernel call */
     RUN(arch_files);
     return test_summary();
 }
