@@ -22,8 +22,7 @@ static const char *PROMPTS[MAXN] = {
     "The sun was hot. The cat",
     "Mom said, \"Let's bake a cake!\" The kids were so happy that they",
     "A bird",
-    "There was a big tree in the garden. Every day, the boy would climb it and look at the sky. "
-    "One morning he",
+    "There was a big tree in the garden. Every day, the boy would climb it and look at the sky. One morning he",
 };
 static const int MAXTOK[MAXN] = {40, 25, 50, 12, 33, 20, 45, 30};
 static const int DELAY_MS[MAXN] = {0, 1, 3, 2, 6, 0, 9, 4};
