@@ -325,6 +325,17 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         sp_cond_wait_ms(&j->cv, &j->mu, 1000);
     size_t avail = j->out.len - j->out_off;
     ssize_t n;
+    if (avail > 0 && j->conn) {
+        /* The wait above is the generation's, not the client's: a tool call
+         * held back until whole or a slow model leaves gaps past
+         * limits.timeout_s, and microhttpd counts them as idle time and cut
+         * the stream (the client read IncompleteRead). Restart its timer
+         * (setting a timeout after 0 does; we are on the connection's own
+         * thread). A client that stops reading is never asked for more, so
+         * its idle timeout still runs, and write_timeout_s frees its slot. */
+        MHD_set_connection_option(j->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+        MHD_set_connection_option(j->conn, MHD_CONNECTION_OPTION_TIMEOUT, j->s->opts.limits.conn_timeout_s);
+    }
     if (avail == 0) {
         n = MHD_CONTENT_READER_END_OF_STREAM;
     } else {
@@ -635,12 +646,7 @@ busy:
         ret = gen_error(j, c, 500, "out of memory", NULL, NULL, NULL);
         goto out;
     }
-    /* microhttpd's idle timeout (limits.timeout_s) would cut a stream whose
-     * next chunk is late: a tool call held back until it is whole, a slow
-     * model (the client read IncompleteRead). A client that stops reading is
-     * caught by write_timeout_s, one that vanished by the failed send, and an
-     * idle keep-alive connection after the stream by the request deadline. */
-    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
+    j->conn = c; /* stream_reader restarts microhttpd's idle timer */
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, d ? d->stream_type : "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     srv_decorate(c, resp);

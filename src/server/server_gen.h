@@ -12,6 +12,7 @@
 
 struct gen_job {
     struct server *s;
+    struct MHD_Connection *conn;  /* a stream's connection (its reader restarts the idle timer) */
     const struct srv_dialect *d;  /* wire format (NULL = OpenAI) */
     struct srv_model *m;
     struct admit_slot *slot[SERVER_MAX_N]; /* one per choice */
