@@ -102,15 +102,8 @@ static enum sp_status bind_vec(struct bert_bind *b, const char *name, int64_t n,
         return result;
     if (b->end - b->next < n)
         return sp_err_setc(err, SP_ERR_INTERNAL, name, "vector arena too small for %s", name);
-    switch (backend_to_f32(t->type, t->data, b->next, n, NULL)) { /* row 0 of token_types */
-    case SP_OK:
-        break;
-    case SP_ERR_FORMAT:
-        return sp_err_setc(err, SP_ERR_FORMAT, name, "vector %s length is not a whole block", name);
-    default:
-        return sp_err_setc(err, SP_ERR_UNSUPPORTED, name, "vector %s has unsupported type %s", name,
-                           gg_type_name(t->type));
-    }
+    if ((result = model_vec_to_f32(t, name, n, b->next, err)) != SP_OK) /* row 0 of token_types */
+        return result;
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(b->next[i]))
             return sp_err_setc(err, SP_ERR_FORMAT, name, "vector %s holds a non-finite value", name);

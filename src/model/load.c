@@ -221,6 +221,20 @@ static enum sp_status bind_matrix(struct tsrc *f, const char *name, int64_t k, i
     return bind_rows(t, name, k, 0, rows, w, err);
 }
 
+enum sp_status model_vec_to_f32(const struct gg_tensor *t, const char *name, int64_t n, float *out,
+                                struct sp_err *err)
+{
+    switch (backend_to_f32(t->type, t->data, out, n, NULL)) {
+    case SP_OK:
+        return SP_OK;
+    case SP_ERR_FORMAT:
+        return sp_err_setc(err, SP_ERR_FORMAT, name, "vector %s length is not a whole block", name);
+    default:
+        return sp_err_setc(err, SP_ERR_UNSUPPORTED, name, "vector %s has unsupported type %s", name,
+                           gg_type_name(t->type));
+    }
+}
+
 /* Convert a 1-D tensor to F32 into *dst (n floats taken from the arena at
  * *next, which advances); *dst stays NULL when an optional tensor is absent. */
 static enum sp_status load_vector(struct tsrc *f, const char *name, int64_t n, bool required, float **next,
@@ -232,15 +246,8 @@ static enum sp_status load_vector(struct tsrc *f, const char *name, int64_t n, b
     if (!t)
         return result;
     float *out = *next;
-    switch (backend_to_f32(t->type, t->data, out, n, NULL)) {
-    case SP_OK:
-        break;
-    case SP_ERR_FORMAT:
-        return sp_err_setc(err, SP_ERR_FORMAT, name, "vector %s length is not a whole block", name);
-    default:
-        return sp_err_setc(err, SP_ERR_UNSUPPORTED, name, "vector %s has unsupported type %s", name,
-                           gg_type_name(t->type));
-    }
+    if ((result = model_vec_to_f32(t, name, n, out, err)) != SP_OK)
+        return result;
     *dst = out;
     *next = out + n;
     return SP_OK;

@@ -243,6 +243,11 @@ int model_bert_state_n_batch(const struct model_bert_state *s);
  * id out of range, bad lengths). Not thread-safe per state. */
 enum sp_status model_bert_embed(struct model_bert_state *s, const int32_t *tokens, const int32_t *start,
                                 int n_inputs, float *out, struct sp_err *err) SP_MUST_USE;
+/* (load.c, for bert.c too) The first n values of tensor t (named name) as
+ * F32 into out; SP_ERR_FORMAT when n is not a whole number of blocks,
+ * SP_ERR_UNSUPPORTED for a type with no conversion. */
+enum sp_status model_vec_to_f32(const struct gg_tensor *t, const char *name, int64_t n, float *out,
+                                struct sp_err *err) SP_MUST_USE;
 /* (load.c -> bert.c) Bind the encoder's tensors; tensors found by find
  * (the file or a split set). */
 typedef const struct gg_tensor *(*model_tensor_find_fn)(const void *src, const char *name);
