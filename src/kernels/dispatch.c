@@ -32,32 +32,24 @@ static void ref_f16_to_f32_row(const uint16_t *src, float *dst, int64_t n)
     kern_ref_to_float_f16(src, dst, n);
 }
 
-/* gemm wrappers over the reference vec_dot of each type */
-#define REF_GEMM(t)                                                                      \
-    static void ref_gemm_##t(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,         \
+/* gemm wrappers over the reference vec_dot of each type (prefix ref or ref256) */
+#define GEMM_OVER(p, t)                                                                  \
+    static void p##_gemm_##t(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,         \
                              const void *w, size_t w_stride, const void *x, size_t x_stride, \
                              float *y, size_t y_stride)                                  \
     {                                                                                    \
-        kern_gemm_generic(kern_ref_vec_dot_##t, k, r0, r1, n_batch, w, w_stride, x,      \
+        kern_gemm_generic(kern_##p##_vec_dot_##t, k, r0, r1, n_batch, w, w_stride, x,    \
                           x_stride, y, y_stride);                                        \
     }
+#define REF_GEMM(t) GEMM_OVER(ref, t)
 REF_GEMM(f32)
 REF_GEMM(f16)
 REF_GEMM(tb_f32)
 REF_GEMM(tb_f16)
-#define REF256_GEMM(t)                                                                     \
-    static void ref256_gemm_##t(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,         \
-                                const void *w, size_t w_stride, const void *x, size_t x_stride, \
-                                float *y, size_t y_stride)                                  \
-    {                                                                                       \
-        kern_gemm_generic(kern_ref256_vec_dot_##t, k, r0, r1, n_batch, w, w_stride, x,      \
-                          x_stride, y, y_stride);                                           \
-    }
-REF256_GEMM(f32)
-REF256_GEMM(f16)
-REF256_GEMM(tb_f32)
-REF256_GEMM(tb_f16)
-#undef REF256_GEMM
+GEMM_OVER(ref256, f32)
+GEMM_OVER(ref256, f16)
+GEMM_OVER(ref256, tb_f32)
+GEMM_OVER(ref256, tb_f16)
 REF_GEMM(bf16)
 REF_GEMM(q4_0)
 REF_GEMM(q4_1)
@@ -72,6 +64,7 @@ REF_GEMM(q6_K)
 REF_GEMM(iq4_nl)
 REF_GEMM(iq4_xs)
 #undef REF_GEMM
+#undef GEMM_OVER
 
 static void ref_set(enum gg_type type, enum gg_type vdt, kern_to_float_fn to_float,
                     kern_from_float_fn from_float, kern_from_float_fn quantize_act,
