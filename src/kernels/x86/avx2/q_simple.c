@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "kernels/x86/avx2/avx2_util.h"
+#include "kernels/x86/avx2/tile_s8.h"
 
 #define NRMAX 4
 
@@ -222,6 +223,29 @@ KERN_AI __m256i q8_0_u(const block_q8_0 *b) { return _mm256_loadu_si256((const _
 DEC_KERN(q4_0, block_q4_0, q4_0_u, 8)
 DEC_KERN(q5_0, block_q5_0, q5_0_u, 16)
 DEC_KERN(q8_0, block_q8_0, q8_0_u, 0)
+
+/* ---- Q8_0 batches (n_batch >= 2): tile_s8.h's 3 x 3 register tile, in
+ * vec_dot's float order (bit-identical); n_batch 1 takes the decode rows. */
+S8T_CORE(q8_0, block_q8_0, q8_0_q)
+KERN_AI void q8_0_s8tile(int nr, int nc, int64_t nb, const block_q8_0 *const *w, const block_q8_0 *const *x,
+                         const float *const *dw, const float *const *dy, float *o)
+{
+    __m256 acc[S8T_R][S8T_C];
+    q8_0_s8t(nr, nc, nb, 1, w, x, dw, dy, acc);
+    KERN_UNROLL for (int r = 0; r < nr; r++) KERN_UNROLL for (int c = 0; c < nc; c++) o[r * S8T_C + c] =
+        avx2_hsum_ps(acc[r][c]);
+}
+#define S8T_SEQ(i, nb) (i) /* blocks in order */
+S8T_GEMM(q8_0, block_q8_0, q8_0_s8tile, S8T_SEQ)
+
+static void q8_0_gemmq(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                       const void *x, size_t x_stride, float *y, size_t y_stride)
+{
+    if (n_batch == 1)
+        q8_0_gemmd(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+    else if (!q8_0_gemmt(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride))
+        q8_0_gemm2(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+}
 
 /* ---- panel gemm for Q4_0 and Q5_0 (prefill): groups of 8 weight rows are
  * unpacked once per call into unsigned quants u = q + OFF (OFF 8 or 16) and
@@ -479,7 +503,7 @@ void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type)
         break;
     case GG_TYPE_Q8_0:
         ops->vec_dot = q8_0_vec_dot;
-        ops->gemm = q8_0_gemmd;
+        ops->gemm = q8_0_gemmq;
         ops->quantize_act = quantize_q8_0;
         break;
     case GG_TYPE_Q8_1:
