@@ -13,6 +13,7 @@
 #include <math.h>
 
 #include "kernels/x86/avx2/avx2_util.h"
+#include "kernels/x86/avx2/tile_s8.h"
 
 #define NRMAX 4
 
@@ -121,11 +122,55 @@ static void iq4_nl_dec1(int64_t nb, const char *w, size_t ws, const block_q8_0 *
     iq4_nl_dec_kern(1, nb, w, ws, x, o);
 }
 
+/* ---- IQ4_NL batches (n_batch >= 2): tile_s8.h's 3 x 3 register tile over
+ * the levels, in iq4_nl_kern's order: a pass over the even blocks of the
+ * pairs into one set of accumulators, a pass over the odd ones into another
+ * (the two chains are independent, so two passes give the same bits as one
+ * interleaved pass), added before the hsum, and an odd last block's scalar
+ * fma. The scales are stored in the order the passes walk them
+ * (s8t_row_scales with pairs: even blocks, odd blocks, the last). */
+KERN_AI __m256i iq4_nl_lv(const block_iq4_nl *b) { return iq4_levels(b->qs); }
+S8T_CORE(iq4_nl, block_iq4_nl, iq4_nl_lv)
+KERN_AI void iq4_nl_s8tile(int nr, int nc, int64_t nb, const block_iq4_nl *const *w, const block_q8_0 *const *x,
+                           const float *const *dw, const float *const *dy, float *o)
+{
+    const int64_t np = nb / 2;
+    const block_iq4_nl *w1[S8T_R];
+    const block_q8_0 *x1[S8T_C];
+    const float *dw1[S8T_R], *dy1[S8T_C];
+    KERN_UNROLL for (int r = 0; r < nr; r++) {
+        w1[r] = w[r] + 1;
+        dw1[r] = dw[r] + np;
+    }
+    KERN_UNROLL for (int c = 0; c < nc; c++) {
+        x1[c] = x[c] + 1;
+        dy1[c] = dy[c] + np;
+    }
+    __m256 a1[S8T_R][S8T_C], a2[S8T_R][S8T_C];
+    iq4_nl_s8t(nr, nc, np, 2, w, x, dw, dy, a1);
+    iq4_nl_s8t(nr, nc, np, 2, w1, x1, dw1, dy1, a2);
+    KERN_UNROLL for (int r = 0; r < nr; r++) KERN_UNROLL for (int c = 0; c < nc; c++) o[r * S8T_C + c] =
+        avx2_hsum_ps(_mm256_add_ps(a1[r][c], a2[r][c]));
+    if (nb & 1) { /* odd block count: ggml's scalar tail, one fma */
+        const int64_t ib = nb - 1;
+        KERN_UNROLL for (int r = 0; r < nr; r++) {
+            const __m256i q = iq4_levels(w[r][ib].qs), aq = _mm256_sign_epi8(q, q);
+            KERN_UNROLL for (int c = 0; c < nc; c++) {
+                const __m256i y = _mm256_loadu_si256((const __m256i *)x[c][ib].qs);
+                const int sumi = avx2_hsum_epi32(avx2_dot_us8(aq, _mm256_sign_epi8(y, q)));
+                o[r * S8T_C + c] = fmaf(dy[c][ib] * dw[r][ib], (float)sumi, o[r * S8T_C + c]);
+            }
+        }
+    }
+}
+S8T_GEMM(iq4_nl, block_iq4_nl, iq4_nl_s8tile, true)
+
 static void iq4_nl_gemmd(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
                          const void *x, size_t x_stride, float *y, size_t y_stride)
 {
     if (n_batch != 1) {
-        iq4_nl_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+        if (!iq4_nl_gemmt(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride))
+            iq4_nl_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
         return;
     }
     const int64_t nb = k / KERN_QK;

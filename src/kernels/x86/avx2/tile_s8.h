@@ -22,6 +22,46 @@
 #define S8T_R 3
 #define S8T_C 3
 
+/* The F16 scales (first field of the block) of up to 8 blocks p, p + step,
+ * ... as floats (lanes >= n repeat the last valid block: read, never used).
+ * Built with inserts in registers: 8 narrow stores and a wide load would
+ * stall on store forwarding. */
+KERN_AI __m256 s8t_scales8(const char *p, size_t step, int n)
+{
+    uint16_t h[8];
+    KERN_UNROLL for (int i = 0; i < 8; i++) memcpy(&h[i], p + (size_t)(i < n ? i : n - 1) * step, sizeof h[i]);
+    return _mm256_cvtph_ps(_mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], (short)h[4],
+                                          (short)h[5], (short)h[6], (short)h[7]));
+}
+
+/* dst[i] = the scale of block i * step (i < n) of the blocks at p (bsz bytes
+ * each), 8 at a time; writes up to 7 floats past dst[n - 1]. */
+static inline void s8t_conv(const char *p, size_t bsz, int64_t step, int64_t n, float *dst)
+{
+    for (int64_t i = 0; i < n; i += 8)
+        _mm256_storeu_ps(dst + i, s8t_scales8(p + (size_t)(i * step) * bsz, (size_t)step * bsz,
+                                              n - i < 8 ? (int)(n - i) : 8));
+}
+
+/* The scales of a row of nb blocks in the order the tile walks them: in
+ * order (pairs false), or (pairs true, IQ4_NL) the even blocks of the pairs,
+ * the odd ones, then an odd last block. dst holds nb + 8 floats. */
+static inline void s8t_row_scales(const void *row, size_t bsz, int64_t nb, bool pairs, float *dst)
+{
+    const char *p = row;
+    if (!pairs) {
+        s8t_conv(p, bsz, 1, nb, dst);
+        return;
+    }
+    const int64_t np = nb / 2;
+    if (np > 0) {
+        s8t_conv(p, bsz, 2, np, dst);
+        s8t_conv(p + bsz, bsz, 2, np, dst + np);
+    }
+    if (nb & 1)
+        dst[nb - 1] = avx2_h2f(*(const kern_half *)(const void *)(p + (size_t)(nb - 1) * bsz));
+}
+
 /* S8T_CORE(NAME, BT, LOADQ): NAME_s8t(nr, nc, n, step, w, x, dw, dy, acc):
  * acc[r][c] (8 lanes each) over the n blocks 0, step, 2 step, ... of w[r]
  * (type BT, LOADQ(const BT *) -> the 32 int8 weights) and x[c] (Q8_0), whose
@@ -63,12 +103,11 @@
         }                                                                                                          \
     }
 
-/* S8T_GEMM(NAME, BT, TILE, ORDER): the batched gemm NAME_gemmt (false when
+/* S8T_GEMM(NAME, BT, TILE, PAIRS): the batched gemm NAME_gemmt (false when
  * the scales of a row do not fit the stack buffer: the caller then uses its
  * older kernel) over the tile function TILE(nr, nc, nb, w[nr], x[nc], dw[nr],
  * dy[nc], out[r * S8T_C + c]) (KERN_AI, all blocks, finished outputs; dw/dy
- * the rows' block scales as floats, in the order ORDER(i, nb) -> block that
- * the tile walks: position i holds block ORDER(i, nb)). Activation rows go
+ * the rows' block scales as floats, in s8t_row_scales's order for PAIRS). Activation rows go
  * in L1-sized groups (kern_gemm_tile) whose scales are converted once; within
  * a group every S8T_R weight rows (scales converted once per group) pass over
  * its rows S8T_C at a time, the weight rows from L1 after the first pass. */
@@ -79,7 +118,7 @@
     {                                                                                                              \
         TILE(R, C, nb, w, x, dw, dy, o);                                                                           \
     }
-#define S8T_GEMM(NAME, BT, TILE, ORDER)                                                                           \
+#define S8T_GEMM(NAME, BT, TILE, PAIRS)                                                                           \
     S8T_INST(NAME, BT, TILE, 1, 1)                                                                                 \
     S8T_INST(NAME, BT, TILE, 1, 2)                                                                                 \
     S8T_INST(NAME, BT, TILE, 1, 3)                                                                                 \
@@ -97,46 +136,47 @@
         static const tile_fn tiles[S8T_R][S8T_C] = {{NAME##_t11, NAME##_t12, NAME##_t13},                          \
                                                     {NAME##_t21, NAME##_t22, NAME##_t23},                          \
                                                     {NAME##_t31, NAME##_t32, NAME##_t33}};                         \
-        const int64_t nb = k / KERN_QK;                                                                            \
+        const int64_t nb = k / KERN_QK, nbp = nb + 8; /* floats per row's scales */                                \
         int64_t tile = kern_gemm_tile(x_stride);                                                                   \
-        if (tile > S8T_BUF / nb - S8T_R)                                                                           \
-            tile = S8T_BUF / nb - S8T_R;                                                                           \
+        if (tile > S8T_BUF / nbp - S8T_R)                                                                          \
+            tile = S8T_BUF / nbp - S8T_R;                                                                          \
         tile = tile / S8T_C * S8T_C;                                                                               \
         if (tile < S8T_C)                                                                                          \
             return false;                                                                                          \
         float sbuf[S8T_BUF];                                                                                       \
-        float *const wsc = sbuf, *const xsc = sbuf + S8T_R * nb;                                                   \
+        float *const wsc = sbuf, *const xsc = sbuf + S8T_R * nbp;                                                   \
         for (int64_t b0 = 0; b0 < n_batch; b0 += tile) {                                                           \
             const int64_t b1 = n_batch - b0 < tile ? n_batch : b0 + tile;                                          \
-            for (int64_t b = b0; b < b1; b++) {                                                                    \
-                const block_q8_0 *xb = (const block_q8_0 *)(const void *)((const char *)x + (size_t)b * x_stride); \
-                for (int64_t i = 0; i < nb; i++)                                                                   \
-                    xsc[(b - b0) * nb + i] = avx2_h2f(xb[ORDER(i, nb)].d);                                         \
-            }                                                                                                      \
-            for (int64_t r = r0; r < r1; r += S8T_R) {                                                             \
-                const int nr = r1 - r < S8T_R ? (int)(r1 - r) : S8T_R;                                             \
+            for (int64_t b = b0; b < b1; b++)                                                                      \
+                s8t_row_scales((const char *)x + (size_t)b * x_stride, sizeof(block_q8_0), nb, PAIRS,               \
+                               xsc + (b - b0) * nbp);                                                              \
+            const int64_t nrg = (r1 - r0 + S8T_R - 1) / S8T_R; /* row groups, sizes as even as possible */        \
+            for (int64_t r = r0, gr = 0; gr < nrg; gr++) {                                                         \
+                const int nr = (int)((r1 - r0) / nrg + (gr < (r1 - r0) % nrg));                                    \
                 const BT *wp[S8T_R];                                                                               \
                 const float *dw[S8T_R];                                                                            \
                 for (int i = 0; i < nr; i++) {                                                                     \
                     wp[i] = (const BT *)(const void *)((const char *)w + (size_t)(r + i) * w_stride);              \
-                    dw[i] = wsc + i * nb;                                                                          \
-                    for (int64_t j = 0; j < nb; j++)                                                               \
-                        wsc[i * nb + j] = avx2_h2f(wp[i][ORDER(j, nb)].d);                                         \
+                    dw[i] = wsc + i * nbp;                                                                         \
+                    s8t_row_scales(wp[i], sizeof(BT), nb, PAIRS, wsc + i * nbp);                                   \
                 }                                                                                                  \
-                for (int64_t b = b0; b < b1; b += S8T_C) {                                                         \
-                    const int nc = b1 - b < S8T_C ? (int)(b1 - b) : S8T_C;                                         \
+                const int64_t ncg = (b1 - b0 + S8T_C - 1) / S8T_C;                                                 \
+                for (int64_t b = b0, gc = 0; gc < ncg; gc++) {                                                     \
+                    const int nc = (int)((b1 - b0) / ncg + (gc < (b1 - b0) % ncg));                                \
                     const block_q8_0 *xp[S8T_C];                                                                   \
                     const float *dy[S8T_C];                                                                        \
                     float o[S8T_R * S8T_C];                                                                        \
                     for (int j = 0; j < nc; j++) {                                                                 \
                         xp[j] = (const block_q8_0 *)(const void *)((const char *)x + (size_t)(b + j) * x_stride);  \
-                        dy[j] = xsc + (b + j - b0) * nb;                                                           \
+                        dy[j] = xsc + (b + j - b0) * nbp;                                                          \
                     }                                                                                              \
                     tiles[nr - 1][nc - 1](nb, wp, xp, dw, dy, o);                                                  \
                     for (int j = 0; j < nc; j++)                                                                   \
                         for (int i = 0; i < nr; i++)                                                               \
                             y[(size_t)(b + j) * y_stride + (size_t)(r + i)] = o[i * S8T_C + j];                    \
+                    b += nc;                                                                                       \
                 }                                                                                                  \
+                r += nr;                                                                                           \
             }                                                                                                      \
         }                                                                                                          \
         return true;                                                                                               \
