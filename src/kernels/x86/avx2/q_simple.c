@@ -235,8 +235,7 @@ KERN_AI void q8_0_s8tile(int nr, int nc, int64_t nb, const block_q8_0 *const *w,
     KERN_UNROLL for (int r = 0; r < nr; r++) KERN_UNROLL for (int c = 0; c < nc; c++) o[r * S8T_C + c] =
         avx2_hsum_ps(acc[r][c]);
 }
-#define S8T_SEQ(i, nb) (i) /* blocks in order */
-S8T_GEMM(q8_0, block_q8_0, q8_0_s8tile, S8T_SEQ)
+S8T_GEMM(q8_0, block_q8_0, q8_0_s8tile, false)
 
 static void q8_0_gemmq(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
                        const void *x, size_t x_stride, float *y, size_t y_stride)
