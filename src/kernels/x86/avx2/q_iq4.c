@@ -181,6 +181,15 @@ static void iq4_nl_gemmd(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, con
         iq4_nl_dec1(nb, (const char *)w + (size_t)r * w_stride, w_stride, x, y + r);
 }
 
+S8P_UNPACKER(iq4_nl, block_iq4_nl, iq4_nl_lv, true)
+/* ops->gemm_ws: the same tile from aligned copies, the levels unpacked once per panel (tile_s8.c) */
+static void iq4_nl_gemm_ws(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                           const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
+{
+    if (!kern_avx2_s8p_gemm(iq4_nl_s8p_row, true, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws))
+        iq4_nl_gemmd(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+}
+
 /* ---- IQ4_XS x Q8_K */
 KERN_AI void iq4_xs_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
 {
@@ -227,6 +236,7 @@ void kern_avx2_fill_iq4(struct kern_type_ops *ops, enum gg_type type)
     case GG_TYPE_IQ4_NL:
         ops->vec_dot = iq4_nl_vec_dot;
         ops->gemm = iq4_nl_gemmd;
+        ops->gemm_ws = iq4_nl_gemm_ws;
         break;
     case GG_TYPE_IQ4_XS:
         ops->vec_dot = iq4_xs_vec_dot;

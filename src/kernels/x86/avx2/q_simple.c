@@ -238,6 +238,17 @@ KERN_AI void q8_0_s8tile(int nr, int nc, int64_t nb, const block_q8_0 *const *w,
 S8T_GEMM(q8_0, block_q8_0, q8_0_s8tile, false)
 
 static void q8_0_gemmq(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                       const void *x, size_t x_stride, float *y, size_t y_stride);
+S8P_UNPACKER(q8_0, block_q8_0, q8_0_q, false)
+/* ops->gemm_ws: the same tile from aligned copies (tile_s8.c) */
+static void q8_0_gemm_ws(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                         const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
+{
+    if (!kern_avx2_s8p_gemm(q8_0_s8p_row, false, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws))
+        q8_0_gemmq(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+}
+
+static void q8_0_gemmq(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
                        const void *x, size_t x_stride, float *y, size_t y_stride)
 {
     if (n_batch == 1)
@@ -503,6 +514,7 @@ void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type)
     case GG_TYPE_Q8_0:
         ops->vec_dot = q8_0_vec_dot;
         ops->gemm = q8_0_gemmq;
+        ops->gemm_ws = q8_0_gemm_ws;
         ops->quantize_act = quantize_q8_0;
         break;
     case GG_TYPE_Q8_1:

@@ -108,7 +108,9 @@ static inline void s8t_row_scales(const void *row, size_t bsz, int64_t nb, bool 
  * older kernel) over the tile function TILE(nr, nc, nb, w[nr], x[nc], dw[nr],
  * dy[nc], out[r * S8T_C + c]) (KERN_AI, all blocks, finished outputs; dw/dy
  * the rows' block scales as floats, in s8t_row_scales's order for PAIRS). Activation rows go
- * in L1-sized groups (kern_gemm_tile) whose scales are converted once; within
+ * in L1-sized groups (kern_gemm_tile, but at least 8 rows, so that a decode
+ * batch streams each weight row from memory once; groups of even sizes) whose
+ * scales are converted once; within
  * a group every S8T_R weight rows (scales converted once per group) pass over
  * its rows S8T_C at a time, the weight rows from L1 after the first pass. */
 #define S8T_BUF 8192 /* floats of scales on the stack (32 KB) */
@@ -137,16 +139,18 @@ static inline void s8t_row_scales(const void *row, size_t bsz, int64_t nb, bool 
                                                     {NAME##_t21, NAME##_t22, NAME##_t23},                          \
                                                     {NAME##_t31, NAME##_t32, NAME##_t33}};                         \
         const int64_t nb = k / KERN_QK, nbp = nb + 8; /* floats per row's scales */                                \
+        /* at least 8 rows per group: a batch of up to 8 reads each weight row once */                            \
         int64_t tile = kern_gemm_tile(x_stride);                                                                   \
+        tile = tile < 8 ? 8 : tile;                                                                                \
         if (tile > S8T_BUF / nbp - S8T_R)                                                                          \
             tile = S8T_BUF / nbp - S8T_R;                                                                          \
-        tile = tile / S8T_C * S8T_C;                                                                               \
         if (tile < S8T_C)                                                                                          \
             return false;                                                                                          \
         float sbuf[S8T_BUF];                                                                                       \
         float *const wsc = sbuf, *const xsc = sbuf + S8T_R * nbp;                                                   \
-        for (int64_t b0 = 0; b0 < n_batch; b0 += tile) {                                                           \
-            const int64_t b1 = n_batch - b0 < tile ? n_batch : b0 + tile;                                          \
+        const int64_t ntg = (n_batch + tile - 1) / tile; /* groups of even sizes */                                \
+        for (int64_t tg = 0; tg < ntg; tg++) {                                                                     \
+            const int64_t b0 = n_batch * tg / ntg, b1 = n_batch * (tg + 1) / ntg;                                  \
             for (int64_t b = b0; b < b1; b++)                                                                      \
                 s8t_row_scales((const char *)x + (size_t)b * x_stride, sizeof(block_q8_0), nb, PAIRS,               \
                                xsc + (b - b0) * nbp);                                                              \
@@ -180,6 +184,39 @@ static inline void s8t_row_scales(const void *row, size_t bsz, int64_t nb, bool 
             }                                                                                                      \
         }                                                                                                          \
         return true;                                                                                               \
+    }
+
+/* ---- the panel gemm (tile_s8.c; ops->gemm_ws of Q8_0 and IQ4_NL): the
+ * same tile and float order from a workspace copy of aligned int8 blocks.
+ * unpack_row(row, nb, dst) writes a weight row's nb blocks as 32 int8 each
+ * in the tile's order (S8P_UNPACKER) and its scales after them; pairs selects
+ * IQ4_NL's even/odd order. False when 3 weight and 3 activation rows do not
+ * fit the workspace (the caller then uses ops->gemm). */
+typedef void (*s8p_unpack_fn)(const char *row, int64_t nb, char *dst);
+bool kern_avx2_s8p_gemm(s8p_unpack_fn unpack_row, bool pairs, int64_t k, int64_t r0, int64_t r1, int64_t n_batch,
+                        const void *w, size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride,
+                        void *ws);
+
+/* S8P_UNPACKER(NAME, BT, LEVELS, PAIRS): NAME_s8p_row, the unpack_row of
+ * blocks BT whose 32 int8 are LEVELS(const BT *) (inlined: one call per row). */
+#define S8P_UNPACKER(NAME, BT, LEVELS, PAIRS)                                                                     \
+    static void NAME##_s8p_row(const char *row, int64_t nb, char *dst)                                            \
+    {                                                                                                              \
+        const BT *b = (const BT *)(const void *)row;                                                               \
+        __m256i *q = (__m256i *)(void *)dst;                                                                       \
+        if (!(PAIRS)) {                                                                                            \
+            for (int64_t i = 0; i < nb; i++)                                                                       \
+                _mm256_store_si256(q + i, LEVELS(&b[i]));                                                          \
+        } else {                                                                                                   \
+            const int64_t np = nb / 2;                                                                             \
+            for (int64_t i = 0; i < np; i++) {                                                                     \
+                _mm256_store_si256(q + i, LEVELS(&b[2 * i]));                                                      \
+                _mm256_store_si256(q + np + i, LEVELS(&b[2 * i + 1]));                                             \
+            }                                                                                                      \
+            if (nb & 1)                                                                                            \
+                _mm256_store_si256(q + nb - 1, LEVELS(&b[nb - 1]));                                                \
+        }                                                                                                          \
+        s8t_row_scales(row, sizeof(BT), nb, PAIRS, (float *)(void *)(dst + 32 * nb));                              \
     }
 
 #endif
