@@ -41,7 +41,8 @@ typedef void (*kern_gemm_ws_fn)(int64_t k, int64_t r0, int64_t r1, int64_t n_bat
                                 const void *w, size_t w_stride, const void *x, size_t x_stride,
                                 float *y, size_t y_stride, void *ws);
 #define KERN_GEMM_WS_BYTES ((size_t)256 << 10)
-/* Batches below this many activation rows use gemm (decode, small batches). */
+/* Batches below this many activation rows use gemm (decode, small batches),
+ * unless the type sets ws_min_batch. */
 #define KERN_GEMM_WS_MIN_BATCH 8
 
 struct kern_type_ops {
@@ -67,8 +68,21 @@ struct kern_type_ops {
      * KERN_GEMM_WS_MIN_BATCH; its float order may differ from gemm's (K-quants
      * only, where llama.cpp has no batched kernel to match; docs/PARITY.md). */
     kern_gemm_ws_fn gemm_ws;
+    /* Batches of at least this many rows use gemm_ws (when set); below it
+     * gemm. KERN_GEMM_WS_MIN_BATCH unless the type's panel was measured to win
+     * earlier (kern_use_ws). */
+    int ws_min_batch;
+    /* gemm_ws gives the same bits as gemm for every row (so it may serve
+     * decode rows, whose results must not depend on the batch). */
+    bool ws_exact;
     enum kern_isa isa; /* which variant provided vec_dot/gemm */
 };
+
+/* Whether a batch of n_batch rows goes to ops->gemm_ws. */
+static inline bool kern_use_ws(const struct kern_type_ops *ops, int64_t n_batch)
+{
+    return ops->gemm_ws && n_batch >= (ops->ws_min_batch > 0 ? ops->ws_min_batch : KERN_GEMM_WS_MIN_BATCH);
+}
 
 /* Detect CPU features once and fill the dispatch table (idempotent, thread-safe). */
 void kern_init(void);

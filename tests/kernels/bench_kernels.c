@@ -3,17 +3,22 @@
  * bytes (weights sized to stay in L2, so this is compute speed): vec_dot row
  * by row (the 1-row kernel) and gemm with n_batch 1 (the decode path, which
  * may take several rows per pass; same results), measured back to back; gemm
- * throughput with n_batch 8 and 64 in GMAC/s (the gemm the backend picks:
- * gemm_ws, the panel gemm, at 64 where the type has one); then, with "dram" as second argument,
+ * throughput with n_batch 2, 4, 8, 16 and 64 in GMAC/s (the gemm the backend
+ * picks: gemm_ws, the panel gemm, from the type's ws_min_batch on, marked p;
+ * the row gemm marked r); then, with "dram" as second argument,
  * both decode paths streaming a 64 MB matrix from memory with 1 and 2
  * threads (rows split in halves), best of 15.
- * Usage: bench_kernels [seconds per case] [dram]. */
+ * Usage: bench_kernels [seconds per case] [dram|rows] ("rows": the row gemm
+ * at every n_batch, to compare with the panel). */
 #include <pthread.h>
 #include <time.h>
 
 #include "base/base.h"
 #include "kernels/kern_impl.h"
 #include "test.h"
+
+static const int64_t k_nbatch[] = {2, 4, 8, 16, 64};
+#define BENCH_NB ((int)SP_ARRAY_LEN(k_nbatch))
 
 static double now_s(void)
 {
@@ -97,13 +102,14 @@ static double stream_pass(struct stream_job job, int64_t nrows, int nth)
 int main(int argc, char **argv)
 {
     double secs = argc > 1 ? strtod(argv[1], NULL) : 0.3;
+    const bool rows_only = argc > 2 && strcmp(argv[2], "rows") == 0; /* the row gemm at every n_batch */
     const int64_t k = 2048, rows = 64, nbatch = 64;
     void *ws = sp_aligned_alloc(64, KERN_GEMM_WS_BYTES);
     float *f = sp_malloc((size_t)k * 4);
     for (int64_t i = 0; i < k; i++)
         f[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
-    printf("%-6s %-7s %12s %12s %12s %13s\n", "type", "isa", "vec_dot GB/s", "gemv GB/s", "gemm8 GMAC/s",
-           "gemm64 GMAC/s");
+    printf("%-6s %-7s %12s %10s | gemm GMAC/s by n_batch, the kernel the backend picks (r: rows, p: panel)\n",
+           "type", "isa", "vec_dot GB/s", "gemv GB/s");
     for (size_t ti = 0; ti < SP_ARRAY_LEN(k_types); ti++) {
         const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, k_types[ti]);
         const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, r->vec_dot_type);
@@ -118,33 +124,38 @@ int main(int argc, char **argv)
             const struct kern_type_ops *o = kern_ops_isa((enum kern_isa)isa, k_types[ti]);
             if (!o)
                 continue;
-            /* vec_dot over all rows, repeated */
-            /* best of many short trials: the machine is shared and noisy */
-            double best1 = 1e30, best2 = 1e30, best3 = 1e30, best4 = 1e30, t0 = now_s();
+            /* best of many short trials, the cases interleaved: the machine
+             * is shared and noisy */
+            double best[2 + BENCH_NB] = {0};
+            for (size_t i = 0; i < SP_ARRAY_LEN(best); i++)
+                best[i] = 1e30;
+            double t0 = now_s();
             while (now_s() - t0 < secs) {
                 double a = now_s();
                 for (int64_t i = 0; i < rows; i++)
                     o->vec_dot(k, &y[i], w + i * wrs, x);
                 double b = now_s();
-                kern_pick_gemm(o, rows, k, 8)(k, 0, rows, 8, w, wrs, x, xrs, y, rows);
-                double c = now_s();
-                if (o->gemm_ws)
-                    o->gemm_ws(k, 0, rows, nbatch, w, wrs, x, xrs, y, rows, ws);
-                else
-                    kern_pick_gemm(o, rows, k, nbatch)(k, 0, rows, nbatch, w, wrs, x, xrs, y, rows);
-                double d = now_s();
                 o->gemm(k, 0, rows, 1, w, wrs, x, xrs, y, rows);
-                double e = now_s();
-                best4 = e - d < best4 ? e - d : best4;
-                best1 = b - a < best1 ? b - a : best1;
-                best2 = c - b < best2 ? c - b : best2;
-                best3 = d - c < best3 ? d - c : best3;
+                double c = now_s();
+                best[0] = SP_MIN(best[0], b - a);
+                best[1] = SP_MIN(best[1], c - b);
+                for (int i = 0; i < BENCH_NB; i++) {
+                    const int64_t n = k_nbatch[i];
+                    double d = now_s();
+                    if (!rows_only && kern_use_ws(o, n))
+                        o->gemm_ws(k, 0, rows, n, w, wrs, x, xrs, y, rows, ws);
+                    else
+                        kern_pick_gemm(o, rows, k, n)(k, 0, rows, n, w, wrs, x, xrs, y, rows);
+                    best[2 + i] = SP_MIN(best[2 + i], now_s() - d);
+                }
             }
-            double gbs = (double)(wrs * rows) / best1 / 1e9;
-            double gmac = (double)(k * rows * 8) / best2 / 1e9;
-            double gmac64 = (double)(k * rows * nbatch) / best3 / 1e9;
-            printf("%-6s %-7s %12.2f %12.2f %12.2f %13.2f\n", gg_type_name(k_types[ti]),
-                   kern_isa_name((enum kern_isa)isa), gbs, (double)(wrs * rows) / best4 / 1e9, gmac, gmac64);
+            printf("%-6s %-7s %12.2f %10.2f |", gg_type_name(k_types[ti]), kern_isa_name((enum kern_isa)isa),
+                   (double)(wrs * rows) / best[0] / 1e9, (double)(wrs * rows) / best[1] / 1e9);
+            for (int i = 0; i < BENCH_NB; i++)
+                printf(" %3lld:%6.2f%c", (long long)k_nbatch[i],
+                       (double)(k * rows * k_nbatch[i]) / best[2 + i] / 1e9,
+                       !rows_only && kern_use_ws(o, k_nbatch[i]) ? 'p' : 'r');
+            printf("\n");
         }
         sp_free(w);
         sp_free(x);

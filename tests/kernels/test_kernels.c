@@ -635,6 +635,69 @@ TEST(gemm_decode_bit_equals_vec_dot)
     }
 }
 
+/* Batches (gemm with n_batch 2..17: batched decode and short prompts) equal
+ * the same ISA's vec_dot bit for bit on every output, and so does the panel
+ * gemm where the type declares it exact (ws_exact): a sequence's results do
+ * not depend on how many others share its matmul. */
+TEST(gemm_batch_bit_equals_vec_dot)
+{
+    static const int64_t nbs[] = {2, 3, 4, 5, 7, 8, 9, 16, 17};
+    const int64_t rows = 13;
+    for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+        for (size_t ti = 0; ti < SP_ARRAY_LEN(k_wtypes); ti++) {
+            const struct kern_type_ops *v = kern_ops_isa((enum kern_isa)isa, k_wtypes[ti]);
+            if (!v)
+                continue;
+            const int64_t k = (g_asan ? 512 : 1280) + (tinfo_of(k_wtypes[ti])->blk == 32 ? 32 : 0);
+            const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, v->vec_dot_type);
+            const int64_t nmax = nbs[SP_ARRAY_LEN(nbs) - 1];
+            size_t wrb = row_bytes(k_wtypes[ti], k), xrb = row_bytes(v->vec_dot_type, k);
+            float *f = sp_malloc((size_t)k * 4);
+            char *w = sp_malloc(wrb * rows), *x = sp_malloc(xrb * (size_t)nmax);
+            float *y = sp_malloc(sizeof(float) * (size_t)(rows * nmax));
+            CHECK(f && w && x && y);
+            for (int64_t r = 0; r < rows; r++) {
+                fill_data(f, k, r == 3 ? 1e3f : 0.05f);
+                v->from_float(f, w + r * wrb, k);
+            }
+            for (int64_t b = 0; b < nmax; b++) {
+                fill_data(f, k, 1.0f);
+                if (b == 1)
+                    for (int64_t j = 0; j < k; j += 7)
+                        f[j] = (j / 7) % 2 ? 40.0f : -40.0f; /* quants +-127 */
+                ra->quantize_act(f, x + b * xrb, k);
+            }
+            for (size_t ni = 0; ni < SP_ARRAY_LEN(nbs); ni++) {
+                for (int pass = 0; pass < (v->gemm_ws && v->ws_exact ? 2 : 1); pass++) {
+                    const int64_t nb = nbs[ni], r0 = 1, r1 = rows - (int64_t)(ni % 3);
+                    for (int64_t i = 0; i < rows * nb; i++)
+                        y[i] = -12345.0f;
+                    if (pass == 1)
+                        v->gemm_ws(k, r0, r1, nb, w, wrb, x, xrb, y, (size_t)rows, g_ws);
+                    else
+                        v->gemm(k, r0, r1, nb, w, wrb, x, xrb, y, (size_t)rows);
+                    for (int64_t b = 0; b < nb; b++) {
+                        for (int64_t r = 0; r < rows; r++) {
+                            float want = -12345.0f;
+                            if (r >= r0 && r < r1)
+                                v->vec_dot(k, &want, w + r * wrb, x + b * xrb);
+                            CHECK_MSG(memcmp(&want, &y[b * rows + r], sizeof want) == 0,
+                                      "%s %s %s n_batch %lld b=%lld r=%lld: %.9g vs %.9g",
+                                      kern_isa_name((enum kern_isa)isa), tinfo_of(k_wtypes[ti])->name,
+                                      pass ? "gemm_ws" : "gemm", (long long)nb, (long long)b, (long long)r,
+                                      (double)y[b * rows + r], (double)want);
+                        }
+                    }
+                }
+            }
+            sp_free(f);
+            sp_free(w);
+            sp_free(x);
+            sp_free(y);
+        }
+    }
+}
+
 /* The panel gemm (gemm_ws) against the same ISA's gemm: several panels of
  * rows (more rows than one panel holds, odd counts), batches that are not a
  * multiple of the tile, and a row too long for the workspace (fallback). */
@@ -829,6 +892,7 @@ int main(void)
     RUN(isa_activation_quantizers);
     RUN(gemm_large_batch_equals_vec_dot);
     RUN(gemm_decode_bit_equals_vec_dot);
+    RUN(gemm_batch_bit_equals_vec_dot);
     RUN(gemm_ws_panels);
     RUN(gemm_batch_bit_equals_vec_dot);
     RUN(quantize_nonfinite_input);

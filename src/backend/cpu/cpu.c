@@ -309,8 +309,10 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
             done[j] = true;
             g->gemm[g->n] = vec_order ? mms[j].w->ops->gemm
                                       : kern_pick_gemm(mms[j].w->ops, mms[j].w->rows, k, n_batch);
-            /* the panel gemm may sum in another order: not for vec_order */
-            g->gemm_ws[g->n] = !vec_order && n_batch >= KERN_GEMM_WS_MIN_BATCH ? mms[j].w->ops->gemm_ws : NULL;
+            /* the panel gemm may sum in another order: not for vec_order
+             * unless it gives the gemm's bits */
+            const struct kern_type_ops *o = mms[j].w->ops;
+            g->gemm_ws[g->n] = (!vec_order || o->ws_exact) && kern_use_ws(o, n_batch) ? o->gemm_ws : NULL;
             g->mms[g->n++] = &mms[j];
             work += (double)mms[j].w->rows * (double)k * (double)n_batch;
         }

@@ -17,6 +17,13 @@
 #else
 #define KERN_UNROLL _Pragma("GCC unroll 16")
 #endif
+/* Keep a loop rolled (the compiler would hoist every iteration's loads and
+ * spill them). */
+#if defined(__clang__)
+#define KERN_NOUNROLL _Pragma("nounroll")
+#else
+#define KERN_NOUNROLL _Pragma("GCC unroll 1")
+#endif
 
 KERN_AI float avx2_hsum_ps(__m256 v)
 {

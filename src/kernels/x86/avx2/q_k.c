@@ -201,6 +201,182 @@ KERN_AI void q3_K_prep(const block_q3_K *b, __m256i q[8], __m256i s[8], __m256i 
 }
 KQ256_KERN(q3_K, block_q3_K, q3_K_prep, KQ_ROW_OFF2)
 
+/* ---- batch kernels (gemm for small batches: batched decode): one weight row
+ * against up to KB_NR activation rows, chunk-major. Per super-block SBP(b,
+ * &st) prepares the scale source and factors, then each 64-weight chunk ch is
+ * unpacked by CH(b, &st, ch, q[2], s[2]) into two quant and two scale vectors
+ * that every activation row uses at once (the row kernels unpack all eight and
+ * keep them live across the rows, more than the 16 ymm registers hold), so
+ * each row's int32 sums stay in registers. The super-block's sums then get
+ * the row kernel's float operations (kq_fin_min / kq_fin_off): integer sums
+ * are exact, so the results are vec_dot's bits. */
+#define KB_NR 8
+
+/* pshufb controls: word a of the low lane into every word of the low lane,
+ * word b of the high lane into the high lane (words_bcast), for the (a, b)
+ * pairs the batch kernels use: kb_bc[i] = (i, i) for i < 8 (Q4_K/Q5_K 32-block
+ * i), kb_bc[8 + v] = (2v, 2v + 1) for v < 4 (Q6_K) */
+#define KB_W(a) (char)(2 * (a)), (char)(2 * (a) + 1)
+#define KB_W8(a) KB_W(a), KB_W(a), KB_W(a), KB_W(a), KB_W(a), KB_W(a), KB_W(a), KB_W(a)
+static const char kb_bc[12][32] __attribute__((aligned(32))) = {
+    {KB_W8(0), KB_W8(0)}, {KB_W8(1), KB_W8(1)}, {KB_W8(2), KB_W8(2)}, {KB_W8(3), KB_W8(3)},
+    {KB_W8(4), KB_W8(4)}, {KB_W8(5), KB_W8(5)}, {KB_W8(6), KB_W8(6)}, {KB_W8(7), KB_W8(7)},
+    {KB_W8(0), KB_W8(1)}, {KB_W8(2), KB_W8(3)}, {KB_W8(4), KB_W8(5)}, {KB_W8(6), KB_W8(7)},
+};
+KERN_AI __m256i kb_bcast(__m256i src, int i)
+{
+    return _mm256_shuffle_epi8(src, _mm256_load_si256((const __m256i *)kb_bc[i]));
+}
+
+struct kb_st {
+    __m256i src[2]; /* scale sources: int16 scales, layout per type */
+    __m256i m16; /* min / offset multipliers of the bsums */
+    float dw, dmw;
+};
+
+KERN_AI void kq_fin_min(const block_q8_K *y, __m256i sumi, const struct kb_st *st, __m256 *acc)
+{
+    const __m256i mm = _mm256_madd_epi16(load256(y->bsums), st->m16);
+    const float dy = y->d;
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(st->dw * dy), _mm256_cvtepi32_ps(sumi), *acc);
+    *acc = _mm256_fnmadd_ps(_mm256_set1_ps(st->dmw * dy), _mm256_cvtepi32_ps(mm), *acc);
+}
+
+KERN_AI void kq_fin_off5(const block_q8_K *y, __m256i sumi, const struct kb_st *st, __m256 *acc)
+{
+    const __m256i off = _mm256_madd_epi16(load256(y->bsums), st->m16);
+    sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(st->dw * y->d), _mm256_cvtepi32_ps(sumi), *acc);
+}
+
+#define KB_KERN(NAME, BT, SBP, CH, FIN)                                                                 \
+    KERN_AI void NAME##_kb(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)       \
+    {                                                                                                  \
+        const BT *w = vw;                                                                              \
+        const block_q8_K *x[KB_NR];                                                                    \
+        __m256 acc[KB_NR];                                                                             \
+        KERN_UNROLL for (int i = 0; i < nr; i++) {                                                     \
+            x[i] = vx[i];                                                                              \
+            acc[i] = _mm256_setzero_ps();                                                              \
+        }                                                                                              \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                          \
+            struct kb_st st;                                                                           \
+            SBP(&w[ib], &st);                                                                          \
+            __m256i sumi[KB_NR];                                                                       \
+            KERN_UNROLL for (int i = 0; i < nr; i++) sumi[i] = _mm256_setzero_si256();                 \
+            KERN_NOUNROLL for (int ch = 0; ch < 4; ch++) {                                             \
+                __m256i q[2], sc[2];                                                                   \
+                CH(&w[ib], &st, ch, q, sc);                                                            \
+                KERN_UNROLL for (int i = 0; i < nr; i++) {                                             \
+                    const int8_t *yq = x[i][ib].qs + 64 * ch;                                          \
+                    const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q[0], load256(yq)), sc[0]); \
+                    const __m256i p1 =                                                                 \
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(q[1], load256(yq + 32)), sc[1]);        \
+                    sumi[i] = _mm256_add_epi32(sumi[i], _mm256_add_epi32(p0, p1));                     \
+                }                                                                                      \
+            }                                                                                          \
+            KERN_UNROLL for (int i = 0; i < nr; i++) FIN(&x[i][ib], sumi[i], &st, &acc[i]);            \
+        }                                                                                              \
+        KERN_UNROLL for (int i = 0; i < nr; i++)                                                       \
+            out[i] = avx2_hsum_ps(acc[i]);                                                             \
+    }                                                                                                  \
+    static void NAME##_kb_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,      \
+                               size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride) \
+    {                                                                                                  \
+        if (n_batch == 1) {                                                                            \
+            NAME##_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);                    \
+            return;                                                                                    \
+        }                                                                                              \
+        const int64_t nb = k / QK_K;                                                                   \
+        for (int64_t b = 0; b < n_batch; b += KB_NR) {                                                 \
+            const int64_t nr = n_batch - b < KB_NR ? n_batch - b : KB_NR;                              \
+            const void *xp[KB_NR];                                                                     \
+            for (int64_t i = 0; i < nr; i++)                                                           \
+                xp[i] = (const char *)x + (size_t)(b + i) * x_stride;                                  \
+            for (int64_t r = r0; r < r1; r++) {                                                        \
+                const void *wr = (const char *)w + (size_t)r * w_stride;                               \
+                float o[KB_NR];                                                                        \
+                switch (nr) {                                                                          \
+                case 1: NAME##_kb(1, nb, wr, xp, o); break;                                            \
+                case 2: NAME##_kb(2, nb, wr, xp, o); break;                                            \
+                case 3: NAME##_kb(3, nb, wr, xp, o); break;                                            \
+                case 4: NAME##_kb(4, nb, wr, xp, o); break;                                            \
+                case 5: NAME##_kb(5, nb, wr, xp, o); break;                                            \
+                case 6: NAME##_kb(6, nb, wr, xp, o); break;                                            \
+                case 7: NAME##_kb(7, nb, wr, xp, o); break;                                            \
+                default: NAME##_kb(8, nb, wr, xp, o); break;                                           \
+                }                                                                                      \
+                for (int64_t i = 0; i < nr; i++)                                                       \
+                    y[(size_t)(b + i) * y_stride + (size_t)r] = o[i];                                  \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+/* Q4_K / Q5_K: lo = the 8 int16 scales in both lanes; chunk ch = 32-blocks
+ * 2ch, 2ch+1 */
+KERN_AI void k4_sbp(const uint8_t *scales, kern_half d, kern_half dmin, struct kb_st *st)
+{
+    const __m128i smv = k4_scales_mins_v(scales);
+    const __m128i m8 = _mm_unpackhi_epi64(smv, smv);
+    st->m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+    const __m256i w = _mm256_cvtepu8_epi16(smv);
+    st->src[0] = _mm256_permute2x128_si256(w, w, 0x00);
+    st->dw = avx2_h2f(d);
+    st->dmw = avx2_h2f(dmin);
+}
+KERN_AI void q4_K_sbp(const block_q4_K *b, struct kb_st *st) { k4_sbp(b->scales, b->d, b->dmin, st); }
+KERN_AI void q4_K_ch(const block_q4_K *b, const struct kb_st *st, int ch, __m256i q[2], __m256i s[2])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i raw = load256(b->qs + 32 * ch);
+    q[0] = _mm256_and_si256(raw, m4);
+    q[1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+    s[0] = kb_bcast(st->src[0], 2 * ch);
+    s[1] = kb_bcast(st->src[0], 2 * ch + 1);
+}
+KB_KERN(q4_K, block_q4_K, q4_K_sbp, q4_K_ch, kq_fin_min)
+
+KERN_AI void q5_K_sbp(const block_q5_K *b, struct kb_st *st) { k4_sbp(b->scales, b->d, b->dmin, st); }
+KERN_AI void q5_K_ch(const block_q5_K *b, const struct kb_st *st, int ch, __m256i q[2], __m256i s[2])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const __m256i raw = load256(b->qs + 32 * ch), hb = load256(b->qh);
+    const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * ch), one);
+    const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * ch + 1), one);
+    q[0] = _mm256_or_si256(_mm256_and_si256(raw, m4), _mm256_slli_epi16(h0, 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), _mm256_slli_epi16(h1, 4));
+    s[0] = kb_bcast(st->src[0], 2 * ch);
+    s[1] = kb_bcast(st->src[0], 2 * ch + 1);
+}
+KB_KERN(q5_K, block_q5_K, q5_K_sbp, q5_K_ch, kq_fin_min)
+
+/* Q6_K: lo = the 16 int16 scales (low lane 0..7, high lane 8..15 as in
+ * scale_pairs16's input); chunk ch = 32-blocks 2ch, 2ch+1 of q6_K_prep */
+KERN_AI void q6_K_sbp(const block_q6_K *b, struct kb_st *st)
+{
+    st->m16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+    st->src[0] = _mm256_permute2x128_si256(st->m16, st->m16, 0x00);
+    st->src[1] = _mm256_permute2x128_si256(st->m16, st->m16, 0x11);
+    st->dw = avx2_h2f(b->d);
+    st->dmw = 0.0f;
+}
+KERN_AI void q6_K_ch(const block_q6_K *b, const struct kb_st *st, int ch, __m256i q[2], __m256i s[2])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    const int c = ch >> 1, hi = ch & 1; /* 128-half, which nibble */
+    const __m256i l0 = load256(b->ql + 64 * c), l1 = load256(b->ql + 64 * c + 32);
+    const __m256i h = _mm256_srli_epi16(load256(b->qh + 32 * c), 4 * hi);
+    const __m256i n0 = hi ? _mm256_srli_epi16(l0, 4) : l0, n1 = hi ? _mm256_srli_epi16(l1, 4) : l1;
+    q[0] = _mm256_or_si256(_mm256_and_si256(n0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m2), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(n1, m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 4));
+    /* 32-block v = 2ch + t uses scales 2v (low lane) and 2v+1 (high lane):
+     * words 2(v mod 4), 2(v mod 4) + 1 of the low (v < 4) or high scale half */
+    s[0] = kb_bcast(st->src[c], 8 + 2 * hi);
+    s[1] = kb_bcast(st->src[c], 9 + 2 * hi);
+}
+KB_KERN(q6_K, block_q6_K, q6_K_sbp, q6_K_ch, kq_fin_off5)
+
 /* ---- panel gemm (prefill): a panel of up to 16 weight rows is unpacked once
  * into the workspace (per super-block: 256 unsigned quants, the int16 madd
  * multiplier of each 32-element chunk, the 16 bsum coefficients of the
@@ -208,7 +384,9 @@ KQ256_KERN(q3_K, block_q3_K, q3_K_prep, KQ_ROW_OFF2)
  * up to 4 activation rows runs from it with maddubs + madd + add per 32
  * weights and output: the unpacking is paid once per panel instead of once per
  * 4 activation rows, and each activation load serves two weight rows. Per
- * super-block: acc += d*dy*sumi - dm*dy*(mc . bsums), as the row kernels. */
+ * super-block the row kernels' float operations (kp_tile), so the panel gives
+ * the same bits as gemm and vec_dot (ops->ws_exact): batched decode rows may
+ * use it without their results depending on the batch. */
 struct kp_sb {
     uint8_t q[QK_K];     /* unsigned quants, element order */
     int16_t sc[8][16];   /* per 32-chunk madd multipliers (16 lanes = 16 pairs) */
@@ -219,6 +397,11 @@ struct kp_sb {
 static_assert(sizeof(struct kp_sb) % 32 == 0, "kp_sb keeps 32-byte alignment");
 
 #define KP_MAX_ROWS 16
+/* batches from this size on take the panel (bench_kernels: measured faster
+ * than the row kernels from here) */
+#ifndef KP_MIN_BATCH
+#define KP_MIN_BATCH 16
+#endif
 
 /* Unpack nsb super-blocks of one weight row with PREP; `shift` > 0 marks an
  * offset type (the term uses d and mc = m16 << shift), 0 a min type (dmin). */
@@ -245,8 +428,13 @@ KP_BUILD(q4_K, block_q4_K, q4_K_prep, 0)
 KP_BUILD(q5_K, block_q5_K, q5_K_prep, 0)
 KP_BUILD(q6_K, block_q6_K, q6_K_prep, 5)
 
-/* Two panel rows x nr (1..4, constant after inlining) activation rows. */
-KERN_AI void kp_tile(int nr, int64_t nsb, const struct kp_sb *w0, const struct kp_sb *w1,
+/* Two panel rows x nr (1..4, constant after inlining) activation rows; off:
+ * an offset type (Q3_K, Q6_K), whose term is subtracted in the integers before
+ * the one FMA, as kq_row_off does (mc holds m16 << shift, and bsums . mc =
+ * (bsums . m16) << shift exactly); a min type gets the second FMA of
+ * kq_row_min. Either way every float operation is the row kernel's, so the
+ * panel gives the same bits as gemm and vec_dot. */
+KERN_AI void kp_tile(int nr, bool off, int64_t nsb, const struct kp_sb *w0, const struct kp_sb *w1,
                      const block_q8_K *const *x, float *o0, float *o1)
 {
     __m256 f0[NRMAX], f1[NRMAX];
@@ -278,12 +466,18 @@ KERN_AI void kp_tile(int nr, int64_t nsb, const struct kp_sb *w0, const struct k
         KERN_UNROLL for (int j = 0; j < nr; j++) {
             const __m256i bs = load256(x[j][ib].bsums);
             const float dy = x[j][ib].d;
+            if (off) {
+                a0[j] = _mm256_sub_epi32(a0[j], _mm256_madd_epi16(bs, mc0));
+                a1[j] = _mm256_sub_epi32(a1[j], _mm256_madd_epi16(bs, mc1));
+            }
             f0[j] = _mm256_fmadd_ps(_mm256_set1_ps(w0[ib].d * dy), _mm256_cvtepi32_ps(a0[j]), f0[j]);
-            f0[j] = _mm256_fnmadd_ps(_mm256_set1_ps(w0[ib].dm * dy), _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mc0)),
-                                     f0[j]);
             f1[j] = _mm256_fmadd_ps(_mm256_set1_ps(w1[ib].d * dy), _mm256_cvtepi32_ps(a1[j]), f1[j]);
-            f1[j] = _mm256_fnmadd_ps(_mm256_set1_ps(w1[ib].dm * dy), _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mc1)),
-                                     f1[j]);
+            if (!off) {
+                f0[j] = _mm256_fnmadd_ps(_mm256_set1_ps(w0[ib].dm * dy),
+                                         _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mc0)), f0[j]);
+                f1[j] = _mm256_fnmadd_ps(_mm256_set1_ps(w1[ib].dm * dy),
+                                         _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mc1)), f1[j]);
+            }
         }
     }
     KERN_UNROLL for (int j = 0; j < nr; j++) {
@@ -292,26 +486,32 @@ KERN_AI void kp_tile(int nr, int64_t nsb, const struct kp_sb *w0, const struct k
     }
 }
 
-#define KP_TILE_N(N)                                                                                       \
-    static void kp_tile_##N(int64_t nsb, const struct kp_sb *w0, const struct kp_sb *w1,                  \
-                            const block_q8_K *const *x, float *o0, float *o1)                             \
+typedef void (*kp_tile_fn)(int64_t nsb, const struct kp_sb *w0, const struct kp_sb *w1, const block_q8_K *const *x,
+                           float *o0, float *o1);
+#define KP_TILE_N(N, OFF, SFX)                                                                             \
+    static void kp_tile_##N##SFX(int64_t nsb, const struct kp_sb *w0, const struct kp_sb *w1,             \
+                                 const block_q8_K *const *x, float *o0, float *o1)                        \
     {                                                                                                      \
-        kp_tile(N, nsb, w0, w1, x, o0, o1);                                                                \
+        kp_tile(N, OFF, nsb, w0, w1, x, o0, o1);                                                           \
     }
-KP_TILE_N(1)
-KP_TILE_N(2)
-KP_TILE_N(3)
-KP_TILE_N(4)
+KP_TILE_N(1, false, _min)
+KP_TILE_N(2, false, _min)
+KP_TILE_N(3, false, _min)
+KP_TILE_N(4, false, _min)
+KP_TILE_N(1, true, _off)
+KP_TILE_N(2, true, _off)
+KP_TILE_N(3, true, _off)
+KP_TILE_N(4, true, _off)
+static const kp_tile_fn kp_tiles_min[4] = {kp_tile_1_min, kp_tile_2_min, kp_tile_3_min, kp_tile_4_min};
+static const kp_tile_fn kp_tiles_off[4] = {kp_tile_1_off, kp_tile_2_off, kp_tile_3_off, kp_tile_4_off};
 
 typedef void (*kp_build_fn)(const void *w, struct kp_sb *p, int64_t nsb);
 
 /* The panel driver; false when even two rows of k do not fit the workspace
  * (the caller then uses the row kernels). */
-static bool kp_gemm(kp_build_fn build, int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,
+static bool kp_gemm(kp_build_fn build, const kp_tile_fn tiles[4], int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,
                     size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
 {
-    static void (*const tiles[4])(int64_t, const struct kp_sb *, const struct kp_sb *, const block_q8_K *const *,
-                                  float *, float *) = {kp_tile_1, kp_tile_2, kp_tile_3, kp_tile_4};
     const int64_t nsb = k / QK_K;
     int64_t prow = (int64_t)(KERN_GEMM_WS_BYTES / ((size_t)nsb * sizeof(struct kp_sb)));
     prow = (prow < KP_MAX_ROWS ? prow : KP_MAX_ROWS) & ~(int64_t)1;
@@ -342,19 +542,19 @@ static bool kp_gemm(kp_build_fn build, int64_t k, int64_t r0, int64_t r1, int64_
     return true;
 }
 
-#define KP_GEMM(NAME)                                                                                      \
+#define KP_GEMM(NAME, TILES)                                                                               \
     static void NAME##_gemm_ws(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,         \
                                size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride, \
                                void *ws)                                                                   \
     {                                                                                                      \
-        if (!kp_gemm(NAME##_kp_build, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws))      \
+        if (!kp_gemm(NAME##_kp_build, TILES, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws))      \
             NAME##_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);                        \
     }
-KP_GEMM(q2_K)
-KP_GEMM(q3_K)
-KP_GEMM(q4_K)
-KP_GEMM(q5_K)
-KP_GEMM(q6_K)
+KP_GEMM(q2_K, kp_tiles_min)
+KP_GEMM(q3_K, kp_tiles_off)
+KP_GEMM(q4_K, kp_tiles_min)
+KP_GEMM(q5_K, kp_tiles_min)
+KP_GEMM(q6_K, kp_tiles_off)
 
 /* ---- Q8_K activation quantizer (same results as the reference) */
 static void quantize_q8_K(const float *x, void *vy, int64_t n)
@@ -426,17 +626,17 @@ void kern_avx2_fill_k(struct kern_type_ops *ops, enum gg_type type)
         break;
     case GG_TYPE_Q4_K:
         ops->vec_dot = q4_K_vec_dot;
-        ops->gemm = q4_K_gemm;
+        ops->gemm = q4_K_kb_gemm;
         ops->gemm_ws = q4_K_gemm_ws;
         break;
     case GG_TYPE_Q5_K:
         ops->vec_dot = q5_K_vec_dot;
-        ops->gemm = q5_K_gemm;
+        ops->gemm = q5_K_kb_gemm;
         ops->gemm_ws = q5_K_gemm_ws;
         break;
     case GG_TYPE_Q6_K:
         ops->vec_dot = q6_K_vec_dot;
-        ops->gemm = q6_K_gemm;
+        ops->gemm = q6_K_kb_gemm;
         ops->gemm_ws = q6_K_gemm_ws;
         break;
     case GG_TYPE_Q8_K:
@@ -444,6 +644,10 @@ void kern_avx2_fill_k(struct kern_type_ops *ops, enum gg_type type)
         break;
     default:
         return;
+    }
+    if (ops->gemm_ws) {
+        ops->ws_exact = true;
+        ops->ws_min_batch = KP_MIN_BATCH;
     }
     ops->isa = KERN_ISA_AVX2;
 }
