@@ -201,6 +201,66 @@ KERN_AI void q3_K_prep(const block_q3_K *b, __m256i q[8], __m256i s[8], __m256i 
 }
 KQ256_KERN(q3_K, block_q3_K, q3_K_prep, KQ_ROW_OFF2)
 
+/* ---- decode (n_batch 1): KD_ROWS weight rows against the one activation row
+ * per pass, each with the 1-row kernel's PREP and ROW (so its float operations
+ * and results are vec_dot's), their chains side by side, and a software
+ * prefetch of the next KD_ROWS rows in step with the pass: one row alone is a
+ * long sequential run the hardware prefetcher follows, 4 rows side by side are
+ * 4 short runs it does not (as q_simple.c's DEC_KERN). */
+#define KD_ROWS 4
+#define KQ_DEC(NAME, BT, PREP, ROW)                                                                    \
+    KERN_AI void NAME##_dec_kern(int nw, int64_t nb, const char *w, size_t w_stride, const block_q8_K *x, \
+                                 float *out)                                                          \
+    {                                                                                                 \
+        const BT *wr[KD_ROWS];                                                                        \
+        __m256 acc[KD_ROWS];                                                                          \
+        KERN_UNROLL for (int r = 0; r < nw; r++) {                                                    \
+            wr[r] = (const BT *)(const void *)(w + (size_t)r * w_stride);                             \
+            acc[r] = _mm256_setzero_ps();                                                             \
+        }                                                                                             \
+        const char *pf = w + (size_t)nw * w_stride;                                                   \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                         \
+            KERN_UNROLL for (size_t o = 0; o < (size_t)nw * sizeof(BT); o += 64)                      \
+                _mm_prefetch(pf + (size_t)ib * (size_t)nw * sizeof(BT) + o, _MM_HINT_T0);             \
+            KERN_NOUNROLL for (int r = 0; r < nw; r++) {                                              \
+                __m256i q[8], s[8], m16;                                                              \
+                float dw, dmw;                                                                        \
+                PREP(&wr[r][ib], q, s, &m16, &dw, &dmw);                                              \
+                ROW(&x[ib], q, s, m16, dw, dmw, &acc[r]);                                             \
+            }                                                                                         \
+        }                                                                                             \
+        KERN_UNROLL for (int r = 0; r < nw; r++) out[r] = avx2_hsum_ps(acc[r]);                      \
+    }                                                                                                 \
+    static void NAME##_dec(int64_t k, int64_t r0, int64_t r1, const void *w, size_t w_stride,         \
+                           const void *x, float *y)                                                   \
+    {                                                                                                 \
+        const int64_t nb = k / QK_K;                                                                  \
+        int64_t r = r0;                                                                               \
+        for (; r + KD_ROWS <= r1; r += KD_ROWS)                                                       \
+            NAME##_dec_kern(KD_ROWS, nb, (const char *)w + (size_t)r * w_stride, w_stride, x, y + r); \
+        for (; r < r1; r++)                                                                           \
+            NAME##_dec_kern(1, nb, (const char *)w + (size_t)r * w_stride, w_stride, x, y + r);       \
+    }
+KQ_DEC(q2_K, block_q2_K, q2_K_prep, KQ_ROW_MIN)
+KQ_DEC(q3_K, block_q3_K, q3_K_prep, KQ_ROW_OFF2)
+KQ_DEC(q4_K, block_q4_K, q4_K_prep, KQ_ROW_MIN)
+KQ_DEC(q5_K, block_q5_K, q5_K_prep, KQ_ROW_MIN)
+KQ_DEC(q6_K, block_q6_K, q6_K_prep, KQ_ROW_OFF5)
+
+/* ops->gemm of Q2_K / Q3_K: decode through NAME_dec, batches through the
+ * row kernels */
+#define KQ_GEMMD(NAME)                                                                                 \
+    static void NAME##_gemmd(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,       \
+                             size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride) \
+    {                                                                                                 \
+        if (n_batch == 1)                                                                             \
+            NAME##_dec(k, r0, r1, w, w_stride, x, y);                                                 \
+        else                                                                                          \
+            NAME##_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);                   \
+    }
+KQ_GEMMD(q2_K)
+KQ_GEMMD(q3_K)
+
 /* ---- batch kernels (gemm for small batches: batched decode): one weight row
  * against up to KB_NR activation rows, chunk-major. Per super-block SBP(b,
  * &st) prepares the scale source and factors, then each 64-weight chunk ch is
@@ -284,7 +344,7 @@ KERN_AI void kq_fin_off5(const block_q8_K *y, __m256i sumi, const struct kb_st *
                                size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride) \
     {                                                                                                  \
         if (n_batch == 1) {                                                                            \
-            NAME##_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);                    \
+            NAME##_dec(k, r0, r1, w, w_stride, x, y);                                                  \
             return;                                                                                    \
         }                                                                                              \
         const int64_t nb = k / QK_K;                                                                   \
@@ -616,12 +676,12 @@ void kern_avx2_fill_k(struct kern_type_ops *ops, enum gg_type type)
     switch (type) {
     case GG_TYPE_Q2_K:
         ops->vec_dot = q2_K_vec_dot;
-        ops->gemm = q2_K_gemm;
+        ops->gemm = q2_K_gemmd;
         ops->gemm_ws = q2_K_gemm_ws;
         break;
     case GG_TYPE_Q3_K:
         ops->vec_dot = q3_K_vec_dot;
-        ops->gemm = q3_K_gemm;
+        ops->gemm = q3_K_gemmd;
         ops->gemm_ws = q3_K_gemm_ws;
         break;
     case GG_TYPE_Q4_K:
