@@ -99,6 +99,59 @@ static double stream_pass(struct stream_job job, int64_t nrows, int nth)
     return now_s() - a;
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#if defined(__clang__)
+#define BENCH_UNROLL _Pragma("unroll")
+#else
+#define BENCH_UNROLL _Pragma("GCC unroll 16")
+#endif
+/* The core's ceilings, to read the kernels' numbers against: 12 independent
+ * chains of the int8 step every quantized kernel is built from (maddubs, madd
+ * with 16-bit scales, add: 32 multiply-adds), of maddubs alone, and of F32
+ * FMAs (8 multiply-adds). GMAC/s on one thread. */
+__attribute__((target("avx2,fma"), noinline)) static void peak_rates(double secs, double out[3])
+{
+    const int64_t iters = 1 << 16;
+    BENCH_UNROLL for (int kind = 0; kind < 3; kind++) {
+        double best = 1e30, t0 = now_s();
+        __m256i ai[12], q = _mm256_set1_epi8(3), y = _mm256_set1_epi8(5), sc = _mm256_set1_epi16(1);
+        __m256 af[12], fx = _mm256_set1_ps(1.0f), fy = _mm256_set1_ps(1e-9f);
+        for (int a = 0; a < 12; a++) {
+            ai[a] = _mm256_set1_epi32(a);
+            af[a] = _mm256_set1_ps((float)a);
+        }
+        while (now_s() - t0 < secs) {
+            double a0 = now_s();
+            for (int64_t i = 0; i < iters; i++) {
+                /* an empty asm with the operands keeps the compiler from
+                 * folding the loop-invariant products */
+                __asm__ volatile("" : "+x"(q), "+x"(y), "+x"(fx));
+                /* each chain feeds its own multiply (nothing to hoist);
+                 * 12 chains hide the latency, so the ports set the rate */
+                BENCH_UNROLL for (int a = 0; a < 12; a++) {
+                    if (kind == 0)
+                        ai[a] = _mm256_add_epi32(ai[a], _mm256_madd_epi16(_mm256_maddubs_epi16(ai[a], y), sc));
+                    else if (kind == 1)
+                        ai[a] = _mm256_add_epi16(_mm256_maddubs_epi16(ai[a], y), q);
+                    else
+                        af[a] = _mm256_fmadd_ps(af[a], fx, fy);
+                }
+            }
+            best = SP_MIN(best, now_s() - a0);
+        }
+        __m256i si = ai[0];
+        __m256 sf = af[0];
+        for (int a = 1; a < 12; a++) {
+            si = _mm256_xor_si256(si, ai[a]);
+            sf = _mm256_add_ps(sf, af[a]);
+        }
+        __asm__ volatile("" : : "x"(si), "x"(sf));
+        out[kind] = (double)iters * 12 * (kind == 2 ? 8 : 32) / best / 1e9;
+    }
+}
+#endif
+
 int main(int argc, char **argv)
 {
     double secs = argc > 1 ? strtod(argv[1], NULL) : 0.3;
@@ -108,6 +161,14 @@ int main(int argc, char **argv)
     float *f = sp_malloc((size_t)k * 4);
     for (int64_t i = 0; i < k; i++)
         f[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+#if defined(__x86_64__)
+    if (kern_isa_best() >= KERN_ISA_AVX2) {
+        double pk[3];
+        peak_rates(secs, pk);
+        printf("peak (one thread, GMAC/s): int8 maddubs+madd+add %.1f, maddubs alone %.1f, f32 fma %.1f\n\n", pk[0],
+               pk[1], pk[2]);
+    }
+#endif
     printf("%-6s %-7s %12s %10s | gemm GMAC/s by n_batch, the kernel the backend picks (r: rows, p: panel)\n",
            "type", "isa", "vec_dot GB/s", "gemv GB/s");
     for (size_t ti = 0; ti < SP_ARRAY_LEN(k_types); ti++) {

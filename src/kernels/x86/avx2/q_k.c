@@ -456,7 +456,7 @@ struct kp_sb {
 };
 static_assert(sizeof(struct kp_sb) % 32 == 0, "kp_sb keeps 32-byte alignment");
 
-#define KP_MAX_ROWS 16
+#define KP_MAX_ROWS 32
 /* batches from this size on take the panel (bench_kernels: measured faster
  * than the row kernels from here) */
 #ifndef KP_MIN_BATCH
