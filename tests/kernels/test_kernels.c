@@ -639,7 +639,7 @@ TEST(gemm_decode_bit_equals_vec_dot)
  * the same ISA's vec_dot bit for bit on every output, and so does the panel
  * gemm where the type declares it exact (ws_exact): a sequence's results do
  * not depend on how many others share its matmul. */
-TEST(gemm_batch_bit_equals_vec_dot)
+TEST(gemm_batch_every_type_bit_equals_vec_dot)
 {
     static const int64_t nbs[] = {2, 3, 4, 5, 7, 8, 9, 16, 17};
     const int64_t rows = 13;
@@ -892,7 +892,7 @@ int main(void)
     RUN(isa_activation_quantizers);
     RUN(gemm_large_batch_equals_vec_dot);
     RUN(gemm_decode_bit_equals_vec_dot);
-    RUN(gemm_batch_bit_equals_vec_dot);
+    RUN(gemm_batch_every_type_bit_equals_vec_dot);
     RUN(gemm_ws_panels);
     RUN(gemm_batch_bit_equals_vec_dot);
     RUN(quantize_nonfinite_input);
