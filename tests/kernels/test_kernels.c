@@ -764,8 +764,8 @@ TEST(gemm_ws_panels)
 
 /* The AVX2 batched gemm (n_batch >= 2) of the types whose batches keep
  * vec_dot's float order (docs/PARITY.md: Q8_0, IQ4_NL, IQ4_XS with gemm and
- * gemm_ws, Q4_0/Q5_0 with gemm) equals vec_dot bit for bit: n_batch 1..9 and
- * 64, row ranges that leave partial register tiles, odd block counts (and a
+ * gemm_ws, Q4_0/Q5_0 with gemm) equals vec_dot bit for bit: n_batch 1..9, 17
+ * and 64, row ranges that leave partial register tiles, odd block counts (and a
  * count of 8-block groups with a remainder), y_stride > rows, activations at
  * the int8 extremes in some rows and a weight row with a large scale. */
 TEST(gemm_batch_bit_equals_vec_dot)
@@ -775,7 +775,7 @@ TEST(gemm_batch_bit_equals_vec_dot)
         bool ws; /* gemm_ws (when the type has one) keeps the order too */
     } types[] = {{GG_TYPE_Q8_0, true},   {GG_TYPE_IQ4_NL, true}, {GG_TYPE_IQ4_XS, true},
                  {GG_TYPE_Q4_0, false},  {GG_TYPE_Q5_0, false}};
-    static const int64_t nbs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 64};
+    static const int64_t nbs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 64};
     const int rows = 14, maxb = 64;
     int checked = 0;
     for (size_t ti = 0; ti < SP_ARRAY_LEN(types); ti++) {

@@ -229,6 +229,170 @@ KERN_AI void iq4_xs_kern(int nr, int64_t nb, const void *vw, const void *const *
 }
 KERN_AVX2_DRIVER(iq4_xs, iq4_xs_kern, KERN_QK_K)
 
+/* ---- IQ4_XS panel gemm (ops->gemm_ws, batches of >= KERN_GEMM_WS_MIN_BATCH):
+ * a panel of weight rows is unpacked once into the workspace (per
+ * super-block: the 8 x 32 int8 levels, each 32-block's 6-bit scale - 32 as an
+ * int16 madd vector, d as a float; the role of q_k.c's kp_* panel), the
+ * activation rows are copied beside it as aligned 256-byte quant runs with
+ * their d, and tiles of up to 2 weight rows x 4 activation rows run from
+ * aligned loads with |q| maddubs sign(y, q), madd by the scale vector, add:
+ * the same exact int32 lanes per super-block as iq4_xs_kern, then the same
+ * fma(d_w * d_y, lanes, acc) per super-block and the same hsum, so the results
+ * are bit-identical to vec_dot. */
+struct xsp_sb {
+    int8_t q[8][32];   /* levels of the 8 32-blocks */
+    int16_t ls[8][16]; /* scale - 32 of each 32-block, in every int16 lane */
+    float d;
+    uint8_t pad[28];
+};
+static_assert(sizeof(struct xsp_sb) % 32 == 0, "xsp_sb keeps 32-byte alignment");
+struct xsp_act {
+    int8_t q[KERN_QK_K];
+    float d;
+    uint8_t pad[28];
+};
+static_assert(sizeof(struct xsp_act) % 32 == 0, "xsp_act keeps 32-byte alignment");
+/* tile: weight rows x activation rows (2 x 4 measured fastest of 2x3, 2x4, 3x2, 3x3, 3x4, 4x2, 4x3) */
+#define XSP_R 2
+#define XSP_C 4
+#define XSP_MIN_BATCH 16 /* below, the row kernels win (the panel build is not repaid) */
+#define XSP_MAX_ROWS 48
+
+static void xsp_build(const block_iq4_xs *w, int64_t nsb, struct xsp_sb *p)
+{
+    for (int64_t ibl = 0; ibl < nsb; ibl++) {
+        unsigned sh = w[ibl].scales_h;
+        for (int ib = 0; ib < KERN_QK_K / KERN_QK; ib += 2) {
+            const uint8_t sl = w[ibl].scales_l[ib / 2];
+            _mm256_store_si256((__m256i *)(void *)p[ibl].q[ib], iq4_levels(w[ibl].qs + 16 * ib));
+            _mm256_store_si256((__m256i *)(void *)p[ibl].q[ib + 1], iq4_levels(w[ibl].qs + 16 * ib + 16));
+            _mm256_store_si256((__m256i *)(void *)p[ibl].ls[ib],
+                               _mm256_set1_epi16((short)(((sl & 0xf) | ((sh << 4) & 0x30)) - 32)));
+            _mm256_store_si256((__m256i *)(void *)p[ibl].ls[ib + 1],
+                               _mm256_set1_epi16((short)(((sl >> 4) | ((sh << 2) & 0x30)) - 32)));
+            sh >>= 4;
+        }
+        p[ibl].d = avx2_h2f(w[ibl].d);
+    }
+}
+
+static void xsp_copy_act(const block_q8_K *x, int64_t nsb, struct xsp_act *a)
+{
+    for (int64_t ibl = 0; ibl < nsb; ibl++) {
+        for (int j = 0; j < KERN_QK_K; j += 32)
+            _mm256_store_si256((__m256i *)(void *)(a[ibl].q + j),
+                               _mm256_loadu_si256((const __m256i *)(const void *)(x[ibl].qs + j)));
+        a[ibl].d = x[ibl].d;
+    }
+}
+
+KERN_AI void xsp_tile(int nr, int nc, int64_t nsb, const struct xsp_sb *const *w, const struct xsp_act *const *x,
+                      float *o)
+{
+    __m256 acc[XSP_R][XSP_C];
+    KERN_UNROLL for (int r = 0; r < nr; r++) KERN_UNROLL for (int c = 0; c < nc; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t ibl = 0; ibl < nsb; ibl++) {
+        __m256i sumi[XSP_R][XSP_C];
+        KERN_UNROLL for (int r = 0; r < nr; r++) KERN_UNROLL for (int c = 0; c < nc; c++) sumi[r][c] =
+            _mm256_setzero_si256();
+        /* not unrolled: gcc would hoist the loads of all 8 blocks and spill */
+        for (int j = 0; j < 8; j++) {
+            /* |q| of the rows in registers, q and the scales as memory operands */
+            __m256i aq[XSP_R];
+            KERN_UNROLL for (int r = 0; r < nr; r++) aq[r] =
+                _mm256_abs_epi8(_mm256_load_si256((const __m256i *)(const void *)w[r][ibl].q[j]));
+            KERN_UNROLL for (int c = 0; c < nc; c++) {
+                const __m256i y = _mm256_load_si256((const __m256i *)(const void *)(x[c][ibl].q + 32 * j));
+                KERN_UNROLL for (int r = 0; r < nr; r++) {
+                    const __m256i q = _mm256_load_si256((const __m256i *)(const void *)w[r][ibl].q[j]);
+                    const __m256i ls = _mm256_load_si256((const __m256i *)(const void *)w[r][ibl].ls[j]);
+                    sumi[r][c] = _mm256_add_epi32(
+                        sumi[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(aq[r], _mm256_sign_epi8(y, q)), ls));
+                }
+            }
+        }
+        KERN_UNROLL for (int r = 0; r < nr; r++) KERN_UNROLL for (int c = 0; c < nc; c++) acc[r][c] =
+            _mm256_fmadd_ps(_mm256_set1_ps(w[r][ibl].d * x[c][ibl].d), _mm256_cvtepi32_ps(sumi[r][c]), acc[r][c]);
+    }
+    KERN_UNROLL for (int r = 0; r < nr; r++) KERN_UNROLL for (int c = 0; c < nc; c++) o[r * XSP_C + c] =
+        avx2_hsum_ps(acc[r][c]);
+}
+
+typedef void (*xsp_tile_fn)(int64_t nsb, const struct xsp_sb *const *w, const struct xsp_act *const *x, float *o);
+#define XSP_INST(R, C)                                                                                             \
+    static void xsp_t##R##C(int64_t nsb, const struct xsp_sb *const *w, const struct xsp_act *const *x, float *o)  \
+    {                                                                                                              \
+        xsp_tile(R, C, nsb, w, x, o);                                                                              \
+    }
+XSP_INST(1, 1)
+XSP_INST(1, 2)
+XSP_INST(1, 3)
+XSP_INST(1, 4)
+XSP_INST(2, 1)
+XSP_INST(2, 2)
+XSP_INST(2, 3)
+XSP_INST(2, 4)
+
+/* The panel driver; false when XSP_R weight rows and XSP_C activation rows
+ * of k do not fit the workspace (the caller then uses the row kernels). */
+static bool xsp_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride, const void *x,
+                     size_t x_stride, float *y, size_t y_stride, void *ws)
+{
+    static const xsp_tile_fn tiles[XSP_R][XSP_C] = {{xsp_t11, xsp_t12, xsp_t13, xsp_t14},
+                                                    {xsp_t21, xsp_t22, xsp_t23, xsp_t24}};
+    const int64_t nsb = k / KERN_QK_K;
+    const size_t wrb = (size_t)nsb * sizeof(struct xsp_sb), xrb = (size_t)nsb * sizeof(struct xsp_act);
+    int64_t tile = (int64_t)((24u << 10) / xrb) / XSP_C * XSP_C;
+    tile = tile < XSP_C ? XSP_C : tile > 24 ? 24 : tile;
+    int64_t prow = (size_t)tile * xrb < KERN_GEMM_WS_BYTES ? (int64_t)((KERN_GEMM_WS_BYTES - (size_t)tile * xrb) / wrb)
+                                                           : 0;
+    prow = prow > XSP_MAX_ROWS ? XSP_MAX_ROWS : prow;
+    if (prow < XSP_R)
+        return false;
+    struct xsp_act *const xa = ws;
+    struct xsp_sb *const wa = (struct xsp_sb *)(void *)((char *)ws + (size_t)tile * xrb);
+    for (int64_t p0 = r0; p0 < r1; p0 += prow) {
+        const int64_t np = r1 - p0 < prow ? r1 - p0 : prow;
+        for (int64_t i = 0; i < np; i++)
+            xsp_build((const block_iq4_xs *)(const void *)((const char *)w + (size_t)(p0 + i) * w_stride), nsb,
+                      wa + i * nsb);
+        for (int64_t b0 = 0; b0 < n_batch; b0 += tile) {
+            const int64_t b1 = n_batch - b0 < tile ? n_batch : b0 + tile;
+            for (int64_t b = b0; b < b1; b++)
+                xsp_copy_act((const block_q8_K *)(const void *)((const char *)x + (size_t)b * x_stride), nsb,
+                             xa + (b - b0) * nsb);
+            const int64_t nrg = (np + XSP_R - 1) / XSP_R, ncg = (b1 - b0 + XSP_C - 1) / XSP_C;
+            for (int64_t r = 0, gr = 0; gr < nrg; gr++) {
+                const int nr = (int)(np / nrg + (gr < np % nrg));
+                const struct xsp_sb *wp[XSP_R];
+                for (int i = 0; i < nr; i++)
+                    wp[i] = wa + (r + i) * nsb;
+                for (int64_t b = b0, gc = 0; gc < ncg; gc++) {
+                    const int nc = (int)((b1 - b0) / ncg + (gc < (b1 - b0) % ncg));
+                    const struct xsp_act *xp[XSP_C];
+                    float o[XSP_R * XSP_C];
+                    for (int j = 0; j < nc; j++)
+                        xp[j] = xa + (b + j - b0) * nsb;
+                    tiles[nr - 1][nc - 1](nsb, wp, xp, o);
+                    for (int j = 0; j < nc; j++)
+                        for (int i = 0; i < nr; i++)
+                            y[(size_t)(b + j) * y_stride + (size_t)(p0 + r + i)] = o[i * XSP_C + j];
+                    b += nc;
+                }
+                r += nr;
+            }
+        }
+    }
+    return true;
+}
+
+static void iq4_xs_gemm_ws(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                           const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
+{
+    if (n_batch < XSP_MIN_BATCH || !xsp_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws))
+        iq4_xs_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+}
+
 void kern_avx2_fill_iq4(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx2_fill_iq4(struct kern_type_ops *ops, enum gg_type type)
 {
@@ -241,6 +405,7 @@ void kern_avx2_fill_iq4(struct kern_type_ops *ops, enum gg_type type)
     case GG_TYPE_IQ4_XS:
         ops->vec_dot = iq4_xs_vec_dot;
         ops->gemm = iq4_xs_gemm;
+        ops->gemm_ws = iq4_xs_gemm_ws;
         break;
     default:
         return;
