@@ -7,7 +7,11 @@
 # on a shared machine are noisy: compare ratios from one run.
 # Env: MODELS (default: bench/out/*.gguf except the F32 ones, see
 # bench/mkmodels.sh), P=512 N=128 R=3 T=$(nproc), BUILD (default build),
-# MEMBW=0 skips the bandwidth probe (../shared/bench/membw.c).
+# MEMBW=0 skips the bandwidth probe (../shared/bench/membw.c), LLAMA_ARGS
+# (extra llama-bench arguments, e.g. "-rtr 1" for ik_llama.cpp's run-time
+# repacking). PARALLEL=1,4,8: also batched decode per model, `spoke bench
+# --parallel` (128-token prompts, 128 generated each) against
+# LLAMA_BATCHED (a llama-batched-bench binary, same shape) when given.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$root/build}
@@ -37,7 +41,16 @@ for m in "${models[@]}"; do
   echo "compare: $(basename "$m")" >&2
   "$spoke" bench "$m" -p "$P" -n "$N" -r "$R" -t "$T" --json "${membw_args[@]}" >"$work/spoke-$i.json"
   if [ -n "$llama" ]; then
-    "$llama" -m "$m" -p "$P" -n "$N" -r "$R" -t "$T" -o json >"$work/llama-$i.json" 2>/dev/null || echo '[]' >"$work/llama-$i.json"
+    # shellcheck disable=SC2086
+    "$llama" -m "$m" -p "$P" -n "$N" -r "$R" -t "$T" ${LLAMA_ARGS:-} -o json >"$work/llama-$i.json" 2>/dev/null || echo '[]' >"$work/llama-$i.json"
+  fi
+  if [ -n "${PARALLEL:-}" ]; then
+    "$spoke" bench "$m" --parallel "$PARALLEL" -t "$T" --json "${membw_args[@]}" >"$work/spar-$i.json"
+    if [ -n "${LLAMA_BATCHED:-}" ]; then
+      maxp=$(echo "$PARALLEL" | tr , '\n' | sort -n | tail -1)
+      "$LLAMA_BATCHED" -m "$m" -c $((maxp * 256 + 256)) -b 2048 -ub 512 -npp 128 -ntg 128 -npl "$PARALLEL" -t "$T" \
+        2>&1 | awk -F'|' '/^\| *128 \| *128 \|/ {gsub(/ /, ""); print $4, $9}' >"$work/lpar-$i.txt" || true
+    fi
   fi
   i=$((i + 1))
 done
@@ -66,4 +79,26 @@ for i in range(n):
             os.path.basename(models[i]), test, r["avg_ts"], "%.2f" % lt if lt else "-", ratio,
             r.get("peak_rss_mib", 0), r.get("isa", "?"), r.get("n_threads", 0),
             "%.2f" % r["membw_gbs"] if "membw_gbs" in r else "-"))
+par = [i for i in range(n) if os.path.exists(os.path.join(work, "spar-%d.json" % i))]
+if par:
+    print()
+    print("| model | sequences | spoke decode t/s | x 1 seq | llama decode t/s | x 1 seq | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+for i in par:
+    sp = load(os.path.join(work, "spar-%d.json" % i))
+    ll = {}
+    try:
+        for line in open(os.path.join(work, "lpar-%d.txt" % i)):
+            b, ts = line.split()
+            ll[int(b)] = float(ts)
+    except (OSError, ValueError):
+        pass
+    base = next((r["decode_ts"] for r in sp if r["n_parallel"] == 1), None)
+    for r in sp:
+        b, ts = r["n_parallel"], r["decode_ts"]
+        lt = ll.get(b)
+        print("| %s | %d | %.2f | %s | %s | %s | %s |" % (
+            os.path.basename(models[i]), b, ts, "%.2f" % (ts / base) if base else "-",
+            "%.2f" % lt if lt else "-", "%.2f" % (lt / ll[1]) if lt and ll.get(1) else "-",
+            "%.2f" % (ts / lt) if lt else "-"))
 PY
