@@ -789,7 +789,7 @@ TEST(gemm_batch_bit_equals_vec_dot)
         for (size_t ki = 0; ki < (g_asan ? 2 : SP_ARRAY_LEN(ks)); ki++) {
             const int64_t k = ks[ki];
             const size_t wrb = row_bytes(types[ti].type, k), xrb = row_bytes(v->vec_dot_type, k);
-            const size_t wst = wrb + 6, xst = xrb + 2, ys = (size_t)rows + 5;
+            const size_t wst = wrb + 4, xst = xrb + 8, ys = (size_t)rows + 5; /* odd, keeping 4-byte alignment */
             float *f = sp_malloc((size_t)k * 4), *want = sp_malloc(sizeof(float) * (size_t)(rows * maxb));
             char *w = sp_malloc(wst * (size_t)rows), *x = sp_malloc(xst * (size_t)maxb);
             float *y = sp_malloc(sizeof(float) * ys * (size_t)maxb);
