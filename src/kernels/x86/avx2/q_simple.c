@@ -224,8 +224,9 @@ DEC_KERN(q4_0, block_q4_0, q4_0_u, 8)
 DEC_KERN(q5_0, block_q5_0, q5_0_u, 16)
 DEC_KERN(q8_0, block_q8_0, q8_0_u, 0)
 
-/* ---- Q8_0 batches (n_batch >= 2): tile_s8.h's 3 x 3 register tile, in
- * vec_dot's float order (bit-identical); n_batch 1 takes the decode rows. */
+/* ---- Q8_0 batches (n_batch >= 3): tile_s8.h's 3 x 3 register tile, in
+ * vec_dot's float order (bit-identical); n_batch 1 takes the decode rows,
+ * 2 the 2 x 2 kernel (SIGNED_KERN2; the tile measured no faster there). */
 S8T_CORE(q8_0, block_q8_0, q8_0_q)
 KERN_AI void q8_0_s8tile(int nr, int nc, int64_t nb, const block_q8_0 *const *w, const block_q8_0 *const *x,
                          const float *const *dw, const float *const *dy, float *o)
@@ -253,8 +254,8 @@ static void q8_0_gemmq(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const
 {
     if (n_batch == 1)
         q8_0_gemmd(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
-    else if (!q8_0_gemmt(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride))
-        q8_0_gemm2(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+    else if (n_batch == 2 || !q8_0_gemmt(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride))
+        q8_0_gemm2(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride); /* 2 rows: as fast (measured) */
 }
 
 /* ---- panel gemm for Q4_0 and Q5_0 (prefill): groups of 8 weight rows are
