@@ -244,11 +244,22 @@ TEST(batched_equals_alone_q8_0)
     }
 }
 
+/* Q4_0 and Q5_0 have a panel gemm of another float order for batches of >=
+ * 8 rows: decode rows must still get their 1-row order (cpu_matmul) */
+TEST(batched_equals_alone_q4_0_q5_0)
+{
+    if (!g_asan) {
+        check_file("stories260K-q4_0.gguf", 8, 40);
+        check_file("stories260K-q5_0.gguf", 8, 40);
+    }
+}
+
 int main(void)
 {
     g_asan = getenv("SPOKE_ASAN") != NULL;
     RUN(batched_equals_alone_f32);
     RUN(batched_equals_alone_f16);
     RUN(batched_equals_alone_q8_0);
+    RUN(batched_equals_alone_q4_0_q5_0);
     return test_summary();
 }

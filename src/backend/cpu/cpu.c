@@ -334,14 +334,16 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
 }
 
 /* Rows [0, n_solo) in the 1-row order: a weight type with a second (batch)
- * order gets the two row ranges in two passes; the others one pass. */
+ * order (F32/F16's tinyBLAS order, or a panel gemm that sums in another
+ * order: Q4_0/Q5_0) gets the two row ranges in two passes; the others one
+ * pass. */
 static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
                        int64_t n_batch, int64_t n_solo, size_t x_stride)
 {
     bool two_orders = false;
     n_mm = SP_MIN(n_mm, (size_t)4);
     for (size_t i = 0; i < n_mm; i++)
-        two_orders |= mms[i].w->ops->gemm_tb != NULL;
+        two_orders |= mms[i].w->ops->gemm_tb != NULL || (mms[i].w->ops->gemm_ws && !mms[i].w->ops->ws_exact);
     if (!two_orders || n_solo <= 0) {
         cpu_matmul_order(be, mms, n_mm, x, n_batch, x_stride, false);
         return;
