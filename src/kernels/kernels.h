@@ -64,9 +64,10 @@ struct kern_type_ops {
      * order (ref/order.c). Both are bit-identical on every ISA. Pick with
      * kern_pick_gemm. */
     kern_gemm_fn gemm_tb;
-    /* Optional (NULL if none): the panel gemm for n_batch >=
-     * KERN_GEMM_WS_MIN_BATCH; its float order may differ from gemm's (K-quants
-     * only, where llama.cpp has no batched kernel to match; docs/PARITY.md). */
+    /* Optional (NULL if none): the panel gemm for batches from
+     * ws_min_batch rows on; its float order may differ from gemm's (Q4_0/Q5_0,
+     * ws_exact false) or be vec_dot's (the K-quants, Q8_0, IQ4_NL, IQ4_XS:
+     * ws_exact; docs/PARITY.md). */
     kern_gemm_ws_fn gemm_ws;
     /* Batches of at least this many rows use gemm_ws (when set); below it
      * gemm. KERN_GEMM_WS_MIN_BATCH unless the type's panel was measured to win

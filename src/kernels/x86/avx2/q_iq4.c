@@ -401,11 +401,14 @@ void kern_avx2_fill_iq4(struct kern_type_ops *ops, enum gg_type type)
         ops->vec_dot = iq4_nl_vec_dot;
         ops->gemm = iq4_nl_gemmd;
         ops->gemm_ws = iq4_nl_gemm_ws;
+        ops->ws_exact = true; /* vec_dot's bits: decode rows may take it */
         break;
     case GG_TYPE_IQ4_XS:
         ops->vec_dot = iq4_xs_vec_dot;
         ops->gemm = iq4_xs_gemm;
         ops->gemm_ws = iq4_xs_gemm_ws;
+        ops->ws_exact = true;
+        ops->ws_min_batch = XSP_MIN_BATCH;
         break;
     default:
         return;

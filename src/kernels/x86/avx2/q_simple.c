@@ -516,6 +516,7 @@ void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type)
         ops->vec_dot = q8_0_vec_dot;
         ops->gemm = q8_0_gemmq;
         ops->gemm_ws = q8_0_gemm_ws;
+        ops->ws_exact = true; /* vec_dot's bits: decode rows may take it */
         ops->quantize_act = quantize_q8_0;
         break;
     case GG_TYPE_Q8_1:
