@@ -19,7 +19,11 @@
  *
  * Device choice (backend_choose): probe CUDA (dlopen libcuda.so.1 +
  * cuDeviceGetCount), then Metal (macOS only), then CPU; the result says which
- * backend was chosen and why the others were skipped, and is logged. */
+ * backend was chosen and why the others were skipped, and is logged.
+ * backend_device_new makes that kind's struct backend_device for one loaded
+ * model: it binds and releases the model's weights (a view on "cpu", an
+ * upload on a GPU kind) and creates its contexts' backends (device.c, the
+ * "cpu" kind in cpu/cpu_dev.c). */
 #ifndef SPOKE_BACKEND_H
 #define SPOKE_BACKEND_H
 
@@ -31,14 +35,20 @@
 struct kern_type_ops;
 
 /* A weight matrix as the backend sees it: rows of `k` elements of `type`,
- * row r at data + r * row_bytes. A view into the GGUF mapping (not owned). */
+ * row r at data + r * row_bytes, where the backend kind that bound it
+ * (backend_weight_bind) put them: a view into the GGUF mapping on "cpu"
+ * (owned NULL), or storage the bind allocated (a device upload, a repacked
+ * copy: owned non-NULL, freed by backend_weight_release). A zeroed struct
+ * is an unbound weight (data NULL). */
 struct backend_weight {
     enum gg_type type;
     int64_t k;          /* elements per row (ne0) */
     int64_t rows;       /* number of rows (ne1) = output features */
     size_t row_bytes;   /* bytes per row */
-    const void *data;   /* first row */
+    const void *data;   /* first row (device memory on a GPU kind) */
     const struct kern_type_ops *ops; /* the backend's kernels for type (opaque outside src/backend) */
+    void *owned;        /* storage the bind allocated, or NULL (a view) */
+    size_t owned_bytes; /* its size */
 };
 
 /* One matmul of a multi-matmul call: y[b * y_stride + r] = w row r . x row b. */
@@ -49,6 +59,7 @@ struct backend_mm {
 };
 
 struct backend;
+struct backend_device;
 
 enum backend_act { BACKEND_ACT_SILU = 0, BACKEND_ACT_GELU }; /* GELU: tanh approximation */
 
@@ -268,16 +279,23 @@ struct backend {
 enum sp_status backend_cpu_new(int n_threads, int64_t max_k, int64_t max_batch, struct backend **out,
                                struct sp_err *err) SP_MUST_USE;
 void backend_free(struct backend *be); /* NULL is a no-op; joins the threads */
+/* The "cpu" kind's device (cpu_dev.c): weights bound as views into the
+ * host memory given (nothing allocated), backends from backend_cpu_new.
+ * Errors: SP_ERR_NOMEM. */
+enum sp_status backend_cpu_device_new(struct backend_device **out, struct sp_err *err) SP_MUST_USE;
 
 /* Bytes of scratch backend_cpu_new allocates for (max_k, max_batch) (footprint). */
 size_t backend_cpu_scratch_bytes(int64_t max_k, int64_t max_batch);
 /* Bytes attn_reserve allocates on the cpu backend (footprint); SIZE_MAX on overflow. */
 size_t backend_cpu_attn_bytes(int n_threads, int max_ctx, int max_group, int head_dim, int n_rot);
 
-/* Fill a backend_weight view for a 2-D tensor; SP_ERR_UNSUPPORTED if the
- * kernels have no ops for its type. */
-enum sp_status backend_weight_bind(struct backend_weight *w, enum gg_type type, int64_t k, int64_t rows,
-                                   const void *data, struct sp_err *err) SP_MUST_USE;
+/* Fill *w as a view of rows host memory rows (the "cpu" kind's bind, also
+ * the first step of a bind that copies): *w zeroed, then type, k, rows,
+ * row_bytes, data = host and the kernels' table; owned stays NULL.
+ * SP_ERR_UNSUPPORTED if the kernels have no matmul for type, SP_ERR_FORMAT
+ * if k is not a whole number of blocks. */
+enum sp_status backend_cpu_weight_view(struct backend_weight *w, enum gg_type type, int64_t k, int64_t rows,
+                                       const void *host, struct sp_err *err) SP_MUST_USE;
 
 /* Whether get_rows can read rows of the bound weight w (its type dequantizes). */
 bool backend_weight_has_rows(const struct backend_weight *w);
@@ -306,5 +324,57 @@ void backend_choose(struct backend_choice *out);
 
 /* Number of online CPUs (>= 1). */
 int backend_cpu_count(void);
+
+/* ---- devices: one backend kind's home for the weights of ONE loaded model
+ * A struct backend_device exists from model load to model free and is shared
+ * by every context of that model: it binds the weights (where they live is
+ * the kind's business: a view into the mapping on "cpu", an upload on a
+ * GPU, possibly a repacked copy), releases them, and creates the compute
+ * backends (struct backend: pool + scratch) of the model's contexts, so the
+ * model code never names a kind. bind/release are called by the thread that
+ * loads/frees the model; backend_new is thread-safe. */
+struct backend_device;
+
+struct backend_device_ops {
+    const char *name; /* "cpu" */
+    /* Bind rows rows of k elements of type (host memory, valid while the
+     * model lives) into *w (zeroed by the caller): fill every field the
+     * kind's ops read; storage the kind allocates goes in owned /
+     * owned_bytes. On failure free anything allocated (the caller zeroes
+     * *w). Errors: SP_ERR_UNSUPPORTED (no kernels for type), SP_ERR_FORMAT,
+     * SP_ERR_NOMEM. */
+    enum sp_status (*bind)(struct backend_device *dev, struct backend_weight *w, enum gg_type type, int64_t k,
+                           int64_t rows, const void *host, struct sp_err *err);
+    /* Free what bind allocated for w (owned); a view needs nothing. */
+    void (*release)(struct backend_device *dev, struct backend_weight *w);
+    /* A compute backend for one context (backend_cpu_new's arguments). */
+    enum sp_status (*backend_new)(struct backend_device *dev, int n_threads, int64_t max_k, int64_t max_batch,
+                                  struct backend **out, struct sp_err *err);
+    void (*free)(struct backend_device *dev);
+};
+
+struct backend_device {
+    const struct backend_device_ops *ops;
+    enum backend_kind kind;
+    size_t n_bound;      /* weights bound and not yet released (backend_weight_bind/release) */
+    size_t owned_bytes;  /* bytes those binds allocated (0 on "cpu": views) */
+};
+
+/* The device of the kind backend_choose picked (c NULL: "cpu"). Errors:
+ * SP_ERR_UNSUPPORTED (a kind this build has no backend for), SP_ERR_NOMEM. */
+enum sp_status backend_device_new(const struct backend_choice *c, struct backend_device **out,
+                                  struct sp_err *err) SP_MUST_USE;
+/* NULL is a no-op; logs a warning when weights are still bound (a leak). */
+void backend_device_free(struct backend_device *dev);
+/* Bind a weight on dev (dev->ops->bind on a zeroed *w, counted in n_bound
+ * and owned_bytes); on failure *w is left zeroed (unbound). */
+enum sp_status backend_weight_bind(struct backend_device *dev, struct backend_weight *w, enum gg_type type,
+                                   int64_t k, int64_t rows, const void *host, struct sp_err *err) SP_MUST_USE;
+/* Release a weight bound on dev and zero it; an unbound (zeroed) weight is
+ * a no-op, so a model whose load failed half way releases every field. */
+void backend_weight_release(struct backend_device *dev, struct backend_weight *w);
+/* A compute backend of dev's kind for one context. */
+enum sp_status backend_new_on(struct backend_device *dev, int n_threads, int64_t max_k, int64_t max_batch,
+                              struct backend **out, struct sp_err *err) SP_MUST_USE;
 
 #endif

@@ -1,5 +1,6 @@
 /* engine.c - model loading (GGUF + weights + tokenizer + chat template +
- * footprint check + backend choice + the one model state and its step
+ * footprint check + backend choice and its device, which binds the weights
+ * and makes the state's backend + the one model state and its step
  * loop), contexts, chat rendering and token counting. Generation itself
  * lives in generate.c (caller side) and sched.c (the step loop).
  *
@@ -55,10 +56,13 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
     em->gv_mu_ok = pthread_mutex_init(&em->gv_mu, NULL) == 0;
     em->embd_mu_ok = pthread_mutex_init(&em->embd_mu, NULL) == 0;
     backend_choose(&em->backend);
+    /* the chosen kind's device binds the weights and makes the state's backend */
+    if ((result = backend_device_new(&em->backend, &em->dev, err)) != SP_OK)
+        goto fail;
     if ((result = gg_split_open(opts->path, &em->split, err)) != SP_OK)
         goto fail;
     em->file = gg_split_file(em->split, 0);
-    if ((result = model_load_split(em->split, &em->model, err)) != SP_OK)
+    if ((result = model_load_split_on(em->dev, em->split, &em->model, err)) != SP_OK)
         goto fail;
     if ((result = tok_vocab_load(em->file, &em->vocab, err)) != SP_OK)
         goto fail;
@@ -157,7 +161,8 @@ void engine_model_free(struct engine_model *m)
     grammar_vocab_free(m->gvocab);
     if (m->gv_mu_ok)
         pthread_mutex_destroy(&m->gv_mu);
-    model_free(m->model);
+    model_free(m->model); /* releases the weights on m->dev */
+    backend_device_free(m->dev);
     gg_split_close(m->split);
     sp_free(m);
 }

@@ -65,7 +65,8 @@ struct engine_model {
     struct tok_tmpl *tmpl_tools; /* tokenizer.chat_template.tool_use: for requests with tools, or NULL */
     int tool_syntax;             /* enum engine_tool_syntax, from the (tool-use) template's markers */
     char tmpl_desc[96];          /* for logs: "jinja (model)", "chatml (fixed: parse error)"... */
-    struct backend_choice backend;
+    struct backend_choice backend; /* backend_choose's pick */
+    struct backend_device *dev;    /* of that kind: holds the model's weights, makes its backend */
     char *name;
     char *bos_text, *eos_text;
     char *pieces;          /* engine_token_text: the text of every token, concatenated */

@@ -41,12 +41,14 @@ struct model_bert {
     const float *type0;              /* token_types row 0 [n_embd] or NULL */
     const float *embd_ln_w, *embd_ln_b;
     struct model_bert_layer *layers; /* [n_layer] */
+    int n_layer;
     float *owned;                    /* F32 copies of the vectors */
 };
 
 /* ---- binding */
 
 struct bert_bind {
+    struct backend_device *dev; /* where the matrices are bound */
     model_tensor_find_fn find;
     const void *src;
     size_t *n_used;
@@ -83,7 +85,7 @@ static enum sp_status bind_mat(struct bert_bind *b, const char *name, int64_t k,
     const struct gg_tensor *t = bind_find(b, name, k, rows, true, &result, err);
     if (!t)
         return result;
-    result = backend_weight_bind(w, t->type, k, rows, t->data, err);
+    result = backend_weight_bind(b->dev, w, t->type, k, rows, t->data, err);
     if (result != SP_OK && err)
         sp_strlcpy(err->context, name, sizeof(err->context));
     return result;
@@ -134,7 +136,8 @@ enum sp_status model_bert_load(struct model *m, model_tensor_find_fn find, const
     bt->layers = sp_calloc((size_t)hp->n_layer, sizeof(*bt->layers));
     if (!bt->owned || !bt->layers)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory loading the model");
-    struct bert_bind b = {find, src, n_used, bt->owned, bt->owned + n_owned};
+    bt->n_layer = hp->n_layer;
+    struct bert_bind b = {m->dev, find, src, n_used, bt->owned, bt->owned + n_owned};
     if ((result = bind_mat(&b, "position_embd.weight", E, hp->n_ctx_train, &bt->pos_embd, err)) != SP_OK)
         return result;
     if (!backend_weight_has_rows(&bt->pos_embd) || !backend_weight_has_rows(&m->tok_embd))
@@ -170,10 +173,17 @@ enum sp_status model_bert_load(struct model *m, model_tensor_find_fn find, const
     return SP_OK;
 }
 
-void model_bert_free(struct model_bert *b)
+void model_bert_free(struct model_bert *b, struct backend_device *dev)
 {
     if (!b)
         return;
+    backend_weight_release(dev, &b->pos_embd);
+    for (int l = 0; b->layers && l < b->n_layer; l++) {
+        struct model_bert_layer *L = &b->layers[l];
+        struct backend_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < SP_ARRAY_LEN(ws); i++)
+            backend_weight_release(dev, ws[i]);
+    }
     sp_free(b->layers);
     sp_free(b->owned);
     sp_free(b);
@@ -266,7 +276,7 @@ enum sp_status model_bert_state_new(const struct model *m, int n_batch, int n_th
     s->row_in = (int32_t *)(void *)(a + off[8]);
     s->row_end = (int32_t *)(void *)(a + off[9]);
     s->row_pos = (int32_t *)(void *)(a + off[10]);
-    if ((result = backend_cpu_new(nth, bert_max_k(m), n_batch, &s->be, err)) != SP_OK)
+    if ((result = backend_new_on(m->dev, nth, bert_max_k(m), n_batch, &s->be, err)) != SP_OK)
         goto fail;
     *out = s;
     return SP_OK;

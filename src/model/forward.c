@@ -218,7 +218,7 @@ enum sp_status model_state_new(const struct model *m, const struct model_state_o
         *fbufs[i] = (float *)(void *)(a + lay.off[i]);
     s->rows = (int32_t *)(void *)(a + lay.off[10]);
     s->seq_mark = (uint32_t *)(void *)(a + lay.off[11]);
-    if ((result = backend_cpu_new(nth, max_k(m), B, &s->be, err)) != SP_OK)
+    if ((result = backend_new_on(m->dev, nth, max_k(m), B, &s->be, err)) != SP_OK)
         goto fail;
     if ((result = s->be->ops->attn_reserve(s->be, n_ctx, m->hp.n_head / m->hp.n_head_kv, m->hp.head_dim,
                                            m->hp.n_rot, err)) != SP_OK)

@@ -5,8 +5,10 @@
  * llama.cpp's defaults (rope freq base 10000, rms eps 1e-5, n_head_kv =
  * n_head, rope dimensions = head size, head size = n_embd / n_head). Every
  * tensor is checked for presence, shape and a kernel for its type before the
- * model is returned; matrices are views into the mapping (fused attn_qkv and
- * gate+up ffn_up become row views), 1-D norm/bias/factor vectors are
+ * model is returned; matrices are bound on the model's backend device
+ * (backend_weight_bind: views into the mapping on "cpu", an upload on a GPU
+ * kind; a fused attn_qkv or gate+up ffn_up binds as row ranges, one weight
+ * each) and released there by model_free; 1-D norm/bias/factor vectors are
  * converted to F32 copies. Every family takes the optional biases llama.cpp's
  * converter may write (attention q/k/v/output, a fused attn_qkv.bias, FFN
  * gate/up/down, a fused ffn_up.bias) and applies each one present; a bias
@@ -155,6 +157,7 @@ struct tsrc {
     const struct gg_file *f;     /* metadata (the first shard) */
     const struct gg_split *split; /* or NULL */
     size_t n_used;
+    struct backend_device *dev;  /* where the matrices are bound */
 };
 
 static const struct gg_tensor *src_find(const struct tsrc *src, const char *name)
@@ -198,14 +201,14 @@ static const struct gg_tensor *find_tensor(struct tsrc *f, const char *name, int
 }
 
 /* Bind rows [row0, row0 + rows) of tensor t ([k, *]) as one matrix. */
-static enum sp_status bind_rows(const struct gg_tensor *t, const char *name, int64_t k, int64_t row0,
-                                int64_t rows, struct backend_weight *w, struct sp_err *err)
+static enum sp_status bind_rows(struct tsrc *f, const struct gg_tensor *t, const char *name, int64_t k,
+                                int64_t row0, int64_t rows, struct backend_weight *w, struct sp_err *err)
 {
     size_t rb = 0;
     if (row0 > 0 && !gg_row_size(t->type, k, &rb))
         return sp_err_setc(err, SP_ERR_FORMAT, name, "tensor %s rows are not whole blocks", name);
     enum sp_status result =
-        backend_weight_bind(w, t->type, k, rows, (const char *)t->data + (size_t)row0 * rb, err);
+        backend_weight_bind(f->dev, w, t->type, k, rows, (const char *)t->data + (size_t)row0 * rb, err);
     if (result != SP_OK && err)
         sp_strlcpy(err->context, name, sizeof(err->context));
     return result;
@@ -218,7 +221,7 @@ static enum sp_status bind_matrix(struct tsrc *f, const char *name, int64_t k, i
     const struct gg_tensor *t = find_tensor(f, name, k, rows, true, err, &result);
     if (!t)
         return result;
-    return bind_rows(t, name, k, 0, rows, w, err);
+    return bind_rows(f, t, name, k, 0, rows, w, err);
 }
 
 enum sp_status model_vec_to_f32(const struct gg_tensor *t, const char *name, int64_t n, float *out,
@@ -346,9 +349,9 @@ static enum sp_status load_layer(struct tsrc *src, struct model *m, int l, float
     if (qkv) {
         if (!find_tensor(src, name, E, Dq + 2 * Dkv, true, err, &result))
             return result;
-        if ((result = bind_rows(qkv, name, E, 0, Dq, &L->wq, err)) != SP_OK ||
-            (result = bind_rows(qkv, name, E, Dq, Dkv, &L->wk, err)) != SP_OK ||
-            (result = bind_rows(qkv, name, E, Dq + Dkv, Dkv, &L->wv, err)) != SP_OK)
+        if ((result = bind_rows(src, qkv, name, E, 0, Dq, &L->wq, err)) != SP_OK ||
+            (result = bind_rows(src, qkv, name, E, Dq, Dkv, &L->wk, err)) != SP_OK ||
+            (result = bind_rows(src, qkv, name, E, Dq + Dkv, Dkv, &L->wv, err)) != SP_OK)
             return result;
         const float *bqkv;
         if ((result = load_vector(src, LNAME("attn_qkv.bias"), Dq + 2 * Dkv, false, next, &bqkv, err)) != SP_OK)
@@ -371,8 +374,8 @@ static enum sp_status load_layer(struct tsrc *src, struct model *m, int l, float
         const struct gg_tensor *up = find_tensor(src, LNAME("ffn_up.weight"), E, 2 * F, true, err, &result);
         if (!up)
             return result;
-        if ((result = bind_rows(up, name, E, 0, F, &L->w_gate, err)) != SP_OK ||
-            (result = bind_rows(up, name, E, F, F, &L->w_up, err)) != SP_OK)
+        if ((result = bind_rows(src, up, name, E, 0, F, &L->w_gate, err)) != SP_OK ||
+            (result = bind_rows(src, up, name, E, F, F, &L->w_up, err)) != SP_OK)
             return result;
         if ((result = load_vector(src, LNAME("ffn_up.bias"), 2 * F, false, next, &L->b_gate, err)) != SP_OK)
             return result;
@@ -402,6 +405,12 @@ static enum sp_status load_from(struct tsrc *src, struct model **out, struct sp_
     if (!m)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory loading the model");
     m->file = f;
+    if (!src->dev) { /* no device given: the model's own "cpu" one */
+        if ((result = backend_cpu_device_new(&src->dev, err)) != SP_OK)
+            goto fail;
+        m->dev_owned = true;
+    }
+    m->dev = src->dev;
     if ((result = read_hparams(f, &m->hp, err)) != SP_OK)
         goto fail;
     struct model_hparams *hp = &m->hp;
@@ -497,23 +506,48 @@ fail:
     return result;
 }
 
+enum sp_status model_load_on(struct backend_device *dev, const struct gg_file *f, struct model **out,
+                             struct sp_err *err)
+{
+    struct tsrc src = {f, NULL, 0, dev};
+    return load_from(&src, out, err);
+}
+
+enum sp_status model_load_split_on(struct backend_device *dev, const struct gg_split *s, struct model **out,
+                                   struct sp_err *err)
+{
+    struct tsrc src = {gg_split_file(s, 0), s, 0, dev};
+    return load_from(&src, out, err);
+}
+
 enum sp_status model_load(const struct gg_file *f, struct model **out, struct sp_err *err)
 {
-    struct tsrc src = {f, NULL, 0};
-    return load_from(&src, out, err);
+    return model_load_on(NULL, f, out, err);
 }
 
 enum sp_status model_load_split(const struct gg_split *s, struct model **out, struct sp_err *err)
 {
-    struct tsrc src = {gg_split_file(s, 0), s, 0};
-    return load_from(&src, out, err);
+    return model_load_split_on(NULL, s, out, err);
 }
 
 void model_free(struct model *m)
 {
     if (!m)
         return;
-    model_bert_free(m->bert);
+    /* every bound weight goes back to the device (unbound ones are zeroed:
+     * a load that failed half way releases what it bound) */
+    model_bert_free(m->bert, m->dev);
+    for (int l = 0; m->layers && l < m->hp.n_layer; l++) {
+        struct model_layer *L = &m->layers[l];
+        struct backend_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < SP_ARRAY_LEN(ws); i++)
+            backend_weight_release(m->dev, ws[i]);
+    }
+    if (!m->tied_output) /* tied: a copy of tok_embd's binding */
+        backend_weight_release(m->dev, &m->output);
+    backend_weight_release(m->dev, &m->tok_embd);
+    if (m->dev_owned)
+        backend_device_free(m->dev);
     sp_free(m->layers);
     sp_free(m->owned);
     sp_free(m);

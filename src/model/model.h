@@ -1,10 +1,13 @@
 /* model.h - transformer models: hyper-parameters, weight binding, forward pass,
  * footprint estimate.
  *
- * A struct model binds the weights of an opened GGUF file (views into the
- * read-only mapping: nothing is copied except the small norm/bias vectors,
- * which are converted to F32). It is immutable after model_load and may be
- * shared by any number of states/threads. A struct model_state is one
+ * A struct model binds the weights of an opened GGUF file on a backend
+ * device (struct backend_device, one per loaded model: on "cpu" views into
+ * the read-only mapping, nothing copied; a GPU kind would upload them) and
+ * keeps the small norm/bias vectors as F32 copies. model_free releases every
+ * bound weight on that device. It is immutable after model_load and may be
+ * shared by any number of states/threads; each state's backend comes from
+ * the model's device. A struct model_state is one
  * evaluation context for up to n_seq sequences at once: the shared KV cache
  * (kv.h: one span of cells per sequence), the backend (one thread pool) and
  * all scratch, sized at creation; model_decode allocates nothing.
@@ -132,17 +135,28 @@ struct model {
     float *owned;                    /* F32 copies of the norm/bias/factor vectors */
     size_t weight_bytes;             /* bytes of tensor data in the file */
     struct model_bert *bert;         /* encoder weights (bert.c) or NULL */
+    struct backend_device *dev;      /* binds the weights, makes the states' backends */
+    bool dev_owned;                  /* dev made by model_load(_split) itself */
 };
 
-/* Read hyper-parameters and bind every tensor of f (which must outlive the
- * model). Errors: SP_ERR_UNSUPPORTED (architecture, tensor type without
- * kernels), SP_ERR_FORMAT (missing tensor, wrong shape, bad metadata),
- * SP_ERR_NOMEM. */
-enum sp_status model_load(const struct gg_file *f, struct model **out, struct sp_err *err) SP_MUST_USE;
+/* Read hyper-parameters and bind every weight matrix of f (which must
+ * outlive the model) on dev (backend_weight_bind: a view on "cpu", an
+ * upload on a GPU kind); dev must outlive the model, and every state of the
+ * model gets its backend from dev (backend_new_on). Errors:
+ * SP_ERR_UNSUPPORTED (architecture, tensor type without kernels),
+ * SP_ERR_FORMAT (missing tensor, wrong shape, bad metadata), SP_ERR_NOMEM. */
+enum sp_status model_load_on(struct backend_device *dev, const struct gg_file *f, struct model **out,
+                             struct sp_err *err) SP_MUST_USE;
 /* The same over the shards of a split GGUF (metadata from the first shard,
  * tensors from any); the set must outlive the model. */
+enum sp_status model_load_split_on(struct backend_device *dev, const struct gg_split *s, struct model **out,
+                                   struct sp_err *err) SP_MUST_USE;
+/* model_load_on / model_load_split_on with a "cpu" device of the model's own. */
+enum sp_status model_load(const struct gg_file *f, struct model **out, struct sp_err *err) SP_MUST_USE;
 enum sp_status model_load_split(const struct gg_split *s, struct model **out, struct sp_err *err) SP_MUST_USE;
-void model_free(struct model *m); /* NULL is a no-op */
+/* NULL is a no-op; releases every bound weight on the model's device (and
+ * frees the device when the model made it). */
+void model_free(struct model *m);
 
 struct model_state_opts {
     int n_ctx;          /* most positions of one sequence (>= 1) */
@@ -253,7 +267,7 @@ enum sp_status model_vec_to_f32(const struct gg_tensor *t, const char *name, int
 typedef const struct gg_tensor *(*model_tensor_find_fn)(const void *src, const char *name);
 enum sp_status model_bert_load(struct model *m, model_tensor_find_fn find, const void *src, size_t *n_used,
                                struct sp_err *err) SP_MUST_USE;
-void model_bert_free(struct model_bert *b); /* NULL is a no-op */
+void model_bert_free(struct model_bert *b, struct backend_device *dev); /* NULL is a no-op; releases its weights on dev */
 
 /* ---- memory */
 /* Bytes of memory this process may still use: min(MemAvailable, cgroup

@@ -492,29 +492,3 @@ void backend_free(struct backend *be)
     if (be)
         be->ops->free(be);
 }
-
-enum sp_status backend_weight_bind(struct backend_weight *w, enum gg_type type, int64_t k, int64_t rows,
-                                   const void *data, struct sp_err *err)
-{
-    memset(w, 0, sizeof(*w));
-    const struct kern_type_ops *ops = kern_ops(type);
-    if (!ops || !ops->gemm)
-        return sp_err_set(err, SP_ERR_UNSUPPORTED, "tensor type %s has no matmul kernel", gg_type_name(type));
-    if (ops->vec_dot_type != GG_TYPE_F32) {
-        const struct kern_type_ops *q = kern_ops(ops->vec_dot_type);
-        if (!q || !q->quantize_act)
-            return sp_err_set(err, SP_ERR_UNSUPPORTED, "activation type %s for %s has no quantizer",
-                              gg_type_name(ops->vec_dot_type), gg_type_name(type));
-    }
-    size_t rb;
-    if (!gg_row_size(type, k, &rb))
-        return sp_err_set(err, SP_ERR_FORMAT, "row of %lld elements is not a whole number of %s blocks",
-                          (long long)k, gg_type_name(type));
-    w->type = type;
-    w->k = k;
-    w->rows = rows;
-    w->row_bytes = rb;
-    w->data = data;
-    w->ops = ops;
-    return SP_OK;
-}

@@ -95,7 +95,7 @@ TEST(matmul_matches_reference)
     struct backend_weight w[3];
     for (int m = 0; m < 3; m++) {
         quantize_rows(types[m], wf[m], R, K, &wq[m], &rb[m]);
-        CHECK(backend_weight_bind(&w[m], types[m], K, R, wq[m], NULL) == SP_OK);
+        CHECK(backend_cpu_weight_view(&w[m], types[m], K, R, wq[m], NULL) == SP_OK);
     }
     run_mm(1, w, 3, x, NB, K, y1);
     run_mm(3, w, 3, x, NB, K, y3);
@@ -116,7 +116,7 @@ TEST(matmul_matches_reference)
         sp_free(wq[m]);
     }
     struct backend_weight bad;
-    CHECK(backend_weight_bind(&bad, GG_TYPE_Q4_0, 33, 4, x, NULL) == SP_ERR_FORMAT);
+    CHECK(backend_cpu_weight_view(&bad, GG_TYPE_Q4_0, 33, 4, x, NULL) == SP_ERR_FORMAT);
 }
 
 /* matmul's n_solo rows sum in the 1-row order: on F32 and F16 weights (two
@@ -141,7 +141,7 @@ TEST(matmul_solo_rows_equal_alone)
         for (int r = 0; r < R; r++)
             kern_ops(types[t])->from_float(src + r * K, w + (size_t)r * rb, K);
         struct backend_weight bw;
-        CHECK(backend_weight_bind(&bw, types[t], K, R, w, NULL) == SP_OK);
+        CHECK(backend_cpu_weight_view(&bw, types[t], K, R, w, NULL) == SP_OK);
         float mixed[NB * R], alone[R], batch[NB * R];
         struct backend_mm mm = {&bw, mixed, R};
         be->ops->matmul(be, &mm, 1, x, NB, SOLO, K);
@@ -220,7 +220,7 @@ TEST(matmul_chunks_cover_every_row)
     struct backend_weight w[NW];
     for (int m = 0; m < NW; m++) {
         quantize_rows(types[m], wf, rows[m], K, &wq[m], &rb[m]);
-        CHECK(backend_weight_bind(&w[m], types[m], K, rows[m], wq[m], NULL) == SP_OK);
+        CHECK(backend_cpu_weight_view(&w[m], types[m], K, rows[m], wq[m], NULL) == SP_OK);
     }
     const int batches[] = {1, 3, 9};
     for (size_t bi = 0; bi < SP_ARRAY_LEN(batches); bi++) {
