@@ -167,8 +167,10 @@ static void init_once(void)
                 kern_avx2_fill(&g_tables[isa][t], (enum gg_type)t);
             else
                 kern_avx512_fill(&g_tables[isa][t], (enum gg_type)t);
-            /* the AVX2 panel gemm stays only beside the row kernels it was measured against */
-            if (isa == KERN_ISA_AVX512 && g_tables[isa][t].gemm != g_tables[isa - 1][t].gemm)
+            /* the AVX2 panel gemm stays only beside the row kernels it was
+             * measured against, unless the AVX-512 fill chose a panel itself */
+            if (isa == KERN_ISA_AVX512 && g_tables[isa][t].gemm != g_tables[isa - 1][t].gemm &&
+                g_tables[isa][t].gemm_ws == g_tables[isa - 1][t].gemm_ws)
                 g_tables[isa][t].gemm_ws = NULL;
         }
     }

@@ -1,15 +1,25 @@
 /* test_iq4.c - the IQ4_NL / IQ4_XS kernels of one ISA (argv[1]: avx2 or
  * avx512) equal the scalar reference bit for bit: vec_dot and gemm (batches
- * 1..9, odd row ranges, odd block counts for IQ4_NL's scalar tail, activations
- * at the int8 extremes), both of which follow ggml's x86 summation order.
- * Exits 77 (ctest SKIP_RETURN_CODE) when the CPU lacks the ISA or the ISA has
- * no IQ4 kernels of its own (AVX-512 CPUs run the AVX2 ones), so such a run
- * shows as skipped, never as passed. */
+ * 1..9, 16 and 17, odd row ranges, odd block counts for IQ4_NL's scalar tail,
+ * activations at the int8 extremes) and the panel gemm_ws, all of which follow
+ * ggml's x86 summation order. Exits 77 (ctest SKIP_RETURN_CODE) when the CPU
+ * lacks the ISA or the ISA has no IQ4 kernels of its own, so such a run shows
+ * as skipped, never as passed.
+ * Built a second time with SPOKE_IQ4_EMU (test_iq4_emu): the AVX-512 kernel
+ * file is compiled here over avx512_emu.h (each AVX-512 intrinsic in C,
+ * checked against AVX2 hardware half by half), so its lane arithmetic is
+ * tested on every AVX2 machine, not only on the AVX-512 ones. */
+#ifdef SPOKE_IQ4_EMU
+#include "kernels/avx512_emu.h"
+#define kern_avx512_fill_iq4 emu_avx512_fill_iq4
+#include "kernels/x86/avx512/q_iq4_avx512.c"
+#endif
 #include "base/base.h"
 #include "kernels/kern_impl.h"
 #include "test.h"
 
 static enum kern_isa g_isa;
+static void *g_ws; /* KERN_GEMM_WS_BYTES for gemm_ws */
 static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
 
 static float rnd_normal(void)
@@ -34,14 +44,32 @@ static void fill(float *x, int64_t n, float scale, bool extreme)
 
 static bool same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
 
+/* the ops entry under test: this ISA's, or in the emulation build the AVX2
+ * entry with the emulated AVX-512 fill applied (NULL: no variant) */
+static const struct kern_type_ops *variant(enum gg_type type)
+{
+#ifdef SPOKE_IQ4_EMU
+    static struct kern_type_ops emu[GG_TYPE_COUNT];
+    const struct kern_type_ops *a = kern_ops_isa(KERN_ISA_AVX2, type);
+    if (!a)
+        return NULL;
+    emu[type] = *a;
+    emu_avx512_fill_iq4(&emu[type], type);
+    return emu[type].isa == KERN_ISA_AVX512 ? &emu[type] : NULL;
+#else
+    return kern_ops_isa(g_isa, type);
+#endif
+}
+
 static void check_type(enum gg_type type, const int64_t *sizes, int nsizes)
 {
-    const struct kern_type_ops *v = kern_ops_isa(g_isa, type);
+    const struct kern_type_ops *v = variant(type);
     const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, type);
     if (!v) /* this level runs the level below's kernels (checked there) */
         SKIP("%s has no %s kernel of its own", kern_isa_name(g_isa), gg_type_name(type));
     const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, r->vec_dot_type);
-    enum { ROWS = 11, MAXB = 9 };
+    enum { ROWS = 11, MAXB = 17 };
+    static const int batches[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17};
     for (int si = 0; si < nsizes; si++) {
         for (int extreme = 0; extreme < 2; extreme++) {
             const int64_t k = sizes[si];
@@ -70,11 +98,17 @@ static void check_type(enum gg_type type, const int64_t *sizes, int nsizes)
                               (double)want[rr * MAXB + b]);
                 }
             }
-            for (int nb = 1; nb <= MAXB; nb++) {
+            for (int bi = 0; bi < (int)SP_ARRAY_LEN(batches) * 2; bi++) {
+                const int nb = batches[bi / 2], panel = bi % 2; /* panel: gemm_ws */
                 const int r0 = nb % 3, r1 = ROWS - (nb % 2);
+                if (panel && !v->gemm_ws)
+                    continue;
                 for (size_t j = 0; j < ys * MAXB; j++)
                     y[j] = -12345.0f;
-                v->gemm(k, r0, r1, nb, w, ws, x, xs, y, ys);
+                if (panel)
+                    v->gemm_ws(k, r0, r1, nb, w, ws, x, xs, y, ys, g_ws);
+                else
+                    v->gemm(k, r0, r1, nb, w, ws, x, xs, y, ys);
                 for (int b = 0; b < MAXB; b++) {
                     for (int rr = 0; rr < (int)ys; rr++) {
                         const float g = y[(size_t)b * ys + (size_t)rr];
@@ -82,8 +116,9 @@ static void check_type(enum gg_type type, const int64_t *sizes, int nsizes)
                             CHECK_MSG(g == -12345.0f, "%s gemm wrote outside", gg_type_name(type));
                             continue;
                         }
-                        CHECK_MSG(same_bits(g, want[rr * MAXB + b]), "%s %s gemm k=%lld nb=%d row %d b %d",
-                                  kern_isa_name(g_isa), gg_type_name(type), (long long)k, nb, rr, b);
+                        CHECK_MSG(same_bits(g, want[rr * MAXB + b]), "%s %s %s k=%lld nb=%d row %d b %d",
+                                  kern_isa_name(g_isa), gg_type_name(type), panel ? "gemm_ws" : "gemm",
+                                  (long long)k, nb, rr, b);
                     }
                 }
             }
@@ -94,8 +129,14 @@ static void check_type(enum gg_type type, const int64_t *sizes, int nsizes)
             sp_free(y);
         }
     }
-    fprintf(stderr, "  %s %s: vec_dot and gemm bit-identical to the reference (%d row lengths)\n",
-            kern_isa_name(g_isa), gg_type_name(type), nsizes);
+    fprintf(stderr, "  %s%s %s: vec_dot, gemm%s bit-identical to the reference (%d row lengths)\n",
+            kern_isa_name(g_isa),
+#ifdef SPOKE_IQ4_EMU
+            " (emulated)",
+#else
+            "",
+#endif
+            gg_type_name(type), v->gemm_ws ? " and gemm_ws" : "", nsizes);
 }
 
 TEST(iq4_nl_bit_identical)
@@ -112,6 +153,22 @@ TEST(iq4_xs_bit_identical)
 
 int main(int argc, char **argv)
 {
+#ifdef SPOKE_IQ4_EMU
+    (void)argc;
+    (void)argv;
+    g_isa = KERN_ISA_AVX512;
+    /* the emulation runs the kernel's AVX2 parts on the hardware */
+    if (!kern_ops_isa(KERN_ISA_AVX2, GG_TYPE_F32)) {
+        printf("SKIP: this CPU has no avx2\n");
+        return 77;
+    }
+    const char *bad = avx512_emu_selfcheck(0x9E3779B97F4A7C15ull);
+    if (bad) {
+        fprintf(stderr, "FAIL: the emulated %s differs from the AVX2 hardware\n", bad);
+        return 1;
+    }
+    fprintf(stderr, "  the emulated AVX-512 operations equal AVX2's on each half\n");
+#else
     if (argc < 2 || (strcmp(argv[1], "avx2") != 0 && strcmp(argv[1], "avx512") != 0)) {
         fprintf(stderr, "usage: test_iq4 avx2|avx512\n");
         return 2;
@@ -123,10 +180,15 @@ int main(int argc, char **argv)
         printf("SKIP: this CPU has no %s\n", argv[1]);
         return 77;
     }
+#endif
+    g_ws = sp_aligned_alloc(64, KERN_GEMM_WS_BYTES);
+    if (!g_ws)
+        return 1;
     RUN(iq4_nl_bit_identical);
     RUN(iq4_xs_bit_identical);
+    sp_aligned_free(g_ws);
     if (t_passed == 0 && t_failed == 0) {
-        printf("SKIP: no %s IQ4 kernels\n", argv[1]);
+        printf("SKIP: no %s IQ4 kernels\n", kern_isa_name(g_isa));
         return 77;
     }
     return test_summary();

@@ -75,6 +75,17 @@ KERN_AI __m256i avx2_dot_ss8(__m256i a, __m256i b)
     return avx2_dot_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
 }
 
+/* IQ4_NL / IQ4_XS: the 32 int8 levels of one 32-block from its 16 index
+ * bytes (one pshufb into the 16-entry table) */
+KERN_AI __m256i iq4_levels(const uint8_t *qs)
+{
+    /* the 16 index bytes in both lanes, shifted by 0 (low lane) and 4 (high) */
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kern_iq4nl_values));
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    const __m256i idx = _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0f));
+    return _mm256_shuffle_epi8(table, idx);
+}
+
 /* Activation rows per tile: as many as fit in ~24 KB (L1), a multiple of 4,
  * at least 4. Each weight row passes over the tile from L1 while the weight
  * slice streams from L2/L3 once per tile. */

@@ -17,16 +17,6 @@
 
 #define NRMAX 4
 
-/* the 32 int8 levels of one 32-block from its 16 index bytes */
-KERN_AI __m256i iq4_levels(const uint8_t *qs)
-{
-    /* the 16 index bytes in both lanes, shifted by 0 (low lane) and 4 (high) */
-    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kern_iq4nl_values));
-    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
-    const __m256i idx = _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0f));
-    return _mm256_shuffle_epi8(table, idx);
-}
-
 /* ---- IQ4_NL x Q8_0 */
 KERN_AI void iq4_nl_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out)
 {

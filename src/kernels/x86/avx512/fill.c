@@ -1,4 +1,5 @@
-/* fill.c - AVX-512 entry point: wires the AVX-512 (VNNI) kernels and the
+/* fill.c - AVX-512 entry point: wires the AVX-512 (VNNI) kernels (IQ4 ones
+ * with the AVX2 entry for batches) and the
  * F32/F16 ones of order_avx512.c into an ops entry. Compiled with the
  * AVX-512 flags; reached only after dispatch.c checked the CPU. */
 #include <immintrin.h>
@@ -7,11 +8,13 @@
 
 void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx512_fill_q2(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx512_fill_iq4(struct kern_type_ops *ops, enum gg_type type);
 
 void kern_avx512_fill(struct kern_type_ops *ops, enum gg_type type)
 {
     kern_avx512_fill_q(ops, type);
     kern_avx512_fill_q2(ops, type);
+    kern_avx512_fill_iq4(ops, type);
     kern_avx512_fill_order(ops, type);
     if (type == GG_TYPE_F32 || type == GG_TYPE_F16)
         ops->isa = KERN_ISA_AVX512;
