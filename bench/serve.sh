@@ -6,9 +6,12 @@
 #     170 simultaneous requests); goal: p99 < 50 ms.
 # Env: N (tokens, default 200), REPS (default 3), T (threads for both, default 1), PROMPT.
 #  --clients 1,4,8 (first argument): continuous batching instead: aggregate
-#     streaming t/s of N clients at once, and the p99 inter-token gap of 4
-#     streams while a LONG-token prompt arrives (bench/serve_clients.py).
-#     Env: N (tokens per client, default 128), LONG (default 2000), CTX (default 2560), T (default 2).
+#     streaming t/s of N clients at once, counted as `spoke bench --parallel N
+#     --pp PP --tg N` counts (decode only, while all N streams run: see
+#     bench/serve_clients.py), the clients' and the server's CPU time, and the
+#     p99 inter-token gap of 4 streams while a LONG-token prompt arrives.
+#     Env: N (tokens per client, default 128), PP (prompt tokens per client,
+#     default 128), LONG (default 2000), CTX (default 2560), T (default 2).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 clients=
@@ -30,7 +33,7 @@ if [ -n "$clients" ]; then
   for _ in $(seq 600); do grep -q "listening on" "$tmp/out" && break; sleep 0.1; done
   port=$(grep -o '127.0.0.1:[0-9]*' "$tmp/out" | head -1 | cut -d: -f2)
   echo "model: $model  clients: $clients  tokens per client: ${N:-128}  max_concurrency: $maxc"
-  python3 "$root/bench/serve_clients.py" "$port" bench "$clients" "${N:-128}" "${LONG:-2000}"
+  python3 "$root/bench/serve_clients.py" "$port" bench "$clients" "${N:-128}" "${LONG:-2000}" "${PP:-128}" "$spid"
   exit 0
 fi
 N=${N:-200}

@@ -47,6 +47,8 @@ struct engine_sched {
     int max_step_seqs;            /* most running sequences in one step so far */
     int64_t prompt_evaluated;     /* prompt tokens evaluated so far */
     double ms_decode;             /* moving average: ms of a step with decode tokens only */
+    int ms_decode_n;              /* ... of that many decode tokens */
+    int mixed_steps;              /* steps with prompt tokens since the last decode-only one */
     double ms_prompt_tok;         /* moving average: extra ms per prompt token in a step */
     /* step scratch (step loop only) */
     int32_t *tok, *pos, *seq;     /* [n_batch] */

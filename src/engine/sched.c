@@ -11,9 +11,10 @@
  * alone-run arithmetic: docs/PARITY.md). While sequences are decoding, the
  * prompt tokens of a step are further limited so the step takes about
  * 1 + SCHED_PROMPT_SHARE times as long as a decode-only step (moving averages
- * of the measured step times: a long prompt arriving slows the running
- * streams' tokens by ~2.2x instead of freezing them, within issue 9's 3x
- * bound on the p99 gap with room for the averages' lag); run model_decode
+ * of the measured step times, the decode-only one kept fresh by
+ * SCHED_REMEASURE_STEPS: a long prompt arriving slows the running streams'
+ * tokens by ~2.2x instead of freezing them, within issue 9's 3x bound on
+ * the p99 gap with room for the averages' lag); run model_decode
  * once; then for
  * every sequence whose logits came back: sample, logprobs, detokenize, stop
  * strings, EOG / max tokens / context end, and queue an event for the
@@ -29,6 +30,14 @@
 /* While sequences decode, a step's prompt tokens may cost this many
  * decode-only steps (see the top comment). */
 #define SCHED_PROMPT_SHARE 1.2
+/* The cost of a decode-only step is measured again (one step without prompt
+ * tokens) when the number of decoding sequences changed since it was
+ * measured, and after this many steps with prompt tokens (the streams'
+ * contexts grow meanwhile). With a stale, too low decode cost every prompt
+ * token looked expensive: prompts arriving while streams decoded were fed 2
+ * tokens a step (a 2000-token prompt beside 4 streams took 107 s instead of
+ * ~6 s, and a client joining 3 others started when they had ended). */
+#define SCHED_REMEASURE_STEPS 8
 
 /* Longest suffix of s[0..n) that is a proper prefix of some stop string. */
 static size_t stop_hold(const char *s, size_t n, const char *const *stop, size_t n_stop)
@@ -337,7 +346,9 @@ static bool step(struct engine_model *m)
     }
     const int n_decode = nb;
     int budget = SP_MIN(B, SP_MAX(sc->step_tokens, nb + 2));
-    if (n_decode > 0 && sc->ms_decode > 0 && sc->ms_prompt_tok > 0) {
+    if (n_decode > 0 && (sc->ms_decode_n != n_decode || sc->mixed_steps >= SCHED_REMEASURE_STEPS))
+        budget = nb; /* a decode-only step: measure its cost (see SCHED_REMEASURE_STEPS) */
+    else if (n_decode > 0 && sc->ms_decode > 0 && sc->ms_prompt_tok > 0) {
         double fit = SCHED_PROMPT_SHARE * sc->ms_decode / sc->ms_prompt_tok;
         budget = (int)SP_MIN((double)budget, (double)nb + SP_MAX(2.0, fit));
     }
@@ -372,9 +383,12 @@ static bool step(struct engine_model *m)
     const double ms = sp_now_ms() - t0;
     pthread_mutex_unlock(&sc->decode_mu);
     pthread_mutex_lock(&sc->mu);
-    if (nb == n_decode) /* step cost model: decode-only time, extra per prompt token */
-        sc->ms_decode = sc->ms_decode > 0 ? 0.8 * sc->ms_decode + 0.2 * ms : ms;
-    else if (sc->ms_decode > 0 || n_decode == 0) {
+    if (nb == n_decode) { /* step cost model: decode-only time, extra per prompt token */
+        sc->ms_decode = sc->ms_decode > 0 && sc->ms_decode_n == n_decode ? 0.8 * sc->ms_decode + 0.2 * ms : ms;
+        sc->ms_decode_n = n_decode;
+        sc->mixed_steps = 0;
+    } else if (sc->ms_decode > 0 || n_decode == 0) {
+        sc->mixed_steps += n_decode > 0;
         double per = SP_MAX(0.0, ms - (n_decode ? sc->ms_decode : 0)) / (nb - n_decode);
         sc->ms_prompt_tok = sc->ms_prompt_tok > 0 ? 0.7 * sc->ms_prompt_tok + 0.3 * per : per;
     }
