@@ -129,7 +129,48 @@ ORD_TB(gemm_tb_f16, ord_ld_f16)
     }
 
 ORD_VD_GEMM(gemm_vd_f32, vec_dot_f32)
-ORD_VD_GEMM(gemm_vd_f16, vec_dot_f16)
+
+/* F16 in vec_dot order, ORD_VD_ROWS weight rows per pass: each row's 64-wide
+ * body and then its tail (k % 64 elements, a serial chain of double adds in
+ * kern_vd_tail_f16) exactly as vec_dot_f16, but the rows' tail chains side by
+ * side, so the core overlaps their add latencies (attention's V rows have a
+ * 32-element tail whenever the padded context is an odd multiple of 32; one
+ * chain at a time was a visible share of short-context decode). Same
+ * operations per row, so the same bits. */
+#define ORD_VD_ROWS 4
+static void ORD(gemm_vd_f16)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                             const void *x, size_t x_stride, float *y, size_t y_stride)
+{
+    const int64_t np = k & ~(int64_t)63;
+    for (int64_t b = 0; b < n_batch; b++) {
+        const kern_half *xb = (const kern_half *)(const void *)((const char *)x + (size_t)b * x_stride);
+        float *yb = y + (size_t)b * y_stride;
+        int64_t r = r0;
+        for (; np < k && r + ORD_VD_ROWS <= r1; r += ORD_VD_ROWS) {
+            const kern_half *wr[ORD_VD_ROWS];
+            double sd[ORD_VD_ROWS];
+            for (int p = 0; p < ORD_VD_ROWS; p++) {
+                wr[p] = (const kern_half *)(const void *)((const char *)w + (size_t)(r + p) * w_stride);
+                V16 a0 = v_zero(), a1 = v_zero(), a2 = v_zero(), a3 = v_zero();
+                for (int64_t i = 0; i < np; i += 64) {
+                    a0 = v_fma(ord_ld_f16(wr[p], i), ord_ld_f16(xb, i), a0);
+                    a1 = v_fma(ord_ld_f16(wr[p], i + 16), ord_ld_f16(xb, i + 16), a1);
+                    a2 = v_fma(ord_ld_f16(wr[p], i + 32), ord_ld_f16(xb, i + 32), a2);
+                    a3 = v_fma(ord_ld_f16(wr[p], i + 48), ord_ld_f16(xb, i + 48), a3);
+                }
+                sd[p] = (double)v_reduce(v_add(v_add(a0, a2), v_add(a1, a3)));
+            }
+            for (int64_t i = np; i < k; i++) {
+                const float xi = ord_h2f(xb[i]);
+                KERN_UNROLL for (int p = 0; p < ORD_VD_ROWS; p++) sd[p] += (double)(ord_h2f(wr[p][i]) * xi);
+            }
+            for (int p = 0; p < ORD_VD_ROWS; p++)
+                yb[r + p] = (float)sd[p];
+        }
+        for (; r < r1; r++)
+            ORD(vec_dot_f16)(k, &yb[r], (const char *)w + (size_t)r * w_stride, xb);
+    }
+}
 
 /* Wire the float types (the vec_dot-order kernels only when ORD_SET_VD). */
 void ORD_PUBLIC(fill_order)(struct kern_type_ops *ops, enum gg_type type)
