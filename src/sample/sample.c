@@ -2,7 +2,9 @@
  *
  * Candidates (id, logit) are copied from the logits, penalised (counts of the
  * history window kept in a per-vocabulary array that is cleared again after
- * use), then narrowed: top-k by a bounded min-heap (O(n log k)), top-p over
+ * use), then narrowed (without a bias, penalty or mask the logits are read
+ * in place: greedy is their argmax, top-k selects from them; no copy of the
+ * vocabulary per token): top-k by a bounded min-heap (O(n log k)), top-p over
  * the candidates sorted by logit (when top-k is off, candidates more than 30
  * nats below the best are dropped first: they cannot matter), min-p as a
  * logit threshold. The survivors are divided by the temperature, softmaxed
@@ -108,13 +110,30 @@ void sample_reset(struct sampler *s, const struct sample_params *p)
     sample_rng_seed(&s->rng, p->seed);
 }
 
+/* The first index of the largest logit; NaNs never win, and a NaN at 0
+ * gives 0 (what `if (l[i] > l[best]) best = i` from best = 0 gives). The
+ * maximum is found on 8 independent lanes (no loop-carried index), then its
+ * first index: the server samples every running sequence between two steps
+ * while the thread pool waits, so this is on the step's critical path. */
 int32_t sample_argmax(const float *logits, int n_vocab)
 {
-    int32_t best = 0;
-    for (int i = 1; i < n_vocab; i++)
-        if (logits[i] > logits[best])
-            best = i;
-    return best;
+    const float first = logits[0];
+    if (n_vocab < 2 || first != first)
+        return 0;
+    float m[8] = {first, first, first, first, first, first, first, first};
+    int i = 1;
+    for (; i + 8 <= n_vocab; i += 8)
+        for (int k = 0; k < 8; k++)
+            m[k] = logits[i + k] > m[k] ? logits[i + k] : m[k];
+    for (; i < n_vocab; i++)
+        m[0] = logits[i] > m[0] ? logits[i] : m[0];
+    float mx = m[0];
+    for (int k = 1; k < 8; k++)
+        mx = m[k] > mx ? m[k] : mx;
+    for (i = 0; i < n_vocab; i++)
+        if (logits[i] == mx)
+            break;
+    return i;
 }
 
 static int cand_cmp_desc(const void *a, const void *b)
@@ -125,9 +144,17 @@ static int cand_cmp_desc(const void *a, const void *b)
     return x->id < y->id ? -1 : (x->id > y->id);
 }
 
-/* Keep the k largest of c[0..n) in c[0..k), sorted descending. */
-static size_t top_k_select(struct cand *c, size_t n, size_t k)
+/* Keep the k largest of the candidates in c[0..k), sorted descending: of
+ * c[0..n) itself, or (logits not NULL) of (i, logits[i]) for i < n, read
+ * in place rather than copied into c first (the same candidates in the same
+ * order, so the same result). */
+static size_t top_k_select(struct cand *c, const float *logits, size_t n, size_t k)
 {
+    if (logits)
+        for (size_t i = 0; i < SP_MIN(k, n); i++) {
+            c[i].id = (int32_t)i;
+            c[i].logit = logits[i];
+        }
     if (k >= n) {
         qsort(c, n, sizeof(*c), cand_cmp_desc);
         return n;
@@ -148,9 +175,10 @@ static size_t top_k_select(struct cand *c, size_t n, size_t k)
         }
     }
     for (size_t i = k; i < n; i++) {
-        if (cand_cmp_desc(&c[i], &c[0]) >= 0)
+        struct cand x = logits ? (struct cand){(int32_t)i, logits[i]} : c[i];
+        if (cand_cmp_desc(&x, &c[0]) >= 0)
             continue; /* not better than the worst kept */
-        c[0] = c[i];
+        c[0] = x;
         size_t j = 0;
         for (;;) {
             size_t l = 2 * j + 1, r = l + 1, w = j;
@@ -170,12 +198,16 @@ static size_t top_k_select(struct cand *c, size_t n, size_t k)
     return k;
 }
 
+static bool penalties_off(const struct sample_params *p, size_t n_hist)
+{
+    return (p->repeat_penalty == 1.0f && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f) ||
+           p->repeat_last_n == 0 || n_hist == 0;
+}
+
 static void apply_penalties(struct sampler *s, const int32_t *hist, size_t n_hist)
 {
     const struct sample_params *p = &s->p;
-    if (p->repeat_penalty == 1.0f && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f)
-        return;
-    if (p->repeat_last_n == 0 || n_hist == 0)
+    if (penalties_off(p, n_hist))
         return;
     size_t w = p->repeat_last_n < 0 ? n_hist : SP_MIN(n_hist, (size_t)p->repeat_last_n);
     const int32_t *h = hist + (n_hist - w);
@@ -204,32 +236,43 @@ int32_t sample_token_masked(struct sampler *s, const float *logits, const uint8_
 {
     const struct sample_params *p = &s->p;
     size_t n = (size_t)s->n_vocab;
-    for (size_t i = 0; i < n; i++) {
-        s->c[i].id = (int32_t)i;
-        s->c[i].logit = logits[i];
-    }
-    for (size_t i = 0; i < p->n_bias; i++)
-        if (p->bias[i].id >= 0 && (size_t)p->bias[i].id < n)
-            s->c[p->bias[i].id].logit = p->bias[i].bias <= -100.0f ? -INFINITY
-                                                                   : s->c[p->bias[i].id].logit + p->bias[i].bias;
-    apply_penalties(s, hist, n_hist);
-    if (allow) /* constrained output: the grammar's mask, before everything else narrows */
-        for (size_t i = 0; i < n; i++)
-            if (!allow[i])
-                s->c[i].logit = -INFINITY;
-    if (p->temperature <= 0.0f) {
-        size_t best = 0;
-        for (size_t i = 1; i < n; i++)
-            if (s->c[i].logit > s->c[best].logit)
-                best = i;
-        return s->c[best].id;
-    }
+    /* no bias, penalty or mask: the candidates are the logits as they are,
+     * read in place (greedy is their argmax; top-k picks from them) */
+    const bool plain = p->n_bias == 0 && !allow && penalties_off(p, n_hist);
+    if (plain && p->temperature <= 0.0f)
+        return sample_argmax(logits, (int)n);
+    const bool top_k = p->top_k > 0 && (size_t)p->top_k < n;
     float mx = -INFINITY;
-    for (size_t i = 0; i < n; i++)
-        mx = s->c[i].logit > mx ? s->c[i].logit : mx;
+    if (!plain || !top_k) {
+        for (size_t i = 0; i < n; i++) {
+            s->c[i].id = (int32_t)i;
+            s->c[i].logit = logits[i];
+        }
+        for (size_t i = 0; i < p->n_bias; i++)
+            if (p->bias[i].id >= 0 && (size_t)p->bias[i].id < n)
+                s->c[p->bias[i].id].logit = p->bias[i].bias <= -100.0f ? -INFINITY
+                                                                       : s->c[p->bias[i].id].logit + p->bias[i].bias;
+        apply_penalties(s, hist, n_hist);
+        if (allow) /* constrained output: the grammar's mask, before everything else narrows */
+            for (size_t i = 0; i < n; i++)
+                if (!allow[i])
+                    s->c[i].logit = -INFINITY;
+        if (p->temperature <= 0.0f) {
+            size_t best = 0;
+            for (size_t i = 1; i < n; i++)
+                if (s->c[i].logit > s->c[best].logit)
+                    best = i;
+            return s->c[best].id;
+        }
+        for (size_t i = 0; i < n; i++)
+            mx = s->c[i].logit > mx ? s->c[i].logit : mx;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            mx = logits[i] > mx ? logits[i] : mx;
+    }
     bool sorted = false;
-    if (p->top_k > 0 && (size_t)p->top_k < n) {
-        n = top_k_select(s->c, n, (size_t)p->top_k);
+    if (top_k) {
+        n = top_k_select(s->c, plain ? logits : NULL, n, (size_t)p->top_k);
         sorted = true;
     }
     if (p->top_p < 1.0f && n > 1) {

@@ -1,6 +1,8 @@
 /* test_sample.c - sampler semantics: greedy, seed reproducibility, top-k,
  * top-p, min-p, temperature extremes, repetition / presence / frequency
- * penalties, logprobs and top-n ordering, the RNG's range. */
+ * penalties, logprobs and top-n ordering, the RNG's range; argmax's NaN /
+ * tie / signed-zero rules and the in-place fast paths (no bias, penalty or
+ * mask) drawing exactly what the copying path draws. */
 #include "sample/sample.h"
 #include "test.h"
 
@@ -196,6 +198,72 @@ TEST(logprobs_top_n)
     }
 }
 
+/* The reference argmax: the first index of the largest, NaNs never win. */
+static int32_t argmax_ref(const float *l, int n)
+{
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (l[i] > l[best])
+            best = i;
+    return best;
+}
+
+TEST(argmax_rules)
+{
+    float l[37];
+    for (int n = 1; n <= 37; n++) {
+        for (int i = 0; i < n; i++)
+            l[i] = (float)((i * 7) % 5); /* ties: the first 4 wins */
+        CHECK_EQ_INT(sample_argmax(l, n), argmax_ref(l, n));
+        l[n - 1] = 9;
+        CHECK_EQ_INT(sample_argmax(l, n), n - 1);
+        l[0] = NAN; /* a NaN first: 0, as the reference */
+        CHECK_EQ_INT(sample_argmax(l, n), argmax_ref(l, n));
+        CHECK_EQ_INT(sample_argmax(l, n), 0);
+        for (int i = 0; i < n; i++)
+            l[i] = i % 3 == 1 ? NAN : -INFINITY; /* NaNs never win, -inf ties: the first */
+        CHECK_EQ_INT(sample_argmax(l, n), argmax_ref(l, n));
+        for (int i = 0; i < n; i++)
+            l[i] = i % 2 ? 0.0f : -0.0f; /* +0 == -0: the first */
+        CHECK_EQ_INT(sample_argmax(l, n), 0);
+    }
+}
+
+TEST(fast_paths_match)
+{
+    /* a zero logit bias changes no logit but takes the copying path */
+    enum { nv = 1000 };
+    static float l[nv];
+    struct sample_bias zero = {3, 0.0f};
+    uint32_t x = 12345;
+    for (int round = 0; round < 40; round++) {
+        for (int i = 0; i < nv; i++) {
+            x = x * 1664525u + 1013904223u;
+            l[i] = (float)(x >> 8) / (float)(1u << 24) * 12.0f - 6.0f;
+            if (round % 4 == 1)
+                l[i] = (float)((int)l[i]); /* many ties */
+        }
+        struct sample_params p;
+        sample_params_default(&p);
+        p.seed = (uint64_t)round;
+        p.temperature = round % 5 == 0 ? 0.0f : 0.3f + 0.1f * (float)(round % 7);
+        p.top_k = round % 3 == 0 ? 0 : 1 + round * 3;
+        p.top_p = round % 2 ? 0.9f : 1.0f;
+        p.min_p = round % 4 == 3 ? 0.0f : 0.05f;
+        struct sampler *a = NULL, *b = NULL;
+        struct sp_err err = {0};
+        CHECK(sample_new(nv, &p, &a, &err) == SP_OK);
+        struct sample_params q = p;
+        q.bias = &zero;
+        q.n_bias = 1;
+        CHECK(sample_new(nv, &q, &b, &err) == SP_OK);
+        for (int k = 0; a && b && k < 20; k++)
+            CHECK_EQ_INT(sample_token(a, l, NULL, 0), sample_token(b, l, NULL, 0));
+        sample_free(a);
+        sample_free(b);
+    }
+}
+
 int main(void)
 {
     RUN(greedy_is_argmax);
@@ -203,5 +271,7 @@ int main(void)
     RUN(top_k_top_p_min_p);
     RUN(penalties);
     RUN(logprobs_top_n);
+    RUN(argmax_rules);
+    RUN(fast_paths_match);
     return test_summary();
 }
