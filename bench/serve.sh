@@ -11,7 +11,8 @@
 #     bench/serve_clients.py), the clients' and the server's CPU time, and the
 #     p99 inter-token gap of 4 streams while a LONG-token prompt arrives.
 #     Env: N (tokens per client, default 128), PP (prompt tokens per client,
-#     default 128), LONG (default 2000), CTX (default 2560), T (default 2).
+#     default 128), REPS (runs per N, the median shown; default 3), LONG
+#     (default 2000), CTX (default 2560), T (default 2).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 clients=
@@ -33,7 +34,7 @@ if [ -n "$clients" ]; then
   for _ in $(seq 600); do grep -q "listening on" "$tmp/out" && break; sleep 0.1; done
   port=$(grep -o '127.0.0.1:[0-9]*' "$tmp/out" | head -1 | cut -d: -f2)
   echo "model: $model  clients: $clients  tokens per client: ${N:-128}  max_concurrency: $maxc"
-  python3 "$root/bench/serve_clients.py" "$port" bench "$clients" "${N:-128}" "${LONG:-2000}" "${PP:-128}" "$spid"
+  python3 "$root/bench/serve_clients.py" "$port" bench "$clients" "${N:-128}" "${LONG:-2000}" "${PP:-128}" "$spid" "${REPS:-3}"
   exit 0
 fi
 N=${N:-200}
