@@ -177,15 +177,16 @@ KERN_AI __m256i q8_0_u(const block_q8_0 *b) { return _mm256_loadu_si256((const _
             KERN_UNROLL for (size_t o = 0; o < (size_t)nw * sizeof(BT); o += 64)                                \
                 _mm_prefetch(pf + (size_t)ib * (size_t)nw * sizeof(BT) + o, _MM_HINT_T0);                       \
             const __m256i y = _mm256_loadu_si256((const __m256i *)x[ib].qs);                                    \
-            const float dy = avx2_h2f(x[ib].d);                                                                 \
+            const __m256 dy = _mm256_set1_ps(avx2_h2f(x[ib].d));                                                \
             const __m256i ys = _mm256_maddubs_epi16(_mm256_set1_epi8(OFF), y);                                  \
             KERN_UNROLL for (int r = 0; r < nw; r++) {                                                          \
                 const __m256i u = UNPACK(&wr[r][ib]);                                                           \
                 const __m256i p16 = (OFF) ? _mm256_sub_epi16(_mm256_maddubs_epi16(u, y), ys)                    \
                                           : _mm256_maddubs_epi16(_mm256_sign_epi8(u, u), _mm256_sign_epi8(y, u)); \
                 const __m256i p = _mm256_madd_epi16(p16, ones);                                                 \
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(avx2_h2f(wr[r][ib].d) * dy), _mm256_cvtepi32_ps(p),    \
-                                         acc[r]);                                                               \
+                /* fl(dw * dy) in every lane: the half broadcast, then converted (no scalar round trip) */     \
+                const __m256 dw = _mm256_cvtph_ps(_mm_set1_epi16((short)wr[r][ib].d));                          \
+                acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dy), _mm256_cvtepi32_ps(p), acc[r]);                 \
             }                                                                                                   \
         }                                                                                                       \
         KERN_UNROLL for (int r = 0; r < nw; r++) out[r] = avx2_hsum_ps(acc[r]);                                \
