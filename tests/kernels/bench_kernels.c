@@ -6,7 +6,9 @@
  * throughput with n_batch 2, 4, 8, 16 and 64 in GMAC/s (the gemm the backend
  * picks: gemm_ws, the panel gemm, from the type's ws_min_batch on, marked p;
  * the row gemm marked r); then, with "dram" as second argument,
- * both decode paths streaming a 64 MB matrix from memory with 1 and 2
+ * both decode paths streaming a 256 MB matrix from memory (8x a 32 MB L3:
+ * with 64 MB, passes were partly served from L3 and read faster than
+ * membw) with 1 and 2
  * threads (rows split in halves), best of 15.
  * Usage: bench_kernels [seconds per case] [dram|rows] ("rows": the row gemm
  * at every n_batch, to compare with the panel). */
@@ -223,14 +225,14 @@ int main(int argc, char **argv)
         sp_free(y);
     }
     if (argc > 2 && strcmp(argv[2], "dram") == 0) {
-        printf("\n%-6s %-7s %12s %12s %12s %12s   (GB/s streaming 64 MB of weights, k=2048; compare the 2-thread "
+        printf("\n%-6s %-7s %12s %12s %12s %12s   (GB/s streaming 256 MB of weights, k=2048; compare the 2-thread "
                "columns with ../shared/bench/membw -t 2)\n",
                "type", "isa", "vec_dot 1t", "gemv 1t", "vec_dot 2t", "gemv 2t");
         for (size_t ti = 0; ti < SP_ARRAY_LEN(k_types); ti++) {
             const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, k_types[ti]);
             const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, r->vec_dot_type);
             size_t wrs = row_size(k_types[ti], k), xrs = row_size(r->vec_dot_type, k);
-            int64_t nrows = (int64_t)((64u << 20) / wrs);
+            int64_t nrows = (int64_t)((256u << 20) / wrs);
             char *w = sp_malloc(wrs * (size_t)nrows), *x = sp_malloc(xrs);
             float *y = sp_malloc(sizeof(float) * (size_t)nrows);
             r->from_float(f, w, k);
