@@ -26,7 +26,30 @@ class CDPError(Exception):
 
 
 class Browser:
-    def __init__(self, binary, width=1280, height=900):
+    def __init__(self, binary, width=1280, height=900, attempts=3):
+        # should chromium exit at once when started, start it again (its log is
+        # printed each time, and kept in the final error)
+        for attempt in range(1, attempts + 1):
+            try:
+                self._launch(binary, width, height)
+                return
+            except CDPError as e:
+                tail = self._log_tail()
+                self.close()
+                if attempt == attempts:
+                    raise CDPError("chromium did not start (%d attempts): %s; its log: %s" % (attempts, e, tail))
+                print("  chromium exited at start (%s); starting it again. Its log: %s" % (e, tail), flush=True)
+                time.sleep(1)
+
+    def _log_tail(self):
+        try:
+            self.log.flush()
+            with open(os.path.join(self.profile, "chromium.log"), errors="replace") as f:
+                return " | ".join(f.read().strip().splitlines()[-5:])
+        except OSError:
+            return "(no log)"
+
+    def _launch(self, binary, width, height):
         self.profile = tempfile.mkdtemp(prefix="spoke-chromium-")
         cmd_r, self._cmd_w = os.pipe()   # we write commands, chromium reads fd 3
         self._res_r, res_w = os.pipe()   # chromium writes fd 4, we read
@@ -36,7 +59,10 @@ class Browser:
                 "--user-data-dir=" + self.profile, "--remote-debugging-pipe", "--window-size=%d,%d" % (width, height),
                 "about:blank"]
         self.log = open(os.path.join(self.profile, "chromium.log"), "w")
-        self.proc = subprocess.Popen(["sh", "-c", 'exec "$0" "$@" 3<&%d 4>&%d' % (cmd_r, res_w)] + args,
+        # bash, not sh: dash reads only one-digit descriptors in a redirection,
+        # and the pipes get numbers >= 10 when the caller holds more files open
+        # (under ctest in CI, or flock), which made chromium's start fail
+        self.proc = subprocess.Popen(["bash", "-c", 'exec "$0" "$@" 3<&%d 4>&%d' % (cmd_r, res_w)] + args,
                                      pass_fds=(cmd_r, res_w), stdout=self.log, stderr=subprocess.STDOUT)
         os.close(cmd_r)
         os.close(res_w)
@@ -86,7 +112,10 @@ class Browser:
         msg = {"id": i, "method": method, "params": params or {}}
         if session and self.session:
             msg["sessionId"] = self.session
-        os.write(self._cmd_w, json.dumps(msg).encode() + b"\0")
+        try:
+            os.write(self._cmd_w, json.dumps(msg).encode() + b"\0")
+        except OSError as e:  # EPIPE: chromium has exited
+            raise CDPError("chromium exited (%s)" % e)
         deadline = time.time() + timeout
         with self._cv:
             while i not in self._replies:
