@@ -6,8 +6,8 @@
  * in place: greedy is their argmax, top-k selects from them; no copy of the
  * vocabulary per token): top-k by a bounded min-heap (O(n log k)), top-p over
  * the candidates sorted by logit (when top-k is off, candidates more than 30
- * nats below the best are dropped first: they cannot matter), min-p as a
- * logit threshold. The survivors are divided by the temperature, softmaxed
+ * nats below the best are dropped first: they cannot matter; a radix sort
+ * then gives qsort's order), min-p as a logit threshold. The survivors are divided by the temperature, softmaxed
  * in double, and one is drawn with the seeded RNG. */
 #include "sample/sample.h"
 
@@ -25,6 +25,7 @@ struct sampler {
     struct sample_rng rng;
     int n_vocab;
     struct cand *c;    /* [n_vocab] */
+    struct cand *tmp;  /* [n_vocab] the radix sort's other buffer */
     int32_t *count;    /* [n_vocab] occurrences in the penalty window */
     double *prob;      /* [n_vocab] */
 };
@@ -83,9 +84,10 @@ enum sp_status sample_new(int n_vocab, const struct sample_params *p, struct sam
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory creating a sampler");
     s->n_vocab = n_vocab;
     s->c = sp_calloc((size_t)n_vocab, sizeof(*s->c));
+    s->tmp = sp_calloc((size_t)n_vocab, sizeof(*s->tmp));
     s->count = sp_calloc((size_t)n_vocab, sizeof(*s->count));
     s->prob = sp_calloc((size_t)n_vocab, sizeof(*s->prob));
-    if (!s->c || !s->count || !s->prob) {
+    if (!s->c || !s->tmp || !s->count || !s->prob) {
         sample_free(s);
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory creating a sampler");
     }
@@ -99,6 +101,7 @@ void sample_free(struct sampler *s)
     if (!s)
         return;
     sp_free(s->c);
+    sp_free(s->tmp);
     sp_free(s->count);
     sp_free(s->prob);
     sp_free(s);
@@ -142,6 +145,43 @@ static int cand_cmp_desc(const void *a, const void *b)
     if (x->logit != y->logit)
         return x->logit < y->logit ? 1 : -1;
     return x->id < y->id ? -1 : (x->id > y->id);
+}
+
+/* A key whose ascending order is the logits' descending order (-0 as +0). */
+static uint32_t desc_key(float f)
+{
+    uint32_t b;
+    if (f == 0.0f)
+        f = 0.0f;
+    memcpy(&b, &f, sizeof(b));
+    b = (b & 0x80000000u) ? ~b : (b | 0x80000000u); /* ascending as the floats */
+    return ~b;
+}
+
+/* Sort c[0..n) (ids ascending, no NaN) exactly as qsort with cand_cmp_desc
+ * does: logit descending, ties by id ascending. Short runs are qsorted;
+ * longer ones (top-p without top-k sorts up to the whole vocabulary: 6.5 ms
+ * a token for 49,152 by qsort) take a stable LSD radix sort on the keys,
+ * 4 passes of 8 bits through tmp, which keeps the ids' order within ties. */
+static void sort_desc(struct cand *c, struct cand *tmp, size_t n)
+{
+    if (n <= 64) {
+        qsort(c, n, sizeof(*c), cand_cmp_desc);
+        return;
+    }
+    struct cand *src = c, *dst = tmp;
+    for (int shift = 0; shift < 32; shift += 8) {
+        size_t at[257] = {0};
+        for (size_t i = 0; i < n; i++)
+            at[((desc_key(src[i].logit) >> shift) & 255u) + 1]++;
+        for (int b = 0; b < 256; b++)
+            at[b + 1] += at[b];
+        for (size_t i = 0; i < n; i++)
+            dst[at[(desc_key(src[i].logit) >> shift) & 255u]++] = src[i];
+        struct cand *t = src;
+        src = dst;
+        dst = t;
+    } /* an even number of passes: the result is in c */
 }
 
 /* Keep the k largest of the candidates in c[0..k), sorted descending: of
@@ -282,7 +322,7 @@ int32_t sample_token_masked(struct sampler *s, const float *logits, const uint8_
                 if (s->c[i].logit >= mx - 30.0f)
                     s->c[m++] = s->c[i];
             n = m;
-            qsort(s->c, n, sizeof(*s->c), cand_cmp_desc);
+            sort_desc(s->c, s->tmp, n);
             sorted = true;
         }
         double sum = 0;

@@ -2,7 +2,8 @@
  * top-p, min-p, temperature extremes, repetition / presence / frequency
  * penalties, logprobs and top-n ordering, the RNG's range; argmax's NaN /
  * tie / signed-zero rules and the in-place fast paths (no bias, penalty or
- * mask) drawing exactly what the copying path draws. */
+ * mask) drawing exactly what the copying path draws; top-p without top-k
+ * (a radix sort for long runs) drawing what a qsort reference draws. */
 #include "sample/sample.h"
 #include "test.h"
 
@@ -264,6 +265,100 @@ TEST(fast_paths_match)
     }
 }
 
+static int ref_cmp(const void *a, const void *b)
+{
+    const float *x = a, *y = b; /* {logit, id} */
+    if (x[0] != y[0])
+        return x[0] < y[0] ? 1 : -1;
+    return x[1] < y[1] ? -1 : (x[1] > y[1]);
+}
+
+/* The top-p (no top-k) chain with qsort: what sample_token drew before the
+ * radix sort; same RNG use (one uniform per draw). */
+static int32_t ref_top_p(const float *l, int n, const struct sample_params *p, struct sample_rng *rng)
+{
+    static float c[4096][2];
+    static double prob[4096];
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        mx = l[i] > mx ? l[i] : mx;
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (l[i] >= mx - 30.0f) {
+            c[m][0] = l[i];
+            c[m++][1] = (float)i;
+        }
+    qsort(c, (size_t)m, sizeof(c[0]), ref_cmp);
+    double sum = 0, cum = 0;
+    for (int i = 0; i < m; i++)
+        sum += prob[i] = exp((double)c[i][0] - (double)mx);
+    int keep = m;
+    for (int i = 0; i < m; i++) {
+        cum += prob[i] / sum;
+        if (cum >= (double)p->top_p) {
+            keep = i + 1;
+            break;
+        }
+    }
+    m = keep;
+    if (p->min_p > 0.0f && m > 1) {
+        float thr = mx + logf(p->min_p);
+        int k = 0;
+        for (int i = 0; i < m; i++)
+            if (c[i][0] >= thr) {
+                c[k][0] = c[i][0];
+                c[k++][1] = c[i][1];
+            }
+        m = k ? k : 1;
+    }
+    sum = 0;
+    for (int i = 0; i < m; i++)
+        sum += prob[i] = exp(((double)c[i][0] - (double)mx) / (double)p->temperature);
+    double u = sample_rng_uniform(rng) * sum, acc = 0;
+    for (int i = 0; i < m; i++) {
+        acc += prob[i];
+        if (u < acc)
+            return (int32_t)c[i][1];
+    }
+    for (int i = m; i-- > 0;)
+        if (prob[i] > 0)
+            return (int32_t)c[i][1];
+    return (int32_t)c[0][1];
+}
+
+TEST(top_p_sort_matches_qsort)
+{
+    enum { nv = 3000 };
+    static float l[nv];
+    uint32_t x = 777;
+    for (int round = 0; round < 24; round++) {
+        for (int i = 0; i < nv; i++) {
+            x = x * 1664525u + 1013904223u;
+            float v = (float)(x >> 8) / (float)(1u << 24) * 40.0f - 30.0f;
+            l[i] = round % 3 == 0 ? (float)(int)(v / 4) : v; /* many ties, and -0 beside +0 */
+            if (l[i] == 0.0f && i % 2)
+                l[i] = -0.0f;
+            if (i % 97 == 5)
+                l[i] = -INFINITY;
+        }
+        struct sample_params p;
+        sample_params_default(&p);
+        p.seed = (uint64_t)round * 31u;
+        p.top_k = 0;
+        p.top_p = round % 2 ? 0.99f : 0.9f;
+        p.min_p = round % 4 < 2 ? 0.0f : 0.01f;
+        p.temperature = round % 5 == 4 ? 3.0f : 1.0f;
+        struct sampler *s = NULL;
+        struct sp_err err = {0};
+        CHECK(sample_new(nv, &p, &s, &err) == SP_OK);
+        struct sample_rng rng;
+        sample_rng_seed(&rng, p.seed);
+        for (int k = 0; s && k < 10; k++)
+            CHECK_EQ_INT(sample_token(s, l, NULL, 0), ref_top_p(l, nv, &p, &rng));
+        sample_free(s);
+    }
+}
+
 int main(void)
 {
     RUN(greedy_is_argmax);
@@ -273,5 +368,6 @@ int main(void)
     RUN(logprobs_top_n);
     RUN(argmax_rules);
     RUN(fast_paths_match);
+    RUN(top_p_sort_matches_qsort);
     return test_summary();
 }
