@@ -3,18 +3,8 @@
 #ifndef SPOKE_KERN_AVX512_UTIL_H
 #define SPOKE_KERN_AVX512_UTIL_H
 
-#include "kernels/x86/avx2/avx2_util.h"
+#include "kernels/x86/avx512/avx512_pair.h"
 
-KERN_AI __m512i pair512(const void *a, const void *b)
-{
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
-                              _mm256_loadu_si256((const __m256i *)b), 1);
-}
-
-KERN_AI __m512 scale_pair512(float a, float b)
-{
-    return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
-}
 
 /* the fp16 scales d of 8 consecutive blocks (any block type with d first) */
 

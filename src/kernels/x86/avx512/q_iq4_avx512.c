@@ -20,7 +20,7 @@
  * this file over tests/kernels/avx512_emu.h (each intrinsic in scalar C). */
 #include <math.h>
 
-#include "kernels/x86/avx2/avx2_util.h"
+#include "kernels/x86/avx512/avx512_pair.h"
 
 /* the AVX2 entries of the type (kern_avx512_fill_iq4 captures them) */
 static struct {
@@ -51,19 +51,6 @@ KERN_AI __m512i sign_like(__m512i y, __mmask64 qneg)
     return _mm512_mask_sub_epi8(y, qneg, _mm512_setzero_si512(), y);
 }
 
-/* 64 bytes from two 32-byte blocks */
-KERN_AI __m512i load_pair(const void *a, const void *b)
-{
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
-                              _mm256_loadu_si256((const __m256i *)b), 1);
-}
-
-/* lanes 0..7 = a, lanes 8..15 = b */
-KERN_AI __m512 scale_pair(float a, float b)
-{
-    return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
-}
-
 /* the low and high 8 lanes added (AVX2's acc1 + acc2), then AVX2's hsum */
 KERN_AI float hsum_halves(__m512 v)
 {
@@ -78,28 +65,6 @@ KERN_AI float iq4_nl_tail(const block_iq4_nl *w, const block_q8_0 *x, float sum)
     const __m256i y = _mm256_loadu_si256((const __m256i *)(const void *)x->qs);
     const int sumi = avx2_hsum_epi32(avx2_dot_us8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)));
     return fmaf(avx2_h2f(x->d) * avx2_h2f(w->d), (float)sumi, sum);
-}
-
-static void iq4_nl_vec_dot512(int64_t n, float *s, const void *vw, const void *vx)
-{
-    const block_iq4_nl *w = vw;
-    const block_q8_0 *x = vx;
-    const int64_t nb = n / KERN_QK;
-    const __m512i table = iq4_table512();
-    __m512 acc = _mm512_setzero_ps();
-    int64_t ib = 0;
-    for (; ib + 1 < nb; ib += 2) {
-        const __m512i q = iq4_levels2(w[ib].qs, w[ib + 1].qs, table);
-        const __m512i y = load_pair(x[ib].qs, x[ib + 1].qs);
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(q),
-                                              sign_like(y, _mm512_movepi8_mask(q)));
-        const __m512 d = scale_pair(avx2_h2f(x[ib].d) * avx2_h2f(w[ib].d), avx2_h2f(x[ib + 1].d) * avx2_h2f(w[ib + 1].d));
-        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
-    }
-    float sum = hsum_halves(acc);
-    if (ib < nb)
-        sum = iq4_nl_tail(&w[ib], &x[ib], sum);
-    *s = sum;
 }
 
 /* nw (1..4) weight rows at wp (stride w_stride) against one activation row */
@@ -117,13 +82,13 @@ KERN_AI void iq4_nl_dec_kern(int nw, int64_t nb, const char *wp, size_t w_stride
     for (; ib + 1 < nb; ib += 2) {
         KERN_UNROLL for (size_t o = 0; o < (size_t)nw * 2 * sizeof(block_iq4_nl); o += 64)
             _mm_prefetch(pf + (size_t)ib * (size_t)nw * sizeof(block_iq4_nl) + o, _MM_HINT_T0);
-        const __m512i y = load_pair(x[ib].qs, x[ib + 1].qs);
+        const __m512i y = pair512(x[ib].qs, x[ib + 1].qs);
         const float dy0 = avx2_h2f(x[ib].d), dy1 = avx2_h2f(x[ib + 1].d);
         KERN_UNROLL for (int r = 0; r < nw; r++) {
             const __m512i q = iq4_levels2(w[r][ib].qs, w[r][ib + 1].qs, table);
             const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(q),
                                                   sign_like(y, _mm512_movepi8_mask(q)));
-            const __m512 d = scale_pair(dy0 * avx2_h2f(w[r][ib].d), dy1 * avx2_h2f(w[r][ib + 1].d));
+            const __m512 d = scale_pair512(dy0 * avx2_h2f(w[r][ib].d), dy1 * avx2_h2f(w[r][ib + 1].d));
             acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc[r]);
         }
     }
@@ -132,6 +97,13 @@ KERN_AI void iq4_nl_dec_kern(int nw, int64_t nb, const char *wp, size_t w_stride
         if (ib < nb)
             out[r] = iq4_nl_tail(&w[r][ib], &x[ib], out[r]);
     }
+}
+
+/* vec_dot: the decode kernel on one row (its prefetch of the next row is
+ * only a hint, never a read) */
+static void iq4_nl_vec_dot512(int64_t n, float *s, const void *w, const void *x)
+{
+    iq4_nl_dec_kern(1, n / KERN_QK, w, 0, x, s);
 }
 
 /* ---- IQ4_XS x Q8_K */
@@ -161,20 +133,6 @@ KERN_AI __m256i iq4_xs_sb(const block_iq4_xs *w, const block_q8_K *x, __m512i ta
     return _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1));
 }
 
-static void iq4_xs_vec_dot512(int64_t n, float *s, const void *vw, const void *vx)
-{
-    const block_iq4_xs *w = vw;
-    const block_q8_K *x = vx;
-    const int64_t nb = n / KERN_QK_K;
-    const __m512i table = iq4_table512();
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ibl = 0; ibl < nb; ibl++) {
-        const __m256i sumi = iq4_xs_sb(&w[ibl], &x[ibl], table);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(avx2_h2f(w[ibl].d) * x[ibl].d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    *s = avx2_hsum_ps(acc);
-}
-
 KERN_AI void iq4_xs_dec_kern(int nw, int64_t nb, const char *wp, size_t w_stride, const block_q8_K *x, float *out)
 {
     const block_iq4_xs *w[4];
@@ -195,6 +153,11 @@ KERN_AI void iq4_xs_dec_kern(int nw, int64_t nb, const char *wp, size_t w_stride
         }
     }
     KERN_UNROLL for (int r = 0; r < nw; r++) out[r] = avx2_hsum_ps(acc[r]);
+}
+
+static void iq4_xs_vec_dot512(int64_t n, float *s, const void *w, const void *x)
+{
+    iq4_xs_dec_kern(1, n / KERN_QK_K, w, 0, x, s);
 }
 
 /* ---- gemm: decode 4 rows per pass here, batches on the AVX2 entries */
