@@ -125,7 +125,10 @@ void kv_cache_load_v(const struct kv_cache *kv, int layer, int cell, float *out)
 /* Open a sequence needing cap cells (1 <= cap <= n_cells). If prompt is
  * given, the cached sequence sharing the longest prefix with it (at most
  * max_reuse tokens) is taken over: its first *n_reused cells are kept, the
- * sequence starts with len = *n_reused. Otherwise len = 0. With rings, a
+ * sequence starts with len = *n_reused; but when that would keep less than
+ * half of its tokens and a fresh sequence fits without evicting anything,
+ * a fresh sequence gets a copy of those *n_reused cells and the cached one
+ * stays cached. Otherwise len = 0. With rings, a
  * cached sequence is taken over only while its ring still holds the window
  * before the kept prefix's end. Cached spans are evicted (least recently
  * used first) to make room. On SP_OK *id is the sequence. SP_ERR_BUSY: no

@@ -3,7 +3,11 @@
  * looks for the cached (finished) sequence whose tokens share the longest
  * prefix with the new prompt and takes its cells over (in place when the
  * span can grow or shrink there, else by copying the kept cells to a new
- * span); otherwise it takes the first gap of cells big enough (first fit
+ * span). When that would drop more of its tokens than it keeps and a fresh
+ * sequence fits without evicting anything, the fresh one gets a copy of the
+ * common prefix instead and the cached sequence stays (another user's turn
+ * sharing only a system prompt no longer wipes a cached conversation).
+ * Otherwise it takes the first gap of cells big enough (first fit
  * over the spans sorted by base). Cached spans are evicted least recently
  * used until the span fits; when only live spans are left, the caller waits
  * (SP_ERR_BUSY). The number of records is small (max concurrency plus the
@@ -170,6 +174,23 @@ static bool take_over(struct kv_cache *kv, int id, int cap, int keep)
     return true;
 }
 
+/* Whether a fresh sequence of cap cells can be opened without evicting a
+ * cached one: a free record, a gap, and (with rings) a free ring. */
+static bool fresh_fits(const struct kv_cache *kv, int cap)
+{
+    bool rec = false;
+    for (int i = 0; i < kv->n_seq_max && !rec; i++)
+        rec = kv->seqs[i].state == KV_SEQ_FREE;
+    if (!rec || find_gap(kv, cap, -1) < 0)
+        return false;
+    for (int r = 0; kv->ring > 0 && r < kv->n_rings; r++)
+        if (kv->ring_owner[r] < 0)
+            return true;
+    return kv->ring == 0;
+}
+
+static void copy_cells(struct kv_cache *kv, int dst, int src, int n);
+
 enum sp_status kv_seq_open(struct kv_cache *kv, int cap, const int32_t *prompt, int n_prompt, int max_reuse,
                            int *id, int *n_reused)
 {
@@ -189,6 +210,11 @@ enum sp_status kv_seq_open(struct kv_cache *kv, int cap, const int32_t *prompt, 
                 best = i;
             }
         }
+    }
+    int copy_from = -1;
+    if (best >= 0 && 2 * best_keep < kv->seqs[best].len && fresh_fits(kv, cap)) {
+        copy_from = best; /* copy its prefix into a fresh sequence below; it stays cached */
+        best = -1;
     }
     if (best >= 0) {
         if (take_over(kv, best, cap, best_keep)) {
@@ -227,6 +253,11 @@ enum sp_status kv_seq_open(struct kv_cache *kv, int cap, const int32_t *prompt, 
         if (kv->ring_owner[ring] >= 0 && kv->seqs[kv->ring_owner[ring]].state != KV_SEQ_CACHED)
             ring = ring_pick(kv); /* the owner was evicted above: its ring is free */
         ring_assign(kv, ring, rec);
+    }
+    if (copy_from >= 0) { /* fresh_fits held: nothing was evicted, the ring is a free one */
+        copy_cells(kv, rec, copy_from, best_keep);
+        kv->seqs[copy_from].stamp = ++kv->clock;
+        *n_reused = best_keep;
     }
     *id = rec;
     return SP_OK;
@@ -269,13 +300,21 @@ void kv_seq_set_tokens(struct kv_cache *kv, int id, int p0, const int32_t *toks,
 
 void kv_seq_copy(struct kv_cache *kv, int dst, int src, int n)
 {
+    assert(kv->seqs[src].state == KV_SEQ_LIVE);
+    copy_cells(kv, dst, src, n);
+}
+
+/* kv_seq_copy from a live or cached src (spans held by records never overlap) */
+static void copy_cells(struct kv_cache *kv, int dst, int src, int n)
+{
     struct kv_seq *d = &kv->seqs[dst];
     const struct kv_seq *s = &kv->seqs[src];
-    assert(d->state == KV_SEQ_LIVE && s->state == KV_SEQ_LIVE && dst != src && n >= 0 && n <= s->len &&
+    assert(d->state == KV_SEQ_LIVE && s->state != KV_SEQ_FREE && dst != src && n >= 0 && n <= s->len &&
            n <= d->cap);
-    move_cells(kv, d->base, s->base, n); /* live spans never overlap */
+    move_cells(kv, d->base, s->base, n);
     if (kv->ring > 0 && n > 0) { /* sliding-window layers: the whole ring (positions sit at p % ring, twice) */
-        const int c_src = kv_seq_ring_cell0(kv, src), c_dst = kv_seq_ring_cell0(kv, dst), cnt = 2 * kv->ring;
+        assert(s->ring >= 0 && d->ring >= 0 && s->ring != d->ring);
+        const int c_src = s->ring * 2 * kv->ring, c_dst = d->ring * 2 * kv->ring, cnt = 2 * kv->ring;
         for (int l = 0; l < kv->n_layer; l++) {
             if (!kv->layer_ring[l])
                 continue;

@@ -116,6 +116,52 @@ TEST(kv_sequences)
     kv_cache_free(kv);
 }
 
+/* A prompt sharing less than half of a cached sequence's tokens gets a copy
+ * of the common prefix in a fresh span while one fits without evicting, so
+ * the cached sequence stays for its own continuation; with no room it is
+ * taken over as before. */
+TEST(kv_short_prefix_copies)
+{
+    struct kv_cache *kv = NULL;
+    CHECK(kv_cache_new(1, 110, 2, KV_F32, 4, &kv, NULL) == SP_OK);
+    int a, b, c, r;
+    CHECK(kv_seq_open(kv, 40, NULL, 0, 0, &a, &r) == SP_OK);
+    int32_t toks[10];
+    for (int i = 0; i < 10; i++) {
+        toks[i] = 100 + i;
+        const float k[2] = {(float)toks[i], (float)toks[i]};
+        kv_cache_store(kv, 0, kv_seq_get(kv, a)->base + i, k, k);
+    }
+    kv_seq_set_tokens(kv, a, 0, toks, 10);
+    const int base_a = kv_seq_get(kv, a)->base;
+    kv_seq_close(kv, a, true);
+    const int32_t p2[5] = {100, 101, 7, 7, 7}; /* shares 2 of a's 10 */
+    CHECK(kv_seq_open(kv, 30, p2, 5, 4, &c, &r) == SP_OK);
+    CHECK_EQ_INT(r, 2);
+    CHECK(c != a);
+    CHECK(kv_seq_get(kv, c)->base != base_a);
+    CHECK_EQ_INT(kv_seq_get(kv, c)->len, 2);
+    float o[2];
+    kv_cache_load_k(kv, 0, kv_seq_get(kv, c)->base + 1, o);
+    CHECK_NEAR(o[0], 101.0, 0);
+    kv_seq_close(kv, c, false);
+    /* a is still cached whole: a prompt sharing 8 of its tokens takes it over */
+    const int32_t p3[9] = {100, 101, 102, 103, 104, 105, 106, 107, 7};
+    CHECK(kv_seq_open(kv, 30, p3, 9, 8, &c, &r) == SP_OK);
+    CHECK_EQ_INT(r, 8);
+    CHECK_EQ_INT(c, a);
+    kv_seq_set_tokens(kv, c, 0, toks, 10);
+    kv_seq_close(kv, c, true);
+    /* no room for a fresh span (b holds the rest): the short prefix takes a over */
+    CHECK(kv_seq_open(kv, 80, NULL, 0, 0, &b, &r) == SP_OK);
+    CHECK(kv_seq_open(kv, 30, p2, 5, 4, &c, &r) == SP_OK);
+    CHECK_EQ_INT(r, 2);
+    CHECK_EQ_INT(c, a);
+    kv_seq_close(kv, c, false);
+    kv_seq_close(kv, b, false);
+    kv_cache_free(kv);
+}
+
 /* kv_seq_copy: the span's cells of full layers, and the whole ring of
  * sliding-window layers, into the other live sequence */
 TEST(kv_seq_copy_rings)
@@ -175,5 +221,6 @@ int main(void)
     RUN(kv_roundtrip);
     RUN(kv_bad_shapes);
     RUN(kv_seq_copy_rings);
+    RUN(kv_short_prefix_copies);
     return test_summary();
 }
