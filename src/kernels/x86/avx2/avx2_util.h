@@ -6,6 +6,7 @@
 #define SPOKE_KERN_AVX2_UTIL_H
 
 #include <immintrin.h>
+#include <math.h>
 
 #include "kernels/kern_impl.h"
 
@@ -84,6 +85,15 @@ KERN_AI __m256i iq4_levels(const uint8_t *qs)
     const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
     const __m256i idx = _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0f));
     return _mm256_shuffle_epi8(table, idx);
+}
+
+/* IQ4_NL's odd last 32-block (ggml's scalar tail): one fma of the block's
+ * integer dot onto sum, scaled by fl(d_y * d_w) */
+KERN_AI float iq4_nl_tail(const block_iq4_nl *w, const block_q8_0 *x, float sum)
+{
+    const __m256i y = _mm256_loadu_si256((const __m256i *)(const void *)x->qs);
+    const int sumi = avx2_hsum_epi32(avx2_dot_ss8(iq4_levels(w->qs), y));
+    return fmaf(avx2_h2f(x->d) * avx2_h2f(w->d), (float)sumi, sum);
 }
 
 /* Activation rows per tile: as many as fit in ~24 KB (L1), a multiple of 4,

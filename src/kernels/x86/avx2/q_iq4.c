@@ -10,8 +10,6 @@
  *   (pmaddwd), one fma per super-block and lane.
  * Integer sums are exact and every float operation is the reference's, so
  * the results are identical. Compiled with -mavx2 -mfma -mf16c. */
-#include <math.h>
-
 #include "kernels/x86/avx2/avx2_util.h"
 #include "kernels/x86/avx2/tile_s8.h"
 
@@ -45,16 +43,8 @@ KERN_AI void iq4_nl_kern(int nr, int64_t nb, const void *vw, const void *const *
     }
     KERN_UNROLL for (int i = 0; i < nr; i++)
         out[i] = avx2_hsum_ps(_mm256_add_ps(acc1[i], acc2[i]));
-    if (ib < nb) { /* odd block count: ggml's scalar tail, one fma */
-        const __m256i q = iq4_levels(w[ib].qs);
-        const __m256i a = _mm256_sign_epi8(q, q);
-        const float d = avx2_h2f(w[ib].d);
-        KERN_UNROLL for (int i = 0; i < nr; i++) {
-            const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);
-            const int sumi = avx2_hsum_epi32(avx2_dot_us8(a, _mm256_sign_epi8(y, q)));
-            out[i] = fmaf(avx2_h2f(x[i][ib].d) * d, (float)sumi, out[i]);
-        }
-    }
+    if (ib < nb) /* odd block count: ggml's scalar tail, one fma */
+        KERN_UNROLL for (int i = 0; i < nr; i++) out[i] = iq4_nl_tail(&w[ib], &x[i][ib], out[i]);
 }
 KERN_AVX2_DRIVER(iq4_nl, iq4_nl_kern, KERN_QK)
 
@@ -92,15 +82,8 @@ KERN_AI void iq4_nl_dec_kern(int nw, int64_t nb, const char *wp, size_t w_stride
         }
     }
     KERN_UNROLL for (int r = 0; r < nw; r++) out[r] = avx2_hsum_ps(_mm256_add_ps(acc1[r], acc2[r]));
-    if (ib < nb) { /* odd block count: ggml's scalar tail, one fma */
-        const __m256i y = _mm256_loadu_si256((const __m256i *)x[ib].qs);
-        const float dy = avx2_h2f(x[ib].d);
-        KERN_UNROLL for (int r = 0; r < nw; r++) {
-            const __m256i q = iq4_levels(w[r][ib].qs);
-            const int sumi = avx2_hsum_epi32(avx2_dot_us8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)));
-            out[r] = fmaf(dy * avx2_h2f(w[r][ib].d), (float)sumi, out[r]);
-        }
-    }
+    if (ib < nb) /* odd block count: ggml's scalar tail, one fma */
+        KERN_UNROLL for (int r = 0; r < nw; r++) out[r] = iq4_nl_tail(&w[r][ib], &x[ib], out[r]);
 }
 
 static void iq4_nl_dec4(int64_t nb, const char *w, size_t ws, const block_q8_0 *x, float *o)
@@ -141,17 +124,9 @@ KERN_AI void iq4_nl_s8tile(int nr, int nc, int64_t nb, const block_iq4_nl *const
     iq4_nl_s8t(nr, nc, np, 2, w1, x1, dw1, dy1, a2);
     KERN_UNROLL for (int r = 0; r < nr; r++) KERN_UNROLL for (int c = 0; c < nc; c++) o[r * S8T_C + c] =
         avx2_hsum_ps(_mm256_add_ps(a1[r][c], a2[r][c]));
-    if (nb & 1) { /* odd block count: ggml's scalar tail, one fma */
-        const int64_t ib = nb - 1;
-        KERN_UNROLL for (int r = 0; r < nr; r++) {
-            const __m256i q = iq4_levels(w[r][ib].qs), aq = _mm256_sign_epi8(q, q);
-            KERN_UNROLL for (int c = 0; c < nc; c++) {
-                const __m256i y = _mm256_loadu_si256((const __m256i *)x[c][ib].qs);
-                const int sumi = avx2_hsum_epi32(avx2_dot_us8(aq, _mm256_sign_epi8(y, q)));
-                o[r * S8T_C + c] = fmaf(dy[c][ib] * dw[r][ib], (float)sumi, o[r * S8T_C + c]);
-            }
-        }
-    }
+    if (nb & 1) /* odd block count: ggml's scalar tail, one fma */
+        KERN_UNROLL for (int r = 0; r < nr; r++) KERN_UNROLL for (int c = 0; c < nc; c++) o[r * S8T_C + c] =
+            iq4_nl_tail(&w[r][nb - 1], &x[c][nb - 1], o[r * S8T_C + c]);
 }
 S8T_GEMM(iq4_nl, block_iq4_nl, iq4_nl_s8tile, true)
 

@@ -18,8 +18,6 @@
  * a 512-bit batch tile would need an AVX-512 machine to be measured against.
  * The arithmetic is also checked on AVX2-only machines: test_iq4_emu compiles
  * this file over tests/kernels/avx512_emu.h (each intrinsic in scalar C). */
-#include <math.h>
-
 #include "kernels/x86/avx512/avx512_pair.h"
 
 /* the AVX2 entries of the type (kern_avx512_fill_iq4 captures them) */
@@ -58,15 +56,6 @@ KERN_AI float hsum_halves(__m512 v)
 }
 
 /* ---- IQ4_NL x Q8_0 */
-/* an odd last block: q_iq4.c's scalar tail (one fma onto the sum) */
-KERN_AI float iq4_nl_tail(const block_iq4_nl *w, const block_q8_0 *x, float sum)
-{
-    const __m256i q = iq4_levels(w->qs);
-    const __m256i y = _mm256_loadu_si256((const __m256i *)(const void *)x->qs);
-    const int sumi = avx2_hsum_epi32(avx2_dot_us8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)));
-    return fmaf(avx2_h2f(x->d) * avx2_h2f(w->d), (float)sumi, sum);
-}
-
 /* nw (1..4) weight rows at wp (stride w_stride) against one activation row */
 KERN_AI void iq4_nl_dec_kern(int nw, int64_t nb, const char *wp, size_t w_stride, const block_q8_0 *x, float *out)
 {
