@@ -174,14 +174,20 @@ static bool take_over(struct kv_cache *kv, int id, int cap, int keep)
     return true;
 }
 
+/* The first free record, or -1. */
+static int free_record(const struct kv_cache *kv)
+{
+    for (int i = 0; i < kv->n_seq_max; i++)
+        if (kv->seqs[i].state == KV_SEQ_FREE)
+            return i;
+    return -1;
+}
+
 /* Whether a fresh sequence of cap cells can be opened without evicting a
  * cached one: a free record, a gap, and (with rings) a free ring. */
 static bool fresh_fits(const struct kv_cache *kv, int cap)
 {
-    bool rec = false;
-    for (int i = 0; i < kv->n_seq_max && !rec; i++)
-        rec = kv->seqs[i].state == KV_SEQ_FREE;
-    if (!rec || find_gap(kv, cap, -1) < 0)
+    if (free_record(kv) < 0 || find_gap(kv, cap, -1) < 0)
         return false;
     for (int r = 0; kv->ring > 0 && r < kv->n_rings; r++)
         if (kv->ring_owner[r] < 0)
@@ -227,16 +233,11 @@ enum sp_status kv_seq_open(struct kv_cache *kv, int cap, const int32_t *prompt, 
     int ring = -1;
     if (kv->ring > 0 && (ring = ring_pick(kv)) < 0)
         return SP_ERR_BUSY;
-    int rec = -1;
-    for (int i = 0; i < kv->n_seq_max && rec < 0; i++)
-        if (kv->seqs[i].state == KV_SEQ_FREE)
-            rec = i;
+    int rec = free_record(kv);
     if (rec < 0) {
         if (!evict_one(kv, -1))
             return SP_ERR_BUSY;
-        for (int i = 0; i < kv->n_seq_max && rec < 0; i++)
-            if (kv->seqs[i].state == KV_SEQ_FREE)
-                rec = i;
+        rec = free_record(kv);
     }
     int g;
     while ((g = find_gap(kv, cap, -1)) < 0)
