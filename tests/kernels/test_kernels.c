@@ -845,6 +845,64 @@ TEST(gemm_batch_bit_equals_vec_dot)
         SKIP("no AVX2 on this CPU");
 }
 
+/* The AVX-512 panel gemm of Q4_0/Q5_0 (16 rows per register) keeps the AVX2
+ * panel's integers and float operations: the same bits for every output
+ * (batches from the panel's size, partial row groups and tiles, odd row
+ * ranges, one block and an odd block count, activations at the int8 ends). */
+TEST(gemm_ws_avx512_equals_avx2)
+{
+    static const enum gg_type types[] = {GG_TYPE_Q4_0, GG_TYPE_Q5_0};
+    static const int64_t nbs[] = {8, 9, 15, 16, 17, 40};
+    const int rows = 37, maxb = 40;
+    int checked = 0;
+    for (size_t ti = 0; ti < SP_ARRAY_LEN(types); ti++) {
+        const struct kern_type_ops *a2 = kern_ops_isa(KERN_ISA_AVX2, types[ti]);
+        const struct kern_type_ops *a5 = kern_ops_isa(KERN_ISA_AVX512, types[ti]);
+        if (!a2 || !a5 || !a2->gemm_ws || !a5->gemm_ws || a2->gemm_ws == a5->gemm_ws)
+            continue;
+        const int64_t ks[] = {32, 32 * 13, 32 * 65};
+        const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, a2->vec_dot_type);
+        for (size_t ki = 0; ki < SP_ARRAY_LEN(ks); ki++) {
+            const int64_t k = ks[ki];
+            const size_t wrb = row_bytes(types[ti], k), xrb = row_bytes(a2->vec_dot_type, k);
+            const size_t ys = (size_t)rows + 3;
+            float *f = sp_malloc((size_t)k * 4);
+            char *w = sp_malloc(wrb * (size_t)rows), *x = sp_malloc(xrb * (size_t)maxb);
+            float *y1 = sp_malloc(sizeof(float) * ys * (size_t)maxb), *y2 = sp_malloc(sizeof(float) * ys * (size_t)maxb);
+            CHECK(f && w && x && y1 && y2);
+            for (int r = 0; r < rows; r++) {
+                fill_data(f, k, r == 5 ? 1e3f : 0.05f);
+                a2->from_float(f, w + (size_t)r * wrb, k);
+            }
+            for (int b = 0; b < maxb; b++) {
+                fill_data(f, k, 1.0f);
+                if (b % 5 == 2)
+                    for (int64_t j = 0; j < k; j += 7)
+                        f[j] = (j / 7) % 2 ? 40.0f : -40.0f;
+                ra->quantize_act(f, x + (size_t)b * xrb, k);
+            }
+            for (size_t ni = 0; ni < SP_ARRAY_LEN(nbs); ni++) {
+                const int64_t nb = nbs[ni];
+                const int r0 = (int)(nb % 3), r1 = rows - (int)(nb % 2);
+                for (size_t j = 0; j < ys * (size_t)maxb; j++)
+                    y1[j] = y2[j] = -12345.0f;
+                a2->gemm_ws(k, r0, r1, nb, w, wrb, x, xrb, y1, ys, g_ws);
+                a5->gemm_ws(k, r0, r1, nb, w, wrb, x, xrb, y2, ys, g_ws);
+                CHECK_MSG(memcmp(y1, y2, sizeof(float) * ys * (size_t)maxb) == 0, "%s k=%lld n_batch=%lld",
+                          tinfo_of(types[ti])->name, (long long)k, (long long)nb);
+            }
+            sp_free(f);
+            sp_free(w);
+            sp_free(x);
+            sp_free(y1);
+            sp_free(y2);
+        }
+        checked++;
+    }
+    if (checked == 0)
+        SKIP("no AVX-512 panel on this CPU");
+}
+
 /* Non-finite input (a corrupt file) quantizes without undefined behaviour
  * (UBSan would stop here) and without touching bytes past the row. */
 TEST(quantize_nonfinite_input)
@@ -895,6 +953,7 @@ int main(void)
     RUN(gemm_batch_every_type_bit_equals_vec_dot);
     RUN(gemm_ws_panels);
     RUN(gemm_batch_bit_equals_vec_dot);
+    RUN(gemm_ws_avx512_equals_avx2);
     RUN(quantize_nonfinite_input);
     sp_aligned_free(g_ws);
     return test_summary();

@@ -1,7 +1,7 @@
 /* fill.c - AVX-512 entry point: wires the AVX-512 (VNNI) kernels (IQ4 ones
  * with the AVX2 entry for batches) and the
  * F32/F16 ones of order_avx512.c into an ops entry. Compiled with the
- * AVX-512 flags; reached only after dispatch.c checked the CPU. */
+ * AVX-512 flags; the Q4_0/Q5_0 panel of panel_avx512.c last; reached only after dispatch.c checked the CPU. */
 #include <immintrin.h>
 
 #include "kernels/kern_impl.h"
@@ -9,6 +9,7 @@
 void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx512_fill_q2(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx512_fill_iq4(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx512_fill_panel(struct kern_type_ops *ops, enum gg_type type);
 
 void kern_avx512_fill(struct kern_type_ops *ops, enum gg_type type)
 {
@@ -16,6 +17,7 @@ void kern_avx512_fill(struct kern_type_ops *ops, enum gg_type type)
     kern_avx512_fill_q2(ops, type);
     kern_avx512_fill_iq4(ops, type);
     kern_avx512_fill_order(ops, type);
+    kern_avx512_fill_panel(ops, type); /* last: keeps the row gemm chosen above */
     if (type == GG_TYPE_F32 || type == GG_TYPE_F16)
         ops->isa = KERN_ISA_AVX512;
 }
