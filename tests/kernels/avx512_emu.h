@@ -1,8 +1,8 @@
 /* avx512_emu.h - test-only: the AVX-512 intrinsics that
- * src/kernels/x86/avx512/q_iq4_avx512.c uses, each written element by element
+ * src/kernels/x86/avx512/q_iq4_avx512.c and panel_avx512.c use, each written element by element
  * in C from Intel's definition, so that the kernel's lane arithmetic can be
  * compiled and checked against the reference on a CPU without AVX-512
- * (test_iq4_emu includes this header, then the kernel file). The production
+ * (test_iq4_emu and test_panel_emu include this header, then the kernel file). The production
  * build never sees it. avx512_emu_selfcheck() compares every emulated
  * operation that has an AVX2 counterpart with the hardware, half by half. */
 #ifndef SPOKE_TEST_AVX512_EMU_H
@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef union {
@@ -241,10 +242,63 @@ static inline emu_m512 emu_fmadd_ps(emu_m512 a, emu_m512 b, emu_m512 c)
     return r;
 }
 
+static inline emu_m512 emu_mul_ps(emu_m512 a, emu_m512 b)
+{
+    emu_m512 r;
+    for (int i = 0; i < 16; i++)
+        r.f[i] = a.f[i] * b.f[i];
+    return r;
+}
+
+static inline emu_m512i emu_set1_epi32(int a)
+{
+    emu_m512i r;
+    for (int i = 0; i < 16; i++)
+        r.i32[i] = a;
+    return r;
+}
+
+/* the aligned loads: as the unaligned ones, after checking the alignment */
+static inline emu_m512i emu_load_si512(const void *p)
+{
+    if ((uintptr_t)p % 64)
+        abort(); /* the hardware would fault */
+    return emu_loadu_si512(p);
+}
+
+static inline emu_m512 emu_load_ps(const void *p)
+{
+    if ((uintptr_t)p % 64)
+        abort();
+    emu_m512 r;
+    memcpy(&r, p, sizeof r);
+    return r;
+}
+
+typedef uint16_t emu_mask16;
+
+static inline void emu_mask_storeu_ps(void *p, emu_mask16 k, emu_m512 a)
+{
+    for (int i = 0; i < 16; i++)
+        if (k >> i & 1)
+            memcpy((char *)p + 4 * i, &a.f[i], 4);
+}
+
 /* From here on the kernel's intrinsics and types name the emulation. */
 #define __m512i emu_m512i
 #define __m512 emu_m512
 #define __mmask64 emu_mask64
+#define __mmask16 emu_mask16
+#undef _mm512_mul_ps
+#define _mm512_mul_ps emu_mul_ps
+#undef _mm512_set1_epi32
+#define _mm512_set1_epi32 emu_set1_epi32
+#undef _mm512_load_si512
+#define _mm512_load_si512 emu_load_si512
+#undef _mm512_load_ps
+#define _mm512_load_ps emu_load_ps
+#undef _mm512_mask_storeu_ps
+#define _mm512_mask_storeu_ps emu_mask_storeu_ps
 #undef _mm512_setzero_si512
 #define _mm512_setzero_si512 emu_setzero_si512
 #undef _mm512_setzero_ps
@@ -302,7 +356,7 @@ static inline bool neps(__m256 a, __m256 b) { return memcmp(&a, &b, sizeof a) !=
 /* The emulation against the AVX2 hardware on each 256-bit half, for random
  * inputs: shuffle, abs, sign mask, maddubs (with saturating pairs), dpbusd
  * and dpwssd (= madd of maddubs / madd plus src where nothing saturates),
- * srlv, cvt, fma. Returns the name of the first operation that differs, or
+ * srlv, cvt, fma, mul. Returns the name of the first operation that differs, or
  * NULL. */
 static inline const char *avx512_emu_selfcheck(uint64_t seed)
 {
@@ -337,7 +391,7 @@ static inline const char *avx512_emu_selfcheck(uint64_t seed)
             fb.f[i] = (float)b.i32[i] * 1e-7f;
             fc.f[i] = (float)c.i32[i] * 1e-3f;
         }
-        emu_m512 fm = emu_fmadd_ps(fa, fb, fc), cv = emu_cvtepi32_ps(a);
+        emu_m512 fm = emu_fmadd_ps(fa, fb, fc), cv = emu_cvtepi32_ps(a), mu = emu_mul_ps(fa, fb);
         for (int h = 0; h < 2; h++) {
             const __m256i ha = a.h[h], hb = b.h[h], hc = c.h[h];
             if (ne256(sh.h[h], _mm256_shuffle_epi8(ha, hb)))
@@ -360,6 +414,8 @@ static inline const char *avx512_emu_selfcheck(uint64_t seed)
                 return "fmadd_ps";
             if (neps(cv.h[h], _mm256_cvtepi32_ps(ha)))
                 return "cvtepi32_ps";
+            if (neps(mu.h[h], _mm256_mul_ps(fa.h[h], fb.h[h])))
+                return "mul_ps";
         }
     }
     return NULL;

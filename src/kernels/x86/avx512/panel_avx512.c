@@ -11,7 +11,7 @@
  * vec_dot's as AVX2's does (docs/PARITY.md). The row gemm the AVX-512 fill
  * chose stays for batches below the panel's and for rows too long for the
  * workspace. */
-#include "kernels/x86/avx512/avx512_util.h"
+#include "kernels/x86/avx512/avx512_pair.h" /* not avx512_util.h: test_panel_emu emulates what this file uses */
 
 #define P0_ROWS 16
 #define P0_NR 8                                    /* activation rows per tile */
