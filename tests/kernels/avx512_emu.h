@@ -284,11 +284,54 @@ static inline void emu_mask_storeu_ps(void *p, emu_mask16 k, emu_m512 a)
             memcpy((char *)p + 4 * i, &a.f[i], 4);
 }
 
+static inline emu_m512i emu_broadcast_i64x4(__m256i a)
+{
+    emu_m512i r;
+    r.h[0] = r.h[1] = a;
+    return r;
+}
+
+/* pairs of int16 products summed into int32 (exact: only -32768 * -32768
+ * twice would wrap, as on the hardware) */
+static inline emu_m512i emu_madd_epi16(emu_m512i a, emu_m512i b)
+{
+    emu_m512i r;
+    for (int i = 0; i < 16; i++)
+        r.i32[i] = (int32_t)((uint32_t)((int32_t)a.i16[2 * i] * b.i16[2 * i]) +
+                             (uint32_t)((int32_t)a.i16[2 * i + 1] * b.i16[2 * i + 1]));
+    return r;
+}
+
+static inline emu_m512i emu_sub_epi32(emu_m512i a, emu_m512i b)
+{
+    emu_m512i r;
+    for (int i = 0; i < 16; i++)
+        r.i32[i] = (int32_t)((uint32_t)a.i32[i] - (uint32_t)b.i32[i]);
+    return r;
+}
+
+/* -(a * b) + c, rounded once */
+static inline emu_m512 emu_fnmadd_ps(emu_m512 a, emu_m512 b, emu_m512 c)
+{
+    emu_m512 r;
+    for (int i = 0; i < 16; i++)
+        r.f[i] = fmaf(-a.f[i], b.f[i], c.f[i]);
+    return r;
+}
+
 /* From here on the kernel's intrinsics and types name the emulation. */
 #define __m512i emu_m512i
 #define __m512 emu_m512
 #define __mmask64 emu_mask64
 #define __mmask16 emu_mask16
+#undef _mm512_broadcast_i64x4
+#define _mm512_broadcast_i64x4 emu_broadcast_i64x4
+#undef _mm512_madd_epi16
+#define _mm512_madd_epi16 emu_madd_epi16
+#undef _mm512_sub_epi32
+#define _mm512_sub_epi32 emu_sub_epi32
+#undef _mm512_fnmadd_ps
+#define _mm512_fnmadd_ps emu_fnmadd_ps
 #undef _mm512_mul_ps
 #define _mm512_mul_ps emu_mul_ps
 #undef _mm512_set1_epi32
@@ -356,7 +399,7 @@ static inline bool neps(__m256 a, __m256 b) { return memcmp(&a, &b, sizeof a) !=
 /* The emulation against the AVX2 hardware on each 256-bit half, for random
  * inputs: shuffle, abs, sign mask, maddubs (with saturating pairs), dpbusd
  * and dpwssd (= madd of maddubs / madd plus src where nothing saturates),
- * srlv, cvt, fma, mul. Returns the name of the first operation that differs, or
+ * srlv, cvt, fma, fnmadd, mul, madd, sub. Returns the name of the first operation that differs, or
  * NULL. */
 static inline const char *avx512_emu_selfcheck(uint64_t seed)
 {
@@ -392,6 +435,8 @@ static inline const char *avx512_emu_selfcheck(uint64_t seed)
             fc.f[i] = (float)c.i32[i] * 1e-3f;
         }
         emu_m512 fm = emu_fmadd_ps(fa, fb, fc), cv = emu_cvtepi32_ps(a), mu = emu_mul_ps(fa, fb);
+        emu_m512 fn = emu_fnmadd_ps(fa, fb, fc);
+        emu_m512i md = emu_madd_epi16(a, b), su = emu_sub_epi32(a, b);
         for (int h = 0; h < 2; h++) {
             const __m256i ha = a.h[h], hb = b.h[h], hc = c.h[h];
             if (ne256(sh.h[h], _mm256_shuffle_epi8(ha, hb)))
@@ -416,6 +461,12 @@ static inline const char *avx512_emu_selfcheck(uint64_t seed)
                 return "cvtepi32_ps";
             if (neps(mu.h[h], _mm256_mul_ps(fa.h[h], fb.h[h])))
                 return "mul_ps";
+            if (neps(fn.h[h], _mm256_fnmadd_ps(fa.h[h], fb.h[h], fc.h[h])))
+                return "fnmadd_ps";
+            if (ne256(md.h[h], _mm256_madd_epi16(ha, hb)))
+                return "madd_epi16";
+            if (ne256(su.h[h], _mm256_sub_epi32(ha, hb)))
+                return "sub_epi32";
         }
     }
     return NULL;

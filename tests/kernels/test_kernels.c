@@ -903,6 +903,47 @@ TEST(gemm_ws_avx512_equals_avx2)
         SKIP("no AVX-512 panel on this CPU");
 }
 
+/* The K-quant row kernels keep one float order on every SIMD level: the
+ * AVX-512 vec_dot (and so its gemm and panel, compared above) gives the AVX2
+ * vec_dot's bits, so a model's K-quant results do not depend on the CPU. */
+TEST(k_quants_same_bits_avx2_avx512)
+{
+    static const enum gg_type types[] = {GG_TYPE_Q2_K, GG_TYPE_Q3_K, GG_TYPE_Q4_K, GG_TYPE_Q5_K, GG_TYPE_Q6_K};
+    int checked = 0;
+    for (size_t ti = 0; ti < SP_ARRAY_LEN(types); ti++) {
+        const struct kern_type_ops *a2 = kern_ops_isa(KERN_ISA_AVX2, types[ti]);
+        const struct kern_type_ops *a5 = kern_ops_isa(KERN_ISA_AVX512, types[ti]);
+        if (!a2 || !a5 || a5->isa != KERN_ISA_AVX512)
+            continue;
+        const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, a2->vec_dot_type);
+        const int64_t k = 256 * 11;
+        const size_t wrb = row_bytes(types[ti], k), xrb = row_bytes(a2->vec_dot_type, k);
+        float *f = sp_malloc((size_t)k * 4);
+        char *w = sp_malloc(wrb), *x = sp_malloc(xrb);
+        CHECK(f && w && x);
+        for (int t = 0; t < 20; t++) {
+            fill_data(f, k, t == 3 ? 1e3f : 0.05f);
+            a2->from_float(f, w, k);
+            fill_data(f, k, 1.0f);
+            if (t % 4 == 1)
+                for (int64_t j = 0; j < k; j += 7)
+                    f[j] = (j / 7) % 2 ? 40.0f : -40.0f;
+            ra->quantize_act(f, x, k);
+            float s2 = 0, s5 = 1;
+            a2->vec_dot(k, &s2, w, x);
+            a5->vec_dot(k, &s5, w, x);
+            CHECK_MSG(memcmp(&s2, &s5, sizeof s2) == 0, "%s: avx512 %.9g vs avx2 %.9g", tinfo_of(types[ti])->name,
+                      (double)s5, (double)s2);
+        }
+        sp_free(f);
+        sp_free(w);
+        sp_free(x);
+        checked++;
+    }
+    if (checked == 0)
+        SKIP("no AVX-512 K-quant kernels on this CPU");
+}
+
 /* Non-finite input (a corrupt file) quantizes without undefined behaviour
  * (UBSan would stop here) and without touching bytes past the row. */
 TEST(quantize_nonfinite_input)
@@ -954,6 +995,7 @@ int main(void)
     RUN(gemm_ws_panels);
     RUN(gemm_batch_bit_equals_vec_dot);
     RUN(gemm_ws_avx512_equals_avx2);
+    RUN(k_quants_same_bits_avx2_avx512);
     RUN(quantize_nonfinite_input);
     sp_aligned_free(g_ws);
     return test_summary();

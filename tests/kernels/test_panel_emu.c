@@ -2,7 +2,7 @@
  * panel_avx512.c) compiled over avx512_emu.h (each AVX-512 intrinsic in C,
  * checked against AVX2 hardware half by half), so that their arithmetic is
  * tested on every AVX2 machine, not only on AVX-512 ones: the emulated
- * Q4_0/Q5_0 panel gives the AVX2 panel's bits (memcmp), for batches around
+ * Q4_0/Q5_0 and K-quant panels give the AVX2 panels' bits (memcmp), for batches around
  * the tile size, partial groups of 16 rows, odd row ranges, one block and
  * odd block counts, activations at the int8 ends and a large weight scale;
  * where the CPU has AVX-512, the native panel is compared with the emulated
@@ -10,6 +10,8 @@
 #include "kernels/avx512_emu.h"
 #define kern_avx512_fill_panel emu_avx512_fill_panel
 #include "kernels/x86/avx512/panel_avx512.c"
+#define kern_avx512_fill_panel_k emu_avx512_fill_panel_k
+#include "kernels/x86/avx512/panel_k_avx512.c"
 
 #include "base/base.h"
 #include "kernels/kern_impl.h"
@@ -26,16 +28,20 @@ static void fill(float *x, int64_t n, float scale)
 
 static void check_type(enum gg_type type)
 {
+    const int blk = type == GG_TYPE_Q4_0 || type == GG_TYPE_Q5_0 ? 32 : 256;
     const struct kern_type_ops *a2 = kern_ops_isa(KERN_ISA_AVX2, type);
     CHECK(a2 && a2->gemm_ws);
     if (!a2 || !a2->gemm_ws)
         return;
     struct kern_type_ops emu = *a2;
-    emu_avx512_fill_panel(&emu, type);
+    if (blk == 32)
+        emu_avx512_fill_panel(&emu, type);
+    else
+        emu_avx512_fill_panel_k(&emu, type);
     CHECK(emu.gemm_ws && emu.gemm_ws != a2->gemm_ws && emu.isa == KERN_ISA_AVX512);
     const struct kern_type_ops *nat = kern_ops_isa(KERN_ISA_AVX512, type);
     const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, a2->vec_dot_type);
-    static const int64_t ks[] = {32, 32 * 13, 32 * 40};
+    const int64_t ks[] = {blk, blk * (blk == 32 ? 13 : 3), blk * (blk == 32 ? 40 : 9)};
     static const int64_t nbs[] = {1, 8, 9, 17};
     enum { ROWS = 37, MAXB = 17 };
     for (size_t ki = 0; ki < SP_ARRAY_LEN(ks); ki++) {
@@ -87,6 +93,11 @@ static void check_type(enum gg_type type)
 
 TEST(q4_0_panel) { check_type(GG_TYPE_Q4_0); }
 TEST(q5_0_panel) { check_type(GG_TYPE_Q5_0); }
+TEST(q2_K_panel) { check_type(GG_TYPE_Q2_K); }
+TEST(q3_K_panel) { check_type(GG_TYPE_Q3_K); }
+TEST(q4_K_panel) { check_type(GG_TYPE_Q4_K); }
+TEST(q5_K_panel) { check_type(GG_TYPE_Q5_K); }
+TEST(q6_K_panel) { check_type(GG_TYPE_Q6_K); }
 
 int main(void)
 {
@@ -104,6 +115,11 @@ int main(void)
         return 1;
     RUN(q4_0_panel);
     RUN(q5_0_panel);
+    RUN(q2_K_panel);
+    RUN(q3_K_panel);
+    RUN(q4_K_panel);
+    RUN(q5_K_panel);
+    RUN(q6_K_panel);
     sp_aligned_free(g_ws);
     return test_summary();
 }

@@ -5,6 +5,7 @@
  * multiplied with maddubs/madd; offsets and mins (Q2_K, Q3_K's -4, Q4_K,
  * Q5_K, Q6_K's -32) go through the activation's 16-element sums (bsums). */
 #include "kernels/x86/avx2/avx2_util.h"
+#include "kernels/x86/avx2/kp_panel.h"
 
 #define NRMAX 4
 #define QK_K KERN_QK_K
@@ -447,14 +448,7 @@ KB_KERN(q6_K, block_q6_K, q6_K_sbp, q6_K_ch, kq_fin_off5)
  * super-block the row kernels' float operations (kp_tile), so the panel gives
  * the same bits as gemm and vec_dot (ops->ws_exact): batched decode rows may
  * use it without their results depending on the batch. */
-struct kp_sb {
-    uint8_t q[QK_K];     /* unsigned quants, element order */
-    int16_t sc[8][16];   /* per 32-chunk madd multipliers (16 lanes = 16 pairs) */
-    int16_t mc[16];      /* coefficients of the 16 bsums (min or offset) */
-    float d, dm;         /* factor of sumi, factor of mc . bsums */
-    uint8_t pad[24];
-};
-static_assert(sizeof(struct kp_sb) % 32 == 0, "kp_sb keeps 32-byte alignment");
+/* struct kp_sb: kp_panel.h (the AVX-512 panel builds from it too) */
 
 #define KP_MAX_ROWS 32
 /* batches from this size on take the panel (bench_kernels: measured faster
@@ -565,7 +559,6 @@ KP_TILE_N(4, true, _off)
 static const kp_tile_fn kp_tiles_min[4] = {kp_tile_1_min, kp_tile_2_min, kp_tile_3_min, kp_tile_4_min};
 static const kp_tile_fn kp_tiles_off[4] = {kp_tile_1_off, kp_tile_2_off, kp_tile_3_off, kp_tile_4_off};
 
-typedef void (*kp_build_fn)(const void *w, struct kp_sb *p, int64_t nsb);
 
 /* The panel driver; false when even two rows of k do not fit the workspace
  * (the caller then uses the row kernels). */
@@ -667,6 +660,25 @@ static void quantize_q8_K(const float *x, void *vy, int64_t n)
             y[ib].bsums[j / 16 + 1] = (int16_t)(t[4] + t[5] + t[6] + t[7]);
         }
         y[ib].d = 1 / iscale;
+    }
+}
+
+kp_build_fn kern_avx2_kp_builder(enum gg_type type, bool *off)
+{
+    *off = type == GG_TYPE_Q3_K || type == GG_TYPE_Q6_K;
+    switch (type) {
+    case GG_TYPE_Q2_K:
+        return q2_K_kp_build;
+    case GG_TYPE_Q3_K:
+        return q3_K_kp_build;
+    case GG_TYPE_Q4_K:
+        return q4_K_kp_build;
+    case GG_TYPE_Q5_K:
+        return q5_K_kp_build;
+    case GG_TYPE_Q6_K:
+        return q6_K_kp_build;
+    default:
+        return NULL;
     }
 }
 

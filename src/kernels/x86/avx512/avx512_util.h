@@ -89,38 +89,45 @@ KERN_AI __m512i srli_halves(__m256i v, int a, int b)
 }
 
 /* One Q8_K activation row y against a K-quant super-block unpacked into four
- * 64-byte vectors q[] (unsigned values) with per-group int16 scales s[]:
- *   *acc  += dq * sum(q * y * s)
- *   *accm -= dm * sum(y->bsums * m16)   (the block's min / offset term). */
+ * 64-byte vectors q[] (unsigned values) with per-group int16 scales s[], in
+ * the AVX2 kernel's order (q_k.c kq_row_min / kq_row_off), so both ISAs give
+ * the same bits: the two 32-element halves of the int32 lanes are added
+ * (exact) into AVX2's 8 lanes, then
+ *   shift < 0 (a min type):  acc += (dw*dy) * sumi, acc -= (dmw*dy) * mm
+ *   shift >= 0 (an offset):  acc += (dw*dy) * (sumi - (mm << shift))
+ * with mm = bsums . m16 (the block's min / offset term). */
 KERN_AI void kq_row_acc(const block_q8_K *y, const __m512i q[4], const __m512i s[4], __m256i m16,
-                        float dq, float dm, __m512 *acc, __m256 *accm)
+                        float dw, float dmw, int shift, __m256 *acc)
 {
     __m512i isum = _mm512_setzero_si512();
     KERN_UNROLL for (int v = 0; v < 4; v++)
         isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[v], _mm512_loadu_si512(y->qs + 64 * v)),
                                    s[v]);
+    __m256i sumi = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
     const __m256i mm = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), m16);
-    *acc = _mm512_fmadd_ps(_mm512_set1_ps(dq), _mm512_cvtepi32_ps(isum), *acc);
-    *accm = _mm256_fnmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(mm), *accm);
+    const float dy = y->d;
+    if (shift >= 0)
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(mm, shift));
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * dy), _mm256_cvtepi32_ps(sumi), *acc);
+    if (shift < 0)
+        *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), *acc);
 }
 
 /* The K-quant kernel (per type: NAME##_kern + its drivers) around
  * kq_row_acc. IDX(v) builds the 4 scale-permutation vectors once; per
  * super-block PREP(block, idx, q, s, &m16, &dw, &dmw) unpacks the quants q[4],
  * scales s[4], the int16 vector m16 of the min/offset term and the block's
- * factors; per activation row FACT(dw, dmw, dy, dq, dm) makes kq_row_acc's
- * two factors. Needs NRMAX. */
-#define KQ512_KERN(NAME, BT, IDX, PREP, FACT)                                                      \
+ * factors; SHIFT: -1 for a min type, else the offset's power of two. Needs
+ * NRMAX. */
+#define KQ512_KERN(NAME, BT, IDX, PREP, SHIFT)                                                     \
     KERN_AI void NAME##_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out) \
     {                                                                                              \
         const BT *w = vw;                                                                          \
         const block_q8_K *x[NRMAX];                                                                \
-        __m512 acc[NRMAX];                                                                         \
-        __m256 accm[NRMAX];                                                                        \
+        __m256 acc[NRMAX];                                                                         \
         KERN_UNROLL for (int i = 0; i < nr; i++) {                                                 \
             x[i] = vx[i];                                                                          \
-            acc[i] = _mm512_setzero_ps();                                                          \
-            accm[i] = _mm256_setzero_ps();                                                         \
+            acc[i] = _mm256_setzero_ps();                                                          \
         }                                                                                          \
         __m512i idx[4];                                                                            \
         KERN_UNROLL for (int v = 0; v < 4; v++) idx[v] = IDX(v);                                   \
@@ -129,22 +136,19 @@ KERN_AI void kq_row_acc(const block_q8_K *y, const __m512i q[4], const __m512i s
             __m256i m16;                                                                           \
             float dw, dmw;                                                                         \
             PREP(&w[ib], idx, q, s, &m16, &dw, &dmw);                                              \
-            KERN_UNROLL for (int i = 0; i < nr; i++) {                                             \
-                float dq, dm;                                                                      \
-                FACT(dw, dmw, x[i][ib].d, dq, dm);                                                 \
-                kq_row_acc(&x[i][ib], q, s, m16, dq, dm, &acc[i], &accm[i]);                       \
-            }                                                                                      \
+            KERN_UNROLL for (int i = 0; i < nr; i++)                                               \
+                kq_row_acc(&x[i][ib], q, s, m16, dw, dmw, SHIFT, &acc[i]);                         \
         }                                                                                          \
         KERN_UNROLL for (int i = 0; i < nr; i++)                                                   \
-            out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(accm[i]);                         \
+            out[i] = avx2_hsum_ps(acc[i]);                                                         \
     }                                                                                              \
     KERN_AVX2_DRIVER(NAME, NAME##_kern, KERN_QK_K)
 
-/* kq_row_acc factors: d * min (Q2_K, Q4_K, Q5_K), or a constant offset of
- * 4 (Q3_K) or 32 (Q6_K) quants times the scale */
-#define KQ_FACT_MIN(DW, DMW, DY, DQ, DM) ((DQ) = (DW) * (DY), (DM) = (DMW) * (DY))
-#define KQ_FACT_OFF4(DW, DMW, DY, DQ, DM) ((void)(DMW), (DQ) = (DW) * (DY), (DM) = 4.0f * (DQ))
-#define KQ_FACT_OFF32(DW, DMW, DY, DQ, DM) ((void)(DMW), (DQ) = (DW) * (DY), (DM) = 32.0f * (DQ))
+/* kq_row_acc's SHIFT: a min type (Q2_K, Q4_K, Q5_K), or a constant offset of
+ * 4 (Q3_K) or 32 (Q6_K) quants */
+#define KQ_FACT_MIN (-1)
+#define KQ_FACT_OFF4 2
+#define KQ_FACT_OFF32 5
 
 /* Q4_K/Q5_K scales and mins: s[j] for the 64 elements of quant vector j
  * (sub-blocks 2j, 2j+1), m16 the 8 mins as int16 pairs. */
