@@ -302,6 +302,23 @@ static inline emu_m512i emu_madd_epi16(emu_m512i a, emu_m512i b)
     return r;
 }
 
+static inline emu_m512i emu_add_epi32(emu_m512i a, emu_m512i b)
+{
+    emu_m512i r;
+    for (int i = 0; i < 16; i++)
+        r.i32[i] = (int32_t)((uint32_t)a.i32[i] + (uint32_t)b.i32[i]);
+    return r;
+}
+
+/* the low 32 bits of the product */
+static inline emu_m512i emu_mullo_epi32(emu_m512i a, emu_m512i b)
+{
+    emu_m512i r;
+    for (int i = 0; i < 16; i++)
+        r.i32[i] = (int32_t)((uint32_t)a.i32[i] * (uint32_t)b.i32[i]);
+    return r;
+}
+
 static inline emu_m512i emu_sub_epi32(emu_m512i a, emu_m512i b)
 {
     emu_m512i r;
@@ -328,6 +345,10 @@ static inline emu_m512 emu_fnmadd_ps(emu_m512 a, emu_m512 b, emu_m512 c)
 #define _mm512_broadcast_i64x4 emu_broadcast_i64x4
 #undef _mm512_madd_epi16
 #define _mm512_madd_epi16 emu_madd_epi16
+#undef _mm512_add_epi32
+#define _mm512_add_epi32 emu_add_epi32
+#undef _mm512_mullo_epi32
+#define _mm512_mullo_epi32 emu_mullo_epi32
 #undef _mm512_sub_epi32
 #define _mm512_sub_epi32 emu_sub_epi32
 #undef _mm512_fnmadd_ps
@@ -399,7 +420,7 @@ static inline bool neps(__m256 a, __m256 b) { return memcmp(&a, &b, sizeof a) !=
 /* The emulation against the AVX2 hardware on each 256-bit half, for random
  * inputs: shuffle, abs, sign mask, maddubs (with saturating pairs), dpbusd
  * and dpwssd (= madd of maddubs / madd plus src where nothing saturates),
- * srlv, cvt, fma, fnmadd, mul, madd, sub. Returns the name of the first operation that differs, or
+ * srlv, cvt, fma, fnmadd, mul, madd, add, sub, mullo. Returns the name of the first operation that differs, or
  * NULL. */
 static inline const char *avx512_emu_selfcheck(uint64_t seed)
 {
@@ -436,7 +457,8 @@ static inline const char *avx512_emu_selfcheck(uint64_t seed)
         }
         emu_m512 fm = emu_fmadd_ps(fa, fb, fc), cv = emu_cvtepi32_ps(a), mu = emu_mul_ps(fa, fb);
         emu_m512 fn = emu_fnmadd_ps(fa, fb, fc);
-        emu_m512i md = emu_madd_epi16(a, b), su = emu_sub_epi32(a, b);
+        emu_m512i md = emu_madd_epi16(a, b), su = emu_sub_epi32(a, b), ad32 = emu_add_epi32(a, b);
+        emu_m512i ml = emu_mullo_epi32(a, b);
         for (int h = 0; h < 2; h++) {
             const __m256i ha = a.h[h], hb = b.h[h], hc = c.h[h];
             if (ne256(sh.h[h], _mm256_shuffle_epi8(ha, hb)))
@@ -467,6 +489,10 @@ static inline const char *avx512_emu_selfcheck(uint64_t seed)
                 return "madd_epi16";
             if (ne256(su.h[h], _mm256_sub_epi32(ha, hb)))
                 return "sub_epi32";
+            if (ne256(ad32.h[h], _mm256_add_epi32(ha, hb)))
+                return "add_epi32";
+            if (ne256(ml.h[h], _mm256_mullo_epi32(ha, hb)))
+                return "mullo_epi32";
         }
     }
     return NULL;

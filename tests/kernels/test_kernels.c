@@ -845,13 +845,15 @@ TEST(gemm_batch_bit_equals_vec_dot)
         SKIP("no AVX2 on this CPU");
 }
 
-/* The AVX-512 panel gemm of Q4_0/Q5_0 (16 rows per register) keeps the AVX2
- * panel's integers and float operations: the same bits for every output
- * (batches from the panel's size, partial row groups and tiles, odd row
- * ranges, one block and an odd block count, activations at the int8 ends). */
+/* The AVX-512 panel gemms (16 rows per register: Q4_0/Q5_0, the K-quants)
+ * keep the AVX2 panels' integers and float operations: the same bits for
+ * every output (batches from the panel's size, partial row groups and tiles,
+ * odd row ranges, one block and an odd block count, activations at the int8
+ * ends, a row with a large scale), so prefill gives the same bits on both. */
 TEST(gemm_ws_avx512_equals_avx2)
 {
-    static const enum gg_type types[] = {GG_TYPE_Q4_0, GG_TYPE_Q5_0};
+    static const enum gg_type types[] = {GG_TYPE_Q4_0, GG_TYPE_Q5_0, GG_TYPE_Q2_K, GG_TYPE_Q3_K,
+                                         GG_TYPE_Q4_K, GG_TYPE_Q5_K, GG_TYPE_Q6_K};
     static const int64_t nbs[] = {8, 9, 15, 16, 17, 40};
     const int rows = 37, maxb = 40;
     int checked = 0;
@@ -860,7 +862,8 @@ TEST(gemm_ws_avx512_equals_avx2)
         const struct kern_type_ops *a5 = kern_ops_isa(KERN_ISA_AVX512, types[ti]);
         if (!a2 || !a5 || !a2->gemm_ws || !a5->gemm_ws || a2->gemm_ws == a5->gemm_ws)
             continue;
-        const int64_t ks[] = {32, 32 * 13, 32 * 65};
+        const int blk = tinfo_of(types[ti])->blk;
+        const int64_t ks[] = {blk, blk * (blk == 32 ? 13 : 3), blk * (blk == 32 ? 65 : 9)};
         const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, a2->vec_dot_type);
         for (size_t ki = 0; ki < SP_ARRAY_LEN(ks); ki++) {
             const int64_t k = ks[ki];

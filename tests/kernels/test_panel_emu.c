@@ -2,7 +2,8 @@
  * panel_avx512.c) compiled over avx512_emu.h (each AVX-512 intrinsic in C,
  * checked against AVX2 hardware half by half), so that their arithmetic is
  * tested on every AVX2 machine, not only on AVX-512 ones: the emulated
- * Q4_0/Q5_0 and K-quant panels give the AVX2 panels' bits (memcmp), for batches around
+ * Q4_0/Q5_0 and K-quant panels (panel_avx512.c, panel_k16_avx512.c) give
+ * the AVX2 panels' bits (q_simple.c, panel_k8.c; memcmp), for batches around
  * the tile size, partial groups of 16 rows, odd row ranges, one block and
  * odd block counts, activations at the int8 ends and a large weight scale;
  * where the CPU has AVX-512, the native panel is compared with the emulated
@@ -10,8 +11,8 @@
 #include "kernels/avx512_emu.h"
 #define kern_avx512_fill_panel emu_avx512_fill_panel
 #include "kernels/x86/avx512/panel_avx512.c"
-#define kern_avx512_fill_panel_k emu_avx512_fill_panel_k
-#include "kernels/x86/avx512/panel_k_avx512.c"
+#define kern_avx512_fill_panel_k16 emu_avx512_fill_panel_k16
+#include "kernels/x86/avx512/panel_k16_avx512.c"
 
 #include "base/base.h"
 #include "kernels/kern_impl.h"
@@ -37,7 +38,7 @@ static void check_type(enum gg_type type)
     if (blk == 32)
         emu_avx512_fill_panel(&emu, type);
     else
-        emu_avx512_fill_panel_k(&emu, type);
+        emu_avx512_fill_panel_k16(&emu, type);
     CHECK(emu.gemm_ws && emu.gemm_ws != a2->gemm_ws && emu.isa == KERN_ISA_AVX512);
     const struct kern_type_ops *nat = kern_ops_isa(KERN_ISA_AVX512, type);
     const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, a2->vec_dot_type);

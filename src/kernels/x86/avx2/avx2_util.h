@@ -159,9 +159,12 @@ KERN_AI __m128i q3_K_scales_v(const uint8_t *src)
         const void *xp[1] = { x };                                                          \
         NAME##_r1(n / (BLK), w, xp, s);                                                     \
     }                                                                                       \
-    static void NAME##_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,            \
-                            const void *w, size_t w_stride, const void *x, size_t x_stride, \
-                            float *y, size_t y_stride)                                      \
+    /* unused where a type has its own batched gemm (the K-quants' kb_gemm) */            \
+    __attribute__((unused)) static void NAME##_gemm(int64_t k, int64_t r0, int64_t r1,      \
+                                                    int64_t n_batch, const void *w,         \
+                                                    size_t w_stride, const void *x,         \
+                                                    size_t x_stride, float *y,              \
+                                                    size_t y_stride)                        \
     {                                                                                       \
         const int64_t nb = k / (BLK);                                                       \
         const int64_t tile = kern_gemm_tile(x_stride);                                      \

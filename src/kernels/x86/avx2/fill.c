@@ -7,6 +7,7 @@
 
 void kern_avx2_fill_simple(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx2_fill_k(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx2_fill_panel_k8(struct kern_type_ops *ops, enum gg_type type); /* panel_k8.c */
 void kern_avx2_fill_float(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx2_fill_iq4(struct kern_type_ops *ops, enum gg_type type); /* q_iq4.c */
 
@@ -14,6 +15,7 @@ void kern_avx2_fill(struct kern_type_ops *ops, enum gg_type type)
 {
     kern_avx2_fill_simple(ops, type);
     kern_avx2_fill_k(ops, type);
+    kern_avx2_fill_panel_k8(ops, type);
     kern_avx2_fill_float(ops, type);
     kern_avx2_fill_iq4(ops, type);
     kern_avx2_fill_order(ops, type);

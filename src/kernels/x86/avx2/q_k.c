@@ -438,25 +438,8 @@ KERN_AI void q6_K_ch(const block_q6_K *b, const struct kb_st *st, int ch, __m256
 }
 KB_KERN(q6_K, block_q6_K, q6_K_sbp, q6_K_ch, kq_fin_off5)
 
-/* ---- panel gemm (prefill): a panel of up to 16 weight rows is unpacked once
- * into the workspace (per super-block: 256 unsigned quants, the int16 madd
- * multiplier of each 32-element chunk, the 16 bsum coefficients of the
- * min/offset term, and the float factors), then every tile of 2 weight rows x
- * up to 4 activation rows runs from it with maddubs + madd + add per 32
- * weights and output: the unpacking is paid once per panel instead of once per
- * 4 activation rows, and each activation load serves two weight rows. Per
- * super-block the row kernels' float operations (kp_tile), so the panel gives
- * the same bits as gemm and vec_dot (ops->ws_exact): batched decode rows may
- * use it without their results depending on the batch. */
-/* struct kp_sb: kp_panel.h (the AVX-512 panel builds from it too) */
-
-#define KP_MAX_ROWS 32
-/* batches from this size on take the panel (bench_kernels: measured faster
- * than the row kernels from here) */
-#ifndef KP_MIN_BATCH
-#define KP_MIN_BATCH 16
-#endif
-
+/* ---- the unpacked super-blocks (struct kp_sb, kp_panel.h) that the
+ * prefill panels build from: panel_k8.c here, avx512/panel_k16_avx512.c */
 /* Unpack nsb super-blocks of one weight row with PREP; `shift` > 0 marks an
  * offset type (the term uses d and mc = m16 << shift), 0 a min type (dmin). */
 #define KP_BUILD(NAME, BT, PREP, SHIFT)                                                   \
@@ -481,133 +464,6 @@ KP_BUILD(q3_K, block_q3_K, q3_K_prep, 2)
 KP_BUILD(q4_K, block_q4_K, q4_K_prep, 0)
 KP_BUILD(q5_K, block_q5_K, q5_K_prep, 0)
 KP_BUILD(q6_K, block_q6_K, q6_K_prep, 5)
-
-/* Two panel rows x nr (1..4, constant after inlining) activation rows; off:
- * an offset type (Q3_K, Q6_K), whose term is subtracted in the integers before
- * the one FMA, as kq_row_off does (mc holds m16 << shift, and bsums . mc =
- * (bsums . m16) << shift exactly); a min type gets the second FMA of
- * kq_row_min. Either way every float operation is the row kernel's, so the
- * panel gives the same bits as gemm and vec_dot. */
-KERN_AI void kp_tile(int nr, bool off, int64_t nsb, const struct kp_sb *w0, const struct kp_sb *w1,
-                     const block_q8_K *const *x, float *o0, float *o1)
-{
-    __m256 f0[NRMAX], f1[NRMAX];
-    KERN_UNROLL for (int j = 0; j < nr; j++) {
-        f0[j] = _mm256_setzero_ps();
-        f1[j] = _mm256_setzero_ps();
-    }
-    for (int64_t ib = 0; ib < nsb; ib++) {
-        __m256i a0[NRMAX], a1[NRMAX];
-        KERN_UNROLL for (int j = 0; j < nr; j++) {
-            a0[j] = _mm256_setzero_si256();
-            a1[j] = _mm256_setzero_si256();
-        }
-        /* not unrolled: gcc would hoist all 64 products and spill them */
-        for (int c = 0; c < 8; c++) {
-            __m256i y[NRMAX];
-            KERN_UNROLL for (int j = 0; j < nr; j++) y[j] = load256(x[j][ib].qs + 32 * c);
-            const __m256i q0 = _mm256_load_si256((const __m256i *)(w0[ib].q + 32 * c));
-            const __m256i s0 = _mm256_load_si256((const __m256i *)w0[ib].sc[c]);
-            KERN_UNROLL for (int j = 0; j < nr; j++)
-                a0[j] = _mm256_add_epi32(a0[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q0, y[j]), s0));
-            const __m256i q1 = _mm256_load_si256((const __m256i *)(w1[ib].q + 32 * c));
-            const __m256i s1 = _mm256_load_si256((const __m256i *)w1[ib].sc[c]);
-            KERN_UNROLL for (int j = 0; j < nr; j++)
-                a1[j] = _mm256_add_epi32(a1[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q1, y[j]), s1));
-        }
-        const __m256i mc0 = _mm256_load_si256((const __m256i *)w0[ib].mc);
-        const __m256i mc1 = _mm256_load_si256((const __m256i *)w1[ib].mc);
-        KERN_UNROLL for (int j = 0; j < nr; j++) {
-            const __m256i bs = load256(x[j][ib].bsums);
-            const float dy = x[j][ib].d;
-            if (off) {
-                a0[j] = _mm256_sub_epi32(a0[j], _mm256_madd_epi16(bs, mc0));
-                a1[j] = _mm256_sub_epi32(a1[j], _mm256_madd_epi16(bs, mc1));
-            }
-            f0[j] = _mm256_fmadd_ps(_mm256_set1_ps(w0[ib].d * dy), _mm256_cvtepi32_ps(a0[j]), f0[j]);
-            f1[j] = _mm256_fmadd_ps(_mm256_set1_ps(w1[ib].d * dy), _mm256_cvtepi32_ps(a1[j]), f1[j]);
-            if (!off) {
-                f0[j] = _mm256_fnmadd_ps(_mm256_set1_ps(w0[ib].dm * dy),
-                                         _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mc0)), f0[j]);
-                f1[j] = _mm256_fnmadd_ps(_mm256_set1_ps(w1[ib].dm * dy),
-                                         _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mc1)), f1[j]);
-            }
-        }
-    }
-    KERN_UNROLL for (int j = 0; j < nr; j++) {
-        o0[j] = avx2_hsum_ps(f0[j]);
-        o1[j] = avx2_hsum_ps(f1[j]);
-    }
-}
-
-typedef void (*kp_tile_fn)(int64_t nsb, const struct kp_sb *w0, const struct kp_sb *w1, const block_q8_K *const *x,
-                           float *o0, float *o1);
-#define KP_TILE_N(N, OFF, SFX)                                                                             \
-    static void kp_tile_##N##SFX(int64_t nsb, const struct kp_sb *w0, const struct kp_sb *w1,             \
-                                 const block_q8_K *const *x, float *o0, float *o1)                        \
-    {                                                                                                      \
-        kp_tile(N, OFF, nsb, w0, w1, x, o0, o1);                                                           \
-    }
-KP_TILE_N(1, false, _min)
-KP_TILE_N(2, false, _min)
-KP_TILE_N(3, false, _min)
-KP_TILE_N(4, false, _min)
-KP_TILE_N(1, true, _off)
-KP_TILE_N(2, true, _off)
-KP_TILE_N(3, true, _off)
-KP_TILE_N(4, true, _off)
-static const kp_tile_fn kp_tiles_min[4] = {kp_tile_1_min, kp_tile_2_min, kp_tile_3_min, kp_tile_4_min};
-static const kp_tile_fn kp_tiles_off[4] = {kp_tile_1_off, kp_tile_2_off, kp_tile_3_off, kp_tile_4_off};
-
-
-/* The panel driver; false when even two rows of k do not fit the workspace
- * (the caller then uses the row kernels). */
-static bool kp_gemm(kp_build_fn build, const kp_tile_fn tiles[4], int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,
-                    size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
-{
-    const int64_t nsb = k / QK_K;
-    int64_t prow = (int64_t)(KERN_GEMM_WS_BYTES / ((size_t)nsb * sizeof(struct kp_sb)));
-    prow = (prow < KP_MAX_ROWS ? prow : KP_MAX_ROWS) & ~(int64_t)1;
-    if (prow < 2)
-        return false;
-    struct kp_sb *panel = ws;
-    for (int64_t p0 = r0; p0 < r1; p0 += prow) {
-        const int64_t np = r1 - p0 < prow ? r1 - p0 : prow;
-        for (int64_t i = 0; i < np; i++)
-            build((const char *)w + (size_t)(p0 + i) * w_stride, panel + i * nsb, nsb);
-        for (int64_t b = 0; b < n_batch; b += NRMAX) {
-            const int64_t nr = n_batch - b < NRMAX ? n_batch - b : NRMAX;
-            const block_q8_K *xp[NRMAX];
-            for (int64_t j = 0; j < nr; j++)
-                xp[j] = (const block_q8_K *)((const char *)x + (size_t)(b + j) * x_stride);
-            for (int64_t i = 0; i < np; i += 2) {
-                const bool two = i + 1 < np;
-                float o0[NRMAX], o1[NRMAX];
-                tiles[nr - 1](nsb, panel + i * nsb, panel + (two ? i + 1 : i) * nsb, xp, o0, o1);
-                for (int64_t j = 0; j < nr; j++) {
-                    y[(size_t)(b + j) * y_stride + (size_t)(p0 + i)] = o0[j];
-                    if (two)
-                        y[(size_t)(b + j) * y_stride + (size_t)(p0 + i + 1)] = o1[j];
-                }
-            }
-        }
-    }
-    return true;
-}
-
-#define KP_GEMM(NAME, TILES)                                                                               \
-    static void NAME##_gemm_ws(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,         \
-                               size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride, \
-                               void *ws)                                                                   \
-    {                                                                                                      \
-        if (!kp_gemm(NAME##_kp_build, TILES, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws))      \
-            NAME##_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);                        \
-    }
-KP_GEMM(q2_K, kp_tiles_min)
-KP_GEMM(q3_K, kp_tiles_off)
-KP_GEMM(q4_K, kp_tiles_min)
-KP_GEMM(q5_K, kp_tiles_min)
-KP_GEMM(q6_K, kp_tiles_off)
 
 /* ---- Q8_K activation quantizer (same results as the reference) */
 static void quantize_q8_K(const float *x, void *vy, int64_t n)
@@ -689,37 +545,28 @@ void kern_avx2_fill_k(struct kern_type_ops *ops, enum gg_type type)
     case GG_TYPE_Q2_K:
         ops->vec_dot = q2_K_vec_dot;
         ops->gemm = q2_K_gemmd;
-        ops->gemm_ws = q2_K_gemm_ws;
         break;
     case GG_TYPE_Q3_K:
         ops->vec_dot = q3_K_vec_dot;
         ops->gemm = q3_K_gemmd;
-        ops->gemm_ws = q3_K_gemm_ws;
         break;
     case GG_TYPE_Q4_K:
         ops->vec_dot = q4_K_vec_dot;
         ops->gemm = q4_K_kb_gemm;
-        ops->gemm_ws = q4_K_gemm_ws;
         break;
     case GG_TYPE_Q5_K:
         ops->vec_dot = q5_K_vec_dot;
         ops->gemm = q5_K_kb_gemm;
-        ops->gemm_ws = q5_K_gemm_ws;
         break;
     case GG_TYPE_Q6_K:
         ops->vec_dot = q6_K_vec_dot;
         ops->gemm = q6_K_kb_gemm;
-        ops->gemm_ws = q6_K_gemm_ws;
         break;
     case GG_TYPE_Q8_K:
         ops->quantize_act = quantize_q8_K;
         break;
     default:
         return;
-    }
-    if (ops->gemm_ws) {
-        ops->ws_exact = true;
-        ops->ws_min_batch = KP_MIN_BATCH;
     }
     ops->isa = KERN_ISA_AVX2;
 }
