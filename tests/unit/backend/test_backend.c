@@ -233,7 +233,7 @@ TEST(matmul_chunks_cover_every_row)
             for (size_t i = 0; i < (size_t)YS * nb; i++)
                 want[(size_t)m * YS * 9 + i] = -7.0f;
             const struct kern_type_ops *o = kern_ops(types[m]);
-            if (nb >= KERN_GEMM_WS_MIN_BATCH && o->gemm_ws) {
+            if (kern_use_ws(o, nb)) { /* the backend's rule */
                 void *ws = sp_aligned_alloc(64, KERN_GEMM_WS_BYTES);
                 CHECK(ws != NULL);
                 o->gemm_ws(K, 0, rows[m], nb, wq[m], rb[m], xq, qrb, want + (size_t)m * YS * 9, YS, ws);
