@@ -113,18 +113,21 @@ KERN_AI void kq_row_acc(const block_q8_K *y, const __m512i q[4], const __m512i s
         *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmw * dy), _mm256_cvtepi32_ps(mm), *acc);
 }
 
+/* Activation rows the K-quant kernels take per pass over a weight row: 8,
+ * so a batch of 8 (batched decode) unpacks each super-block once. */
+#define KQ_NR 8
+
 /* The K-quant kernel (per type: NAME##_kern + its drivers) around
  * kq_row_acc. IDX(v) builds the 4 scale-permutation vectors once; per
  * super-block PREP(block, idx, q, s, &m16, &dw, &dmw) unpacks the quants q[4],
  * scales s[4], the int16 vector m16 of the min/offset term and the block's
- * factors; SHIFT: -1 for a min type, else the offset's power of two. Needs
- * NRMAX. */
+ * factors; SHIFT: -1 for a min type, else the offset's power of two. */
 #define KQ512_KERN(NAME, BT, IDX, PREP, SHIFT)                                                     \
     KERN_AI void NAME##_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out) \
     {                                                                                              \
         const BT *w = vw;                                                                          \
-        const block_q8_K *x[NRMAX];                                                                \
-        __m256 acc[NRMAX];                                                                         \
+        const block_q8_K *x[KQ_NR];                                                                \
+        __m256 acc[KQ_NR];                                                                         \
         KERN_UNROLL for (int i = 0; i < nr; i++) {                                                 \
             x[i] = vx[i];                                                                          \
             acc[i] = _mm256_setzero_ps();                                                          \
@@ -142,7 +145,58 @@ KERN_AI void kq_row_acc(const block_q8_K *y, const __m512i q[4], const __m512i s
         KERN_UNROLL for (int i = 0; i < nr; i++)                                                   \
             out[i] = avx2_hsum_ps(acc[i]);                                                         \
     }                                                                                              \
-    KERN_AVX2_DRIVER(NAME, NAME##_kern, KERN_QK_K)
+    KQ512_DRIVER(NAME, NAME##_kern)
+
+/* NAME_vec_dot and NAME_gemm around NAME_kern: decode row by row; batches
+ * take up to KQ_NR activation rows per pass over each weight row (tiles of
+ * kern_gemm_tile rows, so the activations stay in L1). Every output gets
+ * the kernel's operations whatever nr is: the same bits as vec_dot. */
+#define KQ512_DRIVER(NAME, KERN)                                                                   \
+    static void NAME##_kn(int nr, int64_t nb, const void *w, const void *const *x, float *o)      \
+    {                                                                                              \
+        switch (nr) {                                                                              \
+        case 1: KERN(1, nb, w, x, o); break;                                                       \
+        case 2: KERN(2, nb, w, x, o); break;                                                       \
+        case 3: KERN(3, nb, w, x, o); break;                                                       \
+        case 4: KERN(4, nb, w, x, o); break;                                                       \
+        case 5: KERN(5, nb, w, x, o); break;                                                       \
+        case 6: KERN(6, nb, w, x, o); break;                                                       \
+        case 7: KERN(7, nb, w, x, o); break;                                                       \
+        default: KERN(8, nb, w, x, o); break;                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    static void NAME##_vec_dot(int64_t n, float *s, const void *w, const void *x)                 \
+    {                                                                                              \
+        const void *xp[1] = {x};                                                                   \
+        KERN(1, n / KERN_QK_K, w, xp, s);                                                          \
+    }                                                                                              \
+    static void NAME##_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,    \
+                            size_t w_stride, const void *x, size_t x_stride, float *y,             \
+                            size_t y_stride)                                                       \
+    {                                                                                              \
+        const int64_t nb = k / KERN_QK_K;                                                          \
+        if (n_batch == 1) {                                                                        \
+            for (int64_t r = r0; r < r1; r++)                                                      \
+                NAME##_kn(1, nb, (const char *)w + (size_t)r * w_stride, &x, y + r);               \
+            return;                                                                                \
+        }                                                                                          \
+        const int64_t tile = SP_MAX(kern_gemm_tile(x_stride), KQ_NR);                              \
+        for (int64_t b0 = 0; b0 < n_batch; b0 += tile)                                             \
+            for (int64_t r = r0; r < r1; r++) {                                                    \
+                const void *wr = (const char *)w + (size_t)r * w_stride;                           \
+                const int64_t b1 = SP_MIN(n_batch, b0 + tile);                                     \
+                for (int64_t b = b0; b < b1; b += KQ_NR) {                                         \
+                    const int nr = (int)SP_MIN(KQ_NR, b1 - b);                                     \
+                    const void *xp[KQ_NR];                                                         \
+                    float o[KQ_NR] = {0};                                                          \
+                    for (int i = 0; i < nr; i++)                                                   \
+                        xp[i] = (const char *)x + (size_t)(b + i) * x_stride;                      \
+                    NAME##_kn(nr, nb, wr, xp, o);                                                  \
+                    for (int i = 0; i < nr; i++)                                                   \
+                        y[(size_t)(b + i) * y_stride + (size_t)r] = o[i];                          \
+                }                                                                                  \
+            }                                                                                      \
+    }
 
 /* kq_row_acc's SHIFT: a min type (Q2_K, Q4_K, Q5_K), or a constant offset of
  * 4 (Q3_K) or 32 (Q6_K) quants */
