@@ -105,12 +105,39 @@ ORD_VD(vec_dot_f16, ord_ld_f16, ORD_TAIL_F16)
                         KERN_UNROLL for (int q = 0; q < ORD_RB; q++) acc[p][q] = v_fma(wv, xv[q], acc[p][q]); \
                     }                                                                              \
                 }                                                                                  \
+                if (ORD_TB_REDUCE16) {                                                             \
+                    ORD_TB_STORE16(acc, y, y_stride, b0, r, nw, nb);                               \
+                    continue;                                                                      \
+                }                                                                                  \
                 for (int p = 0; p < nw; p++)                                                       \
                     for (int q = 0; q < nb; q++)                                                   \
                         y[(size_t)(b0 + q) * y_stride + (size_t)(r + p)] = v_reduce(acc[p][q]);    \
             }                                                                                      \
         }                                                                                          \
     }
+
+/* A 4 x 4 tile reduced by ORD_REDUCE16 (where the ISA defines it; a partial
+ * tile's repeated rows are reduced too and not stored): the same tree per
+ * output as v_reduce. */
+#ifdef ORD_REDUCE16
+static_assert(ORD_RW == 4 && ORD_RB == 4, "ORD_REDUCE16 reduces 4 x 4 tiles");
+#define ORD_TB_REDUCE16 true
+#define ORD_TB_STORE16(acc, y, y_stride, b0, r, nw, nb)                                            \
+    do {                                                                                           \
+        V16 a16[16];                                                                               \
+        float o16[16];                                                                             \
+        KERN_UNROLL for (int p = 0; p < 4; p++)                                                    \
+            KERN_UNROLL for (int q = 0; q < 4; q++)                                                \
+                a16[4 * q + p] = acc[p][q];                                                        \
+        ORD_REDUCE16(a16, o16);                                                                    \
+        for (int q = 0; q < (nb); q++)                                                             \
+            memcpy(y + (size_t)((b0) + q) * (y_stride) + (size_t)(r), o16 + 4 * q,                 \
+                   (size_t)(nw) * sizeof(float));                                                  \
+    } while (0)
+#else
+#define ORD_TB_REDUCE16 false
+#define ORD_TB_STORE16(acc, y, y_stride, b0, r, nw, nb) ((void)0)
+#endif
 
 ORD_TB(gemm_tb_f32, ord_ld_f32)
 ORD_TB(gemm_tb_f16, ord_ld_f16)

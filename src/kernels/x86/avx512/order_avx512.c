@@ -44,6 +44,31 @@ KERN_AI V16 v_exp_finish(V16 j, V16 n)
 
 #define ORD_RW 4
 #define ORD_RB 4
+
+/* The 16 outputs of a full 4 x 4 tinyBLAS tile reduced together: each gets
+ * kern_reduce16's tree (h = hi 8 + lo 8, q = hi 4 + lo 4 of h, then
+ * (q0 + q2) + (q1 + q3)), formed for all 16 at once by 128-bit and in-lane
+ * shuffles (15 adds and 30 shuffles instead of 16 x 8 reduction steps), so
+ * every output has v_reduce's bits. a[4 q + p] is weight row p x activation
+ * row q; out[4 q + p] its sum. */
+KERN_AI void v_reduce16x(const V16 a[16], float out[16])
+{
+    V16 b[8], c[4], d[2];
+    KERN_UNROLL for (int m = 0; m < 8; m++) /* [h of a[2m] | h of a[2m+1]] */
+        b[m] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], 0xEE),
+                             _mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], 0x44));
+    KERN_UNROLL for (int n = 0; n < 4; n++) /* 128-bit lane k: q of a[4n + k] */
+        c[n] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * n], b[2 * n + 1], 0xDD),
+                             _mm512_shuffle_f32x4(b[2 * n], b[2 * n + 1], 0x88));
+    KERN_UNROLL for (int p = 0; p < 2; p++) /* lane k: q0 + q2, q1 + q3 of a[8p + k], then of a[8p + 4 + k] */
+        d[p] = _mm512_add_ps(_mm512_shuffle_ps(c[2 * p], c[2 * p + 1], 0x44),
+                             _mm512_shuffle_ps(c[2 * p], c[2 * p + 1], 0xEE));
+    /* lane 4k + j: the sum of a[k + 4j] */
+    const V16 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD));
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_storeu_ps(out, _mm512_permutexvar_ps(idx, e));
+}
+#define ORD_REDUCE16 v_reduce16x
 /* The vec_dot-order kernels (decode: one activation row streaming the
  * weights) stay AVX2's, which are bit-identical: zmm loads streamed F32
  * weights from DRAM at 27 GB/s vs 48 GB/s for ymm on this machine
