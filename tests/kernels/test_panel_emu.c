@@ -52,7 +52,8 @@ static void check_type(enum gg_type type)
         const size_t ys = ROWS + 3;
         float *f = sp_malloc((size_t)k * sizeof(float));
         char *w = sp_malloc(wrb * ROWS), *x = sp_malloc(xrb * MAXB);
-        float *y1 = sp_malloc(sizeof(float) * ys * MAXB), *y2 = sp_malloc(sizeof(float) * ys * MAXB);
+        float *y1 = sp_malloc(sizeof(float) * ys * MAXB),
+              *y2 = sp_malloc(sizeof(float) * ys * MAXB);
         CHECK(f && w && x && y1 && y2);
         for (int r = 0; r < ROWS; r++) {
             fill(f, k, r == 5 ? 1e3f : 0.05f);
@@ -72,14 +73,16 @@ static void check_type(enum gg_type type)
                 y1[j] = y2[j] = -12345.0f;
             a2->gemm_ws(k, r0, r1, nb, w, wrb, x, xrb, y1, ys, g_ws);
             emu.gemm_ws(k, r0, r1, nb, w, wrb, x, xrb, y2, ys, g_ws);
-            CHECK_MSG(memcmp(y1, y2, sizeof(float) * ys * MAXB) == 0, "%s emulated k=%lld n_batch=%lld",
-                      gg_type_name(type), (long long)k, (long long)nb);
+            CHECK_MSG(memcmp(y1, y2, sizeof(float) * ys * MAXB) == 0,
+                      "%s emulated k=%lld n_batch=%lld", gg_type_name(type), (long long)k,
+                      (long long)nb);
             if (nat && nat->gemm_ws && nat->isa == KERN_ISA_AVX512) {
                 for (size_t j = 0; j < ys * MAXB; j++)
                     y1[j] = -12345.0f;
                 nat->gemm_ws(k, r0, r1, nb, w, wrb, x, xrb, y1, ys, g_ws);
-                CHECK_MSG(memcmp(y1, y2, sizeof(float) * ys * MAXB) == 0, "%s native k=%lld n_batch=%lld",
-                          gg_type_name(type), (long long)k, (long long)nb);
+                CHECK_MSG(memcmp(y1, y2, sizeof(float) * ys * MAXB) == 0,
+                          "%s native k=%lld n_batch=%lld", gg_type_name(type), (long long)k,
+                          (long long)nb);
             }
         }
         sp_free(f);
@@ -88,17 +91,38 @@ static void check_type(enum gg_type type)
         sp_free(y1);
         sp_free(y2);
     }
-    fprintf(stderr, "  %s: the emulated AVX-512 panel equals the AVX2 panel%s\n", gg_type_name(type),
-            nat && nat->isa == KERN_ISA_AVX512 ? " and the native one" : "");
+    fprintf(stderr, "  %s: the emulated AVX-512 panel equals the AVX2 panel%s\n",
+            gg_type_name(type), nat && nat->isa == KERN_ISA_AVX512 ? " and the native one" : "");
 }
 
-TEST(q4_0_panel) { check_type(GG_TYPE_Q4_0); }
-TEST(q5_0_panel) { check_type(GG_TYPE_Q5_0); }
-TEST(q2_K_panel) { check_type(GG_TYPE_Q2_K); }
-TEST(q3_K_panel) { check_type(GG_TYPE_Q3_K); }
-TEST(q4_K_panel) { check_type(GG_TYPE_Q4_K); }
-TEST(q5_K_panel) { check_type(GG_TYPE_Q5_K); }
-TEST(q6_K_panel) { check_type(GG_TYPE_Q6_K); }
+TEST(q4_0_panel)
+{
+    check_type(GG_TYPE_Q4_0);
+}
+TEST(q5_0_panel)
+{
+    check_type(GG_TYPE_Q5_0);
+}
+TEST(q2_K_panel)
+{
+    check_type(GG_TYPE_Q2_K);
+}
+TEST(q3_K_panel)
+{
+    check_type(GG_TYPE_Q3_K);
+}
+TEST(q4_K_panel)
+{
+    check_type(GG_TYPE_Q4_K);
+}
+TEST(q5_K_panel)
+{
+    check_type(GG_TYPE_Q5_K);
+}
+TEST(q6_K_panel)
+{
+    check_type(GG_TYPE_Q6_K);
+}
 
 int main(void)
 {

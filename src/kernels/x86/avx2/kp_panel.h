@@ -22,9 +22,18 @@ static_assert(sizeof(struct kp_sb) % 32 == 0, "kp_sb keeps 32-byte alignment");
 /* unpacks nsb super-blocks of one weight row (p 32-byte aligned) */
 typedef void (*kp_build_fn)(const void *w, struct kp_sb *p, int64_t nsb);
 
-/* The AVX2 builder of a K-quant type (NULL for others); *off: an offset
- * type (Q3_K, Q6_K: the term is subtracted in the integers, mc = m16 << shift,
- * dm = d) rather than a min type (a second FMA with dm). Needs AVX2. */
-kp_build_fn kern_avx2_kp_builder(enum gg_type type, bool *off);
+/* What the prefill panels need of a K-quant type (Q2_K..Q6_K): its slot
+ * (0..KP_NTYPES-1, in that order), the AVX2 builder, the bytes of a block
+ * and whether it is an offset type (Q3_K, Q6_K: the term is subtracted in
+ * the integers, mc = m16 << shift, dm = d) rather than a min type (a second
+ * FMA with dm). False for other types. The builder needs AVX2. */
+#define KP_NTYPES 5
+struct kp_type {
+    int slot;
+    kp_build_fn build;
+    size_t bsz;
+    bool off;
+};
+bool kern_avx2_kp_type(enum gg_type type, struct kp_type *t);
 
 #endif

@@ -6,9 +6,9 @@
  * bsum coefficients as int16 pairs and d, dm. Per super-block and
  * activation row: pmaddubsw of vector g against a broadcast of 4 activation
  * bytes gives every row's two pair sums; RUN of them (the run of groups
- * under one scale that int16 holds and the registers fit: 4, or 2 for Q6_K) are added in int16, then one pmaddwd by the scale adds scale x dot
- * into the row's int32 lane: the exact integer sum of vec_dot. The min or
- * offset term is pmaddwd of the coefficient pairs with the bsum pairs. Then
+ * under one scale that int16 holds and the registers fit: 4, or 2 for Q6_K) are added in int16,
+ * then one pmaddwd by the scale adds scale x dot into the row's int32 lane: the exact integer sum
+ * of vec_dot. The min or offset term is pmaddwd of the coefficient pairs with the bsum pairs. Then
  * the same float operations as the AVX-512 panel (one accumulator per
  * output: an FMA with fl(d*dy), an FNMADD with fl(dm*dy) for a min type, the
  * offset subtracted in the integers for Q3_K/Q6_K), so both ISAs give the
@@ -18,7 +18,7 @@
 #include "kernels/x86/avx2/kp_panel.h"
 
 #define K8_ROWS 8
-#define K8_NA 4 /* activation rows per tile */
+#define K8_NA 4         /* activation rows per tile */
 #define K8_MIN_BATCH 32 /* bench_kernels: the row gemm was faster at 16 */
 
 struct k8_sb {
@@ -29,7 +29,8 @@ struct k8_sb {
 };
 static_assert(sizeof(struct k8_sb) % 32 == 0, "k8_sb keeps 32-byte alignment");
 
-static void k8_build(kp_build_fn build, const char *const *rows, size_t bsz, int64_t ib, struct k8_sb *p)
+static void k8_build(kp_build_fn build, const char *const *rows, size_t bsz, int64_t ib,
+                     struct k8_sb *p)
 {
     for (int r = 0; r < K8_ROWS; r++) {
         _Alignas(32) struct kp_sb t;
@@ -51,8 +52,8 @@ static void k8_build(kp_build_fn build, const char *const *rows, size_t bsz, int
 
 /* 8 panel rows x na (1..K8_NA) activation rows; run: groups added in int16
  * before a pmaddwd (8, 4 or 2); off: an offset type */
-KERN_AI void k8_tile(int na, int run, bool off, int64_t nsb, const struct k8_sb *p, const block_q8_K *const *x,
-                     __m256 *out)
+KERN_AI void k8_tile(int na, int run, bool off, int64_t nsb, const struct k8_sb *p,
+                     const block_q8_K *const *x, __m256 *out)
 {
     __m256 f[K8_NA];
     KERN_UNROLL for (int j = 0; j < na; j++) f[j] = _mm256_setzero_ps();
@@ -61,55 +62,64 @@ KERN_AI void k8_tile(int na, int run, bool off, int64_t nsb, const struct k8_sb 
         __m256i isum[K8_NA];
         KERN_UNROLL for (int j = 0; j < na; j++) isum[j] = _mm256_setzero_si256();
         for (int c = 0; c < 8; c++) {
-            KERN_UNROLL for (int g0 = 0; g0 < 8; g0 += run) {
+            KERN_UNROLL for (int g0 = 0; g0 < 8; g0 += run)
+            {
                 const __m256i sc = _mm256_load_si256((const __m256i *)s->sc[c][g0 / 4]);
                 __m256i s16[K8_NA];
-                KERN_UNROLL for (int g = g0; g < g0 + run; g++) {
+                KERN_UNROLL for (int g = g0; g < g0 + run; g++)
+                {
                     const __m256i v = _mm256_load_si256((const __m256i *)s->v[c][g]);
-                    KERN_UNROLL for (int j = 0; j < na; j++) {
+                    KERN_UNROLL for (int j = 0; j < na; j++)
+                    {
                         int32_t y4;
                         memcpy(&y4, x[j][ib].qs + 32 * c + 4 * g, 4);
                         const __m256i m = _mm256_maddubs_epi16(v, _mm256_set1_epi32(y4));
                         s16[j] = g == g0 ? m : _mm256_add_epi16(s16[j], m);
                     }
                 }
-                KERN_UNROLL for (int j = 0; j < na; j++)
-                    isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
+                KERN_UNROLL for (int j = 0; j < na; j++) isum[j] =
+                    _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
             }
         }
         const __m256 d = _mm256_load_ps(s->d);
-        KERN_UNROLL for (int j = 0; j < na; j++) {
+        KERN_UNROLL for (int j = 0; j < na; j++)
+        {
             __m256i m = _mm256_setzero_si256();
-            KERN_UNROLL for (int i = 0; i < 8; i++) {
+            KERN_UNROLL for (int i = 0; i < 8; i++)
+            {
                 int32_t b2;
                 memcpy(&b2, &x[j][ib].bsums[2 * i], 4);
-                m = _mm256_add_epi32(m, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)s->mc[i]),
-                                                          _mm256_set1_epi32(b2)));
+                m = _mm256_add_epi32(m,
+                                     _mm256_madd_epi16(_mm256_load_si256((const __m256i *)s->mc[i]),
+                                                       _mm256_set1_epi32(b2)));
             }
             const __m256 dy = _mm256_set1_ps(x[j][ib].d);
             if (off)
                 isum[j] = _mm256_sub_epi32(isum[j], m);
             f[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(isum[j]), f[j]);
             if (!off)
-                f[j] = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_load_ps(s->dm), dy), _mm256_cvtepi32_ps(m), f[j]);
+                f[j] = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_load_ps(s->dm), dy),
+                                        _mm256_cvtepi32_ps(m), f[j]);
         }
     }
     KERN_UNROLL for (int j = 0; j < na; j++) out[j] = f[j];
 }
 
-typedef void (*k8_tile_fn)(int64_t nsb, const struct k8_sb *p, const block_q8_K *const *x, __m256 *out);
-#define K8_TILE_N(N, RUN, OFF, SFX)                                                                           \
-    static void k8_tile_##N##SFX(int64_t nsb, const struct k8_sb *p, const block_q8_K *const *x, __m256 *out) \
-    {                                                                                                         \
-        k8_tile(N, RUN, OFF, nsb, p, x, out);                                                                 \
+typedef void (*k8_tile_fn)(int64_t nsb, const struct k8_sb *p, const block_q8_K *const *x,
+                           __m256 *out);
+#define K8_TILE_N(N, RUN, OFF, SFX)                                                                \
+    static void k8_tile_##N##SFX(int64_t nsb, const struct k8_sb *p, const block_q8_K *const *x,   \
+                                 __m256 *out)                                                      \
+    {                                                                                              \
+        k8_tile(N, RUN, OFF, nsb, p, x, out);                                                      \
     }
-#define K8_TILES(RUN, OFF, SFX)                                                                               \
-    K8_TILE_N(1, RUN, OFF, SFX)                                                                               \
-    K8_TILE_N(2, RUN, OFF, SFX)                                                                               \
-    K8_TILE_N(3, RUN, OFF, SFX)                                                                               \
-    K8_TILE_N(4, RUN, OFF, SFX)                                                                               \
-    static const k8_tile_fn k8_tiles##SFX[K8_NA] = {k8_tile_1##SFX, k8_tile_2##SFX, k8_tile_3##SFX,             \
-                                                    k8_tile_4##SFX};
+#define K8_TILES(RUN, OFF, SFX)                                                                    \
+    K8_TILE_N(1, RUN, OFF, SFX)                                                                    \
+    K8_TILE_N(2, RUN, OFF, SFX)                                                                    \
+    K8_TILE_N(3, RUN, OFF, SFX)                                                                    \
+    K8_TILE_N(4, RUN, OFF, SFX)                                                                    \
+    static const k8_tile_fn k8_tiles##SFX[K8_NA] = {k8_tile_1##SFX, k8_tile_2##SFX,                \
+                                                    k8_tile_3##SFX, k8_tile_4##SFX};
 /* int16 sums: 2 x 31 x 128 x 4 (Q4_K, Q5_K), 2 x 63 x 128 x 2 (Q6_K) stay below
  * 2^15; Q2_K's and Q3_K's halves have their own scales. (Q4_K could add all 8
  * groups, 2 x 15 x 128 x 8 < 2^15, but its tile then spilled: slower.) */
@@ -117,9 +127,9 @@ K8_TILES(4, false, _min4)
 K8_TILES(4, true, _off4)
 K8_TILES(2, true, _q6)
 
-static bool k8_gemm(kp_build_fn build, size_t bsz, const k8_tile_fn *tiles, int64_t k, int64_t r0, int64_t r1,
-                    int64_t n_batch, const void *w, size_t w_stride, const void *x, size_t x_stride, float *y,
-                    size_t y_stride, void *ws)
+static bool k8_gemm(kp_build_fn build, size_t bsz, const k8_tile_fn *tiles, int64_t k, int64_t r0,
+                    int64_t r1, int64_t n_batch, const void *w, size_t w_stride, const void *x,
+                    size_t x_stride, float *y, size_t y_stride, void *ws)
 {
     const int64_t nsb = k / KERN_QK_K;
     const size_t grp_bytes = (size_t)nsb * sizeof(struct k8_sb);
@@ -132,7 +142,8 @@ static bool k8_gemm(kp_build_fn build, size_t bsz, const k8_tile_fn *tiles, int6
         for (int64_t gi = 0; gi < ng; gi++) {
             const char *rows[K8_ROWS];
             for (int r = 0; r < K8_ROWS; r++) /* a short last group repeats its last row */
-                rows[r] = (const char *)w + (size_t)(p0 + SP_MIN(gi * K8_ROWS + r, np - 1)) * w_stride;
+                rows[r] =
+                    (const char *)w + (size_t)(p0 + SP_MIN(gi * K8_ROWS + r, np - 1)) * w_stride;
             for (int64_t ib = 0; ib < nsb; ib++)
                 k8_build(build, rows, bsz, ib, panel + gi * nsb + ib);
         }
@@ -162,20 +173,19 @@ static bool k8_gemm(kp_build_fn build, size_t bsz, const k8_tile_fn *tiles, int6
 }
 
 static struct {
-    kp_build_fn build;
-    size_t bsz;
+    struct kp_type t;
     const k8_tile_fn *tiles;
     kern_gemm_fn rows;
-} g_k8[5];
+} g_k8[KP_NTYPES];
 
-#define K8_GEMM(NAME, SLOT)                                                                                      \
-    static void NAME##_gemm_ws8(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,              \
-                                size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride,      \
-                                void *ws)                                                                        \
-    {                                                                                                            \
-        if (!k8_gemm(g_k8[SLOT].build, g_k8[SLOT].bsz, g_k8[SLOT].tiles, k, r0, r1, n_batch, w, w_stride, x,     \
-                     x_stride, y, y_stride, ws))                                                                 \
-            g_k8[SLOT].rows(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);                          \
+#define K8_GEMM(NAME, SLOT)                                                                        \
+    static void NAME##_gemm_ws8(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, \
+                                size_t w_stride, const void *x, size_t x_stride, float *y,         \
+                                size_t y_stride, void *ws)                                         \
+    {                                                                                              \
+        if (!k8_gemm(g_k8[SLOT].t.build, g_k8[SLOT].t.bsz, g_k8[SLOT].tiles, k, r0, r1, n_batch,   \
+                     w, w_stride, x, x_stride, y, y_stride, ws))                                   \
+            g_k8[SLOT].rows(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);            \
     }
 K8_GEMM(q2_K, 0)
 K8_GEMM(q3_K, 1)
@@ -187,24 +197,15 @@ K8_GEMM(q6_K, 4)
 void kern_avx2_fill_panel_k8(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx2_fill_panel_k8(struct kern_type_ops *ops, enum gg_type type)
 {
-    static const enum gg_type types[5] = {GG_TYPE_Q2_K, GG_TYPE_Q3_K, GG_TYPE_Q4_K, GG_TYPE_Q5_K, GG_TYPE_Q6_K};
-    static const kern_gemm_ws_fn fns[5] = {q2_K_gemm_ws8, q3_K_gemm_ws8, q4_K_gemm_ws8, q5_K_gemm_ws8,
-                                           q6_K_gemm_ws8};
-    static const size_t bszs[5] = {sizeof(block_q2_K), sizeof(block_q3_K), sizeof(block_q4_K), sizeof(block_q5_K),
-                                   sizeof(block_q6_K)};
-    static const k8_tile_fn *const tiles[5] = {k8_tiles_min4, k8_tiles_off4, k8_tiles_min4, k8_tiles_min4, k8_tiles_q6};
-    int slot = -1;
-    for (int i = 0; i < 5; i++)
-        if (types[i] == type)
-            slot = i;
-    if (slot < 0 || !ops->gemm)
+    static const kern_gemm_ws_fn fns[KP_NTYPES] = {q2_K_gemm_ws8, q3_K_gemm_ws8, q4_K_gemm_ws8,
+                                                   q5_K_gemm_ws8, q6_K_gemm_ws8};
+    static const k8_tile_fn *const tiles[KP_NTYPES] = {k8_tiles_min4, k8_tiles_off4, k8_tiles_min4,
+                                                       k8_tiles_min4, k8_tiles_q6};
+    struct kp_type t;
+    if (!kern_avx2_kp_type(type, &t) || !ops->gemm)
         return;
-    bool off = false;
-    const kp_build_fn build = kern_avx2_kp_builder(type, &off);
-    if (!build)
-        return;
-    g_k8[slot].build = build;
-    g_k8[slot].bsz = bszs[slot];
+    const int slot = t.slot;
+    g_k8[slot].t = t;
     g_k8[slot].tiles = tiles[slot];
     g_k8[slot].rows = ops->gemm;
     ops->gemm_ws = fns[slot];

@@ -519,23 +519,22 @@ static void quantize_q8_K(const float *x, void *vy, int64_t n)
     }
 }
 
-kp_build_fn kern_avx2_kp_builder(enum gg_type type, bool *off)
+bool kern_avx2_kp_type(enum gg_type type, struct kp_type *t)
 {
-    *off = type == GG_TYPE_Q3_K || type == GG_TYPE_Q6_K;
-    switch (type) {
-    case GG_TYPE_Q2_K:
-        return q2_K_kp_build;
-    case GG_TYPE_Q3_K:
-        return q3_K_kp_build;
-    case GG_TYPE_Q4_K:
-        return q4_K_kp_build;
-    case GG_TYPE_Q5_K:
-        return q5_K_kp_build;
-    case GG_TYPE_Q6_K:
-        return q6_K_kp_build;
-    default:
-        return NULL;
-    }
+    static const struct kp_type types[KP_NTYPES] = {
+        {0, q2_K_kp_build, sizeof(block_q2_K), false}, {1, q3_K_kp_build, sizeof(block_q3_K), true},
+        {2, q4_K_kp_build, sizeof(block_q4_K), false}, {3, q5_K_kp_build, sizeof(block_q5_K), false},
+        {4, q6_K_kp_build, sizeof(block_q6_K), true}};
+    const int slot = type == GG_TYPE_Q2_K   ? 0
+                     : type == GG_TYPE_Q3_K ? 1
+                     : type == GG_TYPE_Q4_K ? 2
+                     : type == GG_TYPE_Q5_K ? 3
+                     : type == GG_TYPE_Q6_K ? 4
+                                            : -1;
+    if (slot < 0)
+        return false;
+    *t = types[slot];
+    return true;
 }
 
 void kern_avx2_fill_k(struct kern_type_ops *ops, enum gg_type type);

@@ -14,9 +14,9 @@
 #include "kernels/x86/avx512/avx512_pair.h" /* not avx512_util.h: test_panel_emu emulates what this file uses */
 
 #define P0_ROWS 16
-#define P0_NR 8                                    /* activation rows per tile */
-#define P0_XS_BYTES ((size_t)24 << 10)             /* end of the workspace: per activation row and block */
-#define P0_MIN_BATCH 16 /* bench_kernels: 8 rows ran faster on the row gemm */
+#define P0_NR 8                        /* activation rows per tile */
+#define P0_XS_BYTES ((size_t)24 << 10) /* end of the workspace: per activation row and block */
+#define P0_MIN_BATCH 16                /* bench_kernels: 8 rows ran faster on the row gemm */
 
 struct p0_blk {
     uint8_t v[8][64]; /* vector g: rows 0..15, 4 bytes each */
@@ -48,7 +48,8 @@ static void q5_0_unpack16(const void *vb, uint8_t u[32], float *d)
     *d = avx2_h2f(b->d);
 }
 
-static void p0_build(p0_unpack_fn unpack, size_t bsz, const char *const *rows, int64_t nb, struct p0_blk *p)
+static void p0_build(p0_unpack_fn unpack, size_t bsz, const char *const *rows, int64_t nb,
+                     struct p0_blk *p)
 {
     for (int64_t ib = 0; ib < nb; ib++) {
         for (int r = 0; r < P0_ROWS; r++) {
@@ -71,15 +72,18 @@ KERN_AI void p0_tile(int nr, int64_t nb, const struct p0_blk *p, const block_q8_
         __m512i v[8];
         KERN_UNROLL for (int g = 0; g < 8; g++) v[g] = _mm512_load_si512(p[ib].v[g]);
         const __m512 dw = _mm512_load_ps(p[ib].d);
-        KERN_UNROLL for (int j = 0; j < nr; j++) {
+        KERN_UNROLL for (int j = 0; j < nr; j++)
+        {
             const int8_t *q = x[j][ib].qs;
             __m512i s = _mm512_set1_epi32(xs[j][ib].ys);
-            KERN_UNROLL for (int g = 0; g < 8; g++) {
+            KERN_UNROLL for (int g = 0; g < 8; g++)
+            {
                 int32_t y4;
                 memcpy(&y4, q + 4 * g, 4);
                 s = _mm512_dpbusd_epi32(s, v[g], _mm512_set1_epi32(y4));
             }
-            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xs[j][ib].dx)), _mm512_cvtepi32_ps(s), acc[j]);
+            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xs[j][ib].dx)),
+                                     _mm512_cvtepi32_ps(s), acc[j]);
         }
     }
     KERN_UNROLL for (int j = 0; j < nr; j++) out[j] = acc[j];
@@ -87,11 +91,11 @@ KERN_AI void p0_tile(int nr, int64_t nb, const struct p0_blk *p, const block_q8_
 
 typedef void (*p0_tile_fn)(int64_t nb, const struct p0_blk *p, const block_q8_0 *const *x,
                            const struct p0_x *const *xs, __m512 *out);
-#define P0_TILE_N(N)                                                                                     \
-    static void p0_tile_##N(int64_t nb, const struct p0_blk *p, const block_q8_0 *const *x,              \
-                            const struct p0_x *const *xs, __m512 *out)                                   \
-    {                                                                                                    \
-        p0_tile(N, nb, p, x, xs, out);                                                                   \
+#define P0_TILE_N(N)                                                                               \
+    static void p0_tile_##N(int64_t nb, const struct p0_blk *p, const block_q8_0 *const *x,        \
+                            const struct p0_x *const *xs, __m512 *out)                             \
+    {                                                                                              \
+        p0_tile(N, nb, p, x, xs, out);                                                             \
     }
 P0_TILE_N(1)
 P0_TILE_N(2)
@@ -105,9 +109,9 @@ static const p0_tile_fn p0_tiles[P0_NR] = {p0_tile_1, p0_tile_2, p0_tile_3, p0_t
                                            p0_tile_5, p0_tile_6, p0_tile_7, p0_tile_8};
 
 /* false when one group of 16 rows of k does not fit the workspace */
-static bool p0_gemm(p0_unpack_fn unpack, size_t bsz, int off, int64_t k, int64_t r0, int64_t r1, int64_t n_batch,
-                    const void *w, size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride,
-                    void *ws)
+static bool p0_gemm(p0_unpack_fn unpack, size_t bsz, int off, int64_t k, int64_t r0, int64_t r1,
+                    int64_t n_batch, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                    float *y, size_t y_stride, void *ws)
 {
     const int64_t nb = k / KERN_QK;
     const size_t grp_bytes = (size_t)nb * sizeof(struct p0_blk);
@@ -124,7 +128,8 @@ static bool p0_gemm(p0_unpack_fn unpack, size_t bsz, int off, int64_t k, int64_t
         for (int64_t gi = 0; gi < ng; gi++) {
             const char *rows[P0_ROWS];
             for (int r = 0; r < P0_ROWS; r++) /* a short last group repeats its last row */
-                rows[r] = (const char *)w + (size_t)(p0 + SP_MIN(gi * P0_ROWS + r, np - 1)) * w_stride;
+                rows[r] =
+                    (const char *)w + (size_t)(p0 + SP_MIN(gi * P0_ROWS + r, np - 1)) * w_stride;
             p0_build(unpack, bsz, rows, nb, panel + gi * nb);
         }
         for (int64_t b = 0; b < n_batch; b += P0_NR) {
@@ -137,8 +142,8 @@ static bool p0_gemm(p0_unpack_fn unpack, size_t bsz, int off, int64_t k, int64_t
                 xsp[j] = xj;
                 for (int64_t ib = 0; ib < nb; ib++) {
                     const __m256i yv = _mm256_loadu_si256((const __m256i *)xp[j][ib].qs);
-                    xj[ib].ys = -off * avx2_hsum_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, yv),
-                                                                         _mm256_set1_epi16(1)));
+                    xj[ib].ys = -off * avx2_hsum_epi32(_mm256_madd_epi16(
+                                           _mm256_maddubs_epi16(ones8, yv), _mm256_set1_epi16(1)));
                     xj[ib].dx = avx2_h2f(xp[j][ib].d);
                 }
             }
@@ -158,19 +163,21 @@ static bool p0_gemm(p0_unpack_fn unpack, size_t bsz, int off, int64_t k, int64_t
 /* the row gemm of each type, for what the panel does not take */
 static kern_gemm_fn g_rows[2];
 
-static void q4_0_gemm_ws512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
-                            const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
+static void q4_0_gemm_ws512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,
+                            size_t w_stride, const void *x, size_t x_stride, float *y,
+                            size_t y_stride, void *ws)
 {
-    if (!p0_gemm(q4_0_unpack16, sizeof(block_q4_0), 8, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride,
-                 ws))
+    if (!p0_gemm(q4_0_unpack16, sizeof(block_q4_0), 8, k, r0, r1, n_batch, w, w_stride, x, x_stride,
+                 y, y_stride, ws))
         g_rows[0](k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
 }
 
-static void q5_0_gemm_ws512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
-                            const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
+static void q5_0_gemm_ws512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,
+                            size_t w_stride, const void *x, size_t x_stride, float *y,
+                            size_t y_stride, void *ws)
 {
-    if (!p0_gemm(q5_0_unpack16, sizeof(block_q5_0), 16, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride,
-                 ws))
+    if (!p0_gemm(q5_0_unpack16, sizeof(block_q5_0), 16, k, r0, r1, n_batch, w, w_stride, x,
+                 x_stride, y, y_stride, ws))
         g_rows[1](k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
 }
 

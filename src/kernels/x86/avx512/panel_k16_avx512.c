@@ -19,19 +19,20 @@
 #include "kernels/x86/avx512/avx512_pair.h" /* not avx512_util.h: test_panel_emu emulates what this file uses */
 
 #define K16_ROWS 16
-#define K16_NA 6 /* activation rows per tile */
+#define K16_NA 6         /* activation rows per tile */
 #define K16_MIN_BATCH 32 /* as panel_k8.c, so both ISAs give a batch the same bits */
 
 struct k16_sb {
-    uint8_t v[8][8][64];   /* [chunk][g]: 16 rows x elements 4g..4g+3 */
-    int32_t sc[8][2][16];  /* [chunk][half]: the rows' scale */
-    int16_t mc[8][32];     /* [bsum pair i]: the rows' coefficients 2i, 2i+1 */
+    uint8_t v[8][8][64];  /* [chunk][g]: 16 rows x elements 4g..4g+3 */
+    int32_t sc[8][2][16]; /* [chunk][half]: the rows' scale */
+    int16_t mc[8][32];    /* [bsum pair i]: the rows' coefficients 2i, 2i+1 */
     float d[16], dm[16];
 };
 static_assert(sizeof(struct k16_sb) % 64 == 0, "k16_sb keeps 64-byte alignment");
 
 /* super-block ib of 16 rows into p */
-static void k16_build(kp_build_fn build, const char *const *rows, size_t bsz, int64_t ib, struct k16_sb *p)
+static void k16_build(kp_build_fn build, const char *const *rows, size_t bsz, int64_t ib,
+                      struct k16_sb *p)
 {
     for (int r = 0; r < K16_ROWS; r++) {
         _Alignas(64) struct kp_sb t;
@@ -67,25 +68,31 @@ KERN_AI void k16_tile(int na, bool halves, bool off, int64_t nsb, const struct k
         for (int c = 0; c < 8; c++) {
             __m512i v[8];
             KERN_UNROLL for (int g = 0; g < 8; g++) v[g] = _mm512_load_si512(s->v[c][g]);
-            KERN_UNROLL for (int j = 0; j < na; j++) {
+            KERN_UNROLL for (int j = 0; j < na; j++)
+            {
                 const int8_t *q = x[j][ib].qs + 32 * c;
                 __m512i t = _mm512_setzero_si512();
-                KERN_UNROLL for (int g = 0; g < 8; g++) {
+                KERN_UNROLL for (int g = 0; g < 8; g++)
+                {
                     int32_t y4;
                     memcpy(&y4, q + 4 * g, 4);
                     t = _mm512_dpbusd_epi32(t, v[g], _mm512_set1_epi32(y4));
                     if (halves && g == 3) {
-                        isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(t, _mm512_load_si512(s->sc[c][0])));
+                        isum[j] = _mm512_add_epi32(
+                            isum[j], _mm512_mullo_epi32(t, _mm512_load_si512(s->sc[c][0])));
                         t = _mm512_setzero_si512();
                     }
                 }
-                isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(t, _mm512_load_si512(s->sc[c][halves])));
+                isum[j] = _mm512_add_epi32(
+                    isum[j], _mm512_mullo_epi32(t, _mm512_load_si512(s->sc[c][halves])));
             }
         }
         const __m512 d = _mm512_load_ps(s->d);
-        KERN_UNROLL for (int j = 0; j < na; j++) {
+        KERN_UNROLL for (int j = 0; j < na; j++)
+        {
             __m512i m = _mm512_setzero_si512();
-            KERN_UNROLL for (int i = 0; i < 8; i++) {
+            KERN_UNROLL for (int i = 0; i < 8; i++)
+            {
                 int32_t b2;
                 memcpy(&b2, &x[j][ib].bsums[2 * i], 4);
                 m = _mm512_dpwssd_epi32(m, _mm512_load_si512(s->mc[i]), _mm512_set1_epi32(b2));
@@ -95,35 +102,39 @@ KERN_AI void k16_tile(int na, bool halves, bool off, int64_t nsb, const struct k
                 isum[j] = _mm512_sub_epi32(isum[j], m);
             f[j] = _mm512_fmadd_ps(_mm512_mul_ps(d, dy), _mm512_cvtepi32_ps(isum[j]), f[j]);
             if (!off)
-                f[j] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_load_ps(s->dm), dy), _mm512_cvtepi32_ps(m), f[j]);
+                f[j] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_load_ps(s->dm), dy),
+                                        _mm512_cvtepi32_ps(m), f[j]);
         }
     }
     KERN_UNROLL for (int j = 0; j < na; j++) out[j] = f[j];
 }
 
-typedef void (*k16_tile_fn)(int64_t nsb, const struct k16_sb *p, const block_q8_K *const *x, __m512 *out);
-#define K16_TILE_N(N, HALVES, OFF, SFX)                                                                          \
-    static void k16_tile_##N##SFX(int64_t nsb, const struct k16_sb *p, const block_q8_K *const *x, __m512 *out) \
-    {                                                                                                            \
-        k16_tile(N, HALVES, OFF, nsb, p, x, out);                                                               \
+typedef void (*k16_tile_fn)(int64_t nsb, const struct k16_sb *p, const block_q8_K *const *x,
+                            __m512 *out);
+#define K16_TILE_N(N, HALVES, OFF, SFX)                                                            \
+    static void k16_tile_##N##SFX(int64_t nsb, const struct k16_sb *p, const block_q8_K *const *x, \
+                                  __m512 *out)                                                     \
+    {                                                                                              \
+        k16_tile(N, HALVES, OFF, nsb, p, x, out);                                                  \
     }
-#define K16_TILES(HALVES, OFF, SFX)                                                                              \
-    K16_TILE_N(1, HALVES, OFF, SFX)                                                                              \
-    K16_TILE_N(2, HALVES, OFF, SFX)                                                                              \
-    K16_TILE_N(3, HALVES, OFF, SFX)                                                                              \
-    K16_TILE_N(4, HALVES, OFF, SFX)                                                                              \
-    K16_TILE_N(5, HALVES, OFF, SFX)                                                                              \
-    K16_TILE_N(6, HALVES, OFF, SFX)                                                                              \
-    static const k16_tile_fn k16_tiles##SFX[K16_NA] = {k16_tile_1##SFX, k16_tile_2##SFX, k16_tile_3##SFX,          \
-                                                       k16_tile_4##SFX, k16_tile_5##SFX, k16_tile_6##SFX};
+#define K16_TILES(HALVES, OFF, SFX)                                                                \
+    K16_TILE_N(1, HALVES, OFF, SFX)                                                                \
+    K16_TILE_N(2, HALVES, OFF, SFX)                                                                \
+    K16_TILE_N(3, HALVES, OFF, SFX)                                                                \
+    K16_TILE_N(4, HALVES, OFF, SFX)                                                                \
+    K16_TILE_N(5, HALVES, OFF, SFX)                                                                \
+    K16_TILE_N(6, HALVES, OFF, SFX)                                                                \
+    static const k16_tile_fn k16_tiles##SFX[K16_NA] = {k16_tile_1##SFX, k16_tile_2##SFX,           \
+                                                       k16_tile_3##SFX, k16_tile_4##SFX,           \
+                                                       k16_tile_5##SFX, k16_tile_6##SFX};
 K16_TILES(false, false, _min32) /* Q4_K, Q5_K: a scale and a min per 32 */
 K16_TILES(true, false, _min16)  /* Q2_K: per 16 */
 K16_TILES(true, true, _off16)   /* Q3_K, Q6_K: a scale per 16, an offset */
 
 /* false when one group of 16 rows of k does not fit the workspace */
-static bool k16_gemm(kp_build_fn build, size_t bsz, const k16_tile_fn *tiles, int64_t k, int64_t r0, int64_t r1,
-                     int64_t n_batch, const void *w, size_t w_stride, const void *x, size_t x_stride, float *y,
-                     size_t y_stride, void *ws)
+static bool k16_gemm(kp_build_fn build, size_t bsz, const k16_tile_fn *tiles, int64_t k, int64_t r0,
+                     int64_t r1, int64_t n_batch, const void *w, size_t w_stride, const void *x,
+                     size_t x_stride, float *y, size_t y_stride, void *ws)
 {
     const int64_t nsb = k / KERN_QK_K;
     const size_t grp_bytes = (size_t)nsb * sizeof(struct k16_sb);
@@ -136,7 +147,8 @@ static bool k16_gemm(kp_build_fn build, size_t bsz, const k16_tile_fn *tiles, in
         for (int64_t gi = 0; gi < ng; gi++) {
             const char *rows[K16_ROWS];
             for (int r = 0; r < K16_ROWS; r++) /* a short last group repeats its last row */
-                rows[r] = (const char *)w + (size_t)(p0 + SP_MIN(gi * K16_ROWS + r, np - 1)) * w_stride;
+                rows[r] =
+                    (const char *)w + (size_t)(p0 + SP_MIN(gi * K16_ROWS + r, np - 1)) * w_stride;
             for (int64_t ib = 0; ib < nsb; ib++)
                 k16_build(build, rows, bsz, ib, panel + gi * nsb + ib);
         }
@@ -161,20 +173,19 @@ static bool k16_gemm(kp_build_fn build, size_t bsz, const k16_tile_fn *tiles, in
 /* per type: the AVX2 builder, the tiles, and the row gemm the AVX-512 fill
  * chose (for rows too long for the workspace) */
 static struct {
-    kp_build_fn build;
-    size_t bsz;
+    struct kp_type t;
     const k16_tile_fn *tiles;
     kern_gemm_fn rows;
-} g_k16[5];
+} g_k16[KP_NTYPES];
 
-#define K16_GEMM(NAME, SLOT)                                                                                     \
-    static void NAME##_gemm_ws16(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,             \
-                                 size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride,     \
-                                 void *ws)                                                                       \
-    {                                                                                                            \
-        if (!k16_gemm(g_k16[SLOT].build, g_k16[SLOT].bsz, g_k16[SLOT].tiles, k, r0, r1, n_batch, w, w_stride, x, \
-                      x_stride, y, y_stride, ws))                                                                \
-            g_k16[SLOT].rows(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);                         \
+#define K16_GEMM(NAME, SLOT)                                                                       \
+    static void NAME##_gemm_ws16(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,               \
+                                 const void *w, size_t w_stride, const void *x, size_t x_stride,   \
+                                 float *y, size_t y_stride, void *ws)                              \
+    {                                                                                              \
+        if (!k16_gemm(g_k16[SLOT].t.build, g_k16[SLOT].t.bsz, g_k16[SLOT].tiles, k, r0, r1,        \
+                      n_batch, w, w_stride, x, x_stride, y, y_stride, ws))                         \
+            g_k16[SLOT].rows(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);           \
     }
 K16_GEMM(q2_K, 0)
 K16_GEMM(q3_K, 1)
@@ -186,25 +197,15 @@ K16_GEMM(q6_K, 4)
 void kern_avx512_fill_panel_k16(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx512_fill_panel_k16(struct kern_type_ops *ops, enum gg_type type)
 {
-    static const enum gg_type types[5] = {GG_TYPE_Q2_K, GG_TYPE_Q3_K, GG_TYPE_Q4_K, GG_TYPE_Q5_K, GG_TYPE_Q6_K};
-    static const kern_gemm_ws_fn fns[5] = {q2_K_gemm_ws16, q3_K_gemm_ws16, q4_K_gemm_ws16, q5_K_gemm_ws16,
-                                           q6_K_gemm_ws16};
-    static const size_t bszs[5] = {sizeof(block_q2_K), sizeof(block_q3_K), sizeof(block_q4_K), sizeof(block_q5_K),
-                                   sizeof(block_q6_K)};
-    static const k16_tile_fn *const tiles[5] = {k16_tiles_min16, k16_tiles_off16, k16_tiles_min32, k16_tiles_min32,
-                                                k16_tiles_off16};
-    int slot = -1;
-    for (int i = 0; i < 5; i++)
-        if (types[i] == type)
-            slot = i;
-    if (slot < 0 || !ops->gemm)
+    static const kern_gemm_ws_fn fns[KP_NTYPES] = {q2_K_gemm_ws16, q3_K_gemm_ws16, q4_K_gemm_ws16,
+                                                   q5_K_gemm_ws16, q6_K_gemm_ws16};
+    static const k16_tile_fn *const tiles[KP_NTYPES] = {
+        k16_tiles_min16, k16_tiles_off16, k16_tiles_min32, k16_tiles_min32, k16_tiles_off16};
+    struct kp_type t;
+    if (!kern_avx2_kp_type(type, &t) || !ops->gemm)
         return;
-    bool off = false;
-    const kp_build_fn build = kern_avx2_kp_builder(type, &off);
-    if (!build)
-        return;
-    g_k16[slot].build = build;
-    g_k16[slot].bsz = bszs[slot];
+    const int slot = t.slot;
+    g_k16[slot].t = t;
     g_k16[slot].tiles = tiles[slot];
     g_k16[slot].rows = ops->gemm;
     ops->gemm_ws = fns[slot];
