@@ -44,6 +44,18 @@ KERN_AI int avx2_hsum_epi32(__m256i v)
 
 KERN_AI float avx2_h2f(kern_half h) { return _cvtsh_ss(h); }
 
+/* the first n (1..8) lanes of v to dst (a panel's last, partial row group) */
+KERN_AI void avx2_store_n(float *dst, __m256 v, int64_t n)
+{
+    if (n >= 8) {
+        _mm256_storeu_ps(dst, v);
+        return;
+    }
+    float t[8];
+    _mm256_storeu_ps(t, v);
+    memcpy(dst, t, (size_t)n * sizeof(float));
+}
+
 /* 32 nibbles -> 32 bytes: bytes 0..15 the low nibbles, 16..31 the high ones */
 KERN_AI __m256i avx2_nibbles(const uint8_t *p)
 {

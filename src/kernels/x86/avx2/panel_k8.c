@@ -156,16 +156,8 @@ static bool k8_gemm(kp_build_fn build, size_t bsz, const k8_tile_fn *tiles, int6
                 __m256 o[K8_NA];
                 tiles[na - 1](nsb, panel + gi * nsb, xp, o);
                 const int64_t rr = p0 + gi * K8_ROWS, nv = SP_MIN(K8_ROWS, np - gi * K8_ROWS);
-                for (int64_t j = 0; j < na; j++) {
-                    float *dst = y + (size_t)(b + j) * y_stride + (size_t)rr;
-                    if (nv == K8_ROWS) {
-                        _mm256_storeu_ps(dst, o[j]);
-                    } else {
-                        float t[8];
-                        _mm256_storeu_ps(t, o[j]);
-                        memcpy(dst, t, (size_t)nv * sizeof(float));
-                    }
-                }
+                for (int64_t j = 0; j < na; j++)
+                    avx2_store_n(y + (size_t)(b + j) * y_stride + (size_t)rr, o[j], nv);
             }
         }
     }

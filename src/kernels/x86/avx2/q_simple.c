@@ -407,16 +407,8 @@ static bool q0p_gemm(q0p_unpack_fn unpack, size_t bsz, int off, const q0p_tile_f
                 __m256 o[NRMAX];
                 tiles[nr - 1](nb, panel + gi * nb, xp, ysp, o);
                 const int64_t rr = p0 + gi * Q0P_ROWS, nv = SP_MIN(Q0P_ROWS, np - gi * Q0P_ROWS);
-                for (int64_t j = 0; j < nr; j++) {
-                    float *dst = y + (size_t)(b + j) * y_stride + (size_t)rr;
-                    if (nv == Q0P_ROWS) {
-                        _mm256_storeu_ps(dst, o[j]);
-                    } else {
-                        float t[8];
-                        _mm256_storeu_ps(t, o[j]);
-                        memcpy(dst, t, (size_t)nv * sizeof(float));
-                    }
-                }
+                for (int64_t j = 0; j < nr; j++)
+                    avx2_store_n(y + (size_t)(b + j) * y_stride + (size_t)rr, o[j], nv);
             }
         }
     }
