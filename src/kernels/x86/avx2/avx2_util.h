@@ -147,6 +147,15 @@ KERN_AI __m128i q3_K_scales_v(const uint8_t *src)
     return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
 }
 
+/* NAME_vec_dot alone, for a type whose gemm is its own (the K-quants' kb_gemm
+ * and decode kernels): KERN(1, ...) on one activation row. */
+#define KERN_AVX2_VEC_DOT(NAME, KERN, BLK)                                                  \
+    static void NAME##_vec_dot(int64_t n, float *s, const void *w, const void *x)          \
+    {                                                                                       \
+        const void *xp[1] = { x };                                                          \
+        KERN(1, n / (BLK), w, xp, s);                                                       \
+    }
+
 /* Driver: KERN(nr, nb, w, x[nr], out[nr]) with nr a compile-time constant
  * after inlining. Generates NAME_vec_dot and NAME_gemm. */
 #define KERN_AVX2_DRIVER(NAME, KERN, BLK)                                                   \
@@ -171,12 +180,9 @@ KERN_AI __m128i q3_K_scales_v(const uint8_t *src)
         const void *xp[1] = { x };                                                          \
         NAME##_r1(n / (BLK), w, xp, s);                                                     \
     }                                                                                       \
-    /* unused where a type has its own batched gemm (the K-quants' kb_gemm) */            \
-    __attribute__((unused)) static void NAME##_gemm(int64_t k, int64_t r0, int64_t r1,      \
-                                                    int64_t n_batch, const void *w,         \
-                                                    size_t w_stride, const void *x,         \
-                                                    size_t x_stride, float *y,              \
-                                                    size_t y_stride)                        \
+    static void NAME##_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,            \
+                            const void *w, size_t w_stride, const void *x, size_t x_stride, \
+                            float *y, size_t y_stride)                                      \
     {                                                                                       \
         const int64_t nb = k / (BLK);                                                       \
         const int64_t tile = kern_gemm_tile(x_stride);                                      \

@@ -1,8 +1,8 @@
-/* kp_panel.h - the unpacked K-quant super-block of the AVX2 panel gemm
- * (q_k.c), which the AVX-512 panel (avx512/panel_avx512.c) builds from
- * too: per super-block 256 unsigned quants, the int16 madd multiplier of
- * each 32-element chunk, the 16 bsum coefficients of the min/offset term and
- * the float factors. */
+/* kp_panel.h - the unpacked K-quant super-block (built by q_k.c's AVX2
+ * code) that both prefill panels, avx2/panel_k8.c and
+ * avx512/panel_k16_avx512.c, interleave from: per super-block 256 unsigned
+ * quants, the int16 madd multiplier of each 32-element chunk, the 16 bsum
+ * coefficients of the min/offset term and the float factors. */
 #ifndef SPOKE_KERN_KP_PANEL_H
 #define SPOKE_KERN_KP_PANEL_H
 

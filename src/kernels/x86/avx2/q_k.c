@@ -49,8 +49,9 @@ KERN_AI __m256i dot8(const __m256i *q, const __m256i *s, const int8_t *y)
  * activation row ROW(y, q, s, m16, dw, dmw, acc) accumulates: KQ_ROW_MIN
  * subtracts d * min * bsums in float (Q2_K, Q4_K, Q5_K), KQ_ROW_OFF(shift)
  * subtracts a constant offset of 2^shift quants in the integers (Q3_K: 4,
- * Q6_K: 32). */
-#define KQ256_KERN(NAME, BT, PREP, ROW)                                                            \
+ * Q6_K: 32). DRIVER: KERN_AVX2_DRIVER (vec_dot and a row gemm), or
+ * KERN_AVX2_VEC_DOT where the type has batch kernels of its own. */
+#define KQ256_KERN(NAME, BT, PREP, ROW, DRIVER)                                                         \
     KERN_AI void NAME##_kern(int nr, int64_t nb, const void *vw, const void *const *vx, float *out) \
     {                                                                                              \
         const BT *w = vw;                                                                          \
@@ -69,7 +70,7 @@ KERN_AI __m256i dot8(const __m256i *q, const __m256i *s, const int8_t *y)
         KERN_UNROLL for (int i = 0; i < nr; i++)                                                   \
             out[i] = avx2_hsum_ps(acc[i]);                                                         \
     }                                                                                              \
-    KERN_AVX2_DRIVER(NAME, NAME##_kern, QK_K)
+    DRIVER(NAME, NAME##_kern, QK_K)
 
 KERN_AI void kq_row_min(const block_q8_K *y, const __m256i *q, const __m256i *s, __m256i m16, float dw, float dmw,
                         __m256 *acc)
@@ -119,7 +120,7 @@ KERN_AI void q4_K_prep(const block_q4_K *b, __m256i q[8], __m256i s[8], __m256i 
     *dw = avx2_h2f(b->d);
     *dmw = avx2_h2f(b->dmin);
 }
-KQ256_KERN(q4_K, block_q4_K, q4_K_prep, KQ_ROW_MIN)
+KQ256_KERN(q4_K, block_q4_K, q4_K_prep, KQ_ROW_MIN, KERN_AVX2_VEC_DOT)
 
 KERN_AI void q5_K_prep(const block_q5_K *b, __m256i q[8], __m256i s[8], __m256i *m16, float *dw, float *dmw)
 {
@@ -136,7 +137,7 @@ KERN_AI void q5_K_prep(const block_q5_K *b, __m256i q[8], __m256i s[8], __m256i 
     *dw = avx2_h2f(b->d);
     *dmw = avx2_h2f(b->dmin);
 }
-KQ256_KERN(q5_K, block_q5_K, q5_K_prep, KQ_ROW_MIN)
+KQ256_KERN(q5_K, block_q5_K, q5_K_prep, KQ_ROW_MIN, KERN_AVX2_VEC_DOT)
 
 /* ---- Q6_K: unsigned 6-bit quants, -32 through bsums */
 KERN_AI void q6_K_prep(const block_q6_K *b, __m256i q[8], __m256i s[8], __m256i *m16, float *dw, float *dmw)
@@ -159,7 +160,7 @@ KERN_AI void q6_K_prep(const block_q6_K *b, __m256i q[8], __m256i s[8], __m256i 
     *dw = avx2_h2f(b->d);
     *dmw = 0.0f;
 }
-KQ256_KERN(q6_K, block_q6_K, q6_K_prep, KQ_ROW_OFF5)
+KQ256_KERN(q6_K, block_q6_K, q6_K_prep, KQ_ROW_OFF5, KERN_AVX2_VEC_DOT)
 
 /* ---- Q2_K: 2-bit quants, 16-element groups with 4-bit scale and min */
 KERN_AI void q2_K_prep(const block_q2_K *b, __m256i q[8], __m256i s[8], __m256i *m16, float *dw, float *dmw)
@@ -179,7 +180,7 @@ KERN_AI void q2_K_prep(const block_q2_K *b, __m256i q[8], __m256i s[8], __m256i 
     *dw = avx2_h2f(b->d);
     *dmw = avx2_h2f(b->dmin);
 }
-KQ256_KERN(q2_K, block_q2_K, q2_K_prep, KQ_ROW_MIN)
+KQ256_KERN(q2_K, block_q2_K, q2_K_prep, KQ_ROW_MIN, KERN_AVX2_DRIVER)
 
 /* ---- Q3_K: unsigned low2 | hbit<<2 in [0,7], -4 through bsums */
 KERN_AI void q3_K_prep(const block_q3_K *b, __m256i q[8], __m256i s[8], __m256i *m16, float *dw, float *dmw)
@@ -200,7 +201,7 @@ KERN_AI void q3_K_prep(const block_q3_K *b, __m256i q[8], __m256i s[8], __m256i 
     *dw = avx2_h2f(b->d);
     *dmw = 0.0f;
 }
-KQ256_KERN(q3_K, block_q3_K, q3_K_prep, KQ_ROW_OFF2)
+KQ256_KERN(q3_K, block_q3_K, q3_K_prep, KQ_ROW_OFF2, KERN_AVX2_DRIVER)
 
 /* ---- decode (n_batch 1): KD_ROWS weight rows against the one activation row
  * per pass, each with the 1-row kernel's PREP and ROW (so its float operations
@@ -521,20 +522,23 @@ static void quantize_q8_K(const float *x, void *vy, int64_t n)
 
 bool kern_avx2_kp_type(enum gg_type type, struct kp_type *t)
 {
-    static const struct kp_type types[KP_NTYPES] = {
-        {0, q2_K_kp_build, sizeof(block_q2_K), false}, {1, q3_K_kp_build, sizeof(block_q3_K), true},
-        {2, q4_K_kp_build, sizeof(block_q4_K), false}, {3, q5_K_kp_build, sizeof(block_q5_K), false},
-        {4, q6_K_kp_build, sizeof(block_q6_K), true}};
-    const int slot = type == GG_TYPE_Q2_K   ? 0
-                     : type == GG_TYPE_Q3_K ? 1
-                     : type == GG_TYPE_Q4_K ? 2
-                     : type == GG_TYPE_Q5_K ? 3
-                     : type == GG_TYPE_Q6_K ? 4
-                                            : -1;
-    if (slot < 0)
-        return false;
-    *t = types[slot];
-    return true;
+    static const struct {
+        enum gg_type type;
+        kp_build_fn build;
+        size_t bsz;
+        bool off;
+    } types[KP_NTYPES] = {{GG_TYPE_Q2_K, q2_K_kp_build, sizeof(block_q2_K), false},
+                          {GG_TYPE_Q3_K, q3_K_kp_build, sizeof(block_q3_K), true},
+                          {GG_TYPE_Q4_K, q4_K_kp_build, sizeof(block_q4_K), false},
+                          {GG_TYPE_Q5_K, q5_K_kp_build, sizeof(block_q5_K), false},
+                          {GG_TYPE_Q6_K, q6_K_kp_build, sizeof(block_q6_K), true}};
+    for (int i = 0; i < KP_NTYPES; i++) {
+        if (types[i].type == type) {
+            *t = (struct kp_type){i, types[i].build, types[i].bsz, types[i].off};
+            return true;
+        }
+    }
+    return false;
 }
 
 void kern_avx2_fill_k(struct kern_type_ops *ops, enum gg_type type);
