@@ -52,6 +52,83 @@ KERN_AI __m512 bcast_pair(__m512 s8, int p)
     return _mm512_permutexvar_ps(idx, s8);
 }
 
+/* Decode (n_batch 1) for the 32-block types of q_avx512.c / q2_avx512.c:
+ * DEC512_ROWS weight rows against the one activation row per pass. Every
+ * output keeps its 1-row kernel's (NAME_kern, nr 1) operations: the same
+ * pair products and offset, fl(dw * dy) per block, one FMA per block pair
+ * into its own 16-lane accumulator, the type's own tail (TAIL, NAME_kern's)
+ * and the same final reductions, so the results are vec_dot's bits. Shared
+ * per pass: the activation pairs, their offset products and scales. Rows
+ * are contiguous, so the next nw rows are prefetched in step with this
+ * pass's progress (nw rows read side by side are nw short runs that the
+ * hardware prefetcher does not follow; the AVX2 DEC_KERN measured the same);
+ * prefetches past the matrix's end are harmless. */
+#define DEC512_ROWS 4
+#define DEC512_NOMIN(B, I) _mm256_setzero_ps()
+#define DEC512(NAME, WB, YB, PAIRQ, OFF, HASMIN, MW8, YS8, TAIL)                                   \
+    KERN_AI void NAME##_dec512(int nw, int64_t nb, const char *wbase, size_t w_stride, const YB *x, \
+                               float *out)                                                         \
+    {                                                                                              \
+        const WB *w[DEC512_ROWS];                                                                  \
+        __m512 acc[DEC512_ROWS];                                                                   \
+        __m256 acc2[DEC512_ROWS];                                                                  \
+        KERN_UNROLL for (int r = 0; r < nw; r++) {                                                 \
+            w[r] = (const WB *)(const void *)(wbase + (size_t)r * w_stride);                       \
+            acc[r] = _mm512_setzero_ps();                                                          \
+            acc2[r] = _mm256_setzero_ps();                                                         \
+        }                                                                                          \
+        const __m512i off = _mm512_set1_epi8((char)(OFF));                                         \
+        const char *pf = wbase + (size_t)nw * w_stride;                                            \
+        int64_t ib = 0;                                                                            \
+        for (; ib + 8 <= nb; ib += 8) {                                                            \
+            KERN_UNROLL for (size_t o = 0; o < (size_t)nw * 8 * sizeof(WB); o += 64)               \
+                _mm_prefetch(pf + (size_t)ib * (size_t)nw * sizeof(WB) + o, _MM_HINT_T0);          \
+            const __m256 dy = LOAD_D8S(&x[ib]);                                                    \
+            __m512i y[4], yo[4];                                                                   \
+            KERN_UNROLL for (int p = 0; p < 4; p++) {                                              \
+                y[p] = pair512(x[ib + 2 * p].qs, x[ib + 2 * p + 1].qs);                            \
+                yo[p] = (OFF) ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y[p])             \
+                              : _mm512_setzero_si512();                                            \
+            }                                                                                      \
+            const __m256 ys = (HASMIN) ? YS8(x, ib) : _mm256_setzero_ps();                         \
+            KERN_UNROLL for (int r = 0; r < nw; r++) {                                             \
+                const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(LOAD_D8S(&w[r][ib]), dy)); \
+                KERN_UNROLL for (int p = 0; p < 4; p++) {                                          \
+                    __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), PAIRQ(w[r], ib + 2 * p), \
+                                                     y[p]);                                        \
+                    if (OFF)                                                                       \
+                        dp = _mm512_sub_epi32(dp, yo[p]);                                          \
+                    acc[r] = _mm512_fmadd_ps(bcast_pair(s8, p), _mm512_cvtepi32_ps(dp), acc[r]);   \
+                }                                                                                  \
+                if (HASMIN)                                                                        \
+                    acc2[r] = _mm256_fmadd_ps(MW8(w[r], ib), ys, acc2[r]);                         \
+            }                                                                                      \
+        }                                                                                          \
+        KERN_UNROLL for (int r = 0; r < nw; r++) {                                                 \
+            TAIL(1, nb, ib, w[r], &x, &acc[r], &acc2[r]);                                          \
+            out[r] = _mm512_reduce_add_ps(acc[r]) + avx2_hsum_ps(acc2[r]);                         \
+        }                                                                                          \
+    }                                                                                              \
+    /* ops->gemm: decode in passes of DEC512_ROWS rows, batches NAME_gemm2 */                     \
+    static void NAME##_gemmd(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,   \
+                             size_t w_stride, const void *x, size_t x_stride, float *y,            \
+                             size_t y_stride)                                                      \
+    {                                                                                              \
+        if (n_batch != 1) {                                                                        \
+            NAME##_gemm2(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);               \
+            return;                                                                                \
+        }                                                                                          \
+        const int64_t nb = k / KERN_QK;                                                            \
+        const char *wc = w;                                                                        \
+        int64_t r = r0;                                                                            \
+        for (; r + DEC512_ROWS <= r1; r += DEC512_ROWS)                                            \
+            NAME##_dec512(DEC512_ROWS, nb, wc + (size_t)r * w_stride, w_stride, x, y + r);         \
+        for (; r + 2 <= r1; r += 2)                                                                \
+            NAME##_dec512(2, nb, wc + (size_t)r * w_stride, w_stride, x, y + r);                   \
+        if (r < r1)                                                                                \
+            NAME##_dec512(1, nb, wc + (size_t)r * w_stride, w_stride, x, y + r);                   \
+    }
+
 /* The 64 nibbles of two 32-element blocks (16 bytes of qs each) as bytes,
  * in element order: block a's 32 values, then block b's. */
 KERN_AI __m512i nib_pair512(const uint8_t *qa, const uint8_t *qb)

@@ -3,7 +3,8 @@
  * blocks with vectorized fp16 scales, vpdpbusd on unsigned quants with the
  * offset through sum(y); gemm over two weight rows) and Q2_K, Q3_K, Q5_K
  * (64 unsigned quants per vector, vpmaddubsw + vpdpwssd with 16-bit scale
- * vectors; offsets and mins through the Q8_K bsums). */
+ * vectors; offsets and mins through the Q8_K bsums). The 32-block types
+ * decode 4 weight rows per pass with prefetch (DEC512, avx512_util.h). */
 #include "kernels/x86/avx512/avx512_util.h"
 
 #define NRMAX 4
@@ -53,6 +54,28 @@ KERN_AI __m256i q8_0_oneq(const block_q8_0 *w, int64_t ib)
 /* OFF: subtracted from every quant (0 for the types with a min); HASMIN:
  * add m_w * s_y per block (Q8_1 activations). */
 #define SIMPLE512(NAME, WB, YB, PAIRQ, ONEQ, OFF, HASMIN, MW8, YS8, ONEMS)                              \
+    /* the blocks after the last full group of 8, one at a time into acc2 */                        \
+    KERN_AI void NAME##_tail(int nr, int64_t nb, int64_t ib, const WB *w, const YB *const *x,        \
+                             __m512 *acc, __m256 *acc2)                                            \
+    {                                                                                              \
+        (void)acc;                                                                                 \
+        for (; ib < nb; ib++) {                                                                    \
+            const __m256i q = ONEQ(w, ib);                                                         \
+            const float d0 = avx2_h2f(w[ib].d);                                                    \
+            KERN_UNROLL for (int i = 0; i < nr; i++) {                                             \
+                const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);                \
+                __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);                    \
+                if (OFF)                                                                           \
+                    dp = _mm256_sub_epi32(dp, _mm256_dpbusd_epi32(_mm256_setzero_si256(),          \
+                                                                  _mm256_set1_epi8((char)(OFF)), y)); \
+                acc2[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * avx2_h2f(x[i][ib].d)),              \
+                                          _mm256_cvtepi32_ps(dp), acc2[i]);                        \
+                if (HASMIN)                                                                        \
+                    acc2[i] = _mm256_add_ps(acc2[i], _mm256_setr_ps(ONEMS(w, x[i], ib), 0, 0,      \
+                                                                    0, 0, 0, 0, 0));               \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
     KERN_AI void NAME##_kern(int nr, int64_t nb, const void *vw, const void *const *vx,   \
                              float *out)                                                  \
     {                                                                                     \
@@ -89,22 +112,7 @@ KERN_AI __m256i q8_0_oneq(const block_q8_0 *w, int64_t ib)
                     acc2[i] = _mm256_fmadd_ps(mw, YS8(x[i], ib), acc2[i]);           \
             }                                                                             \
         }                                                                                 \
-        for (; ib < nb; ib++) {                                                           \
-            const __m256i q = ONEQ(w, ib);                                                \
-            const float d0 = avx2_h2f(w[ib].d);                                           \
-            KERN_UNROLL for (int i = 0; i < nr; i++) {                                                \
-                const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);       \
-                __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);           \
-                if (OFF)                                                                  \
-                    dp = _mm256_sub_epi32(dp, _mm256_dpbusd_epi32(_mm256_setzero_si256(), \
-                                                                  _mm256_set1_epi8((char)(OFF)), y)); \
-                acc2[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * avx2_h2f(x[i][ib].d)),     \
-                                          _mm256_cvtepi32_ps(dp), acc2[i]);               \
-                if (HASMIN)                                                               \
-                    acc2[i] = _mm256_add_ps(acc2[i], _mm256_setr_ps(ONEMS(w, x[i], ib), 0, 0, \
-                                                                    0, 0, 0, 0, 0));      \
-            }                                                                             \
-        }                                                                                 \
+        NAME##_tail(nr, nb, ib, w, x, acc, acc2);                                         \
         KERN_UNROLL for (int i = 0; i < nr; i++)                                                      \
             out[i] = _mm512_reduce_add_ps(acc[i]) + avx2_hsum_ps(acc2[i]);                \
     }                                                                                     \
@@ -164,24 +172,8 @@ KERN_AI __m256i q8_0_oneq(const block_q8_0 *w, int64_t ib)
                 }                                                                         \
             }                                                                             \
         }                                                                                 \
-        for (; ib < nb; ib++) {                                                           \
-            KERN_UNROLL for (int h = 0; h < 2; h++) {                                     \
-                const __m256i q = ONEQ(w[h], ib);                                         \
-                const float d0 = avx2_h2f(w[h][ib].d);                                    \
-                KERN_UNROLL for (int i = 0; i < nr; i++) {                                \
-                    const __m256i y = _mm256_loadu_si256((const __m256i *)x[i][ib].qs);   \
-                    __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);       \
-                    if (OFF)                                                              \
-                        dp = _mm256_sub_epi32(dp, _mm256_dpbusd_epi32(_mm256_setzero_si256(), \
-                                                                      _mm256_set1_epi8((char)(OFF)), y)); \
-                    acc2[h][i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * avx2_h2f(x[i][ib].d)), \
-                                                 _mm256_cvtepi32_ps(dp), acc2[h][i]);     \
-                    if (HASMIN)                                                           \
-                        acc2[h][i] = _mm256_add_ps(                                       \
-                            acc2[h][i], _mm256_setr_ps(ONEMS(w[h], x[i], ib), 0, 0, 0, 0, 0, 0, 0)); \
-                }                                                                         \
-            }                                                                             \
-        }                                                                                 \
+        KERN_UNROLL for (int h = 0; h < 2; h++)                                           \
+            NAME##_tail(nr, nb, ib, w[h], x, acc[h], acc2[h]);                            \
         KERN_UNROLL for (int i = 0; i < nr; i++) {                                        \
             out0[i] = _mm512_reduce_add_ps(acc[0][i]) + avx2_hsum_ps(acc2[0][i]);         \
             out1[i] = _mm512_reduce_add_ps(acc[1][i]) + avx2_hsum_ps(acc2[1][i]);         \
@@ -208,6 +200,10 @@ SIMPLE512(q8_0, block_q8_0, block_q8_0, q8_0_pairq, q8_0_oneq, 128, 0, MW8_NONE,
           ONEMS_NONE)
 SIMPLE512_2(q8_0, block_q8_0, block_q8_0, q8_0_pairq, q8_0_oneq, 128, 0, MW8_NONE, MW8_NONE,
             ONEMS_NONE)
+DEC512(q4_1, block_q4_1, block_q8_1, q4_1_pairq, 0, 1, MW8_M, YS8_S, q4_1_tail)
+DEC512(q5_1, block_q5_1, block_q8_1, q5_1_pairq, 0, 1, MW8_M, YS8_S, q5_1_tail)
+DEC512(q5_0, block_q5_0, block_q8_0, q5_0_pairq, 16, 0, DEC512_NOMIN, DEC512_NOMIN, q5_0_tail)
+DEC512(q8_0, block_q8_0, block_q8_0, q8_0_pairq, 128, 0, DEC512_NOMIN, DEC512_NOMIN, q8_0_tail)
 
 /* ---- Q5_K: Q4_K plus the 5th bit from qh (bit j of qh[l] for sub-block j) */
 KERN_AI void q5_K_prep(const block_q5_K *b, const __m512i idx[4], __m512i q[4], __m512i s[4], __m256i *m16,
@@ -281,19 +277,19 @@ void kern_avx512_fill_q2(struct kern_type_ops *ops, enum gg_type type)
     switch (type) {
     case GG_TYPE_Q4_1:
         ops->vec_dot = q4_1_vec_dot;
-        ops->gemm = q4_1_gemm2;
+        ops->gemm = q4_1_gemmd;
         break;
     case GG_TYPE_Q5_0:
         ops->vec_dot = q5_0_vec_dot;
-        ops->gemm = q5_0_gemm2;
+        ops->gemm = q5_0_gemmd;
         break;
     case GG_TYPE_Q8_0:
         ops->vec_dot = q8_0_vec_dot;
-        ops->gemm = q8_0_gemm2;
+        ops->gemm = q8_0_gemmd;
         break;
     case GG_TYPE_Q5_1:
         ops->vec_dot = q5_1_vec_dot;
-        ops->gemm = q5_1_gemm2;
+        ops->gemm = q5_1_gemmd;
         break;
     case GG_TYPE_Q2_K:
         ops->vec_dot = q2_K_vec_dot;

@@ -2,7 +2,8 @@
  * 32-element blocks per 512-bit vector, vpdpbusd; gemm over two weight rows),
  * Q4_K and Q6_K (64 quants per vector: vpmaddubsw then vpdpwssd with a 16-bit
  * scale vector built once per super-block by vpermw), and F16. Weights are
- * unpacked once for up to 4 activation rows (the drivers of avx2_util.h). */
+ * unpacked once for up to 4 activation rows (the drivers of avx2_util.h);
+ * Q4_0 decode takes 4 weight rows per pass with prefetch (DEC512). */
 #include "kernels/x86/avx512/avx512_util.h"
 
 #define NRMAX 4
@@ -121,6 +122,7 @@ KERN_AI void q4_0_kern2(int nr, int64_t nb, const void *vw0, const void *vw1,
 }
 KERN_AVX2_DRIVER(q4_0, q4_0_kern, KERN_QK)
 KERN_DRIVER2(q4_0, q4_0_kern2, KERN_QK)
+DEC512(q4_0, block_q4_0, block_q8_0, q4_0_pairq, 8, 0, DEC512_NOMIN, DEC512_NOMIN, q4_0_tail)
 
 
 /* ---- Q4_K */
@@ -166,7 +168,7 @@ void kern_avx512_fill_q(struct kern_type_ops *ops, enum gg_type type)
     switch (type) {
     case GG_TYPE_Q4_0:
         ops->vec_dot = q4_0_vec_dot;
-        ops->gemm = q4_0_gemm2;
+        ops->gemm = q4_0_gemmd;
         break;
     case GG_TYPE_Q4_K:
         ops->vec_dot = q4_K_vec_dot;
