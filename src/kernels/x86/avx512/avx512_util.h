@@ -222,6 +222,34 @@ KERN_AI void kq_row_acc(const block_q8_K *y, const __m512i q[4], const __m512i s
         KERN_UNROLL for (int i = 0; i < nr; i++)                                                   \
             out[i] = avx2_hsum_ps(acc[i]);                                                         \
     }                                                                                              \
+    /* decode: nw weight rows against one activation row, each output in                         \
+     * NAME_kern's operations; the next nw rows prefetched in step (DEC512) */                    \
+    KERN_AI void NAME##_dec(int nw, int64_t nb, const char *wbase, size_t w_stride,                \
+                            const block_q8_K *x, float *out)                                       \
+    {                                                                                              \
+        const BT *w[DEC512_ROWS];                                                                  \
+        __m256 acc[DEC512_ROWS];                                                                   \
+        KERN_UNROLL for (int r = 0; r < nw; r++) {                                                 \
+            w[r] = (const BT *)(const void *)(wbase + (size_t)r * w_stride);                       \
+            acc[r] = _mm256_setzero_ps();                                                          \
+        }                                                                                          \
+        const char *pf = wbase + (size_t)nw * w_stride;                                            \
+        __m512i idx[4];                                                                            \
+        KERN_UNROLL for (int v = 0; v < 4; v++) idx[v] = IDX(v);                                   \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                      \
+            KERN_UNROLL for (size_t o = 0; o < (size_t)nw * sizeof(BT); o += 64)                   \
+                _mm_prefetch(pf + (size_t)ib * (size_t)nw * sizeof(BT) + o, _MM_HINT_T0);          \
+            KERN_UNROLL for (int r = 0; r < nw; r++) {                                             \
+                __m512i q[4], s[4];                                                                \
+                __m256i m16;                                                                       \
+                float dw, dmw;                                                                     \
+                PREP(&w[r][ib], idx, q, s, &m16, &dw, &dmw);                                       \
+                kq_row_acc(&x[ib], q, s, m16, dw, dmw, SHIFT, &acc[r]);                            \
+            }                                                                                      \
+        }                                                                                          \
+        KERN_UNROLL for (int r = 0; r < nw; r++)                                                   \
+            out[r] = avx2_hsum_ps(acc[r]);                                                         \
+    }                                                                                              \
     KQ512_DRIVER(NAME, NAME##_kern)
 
 /* NAME_vec_dot and NAME_gemm around NAME_kern: decode row by row; batches
@@ -252,9 +280,15 @@ KERN_AI void kq_row_acc(const block_q8_K *y, const __m512i q[4], const __m512i s
                             size_t y_stride)                                                       \
     {                                                                                              \
         const int64_t nb = k / KERN_QK_K;                                                          \
-        if (n_batch == 1) {                                                                        \
-            for (int64_t r = r0; r < r1; r++)                                                      \
-                NAME##_kn(1, nb, (const char *)w + (size_t)r * w_stride, &x, y + r);               \
+        if (n_batch == 1) { /* decode: passes of DEC512_ROWS rows */                              \
+            const char *wc = w;                                                                    \
+            int64_t r = r0;                                                                        \
+            for (; r + DEC512_ROWS <= r1; r += DEC512_ROWS)                                        \
+                NAME##_dec(DEC512_ROWS, nb, wc + (size_t)r * w_stride, w_stride, x, y + r);        \
+            for (; r + 2 <= r1; r += 2)                                                            \
+                NAME##_dec(2, nb, wc + (size_t)r * w_stride, w_stride, x, y + r);                  \
+            if (r < r1)                                                                            \
+                NAME##_dec(1, nb, wc + (size_t)r * w_stride, w_stride, x, y + r);                  \
             return;                                                                                \
         }                                                                                          \
         const int64_t tile = SP_MAX(kern_gemm_tile(x_stride), KQ_NR);                              \
