@@ -249,7 +249,9 @@ TEST(batched_equals_alone_q8_0)
 TEST(batched_equals_alone_q4_0_q5_0)
 {
     if (!g_asan) {
+        check_file("stories260K-q4_0.gguf", 4, 24);
         check_file("stories260K-q4_0.gguf", 8, 40);
+        check_file("stories260K-q5_0.gguf", 4, 24);
         check_file("stories260K-q5_0.gguf", 8, 40);
     }
 }

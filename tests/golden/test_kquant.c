@@ -182,6 +182,44 @@ out:
 
 static bool run(enum gg_type t, float *out) { return run_mode(t, out, false); }
 
+/* A prompt of sum(chunk) tokens evaluated in the given chunks, then NDEC
+ * decode steps; logits of 1 + NDEC steps into out. */
+static bool run_chunks(enum gg_type t, float *out, const int *chunk, int n_chunk)
+{
+    size_t size = 0;
+    void *buf = make_model(t, &size);
+    struct gg_file *f = NULL;
+    struct model *m = NULL;
+    struct model_state *st = NULL;
+    struct sp_err err = {0};
+    bool ok = false;
+    if (!buf)
+        return false;
+    struct model_state_opts o = {.n_ctx = 64, .n_threads = 2, .kv_type = KV_F16};
+    if (gg_open_memory(buf, size, &f, &err) != SP_OK || model_load(f, &m, &err) != SP_OK ||
+        model_state_new(m, &o, &st, &err) != SP_OK) {
+        fprintf(stderr, "  %s: %s\n", gg_type_name(t), err.msg);
+        goto out;
+    }
+    int32_t toks[64];
+    int p = 0;
+    for (int i = 0; i < 64; i++)
+        toks[i] = (int32_t)((i * 37 + 11) % NV);
+    for (int c = 0; c < n_chunk; p += chunk[c++])
+        if (model_eval(st, &toks[p], chunk[c], p, out, &err) != SP_OK)
+            goto out;
+    for (int s = 0; s < NDEC; s++, p++)
+        if (model_eval(st, &toks[p], 1, p, out + (size_t)(s + 1) * NV, &err) != SP_OK)
+            goto out;
+    ok = true;
+out:
+    model_state_free(st);
+    model_free(m);
+    gg_close(f);
+    sp_free(buf);
+    return ok;
+}
+
 static double rel_err(const float *a, const float *b, int n)
 {
     double num = 0, den = 0;
@@ -255,6 +293,35 @@ TEST(prefill_equals_sequential_quantized)
     CHECK_EQ_INT(fails, 0);
 }
 
+/* A prompt's results do not depend on how it is chunked (the batching
+ * scheduler splits prompts by its token budget): prompt rows before
+ * BACKEND_PANEL_POS take the 1-row order and later ones always the panel's,
+ * whatever the chunk size, so a 40-token prompt in one chunk and in chunks
+ * of 9 + 20 + 11 or 2 + 30 + 8 tokens give bit-identical logits on every
+ * quantized type (each crosses the panels' old batch thresholds: 8, 16, 32). */
+TEST(prefill_chunking_gives_same_bits)
+{
+    static float a[(1 + NDEC) * NV], b[(1 + NDEC) * NV];
+    static const enum gg_type types[] = {GG_TYPE_Q4_0, GG_TYPE_Q5_0, GG_TYPE_Q8_0, GG_TYPE_Q4_K, GG_TYPE_Q6_K};
+    static const int one[] = {40}, c1[] = {9, 20, 11}, c2[] = {2, 30, 8};
+    g_arch = "llama";
+    build_tensors(false);
+    for (size_t i = 0; i < SP_ARRAY_LEN(types); i++) {
+        CHECK(run_chunks(types[i], a, one, 1));
+        for (int v = 0; v < 2; v++) {
+            CHECK(run_chunks(types[i], b, v ? c2 : c1, 3));
+            size_t diff = 0;
+            for (size_t j = 0; j < SP_ARRAY_LEN(a); j++)
+                diff += memcmp(&a[j], &b[j], sizeof(float)) != 0;
+            printf("%-5s prompt of 40 in one chunk vs %s: %zu of %zu logits differ\n", gg_type_name(types[i]),
+                   v ? "2+30+8" : "9+20+11", diff, SP_ARRAY_LEN(a));
+            CHECK_EQ_INT((int)diff, 0);
+        }
+    }
+    for (size_t t = 0; t < n_tens; t++)
+        sp_free(tensors[t].data);
+}
+
 TEST(kquant_logits_close_to_f32)
 {
     static const struct {
@@ -302,6 +369,7 @@ int main(void)
 {
     RUN(prefill_equals_sequential_llama_qwen2);
     RUN(prefill_equals_sequential_quantized);
+    RUN(prefill_chunking_gives_same_bits);
     RUN(kquant_logits_close_to_f32);
     return test_summary();
 }

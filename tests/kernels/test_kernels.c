@@ -762,6 +762,69 @@ TEST(gemm_ws_panels)
         SKIP("no panel gemm on this CPU");
 }
 
+/* The panel gemm of every type and ISA gives each output the same bits
+ * whatever the batch holds: row b of a batch of n equals the same activation
+ * row alone (n_batch 1) and in other batches, over other weight-row ranges.
+ * The backend relies on it where the panel sums in its own order (ws_exact
+ * false): a prompt's rows from BACKEND_PANEL_POS on always take the panel,
+ * however the prompt is chunked and whatever shares the step. */
+TEST(gemm_ws_rows_independent_of_batch)
+{
+    static const int64_t nbs[] = {1, 2, 5, 8, 13, 16, 33, 40};
+    const int64_t rows = 37, nmax = 40;
+    int checked = 0;
+    for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+        for (size_t ti = 0; ti < SP_ARRAY_LEN(k_wtypes); ti++) {
+            const struct kern_type_ops *v = kern_ops_isa((enum kern_isa)isa, k_wtypes[ti]);
+            if (!v || !v->gemm_ws)
+                continue;
+            const int64_t k = (g_asan ? 512 : 2304) + (tinfo_of(k_wtypes[ti])->blk == 32 ? 32 : 0);
+            const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, v->vec_dot_type);
+            const size_t wrb = row_bytes(k_wtypes[ti], k), xrb = row_bytes(v->vec_dot_type, k);
+            float *f = sp_malloc((size_t)k * 4);
+            char *w = sp_malloc(wrb * (size_t)rows), *x = sp_malloc(xrb * (size_t)nmax);
+            float *alone = sp_malloc(sizeof(float) * (size_t)(rows * nmax));
+            float *y = sp_malloc(sizeof(float) * (size_t)(rows * nmax));
+            CHECK(f && w && x && alone && y);
+            for (int64_t r = 0; r < rows; r++) {
+                fill_data(f, k, r == 3 ? 1e3f : 0.05f);
+                v->from_float(f, w + r * wrb, k);
+            }
+            for (int64_t b = 0; b < nmax; b++) {
+                fill_data(f, k, 1.0f);
+                if (b % 7 == 1)
+                    for (int64_t j = 0; j < k; j += 7)
+                        f[j] = (j / 7) % 2 ? 40.0f : -40.0f; /* quants +-127 */
+                ra->quantize_act(f, x + b * xrb, k);
+            }
+            for (int64_t b = 0; b < nmax; b++) /* each activation row alone, all rows */
+                v->gemm_ws(k, 0, rows, 1, w, wrb, x + b * xrb, xrb, alone + b * rows, (size_t)rows, g_ws);
+            for (size_t ni = 0; ni < SP_ARRAY_LEN(nbs); ni++) {
+                const int64_t nb = nbs[ni], b0 = nmax - nb, r0 = (int64_t)(ni % 3), r1 = rows - (int64_t)(ni % 2);
+                for (int64_t i = 0; i < rows * nmax; i++)
+                    y[i] = -12345.0f;
+                v->gemm_ws(k, r0, r1, nb, w, wrb, x + b0 * xrb, xrb, y, (size_t)rows, g_ws);
+                for (int64_t b = 0; b < nb; b++)
+                    for (int64_t r = r0; r < r1; r++) {
+                        const float g = y[b * rows + r], e = alone[(b0 + b) * rows + r];
+                        CHECK_MSG(memcmp(&g, &e, sizeof g) == 0,
+                                  "%s %s gemm_ws n_batch %lld rows [%lld,%lld) b=%lld r=%lld: %.9g vs %.9g alone",
+                                  kern_isa_name((enum kern_isa)isa), tinfo_of(k_wtypes[ti])->name, (long long)nb,
+                                  (long long)r0, (long long)r1, (long long)b, (long long)r, (double)g, (double)e);
+                    }
+            }
+            sp_free(f);
+            sp_free(w);
+            sp_free(x);
+            sp_free(alone);
+            sp_free(y);
+            checked++;
+        }
+    }
+    if (checked == 0)
+        SKIP("no panel gemm on this CPU");
+}
+
 /* The AVX2 batched gemm (n_batch >= 2) of the types whose batches keep
  * vec_dot's float order (docs/PARITY.md: Q8_0, IQ4_NL, IQ4_XS with gemm and
  * gemm_ws, Q4_0/Q5_0 with gemm) equals vec_dot bit for bit: n_batch 1..9, 17
@@ -997,6 +1060,7 @@ int main(void)
     RUN(gemm_batch_every_type_bit_equals_vec_dot);
     RUN(gemm_ws_panels);
     RUN(gemm_batch_bit_equals_vec_dot);
+    RUN(gemm_ws_rows_independent_of_batch);
     RUN(gemm_ws_avx512_equals_avx2);
     RUN(k_quants_same_bits_avx2_avx512);
     RUN(quantize_nonfinite_input);
