@@ -825,6 +825,88 @@ TEST(gemm_ws_rows_independent_of_batch)
         SKIP("no panel gemm on this CPU");
 }
 
+/* the quant q (value = d * q) of element j of a 32-block of Q4_0/Q5_0/Q8_0 */
+static int block32_q(enum gg_type t, const void *blk, int j)
+{
+    if (t == GG_TYPE_Q8_0)
+        return ((const block_q8_0 *)blk)->qs[j];
+    if (t == GG_TYPE_Q4_0) {
+        const block_q4_0 *b = blk;
+        return (j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4) - 8;
+    }
+    const block_q5_0 *b = blk;
+    uint32_t qh;
+    memcpy(&qh, b->qh, 4);
+    const int lo = j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4;
+    return (lo | (int)((qh >> j) & 1) << 4) - 16;
+}
+
+/* The 32-block panels that sum in their own order (ws_exact false: Q4_0,
+ * Q5_0 on AVX2 and AVX-512, Q8_0 on AVX-512) keep one float per output:
+ * acc = fma(fl(d_w * d_x), (float)sum_j q_j y_j, acc) block after block (the
+ * block's integer dot is exact). A scalar loop in that order gives their
+ * bits, so they equal each other and the order docs/PARITY.md states. */
+TEST(panel_q0_order_is_one_fma_per_block)
+{
+    static const enum gg_type types[] = {GG_TYPE_Q4_0, GG_TYPE_Q5_0, GG_TYPE_Q8_0};
+    const int64_t rows = 21, nbatch = 19, k = 32 * 41;
+    int checked = 0;
+    for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+        for (size_t ti = 0; ti < SP_ARRAY_LEN(types); ti++) {
+            const struct kern_type_ops *v = kern_ops_isa((enum kern_isa)isa, types[ti]);
+            if (!v || !v->gemm_ws || v->ws_exact)
+                continue;
+            const size_t wrb = row_bytes(types[ti], k), xrb = row_bytes(GG_TYPE_Q8_0, k);
+            const size_t bsz = wrb / (size_t)(k / 32);
+            float *f = sp_malloc((size_t)k * 4), *y = sp_malloc(sizeof(float) * (size_t)(rows * nbatch));
+            char *w = sp_malloc(wrb * (size_t)rows), *x = sp_malloc(xrb * (size_t)nbatch);
+            CHECK(f && y && w && x);
+            for (int64_t r = 0; r < rows; r++) {
+                fill_data(f, k, r == 4 ? 1e3f : 0.05f);
+                v->from_float(f, w + r * wrb, k);
+            }
+            for (int64_t b = 0; b < nbatch; b++) {
+                fill_data(f, k, 1.0f);
+                if (b % 4 == 1)
+                    for (int64_t j = 0; j < k; j += 5)
+                        f[j] = (j / 5) % 2 ? 40.0f : -40.0f;
+                kern_ops_isa(KERN_ISA_REF, GG_TYPE_Q8_0)->quantize_act(f, x + b * xrb, k);
+            }
+            v->gemm_ws(k, 0, rows, nbatch, w, wrb, x, xrb, y, (size_t)rows, g_ws);
+            int bad = 0;
+            for (int64_t b = 0; b < nbatch; b++)
+                for (int64_t r = 0; r < rows; r++) {
+                    float acc = 0.0f;
+                    for (int64_t ib = 0; ib < k / 32; ib++) {
+                        const char *wb = w + r * wrb + (size_t)ib * bsz;
+                        const block_q8_0 *xb = (const block_q8_0 *)(const void *)(x + b * xrb) + ib;
+                        int32_t isum = 0;
+                        for (int j = 0; j < 32; j++)
+                            isum += block32_q(types[ti], wb, j) * xb->qs[j];
+                        kern_half dh;
+                        memcpy(&dh, wb, sizeof dh); /* d is every block's first field */
+                        const float dd = kern_fp16_to_fp32(dh) * kern_fp16_to_fp32(xb->d);
+                        acc = fmaf(dd, (float)isum, acc);
+                    }
+                    const float g = y[b * rows + r];
+                    bad += memcmp(&g, &acc, sizeof g) != 0;
+                    if (bad == 1 && memcmp(&g, &acc, sizeof g) != 0)
+                        fprintf(stderr, "  %s %s b=%lld r=%lld: %.9g vs scalar %.9g\n",
+                                kern_isa_name((enum kern_isa)isa), tinfo_of(types[ti])->name, (long long)b,
+                                (long long)r, (double)g, (double)acc);
+                }
+            CHECK_EQ_INT(bad, 0);
+            sp_free(f);
+            sp_free(y);
+            sp_free(w);
+            sp_free(x);
+            checked++;
+        }
+    }
+    if (checked == 0)
+        SKIP("no 32-block panel of its own order on this CPU");
+}
+
 /* The AVX2 batched gemm (n_batch >= 2) of the types whose batches keep
  * vec_dot's float order (docs/PARITY.md: Q8_0, IQ4_NL, IQ4_XS with gemm and
  * gemm_ws, Q4_0/Q5_0 with gemm) equals vec_dot bit for bit: n_batch 1..9, 17
@@ -1061,6 +1143,7 @@ int main(void)
     RUN(gemm_ws_panels);
     RUN(gemm_batch_bit_equals_vec_dot);
     RUN(gemm_ws_rows_independent_of_batch);
+    RUN(panel_q0_order_is_one_fma_per_block);
     RUN(gemm_ws_avx512_equals_avx2);
     RUN(k_quants_same_bits_avx2_avx512);
     RUN(quantize_nonfinite_input);
