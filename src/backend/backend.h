@@ -92,10 +92,8 @@ struct backend_kv {
 };
 
 /* The tokens of a forward batch as the attention ops see them, row i of the
- * q/k/v/out arrays being token i. A sequence's tokens hold consecutive
- * positions in increasing row order, in one run of rows or in two (the model
- * puts prompt rows before BACKEND_PANEL_POS ahead of the later ones, for
- * matmul's n_panel); its position p lives in cell cell0 + p, or,
+ * q/k/v/out arrays being token i. A sequence's tokens are consecutive rows
+ * with consecutive positions; its position p lives in cell cell0 + p, or,
  * in a sliding-window layer's ring (ring > 0, kv.h), in cells
  * cell0 + p % ring and cell0 + p % ring + ring (both are written; attention
  * reads any ring consecutive positions as one contiguous span). */
@@ -215,17 +213,16 @@ struct backend_ops {
      * are split across the threads. All weights must have the same k;
      * n_mm <= 4; n_batch <= the backend's max batch. Rows [0, n_solo) of x
      * sum in the order of a 1-row batch (ggml_vec_dot's), so each equals its
-     * result evaluated alone; rows [n_solo, n_batch) sum in the order
-     * llama.cpp uses for that batch size (where a weight type has two orders,
-     * F32/F16, that is two passes over the weight). Rows [n_panel, n_batch)
-     * (n_solo <= n_panel) may instead take a weight type's panel order, which
-     * differs from the 1-row order but is the same for any number of rows;
-     * for such a type rows below n_panel keep the 1-row order. The caller
-     * marks prompt rows at positions >= BACKEND_PANEL_POS, so a prompt's
-     * results do not depend on how it is chunked (docs/PARITY.md). Outputs
-     * do not overlap inputs. */
+     * result evaluated alone; rows [n_solo, n_batch) (prompt rows) sum in
+     * the order llama.cpp uses for that batch size (where a weight type has
+     * two orders, F32/F16, that is two passes over the weight), or, for a
+     * type whose panel gemm sums in its own order (Q4_0, Q5_0, the K-quants;
+     * Q8_0 on AVX-512), always in the panel's, whatever their number: each
+     * row's result depends only on which of the two ranges it is in, so a
+     * prompt gives the same bits however it is chunked (docs/PARITY.md).
+     * Outputs do not overlap inputs. */
     void (*matmul)(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
-                   int64_t n_batch, int64_t n_solo, int64_t n_panel, size_t x_stride);
+                   int64_t n_batch, int64_t n_solo, size_t x_stride);
     /* Embedding lookup: out row i (out + i * out_stride floats) = row ids[i]
      * of w dequantized to F32 (w->k floats), times scale when scale != 1
      * (ggml_get_rows then ggml_scale). ids must be in [0, w->rows). */
@@ -278,12 +275,6 @@ struct backend {
 
 /* Below this many operations a task runs single-threaded. */
 #define BACKEND_MIN_PARALLEL_WORK 65536.0
-
-/* Prompt rows at positions from this one on may take a weight type's panel
- * order (matmul's n_panel); the first ones keep the 1-row order, as short
- * prompts in llama.cpp's kernels (the golden tests' prompts are 5 and 7
- * tokens), whose panel is cheap to skip for 16 rows of a long prompt. */
-#define BACKEND_PANEL_POS 16
 
 /* Create the CPU backend: n_threads (>= 1) persistent threads including the
  * caller; max_k = longest matmul row, max_batch = most activation rows per

@@ -352,7 +352,7 @@ enum sp_status model_bert_embed(struct model_bert_state *s, const int32_t *token
         /* every row in the 1-row summation order where the type has two (F32/F16); the
          * quantized types' batch order is per row too, except the K-quants' panel gemm */
         struct backend_mm qkv[3] = {{&L->wq, s->q, (size_t)Dq}, {&L->wk, s->k, (size_t)Dkv}, {&L->wv, s->v, (size_t)Dkv}};
-        be->ops->matmul(be, qkv, 3, s->x, n, n, n, (size_t)E);
+        be->ops->matmul(be, qkv, 3, s->x, n, n, (size_t)E);
         add_bias(be, s->q, L->bq, n, Dq);
         add_bias(be, s->k, L->bk, n, Dkv);
         add_bias(be, s->v, L->bv, n, Dkv);
@@ -363,14 +363,14 @@ enum sp_status model_bert_embed(struct model_bert_state *s, const int32_t *token
                                            .max_len = hp->n_ctx_train};
         be->ops->enc_attention(be, &at);
         struct backend_mm o = {&L->wo, s->xb, (size_t)E};
-        be->ops->matmul(be, &o, 1, s->att, n, n, n, (size_t)Dq);
+        be->ops->matmul(be, &o, 1, s->att, n, n, (size_t)Dq);
         lnorm(s, s->xb, s->x, L->bo, L->attn_ln_w, L->attn_ln_b, n); /* x = LN(att Wo + x + bo) */
         struct backend_mm up = {&L->w_up, s->hb, (size_t)F};
-        be->ops->matmul(be, &up, 1, s->x, n, n, n, (size_t)E);
+        be->ops->matmul(be, &up, 1, s->x, n, n, (size_t)E);
         add_bias(be, s->hb, L->b_up, n, F);
         be->ops->gelu(be, s->hb, n, F, (size_t)F);
         struct backend_mm down = {&L->w_down, s->xb, (size_t)E};
-        be->ops->matmul(be, &down, 1, s->hb, n, n, n, (size_t)F);
+        be->ops->matmul(be, &down, 1, s->hb, n, n, (size_t)F);
         lnorm(s, s->xb, s->x, L->b_down, L->out_ln_w, L->out_ln_b, n); /* x = LN(ffn + x + bdown) */
     }
     /* pooling (host memory: the cpu backend's rows) */

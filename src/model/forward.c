@@ -60,7 +60,6 @@ struct model_state {
 struct fwd_batch {
     int n;                /* rows */
     int n_solo;           /* rows [0, n_solo) belong to single-token sequences */
-    int n_panel;          /* rows [n_panel, n): prompt rows at positions >= BACKEND_PANEL_POS */
     const int32_t *src;   /* [n] batch index of each row */
     const int32_t *pos;   /* [n] position in its sequence */
     const int32_t *base;  /* [n] first cell of its sequence */
@@ -338,36 +337,23 @@ static enum sp_status plan_rows(struct model_state *s, const struct model_batch 
         n_solo += j - i == 1;
         i = j;
     }
-    /* rows: single-token sequences, then prompt rows before
-     * BACKEND_PANEL_POS, then the later prompt rows (the panel's) */
-    int n_head = 0;
-    for (int i = 0; i < n;) {
-        int j = i;
-        while (j < n && b->seq[j] == b->seq[i])
-            j++;
-        for (int k = i; j - i > 1 && k < j; k++)
-            n_head += b->pos[k] < BACKEND_PANEL_POS;
-        i = j;
-    }
     int32_t *src = s->rows, *pos = src + B, *base = pos + B, *cnt = base + B;
-    int r_solo = 0, r_head = n_solo, r_tail = n_solo + n_head;
+    int r_solo = 0, r_multi = n_solo;
     for (int i = 0; i < n;) {
         int j = i;
         while (j < n && b->seq[j] == b->seq[i])
             j++;
-        for (int k = i; k < j; k++) {
-            int *r = j - i == 1 ? &r_solo : b->pos[k] < BACKEND_PANEL_POS ? &r_head : &r_tail;
+        int *r = j - i == 1 ? &r_solo : &r_multi;
+        for (int k = i; k < j; k++, (*r)++) {
             src[*r] = k;
             pos[*r] = b->pos[k];
             base[*r] = kv->seqs[b->seq[i]].base;
             cnt[*r] = j - i;
-            (*r)++;
         }
         i = j;
     }
     fb->n = n;
     fb->n_solo = n_solo;
-    fb->n_panel = n_solo + n_head;
     fb->src = src;
     fb->pos = pos;
     fb->base = base;
@@ -430,7 +416,7 @@ static enum sp_status decode(struct model_state *s, const struct model_batch *b,
         ids[r] = b->tokens[fb.src[r]];
     /* gemma: ggml_scale by sqrt(n_embd) */
     be->ops->get_rows(be, &m->tok_embd, ids, n, s->x, (size_t)E, hp->embd_scale);
-    int nr = n, ns = fb.n_solo, np = fb.n_panel; /* rows through the FFN: the last layer only needs the output rows */
+    int nr = n, ns = fb.n_solo; /* rows through the FFN: the last layer only needs the output rows */
     /* the cells this batch writes (the store op zeroes padding only below the mark) */
     int32_t *rcell = s->rows + 8 * (size_t)s->n_batch;
     for (int r = 0; r < n; r++) {
@@ -449,7 +435,7 @@ static enum sp_status decode(struct model_state *s, const struct model_batch *b,
         struct backend_mm qkv[3] = {{&L->wq, s->q, (size_t)Dq},
                                     {&L->wk, s->k, (size_t)Dkv},
                                     {&L->wv, s->v, (size_t)Dkv}};
-        be->ops->matmul(be, qkv, 3, s->xb, n, fb.n_solo, fb.n_panel, (size_t)E);
+        be->ops->matmul(be, qkv, 3, s->xb, n, fb.n_solo, (size_t)E);
         const struct backend_kv kvl = {kv_cache_k(kv, l, 0), kv_cache_v(kv, l, 0),
                                        kv->type == KV_F32 ? GG_TYPE_F32 : GG_TYPE_F16, kv_layer_cells(kv, l),
                                        kv->kv_dim, kv_layer_hwm(kv, l)};
@@ -464,24 +450,24 @@ static enum sp_status decode(struct model_state *s, const struct model_batch *b,
                                              hp->q_scale ? 1.0f : hp->attn_scale, L->swa ? hp->n_swa : 0, tl, kvl};
         be->ops->attention(be, &at);
         struct backend_mm o = {&L->wo, s->xb2, (size_t)E};
-        be->ops->matmul(be, &o, 1, s->att, n, fb.n_solo, fb.n_panel, (size_t)Dq);
+        be->ops->matmul(be, &o, 1, s->att, n, fb.n_solo, (size_t)Dq);
         if (l == hp->n_layer - 1) {
             /* as llama.cpp: the last layer's FFN runs only for the tokens
              * whose logits are wanted, each as in a 1-row batch */
-            nr = ns = np = logits || embd ? gather_out_rows(s, b, &fb) : 0;
+            nr = ns = logits || embd ? gather_out_rows(s, b, &fb) : 0;
             if (nr == 0)
                 return SP_OK;
         }
         post_out(s, nr, L->bo, L->attn_post_norm);
         add_norm(s, nr, true, L->ffn_norm);
         struct backend_mm gu[2] = {{&L->w_gate, s->hb, (size_t)F}, {&L->w_up, s->hb2, (size_t)F}};
-        be->ops->matmul(be, gu, 2, s->xb, nr, ns, np, (size_t)E);
+        be->ops->matmul(be, gu, 2, s->xb, nr, ns, (size_t)E);
         add_bias(s, s->hb, nr, F, L->b_gate); /* ggml_add after each matmul, as build_ffn */
         add_bias(s, s->hb2, nr, F, L->b_up);
         be->ops->glu(be, hp->act == MODEL_ACT_GELU ? BACKEND_ACT_GELU : BACKEND_ACT_SILU, s->hb, s->hb2, nr, F,
                      (size_t)F);
         struct backend_mm d = {&L->w_down, s->xb2, (size_t)E};
-        be->ops->matmul(be, &d, 1, s->hb, nr, ns, np, (size_t)F);
+        be->ops->matmul(be, &d, 1, s->hb, nr, ns, (size_t)F);
         post_out(s, nr, L->b_down, L->ffn_post_norm);
     }
     /* the last FFN residual, then the output norm */
@@ -490,7 +476,7 @@ static enum sp_status decode(struct model_state *s, const struct model_batch *b,
         memcpy(embd, s->xb, (size_t)nr * E * sizeof(float));
     if (logits) {
         struct backend_mm out = {&m->output, logits, (size_t)hp->n_vocab};
-        be->ops->matmul(be, &out, 1, s->xb, nr, nr, nr, (size_t)E);
+        be->ops->matmul(be, &out, 1, s->xb, nr, nr, (size_t)E);
         if (hp->logit_softcap > 0)
             be->ops->softcap(be, logits, (int64_t)nr * hp->n_vocab, hp->logit_softcap);
     }

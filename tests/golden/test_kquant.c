@@ -294,9 +294,9 @@ TEST(prefill_equals_sequential_quantized)
 }
 
 /* A prompt's results do not depend on how it is chunked (the batching
- * scheduler splits prompts by its token budget): prompt rows before
- * BACKEND_PANEL_POS take the 1-row order and later ones always the panel's,
- * whatever the chunk size, so a 40-token prompt in one chunk and in chunks
+ * scheduler splits prompts by its token budget): prompt rows always take
+ * the panel's order where the type has one of its own, whatever the chunk
+ * size (decode rows the 1-row order), so a 40-token prompt in one chunk and in chunks
  * of 9 + 20 + 11 or 2 + 30 + 8 tokens give bit-identical logits on every
  * quantized type (each crosses the panels' old batch thresholds: 8, 16, 32). */
 TEST(prefill_chunking_gives_same_bits)

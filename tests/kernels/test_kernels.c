@@ -766,8 +766,8 @@ TEST(gemm_ws_panels)
  * whatever the batch holds: row b of a batch of n equals the same activation
  * row alone (n_batch 1) and in other batches, over other weight-row ranges.
  * The backend relies on it where the panel sums in its own order (ws_exact
- * false): a prompt's rows from BACKEND_PANEL_POS on always take the panel,
- * however the prompt is chunked and whatever shares the step. */
+ * false): a prompt's rows always take the panel, however the prompt is
+ * chunked and whatever shares the step. */
 TEST(gemm_ws_rows_independent_of_batch)
 {
     static const int64_t nbs[] = {1, 2, 5, 8, 13, 16, 33, 40};

@@ -24,9 +24,9 @@
  * which streams each weight row once for the whole batch (batches of
  * KERN_GEMM_WS_MIN_BATCH rows or more go to the panel gemm, ops->gemm_ws,
  * with the claiming thread's workspace). A weight type with a second float
- * order gets the caller's row ranges in separate passes (cpu_matmul: decode
- * rows in the 1-row order; for a panel that sums in its own order, the
- * prompt rows the caller marks, from n_panel on, always in the panel's). */
+ * order gets the two row ranges in two passes (cpu_matmul: decode rows in
+ * the 1-row order; prompt rows in the batch order, or, for a panel that
+ * sums in its own order, always in the panel's, however many they are). */
 #include "backend/cpu/cpu_impl.h"
 #include "obs/log.h"
 
@@ -351,7 +351,8 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
 /* How a weight type splits the rows (backend.h's matmul contract): one
  * order (every batch kernel and panel gives vec_dot's bits), F32/F16's
  * second (tinyBLAS) order for rows [n_solo, n), or a panel that sums in its
- * own order (Q4_0, Q5_0, the K-quants; ws_exact false) for rows [n_panel, n). */
+ * own order (Q4_0, Q5_0, the K-quants, AVX-512 Q8_0; ws_exact false) for
+ * rows [n_solo, n), whatever their number. */
 enum mm_kind { MM_ONE_ORDER, MM_TWO_ORDERS, MM_PANEL_ROWS };
 
 static enum mm_kind mm_kind_of(const struct kern_type_ops *o)
@@ -378,18 +379,17 @@ static void cpu_matmul_rows(struct backend *be, const struct backend_mm *mms, si
 }
 
 static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
-                       int64_t n_batch, int64_t n_solo, int64_t n_panel, size_t x_stride)
+                       int64_t n_batch, int64_t n_solo, size_t x_stride)
 {
     n_mm = SP_MIN(n_mm, (size_t)4);
     if (n_mm == 0 || n_batch <= 0)
         return;
     n_solo = SP_MAX(SP_MIN(n_solo, n_batch), (int64_t)0);
-    n_panel = SP_MAX(SP_MIN(n_panel, n_batch), n_solo);
     const enum mm_kind kind = mm_kind_of(mms[0].w->ops);
     for (size_t i = 1; i < n_mm; i++) {
         if (mm_kind_of(mms[i].w->ops) != kind) { /* mixed kinds: each weight its own passes */
             for (size_t j = 0; j < n_mm; j++)
-                cpu_matmul(be, &mms[j], 1, x, n_batch, n_solo, n_panel, x_stride);
+                cpu_matmul(be, &mms[j], 1, x, n_batch, n_solo, x_stride);
             return;
         }
     }
@@ -398,12 +398,9 @@ static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t 
         cpu_matmul_rows(be, mms, n_mm, x, 0, n_batch, x_stride, MM_BATCH);
         break;
     case MM_TWO_ORDERS:
-        cpu_matmul_rows(be, mms, n_mm, x, 0, n_solo, x_stride, MM_VEC);
-        cpu_matmul_rows(be, mms, n_mm, x, n_solo, n_batch, x_stride, MM_BATCH);
-        break;
     case MM_PANEL_ROWS:
-        cpu_matmul_rows(be, mms, n_mm, x, 0, n_panel, x_stride, MM_VEC);
-        cpu_matmul_rows(be, mms, n_mm, x, n_panel, n_batch, x_stride, MM_PANEL);
+        cpu_matmul_rows(be, mms, n_mm, x, 0, n_solo, x_stride, MM_VEC);
+        cpu_matmul_rows(be, mms, n_mm, x, n_solo, n_batch, x_stride, kind == MM_TWO_ORDERS ? MM_BATCH : MM_PANEL);
         break;
     }
 }

@@ -220,16 +220,9 @@ void backend_cpu_attn_store(struct backend *be, const struct backend_attn_store 
     backend_cpu_parallel_for(be, store_range, &t, n, 1, work);
     /* zero V in each sequence's padding after its last token (cells never
      * written, >= hwm, are still zero); in a ring, position by position (the
-     * ring is sized so that these slots hold no position a window reads).
-     * The last token ends a run of rows; a sequence's first run ends before
-     * its later tokens, in a later run, whose cells it must not zero. */
+     * ring is sized so that these slots hold no position a window reads) */
     for (int64_t r = 0; r < n; r++) {
         if (r + 1 < n && tok->cell0[r + 1] == tok->cell0[r] && tok->pos[r + 1] == tok->pos[r] + 1)
-            continue;
-        bool later = false;
-        for (int64_t r2 = r + 1; r2 < n && !later; r2++)
-            later = tok->cell0[r2] == tok->cell0[r] && tok->pos[r2] > tok->pos[r];
-        if (later)
             continue;
         const int p_end = attn_pad(tok, tok->pos[r]);
         if (tok->ring == 0) {

@@ -73,7 +73,7 @@ static void run_mm(int nth, const struct backend_weight *w, int n_w, const float
     struct backend_mm mm[4];
     for (int i = 0; i < n_w; i++)
         mm[i] = (struct backend_mm){&w[i], y + (size_t)i * 64 * nb, 64};
-    be->ops->matmul(be, mm, (size_t)n_w, x, nb, 0, 0, (size_t)k);
+    be->ops->matmul(be, mm, (size_t)n_w, x, nb, 0, (size_t)k);
     backend_free(be);
 }
 
@@ -144,14 +144,14 @@ TEST(matmul_solo_rows_equal_alone)
         CHECK(backend_cpu_weight_view(&bw, types[t], K, R, w, NULL) == SP_OK);
         float mixed[NB * R], alone[R], batch[NB * R];
         struct backend_mm mm = {&bw, mixed, R};
-        be->ops->matmul(be, &mm, 1, x, NB, SOLO, SOLO, K);
+        be->ops->matmul(be, &mm, 1, x, NB, SOLO, K);
         for (int b = 0; b < SOLO; b++) {
             struct backend_mm one = {&bw, alone, R};
-            be->ops->matmul(be, &one, 1, x + b * K, 1, 0, 0, K);
+            be->ops->matmul(be, &one, 1, x + b * K, 1, 0, K);
             CHECK(memcmp(alone, mixed + b * R, sizeof(alone)) == 0);
         }
         struct backend_mm rest = {&bw, batch, R};
-        be->ops->matmul(be, &rest, 1, x + SOLO * K, NB - SOLO, 0, 0, K);
+        be->ops->matmul(be, &rest, 1, x + SOLO * K, NB - SOLO, 0, K);
         CHECK(memcmp(batch, mixed + SOLO * R, sizeof(float) * (NB - SOLO) * R) == 0);
         sp_free(w);
     }
@@ -224,9 +224,9 @@ TEST(matmul_chunks_cover_every_row)
     }
     const int batches[] = {1, 3, 9};
     for (size_t ci = 0; ci < 2 * SP_ARRAY_LEN(batches); ci++) {
-        /* n_panel 0: every row may take a panel that sums in its own order
-         * (Q4_0/Q5_0 take it whatever the batch); n_panel nb: none does */
-        const int nb = batches[ci / 2], n_panel = ci % 2 ? nb : 0;
+        /* n_solo 0: prompt rows, which a panel of its own order (Q4_0, Q5_0)
+         * takes whatever their number; n_solo nb: decode rows, never */
+        const int nb = batches[ci / 2], n_solo = ci % 2 ? nb : 0;
         size_t qrb;
         CHECK(gg_row_size(GG_TYPE_Q8_0, K, &qrb));
         for (int b = 0; b < nb; b++)
@@ -235,7 +235,7 @@ TEST(matmul_chunks_cover_every_row)
             for (size_t i = 0; i < (size_t)YS * nb; i++)
                 want[(size_t)m * YS * 9 + i] = -7.0f;
             const struct kern_type_ops *o = kern_ops(types[m]);
-            if (o->gemm_ws && (o->ws_exact ? kern_use_ws(o, nb) : n_panel == 0)) { /* the backend's rule */
+            if (o->gemm_ws && (o->ws_exact ? kern_use_ws(o, nb) : n_solo == 0)) { /* the backend's rule */
                 void *ws = sp_aligned_alloc(64, KERN_GEMM_WS_BYTES);
                 CHECK(ws != NULL);
                 o->gemm_ws(K, 0, rows[m], nb, wq[m], rb[m], xq, qrb, want + (size_t)m * YS * 9, YS, ws);
@@ -253,11 +253,11 @@ TEST(matmul_chunks_cover_every_row)
             struct backend_mm mm[NW];
             for (int m = 0; m < NW; m++)
                 mm[m] = (struct backend_mm){&w[m], y + (size_t)m * YS * 9, YS};
-            be->ops->matmul(be, mm, NW, x, nb, 0, n_panel, K);
+            be->ops->matmul(be, mm, NW, x, nb, n_solo, K);
             for (int m = 0; m < NW; m++)
                 for (size_t i = 0; i < (size_t)YS * nb; i++)
                     CHECK_MSG(memcmp(&y[(size_t)m * YS * 9 + i], &want[(size_t)m * YS * 9 + i], sizeof(float)) == 0,
-                              "threads %d batch %d n_panel %d weight %d output %zu: %g vs %g", nth, nb, n_panel, m, i,
+                              "threads %d batch %d n_solo %d weight %d output %zu: %g vs %g", nth, nb, n_solo, m, i,
                               (double)y[(size_t)m * YS * 9 + i], (double)want[(size_t)m * YS * 9 + i]);
             backend_free(be);
         }
