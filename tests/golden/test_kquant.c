@@ -141,49 +141,9 @@ static void *make_model(enum gg_type t, size_t *size)
     return out;
 }
 
-/* Run the prompt + decode; logits of 1 + NDEC steps into out. With
- * sequential, the prompt is evaluated one token at a time. */
-static bool run_mode(enum gg_type t, float *out, bool sequential)
-{
-    size_t size = 0;
-    void *buf = make_model(t, &size);
-    struct gg_file *f = NULL;
-    struct model *m = NULL;
-    struct model_state *st = NULL;
-    struct sp_err err = {0};
-    bool ok = false;
-    if (!buf)
-        return false;
-    struct model_state_opts o = {.n_ctx = 64, .n_threads = 2, .kv_type = g_kv_f32 ? KV_F32 : KV_F16};
-    if (gg_open_memory(buf, size, &f, &err) != SP_OK || model_load(f, &m, &err) != SP_OK ||
-        model_state_new(m, &o, &st, &err) != SP_OK) {
-        fprintf(stderr, "  %s: %s\n", gg_type_name(t), err.msg);
-        goto out;
-    }
-    int32_t toks[NPROMPT + NDEC];
-    for (int i = 0; i < NPROMPT + NDEC; i++)
-        toks[i] = (int32_t)((i * 37 + 11) % NV);
-    if (!sequential && model_eval(st, toks, NPROMPT, 0, out, &err) != SP_OK)
-        goto out;
-    for (int i = 0; sequential && i < NPROMPT; i++)
-        if (model_eval(st, &toks[i], 1, i, out, &err) != SP_OK)
-            goto out;
-    for (int s = 0; s < NDEC; s++)
-        if (model_eval(st, &toks[NPROMPT + s], 1, NPROMPT + s, out + (size_t)(s + 1) * NV, &err) != SP_OK)
-            goto out;
-    ok = true;
-out:
-    model_state_free(st);
-    model_free(m);
-    gg_close(f);
-    sp_free(buf);
-    return ok;
-}
-
-static bool run(enum gg_type t, float *out) { return run_mode(t, out, false); }
-
 /* A prompt of sum(chunk) tokens evaluated in the given chunks, then NDEC
- * decode steps; logits of 1 + NDEC steps into out. */
+ * decode steps; logits of 1 + NDEC steps into out (F32 KV cache with
+ * g_kv_f32). */
 static bool run_chunks(enum gg_type t, float *out, const int *chunk, int n_chunk)
 {
     size_t size = 0;
@@ -195,7 +155,7 @@ static bool run_chunks(enum gg_type t, float *out, const int *chunk, int n_chunk
     bool ok = false;
     if (!buf)
         return false;
-    struct model_state_opts o = {.n_ctx = 64, .n_threads = 2, .kv_type = KV_F16};
+    struct model_state_opts o = {.n_ctx = 64, .n_threads = 2, .kv_type = g_kv_f32 ? KV_F32 : KV_F16};
     if (gg_open_memory(buf, size, &f, &err) != SP_OK || model_load(f, &m, &err) != SP_OK ||
         model_state_new(m, &o, &st, &err) != SP_OK) {
         fprintf(stderr, "  %s: %s\n", gg_type_name(t), err.msg);
@@ -219,6 +179,21 @@ out:
     sp_free(buf);
     return ok;
 }
+
+/* Run the prompt + decode; logits of 1 + NDEC steps into out. With
+ * sequential, the prompt is evaluated one token at a time. */
+static bool run_mode(enum gg_type t, float *out, bool sequential)
+{
+    int chunk[NPROMPT];
+    for (int i = 0; i < NPROMPT; i++)
+        chunk[i] = 1;
+    if (!sequential)
+        chunk[0] = NPROMPT;
+    return run_chunks(t, out, chunk, sequential ? NPROMPT : 1);
+}
+
+static bool run(enum gg_type t, float *out) { return run_mode(t, out, false); }
+
 
 static double rel_err(const float *a, const float *b, int n)
 {

@@ -762,6 +762,30 @@ TEST(gemm_ws_panels)
         SKIP("no panel gemm on this CPU");
 }
 
+/* rows weight rows of k (quantized by v from fill_data; row big_row with a
+ * 1e3 scale) and n activation rows (ra's quantizer; rows b % mod == rem hold
+ * +-40 every step-th element, so their blocks' quants reach +-127) */
+static void make_weights(const struct kern_type_ops *v, char *w, size_t wrb, int64_t rows, int64_t k,
+                         int64_t big_row, float *f)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        fill_data(f, k, r == big_row ? 1e3f : 0.05f);
+        v->from_float(f, w + r * wrb, k);
+    }
+}
+
+static void make_acts(const struct kern_type_ops *ra, char *x, size_t xrb, int64_t n, int64_t k, int64_t mod,
+                      int64_t rem, int64_t step, float *f)
+{
+    for (int64_t b = 0; b < n; b++) {
+        fill_data(f, k, 1.0f);
+        if (b % mod == rem)
+            for (int64_t j = 0; j < k; j += step)
+                f[j] = (j / step) % 2 ? 40.0f : -40.0f;
+        ra->quantize_act(f, x + b * xrb, k);
+    }
+}
+
 /* The panel gemm of every type and ISA gives each output the same bits
  * whatever the batch holds: row b of a batch of n equals the same activation
  * row alone (n_batch 1) and in other batches, over other weight-row ranges.
@@ -786,17 +810,8 @@ TEST(gemm_ws_rows_independent_of_batch)
             float *alone = sp_malloc(sizeof(float) * (size_t)(rows * nmax));
             float *y = sp_malloc(sizeof(float) * (size_t)(rows * nmax));
             CHECK(f && w && x && alone && y);
-            for (int64_t r = 0; r < rows; r++) {
-                fill_data(f, k, r == 3 ? 1e3f : 0.05f);
-                v->from_float(f, w + r * wrb, k);
-            }
-            for (int64_t b = 0; b < nmax; b++) {
-                fill_data(f, k, 1.0f);
-                if (b % 7 == 1)
-                    for (int64_t j = 0; j < k; j += 7)
-                        f[j] = (j / 7) % 2 ? 40.0f : -40.0f; /* quants +-127 */
-                ra->quantize_act(f, x + b * xrb, k);
-            }
+            make_weights(v, w, wrb, rows, k, 3, f);
+            make_acts(ra, x, xrb, nmax, k, 7, 1, 7, f);
             for (int64_t b = 0; b < nmax; b++) /* each activation row alone, all rows */
                 v->gemm_ws(k, 0, rows, 1, w, wrb, x + b * xrb, xrb, alone + b * rows, (size_t)rows, g_ws);
             for (size_t ni = 0; ni < SP_ARRAY_LEN(nbs); ni++) {
@@ -861,17 +876,8 @@ TEST(panel_q0_order_is_one_fma_per_block)
             float *f = sp_malloc((size_t)k * 4), *y = sp_malloc(sizeof(float) * (size_t)(rows * nbatch));
             char *w = sp_malloc(wrb * (size_t)rows), *x = sp_malloc(xrb * (size_t)nbatch);
             CHECK(f && y && w && x);
-            for (int64_t r = 0; r < rows; r++) {
-                fill_data(f, k, r == 4 ? 1e3f : 0.05f);
-                v->from_float(f, w + r * wrb, k);
-            }
-            for (int64_t b = 0; b < nbatch; b++) {
-                fill_data(f, k, 1.0f);
-                if (b % 4 == 1)
-                    for (int64_t j = 0; j < k; j += 5)
-                        f[j] = (j / 5) % 2 ? 40.0f : -40.0f;
-                kern_ops_isa(KERN_ISA_REF, GG_TYPE_Q8_0)->quantize_act(f, x + b * xrb, k);
-            }
+            make_weights(v, w, wrb, rows, k, 4, f);
+            make_acts(kern_ops_isa(KERN_ISA_REF, GG_TYPE_Q8_0), x, xrb, nbatch, k, 4, 1, 5, f);
             v->gemm_ws(k, 0, rows, nbatch, w, wrb, x, xrb, y, (size_t)rows, g_ws);
             int bad = 0;
             for (int64_t b = 0; b < nbatch; b++)
