@@ -213,14 +213,10 @@ struct backend_ops {
      * are split across the threads. All weights must have the same k;
      * n_mm <= 4; n_batch <= the backend's max batch. Rows [0, n_solo) of x
      * sum in the order of a 1-row batch (ggml_vec_dot's), so each equals its
-     * result evaluated alone; rows [n_solo, n_batch) (prompt rows) sum in
-     * the order llama.cpp uses for that batch size (where a weight type has
-     * two orders, F32/F16, that is two passes over the weight), or, for a
-     * type whose panel gemm sums in its own order (Q4_0, Q5_0, the K-quants;
-     * Q8_0 on AVX-512), always in the panel's, whatever their number: each
-     * row's result depends only on which of the two ranges it is in, so a
-     * prompt gives the same bits however it is chunked (docs/PARITY.md).
-     * Outputs do not overlap inputs. */
+     * result evaluated alone; rows [n_solo, n_batch) sum in the order
+     * llama.cpp uses for that batch size (where a weight type has two orders,
+     * F32/F16, that is two passes over the weight). Outputs do not overlap
+     * inputs. */
     void (*matmul)(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
                    int64_t n_batch, int64_t n_solo, size_t x_stride);
     /* Embedding lookup: out row i (out + i * out_stride floats) = row ids[i]

@@ -268,35 +268,6 @@ TEST(prefill_equals_sequential_quantized)
     CHECK_EQ_INT(fails, 0);
 }
 
-/* A prompt's results do not depend on how it is chunked (the batching
- * scheduler splits prompts by its token budget): prompt rows always take
- * the panel's order where the type has one of its own, whatever the chunk
- * size (decode rows the 1-row order), so a 40-token prompt in one chunk and in chunks
- * of 9 + 20 + 11 or 2 + 30 + 8 tokens give bit-identical logits on every
- * quantized type (each crosses the panels' old batch thresholds: 8, 16, 32). */
-TEST(prefill_chunking_gives_same_bits)
-{
-    static float a[(1 + NDEC) * NV], b[(1 + NDEC) * NV];
-    static const enum gg_type types[] = {GG_TYPE_Q4_0, GG_TYPE_Q5_0, GG_TYPE_Q8_0, GG_TYPE_Q4_K, GG_TYPE_Q6_K};
-    static const int one[] = {40}, c1[] = {9, 20, 11}, c2[] = {2, 30, 8};
-    g_arch = "llama";
-    build_tensors(false);
-    for (size_t i = 0; i < SP_ARRAY_LEN(types); i++) {
-        CHECK(run_chunks(types[i], a, one, 1));
-        for (int v = 0; v < 2; v++) {
-            CHECK(run_chunks(types[i], b, v ? c2 : c1, 3));
-            size_t diff = 0;
-            for (size_t j = 0; j < SP_ARRAY_LEN(a); j++)
-                diff += memcmp(&a[j], &b[j], sizeof(float)) != 0;
-            printf("%-5s prompt of 40 in one chunk vs %s: %zu of %zu logits differ\n", gg_type_name(types[i]),
-                   v ? "2+30+8" : "9+20+11", diff, SP_ARRAY_LEN(a));
-            CHECK_EQ_INT((int)diff, 0);
-        }
-    }
-    for (size_t t = 0; t < n_tens; t++)
-        sp_free(tensors[t].data);
-}
-
 TEST(kquant_logits_close_to_f32)
 {
     static const struct {
@@ -344,7 +315,6 @@ int main(void)
 {
     RUN(prefill_equals_sequential_llama_qwen2);
     RUN(prefill_equals_sequential_quantized);
-    RUN(prefill_chunking_gives_same_bits);
     RUN(kquant_logits_close_to_f32);
     return test_summary();
 }

@@ -789,9 +789,9 @@ static void make_acts(const struct kern_type_ops *ra, char *x, size_t xrb, int64
 /* The panel gemm of every type and ISA gives each output the same bits
  * whatever the batch holds: row b of a batch of n equals the same activation
  * row alone (n_batch 1) and in other batches, over other weight-row ranges.
- * The backend relies on it where the panel sums in its own order (ws_exact
- * false): a prompt's rows always take the panel, however the prompt is
- * chunked and whatever shares the step. */
+ * So a prompt row's bits in a panel call depend only on its own row, not
+ * on the other rows of the step (only whether the call reaches the panel's
+ * batch size does: docs/PARITY.md). */
 TEST(gemm_ws_rows_independent_of_batch)
 {
     static const int64_t nbs[] = {1, 2, 5, 8, 13, 16, 33, 40};

@@ -23,10 +23,7 @@
  * through a large last one) handed to the kernels' batched gemm,
  * which streams each weight row once for the whole batch (batches of
  * KERN_GEMM_WS_MIN_BATCH rows or more go to the panel gemm, ops->gemm_ws,
- * with the claiming thread's workspace). A weight type with a second float
- * order gets the two row ranges in two passes (cpu_matmul: decode rows in
- * the 1-row order; prompt rows in the batch order, or, for a panel that
- * sums in its own order, always in the panel's, however many they are). */
+ * with the claiming thread's workspace). */
 #include "backend/cpu/cpu_impl.h"
 #include "obs/log.h"
 
@@ -288,16 +285,8 @@ static int64_t mm_make_chunks(struct mm_group *g, int n_threads)
     return n;
 }
 
-/* How a pass sums its rows: MM_VEC in the 1-row order (ops->gemm, whose
- * bits are vec_dot's for any batch; a panel only where ws_exact), MM_BATCH
- * in the batch order llama.cpp uses for that size (F32/F16's tinyBLAS order,
- * the panel from ws_min_batch rows), MM_PANEL in a type's panel order
- * whatever the number of rows (each output sums in the same order for any
- * batch, so a prompt row gets the same bits however its prompt is chunked). */
-enum mm_order { MM_VEC, MM_BATCH, MM_PANEL };
-
 static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
-                             int64_t n_batch, size_t x_stride, enum mm_order order)
+                             int64_t n_batch, size_t x_stride, bool vec_order)
 {
     struct cpu_backend *cb = (struct cpu_backend *)be;
     if (n_mm == 0 || n_batch <= 0)
@@ -318,16 +307,12 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
             if (done[j] || mms[j].w->ops->vec_dot_type != g->vdt)
                 continue;
             done[j] = true;
+            g->gemm[g->n] = vec_order ? mms[j].w->ops->gemm
+                                      : kern_pick_gemm(mms[j].w->ops, mms[j].w->rows, k, n_batch);
+            /* the panel gemm may sum in another order: not for vec_order
+             * unless it gives the gemm's bits */
             const struct kern_type_ops *o = mms[j].w->ops;
-            g->gemm[g->n] = order == MM_VEC ? o->gemm : kern_pick_gemm(o, mms[j].w->rows, k, n_batch);
-            bool ws = false;
-            if (order == MM_PANEL)
-                ws = o->gemm_ws != NULL;
-            else if (order == MM_BATCH)
-                ws = kern_use_ws(o, n_batch);
-            else
-                ws = o->ws_exact && kern_use_ws(o, n_batch);
-            g->gemm_ws[g->n] = ws ? o->gemm_ws : NULL;
+            g->gemm_ws[g->n] = (!vec_order || o->ws_exact) && kern_use_ws(o, n_batch) ? o->gemm_ws : NULL;
             g->mms[g->n++] = &mms[j];
             work += (double)mms[j].w->rows * (double)k * (double)n_batch;
         }
@@ -348,61 +333,36 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
     }
 }
 
-/* How a weight type splits the rows (backend.h's matmul contract): one
- * order (every batch kernel and panel gives vec_dot's bits), F32/F16's
- * second (tinyBLAS) order for rows [n_solo, n), or a panel that sums in its
- * own order (Q4_0, Q5_0, the K-quants, AVX-512 Q8_0; ws_exact false) for
- * rows [n_solo, n), whatever their number. */
-enum mm_kind { MM_ONE_ORDER, MM_TWO_ORDERS, MM_PANEL_ROWS };
-
-static enum mm_kind mm_kind_of(const struct kern_type_ops *o)
+/* Rows [0, n_solo) in the 1-row order: a weight type with a second (batch)
+ * order (F32/F16's tinyBLAS order, or a panel gemm that sums in another
+ * order: Q4_0/Q5_0, the K-quants, AVX-512 Q8_0) gets the two row ranges in
+ * two passes; the others one pass. The panel takes the prompt rows from its
+ * ws_min_batch on, not fewer: forcing it on every prompt row (so a prompt's
+ * bits would not depend on its chunking) made the small chunks that the
+ * scheduler feeds beside running streams 2-5x slower per token (the panel's
+ * per-call unpacking is amortized over few rows), and a 2000-token prompt
+ * beside 4 streams took 177 s instead of 51 s (bench/serve.sh). */
+static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
+                       int64_t n_batch, int64_t n_solo, size_t x_stride)
 {
-    if (o->gemm_tb)
-        return MM_TWO_ORDERS;
-    if (o->gemm_ws && !o->ws_exact)
-        return MM_PANEL_ROWS;
-    return MM_ONE_ORDER;
-}
-
-/* x rows [r0, r1) of the matmuls in one order (outputs from row r0 on) */
-static void cpu_matmul_rows(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
-                            int64_t r0, int64_t r1, size_t x_stride, enum mm_order order)
-{
-    if (r1 <= r0)
+    bool two_orders = false;
+    n_mm = SP_MIN(n_mm, (size_t)4);
+    for (size_t i = 0; i < n_mm; i++)
+        two_orders |= mms[i].w->ops->gemm_tb != NULL || (mms[i].w->ops->gemm_ws && !mms[i].w->ops->ws_exact);
+    if (!two_orders || n_solo <= 0) {
+        cpu_matmul_order(be, mms, n_mm, x, n_batch, x_stride, false);
+        return;
+    }
+    n_solo = SP_MIN(n_solo, n_batch);
+    cpu_matmul_order(be, mms, n_mm, x, n_solo, x_stride, true);
+    if (n_solo == n_batch)
         return;
     struct backend_mm part[4];
     for (size_t i = 0; i < n_mm; i++) {
         part[i] = mms[i];
-        part[i].y += (size_t)r0 * mms[i].y_stride;
+        part[i].y += (size_t)n_solo * mms[i].y_stride;
     }
-    cpu_matmul_order(be, part, n_mm, x + (size_t)r0 * x_stride, r1 - r0, x_stride, order);
-}
-
-static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
-                       int64_t n_batch, int64_t n_solo, size_t x_stride)
-{
-    n_mm = SP_MIN(n_mm, (size_t)4);
-    if (n_mm == 0 || n_batch <= 0)
-        return;
-    n_solo = SP_MAX(SP_MIN(n_solo, n_batch), (int64_t)0);
-    const enum mm_kind kind = mm_kind_of(mms[0].w->ops);
-    for (size_t i = 1; i < n_mm; i++) {
-        if (mm_kind_of(mms[i].w->ops) != kind) { /* mixed kinds: each weight its own passes */
-            for (size_t j = 0; j < n_mm; j++)
-                cpu_matmul(be, &mms[j], 1, x, n_batch, n_solo, x_stride);
-            return;
-        }
-    }
-    switch (kind) {
-    case MM_ONE_ORDER:
-        cpu_matmul_rows(be, mms, n_mm, x, 0, n_batch, x_stride, MM_BATCH);
-        break;
-    case MM_TWO_ORDERS:
-    case MM_PANEL_ROWS:
-        cpu_matmul_rows(be, mms, n_mm, x, 0, n_solo, x_stride, MM_VEC);
-        cpu_matmul_rows(be, mms, n_mm, x, n_solo, n_batch, x_stride, kind == MM_TWO_ORDERS ? MM_BATCH : MM_PANEL);
-        break;
-    }
+    cpu_matmul_order(be, part, n_mm, x + (size_t)n_solo * x_stride, n_batch - n_solo, x_stride, false);
 }
 
 struct cpu_attn_scratch **backend_cpu_attn_slot(struct backend *be)

@@ -224,8 +224,8 @@ TEST(matmul_chunks_cover_every_row)
     }
     const int batches[] = {1, 3, 9};
     for (size_t ci = 0; ci < 2 * SP_ARRAY_LEN(batches); ci++) {
-        /* n_solo 0: prompt rows, which a panel of its own order (Q4_0, Q5_0)
-         * takes whatever their number; n_solo nb: decode rows, never */
+        /* n_solo 0: prompt rows, which a panel takes from its batch size on;
+         * n_solo nb: decode rows, which only a panel of vec_dot's order takes */
         const int nb = batches[ci / 2], n_solo = ci % 2 ? nb : 0;
         size_t qrb;
         CHECK(gg_row_size(GG_TYPE_Q8_0, K, &qrb));
@@ -235,7 +235,7 @@ TEST(matmul_chunks_cover_every_row)
             for (size_t i = 0; i < (size_t)YS * nb; i++)
                 want[(size_t)m * YS * 9 + i] = -7.0f;
             const struct kern_type_ops *o = kern_ops(types[m]);
-            if (o->gemm_ws && (o->ws_exact ? kern_use_ws(o, nb) : n_solo == 0)) { /* the backend's rule */
+            if (kern_use_ws(o, nb) && (n_solo == 0 || o->ws_exact)) { /* the backend's rule */
                 void *ws = sp_aligned_alloc(64, KERN_GEMM_WS_BYTES);
                 CHECK(ws != NULL);
                 o->gemm_ws(K, 0, rows[m], nb, wq[m], rb[m], xq, qrb, want + (size_t)m * YS * 9, YS, ws);
