@@ -857,7 +857,7 @@ static int block32_q(enum gg_type t, const void *blk, int j)
 }
 
 /* The 32-block panels that sum in their own order (ws_exact false: Q4_0,
- * Q5_0 on AVX2 and AVX-512, Q8_0 on AVX-512) keep one float per output:
+ * Q5_0 on AVX2 and AVX-512; Q8_0's, should it get one) keep one float per output:
  * acc = fma(fl(d_w * d_x), (float)sum_j q_j y_j, acc) block after block (the
  * block's integer dot is exact). A scalar loop in that order gives their
  * bits, so they equal each other and the order docs/PARITY.md states. */

@@ -335,7 +335,7 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
 
 /* Rows [0, n_solo) in the 1-row order: a weight type with a second (batch)
  * order (F32/F16's tinyBLAS order, or a panel gemm that sums in another
- * order: Q4_0/Q5_0, the K-quants, AVX-512 Q8_0) gets the two row ranges in
+ * order: Q4_0/Q5_0, the K-quants) gets the two row ranges in
  * two passes; the others one pass. The panel takes the prompt rows from its
  * ws_min_batch on, not fewer: forcing it on every prompt row (so a prompt's
  * bits would not depend on its chunking) made the small chunks that the

@@ -1,9 +1,7 @@
 /* panel_avx512.c - the AVX-512 VNNI panel gemm (ops->gemm_ws, prefill) of
  * Q4_0 and Q5_0: AVX2's two-order panel (q_simple.c) widened to 16 weight
- * rows per register; and of Q8_0 in the same scheme (AVX2 keeps an exact
- * Q8_0 tile: its maddubs would saturate on 8-bit u). A group of 16 weight
- * rows is unpacked once per call into unsigned quants u = q + OFF (OFF 8,
- * 16 or 128) interleaved in 4-byte units
+ * rows per register. A group of 16 weight rows is unpacked once per call
+ * into unsigned quants u = q + OFF (OFF 8 or 16) interleaved in 4-byte units
  * (vector g of a block holds elements 4g..4g+3 of each of the 16 rows); per
  * block and activation row the 8 vpdpbusd against broadcasts of 4
  * activation bytes, started from -OFF * sum(y), leave every row's exact
@@ -47,16 +45,6 @@ static void q5_0_unpack16(const void *vb, uint8_t u[32], float *d)
     /* value + 16 = nibble | (bit << 4) */
     const __m256i hb = _mm256_and_si256(avx2_bits_to_bytes(b->qh), _mm256_set1_epi8(0x10));
     _mm256_storeu_si256((__m256i *)u, _mm256_or_si256(avx2_nibbles(b->qs), hb));
-    *d = avx2_h2f(b->d);
-}
-
-/* Q8_0: value + 128 = q ^ 0x80 (0..255: vpdpbusd's int32 sums have no
- * saturation, so the offset works for 8-bit quants as for 4- and 5-bit) */
-static void q8_0_unpack16(const void *vb, uint8_t u[32], float *d)
-{
-    const block_q8_0 *b = vb;
-    _mm256_storeu_si256((__m256i *)u, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)b->qs),
-                                                       _mm256_set1_epi8((char)0x80)));
     *d = avx2_h2f(b->d);
 }
 
@@ -173,32 +161,36 @@ static bool p0_gemm(p0_unpack_fn unpack, size_t bsz, int off, int64_t k, int64_t
 }
 
 /* the row gemm of each type, for what the panel does not take */
-static kern_gemm_fn g_rows[3];
+static kern_gemm_fn g_rows[2];
 
-#define P0_GEMM_WS(NAME, SLOT, BT, OFF)                                                                  \
-    static void NAME##_gemm_ws512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,   \
-                                  size_t w_stride, const void *x, size_t x_stride, float *y,           \
-                                  size_t y_stride, void *ws)                                           \
-    {                                                                                                  \
-        if (!p0_gemm(NAME##_unpack16, sizeof(BT), OFF, k, r0, r1, n_batch, w, w_stride, x, x_stride,  \
-                     y, y_stride, ws))                                                                 \
-            g_rows[SLOT](k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);                   \
-    }
-P0_GEMM_WS(q4_0, 0, block_q4_0, 8)
-P0_GEMM_WS(q5_0, 1, block_q5_0, 16)
-P0_GEMM_WS(q8_0, 2, block_q8_0, 128)
+static void q4_0_gemm_ws512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,
+                            size_t w_stride, const void *x, size_t x_stride, float *y,
+                            size_t y_stride, void *ws)
+{
+    if (!p0_gemm(q4_0_unpack16, sizeof(block_q4_0), 8, k, r0, r1, n_batch, w, w_stride, x, x_stride,
+                 y, y_stride, ws))
+        g_rows[0](k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+}
+
+static void q5_0_gemm_ws512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,
+                            size_t w_stride, const void *x, size_t x_stride, float *y,
+                            size_t y_stride, void *ws)
+{
+    if (!p0_gemm(q5_0_unpack16, sizeof(block_q5_0), 16, k, r0, r1, n_batch, w, w_stride, x,
+                 x_stride, y, y_stride, ws))
+        g_rows[1](k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+}
 
 /* Called last by kern_avx512_fill, with the row gemm the other AVX-512
  * fills chose. */
 void kern_avx512_fill_panel(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx512_fill_panel(struct kern_type_ops *ops, enum gg_type type)
 {
-    static const kern_gemm_ws_fn fns[3] = {q4_0_gemm_ws512, q5_0_gemm_ws512, q8_0_gemm_ws512};
-    const int slot = type == GG_TYPE_Q4_0 ? 0 : type == GG_TYPE_Q5_0 ? 1 : type == GG_TYPE_Q8_0 ? 2 : -1;
+    const int slot = type == GG_TYPE_Q4_0 ? 0 : type == GG_TYPE_Q5_0 ? 1 : -1;
     if (slot < 0 || !ops->gemm)
         return;
     g_rows[slot] = ops->gemm;
-    ops->gemm_ws = fns[slot];
+    ops->gemm_ws = slot == 0 ? q4_0_gemm_ws512 : q5_0_gemm_ws512;
     ops->ws_exact = false; /* AVX2's panel order (docs/PARITY.md) */
     ops->ws_min_batch = P0_MIN_BATCH;
     ops->isa = KERN_ISA_AVX512;
