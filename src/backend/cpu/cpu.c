@@ -347,10 +347,20 @@ static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t 
 {
     bool two_orders = false;
     n_mm = SP_MIN(n_mm, (size_t)4);
-    for (size_t i = 0; i < n_mm; i++)
-        two_orders |= mms[i].w->ops->gemm_tb != NULL || (mms[i].w->ops->gemm_ws && !mms[i].w->ops->ws_exact);
+    const int64_t n_prompt = n_batch - SP_MAX(n_solo, (int64_t)0);
+    for (size_t i = 0; i < n_mm; i++) {
+        const struct kern_type_ops *o = mms[i].w->ops;
+        /* a panel of its own order splits the rows only when the prompt rows
+         * reach its batch size: below it they take the row kernels, whose
+         * bits are vec_dot's, so decode and prompt rows share one pass over
+         * the weight (a mixed step with a small prompt chunk streamed every
+         * weight twice) */
+        two_orders |= o->gemm_tb != NULL || (o->gemm_ws && !o->ws_exact && kern_use_ws(o, n_prompt));
+    }
     if (!two_orders || n_solo <= 0) {
-        cpu_matmul_order(be, mms, n_mm, x, n_batch, x_stride, false);
+        /* with decode rows in the pass, the 1-row order (no panel of another
+         * order even if the whole batch reaches its size) */
+        cpu_matmul_order(be, mms, n_mm, x, n_batch, x_stride, n_solo > 0);
         return;
     }
     n_solo = SP_MIN(n_solo, n_batch);

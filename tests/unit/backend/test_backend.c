@@ -271,6 +271,56 @@ TEST(matmul_chunks_cover_every_row)
     sp_free(xq);
 }
 
+/* The same for the types whose panel sums in its own order (Q4_0, Q5_0,
+ * Q4_K): decode rows equal the row evaluated alone and prompt rows equal a
+ * prompt-only call, whether the prompt part is below the panel's batch size
+ * (one shared pass in the 1-row order) or reaches it (two passes). */
+TEST(matmul_mixed_rows_panel_types)
+{
+    enum { K = 512, R = 40, MAXB = 40 };
+    static const enum gg_type types[] = {GG_TYPE_Q4_0, GG_TYPE_Q5_0, GG_TYPE_Q4_K};
+    /* batch, decode rows: prompt parts below and at the panels' sizes (8 AVX2, 16 AVX-512, 32
+     * K-quants), and whole batches past them with the prompt part below */
+    static const int cases[][2] = {{6, 2}, {12, 4}, {12, 5}, {20, 3}, {20, 6}, {40, 3}, {40, 9}};
+    float *x = sp_malloc(sizeof(float) * MAXB * K), *src = sp_malloc(sizeof(float) * R * K);
+    float *mixed = sp_malloc(sizeof(float) * MAXB * R), *ref = sp_malloc(sizeof(float) * MAXB * R);
+    CHECK(x && src && mixed && ref);
+    uint64_t seed = 5;
+    for (int i = 0; i < MAXB * K; i++)
+        x[i] = (float)(test_rand_u32(&seed) % 2001) / 1000.0f - 1.0f;
+    for (int i = 0; i < R * K; i++)
+        src[i] = (float)(test_rand_u32(&seed) % 2001) / 1000.0f - 1.0f;
+    struct backend *be = NULL;
+    CHECK(backend_cpu_new(2, K, MAXB, &be, NULL) == SP_OK);
+    for (size_t t = 0; t < SP_ARRAY_LEN(types) && be; t++) {
+        size_t rb;
+        void *w = NULL;
+        quantize_rows(types[t], src, R, K, &w, &rb);
+        struct backend_weight bw;
+        CHECK(backend_cpu_weight_view(&bw, types[t], K, R, w, NULL) == SP_OK);
+        for (size_t c = 0; c < SP_ARRAY_LEN(cases); c++) {
+            const int nb = cases[c][0], solo = cases[c][1];
+            struct backend_mm mm = {&bw, mixed, R}, one = {&bw, ref, R};
+            be->ops->matmul(be, &mm, 1, x, nb, solo, K);
+            int bad = 0;
+            for (int b = 0; b < solo; b++) {
+                be->ops->matmul(be, &one, 1, x + b * K, 1, 0, K);
+                bad += memcmp(ref, mixed + b * R, sizeof(float) * R) != 0;
+            }
+            be->ops->matmul(be, &one, 1, x + solo * K, nb - solo, 0, K);
+            bad += memcmp(ref, mixed + solo * R, sizeof(float) * R * (size_t)(nb - solo)) != 0;
+            CHECK_MSG(bad == 0, "%s batch %d with %d decode rows: %d mismatches", gg_type_name(types[t]), nb, solo,
+                      bad);
+        }
+        sp_free(w);
+    }
+    backend_free(be);
+    sp_free(x);
+    sp_free(src);
+    sp_free(mixed);
+    sp_free(ref);
+}
+
 static char g_log[2048];
 static void sink(void *ud, enum log_level lv, const char *mod, const char *msg)
 {
@@ -301,6 +351,7 @@ int main(void)
     RUN(pool_runs_every_item_once);
     RUN(matmul_matches_reference);
     RUN(matmul_solo_rows_equal_alone);
+    RUN(matmul_mixed_rows_panel_types);
     RUN(kv_storage_from_backend);
     RUN(matmul_chunks_cover_every_row);
     RUN(device_choice_logs_reasons);
