@@ -119,45 +119,6 @@ TEST(matmul_matches_reference)
     CHECK(backend_cpu_weight_view(&bad, GG_TYPE_Q4_0, 33, 4, x, NULL) == SP_ERR_FORMAT);
 }
 
-/* matmul's n_solo rows sum in the 1-row order: on F32 and F16 weights (two
- * orders) each of them equals the row evaluated alone, bit for bit, while
- * the batch rows after them equal a batch-only call. */
-TEST(matmul_solo_rows_equal_alone)
-{
-    enum { K = 64, R = 32, NB = 6, SOLO = 2 };
-    const enum gg_type types[2] = {GG_TYPE_F32, GG_TYPE_F16};
-    float x[NB * K], src[R * K];
-    uint64_t seed = 11;
-    for (int i = 0; i < NB * K; i++)
-        x[i] = (float)(test_rand_u32(&seed) % 2001) / 1000.0f - 1.0f;
-    for (int i = 0; i < R * K; i++)
-        src[i] = (float)(test_rand_u32(&seed) % 2001) / 1000.0f - 1.0f;
-    struct backend *be = NULL;
-    CHECK(backend_cpu_new(2, K, NB, &be, NULL) == SP_OK);
-    for (int t = 0; t < 2 && be; t++) {
-        size_t rb;
-        CHECK(gg_row_size(types[t], K, &rb));
-        char *w = sp_calloc(R, rb);
-        for (int r = 0; r < R; r++)
-            kern_ops(types[t])->from_float(src + r * K, w + (size_t)r * rb, K);
-        struct backend_weight bw;
-        CHECK(backend_cpu_weight_view(&bw, types[t], K, R, w, NULL) == SP_OK);
-        float mixed[NB * R], alone[R], batch[NB * R];
-        struct backend_mm mm = {&bw, mixed, R};
-        be->ops->matmul(be, &mm, 1, x, NB, SOLO, K);
-        for (int b = 0; b < SOLO; b++) {
-            struct backend_mm one = {&bw, alone, R};
-            be->ops->matmul(be, &one, 1, x + b * K, 1, 0, K);
-            CHECK(memcmp(alone, mixed + b * R, sizeof(alone)) == 0);
-        }
-        struct backend_mm rest = {&bw, batch, R};
-        be->ops->matmul(be, &rest, 1, x + SOLO * K, NB - SOLO, 0, K);
-        CHECK(memcmp(batch, mixed + SOLO * R, sizeof(float) * (NB - SOLO) * R) == 0);
-        sp_free(w);
-    }
-    backend_free(be);
-}
-
 /* The KV cache's storage comes from the backend (buf_alloc): zeroed, usable
  * by the cache's store/load, released by kv_cache_free before the backend. */
 TEST(kv_storage_from_backend)
@@ -271,14 +232,16 @@ TEST(matmul_chunks_cover_every_row)
     sp_free(xq);
 }
 
-/* The same for the types whose panel sums in its own order (Q4_0, Q5_0,
- * Q4_K): decode rows equal the row evaluated alone and prompt rows equal a
- * prompt-only call, whether the prompt part is below the panel's batch size
- * (one shared pass in the 1-row order) or reaches it (two passes). */
-TEST(matmul_mixed_rows_panel_types)
+/* matmul's n_solo rows sum in the 1-row order: on the weight types with a
+ * second order (F32/F16's tinyBLAS order; the panels of Q4_0, Q5_0 and the
+ * K-quants) each decode row equals the row evaluated alone, bit for bit, and
+ * the prompt rows after them equal a prompt-only call, whether the prompt
+ * part is below a panel's batch size (one shared pass in the 1-row order) or
+ * reaches it (two passes). */
+TEST(matmul_solo_rows_equal_alone)
 {
     enum { K = 512, R = 40, MAXB = 40 };
-    static const enum gg_type types[] = {GG_TYPE_Q4_0, GG_TYPE_Q5_0, GG_TYPE_Q4_K};
+    static const enum gg_type types[] = {GG_TYPE_F32, GG_TYPE_F16, GG_TYPE_Q4_0, GG_TYPE_Q5_0, GG_TYPE_Q4_K};
     /* batch, decode rows: prompt parts below and at the panels' sizes (8 AVX2, 16 AVX-512, 32
      * K-quants), and whole batches past them with the prompt part below */
     static const int cases[][2] = {{6, 2}, {12, 4}, {12, 5}, {20, 3}, {20, 6}, {40, 3}, {40, 9}};
@@ -351,7 +314,6 @@ int main(void)
     RUN(pool_runs_every_item_once);
     RUN(matmul_matches_reference);
     RUN(matmul_solo_rows_equal_alone);
-    RUN(matmul_mixed_rows_panel_types);
     RUN(kv_storage_from_backend);
     RUN(matmul_chunks_cover_every_row);
     RUN(device_choice_logs_reasons);
