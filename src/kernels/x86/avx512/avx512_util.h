@@ -65,6 +65,18 @@ KERN_AI __m512 bcast_pair(__m512 s8, int p)
  * prefetches past the matrix's end are harmless. */
 #define DEC512_ROWS 4
 #define DEC512_NOMIN(B, I) _mm256_setzero_ps()
+/* Rows [r0, r1) of a decode in passes of DEC512_ROWS, 2 and 1 rows:
+ * FN(nw, nb, first row, w_stride, x, outputs) */
+#define DEC512_PASSES(FN, NB, W, W_STRIDE, X, Y, R0, R1)                                          \
+    do {                                                                                           \
+        int64_t r_ = (R0);                                                                         \
+        for (; r_ + DEC512_ROWS <= (R1); r_ += DEC512_ROWS)                                        \
+            FN(DEC512_ROWS, NB, (const char *)(W) + (size_t)r_ * (W_STRIDE), W_STRIDE, X, (Y) + r_); \
+        for (; r_ + 2 <= (R1); r_ += 2)                                                            \
+            FN(2, NB, (const char *)(W) + (size_t)r_ * (W_STRIDE), W_STRIDE, X, (Y) + r_);         \
+        if (r_ < (R1))                                                                             \
+            FN(1, NB, (const char *)(W) + (size_t)r_ * (W_STRIDE), W_STRIDE, X, (Y) + r_);         \
+    } while (0)
 #define DEC512(NAME, WB, YB, PAIRQ, OFF, HASMIN, MW8, YS8, TAIL)                                   \
     KERN_AI void NAME##_dec512(int nw, int64_t nb, const char *wbase, size_t w_stride, const YB *x, \
                                float *out)                                                         \
@@ -118,15 +130,7 @@ KERN_AI __m512 bcast_pair(__m512 s8, int p)
             NAME##_gemm2(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);               \
             return;                                                                                \
         }                                                                                          \
-        const int64_t nb = k / KERN_QK;                                                            \
-        const char *wc = w;                                                                        \
-        int64_t r = r0;                                                                            \
-        for (; r + DEC512_ROWS <= r1; r += DEC512_ROWS)                                            \
-            NAME##_dec512(DEC512_ROWS, nb, wc + (size_t)r * w_stride, w_stride, x, y + r);         \
-        for (; r + 2 <= r1; r += 2)                                                                \
-            NAME##_dec512(2, nb, wc + (size_t)r * w_stride, w_stride, x, y + r);                   \
-        if (r < r1)                                                                                \
-            NAME##_dec512(1, nb, wc + (size_t)r * w_stride, w_stride, x, y + r);                   \
+        DEC512_PASSES(NAME##_dec512, k / KERN_QK, w, w_stride, x, y, r0, r1);                      \
     }
 
 /* The 64 nibbles of two 32-element blocks (16 bytes of qs each) as bytes,
@@ -280,15 +284,8 @@ KERN_AI void kq_row_acc(const block_q8_K *y, const __m512i q[4], const __m512i s
                             size_t y_stride)                                                       \
     {                                                                                              \
         const int64_t nb = k / KERN_QK_K;                                                          \
-        if (n_batch == 1) { /* decode: passes of DEC512_ROWS rows */                              \
-            const char *wc = w;                                                                    \
-            int64_t r = r0;                                                                        \
-            for (; r + DEC512_ROWS <= r1; r += DEC512_ROWS)                                        \
-                NAME##_dec(DEC512_ROWS, nb, wc + (size_t)r * w_stride, w_stride, x, y + r);        \
-            for (; r + 2 <= r1; r += 2)                                                            \
-                NAME##_dec(2, nb, wc + (size_t)r * w_stride, w_stride, x, y + r);                  \
-            if (r < r1)                                                                            \
-                NAME##_dec(1, nb, wc + (size_t)r * w_stride, w_stride, x, y + r);                  \
+        if (n_batch == 1) {                                                                        \
+            DEC512_PASSES(NAME##_dec, nb, w, w_stride, x, y, r0, r1);                              \
             return;                                                                                \
         }                                                                                          \
         const int64_t tile = SP_MAX(kern_gemm_tile(x_stride), KQ_NR);                              \
