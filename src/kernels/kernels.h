@@ -65,9 +65,9 @@ struct kern_type_ops {
      * kern_pick_gemm. */
     kern_gemm_fn gemm_tb;
     /* Optional (NULL if none): the panel gemm for batches from
-     * ws_min_batch rows on; its float order may differ from gemm's (Q4_0/Q5_0,
-     * ws_exact false) or be vec_dot's (the K-quants, Q8_0, IQ4_NL, IQ4_XS:
-     * ws_exact; docs/PARITY.md). */
+     * ws_min_batch rows on; its float order may differ from gemm's (Q4_0/Q5_0
+     * and the K-quants, ws_exact false) or be vec_dot's (Q8_0, IQ4_NL,
+     * IQ4_XS: ws_exact; docs/PARITY.md). */
     kern_gemm_ws_fn gemm_ws;
     /* Batches of at least this many rows use gemm_ws (when set); below it
      * gemm. KERN_GEMM_WS_MIN_BATCH unless the type's panel was measured to win

@@ -840,11 +840,9 @@ TEST(gemm_ws_rows_independent_of_batch)
         SKIP("no panel gemm on this CPU");
 }
 
-/* the quant q (value = d * q) of element j of a 32-block of Q4_0/Q5_0/Q8_0 */
+/* the quant q (value = d * q) of element j of a 32-block of Q4_0/Q5_0 */
 static int block32_q(enum gg_type t, const void *blk, int j)
 {
-    if (t == GG_TYPE_Q8_0)
-        return ((const block_q8_0 *)blk)->qs[j];
     if (t == GG_TYPE_Q4_0) {
         const block_q4_0 *b = blk;
         return (j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4) - 8;
@@ -857,13 +855,13 @@ static int block32_q(enum gg_type t, const void *blk, int j)
 }
 
 /* The 32-block panels that sum in their own order (ws_exact false: Q4_0,
- * Q5_0 on AVX2 and AVX-512; Q8_0's, should it get one) keep one float per output:
+ * Q5_0 on AVX2 and AVX-512) keep one float per output:
  * acc = fma(fl(d_w * d_x), (float)sum_j q_j y_j, acc) block after block (the
  * block's integer dot is exact). A scalar loop in that order gives their
  * bits, so they equal each other and the order docs/PARITY.md states. */
 TEST(panel_q0_order_is_one_fma_per_block)
 {
-    static const enum gg_type types[] = {GG_TYPE_Q4_0, GG_TYPE_Q5_0, GG_TYPE_Q8_0};
+    static const enum gg_type types[] = {GG_TYPE_Q4_0, GG_TYPE_Q5_0};
     const int64_t rows = 21, nbatch = 19, k = 32 * 41;
     int checked = 0;
     for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
