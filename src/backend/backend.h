@@ -49,6 +49,11 @@ struct backend_weight {
     const struct kern_type_ops *ops; /* the backend's kernels for type (opaque outside src/backend) */
     void *owned;        /* storage the bind allocated, or NULL (a view) */
     size_t owned_bytes; /* its size */
+    /* > 0: the bind repacked the rows into the kernels' interleaved layout,
+     * groups of grp_rows rows, grp_bytes each, from data (struct kern_repack
+     * on "cpu"); 0: row r at data + r * row_bytes. */
+    int grp_rows;
+    size_t grp_bytes;
 };
 
 /* One matmul of a multi-matmul call: y[b * y_stride + r] = w row r . x row b. */
@@ -280,7 +285,9 @@ enum sp_status backend_cpu_new(int n_threads, int64_t max_k, int64_t max_batch, 
                                struct sp_err *err) SP_MUST_USE;
 void backend_free(struct backend *be); /* NULL is a no-op; joins the threads */
 /* The "cpu" kind's device (cpu_dev.c): weights bound as views into the
- * host memory given (nothing allocated), backends from backend_cpu_new.
+ * host memory given (nothing allocated), except types whose kernels repack
+ * at load (struct kern_repack: Q8_0 on AVX-512), which get an owned copy in
+ * the kernels' layout unless SPOKE_REPACK=0; backends from backend_cpu_new.
  * Errors: SP_ERR_NOMEM. */
 enum sp_status backend_cpu_device_new(struct backend_device **out, struct sp_err *err) SP_MUST_USE;
 

@@ -625,6 +625,17 @@ size_t gg_file_size(const struct gg_file *f) { return f->size; }
 const void *gg_file_data(const struct gg_file *f) { return f->base; }
 uint64_t gg_data_offset(const struct gg_file *f) { return f->data_start; }
 
+void gg_file_drop(const struct gg_file *f, const void *p, size_t n)
+{
+    const uintptr_t lo = (uintptr_t)p, base = (uintptr_t)f->base;
+    if (!f->mapped || lo < base || n > f->size || lo - base > f->size - n)
+        return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = (lo + page - 1) / page * page, b = (lo + n) / page * page;
+    if (b > a)
+        (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 /* ---- metadata */
 
 size_t gg_kv_count(const struct gg_file *f) { return f->n_kv; }

@@ -120,6 +120,12 @@ size_t gg_file_size(const struct gg_file *f);
 const void *gg_file_data(const struct gg_file *f); /* whole mapping */
 /* File offset where the tensor data section starts (aligned). */
 uint64_t gg_data_offset(const struct gg_file *f);
+/* The caller no longer needs the bytes [p, p + n) of f's mapping (a tensor
+ * it copied elsewhere): the pages wholly inside the range leave the
+ * process's resident set (madvise MADV_DONTNEED; a later read faults them
+ * in from the file again, same bytes). No-op for gg_open_memory buffers and
+ * ranges outside the mapping. */
+void gg_file_drop(const struct gg_file *f, const void *p, size_t n);
 
 /* ---- metadata */
 size_t gg_kv_count(const struct gg_file *f);
@@ -185,6 +191,7 @@ const struct gg_file *gg_split_file(const struct gg_split *s, size_t i); /* NULL
 size_t gg_split_size(const struct gg_split *s);                          /* bytes of all shards */
 bool gg_split_faulted(const struct gg_split *s);                         /* any shard faulted */
 bool gg_split_changed(const struct gg_split *s, char *why, size_t whysz); /* any shard changed */
+void gg_split_drop(const struct gg_split *s, const void *p, size_t n);   /* gg_file_drop on its shard */
 /* Lookup by name over every shard, or NULL. */
 const struct gg_tensor *gg_split_tensor_find(const struct gg_split *s, const char *name);
 /* All tensors of the set, shard by shard: count and the i-th (NULL past the end). */

@@ -192,6 +192,12 @@ size_t gg_split_count(const struct gg_split *s) { return s->n; }
 const struct gg_file *gg_split_file(const struct gg_split *s, size_t i) { return i < s->n ? s->files[i] : NULL; }
 size_t gg_split_size(const struct gg_split *s) { return s->total_size; }
 
+void gg_split_drop(const struct gg_split *s, const void *p, size_t n)
+{
+    for (size_t i = 0; i < s->n; i++)
+        gg_file_drop(s->files[i], p, n); /* a no-op on the shards that do not hold it */
+}
+
 size_t gg_split_tensor_count(const struct gg_split *s)
 {
     size_t n = 0;

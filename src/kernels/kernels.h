@@ -45,6 +45,27 @@ typedef void (*kern_gemm_ws_fn)(int64_t k, int64_t r0, int64_t r1, int64_t n_bat
  * unless the type sets ws_min_batch. */
 #define KERN_GEMM_WS_MIN_BATCH 8
 
+/* Load-time repacking (ops->rp; NULL when the type has none on this ISA).
+ * A backend may rearrange a weight matrix once, when it binds it, into
+ * groups of `rows` interleaved weight rows (group i holds rows
+ * [i * rows, (i + 1) * rows); a short last group is padded with zero rows),
+ * each group_bytes(k) bytes (a multiple of 64), groups back to back from a
+ * 64-byte aligned base. gemm then serves every batch size, decode included,
+ * from that layout, and each output is summed in one order whatever the
+ * batch and the row range (so a row's result never depends on what else is
+ * in the batch; docs/PARITY.md gives the order). */
+struct kern_repack {
+    int rows;
+    size_t (*group_bytes)(int64_t k);
+    /* Pack n (1..rows) rows of k elements (row r at w + r * w_stride) into one group at dst. */
+    void (*pack)(const void *w, size_t w_stride, int64_t n, int64_t k, void *dst);
+    /* Row `lane` of the group at grp as F32: to_float's bits for the original row. */
+    void (*row_to_float)(const void *grp, int lane, float *dst, int64_t k);
+    /* kern_gemm_ws_fn over packed groups: w = group 0, w_stride =
+     * group_bytes(k), r0 a multiple of rows, r1 <= the matrix's rows. */
+    kern_gemm_ws_fn gemm;
+};
+
 struct kern_type_ops {
     enum gg_type type;
     enum gg_type vec_dot_type;
@@ -76,6 +97,8 @@ struct kern_type_ops {
     /* gemm_ws gives the same bits as gemm for every row (so it may serve
      * decode rows, whose results must not depend on the batch). */
     bool ws_exact;
+    /* Optional: the type's load-time repacked layout and its gemm. */
+    const struct kern_repack *rp;
     enum kern_isa isa; /* which variant provided vec_dot/gemm */
 };
 

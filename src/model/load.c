@@ -207,10 +207,18 @@ static enum sp_status bind_rows(struct tsrc *f, const struct gg_tensor *t, const
     size_t rb = 0;
     if (row0 > 0 && !gg_row_size(t->type, k, &rb))
         return sp_err_setc(err, SP_ERR_FORMAT, name, "tensor %s rows are not whole blocks", name);
-    enum sp_status result =
-        backend_weight_bind(f->dev, w, t->type, k, rows, (const char *)t->data + (size_t)row0 * rb, err);
+    const char *host = (const char *)t->data + (size_t)row0 * rb;
+    enum sp_status result = backend_weight_bind(f->dev, w, t->type, k, rows, host, err);
     if (result != SP_OK && err)
         sp_strlcpy(err->context, name, sizeof(err->context));
+    size_t bytes;
+    if (result == SP_OK && w->owned && gg_row_size(t->type, k, &bytes) && sp_mul_size(bytes, (size_t)rows, &bytes)) {
+        /* the device keeps its own copy: the mapped pages it read go */
+        if (f->split)
+            gg_split_drop(f->split, host, bytes);
+        else
+            gg_file_drop(f->f, host, bytes);
+    }
     return result;
 }
 

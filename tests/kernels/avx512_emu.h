@@ -1,5 +1,5 @@
 /* avx512_emu.h - test-only: the AVX-512 intrinsics that
- * src/kernels/x86/avx512/q_iq4_avx512.c and panel_avx512.c use, each written element by element
+ * src/kernels/x86/avx512/q_iq4_avx512.c, panel_avx512.c and rp_q8_avx512.c use, each written element by element
  * in C from Intel's definition, so that the kernel's lane arithmetic can be
  * compiled and checked against the reference on a CPU without AVX-512
  * (test_iq4_emu and test_panel_emu include this header, then the kernel file). The production
@@ -336,6 +336,24 @@ static inline emu_m512 emu_fnmadd_ps(emu_m512 a, emu_m512 b, emu_m512 c)
     return r;
 }
 
+/* a + b per lane */
+static inline emu_m512 emu_add_ps(emu_m512 a, emu_m512 b)
+{
+    emu_m512 r;
+    for (int i = 0; i < 16; i++)
+        r.f[i] = a.f[i] + b.f[i];
+    return r;
+}
+
+/* 16 F16 values to F32 (exact), each half by F16C */
+static inline emu_m512 emu_cvtph_ps(__m256i a)
+{
+    emu_m512 r;
+    r.h[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(a));
+    r.h[1] = _mm256_cvtph_ps(_mm256_extracti128_si256(a, 1));
+    return r;
+}
+
 /* From here on the kernel's intrinsics and types name the emulation. */
 #define __m512i emu_m512i
 #define __m512 emu_m512
@@ -413,6 +431,10 @@ static inline emu_m512 emu_fnmadd_ps(emu_m512 a, emu_m512 b, emu_m512 c)
 #define _mm512_cvtepi32_ps emu_cvtepi32_ps
 #undef _mm512_fmadd_ps
 #define _mm512_fmadd_ps emu_fmadd_ps
+#undef _mm512_cvtph_ps
+#define _mm512_cvtph_ps emu_cvtph_ps
+#undef _mm512_add_ps
+#define _mm512_add_ps emu_add_ps
 
 static inline bool ne256(__m256i a, __m256i b) { return memcmp(&a, &b, sizeof a) != 0; }
 static inline bool neps(__m256 a, __m256 b) { return memcmp(&a, &b, sizeof a) != 0; }
@@ -420,7 +442,7 @@ static inline bool neps(__m256 a, __m256 b) { return memcmp(&a, &b, sizeof a) !=
 /* The emulation against the AVX2 hardware on each 256-bit half, for random
  * inputs: shuffle, abs, sign mask, maddubs (with saturating pairs), dpbusd
  * and dpwssd (= madd of maddubs / madd plus src where nothing saturates),
- * srlv, cvt, fma, fnmadd, mul, madd, add, sub, mullo. Returns the name of the first operation that differs, or
+ * srlv, cvt, fma, fnmadd, mul, float add, madd, add, sub, mullo. Returns the name of the first operation that differs, or
  * NULL. */
 static inline const char *avx512_emu_selfcheck(uint64_t seed)
 {
@@ -456,7 +478,7 @@ static inline const char *avx512_emu_selfcheck(uint64_t seed)
             fc.f[i] = (float)c.i32[i] * 1e-3f;
         }
         emu_m512 fm = emu_fmadd_ps(fa, fb, fc), cv = emu_cvtepi32_ps(a), mu = emu_mul_ps(fa, fb);
-        emu_m512 fn = emu_fnmadd_ps(fa, fb, fc);
+        emu_m512 fn = emu_fnmadd_ps(fa, fb, fc), fad = emu_add_ps(fa, fc);
         emu_m512i md = emu_madd_epi16(a, b), su = emu_sub_epi32(a, b), ad32 = emu_add_epi32(a, b);
         emu_m512i ml = emu_mullo_epi32(a, b);
         for (int h = 0; h < 2; h++) {
@@ -485,6 +507,8 @@ static inline const char *avx512_emu_selfcheck(uint64_t seed)
                 return "mul_ps";
             if (neps(fn.h[h], _mm256_fnmadd_ps(fa.h[h], fb.h[h], fc.h[h])))
                 return "fnmadd_ps";
+            if (neps(fad.h[h], _mm256_add_ps(fa.h[h], fc.h[h])))
+                return "add_ps";
             if (ne256(md.h[h], _mm256_madd_epi16(ha, hb)))
                 return "madd_epi16";
             if (ne256(su.h[h], _mm256_sub_epi32(ha, hb)))

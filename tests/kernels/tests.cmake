@@ -36,3 +36,13 @@ if(NOT SPOKE_FUZZ)
   add_test(NAME test_panel_emu COMMAND test_panel_emu WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
   set_tests_properties(test_panel_emu PROPERTIES TIMEOUT 300 LABELS unit SKIP_RETURN_CODE 77)
 endif()
+# Q8_0 repacked at load: the reference and the AVX-512 gemm (emulated on
+# every AVX2 machine, native where the CPU has it) against vec_dot, memcmp
+if(NOT SPOKE_FUZZ)
+  add_executable(test_repack ${CMAKE_CURRENT_LIST_DIR}/test_repack.c)
+  target_compile_options(test_repack PRIVATE -mavx2 -mfma -mf16c)
+  target_include_directories(test_repack PRIVATE ${CMAKE_SOURCE_DIR}/tests)
+  target_link_libraries(test_repack PRIVATE spoke_app)
+  add_test(NAME test_repack COMMAND test_repack WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+  set_tests_properties(test_repack PROPERTIES TIMEOUT 300 LABELS unit SKIP_RETURN_CODE 77)
+endif()

@@ -23,7 +23,9 @@
  * through a large last one) handed to the kernels' batched gemm,
  * which streams each weight row once for the whole batch (batches of
  * KERN_GEMM_WS_MIN_BATCH rows or more go to the panel gemm, ops->gemm_ws,
- * with the claiming thread's workspace). */
+ * with the claiming thread's workspace). A weight the device repacked at
+ * load (w->grp_rows > 0: Q8_0 on AVX-512) has one gemm, of one order, for
+ * every batch size, decode included (ops->rp->gemm), cut in whole groups. */
 #include "backend/cpu/cpu_impl.h"
 #include "obs/log.h"
 
@@ -237,8 +239,8 @@ static void mm_gemm_range(void *ud, int ith, int64_t c0, int64_t c1)
         const struct backend_weight *w = mm->w;
         const int64_t r0 = g->chunk[c].r0, r1 = g->chunk[c].r1;
         if (r1 > r0 && g->gemm_ws[j])
-            g->gemm_ws[j](g->k, r0, r1, g->n_batch, w->data, w->row_bytes, g->qx, g->qstride, mm->y, mm->y_stride,
-                          (char *)cb->ws + (size_t)ith * KERN_GEMM_WS_BYTES);
+            g->gemm_ws[j](g->k, r0, r1, g->n_batch, w->data, w->grp_rows > 0 ? w->grp_bytes : w->row_bytes, g->qx,
+                          g->qstride, mm->y, mm->y_stride, (char *)cb->ws + (size_t)ith * KERN_GEMM_WS_BYTES);
         else if (r1 > r0)
             g->gemm[j](g->k, r0, r1, g->n_batch, w->data, w->row_bytes, g->qx, g->qstride, mm->y, mm->y_stride);
     }
@@ -261,11 +263,13 @@ static int64_t mm_make_chunks(struct mm_group *g, int n_threads)
         total += (double)g->mms[j]->w->rows * (double)g->mms[j]->w->row_bytes;
     const double min_cost = SP_MAX(CPU_MIN_CHUNK_BYTES, total / 64.0);
     const double max_cost = total / (8.0 * n_threads);
-    const int64_t align = g->n_batch == 1 ? CPU_ROW_ALIGN_VEC : CPU_ROW_ALIGN_BATCH;
     double left = total;
     int64_t n = 0;
     for (size_t j = 0; j < g->n; j++) {
         const struct backend_weight *w = g->mms[j]->w;
+        /* whole groups of a repacked weight */
+        const int64_t align = w->grp_rows > 0 ? w->grp_rows
+                                              : g->n_batch == 1 ? CPU_ROW_ALIGN_VEC : CPU_ROW_ALIGN_BATCH;
         const double rb = (double)SP_MAX(w->row_bytes, (size_t)1);
         for (int64_t r = 0; r < w->rows;) {
             const double want = SP_MAX(SP_MIN(left / (2.0 * n_threads), max_cost), min_cost);
@@ -310,9 +314,13 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
             g->gemm[g->n] = vec_order ? mms[j].w->ops->gemm
                                       : kern_pick_gemm(mms[j].w->ops, mms[j].w->rows, k, n_batch);
             /* the panel gemm may sum in another order: not for vec_order
-             * unless it gives the gemm's bits */
+             * unless it gives the gemm's bits; a repacked weight has one
+             * gemm, of one order, for every row */
             const struct kern_type_ops *o = mms[j].w->ops;
-            g->gemm_ws[g->n] = (!vec_order || o->ws_exact) && kern_use_ws(o, n_batch) ? o->gemm_ws : NULL;
+            if (mms[j].w->grp_rows > 0)
+                g->gemm_ws[g->n] = o->rp->gemm;
+            else
+                g->gemm_ws[g->n] = (!vec_order || o->ws_exact) && kern_use_ws(o, n_batch) ? o->gemm_ws : NULL;
             g->mms[g->n++] = &mms[j];
             work += (double)mms[j].w->rows * (double)k * (double)n_batch;
         }
@@ -355,7 +363,8 @@ static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t 
          * bits are vec_dot's, so decode and prompt rows share one pass over
          * the weight (a mixed step with a small prompt chunk streamed every
          * weight twice) */
-        two_orders |= o->gemm_tb != NULL || (o->gemm_ws && !o->ws_exact && kern_use_ws(o, n_prompt));
+        two_orders |= mms[i].w->grp_rows == 0 &&
+                      (o->gemm_tb != NULL || (o->gemm_ws && !o->ws_exact && kern_use_ws(o, n_prompt)));
     }
     if (!two_orders || n_solo <= 0) {
         /* with decode rows in the pass, the 1-row order (no panel of another

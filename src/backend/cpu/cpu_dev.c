@@ -1,16 +1,39 @@
-/* cpu_dev.c - the "cpu" kind's device: weights bound as views, backends as
- * thread pools.
+/* cpu_dev.c - the "cpu" kind's device: weights bound as views (or repacked
+ * copies), backends as thread pools.
  *
- * The CPU reads the weights where the GGUF mapping has them: a bind fills a
- * struct backend_weight view (type, row size and the kernels' table for the
- * type, checked to have a matmul and an activation quantizer) and allocates
- * nothing, so release has nothing to free. A kind that repacks or uploads
- * starts from the same view (backend_cpu_weight_view) and puts its own copy
- * in w->owned. The device holds no state beyond struct backend_device: each
- * context's compute backend is a backend_cpu_new pool. */
+ * The CPU reads most weights where the GGUF mapping has them: a bind fills
+ * a struct backend_weight view (type, row size and the kernels' table for
+ * the type, checked to have a matmul and an activation quantizer) and
+ * allocates nothing. A type whose kernels have a load-time layout
+ * (ops->rp: Q8_0 on AVX-512) is packed once into an owned, 64-byte aligned
+ * copy, group by group of interleaved rows, and release frees it; the
+ * loader then drops the mapped pages it read (no second resident copy).
+ * SPOKE_REPACK=0 keeps every weight a view (read once per process; for
+ * comparing the two layouts). The device holds no state beyond struct
+ * backend_device: each context's compute backend is a backend_cpu_new
+ * pool. */
 #include "backend/cpu/cpu_impl.h"
+#include "base/mem.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+
+static bool g_repack = true;
+static pthread_once_t g_repack_once = PTHREAD_ONCE_INIT;
+
+static void repack_env(void)
+{
+    const char *e = getenv("SPOKE_REPACK");
+    g_repack = !(e && strcmp(e, "0") == 0);
+}
+
+/* Whether binds repack the types that can be (SPOKE_REPACK). */
+static bool repack_enabled(void)
+{
+    pthread_once(&g_repack_once, repack_env);
+    return g_repack;
+}
 
 enum sp_status backend_cpu_weight_view(struct backend_weight *w, enum gg_type type, int64_t k, int64_t rows,
                                        const void *host, struct sp_err *err)
@@ -42,13 +65,37 @@ static enum sp_status cpu_dev_bind(struct backend_device *dev, struct backend_we
                                    int64_t k, int64_t rows, const void *host, struct sp_err *err)
 {
     (void)dev;
-    return backend_cpu_weight_view(w, type, k, rows, host, err);
+    enum sp_status result = backend_cpu_weight_view(w, type, k, rows, host, err);
+    const struct kern_repack *rp = w->ops ? w->ops->rp : NULL;
+    if (result != SP_OK || !rp || rows < 1 || !repack_enabled())
+        return result;
+    const size_t gb = rp->group_bytes(k);
+    const int64_t ng = (rows + rp->rows - 1) / rp->rows;
+    size_t bytes;
+    if (!sp_mul_size((size_t)ng, gb, &bytes))
+        return sp_err_set(err, SP_ERR_FORMAT, "a %lld x %lld weight is too large to repack", (long long)rows,
+                          (long long)k);
+    void *dst = sp_aligned_alloc(64, bytes);
+    if (!dst)
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory repacking a %s weight (%zu bytes)",
+                          gg_type_name(type), bytes);
+    for (int64_t g = 0; g < ng; g++) {
+        const int64_t r = g * rp->rows;
+        rp->pack((const char *)host + (size_t)r * w->row_bytes, w->row_bytes, SP_MIN((int64_t)rp->rows, rows - r),
+                 k, (char *)dst + (size_t)g * gb);
+    }
+    w->data = dst;
+    w->owned = dst;
+    w->owned_bytes = bytes;
+    w->grp_rows = rp->rows;
+    w->grp_bytes = gb;
+    return SP_OK;
 }
 
 static void cpu_dev_release(struct backend_device *dev, struct backend_weight *w)
 {
     (void)dev;
-    (void)w; /* a view: the mapping belongs to the model's file */
+    sp_aligned_free(w->owned); /* NULL for a view: the mapping belongs to the model's file */
 }
 
 static enum sp_status cpu_dev_backend_new(struct backend_device *dev, int n_threads, int64_t max_k,

@@ -53,7 +53,11 @@ void backend_cpu_get_rows(struct backend *be, const struct backend_weight *w, co
     SP_UNUSED(be);
     for (int64_t i = 0; i < n; i++) {
         float *o = out + (size_t)i * out_stride;
-        w->ops->to_float((const char *)w->data + (size_t)ids[i] * w->row_bytes, o, w->k);
+        if (w->grp_rows > 0) /* repacked: the row's lane of its group */
+            w->ops->rp->row_to_float((const char *)w->data + (size_t)(ids[i] / w->grp_rows) * w->grp_bytes,
+                                     ids[i] % w->grp_rows, o, w->k);
+        else
+            w->ops->to_float((const char *)w->data + (size_t)ids[i] * w->row_bytes, o, w->k);
         if (scale != 1.0f)
             for (int64_t d = 0; d < w->k; d++)
                 o[d] *= scale;

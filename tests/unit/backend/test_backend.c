@@ -3,7 +3,9 @@
  * run inline, matmul (several weights sharing
  * one input, mixed vec_dot types, batches) equals a scalar reference and is
  * identical for 1 and 3 threads, cost-guided chunks cover every row once
- * (any row count, decode and batches); device choice logs why CUDA/Metal were
+ * (any row count, decode and batches), a Q8_0 weight bound on the cpu
+ * device (repacked on AVX-512) equals vec_dot for every batch and gives its
+ * rows back; device choice logs why CUDA/Metal were
  * skipped (SPOKE_CUDA_LIB points at a missing library). */
 #include "backend/backend.h"
 #include "kernels/kernels.h"
@@ -284,6 +286,76 @@ TEST(matmul_solo_rows_equal_alone)
     sp_free(ref);
 }
 
+/* A Q8_0 weight bound on the cpu device: repacked (owned, groups of 16
+ * interleaved rows) exactly where the kernels have a load-time layout
+ * (AVX-512), and either way each output of every batch and decode/prompt
+ * split equals ggml's vec_dot of the original row (the reference kernel,
+ * memcmp), and get_rows gives back the original rows. */
+TEST(q8_0_bound_weight_is_vec_dot)
+{
+    enum { K = 320, R = 37, MAXB = 20 };
+    static const int cases[][2] = {{1, 0}, {1, 1}, {3, 0}, {7, 2}, {20, 0}, {20, 5}};
+    float *x = sp_malloc(sizeof(float) * MAXB * K), *src = sp_malloc(sizeof(float) * R * K);
+    float *y = sp_malloc(sizeof(float) * MAXB * K), *row = sp_malloc(sizeof(float) * K);
+    size_t rb = 0;
+    CHECK(x && src && y && row && gg_row_size(GG_TYPE_Q8_0, K, &rb));
+    char *xq = sp_malloc(rb * MAXB);
+    CHECK(xq);
+    uint64_t seed = 11;
+    for (int i = 0; i < MAXB * K; i++)
+        x[i] = (float)(test_rand_u32(&seed) % 2001) / 1000.0f - 1.0f;
+    for (int i = 0; i < R * K; i++)
+        src[i] = (float)(test_rand_u32(&seed) % 2001) / 1000.0f - 1.0f;
+    void *w = NULL;
+    quantize_rows(GG_TYPE_Q8_0, src, R, K, &w, &rb);
+    const struct kern_type_ops *ops = kern_ops(GG_TYPE_Q8_0), *ref = kern_ops_isa(KERN_ISA_REF, GG_TYPE_Q8_0);
+    for (int b = 0; b < MAXB; b++)
+        ref->quantize_act(x + (size_t)b * K, xq + (size_t)b * rb, K);
+    struct backend_device *dev = NULL;
+    struct backend *be = NULL;
+    struct backend_weight bw;
+    CHECK(backend_device_new(NULL, &dev, NULL) == SP_OK);
+    CHECK(backend_weight_bind(dev, &bw, GG_TYPE_Q8_0, K, R, w, NULL) == SP_OK);
+    const char *env = getenv("SPOKE_REPACK");
+    const bool repack = ops->rp != NULL && !(env && strcmp(env, "0") == 0);
+    CHECK_MSG(repack == (bw.grp_rows > 0) && repack == (bw.owned != NULL) && dev->owned_bytes == bw.owned_bytes,
+              "kernels %s, grp_rows %d", kern_isa_name(ops->isa), bw.grp_rows);
+    fprintf(stderr, "  Q8_0 on %s: %s\n", kern_isa_name(ops->isa), repack ? "repacked" : "a view");
+    CHECK(backend_new_on(dev, 2, K, MAXB, &be, NULL) == SP_OK);
+    /* the AVX-512 row kernel (SPOKE_REPACK=0) sums in its own order */
+    const bool exact = repack || ops->isa != KERN_ISA_AVX512;
+    int bad = 0;
+    for (size_t c = 0; c < SP_ARRAY_LEN(cases) && exact; c++) {
+        const int nb = cases[c][0], solo = cases[c][1];
+        struct backend_mm mm = {&bw, y, R};
+        be->ops->matmul(be, &mm, 1, x, nb, solo, K);
+        for (int b = 0; b < nb; b++)
+            for (int r = 0; r < R; r++) {
+                float want;
+                ref->vec_dot(K, &want, (const char *)w + (size_t)r * rb, xq + (size_t)b * rb);
+                bad += memcmp(&want, &y[b * R + r], sizeof want) != 0;
+            }
+    }
+    CHECK_MSG(bad == 0, "%d outputs differ from vec_dot", bad);
+    const int32_t ids[] = {0, 15, 16, 36, 17};
+    be->ops->get_rows(be, &bw, ids, 5, y, K, 1.0f);
+    for (int i = 0; i < 5; i++) {
+        ref->to_float((const char *)w + (size_t)ids[i] * rb, row, K);
+        bad += memcmp(row, y + (size_t)i * K, sizeof(float) * K) != 0;
+    }
+    CHECK_MSG(bad == 0, "%d rows of get_rows differ", bad);
+    backend_free(be);
+    backend_weight_release(dev, &bw);
+    CHECK(dev->n_bound == 0 && dev->owned_bytes == 0);
+    backend_device_free(dev);
+    sp_free(w);
+    sp_free(xq);
+    sp_free(x);
+    sp_free(src);
+    sp_free(y);
+    sp_free(row);
+}
+
 static char g_log[2048];
 static void sink(void *ud, enum log_level lv, const char *mod, const char *msg)
 {
@@ -314,6 +386,7 @@ int main(void)
     RUN(pool_runs_every_item_once);
     RUN(matmul_matches_reference);
     RUN(matmul_solo_rows_equal_alone);
+    RUN(q8_0_bound_weight_is_vec_dot);
     RUN(kv_storage_from_backend);
     RUN(matmul_chunks_cover_every_row);
     RUN(device_choice_logs_reasons);

@@ -146,6 +146,76 @@ static void check_contents(const struct gg_file *f, int *ok)
     *ok = 1;
 }
 
+/* resident pages of this process (/proc/self/statm), or -1 */
+static long resident_pages(void)
+{
+    FILE *fp = fopen("/proc/self/statm", "r");
+    long size = 0, res = -1;
+    if (fp) {
+        if (fscanf(fp, "%ld %ld", &size, &res) != 2)
+            res = -1;
+        fclose(fp);
+    }
+    return res;
+}
+
+/* gg_file_drop: a file mapping's pages leave the resident set and read back
+ * the same bytes; a memory buffer (anonymous memory, where MADV_DONTNEED
+ * would zero it) and a range outside the mapping are left alone. */
+TEST(file_drop_pages)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/test_gguf_drop_%d.gguf", getenv("SPOKE_BUILD_DIR") ? getenv("SPOKE_BUILD_DIR") : ".",
+             (int)getpid());
+    struct gg_writer *w = gg_writer_new();
+    CHECK(w);
+    const int64_t ne[2] = {1024, 2048}; /* 8 MiB of F32 */
+    CHECK(gg_writer_add_tensor(w, "big", GG_TYPE_F32, 2, ne, NULL) == SP_OK);
+    struct sp_err err;
+    void *buf = NULL;
+    size_t size = 0;
+    CHECK(gg_writer_write_mem(w, fill_iota, NULL, &buf, &size, &err) == SP_OK);
+    enum sp_status st = gg_writer_write(w, path, fill_iota, NULL, &err);
+    gg_writer_free(w);
+    CHECK_MSG(st == SP_OK, "%s", err.msg);
+    struct gg_file *f = NULL, *m = NULL;
+    CHECK_MSG(gg_open(path, &f, &err) == SP_OK, "%s", err.msg);
+    unlink(path); /* the mapping keeps the file */
+    const struct gg_tensor *t = gg_tensor_find(f, "big");
+    CHECK(t && t->nbytes == (size_t)8 << 20);
+    unsigned sum = 0;
+    for (size_t i = 0; i < t->nbytes; i += 64) /* fault every page in */
+        sum += ((const uint8_t *)t->data)[i];
+    const long before = resident_pages();
+    gg_file_drop(f, t->data, t->nbytes);
+    const long after = resident_pages();
+    const long page = sysconf(_SC_PAGESIZE);
+    CHECK_MSG(before > 0 && before - after >= (long)(t->nbytes / (size_t)page) - 4, "resident %ld -> %ld pages",
+              before, after);
+    unsigned sum2 = 0;
+    int same = 1;
+    for (size_t i = 0; i < t->nbytes; i++) {
+        const uint8_t v = ((const uint8_t *)t->data)[i];
+        same &= v == (uint8_t)i;
+        if (i % 64 == 0)
+            sum2 += v;
+    }
+    CHECK(same && sum == sum2);
+    gg_file_drop(f, (const char *)t->data + t->nbytes, 1 << 20); /* past the end: nothing */
+    gg_close(f);
+    /* a memory buffer keeps its bytes */
+    CHECK_MSG(gg_open_memory(buf, size, &m, &err) == SP_OK, "%s", err.msg);
+    t = gg_tensor_find(m, "big");
+    CHECK(t);
+    gg_file_drop(m, t->data, t->nbytes);
+    same = 1;
+    for (size_t i = 0; i < t->nbytes; i++)
+        same &= ((const uint8_t *)t->data)[i] == (uint8_t)i;
+    gg_close(m);
+    sp_free(buf);
+    CHECK(same);
+}
+
 TEST(writer_roundtrip_memory)
 {
     struct gg_writer *w = build_writer();
@@ -367,6 +437,7 @@ int main(void)
     RUN(type_table);
     RUN(writer_roundtrip_memory);
     RUN(writer_file_atomic);
+    RUN(file_drop_pages);
     RUN(million_keys);
     RUN(shared_models);
     RUN(shared_vocab_files);

@@ -1,0 +1,152 @@
+/* rp_q8_avx512.c - the AVX-512 VNNI gemm over Q8_0 weights repacked at load
+ * (ops->rp; layout and order in kern_impl.h, reference in
+ * ref/repack_q8.c). A group holds 16 interleaved rows, so vector g of a
+ * block is elements 4g..4g+3 of each of the 16 rows, stored as u = q + 128:
+ * one vpdpbusd against a broadcast of the activation's 4 bytes, started from
+ * -128 * their sum, leaves in each row's lane the exact integer that ggml's
+ * x86 Q8_0 dot keeps in its lane g; the 8 lanes are 8 accumulators here,
+ * one FMA per block with fl(d_w * d_x) each, and the final hsum_float_8 tree
+ * is done on whole vectors: vec_dot's bits (the reference and AVX2 kernels',
+ * ggml's) for every batch size and row range (test_repack, memcmp). Decode
+ * (1 activation row) prefetches a few blocks ahead; batches take tiles of
+ * 16 rows x up to 3 activation rows (24 accumulators) over spans of groups
+ * small enough to stay in L2 while every tile passes. Uses only intrinsics
+ * that tests/kernels/avx512_emu.h emulates (test_repack runs this file over
+ * it on AVX2 machines). */
+#include "kernels/x86/avx512/avx512_pair.h"
+
+#define QR_ROWS KERN_Q8R_ROWS
+#define QR_NR 3                           /* activation rows per tile */
+#define QR_BLK 512                        /* bytes of quants per block of a group */
+#define QR_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
+#define QR_PF 4                           /* blocks ahead to prefetch (decode) */
+
+/* per activation row and block: -128 * the sum of each 4 bytes, and d_x */
+struct qr_x {
+    int32_t c[8];
+    float dx;
+};
+
+/* one group x nr (1..QR_NR) activation rows: out[j] = its 16 rows' results */
+KERN_AI void qr_tile(int nr, int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
+                     const struct qr_x *const *xs, __m512 *out)
+{
+    const kern_half *d = (const kern_half *)(q + (size_t)nb * QR_BLK);
+    __m512 acc[QR_NR][8];
+    KERN_UNROLL for (int j = 0; j < nr; j++) KERN_UNROLL for (int g = 0; g < 8; g++) acc[j][g] = _mm512_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *p = q + (size_t)ib * QR_BLK;
+        if (nr == 1 && ib + QR_PF < nb) /* decode streams the weights once */
+            KERN_UNROLL for (int l = 0; l < QR_BLK / 64; l++)
+                _mm_prefetch((const char *)p + QR_PF * QR_BLK + 64 * l, _MM_HINT_T0);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(d + ib * QR_ROWS)));
+        __m512 m[QR_NR];
+        KERN_UNROLL for (int j = 0; j < nr; j++) m[j] = _mm512_mul_ps(dw, _mm512_set1_ps(xs[j][ib].dx));
+        KERN_UNROLL for (int g = 0; g < 8; g++)
+        {
+            const __m512i v = _mm512_load_si512(p + 64 * g);
+            KERN_UNROLL for (int j = 0; j < nr; j++)
+            {
+                int32_t y4;
+                memcpy(&y4, x[j][ib].qs + 4 * g, 4);
+                const __m512i s = _mm512_dpbusd_epi32(_mm512_set1_epi32(xs[j][ib].c[g]), v, _mm512_set1_epi32(y4));
+                acc[j][g] = _mm512_fmadd_ps(m[j], _mm512_cvtepi32_ps(s), acc[j][g]);
+            }
+        }
+    }
+    KERN_UNROLL for (int j = 0; j < nr; j++) /* hsum_float_8: ((0+4)+(2+6))+((1+5)+(3+7)) */
+        out[j] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[j][4], acc[j][0]), _mm512_add_ps(acc[j][6], acc[j][2])),
+                               _mm512_add_ps(_mm512_add_ps(acc[j][5], acc[j][1]), _mm512_add_ps(acc[j][7], acc[j][3])));
+}
+
+typedef void (*qr_tile_fn)(int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
+                           const struct qr_x *const *xs, __m512 *out);
+#define QR_TILE_N(N)                                                                                     \
+    static void qr_tile_##N(int64_t nb, const uint8_t *q, const block_q8_0 *const *x,                    \
+                            const struct qr_x *const *xs, __m512 *out)                                   \
+    {                                                                                                    \
+        qr_tile(N, nb, q, x, xs, out);                                                                   \
+    }
+QR_TILE_N(1)
+QR_TILE_N(2)
+QR_TILE_N(3)
+static const qr_tile_fn qr_tiles[QR_NR] = {qr_tile_1, qr_tile_2, qr_tile_3};
+
+static void qr_sums(int64_t nb, const block_q8_0 *x, struct qr_x *xs)
+{
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i yv = _mm256_loadu_si256((const __m256i *)x[ib].qs);
+        const __m256i s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, yv), ones16); /* sums of 4 */
+        _mm256_storeu_si256((__m256i *)xs[ib].c, _mm256_mullo_epi32(s4, _mm256_set1_epi32(-128)));
+        xs[ib].dx = avx2_h2f(x[ib].d);
+    }
+}
+
+/* rows [r, r1) of the group at q (r a multiple of 16) from out */
+KERN_AI void qr_store(float *y, int64_t r, int64_t r1, __m512 out)
+{
+    const int64_t nv = SP_MIN((int64_t)QR_ROWS, r1 - r);
+    _mm512_mask_storeu_ps(y + r, (__mmask16)((1u << nv) - 1), out);
+}
+
+static void q8r_gemm512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                        const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
+{
+    const int64_t nb = k / KERN_QK;
+    if ((size_t)nb * QR_NR * sizeof(struct qr_x) > KERN_GEMM_WS_BYTES || r0 % QR_ROWS != 0) {
+        /* k beyond 131072, or a range outside the contract */
+        kern_ref_q8r_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
+        return;
+    }
+    const uint8_t *base = w;
+    struct qr_x *xsum = ws;
+    const int64_t g0 = r0 / QR_ROWS, g1 = (r1 + QR_ROWS - 1) / QR_ROWS;
+    if (n_batch == 1) {
+        const block_q8_0 *xb = x;
+        const struct qr_x *xsp = xsum;
+        qr_sums(nb, xb, xsum);
+        for (int64_t g = g0; g < g1; g++) {
+            __m512 o;
+            qr_tile_1(nb, base + (size_t)g * w_stride, &xb, &xsp, &o);
+            qr_store(y, g * QR_ROWS, r1, o);
+        }
+        return;
+    }
+    const int64_t span = SP_MAX((int64_t)1, (int64_t)(QR_SPAN_BYTES / w_stride));
+    for (int64_t s0 = g0; s0 < g1; s0 += span) {
+        const int64_t s1 = SP_MIN(g1, s0 + span);
+        for (int64_t b = 0; b < n_batch; b += QR_NR) {
+            const int64_t nr = SP_MIN((int64_t)QR_NR, n_batch - b);
+            const block_q8_0 *xp[QR_NR];
+            const struct qr_x *xsp[QR_NR];
+            for (int64_t j = 0; j < nr; j++) {
+                xp[j] = (const block_q8_0 *)((const char *)x + (size_t)(b + j) * x_stride);
+                qr_sums(nb, xp[j], xsum + j * nb);
+                xsp[j] = xsum + j * nb;
+            }
+            for (int64_t g = s0; g < s1; g++) {
+                __m512 o[QR_NR];
+                qr_tiles[nr - 1](nb, base + (size_t)g * w_stride, xp, xsp, o);
+                for (int64_t j = 0; j < nr; j++)
+                    qr_store(y + (size_t)(b + j) * y_stride, g * QR_ROWS, r1, o[j]);
+            }
+        }
+    }
+}
+
+static const struct kern_repack q8r_avx512 = {
+    .rows = QR_ROWS,
+    .group_bytes = kern_q8r_group_bytes,
+    .pack = kern_q8r_pack,
+    .row_to_float = kern_q8r_row_to_float,
+    .gemm = q8r_gemm512,
+};
+
+/* Q8_0 on AVX-512: weights are repacked at load (the backend's bind). */
+void kern_avx512_fill_repack(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx512_fill_repack(struct kern_type_ops *ops, enum gg_type type)
+{
+    if (type == GG_TYPE_Q8_0)
+        ops->rp = &q8r_avx512;
+}
