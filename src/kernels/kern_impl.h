@@ -255,16 +255,25 @@ double kern_ref256_softmax_exp(int64_t n, float *y, const float *x, float max);
 void kern_ref256_silu_row(int64_t n, float *y, const float *x);
 
 /* ---- Q8_0 repacked at load in groups of 16 rows (ref/repack_q8.c; struct
- * kern_repack). A group of k elements: nb = k / 32 blocks of quants, block
- * ib at ib * 512 bytes, its vector g (0..7) at + g * 64 holding elements
- * 4g..4g+3 of rows 0..15 (4 bytes per row, row r at + 4 r) as unsigned
- * u = q + 128 (q ^ 0x80); then the scales, block ib's 16 F16 values at
- * nb * 512 + ib * 32. Padded rows are q = 0, d = 0. Every output sums in
- * ggml's x86 Q8_0 order, kern_ref_vec_dot_q8_0's: 8 float lanes, lane g
- * taking per block fmaf(fl(d_w * d_x), (float)isum_g, lane) with isum_g the
- * exact integer dot of elements 4g..4g+3, then hsum_float_8's tree; vector g
- * of a block is exactly lane g of all 16 rows. */
+ * kern_repack). A group of k elements is nb = k / 32 blocks, stored in
+ * pairs of 1088 bytes (one stream of 64-byte lines; an odd last block is
+ * paired with zeros): the quants of block 2i at + 0, of block 2i + 1 at
+ * + 512, then their scales at + 1024 and + 1056. A block's quants are 8
+ * vectors of 64 bytes, vector g holding elements 4g..4g+3 of rows 0..15
+ * (4 bytes per row, row r at + 4 r) as unsigned u = q + 128 (q ^ 0x80); its
+ * scales are the 16 rows' F16 values. Padded rows are q = 0, d = 0. Every
+ * output sums in ggml's x86 Q8_0 order, kern_ref_vec_dot_q8_0's: 8 float
+ * lanes, lane g taking per block fmaf(fl(d_w * d_x), (float)isum_g, lane)
+ * with isum_g the exact integer dot of elements 4g..4g+3, then
+ * hsum_float_8's tree; vector g of a block is exactly lane g of all 16
+ * rows. */
 #define KERN_Q8R_ROWS 16
+#define KERN_Q8R_PAIR 1088
+static inline size_t kern_q8r_qoff(int64_t ib) { return (size_t)(ib >> 1) * KERN_Q8R_PAIR + (size_t)(ib & 1) * 512; }
+static inline size_t kern_q8r_doff(int64_t ib)
+{
+    return (size_t)(ib >> 1) * KERN_Q8R_PAIR + 1024 + (size_t)(ib & 1) * 32;
+}
 size_t kern_q8r_group_bytes(int64_t k);
 void kern_q8r_pack(const void *w, size_t w_stride, int64_t n, int64_t k, void *dst);
 void kern_q8r_row_to_float(const void *grp, int lane, float *dst, int64_t k);

@@ -10,8 +10,11 @@
  * with 64 MB, passes were partly served from L3 and read faster than
  * membw) with 1 and 2
  * threads (rows split in halves), best of 15.
+ * A type with a load-time layout (ops->rp) gets a "+repack" line: its rows
+ * packed once, then gemv and every n_batch through rp->gemm (marked k).
  * Usage: bench_kernels [seconds per case] [dram|rows] ("rows": the row gemm
- * at every n_batch, to compare with the panel). */
+ * at every n_batch, to compare with the panel); BENCH_TYPES=Q8_0,Q4_K
+ * measures only those types. */
 #include <pthread.h>
 #include <time.h>
 
@@ -34,6 +37,20 @@ static const enum gg_type k_types[] = {
     GG_TYPE_Q5_0, GG_TYPE_Q5_1, GG_TYPE_Q8_0, GG_TYPE_Q2_K, GG_TYPE_Q3_K,
     GG_TYPE_Q4_K, GG_TYPE_Q5_K, GG_TYPE_Q6_K, GG_TYPE_IQ4_NL, GG_TYPE_IQ4_XS,
 };
+
+/* BENCH_TYPES=Q8_0,Q4_K limits the types measured */
+static bool skip_type(enum gg_type t)
+{
+    const char *e = getenv("BENCH_TYPES");
+    if (!e || !*e)
+        return false;
+    const char *name = gg_type_name(t);
+    const size_t n = strlen(name);
+    for (const char *p = e; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == e || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+            return false;
+    return true;
+}
 
 static size_t row_size(enum gg_type t, int64_t k)
 {
@@ -68,12 +85,17 @@ struct stream_job {
     const void *x;
     float *y;
     bool gemv;
+    const char *packed; /* gemv over the repacked rows (o->rp) */
+    size_t grp;
+    void *ws;
 };
 
 static void *stream_part(void *arg)
 {
     const struct stream_job *j = arg;
-    if (j->gemv) {
+    if (j->packed) {
+        j->o->rp->gemm(j->k, j->r0, j->r1, 1, j->packed, j->grp, j->x, j->xrs, j->y, (size_t)j->r1, j->ws);
+    } else if (j->gemv) {
         j->o->gemm(j->k, j->r0, j->r1, 1, j->w, j->wrs, j->x, j->xrs, j->y, (size_t)j->r1);
     } else {
         for (int64_t i = j->r0; i < j->r1; i++)
@@ -87,11 +109,13 @@ static double stream_pass(struct stream_job job, int64_t nrows, int nth)
 {
     struct stream_job part[2] = {job, job};
     part[0].r0 = 0;
-    part[0].r1 = nth == 2 ? nrows / 2 : nrows;
+    part[0].r1 = nth == 2 ? nrows / 32 * 16 : nrows; /* whole groups of 16 (repacked) */
     part[1].r0 = part[0].r1;
     part[1].r1 = nrows;
     double a = now_s();
     pthread_t t;
+    if (job.ws)
+        part[1].ws = (char *)job.ws + KERN_GEMM_WS_BYTES;
     bool started = nth == 2 && pthread_create(&t, NULL, stream_part, &part[1]) == 0;
     stream_part(&part[0]);
     if (started)
@@ -174,6 +198,8 @@ int main(int argc, char **argv)
     printf("%-6s %-7s %12s %10s | gemm GMAC/s by n_batch, the kernel the backend picks (r: rows, p: panel)\n",
            "type", "isa", "vec_dot GB/s", "gemv GB/s");
     for (size_t ti = 0; ti < SP_ARRAY_LEN(k_types); ti++) {
+        if (skip_type(k_types[ti]))
+            continue;
         const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, k_types[ti]);
         const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, r->vec_dot_type);
         size_t wrs = row_size(k_types[ti], k), xrs = row_size(r->vec_dot_type, k);
@@ -219,6 +245,32 @@ int main(int argc, char **argv)
                        (double)(k * rows * k_nbatch[i]) / best[2 + i] / 1e9,
                        !rows_only && kern_use_ws(o, k_nbatch[i]) ? 'p' : 'r');
             printf("\n");
+            if (o->rp) { /* the load-time layout: gemv and every batch through rp->gemm */
+                const size_t gb = o->rp->group_bytes(k);
+                const int64_t ng = (rows + o->rp->rows - 1) / o->rp->rows;
+                char *pk = sp_aligned_alloc(64, gb * (size_t)ng);
+                for (int64_t g = 0; g < ng; g++)
+                    o->rp->pack(w + (size_t)(g * o->rp->rows) * wrs, wrs, SP_MIN((int64_t)o->rp->rows, rows - g * o->rp->rows),
+                                k, pk + (size_t)g * gb);
+                double bp[1 + BENCH_NB];
+                for (size_t i = 0; i < SP_ARRAY_LEN(bp); i++)
+                    bp[i] = 1e30;
+                t0 = now_s();
+                while (now_s() - t0 < secs)
+                    for (int i = 0; i <= BENCH_NB; i++) {
+                        const int64_t n = i == 0 ? 1 : k_nbatch[i - 1];
+                        double d = now_s();
+                        o->rp->gemm(k, 0, rows, n, pk, gb, x, xrs, y, rows, ws);
+                        bp[i] = SP_MIN(bp[i], now_s() - d);
+                    }
+                printf("%-6s %-7s %12s %10.2f |", gg_type_name(k_types[ti]), "+repack", "",
+                       (double)(wrs * rows) / bp[0] / 1e9);
+                for (int i = 0; i < BENCH_NB; i++)
+                    printf(" %3lld:%6.2f%c", (long long)k_nbatch[i],
+                           (double)(k * rows * k_nbatch[i]) / bp[1 + i] / 1e9, 'k');
+                printf("\n");
+                sp_aligned_free(pk);
+            }
         }
         sp_free(w);
         sp_free(x);
@@ -229,6 +281,8 @@ int main(int argc, char **argv)
                "columns with ../shared/bench/membw -t 2)\n",
                "type", "isa", "vec_dot 1t", "gemv 1t", "vec_dot 2t", "gemv 2t");
         for (size_t ti = 0; ti < SP_ARRAY_LEN(k_types); ti++) {
+            if (skip_type(k_types[ti]))
+                continue;
             const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, k_types[ti]);
             const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, r->vec_dot_type);
             size_t wrs = row_size(k_types[ti], k), xrs = row_size(r->vec_dot_type, k);
@@ -245,7 +299,7 @@ int main(int argc, char **argv)
                     continue;
                 /* best of 15 passes per variant, the variants interleaved */
                 double best[4] = {1e30, 1e30, 1e30, 1e30};
-                struct stream_job job = {o, k, 0, 0, w, wrs, xrs, x, y, false};
+                struct stream_job job = {o, k, 0, 0, w, wrs, xrs, x, y, false, NULL, 0, NULL};
                 for (int rep = 0; rep < 15; rep++) {
                     for (int v = 0; v < 4; v++) {
                         job.gemv = v % 2 == 1;
@@ -257,6 +311,26 @@ int main(int argc, char **argv)
                 printf("%-6s %-7s %12.2f %12.2f %12.2f %12.2f\n", gg_type_name(k_types[ti]),
                        kern_isa_name((enum kern_isa)isa), bytes / best[0] / 1e9, bytes / best[1] / 1e9,
                        bytes / best[2] / 1e9, bytes / best[3] / 1e9);
+                if (o->rp) { /* gemv over the repacked copy (the old rows freed first: RAM) */
+                    const size_t gb = o->rp->group_bytes(k);
+                    const int64_t ng = (nrows + o->rp->rows - 1) / o->rp->rows;
+                    char *pk = sp_aligned_alloc(64, gb * (size_t)ng);
+                    void *ws2 = sp_aligned_alloc(64, 2 * KERN_GEMM_WS_BYTES);
+                    for (int64_t g = 0; pk && g < ng; g++)
+                        o->rp->pack(w + (size_t)(g * o->rp->rows) * wrs, wrs,
+                                    SP_MIN((int64_t)o->rp->rows, nrows - g * o->rp->rows), k, pk + (size_t)g * gb);
+                    double bp[2] = {1e30, 1e30};
+                    struct stream_job pj = {o, k, 0, 0, w, wrs, xrs, x, y, true, pk, gb, ws2};
+                    for (int rep = 0; pk && ws2 && rep < 15; rep++)
+                        for (int v = 0; v < 2; v++) {
+                            double t = stream_pass(pj, nrows, v + 1);
+                            bp[v] = t < bp[v] ? t : bp[v];
+                        }
+                    printf("%-6s %-7s %12s %12.2f %12s %12.2f   (repacked gemv)\n", gg_type_name(k_types[ti]), "+repack",
+                           "", bytes / bp[0] / 1e9, "", bytes / bp[1] / 1e9);
+                    sp_aligned_free(pk);
+                    sp_aligned_free(ws2);
+                }
             }
             sp_free(w);
             sp_free(x);

@@ -11,25 +11,23 @@
 #include "kernels/kern_impl.h"
 
 #define R KERN_Q8R_ROWS
-#define VEC_BYTES (4 * R)           /* one vector: 4 bytes of each row */
-#define BLK_BYTES (8 * VEC_BYTES)   /* one 32-block of 16 rows */
+#define VEC_BYTES (4 * R) /* one vector: 4 bytes of each row */
 
 size_t kern_q8r_group_bytes(int64_t k)
 {
     const size_t nb = (size_t)(k / KERN_QK);
-    return (nb * (BLK_BYTES + 2 * R) + 63) / 64 * 64;
+    return (nb + 1) / 2 * KERN_Q8R_PAIR;
 }
 
 void kern_q8r_pack(const void *w, size_t w_stride, int64_t n, int64_t k, void *dst)
 {
     const int64_t nb = k / KERN_QK;
     uint8_t *q = dst;
-    kern_half *d = (kern_half *)(q + (size_t)nb * BLK_BYTES);
     memset(dst, 0, kern_q8r_group_bytes(k));
     for (int64_t r = 0; r < R; r++) {
         const block_q8_0 *b = r < n ? (const block_q8_0 *)((const char *)w + (size_t)r * w_stride) : NULL;
         for (int64_t ib = 0; ib < nb; ib++) {
-            uint8_t *blk = q + (size_t)ib * BLK_BYTES + (size_t)r * 4;
+            uint8_t *blk = q + kern_q8r_qoff(ib) + (size_t)r * 4;
             for (int g = 0; g < 8; g++) { /* 4 quants at a time, q ^ 0x80 each */
                 uint32_t v = 0;
                 if (b)
@@ -37,9 +35,17 @@ void kern_q8r_pack(const void *w, size_t w_stride, int64_t n, int64_t k, void *d
                 v ^= 0x80808080u;
                 memcpy(blk + g * VEC_BYTES, &v, 4);
             }
-            d[ib * R + r] = b ? b[ib].d : 0;
+            if (b)
+                memcpy(q + kern_q8r_doff(ib) + 2 * r, &b[ib].d, 2);
         }
     }
+}
+
+static inline kern_half d_at(const uint8_t *grp, int64_t ib, int lane)
+{
+    kern_half h;
+    memcpy(&h, grp + kern_q8r_doff(ib) + 2 * lane, 2);
+    return h;
 }
 
 static inline int8_t q_at(const uint8_t *blk, int lane, int j)
@@ -51,10 +57,9 @@ void kern_q8r_row_to_float(const void *grp, int lane, float *dst, int64_t k)
 {
     const int64_t nb = k / KERN_QK;
     const uint8_t *q = grp;
-    const kern_half *d = (const kern_half *)(q + (size_t)nb * BLK_BYTES);
     for (int64_t ib = 0; ib < nb; ib++) {
-        const float s = kern_f16(d[ib * R + lane]);
-        const uint8_t *blk = q + (size_t)ib * BLK_BYTES;
+        const float s = kern_f16(d_at(q, ib, lane));
+        const uint8_t *blk = q + kern_q8r_qoff(ib);
         for (int j = 0; j < KERN_QK; j++)
             dst[ib * KERN_QK + j] = (float)q_at(blk, lane, j) * s;
     }
@@ -67,14 +72,13 @@ void kern_ref_q8r_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const
     const int64_t nb = k / KERN_QK;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *q = (const uint8_t *)w + (size_t)(r / R) * w_stride;
-        const kern_half *d = (const kern_half *)(q + (size_t)nb * BLK_BYTES);
         const int lr = (int)(r % R);
         for (int64_t b = 0; b < n_batch; b++) {
             const block_q8_0 *xb = (const block_q8_0 *)((const char *)x + (size_t)b * x_stride);
             float lane[8] = {0};
             for (int64_t ib = 0; ib < nb; ib++) {
-                const uint8_t *blk = q + (size_t)ib * BLK_BYTES;
-                const float m = kern_f16(d[ib * R + lr]) * kern_f16(xb[ib].d);
+                const uint8_t *blk = q + kern_q8r_qoff(ib);
+                const float m = kern_f16(d_at(q, ib, lr)) * kern_f16(xb[ib].d);
                 for (int g = 0; g < 8; g++) {
                     int32_t isum = 0;
                     for (int j = 4 * g; j < 4 * g + 4; j++)

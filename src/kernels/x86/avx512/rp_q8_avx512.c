@@ -7,19 +7,20 @@
  * x86 Q8_0 dot keeps in its lane g; the 8 lanes are 8 accumulators here,
  * one FMA per block with fl(d_w * d_x) each, and the final hsum_float_8 tree
  * is done on whole vectors: vec_dot's bits (the reference and AVX2 kernels',
- * ggml's) for every batch size and row range (test_repack, memcmp). Decode
- * (1 activation row) prefetches a few blocks ahead; batches take tiles of
- * 16 rows x up to 3 activation rows (24 accumulators) over spans of groups
- * small enough to stay in L2 while every tile passes. Uses only intrinsics
+ * ggml's) for every batch size and row range (test_repack, memcmp). A
+ * group is one sequential stream (scales beside their quants), which the
+ * hardware prefetcher follows: software prefetch 4, 8 or 16 blocks ahead
+ * streamed 256 MB slower (bench_kernels dram: 2 threads 25-28 GB/s against
+ * 28-33 without). Batches take tiles of 16 rows x up to 3 activation rows
+ * (24 accumulators) over spans of groups small enough to stay in L2 while
+ * every tile passes. Uses only intrinsics
  * that tests/kernels/avx512_emu.h emulates (test_repack runs this file over
  * it on AVX2 machines). */
 #include "kernels/x86/avx512/avx512_pair.h"
 
 #define QR_ROWS KERN_Q8R_ROWS
 #define QR_NR 3                           /* activation rows per tile */
-#define QR_BLK 512                        /* bytes of quants per block of a group */
 #define QR_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
-#define QR_PF 4                           /* blocks ahead to prefetch (decode) */
 
 /* per activation row and block: -128 * the sum of each 4 bytes, and d_x */
 struct qr_x {
@@ -31,15 +32,11 @@ struct qr_x {
 KERN_AI void qr_tile(int nr, int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
                      const struct qr_x *const *xs, __m512 *out)
 {
-    const kern_half *d = (const kern_half *)(q + (size_t)nb * QR_BLK);
     __m512 acc[QR_NR][8];
     KERN_UNROLL for (int j = 0; j < nr; j++) KERN_UNROLL for (int g = 0; g < 8; g++) acc[j][g] = _mm512_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
-        const uint8_t *p = q + (size_t)ib * QR_BLK;
-        if (nr == 1 && ib + QR_PF < nb) /* decode streams the weights once */
-            KERN_UNROLL for (int l = 0; l < QR_BLK / 64; l++)
-                _mm_prefetch((const char *)p + QR_PF * QR_BLK + 64 * l, _MM_HINT_T0);
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(d + ib * QR_ROWS)));
+        const uint8_t *p = q + kern_q8r_qoff(ib);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(q + kern_q8r_doff(ib))));
         __m512 m[QR_NR];
         KERN_UNROLL for (int j = 0; j < nr; j++) m[j] = _mm512_mul_ps(dw, _mm512_set1_ps(xs[j][ib].dx));
         KERN_UNROLL for (int g = 0; g < 8; g++)
