@@ -281,6 +281,30 @@ void kern_ref_q8r_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const
                        const void *x, size_t x_stride, float *y, size_t y_stride, void *ws);
 extern const struct kern_repack kern_ref_q8_0_rp;
 
+/* ---- Q4_0 repacked at load in groups of 16 rows (ref/repack_q4.c): blocks
+ * in pairs of 576 bytes (an odd last block paired with zeros): the nibbles
+ * of block 2i at + 0, of block 2i + 1 at + 256, their scales (16 F16) at
+ * + 512 and + 544. A block's nibbles are 4 vectors of 64 bytes, vector c
+ * holding bytes 4c..4c+3 of each row's qs (row r at + 4 r): low nibbles =
+ * elements 4c..4c+3, high nibbles = elements 16+4c..16+4c+3, as stored
+ * (u = q + 8). Rows 0..7 are a vector's first 32 bytes (AVX2 takes a group
+ * as two halves). Padded rows are q = 0 (u = 8), d = 0. The order is the Q4_0 panel
+ * gemm's (ops->gemm_ws, docs/PARITY.md): per output one accumulator,
+ *   acc = fmaf(fl(d_w * d_x), (float)isum, acc) per block,
+ * isum the exact integer block dot. */
+#define KERN_Q4R_ROWS 16
+#define KERN_Q4R_PAIR 576
+static inline size_t kern_q4r_qoff(int64_t ib) { return (size_t)(ib >> 1) * KERN_Q4R_PAIR + (size_t)(ib & 1) * 256; }
+static inline size_t kern_q4r_doff(int64_t ib)
+{
+    return (size_t)(ib >> 1) * KERN_Q4R_PAIR + 512 + (size_t)(ib & 1) * 32;
+}
+size_t kern_q4r_group_bytes(int64_t k);
+void kern_q4r_pack(const void *w, size_t w_stride, int64_t n, int64_t k, void *dst);
+void kern_q4r_row_to_float(const void *grp, int lane, float *dst, int64_t k);
+void kern_ref_q4r_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                       const void *x, size_t x_stride, float *y, size_t y_stride, void *ws);
+
 /* ---- SIMD variant tables. Each ISA file set exports one function that
  * fills, for the types it accelerates, the fields it provides (vec_dot,
  * gemm, and quantize_act for activation types); others are left as is. */

@@ -1,5 +1,5 @@
 /* avx512_emu.h - test-only: the AVX-512 intrinsics that
- * src/kernels/x86/avx512/q_iq4_avx512.c, panel_avx512.c and rp_q8_avx512.c use, each written element by element
+ * src/kernels/x86/avx512/q_iq4_avx512.c, panel_avx512.c, rp_q8_avx512.c and rp_q4_avx512.c use, each written element by element
  * in C from Intel's definition, so that the kernel's lane arithmetic can be
  * compiled and checked against the reference on a CPU without AVX-512
  * (test_iq4_emu and test_panel_emu include this header, then the kernel file). The production
@@ -336,6 +336,15 @@ static inline emu_m512 emu_fnmadd_ps(emu_m512 a, emu_m512 b, emu_m512 c)
     return r;
 }
 
+/* each 16-bit lane shifted right by imm (logical) */
+static inline emu_m512i emu_srli_epi16(emu_m512i a, unsigned imm)
+{
+    emu_m512i r;
+    for (int i = 0; i < 32; i++)
+        r.u16[i] = imm > 15 ? 0 : (uint16_t)(a.u16[i] >> imm);
+    return r;
+}
+
 /* a + b per lane */
 static inline emu_m512 emu_add_ps(emu_m512 a, emu_m512 b)
 {
@@ -435,6 +444,8 @@ static inline emu_m512 emu_cvtph_ps(__m256i a)
 #define _mm512_cvtph_ps emu_cvtph_ps
 #undef _mm512_add_ps
 #define _mm512_add_ps emu_add_ps
+#undef _mm512_srli_epi16
+#define _mm512_srli_epi16 emu_srli_epi16
 
 static inline bool ne256(__m256i a, __m256i b) { return memcmp(&a, &b, sizeof a) != 0; }
 static inline bool neps(__m256 a, __m256 b) { return memcmp(&a, &b, sizeof a) != 0; }
@@ -442,7 +453,7 @@ static inline bool neps(__m256 a, __m256 b) { return memcmp(&a, &b, sizeof a) !=
 /* The emulation against the AVX2 hardware on each 256-bit half, for random
  * inputs: shuffle, abs, sign mask, maddubs (with saturating pairs), dpbusd
  * and dpwssd (= madd of maddubs / madd plus src where nothing saturates),
- * srlv, cvt, fma, fnmadd, mul, float add, madd, add, sub, mullo. Returns the name of the first operation that differs, or
+ * srlv, srli, cvt, fma, fnmadd, mul, float add, madd, add, sub, mullo. Returns the name of the first operation that differs, or
  * NULL. */
 static inline const char *avx512_emu_selfcheck(uint64_t seed)
 {
@@ -480,7 +491,7 @@ static inline const char *avx512_emu_selfcheck(uint64_t seed)
         emu_m512 fm = emu_fmadd_ps(fa, fb, fc), cv = emu_cvtepi32_ps(a), mu = emu_mul_ps(fa, fb);
         emu_m512 fn = emu_fnmadd_ps(fa, fb, fc), fad = emu_add_ps(fa, fc);
         emu_m512i md = emu_madd_epi16(a, b), su = emu_sub_epi32(a, b), ad32 = emu_add_epi32(a, b);
-        emu_m512i ml = emu_mullo_epi32(a, b);
+        emu_m512i ml = emu_mullo_epi32(a, b), s16 = emu_srli_epi16(a, 4);
         for (int h = 0; h < 2; h++) {
             const __m256i ha = a.h[h], hb = b.h[h], hc = c.h[h];
             if (ne256(sh.h[h], _mm256_shuffle_epi8(ha, hb)))
@@ -517,6 +528,8 @@ static inline const char *avx512_emu_selfcheck(uint64_t seed)
                 return "add_epi32";
             if (ne256(ml.h[h], _mm256_mullo_epi32(ha, hb)))
                 return "mullo_epi32";
+            if (ne256(s16.h[h], _mm256_srli_epi16(ha, 4)))
+                return "srli_epi16";
         }
     }
     return NULL;

@@ -1,17 +1,21 @@
-/* test_repack.c - Q8_0 weights repacked at load (struct kern_repack;
- * src/kernels/ref/repack_q8.c, x86/avx512/rp_q8_avx512.c): the packed
- * groups give back each original row (row_to_float == to_float, padded lanes
- * zero), and every gemm over them - the reference, the AVX-512 kernel
- * compiled over tests/kernels/avx512_emu.h (so AVX2-only machines test its
- * arithmetic) and, where the CPU has AVX-512, the native one - gives each
- * output exactly kern_ref_vec_dot_q8_0 of the original row (ggml's order;
- * memcmp) for batches of 1..17 rows, row ranges starting and ending inside
- * groups of 16, one and odd block counts, quants at -128/+127 and a large
- * weight scale; rows outside the range are not written. Exits 77 (skipped)
- * without AVX2. */
+/* test_repack.c - weights repacked at load (struct kern_repack): Q8_0
+ * (src/kernels/ref/repack_q8.c, x86/avx512/rp_q8_avx512.c) and Q4_0
+ * (ref/repack_q4.c, x86/avx2/rp_q4.c, x86/avx512/rp_q4_avx512.c). The
+ * packed groups give back each original row (row_to_float == to_float,
+ * padded lanes zero), and every gemm over them - the reference, AVX2's, the
+ * AVX-512 kernels compiled over tests/kernels/avx512_emu.h (so AVX2-only
+ * machines test their arithmetic) and, where the CPU has AVX-512, the native
+ * ones - gives each output exactly its order's value (memcmp): Q8_0
+ * kern_ref_vec_dot_q8_0 of the original row (ggml's order), Q4_0 the AVX2
+ * panel gemm's (ops->gemm_ws) result; for batches of 1..17 rows, row ranges
+ * starting and ending inside groups of 16, one and odd block counts, quants
+ * at their ends and a large weight scale; rows outside the range are not
+ * written. Exits 77 (skipped) without AVX2. */
 #include "kernels/avx512_emu.h"
 #define kern_avx512_fill_repack emu_avx512_fill_repack
 #include "kernels/x86/avx512/rp_q8_avx512.c"
+#define kern_avx512_fill_repack_q4 emu_avx512_fill_repack_q4
+#include "kernels/x86/avx512/rp_q4_avx512.c"
 
 #include "base/base.h"
 #include "kernels/kern_impl.h"
@@ -28,48 +32,65 @@ static void fill(float *x, int64_t n, float scale)
         x[i] = ((float)(test_rand_u32(&g_rng) & 0xFFFF) / 32768.0f - 1.0f) * scale;
 }
 
-/* ROWS weight rows (row 5 with a large scale, row 9 with -128 quants) and
- * MAXB activation rows (every 5th at +-127) of k elements */
+/* ROWS weight rows of type (row 5 with a large scale; Q8_0 row 9 with -128
+ * quants) and MAXB Q8_0 activation rows (every 5th at +-127) of k elements,
+ * the rows packed, and want[b][r]: the order's value of each output */
 struct data {
+    enum gg_type type;
     int64_t k;
-    size_t wrb, grp;
-    block_q8_0 *w, *x;
+    size_t wrb, xrb, grp;
+    char *w, *x;
     void *packed;
+    float *want;
 };
 
-static bool make_data(struct data *d, int64_t k)
+static bool make_data(struct data *d, enum gg_type type, int64_t k)
 {
     memset(d, 0, sizeof(*d));
+    d->type = type;
     d->k = k;
-    d->wrb = (size_t)(k / KERN_QK) * sizeof(block_q8_0);
-    d->grp = kern_q8r_group_bytes(k);
+    const struct kern_type_ops *ref = kern_ops_isa(KERN_ISA_REF, type), *a2 = kern_ops_isa(KERN_ISA_AVX2, type);
+    const bool q8 = type == GG_TYPE_Q8_0;
+    if (!gg_row_size(type, k, &d->wrb) || !gg_row_size(GG_TYPE_Q8_0, k, &d->xrb))
+        return false;
+    d->grp = q8 ? kern_q8r_group_bytes(k) : kern_q4r_group_bytes(k);
     float *f = sp_malloc((size_t)k * sizeof(float));
     d->w = sp_malloc(d->wrb * ROWS);
-    d->x = sp_malloc(d->wrb * MAXB);
+    d->x = sp_malloc(d->xrb * MAXB);
+    d->want = sp_malloc(sizeof(float) * ROWS * MAXB);
     d->packed = sp_aligned_alloc(64, d->grp * ((ROWS + 15) / 16));
-    if (!f || !d->w || !d->x || !d->packed) {
+    if (!f || !d->w || !d->x || !d->want || !d->packed) {
         sp_free(f);
         return false;
     }
     for (int r = 0; r < ROWS; r++) {
         fill(f, k, r == 5 ? 1e3f : 0.05f);
-        kern_ref_from_float_q8_0(f, (char *)d->w + (size_t)r * d->wrb, k);
+        ref->from_float(f, d->w + (size_t)r * d->wrb, k);
     }
-    block_q8_0 *r9 = (block_q8_0 *)((char *)d->w + 9 * d->wrb);
-    for (int64_t ib = 0; ib < k / KERN_QK; ib++)
-        for (int j = 0; j < KERN_QK; j += 3)
-            r9[ib].qs[j] = -128;
+    if (q8) {
+        block_q8_0 *r9 = (block_q8_0 *)(d->w + 9 * d->wrb);
+        for (int64_t ib = 0; ib < k / KERN_QK; ib++)
+            for (int j = 0; j < KERN_QK; j += 3)
+                r9[ib].qs[j] = -128;
+    }
     for (int b = 0; b < MAXB; b++) {
         fill(f, k, 1.0f);
         if (b % 5 == 2)
             for (int64_t j = 0; j < k; j += 7)
                 f[j] = (j / 7) % 2 ? 40.0f : -40.0f;
-        kern_ref_from_float_q8_0(f, (char *)d->x + (size_t)b * d->wrb, k);
+        kern_ref_from_float_q8_0(f, d->x + (size_t)b * d->xrb, k);
     }
     sp_free(f);
     for (int64_t g = 0; g * 16 < ROWS; g++)
-        kern_q8r_pack((const char *)d->w + (size_t)(g * 16) * d->wrb, d->wrb, SP_MIN((int64_t)16, ROWS - g * 16), k,
-                      (char *)d->packed + (size_t)g * d->grp);
+        (q8 ? kern_q8r_pack : kern_q4r_pack)(d->w + (size_t)(g * 16) * d->wrb, d->wrb,
+                                             SP_MIN((int64_t)16, ROWS - g * 16), k, (char *)d->packed + (size_t)g * d->grp);
+    if (q8) {
+        for (int b = 0; b < MAXB; b++)
+            for (int r = 0; r < ROWS; r++)
+                kern_ref_vec_dot_q8_0(k, &d->want[b * ROWS + r], d->w + (size_t)r * d->wrb, d->x + (size_t)b * d->xrb);
+    } else {
+        a2->gemm_ws(k, 0, ROWS, MAXB, d->w, d->wrb, d->x, d->xrb, d->want, ROWS, g_ws);
+    }
     return true;
 }
 
@@ -77,23 +98,26 @@ static void free_data(struct data *d)
 {
     sp_free(d->w);
     sp_free(d->x);
+    sp_free(d->want);
     sp_aligned_free(d->packed);
 }
 
 static const int64_t g_ks[] = {32, 32 * 13, 32 * 64};
 
-TEST(pack_gives_back_rows)
+static void check_pack(enum gg_type type)
 {
+    const struct kern_type_ops *ref = kern_ops_isa(KERN_ISA_REF, type);
     for (size_t ki = 0; ki < SP_ARRAY_LEN(g_ks); ki++) {
         struct data d;
-        CHECK(make_data(&d, g_ks[ki]));
+        CHECK(make_data(&d, type, g_ks[ki]));
         float *a = sp_malloc(sizeof(float) * (size_t)d.k), *b = sp_malloc(sizeof(float) * (size_t)d.k);
         CHECK(a && b);
         int ok = 1;
         for (int r = 0; r < 48; r++) { /* 3 groups: rows 37..47 are padding */
-            kern_q8r_row_to_float((const char *)d.packed + (size_t)(r / 16) * d.grp, r % 16, a, d.k);
+            const char *grp = (const char *)d.packed + (size_t)(r / 16) * d.grp;
+            (type == GG_TYPE_Q8_0 ? kern_q8r_row_to_float : kern_q4r_row_to_float)(grp, r % 16, a, d.k);
             if (r < ROWS)
-                kern_ref_to_float_q8_0((const char *)d.w + (size_t)r * d.wrb, b, d.k);
+                ref->to_float(d.w + (size_t)r * d.wrb, b, d.k);
             else
                 memset(b, 0, sizeof(float) * (size_t)d.k);
             ok &= memcmp(a, b, sizeof(float) * (size_t)d.k) == 0;
@@ -101,69 +125,88 @@ TEST(pack_gives_back_rows)
         sp_free(a);
         sp_free(b);
         free_data(&d);
-        CHECK_MSG(ok, "k=%lld", (long long)g_ks[ki]);
+        CHECK_MSG(ok, "%s k=%lld", gg_type_name(type), (long long)g_ks[ki]);
     }
 }
 
-/* gemm over the packed rows == vec_dot of the original rows, bit for bit */
-static void check_gemm(const char *what, kern_gemm_ws_fn gemm)
+TEST(pack_gives_back_rows)
+{
+    check_pack(GG_TYPE_Q8_0);
+    check_pack(GG_TYPE_Q4_0);
+}
+
+/* gemm over the packed rows == the order's value of every output, bit for bit */
+static void check_gemm(enum gg_type type, const char *what, kern_gemm_ws_fn gemm)
 {
     static const int64_t nbs[] = {1, 2, 3, 4, 7, 17};
-    static const int64_t ranges[][2] = {{0, ROWS}, {16, ROWS}, {32, 33}, {0, 16}, {16, 32}};
+    static const int64_t ranges[][2] = {{0, ROWS}, {16, ROWS}, {32, 33}, {0, 16}, {16, 32}, {0, 9}};
     const size_t ys = ROWS + 3;
     float *y = sp_malloc(sizeof(float) * ys * MAXB);
     CHECK(y);
     for (size_t ki = 0; ki < SP_ARRAY_LEN(g_ks); ki++) {
         struct data d;
-        CHECK(make_data(&d, g_ks[ki]));
-        for (size_t ni = 0; ni < SP_ARRAY_LEN(nbs); ni++)
-            for (size_t ri = 0; ri < SP_ARRAY_LEN(ranges); ri++) {
-                const int64_t nb = nbs[ni], r0 = ranges[ri][0], r1 = ranges[ri][1];
+        CHECK(make_data(&d, type, g_ks[ki]));
+        int bad = -1;
+        int64_t nb = 0, r0 = 0, r1 = 0;
+        for (size_t ni = 0; ni < SP_ARRAY_LEN(nbs) && bad < 0; ni++)
+            for (size_t ri = 0; ri < SP_ARRAY_LEN(ranges) && bad < 0; ri++) {
+                nb = nbs[ni], r0 = ranges[ri][0], r1 = ranges[ri][1];
                 for (size_t j = 0; j < ys * MAXB; j++)
                     y[j] = -12345.0f;
-                gemm(d.k, r0, r1, nb, d.packed, d.grp, d.x, d.wrb, y, ys, g_ws);
-                int bad = -1;
+                gemm(d.k, r0, r1, nb, d.packed, d.grp, d.x, d.xrb, y, ys, g_ws);
                 for (int64_t b = 0; b < MAXB && bad < 0; b++)
                     for (int64_t r = 0; r < (int64_t)ys && bad < 0; r++) {
-                        float want = -12345.0f;
-                        if (b < nb && r >= r0 && r < r1)
-                            kern_ref_vec_dot_q8_0(d.k, &want, (const char *)d.w + (size_t)r * d.wrb,
-                                                  (const char *)d.x + (size_t)b * d.wrb);
+                        const float want = b < nb && r >= r0 && r < r1 ? d.want[b * ROWS + r] : -12345.0f;
                         if (memcmp(&want, &y[(size_t)b * ys + (size_t)r], sizeof(float)) != 0)
                             bad = (int)(b * 1000 + r);
                     }
-                if (bad >= 0) {
-                    free_data(&d);
-                    sp_free(y);
-                }
-                CHECK_MSG(bad < 0, "%s: k=%lld n_batch=%lld rows [%lld, %lld): batch row %d, row %d differs", what,
-                          (long long)g_ks[ki], (long long)nb, (long long)r0, (long long)r1, bad / 1000, bad % 1000);
             }
         free_data(&d);
+        if (bad >= 0)
+            sp_free(y);
+        CHECK_MSG(bad < 0, "%s %s: k=%lld n_batch=%lld rows [%lld, %lld): batch row %d, row %d differs",
+                  gg_type_name(type), what, (long long)g_ks[ki], (long long)nb, (long long)r0, (long long)r1,
+                  bad / 1000, bad % 1000);
     }
     sp_free(y);
 }
 
-TEST(ref_gemm_is_vec_dot)
+TEST(q8_0_gemms_are_vec_dot)
 {
-    check_gemm("reference", kern_ref_q8r_gemm);
-}
-
-TEST(avx512_gemm_is_vec_dot)
-{
+    check_gemm(GG_TYPE_Q8_0, "reference", kern_ref_q8r_gemm);
     struct kern_type_ops emu = {0};
     emu_avx512_fill_repack(&emu, GG_TYPE_Q8_0);
     CHECK(emu.rp && emu.rp->rows == 16 && emu.rp->group_bytes == kern_q8r_group_bytes);
-    check_gemm("emulated AVX-512", emu.rp->gemm);
+    check_gemm(GG_TYPE_Q8_0, "emulated AVX-512", emu.rp->gemm);
     const struct kern_type_ops *nat = kern_ops_isa(KERN_ISA_AVX512, GG_TYPE_Q8_0);
     if (nat) {
         CHECK(nat->rp && nat->rp->gemm != kern_ref_q8r_gemm);
-        check_gemm("native AVX-512", nat->rp->gemm);
+        check_gemm(GG_TYPE_Q8_0, "native AVX-512", nat->rp->gemm);
     }
-    fprintf(stderr, "  the emulated AVX-512 gemm%s equals vec_dot\n", nat ? " and the native one" : "");
-    /* only the AVX-512 table repacks (the others keep their row kernels) */
+    fprintf(stderr, "  Q8_0: the reference, the emulated AVX-512 gemm%s equal vec_dot\n", nat ? " and the native one" : "");
+    /* only the AVX-512 table repacks Q8_0 (AVX2 keeps its row kernels) */
     CHECK(kern_ops_isa(KERN_ISA_REF, GG_TYPE_Q8_0)->rp == NULL);
     CHECK(kern_ops_isa(KERN_ISA_AVX2, GG_TYPE_Q8_0)->rp == NULL);
+}
+
+TEST(q4_0_gemms_are_the_panel)
+{
+    check_gemm(GG_TYPE_Q4_0, "reference", kern_ref_q4r_gemm);
+    const struct kern_type_ops *a2 = kern_ops_isa(KERN_ISA_AVX2, GG_TYPE_Q4_0);
+    CHECK(a2->rp && a2->rp->rows == 16 && a2->rp->group_bytes == kern_q4r_group_bytes);
+    check_gemm(GG_TYPE_Q4_0, "AVX2", a2->rp->gemm);
+    struct kern_type_ops emu = {0};
+    emu_avx512_fill_repack_q4(&emu, GG_TYPE_Q4_0);
+    CHECK(emu.rp && emu.rp->gemm != a2->rp->gemm);
+    check_gemm(GG_TYPE_Q4_0, "emulated AVX-512", emu.rp->gemm);
+    const struct kern_type_ops *nat = kern_ops_isa(KERN_ISA_AVX512, GG_TYPE_Q4_0);
+    if (nat) {
+        CHECK(nat->rp && nat->rp->gemm != a2->rp->gemm);
+        check_gemm(GG_TYPE_Q4_0, "native AVX-512", nat->rp->gemm);
+    }
+    fprintf(stderr, "  Q4_0: the reference, AVX2 and emulated AVX-512 gemms%s equal the AVX2 panel\n",
+            nat ? " and the native one" : "");
+    CHECK(kern_ops_isa(KERN_ISA_REF, GG_TYPE_Q4_0)->rp == NULL);
 }
 
 int main(void)
@@ -181,8 +224,8 @@ int main(void)
     if (!g_ws)
         return 1;
     RUN(pack_gives_back_rows);
-    RUN(ref_gemm_is_vec_dot);
-    RUN(avx512_gemm_is_vec_dot);
+    RUN(q8_0_gemms_are_vec_dot);
+    RUN(q4_0_gemms_are_the_panel);
     sp_aligned_free(g_ws);
     return test_summary();
 }

@@ -1,0 +1,126 @@
+/* rp_q4.c - the AVX2 gemm over Q4_0 weights repacked at load (ops->rp;
+ * layout and order in kern_impl.h, reference in ref/repack_q4.c). A group
+ * of 16 rows is two halves of 8 (each 64-byte vector's first and second 32
+ * bytes). Vector c's low nibbles are elements 4c..4c+3 and its high nibbles
+ * 16+4c..16+4c+3 of each row, the stored u = q + 8, so and / shift+and give
+ * unsigned operands for maddubs against broadcasts of 4 activation bytes;
+ * the 8 products are added in int16 (8 x 2 x 15 x 128 < 2^15: exact),
+ * widened once, minus 8 * sum(y), then one FMA with fl(d_w * d_x) per
+ * block: the AVX2 panel's (q_simple.c) integers and float operations, so
+ * its bits, for every batch size, decode included (test_repack, memcmp).
+ * Tiles of 8 rows x up to 4 activation rows (one weight vector live at a
+ * time: 16 ymm registers), over spans of groups small enough to stay in L2
+ * while every tile passes. */
+#include "kernels/x86/avx2/avx2_util.h"
+
+#define Q4R_NR 4                           /* activation rows per tile */
+#define Q4R_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
+
+/* half h (rows 8h..8h+7) of one group x nr (1..Q4R_NR) activation rows;
+ * ys[j][ib] = 8 * sum of block ib of activation row j */
+KERN_AI void q4r_tile(int nr, int h, int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
+                      const int32_t *const *ys, __m256 *out)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    __m256 acc[Q4R_NR];
+    KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *p = q + kern_q4r_qoff(ib) + 32 * h;
+        __m256i s16[Q4R_NR];
+        KERN_UNROLL for (int j = 0; j < nr; j++) s16[j] = _mm256_setzero_si256();
+        KERN_UNROLL for (int c = 0; c < 4; c++)
+        {
+            const __m256i v = _mm256_load_si256((const __m256i *)(p + 64 * c));
+            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            KERN_UNROLL for (int j = 0; j < nr; j++)
+            {
+                int32_t ylo, yhi;
+                memcpy(&ylo, x[j][ib].qs + 4 * c, 4);
+                memcpy(&yhi, x[j][ib].qs + 16 + 4 * c, 4);
+                s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(ylo)));
+                s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(yhi)));
+            }
+        }
+        const __m256 dw =
+            _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(q + kern_q4r_doff(ib) + 16 * h)));
+        KERN_UNROLL for (int j = 0; j < nr; j++)
+        {
+            const __m256i si = _mm256_sub_epi32(_mm256_madd_epi16(s16[j], ones), _mm256_set1_epi32(ys[j][ib]));
+            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(avx2_h2f(x[j][ib].d))), _mm256_cvtepi32_ps(si),
+                                     acc[j]);
+        }
+    }
+    KERN_UNROLL for (int j = 0; j < nr; j++) out[j] = acc[j];
+}
+
+typedef void (*q4r_tile_fn)(int h, int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
+                            const int32_t *const *ys, __m256 *out);
+#define Q4R_TILE_N(N)                                                                                    \
+    static void q4r_tile_##N(int h, int64_t nb, const uint8_t *q, const block_q8_0 *const *x,            \
+                             const int32_t *const *ys, __m256 *out)                                      \
+    {                                                                                                    \
+        q4r_tile(N, h, nb, q, x, ys, out);                                                               \
+    }
+Q4R_TILE_N(1)
+Q4R_TILE_N(2)
+Q4R_TILE_N(3)
+Q4R_TILE_N(4)
+static const q4r_tile_fn q4r_tiles[Q4R_NR] = {q4r_tile_1, q4r_tile_2, q4r_tile_3, q4r_tile_4};
+
+static void q4r_gemm_avx2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                          const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
+{
+    const int64_t nb = k / KERN_QK;
+    if ((size_t)nb * Q4R_NR * sizeof(int32_t) > KERN_GEMM_WS_BYTES || r0 % KERN_Q4R_ROWS != 0) {
+        kern_ref_q4r_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
+        return;
+    }
+    const uint8_t *base = w;
+    int32_t *ysum = ws;
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    const int64_t g0 = r0 / KERN_Q4R_ROWS, g1 = (r1 + KERN_Q4R_ROWS - 1) / KERN_Q4R_ROWS;
+    const int64_t span = n_batch == 1 ? g1 - g0 : SP_MAX((int64_t)1, (int64_t)(Q4R_SPAN_BYTES / w_stride));
+    for (int64_t s0 = g0; s0 < g1; s0 += span) {
+        const int64_t s1 = SP_MIN(g1, s0 + span);
+        for (int64_t b = 0; b < n_batch; b += Q4R_NR) {
+            const int64_t nr = SP_MIN((int64_t)Q4R_NR, n_batch - b);
+            const block_q8_0 *xp[Q4R_NR];
+            const int32_t *ysp[Q4R_NR];
+            for (int64_t j = 0; j < nr; j++) {
+                xp[j] = (const block_q8_0 *)((const char *)x + (size_t)(b + j) * x_stride);
+                int32_t *yj = ysum + j * nb;
+                for (int64_t ib = 0; ib < nb; ib++) {
+                    const __m256i yv = _mm256_loadu_si256((const __m256i *)xp[j][ib].qs);
+                    yj[ib] = 8 * avx2_hsum_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, yv), ones16));
+                }
+                ysp[j] = yj;
+            }
+            for (int64_t g = s0; g < s1; g++)
+                for (int h = 0; h < 2; h++) {
+                    const int64_t rr = g * KERN_Q4R_ROWS + 8 * h, nv = SP_MIN((int64_t)8, r1 - rr);
+                    if (nv <= 0)
+                        break;
+                    __m256 o[Q4R_NR];
+                    q4r_tiles[nr - 1](h, nb, base + (size_t)g * w_stride, xp, ysp, o);
+                    for (int64_t j = 0; j < nr; j++)
+                        avx2_store_n(y + (size_t)(b + j) * y_stride + (size_t)rr, o[j], nv);
+                }
+        }
+    }
+}
+
+static const struct kern_repack q4r_avx2 = {
+    .rows = KERN_Q4R_ROWS,
+    .group_bytes = kern_q4r_group_bytes,
+    .pack = kern_q4r_pack,
+    .row_to_float = kern_q4r_row_to_float,
+    .gemm = q4r_gemm_avx2,
+};
+
+/* Q4_0 on AVX2: weights are repacked at load (the backend's bind). */
+void kern_avx2_fill_repack(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx2_fill_repack(struct kern_type_ops *ops, enum gg_type type)
+{
+    if (type == GG_TYPE_Q4_0)
+        ops->rp = &q4r_avx2;
+}

@@ -1,0 +1,145 @@
+/* rp_q4_avx512.c - the AVX-512 VNNI gemm over Q4_0 weights repacked at load
+ * (ops->rp; layout and order in kern_impl.h, reference in
+ * ref/repack_q4.c). Vector c of a block holds 4 bytes of each of the 16
+ * rows: its low nibbles are elements 4c..4c+3 and its high nibbles
+ * 16+4c..16+4c+3, the stored u = q + 8, so and / shift+and give the two
+ * dpbusd operands. Per activation row and block, 8 vpdpbusd against
+ * broadcasts of 4 activation bytes, started from -8 * sum(y), leave each
+ * row's exact integer block dot in its lane, then one FMA with
+ * fl(d_w * d_x): the Q4_0 panel's bits (the AVX2 and AVX-512 panels', the
+ * reference's) for every batch size and row range (test_repack, memcmp).
+ * Decode splits each block's integer dot into two chains (exact); batches
+ * take tiles of 16 rows x up to 8 activation rows over spans of groups small
+ * enough to stay in L2. Uses only intrinsics that tests/kernels/avx512_emu.h
+ * emulates. */
+#include "kernels/x86/avx512/avx512_pair.h"
+
+#define Q4R_NR 8                           /* activation rows per tile */
+#define Q4R_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
+
+/* per activation row and block: -8 * sum(y) and d_x */
+struct q4r_x {
+    int32_t ys;
+    float dx;
+};
+
+KERN_AI __m512i q4r_dot(__m512i s, const __m512i *u, const int8_t *y, int g0, int g1)
+{
+    KERN_UNROLL for (int g = g0; g < g1; g++)
+    {
+        int32_t y4;
+        memcpy(&y4, y + 4 * g, 4);
+        s = _mm512_dpbusd_epi32(s, u[g], _mm512_set1_epi32(y4));
+    }
+    return s;
+}
+
+/* one group x nr (1..Q4R_NR) activation rows: out[j] = its 16 rows' results */
+KERN_AI void q4r_tile(int nr, int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
+                      const struct q4r_x *const *xs, __m512 *out)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[Q4R_NR];
+    KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *p = q + kern_q4r_qoff(ib);
+        __m512i u[8];
+        KERN_UNROLL for (int c = 0; c < 4; c++)
+        {
+            const __m512i v = _mm512_load_si512(p + 64 * c);
+            u[c] = _mm512_and_si512(v, m4);
+            u[c + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(q + kern_q4r_doff(ib))));
+        KERN_UNROLL for (int j = 0; j < nr; j++)
+        {
+            const int8_t *y = x[j][ib].qs;
+            const __m512i ys = _mm512_set1_epi32(xs[j][ib].ys);
+            /* few rows: two chains, so one row does not wait 8 dpbusd latencies */
+            const __m512i s = nr <= 2 ? _mm512_add_epi32(q4r_dot(ys, u, y, 0, 4), q4r_dot(_mm512_setzero_si512(), u, y, 4, 8))
+                                      : q4r_dot(ys, u, y, 0, 8);
+            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xs[j][ib].dx)), _mm512_cvtepi32_ps(s), acc[j]);
+        }
+    }
+    KERN_UNROLL for (int j = 0; j < nr; j++) out[j] = acc[j];
+}
+
+typedef void (*q4r_tile_fn)(int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
+                            const struct q4r_x *const *xs, __m512 *out);
+#define Q4R_TILE_N(N)                                                                                    \
+    static void q4r_tile_##N(int64_t nb, const uint8_t *q, const block_q8_0 *const *x,                   \
+                             const struct q4r_x *const *xs, __m512 *out)                                 \
+    {                                                                                                    \
+        q4r_tile(N, nb, q, x, xs, out);                                                                  \
+    }
+Q4R_TILE_N(1)
+Q4R_TILE_N(2)
+Q4R_TILE_N(3)
+Q4R_TILE_N(4)
+Q4R_TILE_N(5)
+Q4R_TILE_N(6)
+Q4R_TILE_N(7)
+Q4R_TILE_N(8)
+static const q4r_tile_fn q4r_tiles[Q4R_NR] = {q4r_tile_1, q4r_tile_2, q4r_tile_3, q4r_tile_4,
+                                              q4r_tile_5, q4r_tile_6, q4r_tile_7, q4r_tile_8};
+
+static void q4r_sums(int64_t nb, const block_q8_0 *x, struct q4r_x *xs)
+{
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i yv = _mm256_loadu_si256((const __m256i *)x[ib].qs);
+        xs[ib].ys = -8 * avx2_hsum_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, yv), ones16));
+        xs[ib].dx = avx2_h2f(x[ib].d);
+    }
+}
+
+static void q4r_gemm512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                        const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
+{
+    const int64_t nb = k / KERN_QK;
+    if ((size_t)nb * Q4R_NR * sizeof(struct q4r_x) > KERN_GEMM_WS_BYTES || r0 % KERN_Q4R_ROWS != 0) {
+        kern_ref_q4r_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
+        return;
+    }
+    const uint8_t *base = w;
+    struct q4r_x *xsum = ws;
+    const int64_t g0 = r0 / KERN_Q4R_ROWS, g1 = (r1 + KERN_Q4R_ROWS - 1) / KERN_Q4R_ROWS;
+    const int64_t span = n_batch == 1 ? g1 - g0 : SP_MAX((int64_t)1, (int64_t)(Q4R_SPAN_BYTES / w_stride));
+    for (int64_t s0 = g0; s0 < g1; s0 += span) {
+        const int64_t s1 = SP_MIN(g1, s0 + span);
+        for (int64_t b = 0; b < n_batch; b += Q4R_NR) {
+            const int64_t nr = SP_MIN((int64_t)Q4R_NR, n_batch - b);
+            const block_q8_0 *xp[Q4R_NR];
+            const struct q4r_x *xsp[Q4R_NR];
+            for (int64_t j = 0; j < nr; j++) {
+                xp[j] = (const block_q8_0 *)((const char *)x + (size_t)(b + j) * x_stride);
+                q4r_sums(nb, xp[j], xsum + j * nb);
+                xsp[j] = xsum + j * nb;
+            }
+            for (int64_t g = s0; g < s1; g++) {
+                __m512 o[Q4R_NR];
+                q4r_tiles[nr - 1](nb, base + (size_t)g * w_stride, xp, xsp, o);
+                const int64_t nv = SP_MIN((int64_t)KERN_Q4R_ROWS, r1 - g * KERN_Q4R_ROWS);
+                for (int64_t j = 0; j < nr; j++)
+                    _mm512_mask_storeu_ps(y + (size_t)(b + j) * y_stride + (size_t)(g * KERN_Q4R_ROWS),
+                                          (__mmask16)((1u << nv) - 1), o[j]);
+            }
+        }
+    }
+}
+
+static const struct kern_repack q4r_avx512 = {
+    .rows = KERN_Q4R_ROWS,
+    .group_bytes = kern_q4r_group_bytes,
+    .pack = kern_q4r_pack,
+    .row_to_float = kern_q4r_row_to_float,
+    .gemm = q4r_gemm512,
+};
+
+/* Q4_0 on AVX-512: weights are repacked at load (the backend's bind). */
+void kern_avx512_fill_repack_q4(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx512_fill_repack_q4(struct kern_type_ops *ops, enum gg_type type)
+{
+    if (type == GG_TYPE_Q4_0)
+        ops->rp = &q4r_avx512;
+}
