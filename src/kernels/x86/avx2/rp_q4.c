@@ -15,6 +15,9 @@
 
 #define Q4R_NR 4                           /* activation rows per tile */
 #define Q4R_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
+/* pairs of blocks prefetched ahead by tiles of several activation rows
+ * (their long blocks keep few loads in flight; rp_q4_avx512.c measured it) */
+#define Q4R_PF 4
 
 /* half h (rows 8h..8h+7) of one group x nr (1..Q4R_NR) activation rows;
  * ys[j][ib] = 8 * sum of block ib of activation row j */
@@ -26,6 +29,9 @@ KERN_AI void q4r_tile(int nr, int h, int64_t nb, const uint8_t *q, const block_q
     KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
         const uint8_t *p = q + kern_q4r_qoff(ib) + 32 * h;
+        if (nr > 1 && (ib & 1) == 0 && ib + 2 * Q4R_PF < nb) /* see Q4R_PF */
+            KERN_UNROLL for (int l = 0; l < KERN_Q4R_PAIR / 64; l++)
+                _mm_prefetch((const char *)q + kern_q4r_qoff(ib) + Q4R_PF * KERN_Q4R_PAIR + 64 * l, _MM_HINT_T0);
         __m256i s16[Q4R_NR];
         KERN_UNROLL for (int j = 0; j < nr; j++) s16[j] = _mm256_setzero_si256();
         KERN_UNROLL for (int c = 0; c < 4; c++)

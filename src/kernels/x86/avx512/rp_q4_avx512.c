@@ -16,6 +16,11 @@
 
 #define Q4R_NR 8                           /* activation rows per tile */
 #define Q4R_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
+/* Pairs of blocks to prefetch ahead when a tile has several activation
+ * rows: its many dpbusd per block keep few loads in flight, and batched
+ * decode (weights from memory, 8 rows) stalled on them (perf: a third of the
+ * tile's samples at the scale load); one row streams well without. */
+#define Q4R_PF 4
 
 /* per activation row and block: -8 * sum(y) and d_x */
 struct q4r_x {
@@ -43,6 +48,9 @@ KERN_AI void q4r_tile(int nr, int64_t nb, const uint8_t *q, const block_q8_0 *co
     KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
         const uint8_t *p = q + kern_q4r_qoff(ib);
+        if (nr > 1 && (ib & 1) == 0 && ib + 2 * Q4R_PF < nb) /* see Q4R_PF */
+            KERN_UNROLL for (int l = 0; l < KERN_Q4R_PAIR / 64; l++)
+                _mm_prefetch((const char *)p + Q4R_PF * KERN_Q4R_PAIR + 64 * l, _MM_HINT_T0);
         __m512i u[8];
         KERN_UNROLL for (int c = 0; c < 4; c++)
         {

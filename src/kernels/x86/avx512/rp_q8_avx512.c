@@ -9,9 +9,9 @@
  * is done on whole vectors: vec_dot's bits (the reference and AVX2 kernels',
  * ggml's) for every batch size and row range (test_repack, memcmp). A
  * group is one sequential stream (scales beside their quants), which the
- * hardware prefetcher follows: software prefetch 4, 8 or 16 blocks ahead
- * streamed 256 MB slower (bench_kernels dram: 2 threads 25-28 GB/s against
- * 28-33 without). Batches take tiles of 16 rows x up to 3 activation rows
+ * hardware prefetcher follows in decode: software prefetch 4, 8 or 16 blocks
+ * ahead streamed 256 MB slower (bench_kernels dram: 2 threads 25-28 GB/s
+ * against 28-33 without); tiles of 2-3 rows prefetch (QR_PF). Batches take tiles of 16 rows x up to 3 activation rows
  * (24 accumulators) over spans of groups small enough to stay in L2 while
  * every tile passes. Uses only intrinsics
  * that tests/kernels/avx512_emu.h emulates (test_repack runs this file over
@@ -21,6 +21,9 @@
 #define QR_ROWS KERN_Q8R_ROWS
 #define QR_NR 3                           /* activation rows per tile */
 #define QR_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
+/* pairs of blocks prefetched ahead by tiles of several activation rows
+ * (their long blocks keep few loads in flight; rp_q4_avx512.c measured it) */
+#define QR_PF 2
 
 /* per activation row and block: -128 * the sum of each 4 bytes, and d_x */
 struct qr_x {
@@ -36,6 +39,9 @@ KERN_AI void qr_tile(int nr, int64_t nb, const uint8_t *q, const block_q8_0 *con
     KERN_UNROLL for (int j = 0; j < nr; j++) KERN_UNROLL for (int g = 0; g < 8; g++) acc[j][g] = _mm512_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
         const uint8_t *p = q + kern_q8r_qoff(ib);
+        if (nr > 1 && (ib & 1) == 0 && ib + 2 * QR_PF < nb) /* see QR_PF */
+            KERN_UNROLL for (int l = 0; l < KERN_Q8R_PAIR / 64; l++)
+                _mm_prefetch((const char *)p + QR_PF * KERN_Q8R_PAIR + 64 * l, _MM_HINT_T0);
         const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(q + kern_q8r_doff(ib))));
         __m512 m[QR_NR];
         KERN_UNROLL for (int j = 0; j < nr; j++) m[j] = _mm512_mul_ps(dw, _mm512_set1_ps(xs[j][ib].dx));
