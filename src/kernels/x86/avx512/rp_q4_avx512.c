@@ -12,10 +12,9 @@
  * take tiles of 16 rows x up to 8 activation rows over spans of groups small
  * enough to stay in L2. Uses only intrinsics that tests/kernels/avx512_emu.h
  * emulates. */
-#include "kernels/x86/avx512/avx512_pair.h"
+#include "kernels/x86/avx512/rp_drive512.h"
 
 #define Q4R_NR 8                           /* activation rows per tile */
-#define Q4R_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
 /* Pairs of blocks to prefetch ahead when a tile has several activation
  * rows: its many dpbusd per block keep few loads in flight, and batched
  * decode (weights from memory, 8 rows) stalled on them (perf: a third of the
@@ -40,9 +39,11 @@ KERN_AI __m512i q4r_dot(__m512i s, const __m512i *u, const int8_t *y, int g0, in
 }
 
 /* one group x nr (1..Q4R_NR) activation rows: out[j] = its 16 rows' results */
-KERN_AI void q4r_tile(int nr, int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
-                      const struct q4r_x *const *xs, __m512 *out)
+KERN_AI void q4r_tile(int nr, int64_t nb, const uint8_t *q, const block_q8_0 *const *x, const void *const *xsv,
+                      __m512 *out)
 {
+    const struct q4r_x *xs[Q4R_NR];
+    KERN_UNROLL for (int j = 0; j < nr; j++) xs[j] = xsv[j];
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 acc[Q4R_NR];
     KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm512_setzero_ps();
@@ -72,13 +73,11 @@ KERN_AI void q4r_tile(int nr, int64_t nb, const uint8_t *q, const block_q8_0 *co
     KERN_UNROLL for (int j = 0; j < nr; j++) out[j] = acc[j];
 }
 
-typedef void (*q4r_tile_fn)(int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
-                            const struct q4r_x *const *xs, __m512 *out);
-#define Q4R_TILE_N(N)                                                                                    \
-    static void q4r_tile_##N(int64_t nb, const uint8_t *q, const block_q8_0 *const *x,                   \
-                             const struct q4r_x *const *xs, __m512 *out)                                 \
-    {                                                                                                    \
-        q4r_tile(N, nb, q, x, xs, out);                                                                  \
+#define Q4R_TILE_N(N)                                                                                     \
+    static void q4r_tile_##N(int64_t nb, const uint8_t *q, const block_q8_0 *const *x, const void *const *xs, \
+                             __m512 *out)                                                                 \
+    {                                                                                                     \
+        q4r_tile(N, nb, q, x, xs, out);                                                                   \
     }
 Q4R_TILE_N(1)
 Q4R_TILE_N(2)
@@ -88,11 +87,12 @@ Q4R_TILE_N(5)
 Q4R_TILE_N(6)
 Q4R_TILE_N(7)
 Q4R_TILE_N(8)
-static const q4r_tile_fn q4r_tiles[Q4R_NR] = {q4r_tile_1, q4r_tile_2, q4r_tile_3, q4r_tile_4,
-                                              q4r_tile_5, q4r_tile_6, q4r_tile_7, q4r_tile_8};
+static const rp512_tile_fn q4r_tiles[Q4R_NR] = {q4r_tile_1, q4r_tile_2, q4r_tile_3, q4r_tile_4,
+                                                q4r_tile_5, q4r_tile_6, q4r_tile_7, q4r_tile_8};
 
-static void q4r_sums(int64_t nb, const block_q8_0 *x, struct q4r_x *xs)
+static void q4r_sums(int64_t nb, const block_q8_0 *x, void *xsv)
 {
+    struct q4r_x *xs = xsv;
     const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     for (int64_t ib = 0; ib < nb; ib++) {
         const __m256i yv = _mm256_loadu_si256((const __m256i *)x[ib].qs);
@@ -101,39 +101,12 @@ static void q4r_sums(int64_t nb, const block_q8_0 *x, struct q4r_x *xs)
     }
 }
 
+static const struct rp512_kind q4r_kind = {Q4R_NR, sizeof(struct q4r_x), q4r_sums, q4r_tiles, kern_ref_q4r_gemm};
+
 static void q4r_gemm512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
                         const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
 {
-    const int64_t nb = k / KERN_QK;
-    if ((size_t)nb * Q4R_NR * sizeof(struct q4r_x) > KERN_GEMM_WS_BYTES || r0 % KERN_Q4R_ROWS != 0) {
-        kern_ref_q4r_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
-        return;
-    }
-    const uint8_t *base = w;
-    struct q4r_x *xsum = ws;
-    const int64_t g0 = r0 / KERN_Q4R_ROWS, g1 = (r1 + KERN_Q4R_ROWS - 1) / KERN_Q4R_ROWS;
-    const int64_t span = n_batch == 1 ? g1 - g0 : SP_MAX((int64_t)1, (int64_t)(Q4R_SPAN_BYTES / w_stride));
-    for (int64_t s0 = g0; s0 < g1; s0 += span) {
-        const int64_t s1 = SP_MIN(g1, s0 + span);
-        for (int64_t b = 0; b < n_batch; b += Q4R_NR) {
-            const int64_t nr = SP_MIN((int64_t)Q4R_NR, n_batch - b);
-            const block_q8_0 *xp[Q4R_NR];
-            const struct q4r_x *xsp[Q4R_NR];
-            for (int64_t j = 0; j < nr; j++) {
-                xp[j] = (const block_q8_0 *)((const char *)x + (size_t)(b + j) * x_stride);
-                q4r_sums(nb, xp[j], xsum + j * nb);
-                xsp[j] = xsum + j * nb;
-            }
-            for (int64_t g = s0; g < s1; g++) {
-                __m512 o[Q4R_NR];
-                q4r_tiles[nr - 1](nb, base + (size_t)g * w_stride, xp, xsp, o);
-                const int64_t nv = SP_MIN((int64_t)KERN_Q4R_ROWS, r1 - g * KERN_Q4R_ROWS);
-                for (int64_t j = 0; j < nr; j++)
-                    _mm512_mask_storeu_ps(y + (size_t)(b + j) * y_stride + (size_t)(g * KERN_Q4R_ROWS),
-                                          (__mmask16)((1u << nv) - 1), o[j]);
-            }
-        }
-    }
+    rp512_gemm(&q4r_kind, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
 }
 
 static const struct kern_repack q4r_avx512 = {

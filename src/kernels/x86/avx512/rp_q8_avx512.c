@@ -16,11 +16,9 @@
  * every tile passes. Uses only intrinsics
  * that tests/kernels/avx512_emu.h emulates (test_repack runs this file over
  * it on AVX2 machines). */
-#include "kernels/x86/avx512/avx512_pair.h"
+#include "kernels/x86/avx512/rp_drive512.h"
 
-#define QR_ROWS KERN_Q8R_ROWS
 #define QR_NR 3                           /* activation rows per tile */
-#define QR_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
 /* pairs of blocks prefetched ahead by tiles of several activation rows
  * (their long blocks keep few loads in flight; rp_q4_avx512.c measured it) */
 #define QR_PF 2
@@ -32,9 +30,11 @@ struct qr_x {
 };
 
 /* one group x nr (1..QR_NR) activation rows: out[j] = its 16 rows' results */
-KERN_AI void qr_tile(int nr, int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
-                     const struct qr_x *const *xs, __m512 *out)
+KERN_AI void qr_tile(int nr, int64_t nb, const uint8_t *q, const block_q8_0 *const *x, const void *const *xsv,
+                     __m512 *out)
 {
+    const struct qr_x *xs[QR_NR];
+    KERN_UNROLL for (int j = 0; j < nr; j++) xs[j] = xsv[j];
     __m512 acc[QR_NR][8];
     KERN_UNROLL for (int j = 0; j < nr; j++) KERN_UNROLL for (int g = 0; g < 8; g++) acc[j][g] = _mm512_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
@@ -62,21 +62,20 @@ KERN_AI void qr_tile(int nr, int64_t nb, const uint8_t *q, const block_q8_0 *con
                                _mm512_add_ps(_mm512_add_ps(acc[j][5], acc[j][1]), _mm512_add_ps(acc[j][7], acc[j][3])));
 }
 
-typedef void (*qr_tile_fn)(int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
-                           const struct qr_x *const *xs, __m512 *out);
 #define QR_TILE_N(N)                                                                                     \
-    static void qr_tile_##N(int64_t nb, const uint8_t *q, const block_q8_0 *const *x,                    \
-                            const struct qr_x *const *xs, __m512 *out)                                   \
+    static void qr_tile_##N(int64_t nb, const uint8_t *q, const block_q8_0 *const *x, const void *const *xs, \
+                            __m512 *out)                                                                 \
     {                                                                                                    \
         qr_tile(N, nb, q, x, xs, out);                                                                   \
     }
 QR_TILE_N(1)
 QR_TILE_N(2)
 QR_TILE_N(3)
-static const qr_tile_fn qr_tiles[QR_NR] = {qr_tile_1, qr_tile_2, qr_tile_3};
+static const rp512_tile_fn qr_tiles[QR_NR] = {qr_tile_1, qr_tile_2, qr_tile_3};
 
-static void qr_sums(int64_t nb, const block_q8_0 *x, struct qr_x *xs)
+static void qr_sums(int64_t nb, const block_q8_0 *x, void *xsv)
 {
+    struct qr_x *xs = xsv;
     const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     for (int64_t ib = 0; ib < nb; ib++) {
         const __m256i yv = _mm256_loadu_si256((const __m256i *)x[ib].qs);
@@ -86,60 +85,16 @@ static void qr_sums(int64_t nb, const block_q8_0 *x, struct qr_x *xs)
     }
 }
 
-/* rows [r, r1) of the group at q (r a multiple of 16) from out */
-KERN_AI void qr_store(float *y, int64_t r, int64_t r1, __m512 out)
-{
-    const int64_t nv = SP_MIN((int64_t)QR_ROWS, r1 - r);
-    _mm512_mask_storeu_ps(y + r, (__mmask16)((1u << nv) - 1), out);
-}
+static const struct rp512_kind q8r_kind = {QR_NR, sizeof(struct qr_x), qr_sums, qr_tiles, kern_ref_q8r_gemm};
 
 static void q8r_gemm512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
                         const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
 {
-    const int64_t nb = k / KERN_QK;
-    if ((size_t)nb * QR_NR * sizeof(struct qr_x) > KERN_GEMM_WS_BYTES || r0 % QR_ROWS != 0) {
-        /* k beyond 131072, or a range outside the contract */
-        kern_ref_q8r_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
-        return;
-    }
-    const uint8_t *base = w;
-    struct qr_x *xsum = ws;
-    const int64_t g0 = r0 / QR_ROWS, g1 = (r1 + QR_ROWS - 1) / QR_ROWS;
-    if (n_batch == 1) {
-        const block_q8_0 *xb = x;
-        const struct qr_x *xsp = xsum;
-        qr_sums(nb, xb, xsum);
-        for (int64_t g = g0; g < g1; g++) {
-            __m512 o;
-            qr_tile_1(nb, base + (size_t)g * w_stride, &xb, &xsp, &o);
-            qr_store(y, g * QR_ROWS, r1, o);
-        }
-        return;
-    }
-    const int64_t span = SP_MAX((int64_t)1, (int64_t)(QR_SPAN_BYTES / w_stride));
-    for (int64_t s0 = g0; s0 < g1; s0 += span) {
-        const int64_t s1 = SP_MIN(g1, s0 + span);
-        for (int64_t b = 0; b < n_batch; b += QR_NR) {
-            const int64_t nr = SP_MIN((int64_t)QR_NR, n_batch - b);
-            const block_q8_0 *xp[QR_NR];
-            const struct qr_x *xsp[QR_NR];
-            for (int64_t j = 0; j < nr; j++) {
-                xp[j] = (const block_q8_0 *)((const char *)x + (size_t)(b + j) * x_stride);
-                qr_sums(nb, xp[j], xsum + j * nb);
-                xsp[j] = xsum + j * nb;
-            }
-            for (int64_t g = s0; g < s1; g++) {
-                __m512 o[QR_NR];
-                qr_tiles[nr - 1](nb, base + (size_t)g * w_stride, xp, xsp, o);
-                for (int64_t j = 0; j < nr; j++)
-                    qr_store(y + (size_t)(b + j) * y_stride, g * QR_ROWS, r1, o[j]);
-            }
-        }
-    }
+    rp512_gemm(&q8r_kind, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
 }
 
 static const struct kern_repack q8r_avx512 = {
-    .rows = QR_ROWS,
+    .rows = KERN_Q8R_ROWS,
     .group_bytes = kern_q8r_group_bytes,
     .pack = kern_q8r_pack,
     .row_to_float = kern_q8r_row_to_float,

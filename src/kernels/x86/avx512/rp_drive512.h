@@ -1,0 +1,66 @@
+/* rp_drive512.h - the loop the AVX-512 gemms over repacked weights share
+ * (rp_q8_avx512.c, rp_q4_avx512.c; include only from files compiled with
+ * the AVX-512 flags): per span of 16-row groups small enough to stay in L2,
+ * per tile of activation rows, the kind's per-row block sums into the
+ * workspace, then its tile kernel on every group of the span, the 16 results
+ * of each stored under a mask (a short last group). A decode call (1 row) is
+ * one span. Ranges or rows beyond the contract (r0 not a whole group, sums
+ * that outgrow the workspace) go to the kind's reference gemm, same bits. */
+#ifndef SPOKE_KERN_RP_DRIVE512_H
+#define SPOKE_KERN_RP_DRIVE512_H
+
+#include "kernels/x86/avx512/avx512_pair.h"
+
+#define RP512_ROWS 16
+#define RP512_MAX_NR 8
+#define RP512_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
+
+/* one group at q x n activation rows (x[j], their sums xs[j]): out[j] */
+typedef void (*rp512_tile_fn)(int64_t nb, const uint8_t *q, const block_q8_0 *const *x, const void *const *xs,
+                              __m512 *out);
+
+struct rp512_kind {
+    int nr;                                                 /* activation rows per tile (<= RP512_MAX_NR) */
+    size_t xs_bytes;                                        /* sums per activation row and block */
+    void (*sums)(int64_t nb, const block_q8_0 *x, void *xs); /* one row's sums */
+    const rp512_tile_fn *tiles;                             /* tiles[n - 1]: n activation rows */
+    kern_gemm_ws_fn ref;
+};
+
+static inline void rp512_gemm(const struct rp512_kind *kd, int64_t k, int64_t r0, int64_t r1, int64_t n_batch,
+                              const void *w, size_t w_stride, const void *x, size_t x_stride, float *y,
+                              size_t y_stride, void *ws)
+{
+    const int64_t nb = k / KERN_QK;
+    if ((size_t)nb * (size_t)kd->nr * kd->xs_bytes > KERN_GEMM_WS_BYTES || r0 % RP512_ROWS != 0) {
+        kd->ref(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
+        return;
+    }
+    const uint8_t *base = w;
+    const int64_t g0 = r0 / RP512_ROWS, g1 = (r1 + RP512_ROWS - 1) / RP512_ROWS;
+    const int64_t span = n_batch == 1 ? g1 - g0 : SP_MAX((int64_t)1, (int64_t)(RP512_SPAN_BYTES / w_stride));
+    for (int64_t s0 = g0; s0 < g1; s0 += span) {
+        const int64_t s1 = SP_MIN(g1, s0 + span);
+        for (int64_t b = 0; b < n_batch; b += kd->nr) {
+            const int64_t nr = SP_MIN((int64_t)kd->nr, n_batch - b);
+            const block_q8_0 *xp[RP512_MAX_NR];
+            const void *xsp[RP512_MAX_NR];
+            for (int64_t j = 0; j < nr; j++) {
+                void *xs = (char *)ws + (size_t)(j * nb) * kd->xs_bytes;
+                xp[j] = (const block_q8_0 *)((const char *)x + (size_t)(b + j) * x_stride);
+                kd->sums(nb, xp[j], xs);
+                xsp[j] = xs;
+            }
+            for (int64_t g = s0; g < s1; g++) {
+                __m512 o[RP512_MAX_NR];
+                kd->tiles[nr - 1](nb, base + (size_t)g * w_stride, xp, xsp, o);
+                const int64_t nv = SP_MIN((int64_t)RP512_ROWS, r1 - g * RP512_ROWS);
+                for (int64_t j = 0; j < nr; j++)
+                    _mm512_mask_storeu_ps(y + (size_t)(b + j) * y_stride + (size_t)(g * RP512_ROWS),
+                                          (__mmask16)((1u << nv) - 1), o[j]);
+            }
+        }
+    }
+}
+
+#endif
