@@ -299,6 +299,26 @@ static inline size_t kern_q4r_doff(int64_t ib)
 {
     return (size_t)(ib >> 1) * KERN_Q4R_PAIR + 512 + (size_t)(ib & 1) * 32;
 }
+/* Q5_0 the same way (ref/repack_q4.c): pairs of 704 bytes, the nibbles of
+ * blocks 2i, 2i + 1 at + 0 and + 256 (as Q4_0's), their high bits at + 512
+ * and + 576 (row r's 4 bytes at + 4 r, byte t's bit g = element 4g + t's
+ * fifth bit, so group g's bits come out with one shift and one mask), their
+ * scales at + 640 and + 672; u = q + 16, the Q5_0 panel's order. */
+#define KERN_Q5R_PAIR 704
+static inline size_t kern_q5r_qoff(int64_t ib) { return (size_t)(ib >> 1) * KERN_Q5R_PAIR + (size_t)(ib & 1) * 256; }
+static inline size_t kern_q5r_hoff(int64_t ib)
+{
+    return (size_t)(ib >> 1) * KERN_Q5R_PAIR + 512 + (size_t)(ib & 1) * 64;
+}
+static inline size_t kern_q5r_doff(int64_t ib)
+{
+    return (size_t)(ib >> 1) * KERN_Q5R_PAIR + 640 + (size_t)(ib & 1) * 32;
+}
+size_t kern_q5r_group_bytes(int64_t k);
+void kern_q5r_pack(const void *w, size_t w_stride, int64_t n, int64_t k, void *dst);
+void kern_q5r_row_to_float(const void *grp, int lane, float *dst, int64_t k);
+void kern_ref_q5r_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                       const void *x, size_t x_stride, float *y, size_t y_stride, void *ws);
 size_t kern_q4r_group_bytes(int64_t k);
 void kern_q4r_pack(const void *w, size_t w_stride, int64_t n, int64_t k, void *dst);
 void kern_q4r_row_to_float(const void *grp, int lane, float *dst, int64_t k);

@@ -345,6 +345,23 @@ static inline emu_m512i emu_srli_epi16(emu_m512i a, unsigned imm)
     return r;
 }
 
+/* each 16-bit lane shifted left by imm */
+static inline emu_m512i emu_slli_epi16(emu_m512i a, unsigned imm)
+{
+    emu_m512i r;
+    for (int i = 0; i < 32; i++)
+        r.u16[i] = imm > 15 ? 0 : (uint16_t)(a.u16[i] << imm);
+    return r;
+}
+
+static inline emu_m512i emu_or_si512(emu_m512i a, emu_m512i b)
+{
+    emu_m512i r;
+    for (int i = 0; i < 8; i++)
+        r.u64[i] = a.u64[i] | b.u64[i];
+    return r;
+}
+
 /* a + b per lane */
 static inline emu_m512 emu_add_ps(emu_m512 a, emu_m512 b)
 {
@@ -446,6 +463,9 @@ static inline emu_m512 emu_cvtph_ps(__m256i a)
 #define _mm512_add_ps emu_add_ps
 #undef _mm512_srli_epi16
 #define _mm512_srli_epi16 emu_srli_epi16
+#undef _mm512_slli_epi16
+#define _mm512_slli_epi16 emu_slli_epi16
+#define _mm512_or_si512 emu_or_si512
 
 static inline bool ne256(__m256i a, __m256i b) { return memcmp(&a, &b, sizeof a) != 0; }
 static inline bool neps(__m256 a, __m256 b) { return memcmp(&a, &b, sizeof a) != 0; }
@@ -453,7 +473,7 @@ static inline bool neps(__m256 a, __m256 b) { return memcmp(&a, &b, sizeof a) !=
 /* The emulation against the AVX2 hardware on each 256-bit half, for random
  * inputs: shuffle, abs, sign mask, maddubs (with saturating pairs), dpbusd
  * and dpwssd (= madd of maddubs / madd plus src where nothing saturates),
- * srlv, srli, cvt, fma, fnmadd, mul, float add, madd, add, sub, mullo. Returns the name of the first operation that differs, or
+ * srlv, srli, slli, or, cvt, fma, fnmadd, mul, float add, madd, add, sub, mullo. Returns the name of the first operation that differs, or
  * NULL. */
 static inline const char *avx512_emu_selfcheck(uint64_t seed)
 {
@@ -491,7 +511,8 @@ static inline const char *avx512_emu_selfcheck(uint64_t seed)
         emu_m512 fm = emu_fmadd_ps(fa, fb, fc), cv = emu_cvtepi32_ps(a), mu = emu_mul_ps(fa, fb);
         emu_m512 fn = emu_fnmadd_ps(fa, fb, fc), fad = emu_add_ps(fa, fc);
         emu_m512i md = emu_madd_epi16(a, b), su = emu_sub_epi32(a, b), ad32 = emu_add_epi32(a, b);
-        emu_m512i ml = emu_mullo_epi32(a, b), s16 = emu_srli_epi16(a, 4);
+        emu_m512i ml = emu_mullo_epi32(a, b), s16 = emu_srli_epi16(a, 4), l16 = emu_slli_epi16(a, 3),
+                  orr = emu_or_si512(a, b);
         for (int h = 0; h < 2; h++) {
             const __m256i ha = a.h[h], hb = b.h[h], hc = c.h[h];
             if (ne256(sh.h[h], _mm256_shuffle_epi8(ha, hb)))
@@ -530,6 +551,10 @@ static inline const char *avx512_emu_selfcheck(uint64_t seed)
                 return "mullo_epi32";
             if (ne256(s16.h[h], _mm256_srli_epi16(ha, 4)))
                 return "srli_epi16";
+            if (ne256(l16.h[h], _mm256_slli_epi16(ha, 3)))
+                return "slli_epi16";
+            if (ne256(orr.h[h], _mm256_or_si256(ha, hb)))
+                return "or_si512";
         }
     }
     return NULL;

@@ -1,13 +1,13 @@
 /* test_repack.c - weights repacked at load (struct kern_repack): Q8_0
  * (src/kernels/ref/repack_q8.c, x86/avx512/rp_q8_avx512.c) and Q4_0
- * (ref/repack_q4.c, x86/avx2/rp_q4.c, x86/avx512/rp_q4_avx512.c). The
+ * and Q5_0 (ref/repack_q4.c, x86/avx2/rp_q4.c, x86/avx512/rp_q4_avx512.c). The
  * packed groups give back each original row (row_to_float == to_float,
  * padded lanes zero), and every gemm over them - the reference, AVX2's, the
  * AVX-512 kernels compiled over tests/kernels/avx512_emu.h (so AVX2-only
  * machines test their arithmetic) and, where the CPU has AVX-512, the native
  * ones - gives each output exactly its order's value (memcmp): Q8_0
- * kern_ref_vec_dot_q8_0 of the original row (ggml's order), Q4_0 the AVX2
- * panel gemm's (ops->gemm_ws) result; for batches of 1..17 rows, row ranges
+ * kern_ref_vec_dot_q8_0 of the original row (ggml's order), Q4_0 and Q5_0
+ * the AVX2 panel gemm's (ops->gemm_ws) result; for batches of 1..17 rows, row ranges
  * starting and ending inside groups of 16, one and odd block counts, quants
  * at their ends and a large weight scale; rows outside the range are not
  * written. Exits 77 (skipped) without AVX2. */
@@ -44,6 +44,16 @@ struct data {
     float *want;
 };
 
+/* the reference layout functions of a type (gemm: the reference gemm) */
+static const struct kern_repack *ref_rp(enum gg_type type)
+{
+    static const struct kern_repack q4 = {16, kern_q4r_group_bytes, kern_q4r_pack, kern_q4r_row_to_float,
+                                          kern_ref_q4r_gemm};
+    static const struct kern_repack q5 = {16, kern_q5r_group_bytes, kern_q5r_pack, kern_q5r_row_to_float,
+                                          kern_ref_q5r_gemm};
+    return type == GG_TYPE_Q8_0 ? &kern_ref_q8_0_rp : type == GG_TYPE_Q4_0 ? &q4 : &q5;
+}
+
 static bool make_data(struct data *d, enum gg_type type, int64_t k)
 {
     memset(d, 0, sizeof(*d));
@@ -53,7 +63,8 @@ static bool make_data(struct data *d, enum gg_type type, int64_t k)
     const bool q8 = type == GG_TYPE_Q8_0;
     if (!gg_row_size(type, k, &d->wrb) || !gg_row_size(GG_TYPE_Q8_0, k, &d->xrb))
         return false;
-    d->grp = q8 ? kern_q8r_group_bytes(k) : kern_q4r_group_bytes(k);
+    const struct kern_repack *rf = ref_rp(type);
+    d->grp = rf->group_bytes(k);
     float *f = sp_malloc((size_t)k * sizeof(float));
     d->w = sp_malloc(d->wrb * ROWS);
     d->x = sp_malloc(d->xrb * MAXB);
@@ -82,8 +93,8 @@ static bool make_data(struct data *d, enum gg_type type, int64_t k)
     }
     sp_free(f);
     for (int64_t g = 0; g * 16 < ROWS; g++)
-        (q8 ? kern_q8r_pack : kern_q4r_pack)(d->w + (size_t)(g * 16) * d->wrb, d->wrb,
-                                             SP_MIN((int64_t)16, ROWS - g * 16), k, (char *)d->packed + (size_t)g * d->grp);
+        rf->pack(d->w + (size_t)(g * 16) * d->wrb, d->wrb, SP_MIN((int64_t)16, ROWS - g * 16), k,
+                 (char *)d->packed + (size_t)g * d->grp);
     if (q8) {
         for (int b = 0; b < MAXB; b++)
             for (int r = 0; r < ROWS; r++)
@@ -115,7 +126,7 @@ static void check_pack(enum gg_type type)
         int ok = 1;
         for (int r = 0; r < 48; r++) { /* 3 groups: rows 37..47 are padding */
             const char *grp = (const char *)d.packed + (size_t)(r / 16) * d.grp;
-            (type == GG_TYPE_Q8_0 ? kern_q8r_row_to_float : kern_q4r_row_to_float)(grp, r % 16, a, d.k);
+            ref_rp(type)->row_to_float(grp, r % 16, a, d.k);
             if (r < ROWS)
                 ref->to_float(d.w + (size_t)r * d.wrb, b, d.k);
             else
@@ -133,6 +144,7 @@ TEST(pack_gives_back_rows)
 {
     check_pack(GG_TYPE_Q8_0);
     check_pack(GG_TYPE_Q4_0);
+    check_pack(GG_TYPE_Q5_0);
 }
 
 /* gemm over the packed rows == the order's value of every output, bit for bit */
@@ -189,24 +201,34 @@ TEST(q8_0_gemms_are_vec_dot)
     CHECK(kern_ops_isa(KERN_ISA_AVX2, GG_TYPE_Q8_0)->rp == NULL);
 }
 
-TEST(q4_0_gemms_are_the_panel)
+static void check_panel_type(enum gg_type type)
 {
-    check_gemm(GG_TYPE_Q4_0, "reference", kern_ref_q4r_gemm);
-    const struct kern_type_ops *a2 = kern_ops_isa(KERN_ISA_AVX2, GG_TYPE_Q4_0);
-    CHECK(a2->rp && a2->rp->rows == 16 && a2->rp->group_bytes == kern_q4r_group_bytes);
-    check_gemm(GG_TYPE_Q4_0, "AVX2", a2->rp->gemm);
+    check_gemm(type, "reference", ref_rp(type)->gemm);
+    const struct kern_type_ops *a2 = kern_ops_isa(KERN_ISA_AVX2, type);
+    CHECK(a2->rp && a2->rp->rows == 16 && a2->rp->group_bytes == ref_rp(type)->group_bytes);
+    check_gemm(type, "AVX2", a2->rp->gemm);
     struct kern_type_ops emu = {0};
-    emu_avx512_fill_repack_q4(&emu, GG_TYPE_Q4_0);
+    emu_avx512_fill_repack_q4(&emu, type);
     CHECK(emu.rp && emu.rp->gemm != a2->rp->gemm);
-    check_gemm(GG_TYPE_Q4_0, "emulated AVX-512", emu.rp->gemm);
-    const struct kern_type_ops *nat = kern_ops_isa(KERN_ISA_AVX512, GG_TYPE_Q4_0);
+    check_gemm(type, "emulated AVX-512", emu.rp->gemm);
+    const struct kern_type_ops *nat = kern_ops_isa(KERN_ISA_AVX512, type);
     if (nat) {
         CHECK(nat->rp && nat->rp->gemm != a2->rp->gemm);
-        check_gemm(GG_TYPE_Q4_0, "native AVX-512", nat->rp->gemm);
+        check_gemm(type, "native AVX-512", nat->rp->gemm);
     }
-    fprintf(stderr, "  Q4_0: the reference, AVX2 and emulated AVX-512 gemms%s equal the AVX2 panel\n",
-            nat ? " and the native one" : "");
-    CHECK(kern_ops_isa(KERN_ISA_REF, GG_TYPE_Q4_0)->rp == NULL);
+    fprintf(stderr, "  %s: the reference, AVX2 and emulated AVX-512 gemms%s equal the AVX2 panel\n",
+            gg_type_name(type), nat ? " and the native one" : "");
+    CHECK(kern_ops_isa(KERN_ISA_REF, type)->rp == NULL);
+}
+
+TEST(q4_0_gemms_are_the_panel)
+{
+    check_panel_type(GG_TYPE_Q4_0);
+}
+
+TEST(q5_0_gemms_are_the_panel)
+{
+    check_panel_type(GG_TYPE_Q5_0);
 }
 
 int main(void)
@@ -226,6 +248,7 @@ int main(void)
     RUN(pack_gives_back_rows);
     RUN(q8_0_gemms_are_vec_dot);
     RUN(q4_0_gemms_are_the_panel);
+    RUN(q5_0_gemms_are_the_panel);
     sp_aligned_free(g_ws);
     return test_summary();
 }

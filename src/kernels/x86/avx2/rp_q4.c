@@ -1,5 +1,6 @@
-/* rp_q4.c - the AVX2 gemm over Q4_0 weights repacked at load (ops->rp;
- * layout and order in kern_impl.h, reference in ref/repack_q4.c). A group
+/* rp_q4.c - the AVX2 gemms over Q4_0 and Q5_0 weights repacked at load
+ * (ops->rp; layouts and order in kern_impl.h, reference in ref/repack_q4.c;
+ * Q5_0's fifth bits or'd in with one shift and mask per group). A group
  * of 16 rows is two halves of 8 (each 64-byte vector's first and second 32
  * bytes). Vector c's low nibbles are elements 4c..4c+3 and its high nibbles
  * 16+4c..16+4c+3 of each row, the stored u = q + 8, so and / shift+and give
@@ -21,37 +22,53 @@
 
 /* half h (rows 8h..8h+7) of one group x nr (1..Q4R_NR) activation rows;
  * ys[j][ib] = 8 * sum of block ib of activation row j */
-KERN_AI void q4r_tile(int nr, int h, int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
+KERN_AI void q4r_tile(int nr, bool five, int h, int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
                       const int32_t *const *ys, __m256 *out)
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+    const size_t pair = five ? KERN_Q5R_PAIR : KERN_Q4R_PAIR;
     __m256 acc[Q4R_NR];
     KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
-        const uint8_t *p = q + kern_q4r_qoff(ib) + 32 * h;
+        const size_t qo = five ? kern_q5r_qoff(ib) : kern_q4r_qoff(ib);
+        const uint8_t *p = q + qo + 32 * h;
         if (nr > 1 && (ib & 1) == 0 && ib + 2 * Q4R_PF < nb) /* see Q4R_PF */
-            KERN_UNROLL for (int l = 0; l < KERN_Q4R_PAIR / 64; l++)
-                _mm_prefetch((const char *)q + kern_q4r_qoff(ib) + Q4R_PF * KERN_Q4R_PAIR + 64 * l, _MM_HINT_T0);
-        __m256i s16[Q4R_NR];
-        KERN_UNROLL for (int j = 0; j < nr; j++) s16[j] = _mm256_setzero_si256();
+            for (size_t l = 0; l < pair; l += 64)
+                _mm_prefetch((const char *)q + qo + Q4R_PF * pair + l, _MM_HINT_T0);
+        /* Q4_0: the 8 products of a block in one int16 sum (8 x 2 x 15 x 128 < 2^15);
+         * Q5_0: the low and the high groups in two (4 x 2 x 31 x 128 < 2^15) */
+        __m256i s16[Q4R_NR], t16[Q4R_NR];
+        KERN_UNROLL for (int j = 0; j < nr; j++) s16[j] = t16[j] = _mm256_setzero_si256();
+        const __m256i hv = five ? _mm256_load_si256((const __m256i *)(q + kern_q5r_hoff(ib) + 32 * h))
+                                : _mm256_setzero_si256();
         KERN_UNROLL for (int c = 0; c < 4; c++)
         {
             const __m256i v = _mm256_load_si256((const __m256i *)(p + 64 * c));
-            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            if (five) { /* bit c (lo) and bit c + 4 (hi) of each byte to bit 4 */
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(hv, 4 - c), m10));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(c == 0 ? hv : _mm256_srli_epi16(hv, c), m10));
+            }
             KERN_UNROLL for (int j = 0; j < nr; j++)
             {
                 int32_t ylo, yhi;
                 memcpy(&ylo, x[j][ib].qs + 4 * c, 4);
                 memcpy(&yhi, x[j][ib].qs + 16 + 4 * c, 4);
                 s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(ylo)));
-                s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(yhi)));
+                if (five)
+                    t16[j] = _mm256_add_epi16(t16[j], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(yhi)));
+                else
+                    s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(yhi)));
             }
         }
-        const __m256 dw =
-            _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(q + kern_q4r_doff(ib) + 16 * h)));
+        const __m256 dw = _mm256_cvtph_ps(
+            _mm_load_si128((const __m128i *)(q + (five ? kern_q5r_doff(ib) : kern_q4r_doff(ib)) + 16 * h)));
         KERN_UNROLL for (int j = 0; j < nr; j++)
         {
-            const __m256i si = _mm256_sub_epi32(_mm256_madd_epi16(s16[j], ones), _mm256_set1_epi32(ys[j][ib]));
+            __m256i s32 = _mm256_madd_epi16(s16[j], ones);
+            if (five)
+                s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(t16[j], ones));
+            const __m256i si = _mm256_sub_epi32(s32, _mm256_set1_epi32(ys[j][ib]));
             acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(avx2_h2f(x[j][ib].d))), _mm256_cvtepi32_ps(si),
                                      acc[j]);
         }
@@ -61,24 +78,30 @@ KERN_AI void q4r_tile(int nr, int h, int64_t nb, const uint8_t *q, const block_q
 
 typedef void (*q4r_tile_fn)(int h, int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
                             const int32_t *const *ys, __m256 *out);
-#define Q4R_TILE_N(N)                                                                                    \
-    static void q4r_tile_##N(int h, int64_t nb, const uint8_t *q, const block_q8_0 *const *x,            \
+#define Q4R_TILE_N(N, FIVE, T)                                                                           \
+    static void T##_tile_##N(int h, int64_t nb, const uint8_t *q, const block_q8_0 *const *x,            \
                              const int32_t *const *ys, __m256 *out)                                      \
     {                                                                                                    \
-        q4r_tile(N, h, nb, q, x, ys, out);                                                               \
+        q4r_tile(N, FIVE, h, nb, q, x, ys, out);                                                         \
     }
-Q4R_TILE_N(1)
-Q4R_TILE_N(2)
-Q4R_TILE_N(3)
-Q4R_TILE_N(4)
+Q4R_TILE_N(1, false, q4r)
+Q4R_TILE_N(2, false, q4r)
+Q4R_TILE_N(3, false, q4r)
+Q4R_TILE_N(4, false, q4r)
+Q4R_TILE_N(1, true, q5r)
+Q4R_TILE_N(2, true, q5r)
+Q4R_TILE_N(3, true, q5r)
+Q4R_TILE_N(4, true, q5r)
 static const q4r_tile_fn q4r_tiles[Q4R_NR] = {q4r_tile_1, q4r_tile_2, q4r_tile_3, q4r_tile_4};
+static const q4r_tile_fn q5r_tiles[Q4R_NR] = {q5r_tile_1, q5r_tile_2, q5r_tile_3, q5r_tile_4};
 
-static void q4r_gemm_avx2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
-                          const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
+static void q4r_gemm(bool five, int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                     const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
 {
-    const int64_t nb = k / KERN_QK;
+    const int64_t nb = k / KERN_QK, off = five ? 16 : 8;
+    const q4r_tile_fn *tiles = five ? q5r_tiles : q4r_tiles;
     if ((size_t)nb * Q4R_NR * sizeof(int32_t) > KERN_GEMM_WS_BYTES || r0 % KERN_Q4R_ROWS != 0) {
-        kern_ref_q4r_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
+        (five ? kern_ref_q5r_gemm : kern_ref_q4r_gemm)(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
         return;
     }
     const uint8_t *base = w;
@@ -97,7 +120,7 @@ static void q4r_gemm_avx2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, co
                 int32_t *yj = ysum + j * nb;
                 for (int64_t ib = 0; ib < nb; ib++) {
                     const __m256i yv = _mm256_loadu_si256((const __m256i *)xp[j][ib].qs);
-                    yj[ib] = 8 * avx2_hsum_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, yv), ones16));
+                    yj[ib] = (int32_t)off * avx2_hsum_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, yv), ones16));
                 }
                 ysp[j] = yj;
             }
@@ -107,13 +130,33 @@ static void q4r_gemm_avx2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, co
                     if (nv <= 0)
                         break;
                     __m256 o[Q4R_NR];
-                    q4r_tiles[nr - 1](h, nb, base + (size_t)g * w_stride, xp, ysp, o);
+                    tiles[nr - 1](h, nb, base + (size_t)g * w_stride, xp, ysp, o);
                     for (int64_t j = 0; j < nr; j++)
                         avx2_store_n(y + (size_t)(b + j) * y_stride + (size_t)rr, o[j], nv);
                 }
         }
     }
 }
+
+static void q4r_gemm_avx2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                          const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
+{
+    q4r_gemm(false, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
+}
+
+static void q5r_gemm_avx2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                          const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
+{
+    q4r_gemm(true, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
+}
+
+static const struct kern_repack q5r_avx2 = {
+    .rows = KERN_Q4R_ROWS,
+    .group_bytes = kern_q5r_group_bytes,
+    .pack = kern_q5r_pack,
+    .row_to_float = kern_q5r_row_to_float,
+    .gemm = q5r_gemm_avx2,
+};
 
 static const struct kern_repack q4r_avx2 = {
     .rows = KERN_Q4R_ROWS,
@@ -129,4 +172,6 @@ void kern_avx2_fill_repack(struct kern_type_ops *ops, enum gg_type type)
 {
     if (type == GG_TYPE_Q4_0)
         ops->rp = &q4r_avx2;
+    else if (type == GG_TYPE_Q5_0)
+        ops->rp = &q5r_avx2;
 }
