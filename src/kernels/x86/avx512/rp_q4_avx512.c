@@ -19,7 +19,10 @@
 /* Pairs of blocks to prefetch ahead when a tile has several activation
  * rows: its many dpbusd per block keep few loads in flight, and batched
  * decode (weights from memory, 8 rows) stalled on them (perf: a third of the
- * tile's samples at the scale load); one row streams well without. */
+ * tile's samples at the scale load). One row goes without: prefetching for
+ * it too streamed Q5_0 faster in bench_kernels dram (2 threads 19.4 ->
+ * 21.4-24.7 GB/s) but decoded smol135m Q4_K_M (mostly Q5_0) slower end to
+ * end (tg128 152-162 against 177-198 t/s, alternating 3x). */
 #define Q4R_PF 4
 
 /* per activation row and block: -8 * sum(y) and d_x */
