@@ -24,7 +24,7 @@
  * which streams each weight row once for the whole batch (batches of
  * KERN_GEMM_WS_MIN_BATCH rows or more go to the panel gemm, ops->gemm_ws,
  * with the claiming thread's workspace). A weight the device repacked at
- * load (w->grp_rows > 0: Q8_0 on AVX-512) has one gemm, of one order, for
+ * load (w->grp_rows > 0: Q4_0, Q5_0, Q8_0 on AVX-512) has one gemm, of one order, for
  * every batch size, decode included (ops->rp->gemm), cut in whole groups. */
 #include "backend/cpu/cpu_impl.h"
 #include "obs/log.h"
