@@ -324,6 +324,8 @@ void kern_q4r_pack(const void *w, size_t w_stride, int64_t n, int64_t k, void *d
 void kern_q4r_row_to_float(const void *grp, int lane, float *dst, int64_t k);
 void kern_ref_q4r_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
                        const void *x, size_t x_stride, float *y, size_t y_stride, void *ws);
+/* the reference layouts as tables (tests compare every variant with them) */
+extern const struct kern_repack kern_ref_q4_0_rp, kern_ref_q5_0_rp;
 
 /* ---- SIMD variant tables. Each ISA file set exports one function that
  * fills, for the types it accelerates, the fields it provides (vec_dot,

@@ -212,7 +212,7 @@ static enum sp_status bind_rows(struct tsrc *f, const struct gg_tensor *t, const
     if (result != SP_OK && err)
         sp_strlcpy(err->context, name, sizeof(err->context));
     size_t bytes;
-    if (result == SP_OK && w->owned && gg_row_size(t->type, k, &bytes) && sp_mul_size(bytes, (size_t)rows, &bytes)) {
+    if (result == SP_OK && w->owned && sp_mul_size(w->row_bytes, (size_t)rows, &bytes)) {
         /* the device keeps its own copy: the mapped pages it read go */
         if (f->split)
             gg_split_drop(f->split, host, bytes);

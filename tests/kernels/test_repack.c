@@ -47,11 +47,7 @@ struct data {
 /* the reference layout functions of a type (gemm: the reference gemm) */
 static const struct kern_repack *ref_rp(enum gg_type type)
 {
-    static const struct kern_repack q4 = {16, kern_q4r_group_bytes, kern_q4r_pack, kern_q4r_row_to_float,
-                                          kern_ref_q4r_gemm};
-    static const struct kern_repack q5 = {16, kern_q5r_group_bytes, kern_q5r_pack, kern_q5r_row_to_float,
-                                          kern_ref_q5r_gemm};
-    return type == GG_TYPE_Q8_0 ? &kern_ref_q8_0_rp : type == GG_TYPE_Q4_0 ? &q4 : &q5;
+    return type == GG_TYPE_Q8_0 ? &kern_ref_q8_0_rp : type == GG_TYPE_Q4_0 ? &kern_ref_q4_0_rp : &kern_ref_q5_0_rp;
 }
 
 static bool make_data(struct data *d, enum gg_type type, int64_t k)

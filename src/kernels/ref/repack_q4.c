@@ -129,3 +129,8 @@ void kern_ref_q5r_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const
     (void)ws;
     ref_gemm(true, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
 }
+
+const struct kern_repack kern_ref_q4_0_rp = {R, kern_q4r_group_bytes, kern_q4r_pack, kern_q4r_row_to_float,
+                                             kern_ref_q4r_gemm};
+const struct kern_repack kern_ref_q5_0_rp = {R, kern_q5r_group_bytes, kern_q5r_pack, kern_q5r_row_to_float,
+                                             kern_ref_q5r_gemm};

@@ -82,6 +82,12 @@ KERN_AI __m256i avx2_dot_us8(__m256i u, __m256i s)
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
+/* the sum of a 32-byte block of int8 (a Q8_0 activation block's quants) */
+KERN_AI int avx2_sum_i8x32(const int8_t *q)
+{
+    return avx2_hsum_epi32(avx2_dot_us8(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)q)));
+}
+
 /* same for s8*s8 (sign trick) */
 KERN_AI __m256i avx2_dot_ss8(__m256i a, __m256i b)
 {

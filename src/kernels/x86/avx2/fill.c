@@ -1,5 +1,5 @@
 /* fill.c - AVX2 entry points: wires the AVX2 kernels into an ops entry (the F32/F16
- * dot products come from order_avx2.c; Q4_0's load-time layout from rp_q4.c). Compiled with -mavx2 -mfma -mf16c; reached only
+ * dot products come from order_avx2.c; Q4_0's and Q5_0's load-time layouts from rp_q4.c). Compiled with -mavx2 -mfma -mf16c; reached only
  * after dispatch.c checked the CPU. */
 #include <immintrin.h>
 

@@ -380,7 +380,6 @@ static bool q0p_gemm(q0p_unpack_fn unpack, size_t bsz, int off, const q0p_tile_f
         return false;
     struct q0p_blk *panel = ws;
     int32_t *ysum = (int32_t *)((char *)ws + KERN_GEMM_WS_BYTES - Q0P_YS_BYTES);
-    const __m256i ones8 = _mm256_set1_epi8(1);
     for (int64_t p0 = r0; p0 < r1; p0 += ngrp * Q0P_ROWS) {
         const int64_t np = SP_MIN(ngrp * Q0P_ROWS, r1 - p0), ng = (np + Q0P_ROWS - 1) / Q0P_ROWS;
         for (int64_t gi = 0; gi < ng; gi++) {
@@ -397,11 +396,8 @@ static bool q0p_gemm(q0p_unpack_fn unpack, size_t bsz, int off, const q0p_tile_f
                 xp[j] = (const block_q8_0 *)((const char *)x + (size_t)(b + j) * x_stride);
                 int32_t *yj = ysum + j * nb;
                 ysp[j] = yj;
-                for (int64_t ib = 0; ib < nb; ib++) {
-                    const __m256i yv = _mm256_loadu_si256((const __m256i *)xp[j][ib].qs);
-                    yj[ib] = off * avx2_hsum_epi32(
-                                       _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, yv), _mm256_set1_epi16(1)));
-                }
+                for (int64_t ib = 0; ib < nb; ib++)
+                    yj[ib] = off * avx2_sum_i8x32(xp[j][ib].qs);
             }
             for (int64_t gi = 0; gi < ng; gi++) {
                 __m256 o[NRMAX];

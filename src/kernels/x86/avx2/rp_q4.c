@@ -23,12 +23,26 @@
 #define Q5R_PRE_MIN 8  /* Q5_0 batches from here on unpack each span once: at n_batch 64 the
                           tiles' own unpacking ran 65.8 GMAC/s against the old panel's 74.5 */
 
+/* the two maddubs operands of vector c of a block (32 bytes: one half):
+ * lo = group c (low nibbles), hi = group c + 4 (high nibbles); Q5_0 or's
+ * in bit c (lo) and bit c + 4 (hi) of each byte of its fifth bits hv */
+KERN_AI void q4r_operands(bool five, __m256i v, __m256i hv, int c, __m256i *lo, __m256i *hi)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10);
+    *lo = _mm256_and_si256(v, m4);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    if (five) {
+        *lo = _mm256_or_si256(*lo, _mm256_and_si256(_mm256_slli_epi16(hv, 4 - c), m10));
+        *hi = _mm256_or_si256(*hi, _mm256_and_si256(_mm256_srli_epi16(hv, c), m10));
+    }
+}
+
 /* half h (rows 8h..8h+7) of one group x nr (1..Q4R_NR) activation rows;
  * ys[j][ib] = 8 * sum of block ib of activation row j */
 KERN_AI void q4r_tile(int nr, bool five, bool pre, int h, int64_t nb, const uint8_t *q, const uint8_t *pu,
                       const block_q8_0 *const *x, const int32_t *const *ys, __m256 *out)
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+    const __m256i ones = _mm256_set1_epi16(1);
     const size_t pair = five ? KERN_Q5R_PAIR : KERN_Q4R_PAIR;
     __m256 acc[Q4R_NR];
     KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm256_setzero_ps();
@@ -51,13 +65,7 @@ KERN_AI void q4r_tile(int nr, bool five, bool pre, int h, int64_t nb, const uint
                 lo = _mm256_load_si256((const __m256i *)(pu + (size_t)ib * Q4R_UBLK + 64 * c + 32 * h));
                 hi = _mm256_load_si256((const __m256i *)(pu + (size_t)ib * Q4R_UBLK + 64 * (c + 4) + 32 * h));
             } else {
-                const __m256i v = _mm256_load_si256((const __m256i *)(p + 64 * c));
-                lo = _mm256_and_si256(v, m4);
-                hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            }
-            if (five && !pre) { /* bit c (lo) and bit c + 4 (hi) of each byte to bit 4 */
-                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(hv, 4 - c), m10));
-                hi = _mm256_or_si256(hi, _mm256_and_si256(c == 0 ? hv : _mm256_srli_epi16(hv, c), m10));
+                q4r_operands(five, _mm256_load_si256((const __m256i *)(p + 64 * c)), hv, c, &lo, &hi);
             }
             KERN_UNROLL for (int j = 0; j < nr; j++)
             {
@@ -108,7 +116,6 @@ Q4R_TILES(true, true, q5u)
  * = group g's u = q + 16 of the 16 rows, as the tile forms them) */
 static void q4r_unpack(int64_t nb, const uint8_t *base, size_t w_stride, int64_t g0, int64_t g1, uint8_t *u)
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10);
     for (int64_t g = g0; g < g1; g++) {
         const uint8_t *q = base + (size_t)g * w_stride;
         for (int64_t ib = 0; ib < nb; ib++) {
@@ -116,11 +123,9 @@ static void q4r_unpack(int64_t nb, const uint8_t *base, size_t w_stride, int64_t
             for (int h = 0; h < 2; h++) {
                 const __m256i hv = _mm256_load_si256((const __m256i *)(q + kern_q5r_hoff(ib) + 32 * h));
                 for (int c = 0; c < 4; c++) {
-                    const __m256i v = _mm256_load_si256((const __m256i *)(q + kern_q5r_qoff(ib) + 64 * c + 32 * h));
-                    const __m256i lo = _mm256_or_si256(_mm256_and_si256(v, m4),
-                                                       _mm256_and_si256(_mm256_sll_epi16(hv, _mm_cvtsi32_si128(4 - c)), m10));
-                    const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
-                                                       _mm256_and_si256(_mm256_srl_epi16(hv, _mm_cvtsi32_si128(c)), m10));
+                    __m256i lo, hi;
+                    q4r_operands(true, _mm256_load_si256((const __m256i *)(q + kern_q5r_qoff(ib) + 64 * c + 32 * h)),
+                                 hv, c, &lo, &hi);
                     _mm256_store_si256((__m256i *)(ub + 64 * c + 32 * h), lo);
                     _mm256_store_si256((__m256i *)(ub + 64 * (c + 4) + 32 * h), hi);
                 }
@@ -140,7 +145,6 @@ static void q4r_gemm(bool five, int64_t k, int64_t r0, int64_t r1, int64_t n_bat
     }
     const uint8_t *base = w;
     int32_t *ysum = ws;
-    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     const int64_t g0 = r0 / KERN_Q4R_ROWS, g1 = (r1 + KERN_Q4R_ROWS - 1) / KERN_Q4R_ROWS;
     int64_t span = n_batch == 1 ? g1 - g0 : SP_MAX((int64_t)1, (int64_t)(Q4R_SPAN_BYTES / w_stride));
     /* Q5_0 batches: each span's groups unpacked once after the sums (the
@@ -149,10 +153,10 @@ static void q4r_gemm(bool five, int64_t k, int64_t r0, int64_t r1, int64_t n_bat
     const int64_t ucap = (int64_t)((KERN_GEMM_WS_BYTES - ys_bytes) / ((size_t)nb * Q4R_UBLK));
     const bool pre = five && n_batch >= Q5R_PRE_MIN && ucap >= 1;
     uint8_t *ubuf = (uint8_t *)ws + ys_bytes;
-    if (pre)
+    if (pre) {
         span = SP_MIN(span, ucap);
-    if (pre)
         tiles = q5u_tiles;
+    }
     for (int64_t s0 = g0; s0 < g1; s0 += span) {
         const int64_t s1 = SP_MIN(g1, s0 + span);
         if (pre)
@@ -164,10 +168,8 @@ static void q4r_gemm(bool five, int64_t k, int64_t r0, int64_t r1, int64_t n_bat
             for (int64_t j = 0; j < nr; j++) {
                 xp[j] = (const block_q8_0 *)((const char *)x + (size_t)(b + j) * x_stride);
                 int32_t *yj = ysum + j * nb;
-                for (int64_t ib = 0; ib < nb; ib++) {
-                    const __m256i yv = _mm256_loadu_si256((const __m256i *)xp[j][ib].qs);
-                    yj[ib] = (int32_t)off * avx2_hsum_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, yv), ones16));
-                }
+                for (int64_t ib = 0; ib < nb; ib++)
+                    yj[ib] = (int32_t)off * avx2_sum_i8x32(xp[j][ib].qs);
                 ysp[j] = yj;
             }
             for (int64_t g = s0; g < s1; g++)

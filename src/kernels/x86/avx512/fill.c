@@ -1,7 +1,7 @@
 /* fill.c - AVX-512 entry point: wires the AVX-512 (VNNI) kernels (IQ4 ones
  * with the AVX2 entry for batches) and the
  * F32/F16 ones of order_avx512.c into an ops entry, and Q8_0's load-time
- * repacking (rp_q8_avx512.c) and Q4_0's (rp_q4_avx512.c). Compiled with the
+ * repacking (rp_q8_avx512.c) and Q4_0's and Q5_0's (rp_q4_avx512.c). Compiled with the
  * AVX-512 flags; the panels of panel_avx512.c (Q4_0/Q5_0) and panel_k16_avx512.c (K-quants) last; reached only after dispatch.c checked the CPU. */
 #include <immintrin.h>
 

@@ -122,7 +122,6 @@ static bool p0_gemm(p0_unpack_fn unpack, size_t bsz, int off, int64_t k, int64_t
         return false;
     struct p0_blk *panel = ws;
     struct p0_x *xsum = (struct p0_x *)((char *)ws + KERN_GEMM_WS_BYTES - P0_XS_BYTES);
-    const __m256i ones8 = _mm256_set1_epi8(1);
     for (int64_t p0 = r0; p0 < r1; p0 += ngrp * P0_ROWS) {
         const int64_t np = SP_MIN(ngrp * P0_ROWS, r1 - p0), ng = (np + P0_ROWS - 1) / P0_ROWS;
         for (int64_t gi = 0; gi < ng; gi++) {
@@ -141,9 +140,7 @@ static bool p0_gemm(p0_unpack_fn unpack, size_t bsz, int off, int64_t k, int64_t
                 struct p0_x *xj = xsum + j * nb;
                 xsp[j] = xj;
                 for (int64_t ib = 0; ib < nb; ib++) {
-                    const __m256i yv = _mm256_loadu_si256((const __m256i *)xp[j][ib].qs);
-                    xj[ib].ys = -off * avx2_hsum_epi32(_mm256_madd_epi16(
-                                           _mm256_maddubs_epi16(ones8, yv), _mm256_set1_epi16(1)));
+                    xj[ib].ys = -off * avx2_sum_i8x32(xp[j][ib].qs);
                     xj[ib].dx = avx2_h2f(xp[j][ib].d);
                 }
             }

@@ -113,10 +113,8 @@ Q4R_TILES(true, q5r)
 KERN_AI void q4r_sums_off(int off, int64_t nb, const block_q8_0 *x, void *xsv)
 {
     struct q4r_x *xs = xsv;
-    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256i yv = _mm256_loadu_si256((const __m256i *)x[ib].qs);
-        xs[ib].ys = -off * avx2_hsum_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, yv), ones16));
+        xs[ib].ys = -off * avx2_sum_i8x32(x[ib].qs);
         xs[ib].dx = avx2_h2f(x[ib].d);
     }
 }

@@ -76,10 +76,10 @@ static const rp512_tile_fn qr_tiles[QR_NR] = {qr_tile_1, qr_tile_2, qr_tile_3};
 static void qr_sums(int64_t nb, const block_q8_0 *x, void *xsv)
 {
     struct qr_x *xs = xsv;
-    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    const __m256i ones8 = _mm256_set1_epi8(1);
     for (int64_t ib = 0; ib < nb; ib++) {
         const __m256i yv = _mm256_loadu_si256((const __m256i *)x[ib].qs);
-        const __m256i s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, yv), ones16); /* sums of 4 */
+        const __m256i s4 = avx2_dot_us8(ones8, yv); /* sums of 4 */
         _mm256_storeu_si256((__m256i *)xs[ib].c, _mm256_mullo_epi32(s4, _mm256_set1_epi32(-128)));
         xs[ib].dx = avx2_h2f(x[ib].d);
     }
