@@ -327,6 +327,45 @@ void kern_ref_q4r_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const
 /* the reference layouts as tables (tests compare every variant with them) */
 extern const struct kern_repack kern_ref_q4_0_rp, kern_ref_q5_0_rp;
 
+/* ---- Q4_K and Q6_K repacked at load in groups of 16 rows (ref/repack_qk.c).
+ * A group of k elements is k / 256 super-blocks back to back, each a whole
+ * number of 64-byte lines. Vector v (64 bytes) holds 4 bytes of each of the
+ * 16 rows (row r at + 4 r; rows 0..7 are its first 32 bytes):
+ * Q4_K (2368 bytes): vectors v = 8p + g (p 0..3, g 0..7) at + 64 v are
+ *   qs[32p + 4g .. + 3] of each row: low nibbles = elements 4g.. of chunk
+ *   2p (32 elements), high nibbles = those of chunk 2p + 1; then the 6-bit
+ *   scales as bytes [chunk c][row] at + 2048, the mins as bytes
+ *   [c / 2][row][c % 2] at + 2176 (pairs for pmaddwd), d[16] and dmin[16]
+ *   as F16 at + 2304 and + 2336.
+ * Q6_K (3392 bytes): vectors v = 8p + g at + 64 v are ql[32p + 4g ..] (p =
+ *   2h + t: low nibbles = chunk 4h + t, high = chunk 4h + 2 + t), vectors
+ *   8h + g at + 2048 are qh[32h + 4g ..] (bits 2s, 2s + 1 = the high bits of
+ *   chunk 4h + s), the int8 scales as [sub-block j of 16][row] at + 3072,
+ *   d[16] as F16 at + 3328, 32 bytes of padding.
+ * Padded rows are zero (d = 0). The order is the K-quant panels'
+ * (ops->gemm_ws, docs/PARITY.md; ref/repack_qk.c gives it). */
+#define KERN_QKR_ROWS 16
+#define KERN_Q4KR_SB 2368
+#define KERN_Q4KR_SC 2048
+#define KERN_Q4KR_MN 2176
+#define KERN_Q4KR_D 2304
+#define KERN_Q4KR_DM 2336
+#define KERN_Q6KR_SB 3392
+#define KERN_Q6KR_QH 2048
+#define KERN_Q6KR_SC 3072
+#define KERN_Q6KR_D 3328
+size_t kern_q4kr_group_bytes(int64_t k);
+size_t kern_q6kr_group_bytes(int64_t k);
+void kern_q4kr_pack(const void *w, size_t w_stride, int64_t n, int64_t k, void *dst);
+void kern_q6kr_pack(const void *w, size_t w_stride, int64_t n, int64_t k, void *dst);
+void kern_q4kr_row_to_float(const void *grp, int lane, float *dst, int64_t k);
+void kern_q6kr_row_to_float(const void *grp, int lane, float *dst, int64_t k);
+void kern_ref_q4kr_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                        const void *x, size_t x_stride, float *y, size_t y_stride, void *ws);
+void kern_ref_q6kr_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                        const void *x, size_t x_stride, float *y, size_t y_stride, void *ws);
+extern const struct kern_repack kern_ref_q4_K_rp, kern_ref_q6_K_rp;
+
 /* ---- SIMD variant tables. Each ISA file set exports one function that
  * fills, for the types it accelerates, the fields it provides (vec_dot,
  * gemm, and quantize_act for activation types); others are left as is. */

@@ -1,5 +1,5 @@
 /* avx512_emu.h - test-only: the AVX-512 intrinsics that
- * src/kernels/x86/avx512/q_iq4_avx512.c, panel_avx512.c, rp_q8_avx512.c and rp_q4_avx512.c use, each written element by element
+ * src/kernels/x86/avx512/q_iq4_avx512.c, panel_avx512.c and the rp_*_avx512.c gemms use, each written element by element
  * in C from Intel's definition, so that the kernel's lane arithmetic can be
  * compiled and checked against the reference on a CPU without AVX-512
  * (test_iq4_emu and test_panel_emu include this header, then the kernel file). The production
@@ -380,6 +380,37 @@ static inline emu_m512 emu_cvtph_ps(__m256i a)
     return r;
 }
 
+/* 16 bytes to 16 int32 lanes, zero- or sign-extended; 32 bytes to 32 int16 lanes */
+static inline emu_m512i emu_cvtepu8_epi32(__m128i a)
+{
+    emu_m512i r;
+    uint8_t b[16];
+    memcpy(b, &a, 16);
+    for (int i = 0; i < 16; i++)
+        r.i32[i] = b[i];
+    return r;
+}
+
+static inline emu_m512i emu_cvtepi8_epi32(__m128i a)
+{
+    emu_m512i r;
+    int8_t b[16];
+    memcpy(b, &a, 16);
+    for (int i = 0; i < 16; i++)
+        r.i32[i] = b[i];
+    return r;
+}
+
+static inline emu_m512i emu_cvtepu8_epi16(__m256i a)
+{
+    emu_m512i r;
+    uint8_t b[32];
+    memcpy(b, &a, 32);
+    for (int i = 0; i < 32; i++)
+        r.i16[i] = b[i];
+    return r;
+}
+
 /* From here on the kernel's intrinsics and types name the emulation. */
 #define __m512i emu_m512i
 #define __m512 emu_m512
@@ -463,6 +494,12 @@ static inline emu_m512 emu_cvtph_ps(__m256i a)
 #define _mm512_add_ps emu_add_ps
 #undef _mm512_srli_epi16
 #define _mm512_srli_epi16 emu_srli_epi16
+#undef _mm512_cvtepu8_epi32
+#define _mm512_cvtepu8_epi32 emu_cvtepu8_epi32
+#undef _mm512_cvtepi8_epi32
+#define _mm512_cvtepi8_epi32 emu_cvtepi8_epi32
+#undef _mm512_cvtepu8_epi16
+#define _mm512_cvtepu8_epi16 emu_cvtepu8_epi16
 #undef _mm512_slli_epi16
 #define _mm512_slli_epi16 emu_slli_epi16
 #define _mm512_or_si512 emu_or_si512

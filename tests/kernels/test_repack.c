@@ -1,13 +1,14 @@
 /* test_repack.c - weights repacked at load (struct kern_repack): Q8_0
  * (src/kernels/ref/repack_q8.c, x86/avx512/rp_q8_avx512.c) and Q4_0
- * and Q5_0 (ref/repack_q4.c, x86/avx2/rp_q4.c, x86/avx512/rp_q4_avx512.c). The
+ * and Q5_0 (ref/repack_q4.c, x86/avx2/rp_q4.c, x86/avx512/rp_q4_avx512.c), Q4_K
+ * and Q6_K (ref/repack_qk.c, x86/avx2/rp_qk.c, x86/avx512/rp_qk_avx512.c). The
  * packed groups give back each original row (row_to_float == to_float,
  * padded lanes zero), and every gemm over them - the reference, AVX2's, the
  * AVX-512 kernels compiled over tests/kernels/avx512_emu.h (so AVX2-only
  * machines test their arithmetic) and, where the CPU has AVX-512, the native
  * ones - gives each output exactly its order's value (memcmp): Q8_0
- * kern_ref_vec_dot_q8_0 of the original row (ggml's order), Q4_0 and Q5_0
- * the AVX2 panel gemm's (ops->gemm_ws) result; for batches of 1..17 rows, row ranges
+ * kern_ref_vec_dot_q8_0 of the original row (ggml's order), Q4_0, Q5_0 and
+ * the K-quants the AVX2 panel gemm's (ops->gemm_ws) result; for batches of 1..17 rows, row ranges
  * starting and ending inside groups of 16, one and odd block counts, quants
  * at their ends and a large weight scale; rows outside the range are not
  * written. Exits 77 (skipped) without AVX2. */
@@ -16,6 +17,8 @@
 #include "kernels/x86/avx512/rp_q8_avx512.c"
 #define kern_avx512_fill_repack_q4 emu_avx512_fill_repack_q4
 #include "kernels/x86/avx512/rp_q4_avx512.c"
+#define kern_avx512_fill_repack_qk emu_avx512_fill_repack_qk
+#include "kernels/x86/avx512/rp_qk_avx512.c"
 
 #include "base/base.h"
 #include "kernels/kern_impl.h"
@@ -47,7 +50,13 @@ struct data {
 /* the reference layout functions of a type (gemm: the reference gemm) */
 static const struct kern_repack *ref_rp(enum gg_type type)
 {
-    return type == GG_TYPE_Q8_0 ? &kern_ref_q8_0_rp : type == GG_TYPE_Q4_0 ? &kern_ref_q4_0_rp : &kern_ref_q5_0_rp;
+    switch (type) {
+    case GG_TYPE_Q8_0: return &kern_ref_q8_0_rp;
+    case GG_TYPE_Q4_0: return &kern_ref_q4_0_rp;
+    case GG_TYPE_Q5_0: return &kern_ref_q5_0_rp;
+    case GG_TYPE_Q4_K: return &kern_ref_q4_K_rp;
+    default: return &kern_ref_q6_K_rp;
+    }
 }
 
 static bool make_data(struct data *d, enum gg_type type, int64_t k)
@@ -57,7 +66,8 @@ static bool make_data(struct data *d, enum gg_type type, int64_t k)
     d->k = k;
     const struct kern_type_ops *ref = kern_ops_isa(KERN_ISA_REF, type), *a2 = kern_ops_isa(KERN_ISA_AVX2, type);
     const bool q8 = type == GG_TYPE_Q8_0;
-    if (!gg_row_size(type, k, &d->wrb) || !gg_row_size(GG_TYPE_Q8_0, k, &d->xrb))
+    const enum gg_type xt = ref->vec_dot_type;
+    if (!gg_row_size(type, k, &d->wrb) || !gg_row_size(xt, k, &d->xrb))
         return false;
     const struct kern_repack *rf = ref_rp(type);
     d->grp = rf->group_bytes(k);
@@ -85,7 +95,7 @@ static bool make_data(struct data *d, enum gg_type type, int64_t k)
         if (b % 5 == 2)
             for (int64_t j = 0; j < k; j += 7)
                 f[j] = (j / 7) % 2 ? 40.0f : -40.0f;
-        kern_ref_from_float_q8_0(f, d->x + (size_t)b * d->xrb, k);
+        kern_ops_isa(KERN_ISA_REF, xt)->from_float(f, d->x + (size_t)b * d->xrb, k);
     }
     sp_free(f);
     for (int64_t g = 0; g * 16 < ROWS; g++)
@@ -110,13 +120,19 @@ static void free_data(struct data *d)
 }
 
 static const int64_t g_ks[] = {32, 32 * 13, 32 * 64};
+static const int64_t g_ks_k[] = {256, 256 * 3, 256 * 11};
+/* k of test case ki (the K-quants' rows are whole super-blocks) */
+static int64_t case_k(enum gg_type type, size_t ki)
+{
+    return type == GG_TYPE_Q4_K || type == GG_TYPE_Q6_K ? g_ks_k[ki] : g_ks[ki];
+}
 
 static void check_pack(enum gg_type type)
 {
     const struct kern_type_ops *ref = kern_ops_isa(KERN_ISA_REF, type);
     for (size_t ki = 0; ki < SP_ARRAY_LEN(g_ks); ki++) {
         struct data d;
-        CHECK(make_data(&d, type, g_ks[ki]));
+        CHECK(make_data(&d, type, case_k(type, ki)));
         float *a = sp_malloc(sizeof(float) * (size_t)d.k), *b = sp_malloc(sizeof(float) * (size_t)d.k);
         CHECK(a && b);
         int ok = 1;
@@ -132,7 +148,7 @@ static void check_pack(enum gg_type type)
         sp_free(a);
         sp_free(b);
         free_data(&d);
-        CHECK_MSG(ok, "%s k=%lld", gg_type_name(type), (long long)g_ks[ki]);
+        CHECK_MSG(ok, "%s k=%lld", gg_type_name(type), (long long)case_k(type, ki));
     }
 }
 
@@ -141,6 +157,8 @@ TEST(pack_gives_back_rows)
     check_pack(GG_TYPE_Q8_0);
     check_pack(GG_TYPE_Q4_0);
     check_pack(GG_TYPE_Q5_0);
+    check_pack(GG_TYPE_Q4_K);
+    check_pack(GG_TYPE_Q6_K);
 }
 
 /* gemm over the packed rows == the order's value of every output, bit for bit */
@@ -153,7 +171,7 @@ static void check_gemm(enum gg_type type, const char *what, kern_gemm_ws_fn gemm
     CHECK(y);
     for (size_t ki = 0; ki < SP_ARRAY_LEN(g_ks); ki++) {
         struct data d;
-        CHECK(make_data(&d, type, g_ks[ki]));
+        CHECK(make_data(&d, type, case_k(type, ki)));
         int bad = -1;
         int64_t nb = 0, r0 = 0, r1 = 0;
         for (size_t ni = 0; ni < SP_ARRAY_LEN(nbs) && bad < 0; ni++)
@@ -173,7 +191,7 @@ static void check_gemm(enum gg_type type, const char *what, kern_gemm_ws_fn gemm
         if (bad >= 0)
             sp_free(y);
         CHECK_MSG(bad < 0, "%s %s: k=%lld n_batch=%lld rows [%lld, %lld): batch row %d, row %d differs",
-                  gg_type_name(type), what, (long long)g_ks[ki], (long long)nb, (long long)r0, (long long)r1,
+                  gg_type_name(type), what, (long long)case_k(type, ki), (long long)nb, (long long)r0, (long long)r1,
                   bad / 1000, bad % 1000);
     }
     sp_free(y);
@@ -204,7 +222,10 @@ static void check_panel_type(enum gg_type type)
     CHECK(a2->rp && a2->rp->rows == 16 && a2->rp->group_bytes == ref_rp(type)->group_bytes);
     check_gemm(type, "AVX2", a2->rp->gemm);
     struct kern_type_ops emu = {0};
-    emu_avx512_fill_repack_q4(&emu, type);
+    if (type == GG_TYPE_Q4_K || type == GG_TYPE_Q6_K)
+        emu_avx512_fill_repack_qk(&emu, type);
+    else
+        emu_avx512_fill_repack_q4(&emu, type);
     CHECK(emu.rp && emu.rp->gemm != a2->rp->gemm);
     check_gemm(type, "emulated AVX-512", emu.rp->gemm);
     const struct kern_type_ops *nat = kern_ops_isa(KERN_ISA_AVX512, type);
@@ -227,6 +248,16 @@ TEST(q5_0_gemms_are_the_panel)
     check_panel_type(GG_TYPE_Q5_0);
 }
 
+TEST(q4_K_gemms_are_the_panel)
+{
+    check_panel_type(GG_TYPE_Q4_K);
+}
+
+TEST(q6_K_gemms_are_the_panel)
+{
+    check_panel_type(GG_TYPE_Q6_K);
+}
+
 int main(void)
 {
     if (!kern_ops_isa(KERN_ISA_AVX2, GG_TYPE_F32)) {
@@ -245,6 +276,8 @@ int main(void)
     RUN(q8_0_gemms_are_vec_dot);
     RUN(q4_0_gemms_are_the_panel);
     RUN(q5_0_gemms_are_the_panel);
+    RUN(q4_K_gemms_are_the_panel);
+    RUN(q6_K_gemms_are_the_panel);
     sp_aligned_free(g_ws);
     return test_summary();
 }

@@ -20,9 +20,10 @@ typedef void (*rp512_tile_fn)(int64_t nb, const uint8_t *q, const block_q8_0 *co
                               __m512 *out);
 
 struct rp512_kind {
+    int qk;                                                 /* elements per block (32, or 256: x is block_q8_K) */
     int nr;                                                 /* activation rows per tile (<= RP512_MAX_NR) */
     size_t xs_bytes;                                        /* sums per activation row and block */
-    void (*sums)(int64_t nb, const block_q8_0 *x, void *xs); /* one row's sums */
+    void (*sums)(int64_t nb, const block_q8_0 *x, void *xs); /* one row's sums (x: block_q8_K when qk is 256) */
     const rp512_tile_fn *tiles;                             /* tiles[n - 1]: n activation rows */
     kern_gemm_ws_fn ref;
 };
@@ -31,7 +32,7 @@ static inline void rp512_gemm(const struct rp512_kind *kd, int64_t k, int64_t r0
                               const void *w, size_t w_stride, const void *x, size_t x_stride, float *y,
                               size_t y_stride, void *ws)
 {
-    const int64_t nb = k / KERN_QK;
+    const int64_t nb = k / kd->qk;
     if ((size_t)nb * (size_t)kd->nr * kd->xs_bytes > KERN_GEMM_WS_BYTES || r0 % RP512_ROWS != 0) {
         kd->ref(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
         return;
@@ -47,7 +48,7 @@ static inline void rp512_gemm(const struct rp512_kind *kd, int64_t k, int64_t r0
             const void *xsp[RP512_MAX_NR];
             for (int64_t j = 0; j < nr; j++) {
                 void *xs = (char *)ws + (size_t)(j * nb) * kd->xs_bytes;
-                xp[j] = (const block_q8_0 *)((const char *)x + (size_t)(b + j) * x_stride);
+                xp[j] = (const block_q8_0 *)((const char *)x + (size_t)(b + j) * x_stride); /* or block_q8_K */
                 kd->sums(nb, xp[j], xs);
                 xsp[j] = xs;
             }

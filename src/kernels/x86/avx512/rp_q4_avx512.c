@@ -122,8 +122,8 @@ KERN_AI void q4r_sums_off(int off, int64_t nb, const block_q8_0 *x, void *xsv)
 static void q4r_sums(int64_t nb, const block_q8_0 *x, void *xs) { q4r_sums_off(8, nb, x, xs); }
 static void q5r_sums(int64_t nb, const block_q8_0 *x, void *xs) { q4r_sums_off(16, nb, x, xs); }
 
-static const struct rp512_kind q4r_kind = {Q4R_NR, sizeof(struct q4r_x), q4r_sums, q4r_tiles, kern_ref_q4r_gemm};
-static const struct rp512_kind q5r_kind = {Q4R_NR, sizeof(struct q4r_x), q5r_sums, q5r_tiles, kern_ref_q5r_gemm};
+static const struct rp512_kind q4r_kind = {KERN_QK, Q4R_NR, sizeof(struct q4r_x), q4r_sums, q4r_tiles, kern_ref_q4r_gemm};
+static const struct rp512_kind q5r_kind = {KERN_QK, Q4R_NR, sizeof(struct q4r_x), q5r_sums, q5r_tiles, kern_ref_q5r_gemm};
 
 static void q4r_gemm512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
                         const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)

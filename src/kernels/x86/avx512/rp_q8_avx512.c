@@ -85,7 +85,7 @@ static void qr_sums(int64_t nb, const block_q8_0 *x, void *xsv)
     }
 }
 
-static const struct rp512_kind q8r_kind = {QR_NR, sizeof(struct qr_x), qr_sums, qr_tiles, kern_ref_q8r_gemm};
+static const struct rp512_kind q8r_kind = {KERN_QK, QR_NR, sizeof(struct qr_x), qr_sums, qr_tiles, kern_ref_q8r_gemm};
 
 static void q8r_gemm512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
                         const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)

@@ -1,0 +1,252 @@
+/* rp_qk_avx512.c - the AVX-512 VNNI gemms over Q4_K and Q6_K weights
+ * repacked at load (ops->rp; layouts in kern_impl.h, reference and order in
+ * ref/repack_qk.c). Vector v of a super-block holds 4 bytes of each of the
+ * 16 rows, so and / shift+and give the unsigned quants of elements
+ * 4g..4g+3 of a chunk for all 16 rows (Q6_K or's in its two high bits, one
+ * shift and mask), and vpdpbusd against a broadcast of 4 activation bytes
+ * adds each row's 4-element dot to its lane. Per chunk (Q4_K) or half chunk
+ * (Q6_K, whose chain starts from -32 * bsum: the offset in the integers)
+ * the sum is multiplied by the rows' scales (vpmulld) into the exact integer
+ * sum of the super-block; Q4_K's min term is 4 vpdpwssd of the rows' min
+ * pairs with the activation's 32-element sums. Then per output one float
+ * accumulator, one FMA with fl(d * dy) (and Q4_K one FNMADD with
+ * fl(dmin * dy)): the K-quant panels' bits (the AVX2 and AVX-512 panels',
+ * the reference's) for every batch size and row range (test_repack,
+ * memcmp). Tiles of 16 rows x up to 8 (Q6_K 6) activation rows over the
+ * spans of rp_drive512.h. Uses only intrinsics that
+ * tests/kernels/avx512_emu.h emulates. */
+#include "kernels/x86/avx512/rp_drive512.h"
+
+#define Q4KR_NR 8
+#define Q6KR_NR 6
+#define QKR_PF 2 /* super-blocks prefetched ahead by tiles of several activation rows (see rp_q4_avx512.c) */
+
+/* per activation row and super-block: Q4_K the 32-element sums of chunks
+ * 2i, 2i + 1 as an int16 pair; Q6_K -32 x each 16-element sum */
+struct q4kr_x {
+    int32_t bp[4];
+    float dx;
+    int32_t pad[3];
+};
+struct q6kr_x {
+    int32_t off[16];
+    float dx;
+    int32_t pad[3];
+};
+
+KERN_AI __m512i qkr_dot(__m512i s, const __m512i *u, const int8_t *y, int g0, int g1)
+{
+    KERN_UNROLL for (int g = g0; g < g1; g++)
+    {
+        int32_t y4;
+        memcpy(&y4, y + 4 * g, 4);
+        s = _mm512_dpbusd_epi32(s, u[g], _mm512_set1_epi32(y4));
+    }
+    return s;
+}
+
+KERN_AI void qkr_prefetch(const uint8_t *s, size_t sb)
+{
+    for (size_t l = 0; l < sb; l += 64)
+        _mm_prefetch((const char *)s + QKR_PF * sb + l, _MM_HINT_T0);
+}
+
+/* one group x nr (1..Q4KR_NR) activation rows: out[j] = its 16 rows' results */
+KERN_AI void q4kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *const *xv, const void *const *xsv,
+                       __m512 *out)
+{
+    const block_q8_K *x[Q4KR_NR];
+    const struct q4kr_x *xs[Q4KR_NR];
+    KERN_UNROLL for (int j = 0; j < nr; j++)
+    {
+        x[j] = (const block_q8_K *)(const void *)xv[j];
+        xs[j] = xsv[j];
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[Q4KR_NR];
+    KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t ib = 0; ib < nsb; ib++) {
+        const uint8_t *s = q + (size_t)ib * KERN_Q4KR_SB;
+        if (nr > 1 && ib + QKR_PF < nsb)
+            qkr_prefetch(s, KERN_Q4KR_SB);
+        __m512i isum[Q4KR_NR];
+        KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm512_setzero_si512();
+        for (int c = 0; c < 8; c++) { /* not unrolled: it would hoist every weight vector */
+            __m512i u[8];
+            KERN_UNROLL for (int g = 0; g < 8; g++)
+            {
+                const __m512i v = _mm512_load_si512(s + 64 * (8 * (c / 2) + g));
+                u[g] = _mm512_and_si512(c % 2 ? _mm512_srli_epi16(v, 4) : v, m4);
+            }
+            const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q4KR_SC + 16 * c)));
+            KERN_UNROLL for (int j = 0; j < nr; j++)
+            {
+                const int8_t *y = x[j][ib].qs + 32 * c;
+                /* few rows: two chains, so one row does not wait 8 dpbusd latencies */
+                const __m512i t = nr <= 2 ? _mm512_add_epi32(qkr_dot(_mm512_setzero_si512(), u, y, 0, 4),
+                                                             qkr_dot(_mm512_setzero_si512(), u, y, 4, 8))
+                                          : qkr_dot(_mm512_setzero_si512(), u, y, 0, 8);
+                isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(t, sc));
+            }
+        }
+        const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(s + KERN_Q4KR_D)));
+        const __m512 dm = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(s + KERN_Q4KR_DM)));
+        KERN_UNROLL for (int j = 0; j < nr; j++)
+        {
+            __m512i m = _mm512_setzero_si512();
+            KERN_UNROLL for (int i = 0; i < 4; i++) m = _mm512_dpwssd_epi32(
+                m, _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)(s + KERN_Q4KR_MN + 32 * i))),
+                _mm512_set1_epi32(xs[j][ib].bp[i]));
+            const __m512 dy = _mm512_set1_ps(xs[j][ib].dx);
+            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(d, dy), _mm512_cvtepi32_ps(isum[j]), acc[j]);
+            acc[j] = _mm512_fnmadd_ps(_mm512_mul_ps(dm, dy), _mm512_cvtepi32_ps(m), acc[j]);
+        }
+    }
+    KERN_UNROLL for (int j = 0; j < nr; j++) out[j] = acc[j];
+}
+
+KERN_AI void q6kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *const *xv, const void *const *xsv,
+                       __m512 *out)
+{
+    const block_q8_K *x[Q6KR_NR];
+    const struct q6kr_x *xs[Q6KR_NR];
+    KERN_UNROLL for (int j = 0; j < nr; j++)
+    {
+        x[j] = (const block_q8_K *)(const void *)xv[j];
+        xs[j] = xsv[j];
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    __m512 acc[Q6KR_NR];
+    KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t ib = 0; ib < nsb; ib++) {
+        const uint8_t *s = q + (size_t)ib * KERN_Q6KR_SB;
+        if (nr > 1 && ib + QKR_PF < nsb)
+            qkr_prefetch(s, KERN_Q6KR_SB);
+        __m512i isum[Q6KR_NR];
+        KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm512_setzero_si512();
+        for (int c = 0; c < 8; c++) { /* chunk c = 4h + t: not unrolled, as Q4_K's */
+            const int h = c / 4, t = c % 4;
+            __m512i u[8];
+            KERN_UNROLL for (int g = 0; g < 8; g++)
+            {
+                const __m512i lo = _mm512_load_si512(s + 64 * (8 * (2 * h + t % 2) + g));
+                const __m512i hb = _mm512_load_si512(s + KERN_Q6KR_QH + 64 * (8 * h + g));
+                /* bits 2t, 2t + 1 of each byte to bits 4, 5 */
+                const __m512i hi = t == 0 ? _mm512_slli_epi16(hb, 4)
+                                   : t == 1 ? _mm512_slli_epi16(hb, 2)
+                                   : t == 2 ? hb
+                                            : _mm512_srli_epi16(hb, 2);
+                u[g] = _mm512_or_si512(_mm512_and_si512(t / 2 ? _mm512_srli_epi16(lo, 4) : lo, m4),
+                                       _mm512_and_si512(hi, m30));
+            }
+            const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_SC + 32 * c)));
+            const __m512i sc1 =
+                _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_SC + 32 * c + 16)));
+            KERN_UNROLL for (int j = 0; j < nr; j++)
+            {
+                const int8_t *y = x[j][ib].qs + 32 * c;
+                const __m512i t0 = qkr_dot(_mm512_set1_epi32(xs[j][ib].off[2 * c]), u, y, 0, 4);
+                const __m512i t1 = qkr_dot(_mm512_set1_epi32(xs[j][ib].off[2 * c + 1]), u, y, 4, 8);
+                isum[j] = _mm512_add_epi32(isum[j], _mm512_add_epi32(_mm512_mullo_epi32(t0, sc0),
+                                                                     _mm512_mullo_epi32(t1, sc1)));
+            }
+        }
+        const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(s + KERN_Q6KR_D)));
+        KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] =
+            _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(xs[j][ib].dx)), _mm512_cvtepi32_ps(isum[j]), acc[j]);
+    }
+    KERN_UNROLL for (int j = 0; j < nr; j++) out[j] = acc[j];
+}
+
+#define QKR_TILE_N(N, T)                                                                                     \
+    static void T##_tile_##N(int64_t nb, const uint8_t *q, const block_q8_0 *const *x, const void *const *xs, \
+                             __m512 *out)                                                                     \
+    {                                                                                                         \
+        T##_tile(N, nb, q, x, xs, out);                                                                       \
+    }
+QKR_TILE_N(1, q4kr)
+QKR_TILE_N(2, q4kr)
+QKR_TILE_N(3, q4kr)
+QKR_TILE_N(4, q4kr)
+QKR_TILE_N(5, q4kr)
+QKR_TILE_N(6, q4kr)
+QKR_TILE_N(7, q4kr)
+QKR_TILE_N(8, q4kr)
+QKR_TILE_N(1, q6kr)
+QKR_TILE_N(2, q6kr)
+QKR_TILE_N(3, q6kr)
+QKR_TILE_N(4, q6kr)
+QKR_TILE_N(5, q6kr)
+QKR_TILE_N(6, q6kr)
+static const rp512_tile_fn q4kr_tiles[Q4KR_NR] = {q4kr_tile_1, q4kr_tile_2, q4kr_tile_3, q4kr_tile_4,
+                                                  q4kr_tile_5, q4kr_tile_6, q4kr_tile_7, q4kr_tile_8};
+static const rp512_tile_fn q6kr_tiles[Q6KR_NR] = {q6kr_tile_1, q6kr_tile_2, q6kr_tile_3,
+                                                  q6kr_tile_4, q6kr_tile_5, q6kr_tile_6};
+
+static void q4kr_sums(int64_t nsb, const block_q8_0 *xv, void *xsv)
+{
+    const block_q8_K *x = (const block_q8_K *)(const void *)xv;
+    struct q4kr_x *xs = xsv;
+    for (int64_t ib = 0; ib < nsb; ib++) {
+        const int16_t *b = x[ib].bsums;
+        for (int i = 0; i < 4; i++) {
+            const uint32_t lo = (uint16_t)(b[4 * i] + b[4 * i + 1]), hi = (uint16_t)(b[4 * i + 2] + b[4 * i + 3]);
+            xs[ib].bp[i] = (int32_t)(lo | hi << 16);
+        }
+        xs[ib].dx = x[ib].d;
+    }
+}
+
+static void q6kr_sums(int64_t nsb, const block_q8_0 *xv, void *xsv)
+{
+    const block_q8_K *x = (const block_q8_K *)(const void *)xv;
+    struct q6kr_x *xs = xsv;
+    for (int64_t ib = 0; ib < nsb; ib++) {
+        for (int j = 0; j < 16; j++)
+            xs[ib].off[j] = -32 * x[ib].bsums[j];
+        xs[ib].dx = x[ib].d;
+    }
+}
+
+static const struct rp512_kind q4kr_kind = {KERN_QK_K, Q4KR_NR, sizeof(struct q4kr_x), q4kr_sums, q4kr_tiles,
+                                            kern_ref_q4kr_gemm};
+static const struct rp512_kind q6kr_kind = {KERN_QK_K, Q6KR_NR, sizeof(struct q6kr_x), q6kr_sums, q6kr_tiles,
+                                            kern_ref_q6kr_gemm};
+
+static void q4kr_gemm512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                         const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
+{
+    rp512_gemm(&q4kr_kind, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
+}
+
+static void q6kr_gemm512(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                         const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
+{
+    rp512_gemm(&q6kr_kind, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
+}
+
+static const struct kern_repack q4kr_avx512 = {
+    .rows = KERN_QKR_ROWS,
+    .group_bytes = kern_q4kr_group_bytes,
+    .pack = kern_q4kr_pack,
+    .row_to_float = kern_q4kr_row_to_float,
+    .gemm = q4kr_gemm512,
+};
+
+static const struct kern_repack q6kr_avx512 = {
+    .rows = KERN_QKR_ROWS,
+    .group_bytes = kern_q6kr_group_bytes,
+    .pack = kern_q6kr_pack,
+    .row_to_float = kern_q6kr_row_to_float,
+    .gemm = q6kr_gemm512,
+};
+
+/* Q4_K and Q6_K on AVX-512: weights are repacked at load (the backend's bind). */
+void kern_avx512_fill_repack_qk(struct kern_type_ops *ops, enum gg_type type);
+void kern_avx512_fill_repack_qk(struct kern_type_ops *ops, enum gg_type type)
+{
+    if (type == GG_TYPE_Q4_K)
+        ops->rp = &q4kr_avx512;
+    else if (type == GG_TYPE_Q6_K)
+        ops->rp = &q6kr_avx512;
+}
