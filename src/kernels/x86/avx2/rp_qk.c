@@ -93,34 +93,48 @@ KERN_AI void q4kr_tile(int nr, int h, int64_t nsb, const uint8_t *q, const block
     KERN_UNROLL for (int j = 0; j < nr; j++) out[j] = acc[j];
 }
 
-KERN_AI void q6kr_tile(int nr, int h, int64_t nsb, const uint8_t *q, const block_q8_K *const *x,
-                       const struct qkr_x *const *xs, __m256 *out)
+/* the unsigned quants (0..63) of elements 4g..4g+3 of chunk c (= 4 hh + t),
+ * 8 rows of half h, from super-block s */
+KERN_AI __m256i q6kr_u(const uint8_t *s, int h, int c, int g)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const int hh = c / 4, t = c % 4;
+    const __m256i lo = _mm256_load_si256((const __m256i *)(s + 64 * (8 * (2 * hh + t % 2) + g) + 32 * h));
+    const __m256i hb = _mm256_load_si256((const __m256i *)(s + KERN_Q6KR_QH + 64 * (8 * hh + g) + 32 * h));
+    /* bits 2t, 2t + 1 of each byte to bits 4, 5 */
+    const __m256i hi = t == 0 ? _mm256_slli_epi16(hb, 4)
+                       : t == 1 ? _mm256_slli_epi16(hb, 2)
+                       : t == 2 ? hb
+                                : _mm256_srli_epi16(hb, 2);
+    return _mm256_or_si256(_mm256_and_si256(t / 2 ? _mm256_srli_epi16(lo, 4) : lo, m4), _mm256_and_si256(hi, m30));
+}
+
+#define Q6KR_UBLK 4096 /* bytes of one unpacked super-block of 16 rows: [chunk][g][64] */
+/* Batches from here on unpack each span's groups once into the workspace
+ * (the tiles would redo the high bits for every 4 activation rows). */
+#define Q6KR_PRE_MIN 8
+
+/* pre: the quants come unpacked from pu (Q6KR_UBLK per super-block) */
+KERN_AI void q6kr_tile(int nr, bool pre, int h, int64_t nsb, const uint8_t *q, const uint8_t *pu,
+                       const block_q8_K *const *x, __m256 *out)
+{
     __m256 acc[QKR_NR];
     KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nsb; ib++) {
         const uint8_t *s = q + (size_t)ib * KERN_Q6KR_SB;
-        if (nr > 1 && h == 0 && ib + QKR_PF < nsb)
+        if (!pre && nr > 1 && h == 0 && ib + QKR_PF < nsb)
             qkr_prefetch(s, KERN_Q6KR_SB);
         __m256i isum[QKR_NR];
         KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm256_setzero_si256();
-        for (int c = 0; c < 8; c++) { /* chunk c = 4 hh + t */
-            const int hh = c / 4, t = c % 4;
+        for (int c = 0; c < 8; c++) {
             KERN_UNROLL for (int g0 = 0; g0 < 8; g0 += 2)
             {
                 __m256i s16[QKR_NR];
                 KERN_UNROLL for (int g = g0; g < g0 + 2; g++)
                 {
-                    const __m256i lo = _mm256_load_si256((const __m256i *)(s + 64 * (8 * (2 * hh + t % 2) + g) + 32 * h));
-                    const __m256i hb =
-                        _mm256_load_si256((const __m256i *)(s + KERN_Q6KR_QH + 64 * (8 * hh + g) + 32 * h));
-                    const __m256i hi = t == 0 ? _mm256_slli_epi16(hb, 4)
-                                       : t == 1 ? _mm256_slli_epi16(hb, 2)
-                                       : t == 2 ? hb
-                                                : _mm256_srli_epi16(hb, 2);
-                    const __m256i u = _mm256_or_si256(_mm256_and_si256(t / 2 ? _mm256_srli_epi16(lo, 4) : lo, m4),
-                                                      _mm256_and_si256(hi, m30));
+                    const __m256i u =
+                        pre ? _mm256_load_si256((const __m256i *)(pu + (size_t)ib * Q6KR_UBLK + 64 * (8 * c + g) + 32 * h))
+                            : q6kr_u(s, h, c, g);
                     KERN_UNROLL for (int j = 0; j < nr; j++)
                     {
                         int32_t y4;
@@ -129,14 +143,16 @@ KERN_AI void q6kr_tile(int nr, int h, int64_t nsb, const uint8_t *q, const block
                         s16[j] = g == g0 ? p : _mm256_add_epi16(s16[j], p);
                     }
                 }
-                const __m256i sc = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(
-                    _mm_loadl_epi64((const __m128i *)(s + KERN_Q6KR_SC + 16 * (2 * c + g0 / 4) + 8 * h)),
-                    _mm_loadl_epi64((const __m128i *)(s + KERN_Q6KR_SC + 16 * (2 * c + g0 / 4) + 8 * h))));
+                const uint8_t *sc8 = s + KERN_Q6KR_SC + 16 * (2 * c + g0 / 4) + 8 * h;
+                const __m256i sc = qkr_pairs_i8(sc8, sc8);
                 KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] =
                     _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
             }
         }
         const __m256 d = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_D + 16 * h)));
+        __m256i sp[8]; /* the rows' scale pairs 2i, 2i + 1 */
+        KERN_UNROLL for (int i = 0; i < 8; i++) sp[i] =
+            qkr_pairs_i8(s + KERN_Q6KR_SC + 32 * i + 8 * h, s + KERN_Q6KR_SC + 32 * i + 16 + 8 * h);
         KERN_UNROLL for (int j = 0; j < nr; j++)
         {
             __m256i m = _mm256_setzero_si256();
@@ -144,33 +160,51 @@ KERN_AI void q6kr_tile(int nr, int h, int64_t nsb, const uint8_t *q, const block
             {
                 int32_t b2;
                 memcpy(&b2, &x[j][ib].bsums[2 * i], 4);
-                m = _mm256_add_epi32(m, _mm256_madd_epi16(qkr_pairs_i8(s + KERN_Q6KR_SC + 16 * (2 * i) + 8 * h,
-                                                                       s + KERN_Q6KR_SC + 16 * (2 * i + 1) + 8 * h),
-                                                          _mm256_set1_epi32(b2)));
+                m = _mm256_add_epi32(m, _mm256_madd_epi16(sp[i], _mm256_set1_epi32(b2)));
             }
             const __m256i si = _mm256_sub_epi32(isum[j], _mm256_slli_epi32(m, 5));
-            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xs[j][ib].dx)), _mm256_cvtepi32_ps(si), acc[j]);
+            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(x[j][ib].d)), _mm256_cvtepi32_ps(si), acc[j]);
         }
     }
     KERN_UNROLL for (int j = 0; j < nr; j++) out[j] = acc[j];
 }
 
-typedef void (*qkr_tile_fn)(int h, int64_t nsb, const uint8_t *q, const block_q8_K *const *x,
+/* groups [g0, g1) unpacked into u (Q6KR_UBLK bytes per super-block) */
+static void q6kr_unpack(int64_t nsb, const uint8_t *base, size_t w_stride, int64_t g0, int64_t g1, uint8_t *u)
+{
+    for (int64_t g = g0; g < g1; g++)
+        for (int64_t ib = 0; ib < nsb; ib++) {
+            const uint8_t *s = base + (size_t)g * w_stride + (size_t)ib * KERN_Q6KR_SB;
+            uint8_t *ub = u + (size_t)((g - g0) * nsb + ib) * Q6KR_UBLK;
+            for (int c = 0; c < 8; c++)
+                for (int v = 0; v < 8; v++)
+                    for (int h = 0; h < 2; h++)
+                        _mm256_store_si256((__m256i *)(ub + 64 * (8 * c + v) + 32 * h), q6kr_u(s, h, c, v));
+        }
+}
+
+typedef void (*qkr_tile_fn)(int h, int64_t nsb, const uint8_t *q, const uint8_t *pu, const block_q8_K *const *x,
                             const struct qkr_x *const *xs, __m256 *out);
-#define QKR_TILE_N(N, T)                                                                                       \
-    static void T##_tile_##N(int h, int64_t nsb, const uint8_t *q, const block_q8_K *const *x,                 \
-                             const struct qkr_x *const *xs, __m256 *out)                                       \
-    {                                                                                                          \
-        T##_tile(N, h, nsb, q, x, xs, out);                                                                    \
+#define QKR_TILE_N(N, T, CALL)                                                                                 \
+    static void T##_tile_##N(int h, int64_t nsb, const uint8_t *q, const uint8_t *pu, const block_q8_K *const *x, \
+                             const struct qkr_x *const *xs, __m256 *out)                                          \
+    {                                                                                                             \
+        (void)pu;                                                                                                 \
+        (void)xs;                                                                                                 \
+        CALL;                                                                                                     \
     }
-#define QKR_TILES(T)                                                                                           \
-    QKR_TILE_N(1, T)                                                                                           \
-    QKR_TILE_N(2, T)                                                                                           \
-    QKR_TILE_N(3, T)                                                                                           \
-    QKR_TILE_N(4, T)                                                                                           \
+#define QKR_TILES(T, CALL)                                                                                        \
+    QKR_TILE_N(1, T, CALL(1))                                                                                     \
+    QKR_TILE_N(2, T, CALL(2))                                                                                     \
+    QKR_TILE_N(3, T, CALL(3))                                                                                     \
+    QKR_TILE_N(4, T, CALL(4))                                                                                     \
     static const qkr_tile_fn T##_tiles[QKR_NR] = {T##_tile_1, T##_tile_2, T##_tile_3, T##_tile_4};
-QKR_TILES(q4kr)
-QKR_TILES(q6kr)
+#define Q4KR_CALL(N) q4kr_tile(N, h, nsb, q, x, xs, out)
+#define Q6KR_CALL(N) q6kr_tile(N, false, h, nsb, q, pu, x, out)
+#define Q6KU_CALL(N) q6kr_tile(N, true, h, nsb, q, pu, x, out)
+QKR_TILES(q4kr, Q4KR_CALL)
+QKR_TILES(q6kr, Q6KR_CALL)
+QKR_TILES(q6ku, Q6KU_CALL)
 
 static void qkr_gemm(bool six, int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
                      const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
@@ -185,9 +219,20 @@ static void qkr_gemm(bool six, int64_t k, int64_t r0, int64_t r1, int64_t n_batc
     const uint8_t *base = w;
     struct qkr_x *xsum = ws;
     const int64_t g0 = r0 / KERN_QKR_ROWS, g1 = (r1 + KERN_QKR_ROWS - 1) / KERN_QKR_ROWS;
-    const int64_t span = n_batch == 1 ? g1 - g0 : SP_MAX((int64_t)1, (int64_t)(QKR_SPAN_BYTES / w_stride));
+    int64_t span = n_batch == 1 ? g1 - g0 : SP_MAX((int64_t)1, (int64_t)(QKR_SPAN_BYTES / w_stride));
+    /* Q6_K batches: each span's groups unpacked once after the sums */
+    const size_t xs_bytes = ((size_t)nsb * QKR_NR * sizeof(struct qkr_x) + 63) / 64 * 64;
+    const int64_t ucap = (int64_t)((KERN_GEMM_WS_BYTES - xs_bytes) / ((size_t)nsb * Q6KR_UBLK));
+    const bool pre = six && n_batch >= Q6KR_PRE_MIN && ucap >= 1;
+    uint8_t *ubuf = (uint8_t *)ws + xs_bytes;
+    if (pre) {
+        span = SP_MIN(span, ucap);
+        tiles = q6ku_tiles;
+    }
     for (int64_t s0 = g0; s0 < g1; s0 += span) {
         const int64_t s1 = SP_MIN(g1, s0 + span);
+        if (pre)
+            q6kr_unpack(nsb, base, w_stride, s0, s1, ubuf);
         for (int64_t b = 0; b < n_batch; b += QKR_NR) {
             const int64_t nr = SP_MIN((int64_t)QKR_NR, n_batch - b);
             const block_q8_K *xp[QKR_NR];
@@ -212,7 +257,8 @@ static void qkr_gemm(bool six, int64_t k, int64_t r0, int64_t r1, int64_t n_batc
                     if (nv <= 0)
                         break;
                     __m256 o[QKR_NR];
-                    tiles[nr - 1](h, nsb, base + (size_t)g * w_stride, xp, xsp, o);
+                    tiles[nr - 1](h, nsb, base + (size_t)g * w_stride, ubuf + (size_t)((g - s0) * nsb) * Q6KR_UBLK, xp,
+                                  xsp, o);
                     for (int64_t j = 0; j < nr; j++)
                         avx2_store_n(y + (size_t)(b + j) * y_stride + (size_t)rr, o[j], nv);
                 }
