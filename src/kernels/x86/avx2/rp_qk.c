@@ -47,11 +47,32 @@ KERN_AI __m256i qkr_pairs_i8(const uint8_t *p, const uint8_t *p2)
         _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)p), _mm_loadl_epi64((const __m128i *)p2)));
 }
 
+/* chunk c (c % 2 a constant where inlined: low or high nibbles) of half h
+ * of super-block s into isum[j] */
+KERN_AI void q4kr_chunk(int nr, int h, int c, const uint8_t *s, const block_q8_K *const *x, int64_t ib, __m256i *isum)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256i s16[QKR_NR];
+    KERN_UNROLL for (int g = 0; g < 8; g++)
+    {
+        const __m256i v = _mm256_load_si256((const __m256i *)(s + 64 * (8 * (c / 2) + g) + 32 * h));
+        const __m256i u = _mm256_and_si256(c % 2 ? _mm256_srli_epi16(v, 4) : v, m4);
+        KERN_UNROLL for (int j = 0; j < nr; j++)
+        {
+            int32_t y4;
+            memcpy(&y4, x[j][ib].qs + 32 * c + 4 * g, 4);
+            const __m256i p = _mm256_maddubs_epi16(u, _mm256_set1_epi32(y4));
+            s16[j] = g == 0 ? p : _mm256_add_epi16(s16[j], p);
+        }
+    }
+    const __m256i sc = qkr_pairs_u8(s + KERN_Q4KR_SC + 16 * c + 8 * h);
+    KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
+}
+
 /* half h (rows 8h..8h+7) of one group x nr (1..QKR_NR) activation rows */
 KERN_AI void q4kr_tile(int nr, int h, int64_t nsb, const uint8_t *q, const block_q8_K *const *x,
                        const struct qkr_x *const *xs, __m256 *out)
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc[QKR_NR];
     KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nsb; ib++) {
@@ -60,22 +81,16 @@ KERN_AI void q4kr_tile(int nr, int h, int64_t nsb, const uint8_t *q, const block
             qkr_prefetch(s, KERN_Q4KR_SB);
         __m256i isum[QKR_NR];
         KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm256_setzero_si256();
-        for (int c = 0; c < 8; c++) {
-            __m256i s16[QKR_NR];
-            KERN_UNROLL for (int g = 0; g < 8; g++)
+        if (nr == 1) { /* unrolled: each load steps by one super-block, which the
+                        * hardware's stride prefetch follows (rolled, one row decoded
+                        * tinyllama1b Q4_K_M at 29-33 t/s instead of 39) */
+            KERN_UNROLL for (int c = 0; c < 8; c++) q4kr_chunk(nr, h, c, s, x, ib, isum);
+        } else {
+            KERN_NOUNROLL for (int p = 0; p < 4; p++) /* rolled: it would hoist every weight vector */
             {
-                const __m256i v = _mm256_load_si256((const __m256i *)(s + 64 * (8 * (c / 2) + g) + 32 * h));
-                const __m256i u = _mm256_and_si256(c % 2 ? _mm256_srli_epi16(v, 4) : v, m4);
-                KERN_UNROLL for (int j = 0; j < nr; j++)
-                {
-                    int32_t y4;
-                    memcpy(&y4, x[j][ib].qs + 32 * c + 4 * g, 4);
-                    const __m256i p = _mm256_maddubs_epi16(u, _mm256_set1_epi32(y4));
-                    s16[j] = g == 0 ? p : _mm256_add_epi16(s16[j], p);
-                }
+                q4kr_chunk(nr, h, 2 * p, s, x, ib, isum);
+                q4kr_chunk(nr, h, 2 * p + 1, s, x, ib, isum);
             }
-            const __m256i sc = qkr_pairs_u8(s + KERN_Q4KR_SC + 16 * c + 8 * h);
-            KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
         }
         const __m256 d = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(s + KERN_Q4KR_D + 16 * h)));
         const __m256 dm = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(s + KERN_Q4KR_DM + 16 * h)));
@@ -114,6 +129,33 @@ KERN_AI __m256i q6kr_u(const uint8_t *s, int h, int c, int g)
  * (the tiles would redo the high bits for every 4 activation rows). */
 #define Q6KR_PRE_MIN 8
 
+/* chunk c of half h of super-block s (its quants unpacked at pu when pre)
+ * into isum[j] */
+KERN_AI void q6kr_chunk(int nr, bool pre, int h, int c, const uint8_t *s, const uint8_t *pu,
+                        const block_q8_K *const *x, int64_t ib, __m256i *isum)
+{
+    KERN_UNROLL for (int g0 = 0; g0 < 8; g0 += 2)
+    {
+        __m256i s16[QKR_NR];
+        KERN_UNROLL for (int g = g0; g < g0 + 2; g++)
+        {
+            const __m256i u =
+                pre ? _mm256_load_si256((const __m256i *)(pu + (size_t)ib * Q6KR_UBLK + 64 * (8 * c + g) + 32 * h))
+                    : q6kr_u(s, h, c, g);
+            KERN_UNROLL for (int j = 0; j < nr; j++)
+            {
+                int32_t y4;
+                memcpy(&y4, x[j][ib].qs + 32 * c + 4 * g, 4);
+                const __m256i p = _mm256_maddubs_epi16(u, _mm256_set1_epi32(y4));
+                s16[j] = g == g0 ? p : _mm256_add_epi16(s16[j], p);
+            }
+        }
+        const uint8_t *sc8 = s + KERN_Q6KR_SC + 16 * (2 * c + g0 / 4) + 8 * h;
+        const __m256i sc = qkr_pairs_i8(sc8, sc8);
+        KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
+    }
+}
+
 /* pre: the quants come unpacked from pu (Q6KR_UBLK per super-block) */
 KERN_AI void q6kr_tile(int nr, bool pre, int h, int64_t nsb, const uint8_t *q, const uint8_t *pu,
                        const block_q8_K *const *x, __m256 *out)
@@ -126,27 +168,15 @@ KERN_AI void q6kr_tile(int nr, bool pre, int h, int64_t nsb, const uint8_t *q, c
             qkr_prefetch(s, KERN_Q6KR_SB);
         __m256i isum[QKR_NR];
         KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm256_setzero_si256();
-        for (int c = 0; c < 8; c++) {
-            KERN_UNROLL for (int g0 = 0; g0 < 8; g0 += 2)
+        if (nr == 1 && !pre) { /* unrolled, as Q4_K's */
+            KERN_UNROLL for (int c = 0; c < 8; c++) q6kr_chunk(nr, pre, h, c, s, pu, x, ib, isum);
+        } else {
+            KERN_NOUNROLL for (int hh = 0; hh < 2; hh++) /* rolled, as Q4_K's */
             {
-                __m256i s16[QKR_NR];
-                KERN_UNROLL for (int g = g0; g < g0 + 2; g++)
-                {
-                    const __m256i u =
-                        pre ? _mm256_load_si256((const __m256i *)(pu + (size_t)ib * Q6KR_UBLK + 64 * (8 * c + g) + 32 * h))
-                            : q6kr_u(s, h, c, g);
-                    KERN_UNROLL for (int j = 0; j < nr; j++)
-                    {
-                        int32_t y4;
-                        memcpy(&y4, x[j][ib].qs + 32 * c + 4 * g, 4);
-                        const __m256i p = _mm256_maddubs_epi16(u, _mm256_set1_epi32(y4));
-                        s16[j] = g == g0 ? p : _mm256_add_epi16(s16[j], p);
-                    }
-                }
-                const uint8_t *sc8 = s + KERN_Q6KR_SC + 16 * (2 * c + g0 / 4) + 8 * h;
-                const __m256i sc = qkr_pairs_i8(sc8, sc8);
-                KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] =
-                    _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
+                q6kr_chunk(nr, pre, h, 4 * hh, s, pu, x, ib, isum);
+                q6kr_chunk(nr, pre, h, 4 * hh + 1, s, pu, x, ib, isum);
+                q6kr_chunk(nr, pre, h, 4 * hh + 2, s, pu, x, ib, isum);
+                q6kr_chunk(nr, pre, h, 4 * hh + 3, s, pu, x, ib, isum);
             }
         }
         const __m256 d = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_D + 16 * h)));

@@ -19,7 +19,7 @@
 
 #define Q4KR_NR 8
 #define Q6KR_NR 6
-#define QKR_PF 2 /* super-blocks prefetched ahead by tiles of several activation rows (see rp_q4_avx512.c) */
+#define QKR_PF 4 /* super-blocks prefetched ahead by tiles of several activation rows (see rp_q4_avx512.c) */
 
 /* per activation row and super-block: Q4_K the 32-element sums of chunks
  * 2i, 2i + 1 as an int16 pair; Q6_K -32 x each 16-element sum */
@@ -51,6 +51,29 @@ KERN_AI void qkr_prefetch(const uint8_t *s, size_t sb)
         _mm_prefetch((const char *)s + QKR_PF * sb + l, _MM_HINT_T0);
 }
 
+/* chunk c (c % 2 a constant where inlined: the low or high nibbles) of
+ * super-block s into isum[j] */
+KERN_AI void q4kr_chunk(int nr, int c, const uint8_t *s, const block_q8_K *const *x, int64_t ib, __m512i *isum)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i u[8];
+    KERN_UNROLL for (int g = 0; g < 8; g++)
+    {
+        const __m512i v = _mm512_load_si512(s + 64 * (8 * (c / 2) + g));
+        u[g] = _mm512_and_si512(c % 2 ? _mm512_srli_epi16(v, 4) : v, m4);
+    }
+    const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q4KR_SC + 16 * c)));
+    KERN_UNROLL for (int j = 0; j < nr; j++)
+    {
+        const int8_t *y = x[j][ib].qs + 32 * c;
+        /* few rows: two chains, so one row does not wait 8 dpbusd latencies */
+        const __m512i t = nr <= 2 ? _mm512_add_epi32(qkr_dot(_mm512_setzero_si512(), u, y, 0, 4),
+                                                     qkr_dot(_mm512_setzero_si512(), u, y, 4, 8))
+                                  : qkr_dot(_mm512_setzero_si512(), u, y, 0, 8);
+        isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(t, sc));
+    }
+}
+
 /* one group x nr (1..Q4KR_NR) activation rows: out[j] = its 16 rows' results */
 KERN_AI void q4kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *const *xv, const void *const *xsv,
                        __m512 *out)
@@ -62,31 +85,21 @@ KERN_AI void q4kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *
         x[j] = (const block_q8_K *)(const void *)xv[j];
         xs[j] = xsv[j];
     }
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 acc[Q4KR_NR];
     KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t ib = 0; ib < nsb; ib++) {
         const uint8_t *s = q + (size_t)ib * KERN_Q4KR_SB;
-        if (nr > 1 && ib + QKR_PF < nsb)
+        if (nr > 1) /* past the group too: the next group follows; one row streams better without (bench_kernels dram) */
             qkr_prefetch(s, KERN_Q4KR_SB);
         __m512i isum[Q4KR_NR];
         KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm512_setzero_si512();
-        for (int c = 0; c < 8; c++) { /* not unrolled: it would hoist every weight vector */
-            __m512i u[8];
-            KERN_UNROLL for (int g = 0; g < 8; g++)
+        if (nr == 1) { /* unrolled: each load steps by one super-block (see QKR_PF) */
+            KERN_UNROLL for (int c = 0; c < 8; c++) q4kr_chunk(nr, c, s, x, ib, isum);
+        } else {
+            KERN_NOUNROLL for (int p = 0; p < 4; p++) /* rolled: it would hoist every weight vector */
             {
-                const __m512i v = _mm512_load_si512(s + 64 * (8 * (c / 2) + g));
-                u[g] = _mm512_and_si512(c % 2 ? _mm512_srli_epi16(v, 4) : v, m4);
-            }
-            const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q4KR_SC + 16 * c)));
-            KERN_UNROLL for (int j = 0; j < nr; j++)
-            {
-                const int8_t *y = x[j][ib].qs + 32 * c;
-                /* few rows: two chains, so one row does not wait 8 dpbusd latencies */
-                const __m512i t = nr <= 2 ? _mm512_add_epi32(qkr_dot(_mm512_setzero_si512(), u, y, 0, 4),
-                                                             qkr_dot(_mm512_setzero_si512(), u, y, 4, 8))
-                                          : qkr_dot(_mm512_setzero_si512(), u, y, 0, 8);
-                isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(t, sc));
+                q4kr_chunk(nr, 2 * p, s, x, ib, isum);
+                q4kr_chunk(nr, 2 * p + 1, s, x, ib, isum);
             }
         }
         const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(s + KERN_Q4KR_D)));
@@ -105,6 +118,36 @@ KERN_AI void q4kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *
     KERN_UNROLL for (int j = 0; j < nr; j++) out[j] = acc[j];
 }
 
+/* chunk c = 4h + t (t a constant where inlined) of super-block s into isum[j] */
+KERN_AI void q6kr_chunk(int nr, int c, const uint8_t *s, const block_q8_K *const *x, const struct q6kr_x *const *xs,
+                        int64_t ib, __m512i *isum)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const int h = c / 4, t = c % 4;
+    __m512i u[8];
+    KERN_UNROLL for (int g = 0; g < 8; g++)
+    {
+        const __m512i lo = _mm512_load_si512(s + 64 * (8 * (2 * h + t % 2) + g));
+        const __m512i hb = _mm512_load_si512(s + KERN_Q6KR_QH + 64 * (8 * h + g));
+        /* bits 2t, 2t + 1 of each byte to bits 4, 5 */
+        const __m512i hi = t == 0 ? _mm512_slli_epi16(hb, 4)
+                           : t == 1 ? _mm512_slli_epi16(hb, 2)
+                           : t == 2 ? hb
+                                    : _mm512_srli_epi16(hb, 2);
+        u[g] = _mm512_or_si512(_mm512_and_si512(t / 2 ? _mm512_srli_epi16(lo, 4) : lo, m4), _mm512_and_si512(hi, m30));
+    }
+    const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_SC + 32 * c)));
+    const __m512i sc1 = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_SC + 32 * c + 16)));
+    KERN_UNROLL for (int j = 0; j < nr; j++)
+    {
+        const int8_t *y = x[j][ib].qs + 32 * c;
+        const __m512i t0 = qkr_dot(_mm512_set1_epi32(xs[j][ib].off[2 * c]), u, y, 0, 4);
+        const __m512i t1 = qkr_dot(_mm512_set1_epi32(xs[j][ib].off[2 * c + 1]), u, y, 4, 8);
+        isum[j] = _mm512_add_epi32(isum[j],
+                                   _mm512_add_epi32(_mm512_mullo_epi32(t0, sc0), _mm512_mullo_epi32(t1, sc1)));
+    }
+}
+
 KERN_AI void q6kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *const *xv, const void *const *xsv,
                        __m512 *out)
 {
@@ -115,40 +158,23 @@ KERN_AI void q6kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *
         x[j] = (const block_q8_K *)(const void *)xv[j];
         xs[j] = xsv[j];
     }
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     __m512 acc[Q6KR_NR];
     KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t ib = 0; ib < nsb; ib++) {
         const uint8_t *s = q + (size_t)ib * KERN_Q6KR_SB;
-        if (nr > 1 && ib + QKR_PF < nsb)
+        if (nr > 1) /* past the group too: the next group follows; one row streams better without (bench_kernels dram) */
             qkr_prefetch(s, KERN_Q6KR_SB);
         __m512i isum[Q6KR_NR];
         KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm512_setzero_si512();
-        for (int c = 0; c < 8; c++) { /* chunk c = 4h + t: not unrolled, as Q4_K's */
-            const int h = c / 4, t = c % 4;
-            __m512i u[8];
-            KERN_UNROLL for (int g = 0; g < 8; g++)
+        if (nr == 1) { /* unrolled, as Q4_K's */
+            KERN_UNROLL for (int c = 0; c < 8; c++) q6kr_chunk(nr, c, s, x, xs, ib, isum);
+        } else {
+            KERN_NOUNROLL for (int h = 0; h < 2; h++) /* rolled, as Q4_K's */
             {
-                const __m512i lo = _mm512_load_si512(s + 64 * (8 * (2 * h + t % 2) + g));
-                const __m512i hb = _mm512_load_si512(s + KERN_Q6KR_QH + 64 * (8 * h + g));
-                /* bits 2t, 2t + 1 of each byte to bits 4, 5 */
-                const __m512i hi = t == 0 ? _mm512_slli_epi16(hb, 4)
-                                   : t == 1 ? _mm512_slli_epi16(hb, 2)
-                                   : t == 2 ? hb
-                                            : _mm512_srli_epi16(hb, 2);
-                u[g] = _mm512_or_si512(_mm512_and_si512(t / 2 ? _mm512_srli_epi16(lo, 4) : lo, m4),
-                                       _mm512_and_si512(hi, m30));
-            }
-            const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_SC + 32 * c)));
-            const __m512i sc1 =
-                _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_SC + 32 * c + 16)));
-            KERN_UNROLL for (int j = 0; j < nr; j++)
-            {
-                const int8_t *y = x[j][ib].qs + 32 * c;
-                const __m512i t0 = qkr_dot(_mm512_set1_epi32(xs[j][ib].off[2 * c]), u, y, 0, 4);
-                const __m512i t1 = qkr_dot(_mm512_set1_epi32(xs[j][ib].off[2 * c + 1]), u, y, 4, 8);
-                isum[j] = _mm512_add_epi32(isum[j], _mm512_add_epi32(_mm512_mullo_epi32(t0, sc0),
-                                                                     _mm512_mullo_epi32(t1, sc1)));
+                q6kr_chunk(nr, 4 * h, s, x, xs, ib, isum);
+                q6kr_chunk(nr, 4 * h + 1, s, x, xs, ib, isum);
+                q6kr_chunk(nr, 4 * h + 2, s, x, xs, ib, isum);
+                q6kr_chunk(nr, 4 * h + 3, s, x, xs, ib, isum);
             }
         }
         const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(s + KERN_Q6KR_D)));
