@@ -11,7 +11,7 @@
  *                                                            its offset term)
  *   acc = fmaf(-fl(dmin * dy), (float)msum, acc)            (Q4_K only)
  * with msum = sum of min_c * (bsum 2c + bsum 2c+1). The SIMD gemms
- * (x86/avx2/rp_qk.c, x86/avx512/rp_qk_avx512.c) use this file's pack and
+ * (x86/avx512/rp_qk_avx512.c; AVX2 keeps views) uses this file's pack and
  * row_to_float. */
 #include <math.h>
 #include <string.h>
