@@ -5,7 +5,7 @@
  * a struct backend_weight view (type, row size and the kernels' table for
  * the type, checked to have a matmul and an activation quantizer) and
  * allocates nothing. A type whose kernels have a load-time layout
- * (ops->rp: Q4_0, Q5_0; Q8_0 on AVX-512) is packed once into an owned, 64-byte aligned
+ * (ops->rp: Q4_0, Q5_0; Q8_0, Q4_K, Q6_K on AVX-512) is packed once into an owned, 64-byte aligned
  * copy, group by group of interleaved rows, and release frees it; the
  * loader then drops the mapped pages it read (no second resident copy).
  * SPOKE_REPACK=0 keeps every weight a view (read once per process; for
