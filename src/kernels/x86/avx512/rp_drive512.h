@@ -19,6 +19,19 @@
 typedef void (*rp512_tile_fn)(int64_t nb, const uint8_t *q, const block_q8_0 *const *x, const void *const *xs,
                               __m512 *out);
 
+/* s plus the 4-element dots of vectors u[g0..g1) (16 rows of unsigned
+ * quants) with the broadcast activation bytes y[4g..4g+3] */
+KERN_AI __m512i rp512_dot(__m512i s, const __m512i *u, const int8_t *y, int g0, int g1)
+{
+    KERN_UNROLL for (int g = g0; g < g1; g++)
+    {
+        int32_t y4;
+        memcpy(&y4, y + 4 * g, 4);
+        s = _mm512_dpbusd_epi32(s, u[g], _mm512_set1_epi32(y4));
+    }
+    return s;
+}
+
 struct rp512_kind {
     int qk;                                                 /* elements per block (32, or 256: x is block_q8_K) */
     int nr;                                                 /* activation rows per tile (<= RP512_MAX_NR) */

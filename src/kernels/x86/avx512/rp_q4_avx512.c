@@ -31,17 +31,6 @@ struct q4r_x {
     float dx;
 };
 
-KERN_AI __m512i q4r_dot(__m512i s, const __m512i *u, const int8_t *y, int g0, int g1)
-{
-    KERN_UNROLL for (int g = g0; g < g1; g++)
-    {
-        int32_t y4;
-        memcpy(&y4, y + 4 * g, 4);
-        s = _mm512_dpbusd_epi32(s, u[g], _mm512_set1_epi32(y4));
-    }
-    return s;
-}
-
 /* one group x nr (1..Q4R_NR) activation rows: out[j] = its 16 rows' results */
 KERN_AI void q4r_tile(int nr, bool five, int64_t nb, const uint8_t *q, const block_q8_0 *const *x,
                       const void *const *xsv, __m512 *out)
@@ -82,8 +71,8 @@ KERN_AI void q4r_tile(int nr, bool five, int64_t nb, const uint8_t *q, const blo
             const int8_t *y = x[j][ib].qs;
             const __m512i ys = _mm512_set1_epi32(xs[j][ib].ys);
             /* few rows: two chains, so one row does not wait 8 dpbusd latencies */
-            const __m512i s = nr <= 2 ? _mm512_add_epi32(q4r_dot(ys, u, y, 0, 4), q4r_dot(_mm512_setzero_si512(), u, y, 4, 8))
-                                      : q4r_dot(ys, u, y, 0, 8);
+            const __m512i s = nr <= 2 ? _mm512_add_epi32(rp512_dot(ys, u, y, 0, 4), rp512_dot(_mm512_setzero_si512(), u, y, 4, 8))
+                                      : rp512_dot(ys, u, y, 0, 8);
             acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xs[j][ib].dx)), _mm512_cvtepi32_ps(s), acc[j]);
         }
     }
