@@ -88,13 +88,15 @@ struct stream_job {
     const char *packed; /* gemv over the repacked rows (o->rp) */
     size_t grp;
     void *ws;
+    int64_t nb; /* activation rows of the repacked gemm (x holds them xrs apart, y nrows apart) */
+    int64_t nrows;
 };
 
 static void *stream_part(void *arg)
 {
     const struct stream_job *j = arg;
     if (j->packed) {
-        j->o->rp->gemm(j->k, j->r0, j->r1, 1, j->packed, j->grp, j->x, j->xrs, j->y, (size_t)j->r1, j->ws);
+        j->o->rp->gemm(j->k, j->r0, j->r1, j->nb, j->packed, j->grp, j->x, j->xrs, j->y, (size_t)j->nrows, j->ws);
     } else if (j->gemv) {
         j->o->gemm(j->k, j->r0, j->r1, 1, j->w, j->wrs, j->x, j->xrs, j->y, (size_t)j->r1);
     } else {
@@ -299,7 +301,7 @@ int main(int argc, char **argv)
                     continue;
                 /* best of 15 passes per variant, the variants interleaved */
                 double best[4] = {1e30, 1e30, 1e30, 1e30};
-                struct stream_job job = {o, k, 0, 0, w, wrs, xrs, x, y, false, NULL, 0, NULL};
+                struct stream_job job = {o, k, 0, 0, w, wrs, xrs, x, y, false, NULL, 0, NULL, 1, nrows};
                 for (int rep = 0; rep < 15; rep++) {
                     for (int v = 0; v < 4; v++) {
                         job.gemv = v % 2 == 1;
@@ -319,15 +321,26 @@ int main(int argc, char **argv)
                     for (int64_t g = 0; pk && g < ng; g++)
                         o->rp->pack(w + (size_t)(g * o->rp->rows) * wrs, wrs,
                                     SP_MIN((int64_t)o->rp->rows, nrows - g * o->rp->rows), k, pk + (size_t)g * gb);
-                    double bp[2] = {1e30, 1e30};
-                    struct stream_job pj = {o, k, 0, 0, w, wrs, xrs, x, y, true, pk, gb, ws2};
+                    /* n_batch 1 (gemv) with 1 and 2 threads, then 4 and 8 activation rows
+                     * (batched decode) with 2 threads: weights streamed once per call */
+                    static const int64_t pnb[] = {1, 1, 4, 8};
+                    double bp[4] = {1e30, 1e30, 1e30, 1e30};
+                    char *x8 = sp_malloc(xrs * 8);
+                    float *y8 = sp_malloc(sizeof(float) * 8 * (size_t)nrows);
+                    for (int j = 0; j < 8; j++)
+                        memcpy(x8 + (size_t)j * xrs, x, xrs);
+                    struct stream_job pj = {o, k, 0, 0, w, wrs, xrs, x8, y8, true, pk, gb, ws2, 1, nrows};
                     for (int rep = 0; pk && ws2 && rep < 15; rep++)
-                        for (int v = 0; v < 2; v++) {
-                            double t = stream_pass(pj, nrows, v + 1);
+                        for (int v = 0; v < 4; v++) {
+                            pj.nb = pnb[v];
+                            double t = stream_pass(pj, nrows, v == 0 ? 1 : 2);
                             bp[v] = t < bp[v] ? t : bp[v];
                         }
-                    printf("%-6s %-7s %12s %12.2f %12s %12.2f   (repacked gemv)\n", gg_type_name(k_types[ti]), "+repack",
-                           "", bytes / bp[0] / 1e9, "", bytes / bp[1] / 1e9);
+                    printf("%-6s %-7s %12s %12.2f %12s %12.2f   (repacked gemv; 2t n_batch 4: %.2f, 8: %.2f)\n",
+                           gg_type_name(k_types[ti]), "+repack", "", bytes / bp[0] / 1e9, "", bytes / bp[1] / 1e9,
+                           bytes / bp[2] / 1e9, bytes / bp[3] / 1e9);
+                    sp_free(x8);
+                    sp_free(y8);
                     sp_aligned_free(pk);
                     sp_aligned_free(ws2);
                 }

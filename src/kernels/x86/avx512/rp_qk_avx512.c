@@ -19,7 +19,13 @@
 
 #define Q4KR_NR 8
 #define Q6KR_NR 6
-#define QKR_PF 4 /* super-blocks prefetched ahead by tiles of several activation rows (see rp_q4_avx512.c) */
+/* Tiles of several activation rows prefetch QKR_PF super-blocks ahead into
+ * L2 (prefetcht1): with prefetcht0 the requests held L1's few miss buffers
+ * and 2 threads streamed a Q4_K weight at 15 GB/s with 4 rows, 10 with 8;
+ * into L2, 25-32 and 17 (bench_kernels dram; L2-resident the 8-row tile is
+ * at its compute limit). One row streams better without (the stride
+ * prefetcher follows the unrolled loads). */
+#define QKR_PF 4
 
 /* per activation row and super-block: Q4_K the 32-element sums of chunks
  * 2i, 2i + 1 as an int16 pair; Q6_K -32 x each 16-element sum */
@@ -37,7 +43,7 @@ struct q6kr_x {
 KERN_AI void qkr_prefetch(const uint8_t *s, size_t sb)
 {
     for (size_t l = 0; l < sb; l += 64)
-        _mm_prefetch((const char *)s + QKR_PF * sb + l, _MM_HINT_T0);
+        _mm_prefetch((const char *)s + QKR_PF * sb + l, _MM_HINT_T1);
 }
 
 /* chunk c (c % 2 a constant where inlined: the low or high nibbles) of
