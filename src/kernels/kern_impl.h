@@ -337,11 +337,14 @@ extern const struct kern_repack kern_ref_q4_0_rp, kern_ref_q5_0_rp;
  *   scales as bytes [chunk c][row] at + 2048, the mins as bytes
  *   [c / 2][row][c % 2] at + 2176 (pairs for pmaddwd), d[16] and dmin[16]
  *   as F16 at + 2304 and + 2336.
- * Q6_K (3392 bytes): vectors v = 8p + g at + 64 v are ql[32p + 4g ..] (p =
- *   2h + t: low nibbles = chunk 4h + t, high = chunk 4h + 2 + t), vectors
- *   8h + g at + 2048 are qh[32h + 4g ..] (bits 2s, 2s + 1 = the high bits of
- *   chunk 4h + s), the int8 scales as [sub-block j of 16][row] at + 3072,
- *   d[16] as F16 at + 3328, 32 bytes of padding.
+ * Q6_K (3392 bytes): 64-byte vectors v = 8p + g (at KERN_Q6KR_QL(v)) are
+ *   ql[32p + 4g ..] (p = 2h + t: low nibbles = chunk 4h + t, high = chunk
+ *   4h + 2 + t), vectors 8h + g (at KERN_Q6KR_QHV(v)) are qh[32h + 4g ..]
+ *   (bits 2s, 2s + 1 = the high bits of chunk 4h + s), stored in the order a
+ *   one-row pass first touches them: ql p 0, qh h 0, ql p 1, 2, qh h 1, ql
+ *   p 3 (8 vectors each: the stream only goes forward); then the int8
+ *   scales as [sub-block j of 16][row] at + 3072, d[16] as F16 at + 3328,
+ *   32 bytes of padding.
  * Padded rows are zero (d = 0). The order is the K-quant panels'
  * (ops->gemm_ws, docs/PARITY.md; ref/repack_qk.c gives it). */
 #define KERN_QKR_ROWS 16
@@ -351,7 +354,9 @@ extern const struct kern_repack kern_ref_q4_0_rp, kern_ref_q5_0_rp;
 #define KERN_Q4KR_D 2304
 #define KERN_Q4KR_DM 2336
 #define KERN_Q6KR_SB 3392
-#define KERN_Q6KR_QH 2048
+/* byte offsets of ql vector v (p = v / 8) and qh vector v (h = v / 8) */
+#define KERN_Q6KR_QL(v) (512 * ((v) / 8 + ((v) / 8 + 1) / 2) + 64 * ((v) % 8))
+#define KERN_Q6KR_QHV(v) (512 + 1536 * ((v) / 8) + 64 * ((v) % 8))
 #define KERN_Q6KR_SC 3072
 #define KERN_Q6KR_D 3328
 size_t kern_q4kr_group_bytes(int64_t k);

@@ -53,15 +53,15 @@ void kern_q6kr_pack(const void *w, size_t w_stride, int64_t n, int64_t k, void *
     for (int64_t r = n; r < R; r++)
         for (int64_t ib = 0; ib < nsb; ib++)
             for (int v = 0; v < 16; v++)
-                memset((uint8_t *)dst + (size_t)ib * KERN_Q6KR_SB + KERN_Q6KR_QH + 64 * v + 4 * r, 0xAA, 4);
+                memset((uint8_t *)dst + (size_t)ib * KERN_Q6KR_SB + KERN_Q6KR_QHV(v) + 4 * r, 0xAA, 4);
     for (int64_t r = 0; r < n && r < R; r++) {
         const block_q6_K *b = (const block_q6_K *)((const char *)w + (size_t)r * w_stride);
         for (int64_t ib = 0; ib < nsb; ib++) {
             uint8_t *s = (uint8_t *)dst + (size_t)ib * KERN_Q6KR_SB;
             for (int v = 0; v < 32; v++) /* vector p * 8 + g: ql[32p + 4g ..] */
-                memcpy(s + 64 * v + 4 * r, b[ib].ql + 4 * v, 4);
+                memcpy(s + KERN_Q6KR_QL(v) + 4 * r, b[ib].ql + 4 * v, 4);
             for (int v = 0; v < 16; v++) /* vector h * 8 + g: qh[32h + 4g ..] */
-                memcpy(s + KERN_Q6KR_QH + 64 * v + 4 * r, b[ib].qh + 4 * v, 4);
+                memcpy(s + KERN_Q6KR_QHV(v) + 4 * r, b[ib].qh + 4 * v, 4);
             for (int j = 0; j < 16; j++)
                 s[KERN_Q6KR_SC + 16 * j + r] = (uint8_t)b[ib].scales[j];
             memcpy(s + KERN_Q6KR_D + 2 * r, &b[ib].d, 2);
@@ -93,9 +93,9 @@ static void q6k_block(const uint8_t *grp, int64_t ib, int lane, block_q6_K *b)
 {
     const uint8_t *s = grp + (size_t)ib * KERN_Q6KR_SB;
     for (int v = 0; v < 32; v++)
-        memcpy(b->ql + 4 * v, s + 64 * v + 4 * lane, 4);
+        memcpy(b->ql + 4 * v, s + KERN_Q6KR_QL(v) + 4 * lane, 4);
     for (int v = 0; v < 16; v++)
-        memcpy(b->qh + 4 * v, s + KERN_Q6KR_QH + 64 * v + 4 * lane, 4);
+        memcpy(b->qh + 4 * v, s + KERN_Q6KR_QHV(v) + 4 * lane, 4);
     for (int j = 0; j < 16; j++)
         b->scales[j] = (int8_t)s[KERN_Q6KR_SC + 16 * j + lane];
     memcpy(&b->d, s + KERN_Q6KR_D + 2 * lane, 2);

@@ -19,13 +19,15 @@
 
 #define Q4KR_NR 8
 #define Q6KR_NR 6
-/* Tiles of several activation rows prefetch QKR_PF super-blocks ahead into
- * L2 (prefetcht1): with prefetcht0 the requests held L1's few miss buffers
- * and 2 threads streamed a Q4_K weight at 15 GB/s with 4 rows, 10 with 8;
- * into L2, 25-32 and 17 (bench_kernels dram; L2-resident the 8-row tile is
- * at its compute limit). One row streams better without (the stride
- * prefetcher follows the unrolled loads). */
-#define QKR_PF 4
+/* The tiles prefetch QKR_PF super-blocks ahead into L2 (prefetcht1): with
+ * prefetcht0 the requests held L1's few miss buffers and 2 threads streamed
+ * a Q4_K weight at 15 GB/s with 4 activation rows, 10 with 8; into L2,
+ * 25-32 and 17 (bench_kernels dram; L2-resident the 8-row tile is at its
+ * compute limit). Q4_K's one-row tile streams better without (the stride
+ * prefetcher follows its unrolled loads: 23-25 GB/s on one thread against
+ * 18-19); Q6_K's one-row tile with it, 4 ahead 15-17, 8 ahead 18-21 (10
+ * without). */
+#define QKR_PF 8
 
 /* per activation row and super-block: Q4_K the 32-element sums of chunks
  * 2i, 2i + 1 as an int16 pair; Q6_K -32 x each 16-element sum */
@@ -124,8 +126,8 @@ KERN_AI void q6kr_chunk(int nr, int c, const uint8_t *s, const block_q8_K *const
     __m512i u[8];
     KERN_UNROLL for (int g = 0; g < 8; g++)
     {
-        const __m512i lo = _mm512_load_si512(s + 64 * (8 * (2 * h + t % 2) + g));
-        const __m512i hb = _mm512_load_si512(s + KERN_Q6KR_QH + 64 * (8 * h + g));
+        const __m512i lo = _mm512_load_si512(s + KERN_Q6KR_QL(8 * (2 * h + t % 2) + g));
+        const __m512i hb = _mm512_load_si512(s + KERN_Q6KR_QHV(8 * h + g));
         /* bits 2t, 2t + 1 of each byte to bits 4, 5 */
         const __m512i hi = t == 0 ? _mm512_slli_epi16(hb, 4)
                            : t == 1 ? _mm512_slli_epi16(hb, 2)
@@ -145,6 +147,56 @@ KERN_AI void q6kr_chunk(int nr, int c, const uint8_t *s, const block_q8_K *const
     }
 }
 
+/* one activation row: super-block s's exact integer sum, each weight vector
+ * loaded once (ql p 2h, 2h + 1 and qh h give chunks 4h..4h + 3) in the
+ * layout's order. Through the chunk function (every vector loaded by several
+ * chunks, about 130 load instructions per super-block) one row streamed at
+ * 10 GB/s from memory (bench_kernels dram, one thread; Q4_K 24); with
+ * this and prefetch, 18-21. */
+KERN_AI __m512i q6kr_sb1(const uint8_t *s, const int8_t *y, const struct q6kr_x *xs)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    __m512i isum = _mm512_setzero_si512();
+    KERN_UNROLL for (int h = 0; h < 2; h++)
+    {
+        __m512i a[4][2];
+        KERN_UNROLL for (int t = 0; t < 4; t++)
+        {
+            a[t][0] = _mm512_set1_epi32(xs->off[2 * (4 * h + t)]);
+            a[t][1] = _mm512_set1_epi32(xs->off[2 * (4 * h + t) + 1]);
+        }
+        KERN_UNROLL for (int g = 0; g < 8; g++)
+        {
+            const __m512i l0 = _mm512_load_si512(s + KERN_Q6KR_QL(8 * (2 * h) + g));
+            const __m512i hb = _mm512_load_si512(s + KERN_Q6KR_QHV(8 * h + g));
+            const __m512i l1 = _mm512_load_si512(s + KERN_Q6KR_QL(8 * (2 * h + 1) + g));
+            KERN_UNROLL for (int t = 0; t < 4; t++)
+            {
+                const __m512i lo = t % 2 ? l1 : l0;
+                const __m512i hi = t == 0 ? _mm512_slli_epi16(hb, 4)
+                                   : t == 1 ? _mm512_slli_epi16(hb, 2)
+                                   : t == 2 ? hb
+                                            : _mm512_srli_epi16(hb, 2);
+                const __m512i u = _mm512_or_si512(_mm512_and_si512(t / 2 ? _mm512_srli_epi16(lo, 4) : lo, m4),
+                                                  _mm512_and_si512(hi, m30));
+                int32_t y4;
+                memcpy(&y4, y + 32 * (4 * h + t) + 4 * g, 4);
+                a[t][g / 4] = _mm512_dpbusd_epi32(a[t][g / 4], u, _mm512_set1_epi32(y4));
+            }
+        }
+        KERN_UNROLL for (int t = 0; t < 4; t++)
+        {
+            const int c = 4 * h + t;
+            const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_SC + 32 * c)));
+            const __m512i sc1 =
+                _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_SC + 32 * c + 16)));
+            isum = _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_mullo_epi32(a[t][0], sc0),
+                                                           _mm512_mullo_epi32(a[t][1], sc1)));
+        }
+    }
+    return isum;
+}
+
 KERN_AI void q6kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *const *xv, const void *const *xsv,
                        __m512 *out)
 {
@@ -159,12 +211,11 @@ KERN_AI void q6kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *
     KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t ib = 0; ib < nsb; ib++) {
         const uint8_t *s = q + (size_t)ib * KERN_Q6KR_SB;
-        if (nr > 1) /* past the group too: the next group follows; one row streams better without (bench_kernels dram) */
-            qkr_prefetch(s, KERN_Q6KR_SB);
+        qkr_prefetch(s, KERN_Q6KR_SB); /* past the group too: the next group follows */
         __m512i isum[Q6KR_NR];
         KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm512_setzero_si512();
-        if (nr == 1) { /* unrolled, as Q4_K's */
-            KERN_UNROLL for (int c = 0; c < 8; c++) q6kr_chunk(nr, c, s, x, xs, ib, isum);
+        if (nr == 1) {
+            isum[0] = q6kr_sb1(s, x[0][ib].qs, &xs[0][ib]);
         } else {
             KERN_NOUNROLL for (int h = 0; h < 2; h++) /* rolled, as Q4_K's */
             {
