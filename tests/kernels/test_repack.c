@@ -263,6 +263,43 @@ TEST(q6_K_gemms_are_the_panel)
     check_panel_type(GG_TYPE_Q6_K);
 }
 
+/* a batch whose sums outgrow the workspace (the driver then makes them per
+ * tile, for every span): 300 activation rows (row b = data row b % MAXB) of
+ * Q6_K with k = 2816 (11 super-blocks x 80 bytes of sums per row: 264,000
+ * bytes > KERN_GEMM_WS_BYTES) */
+static void check_big_batch(const char *what, kern_gemm_ws_fn gemm)
+{
+    enum { NB = 300 };
+    struct data d;
+    CHECK(make_data(&d, GG_TYPE_Q6_K, 256 * 11));
+    CHECK((size_t)11 * NB * 80 > KERN_GEMM_WS_BYTES);
+    char *x = sp_malloc(d.xrb * NB);
+    float *y = sp_malloc(sizeof(float) * ROWS * NB);
+    CHECK(x && y);
+    for (int b = 0; b < NB; b++)
+        memcpy(x + (size_t)b * d.xrb, d.x + (size_t)(b % MAXB) * d.xrb, d.xrb);
+    gemm(d.k, 0, ROWS, NB, d.packed, d.grp, x, d.xrb, y, ROWS, g_ws);
+    int bad = -1;
+    for (int b = 0; b < NB && bad < 0; b++)
+        for (int r = 0; r < ROWS && bad < 0; r++)
+            if (memcmp(&d.want[(b % MAXB) * ROWS + r], &y[(size_t)b * ROWS + (size_t)r], sizeof(float)) != 0)
+                bad = b * 1000 + r;
+    sp_free(x);
+    sp_free(y);
+    free_data(&d);
+    CHECK_MSG(bad < 0, "Q6_K %s: n_batch 300: batch row %d, row %d differs", what, bad / 1000, bad % 1000);
+}
+
+TEST(batch_beyond_the_workspace)
+{
+    struct kern_type_ops emu = {0};
+    emu_avx512_fill_repack_qk(&emu, GG_TYPE_Q6_K);
+    check_big_batch("emulated AVX-512", emu.rp->gemm);
+    const struct kern_type_ops *nat = kern_ops_isa(KERN_ISA_AVX512, GG_TYPE_Q6_K);
+    if (nat)
+        check_big_batch("native AVX-512", nat->rp->gemm);
+}
+
 int main(void)
 {
     if (!kern_ops_isa(KERN_ISA_AVX2, GG_TYPE_F32)) {
@@ -283,6 +320,7 @@ int main(void)
     RUN(q5_0_gemms_are_the_panel);
     RUN(q4_K_gemms_are_the_panel);
     RUN(q6_K_gemms_are_the_panel);
+    RUN(batch_beyond_the_workspace);
     sp_aligned_free(g_ws);
     return test_summary();
 }

@@ -1,10 +1,11 @@
 /* rp_drive512.h - the loop the AVX-512 gemms over repacked weights share
- * (rp_q8_avx512.c, rp_q4_avx512.c; include only from files compiled with
- * the AVX-512 flags): per span of 16-row groups small enough to stay in L2,
- * per tile of activation rows, the kind's per-row block sums into the
- * workspace, then its tile kernel on every group of the span, the 16 results
- * of each stored under a mask (a short last group). A decode call (1 row) is
- * one span. Ranges or rows beyond the contract (r0 not a whole group, sums
+ * (rp_q8_avx512.c, rp_q4_avx512.c, rp_qk_avx512.c; include only from files
+ * compiled with the AVX-512 flags): the kind's per-row block sums into the
+ * workspace (every row's once when they fit, else per tile), then per span
+ * of 16-row groups small enough to stay in L2, per tile of activation rows,
+ * its tile kernel on every group of the span, the 16 results of each stored
+ * under a mask (a short last group). A decode call (1 row) is one span.
+ * Ranges or rows beyond the contract (r0 not a whole group, a tile's sums
  * that outgrow the workspace) go to the kind's reference gemm, same bits. */
 #ifndef SPOKE_KERN_RP_DRIVE512_H
 #define SPOKE_KERN_RP_DRIVE512_H
@@ -53,6 +54,11 @@ static inline void rp512_gemm(const struct rp512_kind *kd, int64_t k, int64_t r0
     const uint8_t *base = w;
     const int64_t g0 = r0 / RP512_ROWS, g1 = (r1 + RP512_ROWS - 1) / RP512_ROWS;
     const int64_t span = n_batch == 1 ? g1 - g0 : SP_MAX((int64_t)1, (int64_t)(RP512_SPAN_BYTES / w_stride));
+    /* every row's sums once when they fit (else per tile, for each span) */
+    const bool once = (size_t)nb * (size_t)n_batch * kd->xs_bytes <= KERN_GEMM_WS_BYTES;
+    for (int64_t b = 0; once && b < n_batch; b++)
+        kd->sums(nb, (const block_q8_0 *)((const char *)x + (size_t)b * x_stride),
+                 (char *)ws + (size_t)(b * nb) * kd->xs_bytes);
     for (int64_t s0 = g0; s0 < g1; s0 += span) {
         const int64_t s1 = SP_MIN(g1, s0 + span);
         for (int64_t b = 0; b < n_batch; b += kd->nr) {
@@ -60,9 +66,10 @@ static inline void rp512_gemm(const struct rp512_kind *kd, int64_t k, int64_t r0
             const block_q8_0 *xp[RP512_MAX_NR];
             const void *xsp[RP512_MAX_NR];
             for (int64_t j = 0; j < nr; j++) {
-                void *xs = (char *)ws + (size_t)(j * nb) * kd->xs_bytes;
+                void *xs = (char *)ws + (size_t)((once ? b + j : j) * nb) * kd->xs_bytes;
                 xp[j] = (const block_q8_0 *)((const char *)x + (size_t)(b + j) * x_stride); /* or block_q8_K */
-                kd->sums(nb, xp[j], xs);
+                if (!once)
+                    kd->sums(nb, xp[j], xs);
                 xsp[j] = xs;
             }
             for (int64_t g = s0; g < s1; g++) {
