@@ -272,7 +272,7 @@ static void check_big_batch(const char *what, kern_gemm_ws_fn gemm)
     enum { NB = 300 };
     struct data d;
     CHECK(make_data(&d, GG_TYPE_Q6_K, 256 * 11));
-    CHECK((size_t)11 * NB * 80 > KERN_GEMM_WS_BYTES);
+    CHECK((size_t)11 * NB * sizeof(struct q6kr_x) > KERN_GEMM_WS_BYTES);
     char *x = sp_malloc(d.xrb * NB);
     float *y = sp_malloc(sizeof(float) * ROWS * NB);
     CHECK(x && y);

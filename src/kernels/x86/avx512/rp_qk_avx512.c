@@ -117,33 +117,42 @@ KERN_AI void q4kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *
     KERN_UNROLL for (int j = 0; j < nr; j++) out[j] = acc[j];
 }
 
+/* the unsigned 6-bit quants of chunk 4h + t (t a constant where inlined)
+ * from its ql vector lo and qh vector hb: lo's low (t < 2) or high nibbles,
+ * with bits 2t, 2t + 1 of hb moved to bits 4, 5 */
+KERN_AI __m512i q6kr_unpack(__m512i lo, __m512i hb, int t)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i hi = t == 0 ? _mm512_slli_epi16(hb, 4)
+                       : t == 1 ? _mm512_slli_epi16(hb, 2)
+                       : t == 2 ? hb
+                                : _mm512_srli_epi16(hb, 2);
+    return _mm512_or_si512(_mm512_and_si512(t / 2 ? _mm512_srli_epi16(lo, 4) : lo, m4), _mm512_and_si512(hi, m30));
+}
+
+/* chunk c's two half sums t0, t1 times their sub-blocks' scales, added */
+KERN_AI __m512i q6kr_scaled(const uint8_t *s, int c, __m512i t0, __m512i t1)
+{
+    const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_SC + 32 * c)));
+    const __m512i sc1 = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_SC + 32 * c + 16)));
+    return _mm512_add_epi32(_mm512_mullo_epi32(t0, sc0), _mm512_mullo_epi32(t1, sc1));
+}
+
 /* chunk c = 4h + t (t a constant where inlined) of super-block s into isum[j] */
 KERN_AI void q6kr_chunk(int nr, int c, const uint8_t *s, const block_q8_K *const *x, const struct q6kr_x *const *xs,
                         int64_t ib, __m512i *isum)
 {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     const int h = c / 4, t = c % 4;
     __m512i u[8];
-    KERN_UNROLL for (int g = 0; g < 8; g++)
-    {
-        const __m512i lo = _mm512_load_si512(s + KERN_Q6KR_QL(8 * (2 * h + t % 2) + g));
-        const __m512i hb = _mm512_load_si512(s + KERN_Q6KR_QHV(8 * h + g));
-        /* bits 2t, 2t + 1 of each byte to bits 4, 5 */
-        const __m512i hi = t == 0 ? _mm512_slli_epi16(hb, 4)
-                           : t == 1 ? _mm512_slli_epi16(hb, 2)
-                           : t == 2 ? hb
-                                    : _mm512_srli_epi16(hb, 2);
-        u[g] = _mm512_or_si512(_mm512_and_si512(t / 2 ? _mm512_srli_epi16(lo, 4) : lo, m4), _mm512_and_si512(hi, m30));
-    }
-    const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_SC + 32 * c)));
-    const __m512i sc1 = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_SC + 32 * c + 16)));
+    KERN_UNROLL for (int g = 0; g < 8; g++) u[g] =
+        q6kr_unpack(_mm512_load_si512(s + KERN_Q6KR_QL(8 * (2 * h + t % 2) + g)),
+                    _mm512_load_si512(s + KERN_Q6KR_QHV(8 * h + g)), t);
     KERN_UNROLL for (int j = 0; j < nr; j++)
     {
         const int8_t *y = x[j][ib].qs + 32 * c;
         const __m512i t0 = rp512_dot(_mm512_set1_epi32(xs[j][ib].off[2 * c]), u, y, 0, 4);
         const __m512i t1 = rp512_dot(_mm512_set1_epi32(xs[j][ib].off[2 * c + 1]), u, y, 4, 8);
-        isum[j] = _mm512_add_epi32(isum[j],
-                                   _mm512_add_epi32(_mm512_mullo_epi32(t0, sc0), _mm512_mullo_epi32(t1, sc1)));
+        isum[j] = _mm512_add_epi32(isum[j], q6kr_scaled(s, c, t0, t1));
     }
 }
 
@@ -155,7 +164,6 @@ KERN_AI void q6kr_chunk(int nr, int c, const uint8_t *s, const block_q8_K *const
  * this and prefetch, 18-21. */
 KERN_AI __m512i q6kr_sb1(const uint8_t *s, const int8_t *y, const struct q6kr_x *xs)
 {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     __m512i isum = _mm512_setzero_si512();
     KERN_UNROLL for (int h = 0; h < 2; h++)
     {
@@ -172,27 +180,14 @@ KERN_AI __m512i q6kr_sb1(const uint8_t *s, const int8_t *y, const struct q6kr_x 
             const __m512i l1 = _mm512_load_si512(s + KERN_Q6KR_QL(8 * (2 * h + 1) + g));
             KERN_UNROLL for (int t = 0; t < 4; t++)
             {
-                const __m512i lo = t % 2 ? l1 : l0;
-                const __m512i hi = t == 0 ? _mm512_slli_epi16(hb, 4)
-                                   : t == 1 ? _mm512_slli_epi16(hb, 2)
-                                   : t == 2 ? hb
-                                            : _mm512_srli_epi16(hb, 2);
-                const __m512i u = _mm512_or_si512(_mm512_and_si512(t / 2 ? _mm512_srli_epi16(lo, 4) : lo, m4),
-                                                  _mm512_and_si512(hi, m30));
                 int32_t y4;
                 memcpy(&y4, y + 32 * (4 * h + t) + 4 * g, 4);
-                a[t][g / 4] = _mm512_dpbusd_epi32(a[t][g / 4], u, _mm512_set1_epi32(y4));
+                a[t][g / 4] =
+                    _mm512_dpbusd_epi32(a[t][g / 4], q6kr_unpack(t % 2 ? l1 : l0, hb, t), _mm512_set1_epi32(y4));
             }
         }
-        KERN_UNROLL for (int t = 0; t < 4; t++)
-        {
-            const int c = 4 * h + t;
-            const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_SC + 32 * c)));
-            const __m512i sc1 =
-                _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_SC + 32 * c + 16)));
-            isum = _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_mullo_epi32(a[t][0], sc0),
-                                                           _mm512_mullo_epi32(a[t][1], sc1)));
-        }
+        KERN_UNROLL for (int t = 0; t < 4; t++) isum =
+            _mm512_add_epi32(isum, q6kr_scaled(s, 4 * h + t, a[t][0], a[t][1]));
     }
     return isum;
 }
