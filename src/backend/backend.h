@@ -342,6 +342,16 @@ int backend_cpu_count(void);
  * loads/frees the model; backend_new is thread-safe. */
 struct backend_device;
 
+/* What the model does with a bound weight (bind's `use`, a mask): matmul
+ * (backend_matmul and friends) and/or row lookups (get_rows). A kind may
+ * keep a rows-only weight in a cheaper form: "cpu" keeps it a view, so an
+ * untied embedding's pages stay in the file until a token reads them,
+ * rather than a resident repacked copy that no matmul reads. */
+enum backend_use {
+    BACKEND_USE_MATMUL = 1u,
+    BACKEND_USE_ROWS = 2u,
+};
+
 struct backend_device_ops {
     const char *name; /* "cpu" */
     /* Bind rows rows of k elements of type (host memory, valid while the
@@ -351,7 +361,7 @@ struct backend_device_ops {
      * *w). Errors: SP_ERR_UNSUPPORTED (no kernels for type), SP_ERR_FORMAT,
      * SP_ERR_NOMEM. */
     enum sp_status (*bind)(struct backend_device *dev, struct backend_weight *w, enum gg_type type, int64_t k,
-                           int64_t rows, const void *host, struct sp_err *err);
+                           int64_t rows, const void *host, unsigned use, struct sp_err *err);
     /* Free what bind allocated for w (owned); a view needs nothing. */
     void (*release)(struct backend_device *dev, struct backend_weight *w);
     /* A compute backend for one context (backend_cpu_new's arguments). */
@@ -373,10 +383,12 @@ enum sp_status backend_device_new(const struct backend_choice *c, struct backend
                                   struct sp_err *err) SP_MUST_USE;
 /* NULL is a no-op; logs a warning when weights are still bound (a leak). */
 void backend_device_free(struct backend_device *dev);
-/* Bind a weight on dev (dev->ops->bind on a zeroed *w, counted in n_bound
- * and owned_bytes); on failure *w is left zeroed (unbound). */
+/* Bind a weight on dev for `use` (enum backend_use mask; dev->ops->bind on
+ * a zeroed *w, counted in n_bound and owned_bytes); on failure *w is left
+ * zeroed (unbound). */
 enum sp_status backend_weight_bind(struct backend_device *dev, struct backend_weight *w, enum gg_type type,
-                                   int64_t k, int64_t rows, const void *host, struct sp_err *err) SP_MUST_USE;
+                                   int64_t k, int64_t rows, const void *host, unsigned use,
+                                   struct sp_err *err) SP_MUST_USE;
 /* Release a weight bound on dev and zero it; an unbound (zeroed) weight is
  * a no-op, so a model whose load failed half way releases every field. */
 void backend_weight_release(struct backend_device *dev, struct backend_weight *w);

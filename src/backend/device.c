@@ -35,10 +35,10 @@ void backend_device_free(struct backend_device *dev)
 }
 
 enum sp_status backend_weight_bind(struct backend_device *dev, struct backend_weight *w, enum gg_type type,
-                                   int64_t k, int64_t rows, const void *host, struct sp_err *err)
+                                   int64_t k, int64_t rows, const void *host, unsigned use, struct sp_err *err)
 {
     memset(w, 0, sizeof(*w));
-    enum sp_status result = dev->ops->bind(dev, w, type, k, rows, host, err);
+    enum sp_status result = dev->ops->bind(dev, w, type, k, rows, host, use, err);
     if (result == SP_OK && !w->data) {
         dev->ops->release(dev, w);
         result = sp_err_set(err, SP_ERR_INTERNAL, "the %s device bound no data", dev->ops->name);

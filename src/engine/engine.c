@@ -86,7 +86,7 @@ enum sp_status engine_model_load(const struct engine_load_opts *opts, struct eng
     int64_t cells = opts->kv_tokens > 0 ? opts->kv_tokens : (int64_t)n_ctx * em->n_seq;
     em->n_cells = (int)SP_MIN(SP_MAX(cells, (int64_t)n_ctx), (int64_t)INT32_MAX / 4);
     /* footprint: weights + the one state (KV budget + scratch) */
-    struct model_state_opts so = {.n_ctx = n_ctx, .n_batch = 512, .n_threads = em->n_threads, .kv_type = em->kv_type,
+    struct model_state_opts so = {.n_ctx = n_ctx, .n_batch = MODEL_BATCH_DEFAULT, .n_threads = em->n_threads, .kv_type = em->kv_type,
                                   .n_seq = em->n_seq, .n_cells = em->n_cells};
     const bool encoder = em->model->bert != NULL; /* embeddings only: no KV cache, no step loop */
     const int embd_batch = SP_MAX(n_ctx, 512);

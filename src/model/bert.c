@@ -78,17 +78,24 @@ static const struct gg_tensor *bind_find(struct bert_bind *b, const char *name, 
     return t;
 }
 
-static enum sp_status bind_mat(struct bert_bind *b, const char *name, int64_t k, int64_t rows, struct backend_weight *w,
-                               struct sp_err *err)
+/* Bind a [k, rows] tensor for use (enum backend_use). */
+static enum sp_status bind_use(struct bert_bind *b, const char *name, int64_t k, int64_t rows, unsigned use,
+                               struct backend_weight *w, struct sp_err *err)
 {
     enum sp_status result;
     const struct gg_tensor *t = bind_find(b, name, k, rows, true, &result, err);
     if (!t)
         return result;
-    result = backend_weight_bind(b->dev, w, t->type, k, rows, t->data, err);
+    result = backend_weight_bind(b->dev, w, t->type, k, rows, t->data, use, err);
     if (result != SP_OK && err)
         sp_strlcpy(err->context, name, sizeof(err->context));
     return result;
+}
+
+static enum sp_status bind_mat(struct bert_bind *b, const char *name, int64_t k, int64_t rows, struct backend_weight *w,
+                               struct sp_err *err)
+{
+    return bind_use(b, name, k, rows, BACKEND_USE_MATMUL, w, err);
 }
 
 /* Row `row` of a [n, rows] tensor as n F32 values from the arena (*dst stays
@@ -138,7 +145,7 @@ enum sp_status model_bert_load(struct model *m, model_tensor_find_fn find, const
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory loading the model");
     bt->n_layer = hp->n_layer;
     struct bert_bind b = {m->dev, find, src, n_used, bt->owned, bt->owned + n_owned};
-    if ((result = bind_mat(&b, "position_embd.weight", E, hp->n_ctx_train, &bt->pos_embd, err)) != SP_OK)
+    if ((result = bind_use(&b, "position_embd.weight", E, hp->n_ctx_train, BACKEND_USE_ROWS, &bt->pos_embd, err)) != SP_OK)
         return result;
     if (!backend_weight_has_rows(&bt->pos_embd) || !backend_weight_has_rows(&m->tok_embd))
         return sp_err_set(err, SP_ERR_UNSUPPORTED, "embedding types %s / %s cannot be dequantized",

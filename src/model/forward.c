@@ -96,11 +96,11 @@ static bool state_layout(const struct model *m, int B, int n_seq, struct state_l
     return true;
 }
 
-/* Tokens per model_decode call: 512 by default, at most the KV cells. */
+/* Tokens per model_decode call: MODEL_BATCH_DEFAULT unless set, at most the KV cells. */
 static int default_batch(int n_cells, int n_batch)
 {
     if (n_batch <= 0)
-        n_batch = 512;
+        n_batch = MODEL_BATCH_DEFAULT;
     return SP_MIN(n_batch, n_cells);
 }
 

@@ -202,13 +202,14 @@ static const struct gg_tensor *find_tensor(struct tsrc *f, const char *name, int
 
 /* Bind rows [row0, row0 + rows) of tensor t ([k, *]) as one matrix. */
 static enum sp_status bind_rows(struct tsrc *f, const struct gg_tensor *t, const char *name, int64_t k,
-                                int64_t row0, int64_t rows, struct backend_weight *w, struct sp_err *err)
+                                int64_t row0, int64_t rows, unsigned use, struct backend_weight *w,
+                                struct sp_err *err)
 {
     size_t rb = 0;
     if (row0 > 0 && !gg_row_size(t->type, k, &rb))
         return sp_err_setc(err, SP_ERR_FORMAT, name, "tensor %s rows are not whole blocks", name);
     const char *host = (const char *)t->data + (size_t)row0 * rb;
-    enum sp_status result = backend_weight_bind(f->dev, w, t->type, k, rows, host, err);
+    enum sp_status result = backend_weight_bind(f->dev, w, t->type, k, rows, host, use, err);
     if (result != SP_OK && err)
         sp_strlcpy(err->context, name, sizeof(err->context));
     size_t bytes;
@@ -222,14 +223,21 @@ static enum sp_status bind_rows(struct tsrc *f, const struct gg_tensor *t, const
     return result;
 }
 
-static enum sp_status bind_matrix(struct tsrc *f, const char *name, int64_t k, int64_t rows,
-                                  struct backend_weight *w, struct sp_err *err)
+/* Bind tensor name ([k, rows]) for use (enum backend_use). */
+static enum sp_status bind_for(struct tsrc *f, const char *name, int64_t k, int64_t rows, unsigned use,
+                               struct backend_weight *w, struct sp_err *err)
 {
     enum sp_status result;
     const struct gg_tensor *t = find_tensor(f, name, k, rows, true, err, &result);
     if (!t)
         return result;
-    return bind_rows(f, t, name, k, 0, rows, w, err);
+    return bind_rows(f, t, name, k, 0, rows, use, w, err);
+}
+
+static enum sp_status bind_matrix(struct tsrc *f, const char *name, int64_t k, int64_t rows,
+                                  struct backend_weight *w, struct sp_err *err)
+{
+    return bind_for(f, name, k, rows, BACKEND_USE_MATMUL, w, err);
 }
 
 enum sp_status model_vec_to_f32(const struct gg_tensor *t, const char *name, int64_t n, float *out,
@@ -357,9 +365,9 @@ static enum sp_status load_layer(struct tsrc *src, struct model *m, int l, float
     if (qkv) {
         if (!find_tensor(src, name, E, Dq + 2 * Dkv, true, err, &result))
             return result;
-        if ((result = bind_rows(src, qkv, name, E, 0, Dq, &L->wq, err)) != SP_OK ||
-            (result = bind_rows(src, qkv, name, E, Dq, Dkv, &L->wk, err)) != SP_OK ||
-            (result = bind_rows(src, qkv, name, E, Dq + Dkv, Dkv, &L->wv, err)) != SP_OK)
+        if ((result = bind_rows(src, qkv, name, E, 0, Dq, BACKEND_USE_MATMUL, &L->wq, err)) != SP_OK ||
+            (result = bind_rows(src, qkv, name, E, Dq, Dkv, BACKEND_USE_MATMUL, &L->wk, err)) != SP_OK ||
+            (result = bind_rows(src, qkv, name, E, Dq + Dkv, Dkv, BACKEND_USE_MATMUL, &L->wv, err)) != SP_OK)
             return result;
         const float *bqkv;
         if ((result = load_vector(src, LNAME("attn_qkv.bias"), Dq + 2 * Dkv, false, next, &bqkv, err)) != SP_OK)
@@ -382,8 +390,8 @@ static enum sp_status load_layer(struct tsrc *src, struct model *m, int l, float
         const struct gg_tensor *up = find_tensor(src, LNAME("ffn_up.weight"), E, 2 * F, true, err, &result);
         if (!up)
             return result;
-        if ((result = bind_rows(src, up, name, E, 0, F, &L->w_gate, err)) != SP_OK ||
-            (result = bind_rows(src, up, name, E, F, F, &L->w_up, err)) != SP_OK)
+        if ((result = bind_rows(src, up, name, E, 0, F, BACKEND_USE_MATMUL, &L->w_gate, err)) != SP_OK ||
+            (result = bind_rows(src, up, name, E, F, F, BACKEND_USE_MATMUL, &L->w_up, err)) != SP_OK)
             return result;
         if ((result = load_vector(src, LNAME("ffn_up.bias"), 2 * F, false, next, &L->b_gate, err)) != SP_OK)
             return result;
@@ -437,7 +445,12 @@ static enum sp_status load_from(struct tsrc *src, struct model **out, struct sp_
         goto fail;
     }
     hp->n_vocab = (int)te->ne[1];
-    if ((result = bind_matrix(src, "token_embd.weight", E, hp->n_vocab, &m->tok_embd, err)) != SP_OK)
+    /* an untied embedding is only looked up by rows (a view on "cpu": no
+     * resident copy of the rows no token reads); a tied one is the output
+     * matmul too. An encoder has no output matrix. */
+    const bool tied = !hp->desc->encoder && !src_find(src, "output.weight");
+    if ((result = bind_for(src, "token_embd.weight", E, hp->n_vocab,
+                           BACKEND_USE_ROWS | (tied ? BACKEND_USE_MATMUL : 0u), &m->tok_embd, err)) != SP_OK)
         goto fail;
     if (!backend_weight_has_rows(&m->tok_embd)) {
         result = sp_err_set(err, SP_ERR_UNSUPPORTED, "embedding type %s cannot be dequantized",
@@ -449,7 +462,7 @@ static enum sp_status load_from(struct tsrc *src, struct model **out, struct sp_
             goto fail;
         goto bound;
     }
-    if (src_find(src, "output.weight")) {
+    if (!tied) {
         if ((result = bind_matrix(src, "output.weight", E, hp->n_vocab, &m->output, err)) != SP_OK)
             goto fail;
     } else {

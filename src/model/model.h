@@ -158,9 +158,16 @@ enum sp_status model_load_split(const struct gg_split *s, struct model **out, st
  * frees the device when the model made it). */
 void model_free(struct model *m);
 
+/* Tokens per model_decode call unless the caller says: the activation
+ * scratch is sized by it (about 90 KiB per token for a 1B llama: 23 MiB at
+ * 256). 256 prefills as fast as 512 with the repacked gemm (the tiles reuse
+ * each weight span over up to 8 rows whatever the batch; bench numbers in
+ * docs/ARCHITECTURE.md) and matches the step loop's default token budget. */
+#define MODEL_BATCH_DEFAULT 256
+
 struct model_state_opts {
     int n_ctx;          /* most positions of one sequence (>= 1) */
-    int n_batch;        /* most tokens per model_decode call (0 = 512; at most n_cells) */
+    int n_batch;        /* most tokens per model_decode call (0 = MODEL_BATCH_DEFAULT; at most n_cells) */
     int n_threads;      /* >= 1 */
     enum kv_type kv_type;
     int n_seq;          /* most sequences decoded together (0 = 1) */

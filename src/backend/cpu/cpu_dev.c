@@ -8,6 +8,8 @@
  * (ops->rp: Q4_0, Q5_0; Q8_0, Q4_K, Q6_K on AVX-512) is packed once into an owned, 64-byte aligned
  * copy, group by group of interleaved rows, and release frees it; the
  * loader then drops the mapped pages it read (no second resident copy).
+ * A weight no matmul reads (BACKEND_USE_ROWS alone: an untied embedding)
+ * stays a view, so only the rows tokens read become resident.
  * SPOKE_REPACK=0 keeps every weight a view (read once per process; for
  * comparing the two layouts). The device holds no state beyond struct
  * backend_device: each context's compute backend is a backend_cpu_new
@@ -62,12 +64,12 @@ enum sp_status backend_cpu_weight_view(struct backend_weight *w, enum gg_type ty
 }
 
 static enum sp_status cpu_dev_bind(struct backend_device *dev, struct backend_weight *w, enum gg_type type,
-                                   int64_t k, int64_t rows, const void *host, struct sp_err *err)
+                                   int64_t k, int64_t rows, const void *host, unsigned use, struct sp_err *err)
 {
     (void)dev;
     enum sp_status result = backend_cpu_weight_view(w, type, k, rows, host, err);
     const struct kern_repack *rp = w->ops ? w->ops->rp : NULL;
-    if (result != SP_OK || !rp || rows < 1 || !repack_enabled())
+    if (result != SP_OK || !rp || rows < 1 || !(use & BACKEND_USE_MATMUL) || !repack_enabled())
         return result;
     const size_t gb = rp->group_bytes(k);
     const int64_t ng = (rows + rp->rows - 1) / rp->rows;

@@ -315,7 +315,7 @@ TEST(q8_0_bound_weight_is_vec_dot)
     struct backend *be = NULL;
     struct backend_weight bw;
     CHECK(backend_device_new(NULL, &dev, NULL) == SP_OK);
-    CHECK(backend_weight_bind(dev, &bw, GG_TYPE_Q8_0, K, R, w, NULL) == SP_OK);
+    CHECK(backend_weight_bind(dev, &bw, GG_TYPE_Q8_0, K, R, w, BACKEND_USE_MATMUL, NULL) == SP_OK);
     const char *env = getenv("SPOKE_REPACK");
     const bool repack = ops->rp != NULL && !(env && strcmp(env, "0") == 0);
     CHECK_MSG(repack == (bw.grp_rows > 0) && repack == (bw.owned != NULL) && dev->owned_bytes == bw.owned_bytes,

@@ -26,16 +26,19 @@
 struct copy_dev {
     struct backend_device base;
     int n_bind, n_release, n_backend;
+    int n_rows_only, n_rows_matmul; /* binds whose use was BACKEND_USE_ROWS alone / ROWS | MATMUL */
     int fail_at;                  /* the fail_at-th bind fails with SP_ERR_NOMEM (0: never) */
     void *live[COPY_MAX];         /* owned copies bound and not yet released */
 };
 
 static enum sp_status copy_bind(struct backend_device *dev, struct backend_weight *w, enum gg_type type, int64_t k,
-                                int64_t rows, const void *host, struct sp_err *err)
+                                int64_t rows, const void *host, unsigned use, struct sp_err *err)
 {
     struct copy_dev *cd = (struct copy_dev *)dev;
     if (cd->fail_at > 0 && cd->n_bind + 1 == cd->fail_at)
         return sp_err_set(err, SP_ERR_NOMEM, "copy device: bind %d refused", cd->fail_at);
+    cd->n_rows_only += use == BACKEND_USE_ROWS;
+    cd->n_rows_matmul += use == (BACKEND_USE_ROWS | BACKEND_USE_MATMUL);
     enum sp_status st = backend_cpu_weight_view(w, type, k, rows, host, err);
     if (st != SP_OK)
         return st;
@@ -107,11 +110,12 @@ static int n_matrices(const struct gg_file *f)
 
 static bool g_have_stories;
 
-/* stories260K.gguf read into memory (a buffer the test may overwrite); NULL if absent. */
-static void *read_stories(size_t *size)
+/* models/<name> of ../shared read into memory (a buffer the test may overwrite); NULL if absent. */
+static void *read_model(const char *name, size_t *size)
 {
-    char path[1024];
-    if (!test_shared_file(path, sizeof(path), "models/stories260K.gguf"))
+    char path[1024], rel[256];
+    snprintf(rel, sizeof(rel), "models/%s", name);
+    if (!test_shared_file(path, sizeof(path), rel))
         return NULL;
     g_have_stories = true;
     FILE *fp = fopen(path, "rb");
@@ -127,6 +131,9 @@ static void *read_stories(size_t *size)
     *size = (size_t)n;
     return buf;
 }
+
+/* stories260K.gguf (F32) read into memory; NULL if absent. */
+static void *read_stories(size_t *size) { return read_model("stories260K.gguf", size); }
 
 static const int32_t g_toks[6] = {1, 403, 407, 261, 378, 300};
 
@@ -226,6 +233,9 @@ TEST(copy_owns_storage)
             bytes += gg_tensor_at(f, i)->nbytes;
     CHECK_EQ_INT(cd.base.owned_bytes, bytes);
     CHECK(m->tok_embd.owned != NULL && m->tok_embd.data == m->tok_embd.owned);
+    /* untied: the embedding is bound for row lookups alone, every other matrix for matmul */
+    CHECK_EQ_INT(cd.n_rows_only, 1);
+    CHECK_EQ_INT(cd.n_rows_matmul, 0);
     poison(f, buf, size);
     CHECK(stories_logits(m, got));
     CHECK_EQ_INT(cd.n_backend, 1);
@@ -236,6 +246,74 @@ TEST(copy_owns_storage)
     CHECK_EQ_INT(cd.base.owned_bytes, 0);
     for (int i = 0; i < COPY_MAX; i++)
         CHECK(cd.live[i] == NULL);
+    gg_close(f);
+    sp_free(buf);
+}
+
+/* A model without output.weight (tied): its embedding is bound once, for
+ * row lookups and the output matmul both. stories260K with output.weight
+ * renamed in place (the loader warns of the unused tensor). */
+TEST(tied_embedding_binds_for_matmul)
+{
+    size_t size = 0;
+    char *buf = read_stories(&size);
+    if (!buf)
+        SKIP("stories260K.gguf not found");
+    static const char name[] = "output.weight";
+    char *at = memmem(buf, size, name, sizeof(name) - 1);
+    CHECK(at != NULL);
+    if (!at) {
+        sp_free(buf);
+        return;
+    }
+    at[sizeof(name) - 2] = 'z'; /* "output.weighz" */
+    struct gg_file *f = NULL;
+    struct model *m = NULL;
+    CHECK(gg_open_memory(buf, size, &f, NULL) == SP_OK);
+    static struct copy_dev cd;
+    copy_init(&cd);
+    struct sp_err err = {0};
+    CHECK(model_load_on(&cd.base, f, &m, &err) == SP_OK);
+    CHECK(m && m->tied_output && m->output.data == m->tok_embd.data);
+    CHECK_EQ_INT(cd.n_rows_only, 0);
+    CHECK_EQ_INT(cd.n_rows_matmul, 1);
+    CHECK_EQ_INT(cd.n_bind, 1 + 7 * 5);
+    static float got[512];
+    CHECK(m && stories_logits(m, got) && isfinite(got[0]));
+    model_free(m);
+    gg_close(f);
+    sp_free(buf);
+}
+
+/* On "cpu" with a type the kernels repack at load (Q4_0): the block
+ * matrices are owned repacked copies, while the untied Q4_0 embedding, read
+ * only by row lookups, stays a view into the file (no resident copy of rows
+ * no token reads); the logits are those of the same file with every weight a plain
+ * copy in the file's row layout (the repacked gemm keeps the row kernels' bits). */
+TEST(cpu_embedding_stays_a_view)
+{
+    size_t size = 0;
+    char *buf = read_model("stories260K-q4_0.gguf", &size);
+    if (!buf)
+        SKIP("stories260K-q4_0.gguf not found");
+    struct gg_file *f = NULL;
+    struct model *m = NULL;
+    CHECK(gg_open_memory(buf, size, &f, NULL) == SP_OK);
+    CHECK(model_load(f, &m, NULL) == SP_OK);
+    CHECK(m && !m->tied_output && m->tok_embd.type == GG_TYPE_Q4_0 && m->layers[0].wq.type == GG_TYPE_Q4_0);
+    CHECK(m && m->tok_embd.owned == NULL && m->tok_embd.grp_rows == 0);
+    CHECK(m && (const char *)m->tok_embd.data > buf && (const char *)m->tok_embd.data < buf + size);
+    CHECK(m && m->layers[0].wq.owned != NULL && m->layers[0].wq.grp_rows > 0);
+    static float a[512], b[512];
+    CHECK(m && stories_logits(m, a));
+    model_free(m);
+    m = NULL;
+    /* the same file on "copy" (owned copies in the file's row layout) */
+    static struct copy_dev cd;
+    copy_init(&cd);
+    CHECK(model_load_on(&cd.base, f, &m, NULL) == SP_OK);
+    CHECK(m && stories_logits(m, b) && memcmp(a, b, sizeof a) == 0);
+    model_free(m);
     gg_close(f);
     sp_free(buf);
 }
@@ -303,7 +381,7 @@ TEST(device_unsupported_kind)
     CHECK(backend_device_new(NULL, &dev, NULL) == SP_OK);
     backend_weight_release(dev, &w); /* unbound: nothing to release */
     CHECK_EQ_INT(dev->n_bound, 0);
-    CHECK_EQ_INT(backend_weight_bind(dev, &w, GG_TYPE_Q4_0, 33, 2, "x", NULL), SP_ERR_FORMAT);
+    CHECK_EQ_INT(backend_weight_bind(dev, &w, GG_TYPE_Q4_0, 33, 2, "x", BACKEND_USE_MATMUL, NULL), SP_ERR_FORMAT);
     CHECK(w.data == NULL && dev->n_bound == 0);
     backend_device_free(dev);
 }
@@ -406,6 +484,8 @@ int main(void)
     RUN(bert_binds_through_device);
     RUN(cpu_binds_views);
     RUN(copy_owns_storage);
+    RUN(tied_embedding_binds_for_matmul);
+    RUN(cpu_embedding_stays_a_view);
     RUN(failed_load_releases);
     RUN(engine_uses_chosen_kind);
     int rc = test_summary();
