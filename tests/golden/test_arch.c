@@ -57,18 +57,23 @@ static const struct arch_case all_cases[] = {
     {"gemma3-f32.gguf", true, 1e-4, {{0}}},
     {"phi3-f32.gguf", true, 1e-4, {{0}}},
     /* quantized: matching steps measured on the AVX2 kernels with the AVX2
-     * order (all 32 except llama3-q4_k_m [32 32 32] [4 32 32], qwen3-q4_k_m
-     * [32 17 32] [32 8 23], phi3-q4_k_m [32 32 32] [22 25 32], gemma3-iq4_nl
+     * order (all 32 except qwen3-q4_k_m [17 32 32] [32 8 23], gemma3-q4_k_m
+     * [32 32 32] [32 10 32], phi3-q4_k_m [32 32 32] [22 32 32], gemma3-iq4_nl
      * [32 21 7] [32 32 18] (cut-offs [32 21 3]), gemma3-iq4_xs [32 32 32]
-     * [20 32 31]) minus 2. Q8_0 files match to 1e-6 on every step. */
+     * [20 32 31]) minus 2. Q4_K is repacked at load on AVX2 since 2026-12-03
+     * and sums in the panels' order for every batch (docs/PARITY.md); with
+     * the row kernels' order the Q4_K_M files matched llama3 [32 32 32] [4 32
+     * 32], qwen3 [32 17 32] [32 8 23], gemma3 all 32, phi3 [32 32 32] [22 25
+     * 32]: 675 steps in all then, 688 now. Q8_0 files match to 1e-6 on every
+     * step. */
     {"llama3-q8_0.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
     {"qwen3-q8_0.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
     {"gemma3-q8_0.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
     {"phi3-q8_0.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
-    {"llama3-q4_k_m.gguf", false, 0, {{30, 30, 30}, {2, 30, 30}}},
-    {"qwen3-q4_k_m.gguf", false, 0, {{30, 15, 30}, {30, 6, 21}}},
-    {"gemma3-q4_k_m.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
-    {"phi3-q4_k_m.gguf", false, 0, {{30, 30, 30}, {20, 23, 30}}},
+    {"llama3-q4_k_m.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
+    {"qwen3-q4_k_m.gguf", false, 0, {{15, 30, 30}, {30, 6, 21}}},
+    {"gemma3-q4_k_m.gguf", false, 0, {{30, 30, 30}, {30, 8, 30}}},
+    {"phi3-q4_k_m.gguf", false, 0, {{30, 30, 30}, {20, 30, 30}}},
     {"llama3-iq4_nl.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
     {"qwen3-iq4_nl.gguf", false, 0, {{30, 30, 30}, {30, 30, 30}}},
     {"gemma3-iq4_nl.gguf", false, 0, {{30, 19, 5}, {30, 30, 16}}},

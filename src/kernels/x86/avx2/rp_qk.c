@@ -1,23 +1,23 @@
-/* rp_qk.c - the AVX2 gemms over Q4_K and Q6_K weights repacked at load
- * (ops->rp), in the layouts the AVX-512 gemms read (kern_impl.h; reference
- * and order in ref/repack_qk.c): a machine without AVX-512 gets the same
- * load-time layout, one sequential stream per group of 16 rows and no
- * per-call unpacking. A group is two halves of 8 rows (each 64-byte
- * vector's first and second 32 bytes). Q4_K: vector 8p + g's low nibbles
- * are elements 4g..4g+3 of chunk 2p of each row, its high nibbles those of
- * chunk 2p + 1, so and / shift+and give unsigned maddubs operands against
- * broadcasts of 4 activation bytes; a chunk's 8 products add up in int16
- * (8 x 2 x 15 x 128 < 2^15: exact), and one pmaddwd with the rows' scales
- * (as int16 pairs) widens them into the chunk's scaled sum; the min term is
- * 4 pmaddwd of the rows' min pairs with the activation's 32-element sums.
- * Q6_K below. Per super-block, as the AVX-512 tiles and the K-quant panels:
- * one FMA with fl(d * dy) (Q4_K also one FNMADD with fl(dmin * dy)) into one
- * float accumulator per output, so the same bits for every batch size and
- * row range (test_repack, memcmp). Tiles of 8 rows x up to 4 activation
- * rows over spans of groups small enough to stay in L2 while every tile
- * passes; bench_kernels (AVX2 on an AVX-512 EPYC, one thread) against the
- * row kernels and the panel: Q4_K gemv 18 -> 40 GB/s, n_batch 4 63 -> 94
- * GMAC/s, 64 86 -> 95; Q6_K 22 -> 28 GB/s, 55 -> 69, 85 -> 88. */
+/* rp_qk.c - the AVX2 gemm over Q4_K weights repacked at load (ops->rp),
+ * in the layout the AVX-512 gemm reads (kern_impl.h; reference and order in
+ * ref/repack_qk.c): a machine without AVX-512 gets the same load-time
+ * layout, one sequential stream per group of 16 rows and no per-call
+ * unpacking. A group is two halves of 8 rows (each 64-byte vector's first
+ * and second 32 bytes), both done per super-block so each line is used
+ * whole when it arrives (a pass per half streamed at half the speed).
+ * Vector 8p + g's low nibbles are elements 4g..4g+3 of chunk 2p of each
+ * row, its high nibbles those of chunk 2p + 1, so and / shift+and give
+ * unsigned maddubs operands against broadcasts of 4 activation bytes; a
+ * chunk's 8 products add up in int16 (8 x 2 x 15 x 128 < 2^15: exact), and
+ * one pmaddwd with the rows' scales (as int16 pairs) widens them into the
+ * chunk's scaled sum; the min term is 4 pmaddwd of the rows' min pairs with
+ * the activation's 32-element sums. Per super-block, as the AVX-512 tiles
+ * and the K-quant panels: one FMA with fl(d * dy), one FNMADD with
+ * fl(dmin * dy) into one float accumulator per output, so the same bits for
+ * every batch size and row range (test_repack, memcmp). Tiles of 16 rows x
+ * up to 4 activation rows over spans of groups small enough to stay in L2
+ * while every tile passes. Q6_K keeps its views on AVX2: a gemm over its
+ * layout (in git history) lost end to end (docs/PARITY.md). */
 #include "kernels/x86/avx2/avx2_util.h"
 
 #define Q4KR2_NR 4                           /* activation rows per tile */
@@ -184,216 +184,6 @@ static void q4kr_gemm_avx2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, c
     }
 }
 
-/* ---- Q6_K: chunk c = 4H + t takes ql vectors 8 (2H + t % 2) + g (low
- * nibbles for t < 2, else high) and qh vectors 8H + g (bits 2t, 2t + 1 to
- * bits 4, 5): u = q + 32 in 0..63; two products add up in int16 (2 x 2 x 63
- * x 128 < 2^15), each pair widened by pmaddwd with its sub-block's scales;
- * the offset -32 x (the 16-element sums) x scale is one pmaddwd per chunk of
- * the two sub-blocks' scales with the two sums, subtracted x 32 at the end
- * of the super-block (exact integers: the AVX-512 tile's sum). */
-#define Q6KR2_NR 4
-#define Q6KR2_UCHUNK 512         /* bytes of one unpacked chunk of 16 rows */
-#define Q6KR2_USB (8 * Q6KR2_UCHUNK) /* of one unpacked super-block */
-#ifndef Q6KR2_PRE_MIN
-#define Q6KR2_PRE_MIN 8 /* batches from here on unpack each span once */
-#endif
-
-struct q6kr2_x {
-    int32_t bp[8]; /* chunk c: the 16-element sums of sub-blocks 2c, 2c + 1 as an int16 pair */
-    float dx;
-    int32_t pad[7];
-};
-
-KERN_AI __m256i q6kr2_unpack(__m256i lo, __m256i hb, int t)
-{
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    const __m256i hi = t == 0 ? _mm256_slli_epi16(hb, 4)
-                       : t == 1 ? _mm256_slli_epi16(hb, 2)
-                       : t == 2 ? hb
-                                : _mm256_srli_epi16(hb, 2);
-    return _mm256_or_si256(_mm256_and_si256(t / 2 ? _mm256_srli_epi16(lo, 4) : lo, m4), _mm256_and_si256(hi, m30));
-}
-
-/* the 8 rows' scales of sub-block sb (half h) as int32 */
-KERN_AI __m256i q6kr2_sc(const uint8_t *s, int sb, int h)
-{
-    return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(s + KERN_Q6KR_SC + 16 * sb + 8 * h)));
-}
-
-/* chunk c (c % 4 a constant where inlined) of super-block s, half h: the
- * scaled products into isum[j], the scale x sum pairs into bsum[j] */
-KERN_AI void q6kr2_chunk(int nr, bool pre, int c, int h, const uint8_t *s, const uint8_t *pu,
-                         const block_q8_K *const *x, const struct q6kr2_x *const *xs, int64_t ib, __m256i *isum,
-                         __m256i *bsum)
-{
-    const int H = c / 4, t = c % 4;
-    const __m256i lo16 = _mm256_set1_epi32(0xFFFF);
-    const __m256i s0 = q6kr2_sc(s, 2 * c, h), s1 = q6kr2_sc(s, 2 * c + 1, h);
-    const __m256i sp0 = _mm256_or_si256(_mm256_and_si256(s0, lo16), _mm256_slli_epi32(s0, 16));
-    const __m256i sp1 = _mm256_or_si256(_mm256_and_si256(s1, lo16), _mm256_slli_epi32(s1, 16));
-    const __m256i sp01 = _mm256_or_si256(_mm256_and_si256(s0, lo16), _mm256_slli_epi32(s1, 16));
-    /* two weight vectors live at a time (u[8] and the rows' sums spilled) */
-    KERN_UNROLL for (int i = 0; i < 4; i++)
-    {
-        __m256i u[2];
-        KERN_UNROLL for (int e = 0; e < 2; e++)
-        {
-            const int g = 2 * i + e;
-            u[e] = pre ? _mm256_load_si256((const __m256i *)(pu + Q6KR2_UCHUNK * c + 64 * g + 32 * h))
-                       : q6kr2_unpack(
-                             _mm256_load_si256((const __m256i *)(s + KERN_Q6KR_QL(8 * (2 * H + t % 2) + g) + 32 * h)),
-                             _mm256_load_si256((const __m256i *)(s + KERN_Q6KR_QHV(8 * H + g) + 32 * h)), t);
-        }
-        KERN_UNROLL for (int j = 0; j < nr; j++)
-        {
-            int32_t ya, yb;
-            memcpy(&ya, x[j][ib].qs + 32 * c + 8 * i, 4);
-            memcpy(&yb, x[j][ib].qs + 32 * c + 8 * i + 4, 4);
-            const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(u[0], _mm256_set1_epi32(ya)),
-                                               _mm256_maddubs_epi16(u[1], _mm256_set1_epi32(yb)));
-            isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(p, i < 2 ? sp0 : sp1));
-        }
-    }
-    KERN_UNROLL for (int j = 0; j < nr; j++) bsum[j] =
-        _mm256_add_epi32(bsum[j], _mm256_madd_epi16(sp01, _mm256_set1_epi32(xs[j][ib].bp[c])));
-}
-
-KERN_AI void q6kr2_tile(int nr, bool pre, int64_t nsb, const uint8_t *q, const uint8_t *pu,
-                        const block_q8_K *const *x, const struct q6kr2_x *const *xs, __m256 *out)
-{
-    __m256 acc[2 * Q6KR2_NR];
-    KERN_UNROLL for (int j = 0; j < 2 * nr; j++) acc[j] = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < nsb; ib++) {
-        const uint8_t *s = q + (size_t)ib * KERN_Q6KR_SB;
-        if (!pre) /* past the group too: the next group follows */
-            for (size_t l = 0; l < KERN_Q6KR_SB; l += 64)
-                _mm_prefetch((const char *)s + Q4KR2_PF * KERN_Q6KR_SB + l, Q4KR2_HINT);
-        KERN_NOUNROLL for (int h = 0; h < 2; h++)
-        {
-            __m256i isum[Q6KR2_NR], bsum[Q6KR2_NR];
-            KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = bsum[j] = _mm256_setzero_si256();
-            KERN_NOUNROLL for (int H = 0; H < 2; H++)
-            {
-                q6kr2_chunk(nr, pre, 4 * H, h, s, pu + (size_t)ib * Q6KR2_USB, x, xs, ib, isum, bsum);
-                q6kr2_chunk(nr, pre, 4 * H + 1, h, s, pu + (size_t)ib * Q6KR2_USB, x, xs, ib, isum, bsum);
-                q6kr2_chunk(nr, pre, 4 * H + 2, h, s, pu + (size_t)ib * Q6KR2_USB, x, xs, ib, isum, bsum);
-                q6kr2_chunk(nr, pre, 4 * H + 3, h, s, pu + (size_t)ib * Q6KR2_USB, x, xs, ib, isum, bsum);
-            }
-            const __m256 d = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(s + KERN_Q6KR_D + 16 * h)));
-            KERN_UNROLL for (int j = 0; j < nr; j++)
-            {
-                const __m256i si = _mm256_sub_epi32(isum[j], _mm256_slli_epi32(bsum[j], 5));
-                acc[2 * j + h] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xs[j][ib].dx)),
-                                                 _mm256_cvtepi32_ps(si), acc[2 * j + h]);
-            }
-        }
-    }
-    KERN_UNROLL for (int j = 0; j < 2 * nr; j++) out[j] = acc[j];
-}
-
-typedef void (*q6kr2_tile_fn)(int64_t nsb, const uint8_t *q, const uint8_t *pu, const block_q8_K *const *x,
-                              const struct q6kr2_x *const *xs, __m256 *out);
-#define Q6KR2_TILE_N(N, PRE, T)                                                                            \
-    static void T##_tile_##N(int64_t nsb, const uint8_t *q, const uint8_t *pu, const block_q8_K *const *x, \
-                             const struct q6kr2_x *const *xs, __m256 *out)                                \
-    {                                                                                                      \
-        q6kr2_tile(N, PRE, nsb, q, pu, x, xs, out);                                                        \
-    }
-#define Q6KR2_TILES(PRE, T)                                                                                \
-    Q6KR2_TILE_N(1, PRE, T)                                                                                \
-    Q6KR2_TILE_N(2, PRE, T)                                                                                \
-    Q6KR2_TILE_N(3, PRE, T)                                                                                \
-    Q6KR2_TILE_N(4, PRE, T)                                                                                \
-    static const q6kr2_tile_fn T##_tiles[Q6KR2_NR] = {T##_tile_1, T##_tile_2, T##_tile_3, T##_tile_4};
-Q6KR2_TILES(false, q6kr2)
-Q6KR2_TILES(true, q6ku2)
-
-/* groups [g0, g1) unpacked into u (Q6KR2_USB bytes per super-block: chunk
- * c's vector g = the 16 rows' u = q + 32, as the tile forms them) */
-static void q6kr2_unpack_span(int64_t nsb, const uint8_t *base, size_t w_stride, int64_t g0, int64_t g1, uint8_t *u)
-{
-    for (int64_t gr = g0; gr < g1; gr++)
-        for (int64_t ib = 0; ib < nsb; ib++) {
-            const uint8_t *s = base + (size_t)gr * w_stride + (size_t)ib * KERN_Q6KR_SB;
-            uint8_t *ub = u + (size_t)((gr - g0) * nsb + ib) * Q6KR2_USB;
-            KERN_UNROLL for (int c = 0; c < 8; c++)
-            {
-                const int H = c / 4, t = c % 4;
-                for (int g = 0; g < 8; g++)
-                    for (int h = 0; h < 2; h++)
-                        _mm256_store_si256(
-                            (__m256i *)(ub + Q6KR2_UCHUNK * c + 64 * g + 32 * h),
-                            q6kr2_unpack(
-                                _mm256_load_si256((const __m256i *)(s + KERN_Q6KR_QL(8 * (2 * H + t % 2) + g) + 32 * h)),
-                                _mm256_load_si256((const __m256i *)(s + KERN_Q6KR_QHV(8 * H + g) + 32 * h)), t));
-            }
-        }
-}
-
-static void q6kr2_sums(int64_t nsb, const block_q8_K *x, struct q6kr2_x *xs)
-{
-    for (int64_t ib = 0; ib < nsb; ib++) {
-        const int16_t *b = x[ib].bsums;
-        for (int c = 0; c < 8; c++)
-            xs[ib].bp[c] = (int32_t)((uint32_t)(uint16_t)b[2 * c] | (uint32_t)(uint16_t)b[2 * c + 1] << 16);
-        xs[ib].dx = x[ib].d;
-    }
-}
-
-static void q6kr_gemm_avx2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
-                           const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
-{
-    const int64_t nsb = k / KERN_QK_K;
-    if ((size_t)nsb * Q6KR2_NR * sizeof(struct q6kr2_x) > KERN_GEMM_WS_BYTES || r0 % KERN_QKR_ROWS != 0) {
-        kern_ref_q6kr_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
-        return;
-    }
-    const uint8_t *base = w;
-    struct q6kr2_x *sums = ws;
-    const int64_t g0 = r0 / KERN_QKR_ROWS, g1 = (r1 + KERN_QKR_ROWS - 1) / KERN_QKR_ROWS;
-    int64_t span = n_batch == 1 ? g1 - g0 : SP_MAX((int64_t)1, (int64_t)(Q4KR2_SPAN_BYTES / w_stride));
-    /* batches: each span's groups unpacked once after the sums (the tiles
-     * would redo the high bits for every 4 activation rows) */
-    const size_t xs_bytes = ((size_t)nsb * Q6KR2_NR * sizeof(struct q6kr2_x) + 63) / 64 * 64;
-    const int64_t ucap = (int64_t)((KERN_GEMM_WS_BYTES - xs_bytes) / ((size_t)nsb * Q6KR2_USB));
-    const bool pre = n_batch >= Q6KR2_PRE_MIN && ucap >= 1;
-    uint8_t *ubuf = (uint8_t *)ws + xs_bytes;
-    const q6kr2_tile_fn *tiles = q6kr2_tiles;
-    if (pre) {
-        span = SP_MIN(span, ucap);
-        tiles = q6ku2_tiles;
-    }
-    for (int64_t s0 = g0; s0 < g1; s0 += span) {
-        const int64_t s1 = SP_MIN(g1, s0 + span);
-        if (pre)
-            q6kr2_unpack_span(nsb, base, w_stride, s0, s1, ubuf);
-        for (int64_t b = 0; b < n_batch; b += Q6KR2_NR) {
-            const int64_t nr = SP_MIN((int64_t)Q6KR2_NR, n_batch - b);
-            const block_q8_K *xp[Q6KR2_NR];
-            const struct q6kr2_x *xsp[Q6KR2_NR];
-            for (int64_t j = 0; j < nr; j++) {
-                xp[j] = (const block_q8_K *)(const void *)((const char *)x + (size_t)(b + j) * x_stride);
-                q6kr2_sums(nsb, xp[j], sums + j * nsb);
-                xsp[j] = sums + j * nsb;
-            }
-            for (int64_t g = s0; g < s1; g++) {
-                __m256 o[2 * Q6KR2_NR];
-                tiles[nr - 1](nsb, base + (size_t)g * w_stride, ubuf + (size_t)((g - s0) * nsb) * Q6KR2_USB, xp, xsp,
-                              o);
-                qkr2_store(nr, g, r1, y + (size_t)b * y_stride, y_stride, o);
-            }
-        }
-    }
-}
-
-static const struct kern_repack q6kr_avx2 = {
-    .rows = KERN_QKR_ROWS,
-    .group_bytes = kern_q6kr_group_bytes,
-    .pack = kern_q6kr_pack,
-    .row_to_float = kern_q6kr_row_to_float,
-    .gemm = q6kr_gemm_avx2,
-};
-
 static const struct kern_repack q4kr_avx2 = {
     .rows = KERN_QKR_ROWS,
     .group_bytes = kern_q4kr_group_bytes,
@@ -402,12 +192,10 @@ static const struct kern_repack q4kr_avx2 = {
     .gemm = q4kr_gemm_avx2,
 };
 
-/* Q4_K and Q6_K on AVX2: weights are repacked at load (the backend's bind). */
+/* Q4_K on AVX2: weights are repacked at load (the backend's bind). */
 void kern_avx2_fill_repack_qk(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx2_fill_repack_qk(struct kern_type_ops *ops, enum gg_type type)
 {
     if (type == GG_TYPE_Q4_K)
         ops->rp = &q4kr_avx2;
-    else if (type == GG_TYPE_Q6_K)
-        ops->rp = &q6kr_avx2;
 }
