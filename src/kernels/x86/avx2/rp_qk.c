@@ -32,14 +32,6 @@
 #define Q4KR2_PF1 0 /* whether Q4_K's one-row tile prefetches too */
 #endif
 
-/* per activation row and super-block: the 32-element sums of chunks 2i,
- * 2i + 1 as an int16 pair, and the row's scale */
-struct q4kr2_x {
-    int32_t bp[4];
-    float dx;
-    int32_t pad[3];
-};
-
 /* a tile's outputs (o[2 j + h]: activation row j, rows 8h..8h+7 of group g)
  * to y (row j at y + j * y_stride), the rows below r1 only */
 static inline void qkr2_store(int64_t nr, int64_t g, int64_t r1, float *y, size_t y_stride, const __m256 *o)
@@ -84,7 +76,7 @@ KERN_AI void q4kr2_chunk(int nr, int c, int h, const uint8_t *s, const block_q8_
  * (1..Q4KR2_NR) activation rows; a super-block's halves back to back, so
  * each 64-byte line is used whole when it arrives */
 KERN_AI void q4kr2_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_K *const *x,
-                        const struct q4kr2_x *const *xs, __m256 *out)
+                        const struct kern_q4kr_x *const *xs, __m256 *out)
 {
     __m256 acc[2 * Q4KR2_NR];
     KERN_UNROLL for (int j = 0; j < 2 * nr; j++) acc[j] = _mm256_setzero_ps();
@@ -126,10 +118,10 @@ KERN_AI void q4kr2_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_K 
 }
 
 typedef void (*q4kr2_tile_fn)(int64_t nsb, const uint8_t *q, const block_q8_K *const *x,
-                              const struct q4kr2_x *const *xs, __m256 *out);
+                              const struct kern_q4kr_x *const *xs, __m256 *out);
 #define Q4KR2_TILE_N(N)                                                                                    \
     static void q4kr2_tile_##N(int64_t nsb, const uint8_t *q, const block_q8_K *const *x,                  \
-                               const struct q4kr2_x *const *xs, __m256 *out)                              \
+                               const struct kern_q4kr_x *const *xs, __m256 *out)                              \
     {                                                                                                      \
         q4kr2_tile(N, nsb, q, x, xs, out);                                                                 \
     }
@@ -139,29 +131,16 @@ Q4KR2_TILE_N(3)
 Q4KR2_TILE_N(4)
 static const q4kr2_tile_fn q4kr2_tiles[Q4KR2_NR] = {q4kr2_tile_1, q4kr2_tile_2, q4kr2_tile_3, q4kr2_tile_4};
 
-/* one activation row's sums (the min pairs' partners and the scale) */
-static void q4kr2_sums(int64_t nsb, const block_q8_K *x, struct q4kr2_x *xs)
-{
-    for (int64_t ib = 0; ib < nsb; ib++) {
-        const int16_t *b = x[ib].bsums;
-        for (int i = 0; i < 4; i++) {
-            const uint32_t lo = (uint16_t)(b[4 * i] + b[4 * i + 1]), hi = (uint16_t)(b[4 * i + 2] + b[4 * i + 3]);
-            xs[ib].bp[i] = (int32_t)(lo | hi << 16);
-        }
-        xs[ib].dx = x[ib].d;
-    }
-}
-
 static void q4kr_gemm_avx2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
                            const void *x, size_t x_stride, float *y, size_t y_stride, void *ws)
 {
     const int64_t nsb = k / KERN_QK_K;
-    if ((size_t)nsb * Q4KR2_NR * sizeof(struct q4kr2_x) > KERN_GEMM_WS_BYTES || r0 % KERN_QKR_ROWS != 0) {
+    if ((size_t)nsb * Q4KR2_NR * sizeof(struct kern_q4kr_x) > KERN_GEMM_WS_BYTES || r0 % KERN_QKR_ROWS != 0) {
         kern_ref_q4kr_gemm(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
         return;
     }
     const uint8_t *base = w;
-    struct q4kr2_x *sums = ws;
+    struct kern_q4kr_x *sums = ws;
     const int64_t g0 = r0 / KERN_QKR_ROWS, g1 = (r1 + KERN_QKR_ROWS - 1) / KERN_QKR_ROWS;
     const int64_t span = n_batch == 1 ? g1 - g0 : SP_MAX((int64_t)1, (int64_t)(Q4KR2_SPAN_BYTES / w_stride));
     for (int64_t s0 = g0; s0 < g1; s0 += span) {
@@ -169,10 +148,10 @@ static void q4kr_gemm_avx2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, c
         for (int64_t b = 0; b < n_batch; b += Q4KR2_NR) {
             const int64_t nr = SP_MIN((int64_t)Q4KR2_NR, n_batch - b);
             const block_q8_K *xp[Q4KR2_NR];
-            const struct q4kr2_x *xsp[Q4KR2_NR];
+            const struct kern_q4kr_x *xsp[Q4KR2_NR];
             for (int64_t j = 0; j < nr; j++) {
                 xp[j] = (const block_q8_K *)(const void *)((const char *)x + (size_t)(b + j) * x_stride);
-                q4kr2_sums(nsb, xp[j], sums + j * nsb);
+                kern_q4kr_sums(nsb, xp[j], sums + j * nsb);
                 xsp[j] = sums + j * nsb;
             }
             for (int64_t g = s0; g < s1; g++) {

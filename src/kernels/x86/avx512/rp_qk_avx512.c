@@ -31,13 +31,8 @@
 #define QKR_PF 8
 #endif
 
-/* per activation row and super-block: Q4_K the 32-element sums of chunks
- * 2i, 2i + 1 as an int16 pair; Q6_K -32 x each 16-element sum */
-struct q4kr_x {
-    int32_t bp[4];
-    float dx;
-    int32_t pad[3];
-};
+/* per activation row and super-block: Q4_K struct kern_q4kr_x; Q6_K -32 x
+ * each 16-element sum */
 struct q6kr_x {
     int32_t off[16];
     float dx;
@@ -78,7 +73,7 @@ KERN_AI void q4kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *
                        __m512 *out)
 {
     const block_q8_K *x[Q4KR_NR];
-    const struct q4kr_x *xs[Q4KR_NR];
+    const struct kern_q4kr_x *xs[Q4KR_NR];
     KERN_UNROLL for (int j = 0; j < nr; j++)
     {
         x[j] = (const block_q8_K *)(const void *)xv[j];
@@ -256,16 +251,7 @@ static const rp512_tile_fn q6kr_tiles[Q6KR_NR] = {q6kr_tile_1, q6kr_tile_2, q6kr
 
 static void q4kr_sums(int64_t nsb, const block_q8_0 *xv, void *xsv)
 {
-    const block_q8_K *x = (const block_q8_K *)(const void *)xv;
-    struct q4kr_x *xs = xsv;
-    for (int64_t ib = 0; ib < nsb; ib++) {
-        const int16_t *b = x[ib].bsums;
-        for (int i = 0; i < 4; i++) {
-            const uint32_t lo = (uint16_t)(b[4 * i] + b[4 * i + 1]), hi = (uint16_t)(b[4 * i + 2] + b[4 * i + 3]);
-            xs[ib].bp[i] = (int32_t)(lo | hi << 16);
-        }
-        xs[ib].dx = x[ib].d;
-    }
+    kern_q4kr_sums(nsb, (const block_q8_K *)(const void *)xv, xsv);
 }
 
 static void q6kr_sums(int64_t nsb, const block_q8_0 *xv, void *xsv)
@@ -279,7 +265,7 @@ static void q6kr_sums(int64_t nsb, const block_q8_0 *xv, void *xsv)
     }
 }
 
-static const struct rp512_kind q4kr_kind = {KERN_QK_K, Q4KR_NR, sizeof(struct q4kr_x), q4kr_sums, q4kr_tiles,
+static const struct rp512_kind q4kr_kind = {KERN_QK_K, Q4KR_NR, sizeof(struct kern_q4kr_x), q4kr_sums, q4kr_tiles,
                                             kern_ref_q4kr_gemm};
 static const struct rp512_kind q6kr_kind = {KERN_QK_K, Q6KR_NR, sizeof(struct q6kr_x), q6kr_sums, q6kr_tiles,
                                             kern_ref_q6kr_gemm};
