@@ -22,15 +22,11 @@
 
 #define Q4KR2_NR 4                           /* activation rows per tile */
 #define Q4KR2_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
-#ifndef Q4KR2_PF
-#define Q4KR2_PF 4 /* super-blocks the tiles prefetch ahead (into L2: see Q4KR2_HINT) */
-#endif
-#ifndef Q4KR2_HINT
-#define Q4KR2_HINT _MM_HINT_T1
-#endif
-#ifndef Q4KR2_PF1
-#define Q4KR2_PF1 0 /* whether Q4_K's one-row tile prefetches too */
-#endif
+/* Tiles of several activation rows prefetch Q4KR2_PF super-blocks ahead
+ * into L2 (bench_kernels dram, 2 threads x 4 rows: 15-21 GB/s; into L1,
+ * 9-11); the one-row tile streams better on the hardware prefetcher alone
+ * (one thread 23 GB/s against 19 with the prefetch). */
+#define Q4KR2_PF 4
 
 /* a tile's outputs (o[2 j + h]: activation row j, rows 8h..8h+7 of group g)
  * to y (row j at y + j * y_stride), the rows below r1 only */
@@ -82,9 +78,9 @@ KERN_AI void q4kr2_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_K 
     KERN_UNROLL for (int j = 0; j < 2 * nr; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nsb; ib++) {
         const uint8_t *s = q + (size_t)ib * KERN_Q4KR_SB;
-        if (Q4KR2_PF1 || nr > 1) /* past the group too: the next group follows */
+        if (nr > 1) /* past the group too: the next group follows */
             for (size_t l = 0; l < KERN_Q4KR_SB; l += 64)
-                _mm_prefetch((const char *)s + Q4KR2_PF * KERN_Q4KR_SB + l, Q4KR2_HINT);
+                _mm_prefetch((const char *)s + Q4KR2_PF * KERN_Q4KR_SB + l, _MM_HINT_T1);
         KERN_NOUNROLL for (int h = 0; h < 2; h++)
         {
             __m256i isum[Q4KR2_NR];

@@ -27,9 +27,7 @@
  * prefetcher follows its unrolled loads: 23-25 GB/s on one thread against
  * 18-19); Q6_K's one-row tile with it, 4 ahead 15-17, 8 ahead 18-21 (10
  * without). */
-#ifndef QKR_PF
 #define QKR_PF 8
-#endif
 
 /* per activation row and super-block: Q4_K struct kern_q4kr_x; Q6_K -32 x
  * each 16-element sum */
