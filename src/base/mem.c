@@ -1,12 +1,14 @@
 /* mem.c - counted allocator with fault injection.
  * Each block carries a 16-byte header holding its size so sp_free can keep
  * the in-use counter exact; aligned blocks store the original pointer and
- * size just before the aligned address. Counters are C11 atomics. */
+ * size just before the aligned address. Counters are C11 atomics. Huge blocks
+ * are their own mmap, trimmed to a 2 MiB boundary and madvised for THP. */
 #include "base/mem.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define HDR 16u
 
@@ -132,6 +134,71 @@ void sp_aligned_free(void *ptr)
         return;
     void **slot = ptr;
     sp_free(slot[-1]);
+}
+
+/* A huge block: one mapping of [header page][len bytes from a 2 MiB boundary];
+ * the header page holds len and size. The word just before any block from
+ * sp_huge_alloc tells the two kinds apart: HUGE_MAGIC (the header page's last
+ * word) or 0 (a small block, 64 bytes past an aligned one). */
+#define HUGE_HDR ((size_t)4096)
+struct huge_hdr {
+    size_t magic, len, size;
+};
+#define HUGE_MAGIC ((size_t)0x5350684755u)
+
+void *sp_huge_alloc(size_t size)
+{
+    if (size < SP_HUGE_BYTES) {
+        /* small: an aligned block whose 64 bytes before hold a non-magic tag */
+        size_t total;
+        if (__builtin_add_overflow(size, (size_t)64, &total))
+            return NULL;
+        unsigned char *p = sp_aligned_alloc(64, total);
+        if (!p)
+            return NULL;
+        memset(p, 0, 64); /* the tag word at p + 56 is 0 */
+        return p + 64;
+    }
+    size_t len, map;
+    if (size > SIZE_MAX - 2 * SP_HUGE_BYTES)
+        return NULL;
+    len = (size + HUGE_HDR - 1) & ~(HUGE_HDR - 1);
+    map = len + SP_HUGE_BYTES + HUGE_HDR;
+    if (should_fail())
+        return NULL;
+    unsigned char *raw = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    uintptr_t a = ((uintptr_t)raw + HUGE_HDR + SP_HUGE_BYTES - 1) & ~(uintptr_t)(SP_HUGE_BYTES - 1);
+    size_t head = a - HUGE_HDR - (uintptr_t)raw, tail = map - head - HUGE_HDR - len;
+    if (head)
+        munmap(raw, head);
+    if (tail)
+        munmap((void *)(a + len), tail);
+    (void)madvise((void *)a, len, MADV_HUGEPAGE); /* advice: fails harmlessly where THP is off */
+    struct huge_hdr h = {HUGE_MAGIC, len, size};
+    memcpy((void *)(a - HUGE_HDR), &h, sizeof(h));
+    const size_t tag = HUGE_MAGIC;
+    memcpy((void *)(a - sizeof(tag)), &tag, sizeof(tag));
+    account(size, 0);
+    return (void *)a;
+}
+
+void sp_huge_free(void *ptr)
+{
+    if (!ptr)
+        return;
+    unsigned char *p = ptr;
+    size_t tag;
+    memcpy(&tag, p - sizeof(tag), sizeof(tag));
+    if (tag != HUGE_MAGIC) {
+        sp_aligned_free(p - 64);
+        return;
+    }
+    struct huge_hdr h;
+    memcpy(&h, p - HUGE_HDR, sizeof(h));
+    account(0, h.size);
+    munmap(p - HUGE_HDR, HUGE_HDR + h.len);
 }
 
 size_t sp_mem_in_use(void) { return atomic_load(&g_in_use); }

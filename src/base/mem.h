@@ -20,6 +20,15 @@ char *sp_strndup(const char *s, size_t n);   /* copies at most n bytes, NUL-term
 void *sp_aligned_alloc(size_t align, size_t size);
 void sp_aligned_free(void *ptr);
 
+/* Large, long-lived blocks that kernels stream (repacked weights, the KV cache):
+ * from SP_HUGE_BYTES (2 MiB) up, an anonymous mapping aligned to 2 MiB and advised
+ * for transparent huge pages (MADV_HUGEPAGE), so a pass over it takes a TLB miss
+ * per 2 MiB rather than per 4 KiB; smaller sizes come from sp_aligned_alloc(64).
+ * Counted and fault-injected like the rest. Release with sp_huge_free. */
+#define SP_HUGE_BYTES ((size_t)2 << 20)
+void *sp_huge_alloc(size_t size);
+void sp_huge_free(void *ptr); /* NULL is a no-op */
+
 /* Counters (approximate under concurrency, exact when quiescent). */
 size_t sp_mem_in_use(void);     /* bytes currently allocated */
 size_t sp_mem_peak(void);       /* high-water mark of sp_mem_in_use */

@@ -103,8 +103,8 @@ enum sp_status kv_cache_new_ring(struct backend *be, int n_layer, int n_cells, i
             return result;
         }
     } else {
-        kv->k = sp_aligned_alloc(64, total / 2);
-        kv->v = sp_aligned_alloc(64, total / 2);
+        kv->k = sp_huge_alloc(total / 2);
+        kv->v = sp_huge_alloc(total / 2);
         if (kv->k)
             memset(kv->k, 0, total / 2);
         if (kv->v)
@@ -132,8 +132,8 @@ void kv_cache_free(struct kv_cache *kv)
         kv->be->ops->buf_free(kv->be, kv->k);
         kv->be->ops->buf_free(kv->be, kv->v);
     } else {
-        sp_aligned_free(kv->k);
-        sp_aligned_free(kv->v);
+        sp_huge_free(kv->k);
+        sp_huge_free(kv->v);
     }
     sp_free(kv->cell_tok);
     sp_free(kv->seqs);

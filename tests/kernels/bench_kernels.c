@@ -316,32 +316,39 @@ int main(int argc, char **argv)
                 if (o->rp) { /* gemv over the repacked copy (the old rows freed first: RAM) */
                     const size_t gb = o->rp->group_bytes(k);
                     const int64_t ng = (nrows + o->rp->rows - 1) / o->rp->rows;
-                    char *pk = sp_aligned_alloc(64, gb * (size_t)ng);
+                    /* the copy twice: on 4 KiB pages and from sp_huge_alloc (2 MiB THP, as
+                     * the cpu device binds it), timed interleaved */
+                    char *pks[2] = {sp_aligned_alloc(64, gb * (size_t)ng), sp_huge_alloc(gb * (size_t)ng)};
                     void *ws2 = sp_aligned_alloc(64, 2 * KERN_GEMM_WS_BYTES);
-                    for (int64_t g = 0; pk && g < ng; g++)
-                        o->rp->pack(w + (size_t)(g * o->rp->rows) * wrs, wrs,
-                                    SP_MIN((int64_t)o->rp->rows, nrows - g * o->rp->rows), k, pk + (size_t)g * gb);
+                    for (int h = 0; h < 2; h++)
+                        for (int64_t g = 0; pks[h] && g < ng; g++)
+                            o->rp->pack(w + (size_t)(g * o->rp->rows) * wrs, wrs,
+                                        SP_MIN((int64_t)o->rp->rows, nrows - g * o->rp->rows), k,
+                                        pks[h] + (size_t)g * gb);
                     /* n_batch 1 (gemv) with 1 and 2 threads, then 4 and 8 activation rows
                      * (batched decode) with 2 threads: weights streamed once per call */
                     static const int64_t pnb[] = {1, 1, 4, 8};
-                    double bp[4] = {1e30, 1e30, 1e30, 1e30};
+                    double bp[2][4] = {{1e30, 1e30, 1e30, 1e30}, {1e30, 1e30, 1e30, 1e30}};
                     char *x8 = sp_malloc(xrs * 8);
                     float *y8 = sp_malloc(sizeof(float) * 8 * (size_t)nrows);
                     for (int j = 0; j < 8; j++)
                         memcpy(x8 + (size_t)j * xrs, x, xrs);
-                    struct stream_job pj = {o, k, 0, 0, w, wrs, xrs, x8, y8, true, pk, gb, ws2, 1, nrows};
-                    for (int rep = 0; pk && ws2 && rep < 15; rep++)
-                        for (int v = 0; v < 4; v++) {
-                            pj.nb = pnb[v];
-                            double t = stream_pass(pj, nrows, v == 0 ? 1 : 2);
-                            bp[v] = t < bp[v] ? t : bp[v];
-                        }
-                    printf("%-6s %-7s %12s %12.2f %12s %12.2f   (repacked gemv; 2t n_batch 4: %.2f, 8: %.2f)\n",
-                           gg_type_name(k_types[ti]), "+repack", "", bytes / bp[0] / 1e9, "", bytes / bp[1] / 1e9,
-                           bytes / bp[2] / 1e9, bytes / bp[3] / 1e9);
+                    for (int rep = 0; pks[0] && pks[1] && ws2 && rep < 15; rep++)
+                        for (int h = 0; h < 2; h++)
+                            for (int v = 0; v < 4; v++) {
+                                struct stream_job pj = {o, k, 0, 0, w, wrs, xrs, x8, y8, true, pks[h], gb, ws2, pnb[v], nrows};
+                                double t = stream_pass(pj, nrows, v == 0 ? 1 : 2);
+                                bp[h][v] = t < bp[h][v] ? t : bp[h][v];
+                            }
+                    for (int h = 0; h < 2; h++)
+                        printf("%-6s %-7s %12s %12.2f %12s %12.2f   (repacked gemv%s; 2t n_batch 4: %.2f, 8: %.2f)\n",
+                               gg_type_name(k_types[ti]), h ? "+rp/2M" : "+rp/4K", "", bytes / bp[h][0] / 1e9, "",
+                               bytes / bp[h][1] / 1e9, h ? ", huge pages" : "", bytes / bp[h][2] / 1e9,
+                               bytes / bp[h][3] / 1e9);
                     sp_free(x8);
                     sp_free(y8);
-                    sp_aligned_free(pk);
+                    sp_aligned_free(pks[0]);
+                    sp_huge_free(pks[1]);
                     sp_aligned_free(ws2);
                 }
             }

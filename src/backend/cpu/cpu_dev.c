@@ -5,9 +5,11 @@
  * a struct backend_weight view (type, row size and the kernels' table for
  * the type, checked to have a matmul and an activation quantizer) and
  * allocates nothing. A type whose kernels have a load-time layout
- * (ops->rp: Q4_0, Q5_0; Q8_0, Q4_K, Q6_K on AVX-512) is packed once into an owned, 64-byte aligned
- * copy, group by group of interleaved rows, and release frees it; the
- * loader then drops the mapped pages it read (no second resident copy).
+ * (ops->rp: Q4_0, Q5_0; Q8_0, Q4_K, Q6_K on AVX-512) is packed once into an
+ * owned copy (sp_huge_alloc: 2 MiB aligned and THP-advised, so a matmul
+ * streaming it takes one TLB miss per 2 MiB), group by group of interleaved
+ * rows, and release frees it; the loader then drops the mapped pages it
+ * read (no second resident copy).
  * A weight no matmul reads (BACKEND_USE_ROWS alone: an untied embedding)
  * stays a view, so only the rows tokens read become resident.
  * SPOKE_REPACK=0 keeps every weight a view (read once per process; for
@@ -77,7 +79,7 @@ static enum sp_status cpu_dev_bind(struct backend_device *dev, struct backend_we
     if (!sp_mul_size((size_t)ng, gb, &bytes))
         return sp_err_set(err, SP_ERR_FORMAT, "a %lld x %lld weight is too large to repack", (long long)rows,
                           (long long)k);
-    void *dst = sp_aligned_alloc(64, bytes);
+    void *dst = sp_huge_alloc(bytes);
     if (!dst)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory repacking a %s weight (%zu bytes)",
                           gg_type_name(type), bytes);
@@ -97,7 +99,7 @@ static enum sp_status cpu_dev_bind(struct backend_device *dev, struct backend_we
 static void cpu_dev_release(struct backend_device *dev, struct backend_weight *w)
 {
     (void)dev;
-    sp_aligned_free(w->owned); /* NULL for a view: the mapping belongs to the model's file */
+    sp_huge_free(w->owned); /* NULL for a view: the mapping belongs to the model's file */
 }
 
 static enum sp_status cpu_dev_backend_new(struct backend_device *dev, int n_threads, int64_t max_k,

@@ -145,7 +145,7 @@ void backend_cpu_softcap(struct backend *be, float *x, int64_t n, float cap)
 enum sp_status backend_cpu_buf_alloc(struct backend *be, size_t bytes, void **out, struct sp_err *err)
 {
     SP_UNUSED(be);
-    *out = sp_aligned_alloc(64, SP_MAX(bytes, (size_t)64));
+    *out = sp_huge_alloc(SP_MAX(bytes, (size_t)64));
     if (!*out)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory allocating %zu MiB of backend storage", bytes >> 20);
     memset(*out, 0, bytes);
@@ -155,7 +155,7 @@ enum sp_status backend_cpu_buf_alloc(struct backend *be, size_t bytes, void **ou
 void backend_cpu_buf_free(struct backend *be, void *p)
 {
     SP_UNUSED(be);
-    sp_aligned_free(p);
+    sp_huge_free(p);
 }
 
 enum sp_status backend_to_f32(enum gg_type type, const void *src, float *dst, int64_t n, struct sp_err *err)

@@ -23,6 +23,38 @@ TEST(mem_counts_and_frees)
     CHECK(sp_calloc(SIZE_MAX / 2, 4) == NULL);
 }
 
+TEST(mem_huge_blocks)
+{
+    size_t before = sp_mem_in_use();
+    /* below SP_HUGE_BYTES: an ordinary aligned block; from it: a 2 MiB aligned
+     * mapping. Both writable to the last byte, counted, and freed by one call. */
+    static const size_t sizes[] = {1, 100, SP_HUGE_BYTES - 1, SP_HUGE_BYTES, SP_HUGE_BYTES + 1, 3 * SP_HUGE_BYTES + 4097};
+    void *p[SP_ARRAY_LEN(sizes)];
+    size_t sum = 0;
+    for (size_t i = 0; i < SP_ARRAY_LEN(sizes); i++) {
+        p[i] = sp_huge_alloc(sizes[i]);
+        CHECK(p[i] != NULL && ((uintptr_t)p[i] % 64) == 0);
+        if (sizes[i] >= SP_HUGE_BYTES)
+            CHECK(((uintptr_t)p[i] % SP_HUGE_BYTES) == 0);
+        memset(p[i], 0x5a, sizes[i]);
+        sum += sizes[i];
+        CHECK(sp_mem_in_use() >= before + sum); /* small blocks count their alignment slack too */
+    }
+    for (size_t i = 0; i < SP_ARRAY_LEN(sizes); i++)
+        CHECK(((unsigned char *)p[i])[sizes[i] - 1] == 0x5a);
+    for (size_t i = SP_ARRAY_LEN(sizes); i-- > 0;)
+        sp_huge_free(p[i]);
+    CHECK(sp_mem_in_use() == before);
+    sp_huge_free(NULL);
+    CHECK(sp_huge_alloc(SIZE_MAX - 10) == NULL);
+    sp_mem_fail_after(1, 0);
+    CHECK(sp_huge_alloc(SP_HUGE_BYTES * 2) == NULL);
+    sp_mem_fail_after(1, 0);
+    CHECK(sp_huge_alloc(64) == NULL);
+    sp_mem_fail_after(0, 0);
+    CHECK(sp_mem_in_use() == before);
+}
+
 TEST(mem_fault_injection)
 {
     sp_mem_fail_after(2, 0);
@@ -129,6 +161,7 @@ TEST(log_levels_and_sink)
 int main(void)
 {
     RUN(mem_counts_and_frees);
+    RUN(mem_huge_blocks);
     RUN(mem_fault_injection);
     RUN(buf_limits);
     RUN(parsers);

@@ -37,61 +37,68 @@ KERN_AI void q4r_operands(bool five, __m256i v, __m256i hv, int c, __m256i *lo, 
     }
 }
 
-/* half h (rows 8h..8h+7) of one group x nr (1..Q4R_NR) activation rows;
- * ys[j][ib] = 8 * sum of block ib of activation row j */
-KERN_AI void q4r_tile(int nr, bool five, bool pre, int h, int64_t nb, const uint8_t *q, const uint8_t *pu,
+/* nh halves of one group (nh 1: half h, rows 8h..8h+7; nh 2: both, h
+ * ignored, each 64-byte line used whole as it arrives: the decode tile) x nr
+ * (1..Q4R_NR / nh) activation rows; out[hh * nr + j]; ys[j][ib] = 8 * sum of
+ * block ib of activation row j */
+KERN_AI void q4r_tile(int nr, int nh, bool five, bool pre, int h, int64_t nb, const uint8_t *q, const uint8_t *pu,
                       const block_q8_0 *const *x, const int32_t *const *ys, __m256 *out)
 {
     const __m256i ones = _mm256_set1_epi16(1);
     const size_t pair = five ? KERN_Q5R_PAIR : KERN_Q4R_PAIR;
     __m256 acc[Q4R_NR];
-    KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm256_setzero_ps();
+    KERN_UNROLL for (int j = 0; j < nh * nr; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
         const size_t qo = five ? kern_q5r_qoff(ib) : kern_q4r_qoff(ib);
-        const uint8_t *p = q + qo + 32 * h;
         if (!pre && nr > 1 && (ib & 1) == 0 && ib + 2 * Q4R_PF < nb) /* see Q4R_PF */
             for (size_t l = 0; l < pair; l += 64)
                 _mm_prefetch((const char *)q + qo + Q4R_PF * pair + l, _MM_HINT_T0);
-        /* Q4_0: the 8 products of a block in one int16 sum (8 x 2 x 15 x 128 < 2^15);
-         * Q5_0: the low and the high groups in two (4 x 2 x 31 x 128 < 2^15) */
-        __m256i s16[Q4R_NR], t16[Q4R_NR];
-        KERN_UNROLL for (int j = 0; j < nr; j++) s16[j] = t16[j] = _mm256_setzero_si256();
-        const __m256i hv = five && !pre ? _mm256_load_si256((const __m256i *)(q + kern_q5r_hoff(ib) + 32 * h))
-                                        : _mm256_setzero_si256();
-        KERN_UNROLL for (int c = 0; c < 4; c++)
+        KERN_UNROLL for (int hh = 0; hh < nh; hh++)
         {
-            __m256i lo, hi;
-            if (pre) { /* unpacked once per span (q4r_unpack) */
-                lo = _mm256_load_si256((const __m256i *)(pu + (size_t)ib * Q4R_UBLK + 64 * c + 32 * h));
-                hi = _mm256_load_si256((const __m256i *)(pu + (size_t)ib * Q4R_UBLK + 64 * (c + 4) + 32 * h));
-            } else {
-                q4r_operands(five, _mm256_load_si256((const __m256i *)(p + 64 * c)), hv, c, &lo, &hi);
+            const int hv_ = nh == 2 ? hh : h;
+            const uint8_t *p = q + qo + 32 * hv_;
+            /* Q4_0: the 8 products of a block in one int16 sum (8 x 2 x 15 x 128 < 2^15);
+             * Q5_0: the low and the high groups in two (4 x 2 x 31 x 128 < 2^15) */
+            __m256i s16[Q4R_NR], t16[Q4R_NR];
+            KERN_UNROLL for (int j = 0; j < nr; j++) s16[j] = t16[j] = _mm256_setzero_si256();
+            const __m256i hv = five && !pre
+                                   ? _mm256_load_si256((const __m256i *)(q + kern_q5r_hoff(ib) + 32 * hv_))
+                                   : _mm256_setzero_si256();
+            KERN_UNROLL for (int c = 0; c < 4; c++)
+            {
+                __m256i lo, hi;
+                if (pre) { /* unpacked once per span (q4r_unpack) */
+                    lo = _mm256_load_si256((const __m256i *)(pu + (size_t)ib * Q4R_UBLK + 64 * c + 32 * hv_));
+                    hi = _mm256_load_si256((const __m256i *)(pu + (size_t)ib * Q4R_UBLK + 64 * (c + 4) + 32 * hv_));
+                } else {
+                    q4r_operands(five, _mm256_load_si256((const __m256i *)(p + 64 * c)), hv, c, &lo, &hi);
+                }
+                KERN_UNROLL for (int j = 0; j < nr; j++)
+                {
+                    int32_t ylo, yhi;
+                    memcpy(&ylo, x[j][ib].qs + 4 * c, 4);
+                    memcpy(&yhi, x[j][ib].qs + 16 + 4 * c, 4);
+                    s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(ylo)));
+                    if (five)
+                        t16[j] = _mm256_add_epi16(t16[j], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(yhi)));
+                    else
+                        s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(yhi)));
+                }
             }
+            const __m256 dw = _mm256_cvtph_ps(
+                _mm_load_si128((const __m128i *)(q + (five ? kern_q5r_doff(ib) : kern_q4r_doff(ib)) + 16 * hv_)));
             KERN_UNROLL for (int j = 0; j < nr; j++)
             {
-                int32_t ylo, yhi;
-                memcpy(&ylo, x[j][ib].qs + 4 * c, 4);
-                memcpy(&yhi, x[j][ib].qs + 16 + 4 * c, 4);
-                s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(ylo)));
+                __m256i s32 = _mm256_madd_epi16(s16[j], ones);
                 if (five)
-                    t16[j] = _mm256_add_epi16(t16[j], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(yhi)));
-                else
-                    s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(yhi)));
+                    s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(t16[j], ones));
+                const __m256i si = _mm256_sub_epi32(s32, _mm256_set1_epi32(ys[j][ib]));
+                acc[hh * nr + j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(avx2_h2f(x[j][ib].d))),
+                                                   _mm256_cvtepi32_ps(si), acc[hh * nr + j]);
             }
         }
-        const __m256 dw = _mm256_cvtph_ps(
-            _mm_load_si128((const __m128i *)(q + (five ? kern_q5r_doff(ib) : kern_q4r_doff(ib)) + 16 * h)));
-        KERN_UNROLL for (int j = 0; j < nr; j++)
-        {
-            __m256i s32 = _mm256_madd_epi16(s16[j], ones);
-            if (five)
-                s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(t16[j], ones));
-            const __m256i si = _mm256_sub_epi32(s32, _mm256_set1_epi32(ys[j][ib]));
-            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(avx2_h2f(x[j][ib].d))), _mm256_cvtepi32_ps(si),
-                                     acc[j]);
-        }
     }
-    KERN_UNROLL for (int j = 0; j < nr; j++) out[j] = acc[j];
+    KERN_UNROLL for (int j = 0; j < nh * nr; j++) out[j] = acc[j];
 }
 
 typedef void (*q4r_tile_fn)(int h, int64_t nb, const uint8_t *q, const uint8_t *pu, const block_q8_0 *const *x,
@@ -100,7 +107,7 @@ typedef void (*q4r_tile_fn)(int h, int64_t nb, const uint8_t *q, const uint8_t *
     static void T##_tile_##N(int h, int64_t nb, const uint8_t *q, const uint8_t *pu,                     \
                              const block_q8_0 *const *x, const int32_t *const *ys, __m256 *out)          \
     {                                                                                                    \
-        q4r_tile(N, FIVE, PRE, h, nb, q, pu, x, ys, out);                                                \
+        q4r_tile(N, 1, FIVE, PRE, h, nb, q, pu, x, ys, out);                                             \
     }
 #define Q4R_TILES(FIVE, PRE, T)                                                                          \
     Q4R_TILE_N(1, FIVE, PRE, T)                                                                          \
@@ -111,6 +118,18 @@ typedef void (*q4r_tile_fn)(int h, int64_t nb, const uint8_t *q, const uint8_t *
 Q4R_TILES(false, false, q4r)
 Q4R_TILES(true, false, q5r)
 Q4R_TILES(true, true, q5u)
+
+/* one activation row over both halves of a group (decode) */
+static void q4r_tile_both(int h, int64_t nb, const uint8_t *q, const uint8_t *pu, const block_q8_0 *const *x,
+                          const int32_t *const *ys, __m256 *out)
+{
+    q4r_tile(1, 2, false, false, h, nb, q, pu, x, ys, out);
+}
+static void q5r_tile_both(int h, int64_t nb, const uint8_t *q, const uint8_t *pu, const block_q8_0 *const *x,
+                          const int32_t *const *ys, __m256 *out)
+{
+    q4r_tile(1, 2, true, false, h, nb, q, pu, x, ys, out);
+}
 
 /* Q5_0 groups [g0, g1) unpacked into u (Q4R_UBLK bytes per block: vector g
  * = group g's u = q + 16 of the 16 rows, as the tile forms them) */
@@ -172,7 +191,17 @@ static void q4r_gemm(bool five, int64_t k, int64_t r0, int64_t r1, int64_t n_bat
                     yj[ib] = (int32_t)off * avx2_sum_i8x32(xp[j][ib].qs);
                 ysp[j] = yj;
             }
-            for (int64_t g = s0; g < s1; g++)
+            for (int64_t g = s0; g < s1; g++) {
+                if (nr == 1 && !pre) { /* decode: both halves in one pass over the group */
+                    __m256 o[2];
+                    (five ? q5r_tile_both : q4r_tile_both)(0, nb, base + (size_t)g * w_stride, NULL, xp, ysp, o);
+                    for (int h = 0; h < 2; h++) {
+                        const int64_t rr = g * KERN_Q4R_ROWS + 8 * h, nv = SP_MIN((int64_t)8, r1 - rr);
+                        if (nv > 0)
+                            avx2_store_n(y + (size_t)b * y_stride + (size_t)rr, o[h], nv);
+                    }
+                    continue;
+                }
                 for (int h = 0; h < 2; h++) {
                     const int64_t rr = g * KERN_Q4R_ROWS + 8 * h, nv = SP_MIN((int64_t)8, r1 - rr);
                     if (nv <= 0)
@@ -183,6 +212,7 @@ static void q4r_gemm(bool five, int64_t k, int64_t r0, int64_t r1, int64_t n_bat
                     for (int64_t j = 0; j < nr; j++)
                         avx2_store_n(y + (size_t)(b + j) * y_stride + (size_t)rr, o[j], nv);
                 }
+            }
         }
     }
 }
