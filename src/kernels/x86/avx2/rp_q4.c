@@ -20,8 +20,12 @@
  * (their long blocks keep few loads in flight; rp_q4_avx512.c measured it) */
 #define Q4R_PF 4
 #define Q4R_UBLK 512   /* bytes of one unpacked Q5_0 block of 16 rows */
-#define Q5R_PRE_MIN 8  /* Q5_0 batches from here on unpack each span once: at n_batch 64 the
-                          tiles' own unpacking ran 65.8 GMAC/s against the old panel's 74.5 */
+/* Q5_0 batches from here on unpack each span once: at n_batch 64 the tiles'
+ * own unpacking ran 65.8 GMAC/s against the old panel's 74.5. Not at 8 (8
+ * sequences' batched decode, weights from memory): the unpack pass streamed
+ * 256 MB at 5-6.5 GB/s on 2 threads, two 4-row tiles at 7.3-8 (L2-resident,
+ * 66 against 62 GMAC/s: the memory case wins) */
+#define Q5R_PRE_MIN 16
 
 /* the two maddubs operands of vector c of a block (32 bytes: one half):
  * lo = group c (low nibbles), hi = group c + 4 (high nibbles); Q5_0 or's
