@@ -284,11 +284,12 @@ struct backend {
 enum sp_status backend_cpu_new(int n_threads, int64_t max_k, int64_t max_batch, struct backend **out,
                                struct sp_err *err) SP_MUST_USE;
 void backend_free(struct backend *be); /* NULL is a no-op; joins the threads */
-/* The "cpu" kind's device (cpu_dev.c): weights bound as views into the
- * host memory given (nothing allocated), except types whose kernels repack
- * at load (struct kern_repack: Q4_0, Q5_0; Q8_0, Q4_K, Q6_K on AVX-512), which get an owned copy in
- * the kernels' layout unless SPOKE_REPACK=0; backends from backend_cpu_new.
- * Errors: SP_ERR_NOMEM. */
+/* The "cpu" kind's device (cpu_dev.c): a weight a matmul reads gets an
+ * owned copy on huge pages, in the kernels' layout where they repack at load
+ * (struct kern_repack: Q4_0, Q5_0, Q4_K; Q8_0, Q6_K on AVX-512), as it is
+ * otherwise when it fills SP_HUGE_BYTES; smaller matrices, row-lookup-only
+ * weights and everything under SPOKE_REPACK=0 are views into the host memory
+ * given; backends from backend_cpu_new. Errors: SP_ERR_NOMEM. */
 enum sp_status backend_cpu_device_new(struct backend_device **out, struct sp_err *err) SP_MUST_USE;
 
 /* Bytes of scratch backend_cpu_new allocates for (max_k, max_batch) (footprint). */

@@ -50,6 +50,7 @@ struct model_bert {
 struct bert_bind {
     struct backend_device *dev; /* where the matrices are bound */
     model_tensor_find_fn find;
+    model_tensor_drop_fn drop;
     const void *src;
     size_t *n_used;
     float *next; /* arena for vectors */
@@ -89,6 +90,9 @@ static enum sp_status bind_use(struct bert_bind *b, const char *name, int64_t k,
     result = backend_weight_bind(b->dev, w, t->type, k, rows, t->data, use, err);
     if (result != SP_OK && err)
         sp_strlcpy(err->context, name, sizeof(err->context));
+    size_t bytes;
+    if (result == SP_OK && w->owned && sp_mul_size(w->row_bytes, (size_t)rows, &bytes))
+        b->drop(b->src, t->data, bytes); /* the device keeps its own copy */
     return result;
 }
 
@@ -121,8 +125,8 @@ static enum sp_status bind_vec(struct bert_bind *b, const char *name, int64_t n,
     return SP_OK;
 }
 
-enum sp_status model_bert_load(struct model *m, model_tensor_find_fn find, const void *src, size_t *n_used,
-                               struct sp_err *err)
+enum sp_status model_bert_load(struct model *m, model_tensor_find_fn find, model_tensor_drop_fn drop, const void *src,
+                               size_t *n_used, struct sp_err *err)
 {
     enum sp_status result;
     struct model_hparams *hp = &m->hp;
@@ -144,7 +148,7 @@ enum sp_status model_bert_load(struct model *m, model_tensor_find_fn find, const
     if (!bt->owned || !bt->layers)
         return sp_err_set(err, SP_ERR_NOMEM, "out of memory loading the model");
     bt->n_layer = hp->n_layer;
-    struct bert_bind b = {m->dev, find, src, n_used, bt->owned, bt->owned + n_owned};
+    struct bert_bind b = {m->dev, find, drop, src, n_used, bt->owned, bt->owned + n_owned};
     if ((result = bind_use(&b, "position_embd.weight", E, hp->n_ctx_train, BACKEND_USE_ROWS, &bt->pos_embd, err)) != SP_OK)
         return result;
     if (!backend_weight_has_rows(&bt->pos_embd) || !backend_weight_has_rows(&m->tok_embd))

@@ -167,6 +167,17 @@ static const struct gg_tensor *src_find(const struct tsrc *src, const char *name
 
 static const struct gg_tensor *src_find_any(const void *src, const char *name) { return src_find(src, name); }
 
+/* the mapped pages of [p, p + n) go (their bytes now live in a device copy) */
+static void src_drop(const struct tsrc *src, const void *p, size_t n)
+{
+    if (src->split)
+        gg_split_drop(src->split, p, n);
+    else
+        gg_file_drop(src->f, p, n);
+}
+
+static void src_drop_any(const void *src, const void *p, size_t n) { src_drop(src, p, n); }
+
 static size_t src_count(const struct tsrc *src)
 {
     return src->split ? gg_split_tensor_count(src->split) : gg_tensor_count(src->f);
@@ -213,13 +224,8 @@ static enum sp_status bind_rows(struct tsrc *f, const struct gg_tensor *t, const
     if (result != SP_OK && err)
         sp_strlcpy(err->context, name, sizeof(err->context));
     size_t bytes;
-    if (result == SP_OK && w->owned && sp_mul_size(w->row_bytes, (size_t)rows, &bytes)) {
-        /* the device keeps its own copy: the mapped pages it read go */
-        if (f->split)
-            gg_split_drop(f->split, host, bytes);
-        else
-            gg_file_drop(f->f, host, bytes);
-    }
+    if (result == SP_OK && w->owned && sp_mul_size(w->row_bytes, (size_t)rows, &bytes))
+        src_drop(f, host, bytes); /* the device keeps its own copy */
     return result;
 }
 
@@ -458,7 +464,7 @@ static enum sp_status load_from(struct tsrc *src, struct model **out, struct sp_
         goto fail;
     }
     if (hp->desc->encoder) { /* bert: its own tensor set (bert.c) */
-        if ((result = model_bert_load(m, src_find_any, src, &src->n_used, err)) != SP_OK)
+        if ((result = model_bert_load(m, src_find_any, src_drop_any, src, &src->n_used, err)) != SP_OK)
             goto fail;
         goto bound;
     }

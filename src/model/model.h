@@ -270,10 +270,12 @@ enum sp_status model_bert_embed(struct model_bert_state *s, const int32_t *token
 enum sp_status model_vec_to_f32(const struct gg_tensor *t, const char *name, int64_t n, float *out,
                                 struct sp_err *err) SP_MUST_USE;
 /* (load.c -> bert.c) Bind the encoder's tensors; tensors found by find
- * (the file or a split set). */
+ * (the file or a split set); drop(src, p, n) lets the mapped bytes [p, p + n)
+ * go once the device holds its own copy of them. */
 typedef const struct gg_tensor *(*model_tensor_find_fn)(const void *src, const char *name);
-enum sp_status model_bert_load(struct model *m, model_tensor_find_fn find, const void *src, size_t *n_used,
-                               struct sp_err *err) SP_MUST_USE;
+typedef void (*model_tensor_drop_fn)(const void *src, const void *p, size_t n);
+enum sp_status model_bert_load(struct model *m, model_tensor_find_fn find, model_tensor_drop_fn drop, const void *src,
+                               size_t *n_used, struct sp_err *err) SP_MUST_USE;
 void model_bert_free(struct model_bert *b, struct backend_device *dev); /* NULL is a no-op; releases its weights on dev */
 
 /* ---- memory */

@@ -1,21 +1,23 @@
-/* cpu_dev.c - the "cpu" kind's device: weights bound as views (or repacked
- * copies), backends as thread pools.
+/* cpu_dev.c - the "cpu" kind's device: weights bound as copies on huge pages
+ * (repacked where the kernels have a layout) or views, backends as thread
+ * pools.
  *
- * The CPU reads most weights where the GGUF mapping has them: a bind fills
- * a struct backend_weight view (type, row size and the kernels' table for
- * the type, checked to have a matmul and an activation quantizer) and
- * allocates nothing. A type whose kernels have a load-time layout
- * (ops->rp: Q4_0, Q5_0; Q8_0, Q4_K, Q6_K on AVX-512) is packed once into an
- * owned copy (sp_huge_alloc: 2 MiB aligned and THP-advised, so a matmul
- * streaming it takes one TLB miss per 2 MiB), group by group of interleaved
- * rows, and release frees it; the loader then drops the mapped pages it
- * read (no second resident copy).
- * A weight no matmul reads (BACKEND_USE_ROWS alone: an untied embedding)
- * stays a view, so only the rows tokens read become resident.
- * SPOKE_REPACK=0 keeps every weight a view (read once per process; for
- * comparing the two layouts). The device holds no state beyond struct
- * backend_device: each context's compute backend is a backend_cpu_new
- * pool. */
+ * A bind first fills a struct backend_weight view (type, row size and the
+ * kernels' table for the type, checked to have a matmul and an activation
+ * quantizer). A weight a matmul reads then gets an owned copy from
+ * sp_huge_alloc (2 MiB aligned and THP-advised, so a matmul streaming it
+ * takes one TLB miss per 2 MiB instead of one per 4 KiB page of the file
+ * mapping): a type whose kernels have a load-time layout (ops->rp: Q4_0,
+ * Q5_0, Q4_K; Q8_0, Q6_K on AVX-512) is packed group by group of
+ * interleaved rows; any other matrix of at least SP_HUGE_BYTES is copied as
+ * it is (decode streamed 7-14 % faster, docs/ARCHITECTURE.md). Release frees
+ * the copy; the loader drops the mapped pages it read (no second resident
+ * copy). Smaller row-layout matrices and weights no matmul reads
+ * (BACKEND_USE_ROWS alone: an untied embedding, only whose looked-up rows
+ * become resident) stay views. SPOKE_REPACK=0 keeps every weight a view
+ * (read once per process; for comparing the layouts). The device holds no
+ * state beyond struct backend_device: each context's compute backend is a
+ * backend_cpu_new pool. */
 #include "backend/cpu/cpu_impl.h"
 #include "base/mem.h"
 
@@ -71,8 +73,22 @@ static enum sp_status cpu_dev_bind(struct backend_device *dev, struct backend_we
     (void)dev;
     enum sp_status result = backend_cpu_weight_view(w, type, k, rows, host, err);
     const struct kern_repack *rp = w->ops ? w->ops->rp : NULL;
-    if (result != SP_OK || !rp || rows < 1 || !(use & BACKEND_USE_MATMUL) || !repack_enabled())
+    if (result != SP_OK || rows < 1 || !(use & BACKEND_USE_MATMUL) || !repack_enabled())
         return result;
+    if (!rp) { /* row layout: copied as is onto huge pages when it fills one */
+        size_t bytes;
+        if (!sp_mul_size((size_t)rows, w->row_bytes, &bytes) || bytes < SP_HUGE_BYTES)
+            return result;
+        void *dst = sp_huge_alloc(bytes);
+        if (!dst)
+            return sp_err_set(err, SP_ERR_NOMEM, "out of memory copying a %s weight (%zu bytes)",
+                              gg_type_name(type), bytes);
+        memcpy(dst, host, bytes);
+        w->data = dst;
+        w->owned = dst;
+        w->owned_bytes = bytes;
+        return SP_OK;
+    }
     const size_t gb = rp->group_bytes(k);
     const int64_t ng = (rows + rp->rows - 1) / rp->rows;
     size_t bytes;

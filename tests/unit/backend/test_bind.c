@@ -386,6 +386,39 @@ TEST(device_unsupported_kind)
     backend_device_free(dev);
 }
 
+/* A row-layout matrix a matmul reads is copied onto huge pages when it fills
+ * one (SP_HUGE_BYTES); a smaller one, or one bound for row lookups alone,
+ * stays a view. */
+TEST(cpu_copies_large_row_weights)
+{
+    const int64_t k = 1024, big = (int64_t)(SP_HUGE_BYTES / 4096) + 3, small = 100;
+    float *host = sp_malloc((size_t)(k * big) * sizeof(float));
+    CHECK(host != NULL);
+    if (!host)
+        return;
+    for (int64_t i = 0; i < k * big; i++)
+        host[i] = (float)(i % 977) * 0.25f;
+    struct backend_device *dev = NULL;
+    CHECK(backend_device_new(NULL, &dev, NULL) == SP_OK);
+    struct backend_weight w[3] = {{0}};
+    CHECK(backend_weight_bind(dev, &w[0], GG_TYPE_F32, k, big, host, BACKEND_USE_MATMUL, NULL) == SP_OK);
+    CHECK(backend_weight_bind(dev, &w[1], GG_TYPE_F32, k, big, host, BACKEND_USE_ROWS, NULL) == SP_OK);
+    CHECK(backend_weight_bind(dev, &w[2], GG_TYPE_F32, k, small, host, BACKEND_USE_MATMUL, NULL) == SP_OK);
+    const size_t bytes = (size_t)(k * big) * sizeof(float);
+    CHECK(w[0].owned != NULL && w[0].data == w[0].owned && w[0].data != (const void *)host);
+    CHECK(w[0].owned_bytes == bytes && ((uintptr_t)w[0].data % SP_HUGE_BYTES) == 0);
+    CHECK(w[0].grp_rows == 0 && w[0].row_bytes == (size_t)k * sizeof(float));
+    CHECK(memcmp(w[0].data, host, bytes) == 0);
+    CHECK(w[1].owned == NULL && w[1].data == (const void *)host);
+    CHECK(w[2].owned == NULL && w[2].data == (const void *)host);
+    CHECK(dev->owned_bytes == bytes);
+    for (int i = 0; i < 3; i++)
+        backend_weight_release(dev, &w[i]);
+    CHECK_EQ_INT(dev->n_bound, 0);
+    backend_device_free(dev);
+    sp_free(host);
+}
+
 /* ---- a synthetic bert (encoder): its own tensor set binds the same way */
 
 enum { BE = 32, BF = 64, BH = 4, BL = 2, BV = 40, BCTX = 16 };
@@ -486,6 +519,7 @@ int main(void)
     RUN(copy_owns_storage);
     RUN(tied_embedding_binds_for_matmul);
     RUN(cpu_embedding_stays_a_view);
+    RUN(cpu_copies_large_row_weights);
     RUN(failed_load_releases);
     RUN(engine_uses_chosen_kind);
     int rc = test_summary();
