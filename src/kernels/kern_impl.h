@@ -361,13 +361,14 @@ extern const struct kern_repack kern_ref_q4_0_rp, kern_ref_q5_0_rp;
 #define KERN_Q6KR_D 3328
 /* Per activation row and super-block, what the Q4_K gemms over this layout
  * need besides the quants: the 32-element sums of chunks 2i, 2i + 1 as an
- * int16 pair (the mins' partners) and the row's scale (kern_q4kr_sums). */
+ * int16 pair (the mins' partners) and the row's scale (avx2_q4kr_sums,
+ * x86/avx2/avx2_util.h: bp[i] = (b[4i] + b[4i+1]) | (b[4i+2] + b[4i+3]) << 16,
+ * int16 wrapping, b the super-block's bsums). */
 struct kern_q4kr_x {
     int32_t bp[4];
     float dx;
     int32_t pad[3];
 };
-void kern_q4kr_sums(int64_t nsb, const block_q8_K *x, struct kern_q4kr_x *xs);
 size_t kern_q4kr_group_bytes(int64_t k);
 size_t kern_q6kr_group_bytes(int64_t k);
 void kern_q4kr_pack(const void *w, size_t w_stride, int64_t n, int64_t k, void *dst);

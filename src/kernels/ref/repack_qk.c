@@ -23,18 +23,6 @@
 size_t kern_q4kr_group_bytes(int64_t k) { return (size_t)(k / KERN_QK_K) * KERN_Q4KR_SB; }
 size_t kern_q6kr_group_bytes(int64_t k) { return (size_t)(k / KERN_QK_K) * KERN_Q6KR_SB; }
 
-void kern_q4kr_sums(int64_t nsb, const block_q8_K *x, struct kern_q4kr_x *xs)
-{
-    for (int64_t ib = 0; ib < nsb; ib++) {
-        const int16_t *b = x[ib].bsums;
-        for (int i = 0; i < 4; i++) {
-            const uint32_t lo = (uint16_t)(b[4 * i] + b[4 * i + 1]), hi = (uint16_t)(b[4 * i + 2] + b[4 * i + 3]);
-            xs[ib].bp[i] = (int32_t)(lo | hi << 16);
-        }
-        xs[ib].dx = x[ib].d;
-    }
-}
-
 void kern_q4kr_pack(const void *w, size_t w_stride, int64_t n, int64_t k, void *dst)
 {
     const int64_t nsb = k / KERN_QK_K;

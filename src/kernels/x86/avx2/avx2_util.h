@@ -88,6 +88,19 @@ KERN_AI int avx2_sum_i8x32(const int8_t *q)
     return avx2_hsum_epi32(avx2_dot_us8(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)q)));
 }
 
+/* struct kern_q4kr_x (kern_impl.h) of nsb super-blocks: bp's int16 pairs
+ * are the wrapped sums of adjacent bsums, which is what one phaddw of the 16
+ * bsums gives (test_repack compares the gemms that use it with the reference) */
+KERN_AI void avx2_q4kr_sums(int64_t nsb, const block_q8_K *x, struct kern_q4kr_x *xs)
+{
+    for (int64_t ib = 0; ib < nsb; ib++) {
+        const __m128i b0 = _mm_loadu_si128((const __m128i *)x[ib].bsums);
+        const __m128i b1 = _mm_loadu_si128((const __m128i *)(x[ib].bsums + 8));
+        _mm_storeu_si128((__m128i *)xs[ib].bp, _mm_hadd_epi16(b0, b1));
+        xs[ib].dx = x[ib].d;
+    }
+}
+
 /* same for s8*s8 (sign trick) */
 KERN_AI __m256i avx2_dot_ss8(__m256i a, __m256i b)
 {

@@ -147,7 +147,7 @@ static void q4kr_gemm_avx2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, c
             const struct kern_q4kr_x *xsp[Q4KR2_NR];
             for (int64_t j = 0; j < nr; j++) {
                 xp[j] = (const block_q8_K *)(const void *)((const char *)x + (size_t)(b + j) * x_stride);
-                kern_q4kr_sums(nsb, xp[j], sums + j * nsb);
+                avx2_q4kr_sums(nsb, xp[j], sums + j * nsb);
                 xsp[j] = sums + j * nsb;
             }
             for (int64_t g = s0; g < s1; g++) {
