@@ -484,9 +484,12 @@ static void quantize_q8_K(const float *x, void *vy, int64_t n)
             continue;
         }
         float max = amax; /* the first element of largest magnitude, with its sign */
-        for (int j = 0; j < QK_K; j++) {
-            if (x[j] == amax || x[j] == -amax) {
-                max = x[j];
+        const __m256 am = _mm256_set1_ps(amax);
+        for (int j = 0; j < QK_K; j += 8) {
+            const int hit = _mm256_movemask_ps(
+                _mm256_cmp_ps(_mm256_andnot_ps(signbit, _mm256_loadu_ps(x + j)), am, _CMP_EQ_OQ));
+            if (hit) {
+                max = x[j + __builtin_ctz((unsigned)hit)];
                 break;
             }
         }
