@@ -267,37 +267,45 @@ TEST(q6_K_gemms_are_the_panel)
  * tile, for every span): 300 activation rows (row b = data row b % MAXB) of
  * Q6_K with k = 2816 (11 super-blocks x 80 bytes of sums per row: 264,000
  * bytes > KERN_GEMM_WS_BYTES) */
-static void check_big_batch(const char *what, kern_gemm_ws_fn gemm)
+/* n_batch rows of type's activations whose per-row sums (xs_bytes per
+ * super-block) do not fit the workspace: the drivers' per-tile sums path */
+static void check_big_batch(enum gg_type type, int nb, size_t xs_bytes, const char *what, kern_gemm_ws_fn gemm)
 {
-    enum { NB = 300 };
     struct data d;
-    CHECK(make_data(&d, GG_TYPE_Q6_K, 256 * 11));
-    CHECK((size_t)11 * NB * sizeof(struct q6kr_x) > KERN_GEMM_WS_BYTES);
-    char *x = sp_malloc(d.xrb * NB);
-    float *y = sp_malloc(sizeof(float) * ROWS * NB);
+    CHECK(make_data(&d, type, 256 * 11));
+    CHECK((size_t)11 * (size_t)nb * xs_bytes > KERN_GEMM_WS_BYTES);
+    char *x = sp_malloc(d.xrb * (size_t)nb);
+    float *y = sp_malloc(sizeof(float) * ROWS * (size_t)nb);
     CHECK(x && y);
-    for (int b = 0; b < NB; b++)
+    for (int b = 0; b < nb; b++)
         memcpy(x + (size_t)b * d.xrb, d.x + (size_t)(b % MAXB) * d.xrb, d.xrb);
-    gemm(d.k, 0, ROWS, NB, d.packed, d.grp, x, d.xrb, y, ROWS, g_ws);
+    gemm(d.k, 0, ROWS, nb, d.packed, d.grp, x, d.xrb, y, ROWS, g_ws);
     int bad = -1;
-    for (int b = 0; b < NB && bad < 0; b++)
+    for (int b = 0; b < nb && bad < 0; b++)
         for (int r = 0; r < ROWS && bad < 0; r++)
             if (memcmp(&d.want[(b % MAXB) * ROWS + r], &y[(size_t)b * ROWS + (size_t)r], sizeof(float)) != 0)
                 bad = b * 1000 + r;
     sp_free(x);
     sp_free(y);
     free_data(&d);
-    CHECK_MSG(bad < 0, "Q6_K %s: n_batch 300: batch row %d, row %d differs", what, bad / 1000, bad % 1000);
+    CHECK_MSG(bad < 0, "%s %s: n_batch %d: batch row %d, row %d differs", gg_type_name(type), what, nb, bad / 1000,
+              bad % 1000);
 }
 
 TEST(batch_beyond_the_workspace)
 {
     struct kern_type_ops emu = {0};
     emu_avx512_fill_repack_qk(&emu, GG_TYPE_Q6_K);
-    check_big_batch("emulated AVX-512", emu.rp->gemm);
+    check_big_batch(GG_TYPE_Q6_K, 300, sizeof(struct q6kr_x), "emulated AVX-512", emu.rp->gemm);
     const struct kern_type_ops *nat = kern_ops_isa(KERN_ISA_AVX512, GG_TYPE_Q6_K);
     if (nat)
-        check_big_batch("native AVX-512", nat->rp->gemm);
+        check_big_batch(GG_TYPE_Q6_K, 300, sizeof(struct q6kr_x), "native AVX-512", nat->rp->gemm);
+    /* Q4_K: 32 bytes per super-block, so 800 rows (the AVX2 driver's and the AVX-512 one's) */
+    const struct kern_type_ops *a2 = kern_ops_isa(KERN_ISA_AVX2, GG_TYPE_Q4_K);
+    check_big_batch(GG_TYPE_Q4_K, 800, sizeof(struct kern_q4kr_x), "AVX2", a2->rp->gemm);
+    struct kern_type_ops emu4 = {0};
+    emu_avx512_fill_repack_qk(&emu4, GG_TYPE_Q4_K);
+    check_big_batch(GG_TYPE_Q4_K, 800, sizeof(struct kern_q4kr_x), "emulated AVX-512", emu4.rp->gemm);
 }
 
 int main(void)

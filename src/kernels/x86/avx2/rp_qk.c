@@ -139,6 +139,11 @@ static void q4kr_gemm_avx2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, c
     struct kern_q4kr_x *sums = ws;
     const int64_t g0 = r0 / KERN_QKR_ROWS, g1 = (r1 + KERN_QKR_ROWS - 1) / KERN_QKR_ROWS;
     const int64_t span = n_batch == 1 ? g1 - g0 : SP_MAX((int64_t)1, (int64_t)(Q4KR2_SPAN_BYTES / w_stride));
+    /* every row's sums once when they fit (else per tile, for each span), as rp_drive512.h */
+    const bool once = (size_t)nsb * (size_t)n_batch * sizeof(struct kern_q4kr_x) <= KERN_GEMM_WS_BYTES;
+    for (int64_t b = 0; once && b < n_batch; b++)
+        avx2_q4kr_sums(nsb, (const block_q8_K *)(const void *)((const char *)x + (size_t)b * x_stride),
+                       sums + b * nsb);
     for (int64_t s0 = g0; s0 < g1; s0 += span) {
         const int64_t s1 = SP_MIN(g1, s0 + span);
         for (int64_t b = 0; b < n_batch; b += Q4KR2_NR) {
@@ -146,9 +151,11 @@ static void q4kr_gemm_avx2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, c
             const block_q8_K *xp[Q4KR2_NR];
             const struct kern_q4kr_x *xsp[Q4KR2_NR];
             for (int64_t j = 0; j < nr; j++) {
+                struct kern_q4kr_x *xs = sums + (once ? b + j : j) * nsb;
                 xp[j] = (const block_q8_K *)(const void *)((const char *)x + (size_t)(b + j) * x_stride);
-                avx2_q4kr_sums(nsb, xp[j], sums + j * nsb);
-                xsp[j] = sums + j * nsb;
+                if (!once)
+                    avx2_q4kr_sums(nsb, xp[j], xs);
+                xsp[j] = xs;
             }
             for (int64_t g = s0; g < s1; g++) {
                 __m256 o[2 * Q4KR2_NR];
