@@ -137,12 +137,12 @@ void sp_aligned_free(void *ptr)
 }
 
 /* A huge block: one mapping of [header page][len bytes from a 2 MiB boundary];
- * the header page holds len and size. The word just before any block from
+ * the header page starts with len and size. The word just before any block from
  * sp_huge_alloc tells the two kinds apart: HUGE_MAGIC (the header page's last
  * word) or 0 (a small block, 64 bytes past an aligned one). */
 #define HUGE_HDR ((size_t)4096)
 struct huge_hdr {
-    size_t magic, len, size;
+    size_t len, size;
 };
 #define HUGE_MAGIC ((size_t)0x5350684755u)
 
@@ -176,7 +176,7 @@ void *sp_huge_alloc(size_t size)
     if (tail)
         munmap((void *)(a + len), tail);
     (void)madvise((void *)a, len, MADV_HUGEPAGE); /* advice: fails harmlessly where THP is off */
-    struct huge_hdr h = {HUGE_MAGIC, len, size};
+    struct huge_hdr h = {len, size};
     memcpy((void *)(a - HUGE_HDR), &h, sizeof(h));
     const size_t tag = HUGE_MAGIC;
     memcpy((void *)(a - sizeof(tag)), &tag, sizeof(tag));

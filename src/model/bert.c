@@ -87,13 +87,7 @@ static enum sp_status bind_use(struct bert_bind *b, const char *name, int64_t k,
     const struct gg_tensor *t = bind_find(b, name, k, rows, true, &result, err);
     if (!t)
         return result;
-    result = backend_weight_bind(b->dev, w, t->type, k, rows, t->data, use, err);
-    if (result != SP_OK && err)
-        sp_strlcpy(err->context, name, sizeof(err->context));
-    size_t bytes;
-    if (result == SP_OK && w->owned && sp_mul_size(w->row_bytes, (size_t)rows, &bytes))
-        b->drop(b->src, t->data, bytes); /* the device keeps its own copy */
-    return result;
+    return model_bind_host(b->dev, b->drop, b->src, name, t->type, k, rows, t->data, use, w, err);
 }
 
 static enum sp_status bind_mat(struct bert_bind *b, const char *name, int64_t k, int64_t rows, struct backend_weight *w,

@@ -168,15 +168,14 @@ static const struct gg_tensor *src_find(const struct tsrc *src, const char *name
 static const struct gg_tensor *src_find_any(const void *src, const char *name) { return src_find(src, name); }
 
 /* the mapped pages of [p, p + n) go (their bytes now live in a device copy) */
-static void src_drop(const struct tsrc *src, const void *p, size_t n)
+static void src_drop_any(const void *vsrc, const void *p, size_t n)
 {
+    const struct tsrc *src = vsrc;
     if (src->split)
         gg_split_drop(src->split, p, n);
     else
         gg_file_drop(src->f, p, n);
 }
-
-static void src_drop_any(const void *src, const void *p, size_t n) { src_drop(src, p, n); }
 
 static size_t src_count(const struct tsrc *src)
 {
@@ -220,12 +219,19 @@ static enum sp_status bind_rows(struct tsrc *f, const struct gg_tensor *t, const
     if (row0 > 0 && !gg_row_size(t->type, k, &rb))
         return sp_err_setc(err, SP_ERR_FORMAT, name, "tensor %s rows are not whole blocks", name);
     const char *host = (const char *)t->data + (size_t)row0 * rb;
-    enum sp_status result = backend_weight_bind(f->dev, w, t->type, k, rows, host, use, err);
+    return model_bind_host(f->dev, src_drop_any, f, name, t->type, k, rows, host, use, w, err);
+}
+
+enum sp_status model_bind_host(struct backend_device *dev, model_tensor_drop_fn drop, const void *src,
+                               const char *name, enum gg_type type, int64_t k, int64_t rows, const void *host,
+                               unsigned use, struct backend_weight *w, struct sp_err *err)
+{
+    enum sp_status result = backend_weight_bind(dev, w, type, k, rows, host, use, err);
     if (result != SP_OK && err)
         sp_strlcpy(err->context, name, sizeof(err->context));
     size_t bytes;
     if (result == SP_OK && w->owned && sp_mul_size(w->row_bytes, (size_t)rows, &bytes))
-        src_drop(f, host, bytes); /* the device keeps its own copy */
+        drop(src, host, bytes); /* the device keeps its own copy */
     return result;
 }
 

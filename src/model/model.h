@@ -277,6 +277,12 @@ typedef void (*model_tensor_drop_fn)(const void *src, const void *p, size_t n);
 enum sp_status model_bert_load(struct model *m, model_tensor_find_fn find, model_tensor_drop_fn drop, const void *src,
                                size_t *n_used, struct sp_err *err) SP_MUST_USE;
 void model_bert_free(struct model_bert *b, struct backend_device *dev); /* NULL is a no-op; releases its weights on dev */
+/* (load.c, for load.c and bert.c) Bind host as a [k, rows] matrix of type on
+ * dev for use; an error's context names the tensor; when the device keeps a
+ * copy of its own, drop(src, host, bytes) lets the mapped pages go. */
+enum sp_status model_bind_host(struct backend_device *dev, model_tensor_drop_fn drop, const void *src,
+                               const char *name, enum gg_type type, int64_t k, int64_t rows, const void *host,
+                               unsigned use, struct backend_weight *w, struct sp_err *err) SP_MUST_USE;
 
 /* ---- memory */
 /* Bytes of memory this process may still use: min(MemAvailable, cgroup

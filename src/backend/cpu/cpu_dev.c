@@ -75,40 +75,35 @@ static enum sp_status cpu_dev_bind(struct backend_device *dev, struct backend_we
     const struct kern_repack *rp = w->ops ? w->ops->rp : NULL;
     if (result != SP_OK || rows < 1 || !(use & BACKEND_USE_MATMUL) || !repack_enabled())
         return result;
-    if (!rp) { /* row layout: copied as is onto huge pages when it fills one */
-        size_t bytes;
-        if (!sp_mul_size((size_t)rows, w->row_bytes, &bytes) || bytes < SP_HUGE_BYTES)
-            return result;
-        void *dst = sp_huge_alloc(bytes);
-        if (!dst)
-            return sp_err_set(err, SP_ERR_NOMEM, "out of memory copying a %s weight (%zu bytes)",
-                              gg_type_name(type), bytes);
-        memcpy(dst, host, bytes);
-        w->data = dst;
-        w->owned = dst;
-        w->owned_bytes = bytes;
-        return SP_OK;
-    }
-    const size_t gb = rp->group_bytes(k);
-    const int64_t ng = (rows + rp->rows - 1) / rp->rows;
+    /* the copy: packed group by group where the kernels have a layout, as it
+     * is otherwise (row layout, from SP_HUGE_BYTES up: smaller stays a view) */
+    const int64_t ng = rp ? (rows + rp->rows - 1) / rp->rows : rows;
+    const size_t gb = rp ? rp->group_bytes(k) : w->row_bytes;
     size_t bytes;
     if (!sp_mul_size((size_t)ng, gb, &bytes))
-        return sp_err_set(err, SP_ERR_FORMAT, "a %lld x %lld weight is too large to repack", (long long)rows,
-                          (long long)k);
+        return rp ? sp_err_set(err, SP_ERR_FORMAT, "a %lld x %lld weight is too large to repack", (long long)rows,
+                               (long long)k)
+                  : result;
+    if (!rp && bytes < SP_HUGE_BYTES)
+        return result;
     void *dst = sp_huge_alloc(bytes);
     if (!dst)
-        return sp_err_set(err, SP_ERR_NOMEM, "out of memory repacking a %s weight (%zu bytes)",
+        return sp_err_set(err, SP_ERR_NOMEM, "out of memory %s a %s weight (%zu bytes)", rp ? "repacking" : "copying",
                           gg_type_name(type), bytes);
-    for (int64_t g = 0; g < ng; g++) {
-        const int64_t r = g * rp->rows;
-        rp->pack((const char *)host + (size_t)r * w->row_bytes, w->row_bytes, SP_MIN((int64_t)rp->rows, rows - r),
-                 k, (char *)dst + (size_t)g * gb);
+    if (rp) {
+        for (int64_t g = 0; g < ng; g++) {
+            const int64_t r = g * rp->rows;
+            rp->pack((const char *)host + (size_t)r * w->row_bytes, w->row_bytes,
+                     SP_MIN((int64_t)rp->rows, rows - r), k, (char *)dst + (size_t)g * gb);
+        }
+        w->grp_rows = rp->rows;
+        w->grp_bytes = gb;
+    } else {
+        memcpy(dst, host, bytes);
     }
     w->data = dst;
     w->owned = dst;
     w->owned_bytes = bytes;
-    w->grp_rows = rp->rows;
-    w->grp_bytes = gb;
     return SP_OK;
 }
 
