@@ -1,11 +1,19 @@
 /* cpu.c - the CPU backend: a persistent pthread pool and the batched matmul.
  *
  * Pool: n_threads - 1 workers plus the calling thread, no barriers. A task
- * is (fn, ud, n items, grain); threads claim chunks of `grain` items with an
- * atomic counter and add what they finished to a done counter; the caller
- * claims chunks too and returns once done == n. So a worker that the OS has
- * descheduled (2 cores shared by many processes) delays nothing unless it is
- * in the middle of a chunk.
+ * is (fn, ud, n items, grain) with the items cut into one contiguous segment
+ * per thread (equal counts, or a matmul's cost-balanced chunk ranges).
+ * Each thread claims `grain` items at a time from the front of its own
+ * segment, then steals from the back of the others' (a segment is one
+ * atomic word, front | back << 32, changed by compare-exchange), and adds
+ * what it finished to a done counter; the caller claims too and returns
+ * once done == n. A thread's claims are consecutive, so its matmul streams
+ * one run of weight memory per call (the hardware prefetcher keeps going
+ * across its chunk boundaries; claims from one shared counter interleaved
+ * the threads' chunks, and decode was 5-15 % slower, docs/ARCHITECTURE.md),
+ * and a worker that the OS has descheduled (2 cores shared by many
+ * processes) delays nothing unless it is in the middle of a chunk: the
+ * others take the rest of its segment.
  * Posting is a seqlock on the generation counter: odd while the caller
  * rewrites the task fields (after waiting until no worker is active on the
  * previous task), even when ready; a worker marks itself active and then
@@ -18,9 +26,10 @@
  *
  * Matmul: the activation rows are quantized once per distinct vec_dot_type
  * of the weights (rows split across threads when there are several), then
- * the rows of all the weights of that group are cut into chunks by cost
- * (weight bytes, guided: smaller chunks towards the end so no core idles
- * through a large last one) handed to the kernels' batched gemm,
+ * the rows of all the weights of that group are cut into one segment per
+ * thread of equal cost (weight bytes) and each segment into chunks (guided:
+ * smaller towards its end, so the chunks stolen last are small and no core
+ * idles through a large one) handed to the kernels' batched gemm,
  * which streams each weight row once for the whole batch (batches of
  * KERN_GEMM_WS_MIN_BATCH rows or more go to the panel gemm, ops->gemm_ws,
  * with the claiming thread's workspace). A weight the device repacked at
@@ -49,6 +58,8 @@
 #define CPU_ROW_ALIGN_BATCH 16
 #define CPU_MIN_CHUNK_BYTES (16.0 * 1024)
 #define CPU_MAX_CHUNKS 256
+/* threads owning a segment of a task (more threads share them) */
+#define CPU_MAX_SEGS 64
 
 /* Spin iterations between sched_yield calls while idle (power of two - 1):
  * on a quiet machine sched_yield returns at once; on an oversubscribed one
@@ -67,7 +78,7 @@ struct cpu_worker {
 
 struct mm_group {
     const struct backend_mm *mms[4];
-    kern_gemm_fn gemm[4]; /* per mm: the kernel llama.cpp's rule picks (kern_pick_gemm) */
+    kern_gemm_fn gemm[4];       /* per mm: the kernel llama.cpp's rule picks (kern_pick_gemm) */
     kern_gemm_ws_fn gemm_ws[4]; /* per mm: the panel gemm for large batches, or NULL */
     struct mm_chunk {
         int32_t mm;
@@ -90,8 +101,12 @@ struct cpu_backend {
     /* the posted task (stable while gen is even and a worker is active) */
     backend_range_fn fn;
     void *ud;
-    int64_t n_items, grain;
-    _Atomic int64_t next;
+    int64_t grain;
+    int n_segs;
+    struct cpu_seg {
+        _Atomic uint64_t fb; /* front | back << 32: the items [front, back) not yet claimed */
+        char pad[64 - sizeof(uint64_t)];
+    } seg[CPU_MAX_SEGS];
     _Atomic int64_t done;
     _Atomic uint64_t gen;
     _Atomic int active;
@@ -113,15 +128,37 @@ struct cpu_backend {
     struct cpu_attn_scratch *attn; /* attention scratch (cpu_attn.c), or NULL */
 };
 
-static void run_chunks(struct cpu_backend *cb, backend_range_fn fn, void *ud, int ith, int64_t n, int64_t grain)
+/* Claims up to grain items of segment sg, from its front or its back; false
+ * when it is empty. */
+static bool seg_claim(struct cpu_seg *sg, int64_t grain, bool back, int64_t *i0, int64_t *i1)
 {
+    uint64_t v = atomic_load(&sg->fb);
     for (;;) {
-        int64_t i0 = atomic_fetch_add(&cb->next, grain);
-        if (i0 >= n)
-            break;
-        int64_t i1 = SP_MIN(n, i0 + grain);
-        fn(ud, ith, i0, i1);
-        atomic_fetch_add(&cb->done, i1 - i0);
+        const int64_t f = (int64_t)(v & 0xFFFFFFFFu), b = (int64_t)(v >> 32);
+        if (f >= b)
+            return false;
+        const int64_t a = back ? SP_MAX(f, b - grain) : f, z = back ? b : SP_MIN(b, f + grain);
+        const uint64_t nv = back ? (uint64_t)f | (uint64_t)a << 32 : (uint64_t)z | (uint64_t)b << 32;
+        if (atomic_compare_exchange_weak(&sg->fb, &v, nv)) {
+            *i0 = a;
+            *i1 = z;
+            return true;
+        }
+    }
+}
+
+/* The own segment front to back, then the others' from their backs (a
+ * segment never refills, so one pass over them finds every item left). */
+static void run_chunks(struct cpu_backend *cb, backend_range_fn fn, void *ud, int ith, int64_t grain)
+{
+    const int ns = cb->n_segs, own = ith % ns;
+    int64_t i0, i1;
+    for (int d = 0; d < ns; d++) {
+        struct cpu_seg *sg = &cb->seg[(own + d) % ns];
+        while (seg_claim(sg, grain, d > 0, &i0, &i1)) {
+            fn(ud, ith, i0, i1);
+            atomic_fetch_add(&cb->done, i1 - i0);
+        }
     }
 }
 
@@ -158,21 +195,24 @@ static void *cpu_worker_main(void *arg)
             continue;
         }
         seen = g;
-        run_chunks(cb, cb->fn, cb->ud, w->ith, cb->n_items, cb->grain);
+        run_chunks(cb, cb->fn, cb->ud, w->ith, cb->grain);
         atomic_fetch_sub(&cb->active, 1);
     }
     return NULL;
 }
 
-static void cpu_parallel_for(struct backend *be, backend_range_fn fn, void *ud, int64_t n, int64_t grain,
-                             double work)
+/* Runs fn over items [0, n) on the pool; bounds (n_segs + 1 entries, from 0
+ * to n) cuts them into the threads' segments, NULL: equal counts. */
+static void pool_run(struct cpu_backend *cb, backend_range_fn fn, void *ud, int64_t n, int64_t grain, double work,
+                     const int64_t *bounds)
 {
-    struct cpu_backend *cb = (struct cpu_backend *)be;
+    struct backend *be = &cb->base;
     if (n <= 0)
         return;
     if (grain < 1)
         grain = 1;
-    if (be->n_threads == 1 || work < BACKEND_MIN_PARALLEL_WORK || n <= grain || cb->solo_left > 0) {
+    if (be->n_threads == 1 || work < BACKEND_MIN_PARALLEL_WORK || n <= grain || cb->solo_left > 0 ||
+        n > (int64_t)INT32_MAX) {
         if (cb->solo_left > 0 && work >= BACKEND_MIN_PARALLEL_WORK)
             cb->solo_left--;
         fn(ud, 0, 0, n);
@@ -186,9 +226,13 @@ static void cpu_parallel_for(struct backend *be, backend_range_fn fn, void *ud, 
             sched_yield();
     cb->fn = fn;
     cb->ud = ud;
-    cb->n_items = n;
     cb->grain = grain;
-    atomic_store(&cb->next, 0);
+    cb->n_segs = SP_MIN(be->n_threads, CPU_MAX_SEGS);
+    for (int t = 0; t < cb->n_segs; t++) {
+        const int64_t f = bounds ? bounds[t] : n * t / cb->n_segs,
+                      b = bounds ? bounds[t + 1] : n * (t + 1) / cb->n_segs;
+        atomic_store(&cb->seg[t].fb, (uint64_t)f | (uint64_t)b << 32);
+    }
     atomic_store(&cb->done, 0);
     atomic_fetch_add(&cb->gen, 1);
     if (atomic_load(&cb->n_sleeping) > 0) {
@@ -197,7 +241,7 @@ static void cpu_parallel_for(struct backend *be, backend_range_fn fn, void *ud, 
         pthread_mutex_unlock(&cb->mu);
     }
     uint64_t t0 = sp_now_ns();
-    run_chunks(cb, fn, ud, 0, n, grain);
+    run_chunks(cb, fn, ud, 0, grain);
     uint64_t t1 = sp_now_ns();
     spins = 0;
     while (atomic_load(&cb->done) < n) {
@@ -217,6 +261,11 @@ static void cpu_parallel_for(struct backend *be, backend_range_fn fn, void *ud, 
         cb->wait_ema = 0;
         LOG_DEBUG("backend", "workers are not getting a CPU; running single-threaded for a while");
     }
+}
+
+static void cpu_parallel_for(struct backend *be, backend_range_fn fn, void *ud, int64_t n, int64_t grain, double work)
+{
+    pool_run((struct cpu_backend *)be, fn, ud, n, grain, work, NULL);
 }
 
 static void mm_quant_range(void *ud, int ith, int64_t b0, int64_t b1)
@@ -246,35 +295,46 @@ static void mm_gemm_range(void *ud, int ith, int64_t c0, int64_t c1)
     }
 }
 
-/* Cuts the group's rows into chunks by cost (weight bytes; every row meets
- * the same activations): each chunk takes 1/(2 n_threads) of the cost still
- * left after it (guided scheduling: ever smaller chunks towards the end, so
- * whichever thread claims the last chunk finishes soon after the others
- * instead of one core idling through a fixed-size chunk), at most 1/(8
- * n_threads) of the total (a worker the OS deschedules while it holds a
- * chunk delays the call by at most that), at least CPU_MIN_CHUNK_BYTES (or
- * 1/64 of the total when that is larger, which bounds the count) and whole
- * row groups; chunks do not span matrices.
- * Returns the number of chunks (<= CPU_MAX_CHUNKS). */
-static int64_t mm_make_chunks(struct mm_group *g, int n_threads)
+/* Cuts the group's rows into n_segs segments of equal cost (weight bytes;
+ * every row meets the same activations), one per thread, and each segment
+ * into chunks: each takes half of the segment's cost still left after it
+ * (guided: ever smaller chunks towards the segment's end, which is where
+ * other threads steal, so whoever takes the last chunk finishes soon after
+ * the others), at most 1/(4 n_segs) of the total (a worker the OS
+ * deschedules while it holds a chunk delays the call by at most that), at
+ * least CPU_MIN_CHUNK_BYTES (or 1/64 of the total when that is larger,
+ * which bounds the count) and whole row groups; chunks do not span matrices.
+ * bounds[s] is segment s's first chunk, bounds[n_segs] the count
+ * (<= CPU_MAX_CHUNKS), which it returns. */
+static int64_t mm_make_chunks(struct mm_group *g, int n_segs, int64_t *bounds)
 {
     double total = 0;
     for (size_t j = 0; j < g->n; j++)
         total += (double)g->mms[j]->w->rows * (double)g->mms[j]->w->row_bytes;
     const double min_cost = SP_MAX(CPU_MIN_CHUNK_BYTES, total / 64.0);
-    const double max_cost = total / (8.0 * n_threads);
-    double left = total;
+    const double max_cost = total / (4.0 * n_segs);
+    double pos = 0, seg_end = total / n_segs;
+    int seg = 0;
     int64_t n = 0;
+    bounds[0] = 0;
     for (size_t j = 0; j < g->n; j++) {
         const struct backend_weight *w = g->mms[j]->w;
         /* whole groups of a repacked weight */
-        const int64_t align = w->grp_rows > 0 ? w->grp_rows
-                                              : g->n_batch == 1 ? CPU_ROW_ALIGN_VEC : CPU_ROW_ALIGN_BATCH;
+        const int64_t align = w->grp_rows > 0 ? w->grp_rows : g->n_batch == 1 ? CPU_ROW_ALIGN_VEC : CPU_ROW_ALIGN_BATCH;
         const double rb = (double)SP_MAX(w->row_bytes, (size_t)1);
         for (int64_t r = 0; r < w->rows;) {
-            const double want = SP_MAX(SP_MIN(left / (2.0 * n_threads), max_cost), min_cost);
+            while (seg < n_segs - 1 && pos >= seg_end) {
+                bounds[++seg] = n;
+                seg_end = total * (seg + 1) / n_segs;
+            }
+            const double left = seg_end - pos;
+            const double want = SP_MAX(SP_MIN(left / 2.0, max_cost), min_cost);
             int64_t nr = (int64_t)(want / rb) + 1;
             nr = (nr + align - 1) / align * align;
+            if (seg < n_segs - 1) { /* end at the segment's end (rounded up to a group), not past it */
+                const int64_t to_end = ((int64_t)(left / rb) + 1 + align - 1) / align * align;
+                nr = SP_MIN(nr, to_end);
+            }
             /* keep a slot for every later matrix: the last free one takes the rest */
             if (n + (int64_t)(g->n - j) >= CPU_MAX_CHUNKS || nr > w->rows - r)
                 nr = w->rows - r;
@@ -283,9 +343,12 @@ static int64_t mm_make_chunks(struct mm_group *g, int n_threads)
             g->chunk[n].r1 = r + nr;
             n++;
             r += nr;
-            left -= (double)nr * rb;
+            pos += (double)nr * rb;
         }
     }
+    while (seg < n_segs - 1)
+        bounds[++seg] = n;
+    bounds[n_segs] = n;
     return n;
 }
 
@@ -311,8 +374,7 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
             if (done[j] || mms[j].w->ops->vec_dot_type != g->vdt)
                 continue;
             done[j] = true;
-            g->gemm[g->n] = vec_order ? mms[j].w->ops->gemm
-                                      : kern_pick_gemm(mms[j].w->ops, mms[j].w->rows, k, n_batch);
+            g->gemm[g->n] = vec_order ? mms[j].w->ops->gemm : kern_pick_gemm(mms[j].w->ops, mms[j].w->rows, k, n_batch);
             /* the panel gemm may sum in another order: not for vec_order
              * unless it gives the gemm's bits; a repacked weight has one
              * gemm, of one order, for every row */
@@ -336,8 +398,10 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
             g->qx = cb->qbuf;
             g->qstride = g->q_row_bytes;
         }
-        const int64_t nchunks = mm_make_chunks(g, be->n_threads);
-        cpu_parallel_for(be, mm_gemm_range, cb, nchunks, 1, work);
+        int64_t bounds[CPU_MAX_SEGS + 1];
+        const int n_segs = SP_MIN(be->n_threads, CPU_MAX_SEGS);
+        const int64_t nchunks = mm_make_chunks(g, n_segs, bounds);
+        pool_run(cb, mm_gemm_range, cb, nchunks, 1, work, bounds);
     }
 }
 
@@ -350,8 +414,8 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
  * scheduler feeds beside running streams 2-5x slower per token (the panel's
  * per-call unpacking is amortized over few rows), and a 2000-token prompt
  * beside 4 streams took 177 s instead of 51 s (bench/serve.sh). */
-static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
-                       int64_t n_batch, int64_t n_solo, size_t x_stride)
+static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x, int64_t n_batch,
+                       int64_t n_solo, size_t x_stride)
 {
     bool two_orders = false;
     n_mm = SP_MIN(n_mm, (size_t)4);
@@ -363,8 +427,8 @@ static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t 
          * bits are vec_dot's, so decode and prompt rows share one pass over
          * the weight (a mixed step with a small prompt chunk streamed every
          * weight twice) */
-        two_orders |= mms[i].w->grp_rows == 0 &&
-                      (o->gemm_tb != NULL || (o->gemm_ws && !o->ws_exact && kern_use_ws(o, n_prompt)));
+        two_orders |=
+            mms[i].w->grp_rows == 0 && (o->gemm_tb != NULL || (o->gemm_ws && !o->ws_exact && kern_use_ws(o, n_prompt)));
     }
     if (!two_orders || n_solo <= 0) {
         /* with decode rows in the pass, the 1-row order (no panel of another
@@ -389,8 +453,7 @@ struct cpu_attn_scratch **backend_cpu_attn_slot(struct backend *be)
     return &((struct cpu_backend *)be)->attn;
 }
 
-void backend_cpu_parallel_for(struct backend *be, backend_range_fn fn, void *ud, int64_t n, int64_t grain,
-                              double work)
+void backend_cpu_parallel_for(struct backend *be, backend_range_fn fn, void *ud, int64_t n, int64_t grain, double work)
 {
     cpu_parallel_for(be, fn, ud, n, grain, work);
 }
@@ -443,8 +506,7 @@ size_t backend_cpu_scratch_bytes(int64_t max_k, int64_t max_batch)
 {
     /* the widest vec_dot_type row is F16/BF16: 2 bytes per element (Q8_x < 1.2) */
     size_t n;
-    if (max_k <= 0 || max_batch <= 0 || !sp_mul_size((size_t)max_k, (size_t)max_batch, &n) ||
-        !sp_mul_size(n, 2, &n))
+    if (max_k <= 0 || max_batch <= 0 || !sp_mul_size((size_t)max_k, (size_t)max_batch, &n) || !sp_mul_size(n, 2, &n))
         return 64;
     return n + 64;
 }
@@ -467,8 +529,7 @@ enum sp_status backend_cpu_new(int n_threads, int64_t max_k, int64_t max_batch, 
     cb->qbuf_bytes = backend_cpu_scratch_bytes(max_k, max_batch);
     cb->qbuf = sp_aligned_alloc(64, cb->qbuf_bytes);
     if (!cb->qbuf) {
-        result = sp_err_set(err, SP_ERR_NOMEM, "out of memory allocating %zu bytes of matmul scratch",
-                            cb->qbuf_bytes);
+        result = sp_err_set(err, SP_ERR_NOMEM, "out of memory allocating %zu bytes of matmul scratch", cb->qbuf_bytes);
         goto fail;
     }
     cb->ws = sp_aligned_alloc(64, (size_t)n_threads * KERN_GEMM_WS_BYTES);
@@ -497,8 +558,7 @@ enum sp_status backend_cpu_new(int n_threads, int64_t max_k, int64_t max_batch, 
             cb->workers[i].cb = cb;
             cb->workers[i].ith = i + 1;
             if (pthread_create(&cb->workers[i].thread, NULL, cpu_worker_main, &cb->workers[i]) != 0) {
-                result = sp_err_set(err, SP_ERR_INTERNAL, "could not start worker thread %d of %d", i + 1,
-                                    n_threads);
+                result = sp_err_set(err, SP_ERR_INTERNAL, "could not start worker thread %d of %d", i + 1, n_threads);
                 goto fail;
             }
             cb->workers[i].started = true;

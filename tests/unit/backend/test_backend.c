@@ -162,6 +162,56 @@ TEST(kv_storage_from_backend)
  * different row costs in one call, decode (1 row) and batches: each output
  * equals the kernel's own gemm over the whole matrix, for 1, 2 and 3 threads,
  * and nothing outside the rows is written. */
+/* The pool's segments: each thread claims its own (items [n t / T, n (t+1)
+ * / T)) front to back, one run of consecutive items, and takes the rest of
+ * a thread that stalls from the back of its segment. */
+struct pseg {
+    _Atomic int item[1000];
+    _Atomic int by[1000]; /* the thread that ran item i, + 1 */
+    int64_t next_own[2];  /* per thread: where its next own claim must start */
+    _Atomic int order_bad;
+};
+
+static void seg_range(void *ud, int ith, int64_t i0, int64_t i1)
+{
+    struct pseg *p = ud;
+    const int64_t lo = 500 * ith, hi = lo + 500;
+    if (i0 >= lo && i0 < hi) { /* its own segment: exactly where the last own claim ended */
+        if (i0 != p->next_own[ith])
+            atomic_store(&p->order_bad, 1);
+        p->next_own[ith] = i1;
+    }
+    for (int64_t i = i0; i < i1; i++) {
+        atomic_fetch_add(&p->item[i], 1);
+        atomic_store(&p->by[i], ith + 1);
+    }
+    if (ith == 1)
+        sp_sleep_ms(2); /* the stalled thread: 500 items alone would take a second */
+}
+
+TEST(pool_segments_run_in_order_and_are_stolen)
+{
+    struct backend *be = NULL;
+    struct sp_err err = {0};
+    CHECK(backend_cpu_new(2, 64, 4, &be, &err) == SP_OK);
+    CHECK_EQ_INT(be->n_threads, 2);
+    static struct pseg p;
+    p.next_own[0] = 0;
+    p.next_own[1] = 500;
+    be->ops->parallel_for(be, seg_range, &p, 1000, 1, 1e9);
+    for (int i = 0; i < 1000; i++)
+        CHECK_EQ_INT(atomic_load(&p.item[i]), 1);
+    CHECK_EQ_INT(atomic_load(&p.order_bad), 0);
+    /* the caller finished its half and took the slow thread's tail, from the back */
+    CHECK_EQ_INT(atomic_load(&p.by[0]), 1);
+    CHECK_EQ_INT(atomic_load(&p.by[999]), 1);
+    int stolen = 0;
+    for (int i = 500; i < 1000; i++)
+        stolen += atomic_load(&p.by[i]) == 1;
+    CHECK(stolen > 250);
+    backend_free(be);
+}
+
 TEST(matmul_chunks_cover_every_row)
 {
     enum { K = 512, NW = 3, YS = 1201 };
@@ -384,6 +434,7 @@ TEST(device_choice_logs_reasons)
 int main(void)
 {
     RUN(pool_runs_every_item_once);
+    RUN(pool_segments_run_in_order_and_are_stolen);
     RUN(matmul_matches_reference);
     RUN(matmul_solo_rows_equal_alone);
     RUN(q8_0_bound_weight_is_vec_dot);
