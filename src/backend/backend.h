@@ -368,6 +368,9 @@ struct backend_device_ops {
     /* A compute backend for one context (backend_cpu_new's arguments). */
     enum sp_status (*backend_new)(struct backend_device *dev, int n_threads, int64_t max_k, int64_t max_batch,
                                   struct backend **out, struct sp_err *err);
+    /* Optional: every weight of the model being loaded is bound (storage
+     * sized for more binds may be trimmed; later binds still work). */
+    void (*seal)(struct backend_device *dev);
     void (*free)(struct backend_device *dev);
 };
 
@@ -384,6 +387,8 @@ enum sp_status backend_device_new(const struct backend_choice *c, struct backend
                                   struct sp_err *err) SP_MUST_USE;
 /* NULL is a no-op; logs a warning when weights are still bound (a leak). */
 void backend_device_free(struct backend_device *dev);
+/* The loader has bound every weight of a model (ops->seal, if the kind has one). */
+void backend_device_seal(struct backend_device *dev);
 /* Bind a weight on dev for `use` (enum backend_use mask; dev->ops->bind on
  * a zeroed *w, counted in n_bound and owned_bytes); on failure *w is left
  * zeroed (unbound). */

@@ -34,6 +34,12 @@ void backend_device_free(struct backend_device *dev)
     dev->ops->free(dev);
 }
 
+void backend_device_seal(struct backend_device *dev)
+{
+    if (dev && dev->ops->seal)
+        dev->ops->seal(dev);
+}
+
 enum sp_status backend_weight_bind(struct backend_device *dev, struct backend_weight *w, enum gg_type type,
                                    int64_t k, int64_t rows, const void *host, unsigned use, struct sp_err *err)
 {

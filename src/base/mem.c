@@ -2,10 +2,14 @@
  * Each block carries a 16-byte header holding its size so sp_free can keep
  * the in-use counter exact; aligned blocks store the original pointer and
  * size just before the aligned address. Counters are C11 atomics. Huge blocks
- * are their own mmap, trimmed to a 2 MiB boundary and madvised for THP. */
+ * are their own mmap, trimmed to a 2 MiB boundary and madvised for THP; an
+ * arena packs smaller blocks into such mappings of 32 MiB (the unused end of
+ * one is given back when the arena moves on or is sealed). */
 #include "base/mem.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -146,6 +150,25 @@ struct huge_hdr {
 };
 #define HUGE_MAGIC ((size_t)0x5350684755u)
 
+/* Maps [header page][len bytes from a 2 MiB boundary], the bytes advised for
+ * THP; returns the aligned start (len: a multiple of 4 KiB, not near
+ * SIZE_MAX) or NULL. */
+static unsigned char *huge_map(size_t len)
+{
+    const size_t map = len + SP_HUGE_BYTES + HUGE_HDR;
+    unsigned char *raw = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    uintptr_t a = ((uintptr_t)raw + HUGE_HDR + SP_HUGE_BYTES - 1) & ~(uintptr_t)(SP_HUGE_BYTES - 1);
+    size_t head = a - HUGE_HDR - (uintptr_t)raw, tail = map - head - HUGE_HDR - len;
+    if (head)
+        munmap(raw, head);
+    if (tail)
+        munmap((void *)(a + len), tail);
+    (void)madvise((void *)a, len, MADV_HUGEPAGE); /* advice: fails harmlessly where THP is off */
+    return (unsigned char *)a;
+}
+
 void *sp_huge_alloc(size_t size)
 {
     if (size < SP_HUGE_BYTES) {
@@ -159,29 +182,98 @@ void *sp_huge_alloc(size_t size)
         memset(p, 0, 64); /* the tag word at p + 56 is 0 */
         return p + 64;
     }
-    size_t len, map;
     if (size > SIZE_MAX - 2 * SP_HUGE_BYTES)
         return NULL;
-    len = (size + HUGE_HDR - 1) & ~(HUGE_HDR - 1);
-    map = len + SP_HUGE_BYTES + HUGE_HDR;
+    const size_t len = (size + HUGE_HDR - 1) & ~(HUGE_HDR - 1);
     if (should_fail())
         return NULL;
-    unsigned char *raw = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED)
+    unsigned char *a = huge_map(len);
+    if (!a)
         return NULL;
-    uintptr_t a = ((uintptr_t)raw + HUGE_HDR + SP_HUGE_BYTES - 1) & ~(uintptr_t)(SP_HUGE_BYTES - 1);
-    size_t head = a - HUGE_HDR - (uintptr_t)raw, tail = map - head - HUGE_HDR - len;
-    if (head)
-        munmap(raw, head);
-    if (tail)
-        munmap((void *)(a + len), tail);
-    (void)madvise((void *)a, len, MADV_HUGEPAGE); /* advice: fails harmlessly where THP is off */
     struct huge_hdr h = {len, size};
-    memcpy((void *)(a - HUGE_HDR), &h, sizeof(h));
+    memcpy(a - HUGE_HDR, &h, sizeof(h));
     const size_t tag = HUGE_MAGIC;
-    memcpy((void *)(a - sizeof(tag)), &tag, sizeof(tag));
+    memcpy(a - sizeof(tag), &tag, sizeof(tag));
     account(size, 0);
-    return (void *)a;
+    return a;
+}
+
+/* Arenas: a chunk is a huge mapping of ARENA_CHUNK bytes whose header page
+ * holds struct arena_chunk; its blocks follow one another, each after a
+ * 64-byte header (the chunk, the size, ARENA_MAGIC in the last word). A
+ * chunk is unmapped when it is closed (the arena moved on or was sealed)
+ * and its last block is freed. One mutex for every arena: blocks are taken
+ * and freed at model load and unload, not per token. */
+#define ARENA_CHUNK ((size_t)32 << 20)
+#define ARENA_MAGIC ((size_t)0x535041524eu)
+struct arena_chunk {
+    size_t used, live;
+    bool open;
+};
+struct arena_blk {
+    struct arena_chunk *c;
+    size_t size;
+    size_t pad[5];
+    size_t tag;
+};
+_Static_assert(sizeof(struct arena_blk) == 64, "an arena block header is 64 bytes");
+static pthread_mutex_t g_arena_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned char *chunk_data(struct arena_chunk *c) { return (unsigned char *)c + HUGE_HDR; }
+
+/* Under g_arena_mu: no more blocks in c; the pages past its last block go
+ * back (the huge page holding the end is split, its unused part freed), and
+ * the whole chunk once no block is left. */
+static void chunk_close(struct arena_chunk *c)
+{
+    c->open = false;
+    if (c->live == 0) {
+        munmap(c, HUGE_HDR + ARENA_CHUNK);
+        return;
+    }
+    const size_t keep = (c->used + HUGE_HDR - 1) & ~(HUGE_HDR - 1);
+    if (keep < ARENA_CHUNK)
+        (void)madvise(chunk_data(c) + keep, ARENA_CHUNK - keep, MADV_DONTNEED);
+}
+
+void *sp_arena_alloc(struct sp_arena *a, size_t size)
+{
+    if (size >= SP_HUGE_BYTES)
+        return sp_huge_alloc(size);
+    const size_t need = sizeof(struct arena_blk) + ((size + 63) & ~(size_t)63);
+    if (should_fail())
+        return NULL;
+    pthread_mutex_lock(&g_arena_mu);
+    struct arena_chunk *c = a->open;
+    if (!c || c->used + need > ARENA_CHUNK) {
+        if (c)
+            chunk_close(c);
+        a->open = NULL;
+        unsigned char *d = huge_map(ARENA_CHUNK);
+        if (!d) {
+            pthread_mutex_unlock(&g_arena_mu);
+            return NULL;
+        }
+        c = (struct arena_chunk *)(d - HUGE_HDR);
+        *c = (struct arena_chunk){.used = 0, .live = 0, .open = true};
+        a->open = c;
+    }
+    struct arena_blk *b = (struct arena_blk *)(chunk_data(c) + c->used);
+    *b = (struct arena_blk){.c = c, .size = size, .tag = ARENA_MAGIC};
+    c->used += need;
+    c->live++;
+    pthread_mutex_unlock(&g_arena_mu);
+    account(size, 0);
+    return b + 1;
+}
+
+void sp_arena_seal(struct sp_arena *a)
+{
+    pthread_mutex_lock(&g_arena_mu);
+    if (a->open)
+        chunk_close(a->open);
+    a->open = NULL;
+    pthread_mutex_unlock(&g_arena_mu);
 }
 
 void sp_huge_free(void *ptr)
@@ -191,6 +283,17 @@ void sp_huge_free(void *ptr)
     unsigned char *p = ptr;
     size_t tag;
     memcpy(&tag, p - sizeof(tag), sizeof(tag));
+    if (tag == ARENA_MAGIC) {
+        const struct arena_blk *b = (const struct arena_blk *)p - 1;
+        const size_t size = b->size;
+        pthread_mutex_lock(&g_arena_mu);
+        struct arena_chunk *c = b->c;
+        if (--c->live == 0 && !c->open)
+            munmap(c, HUGE_HDR + ARENA_CHUNK);
+        pthread_mutex_unlock(&g_arena_mu);
+        account(0, size);
+        return;
+    }
     if (tag != HUGE_MAGIC) {
         sp_aligned_free(p - 64);
         return;

@@ -29,6 +29,22 @@ void sp_aligned_free(void *ptr);
 void *sp_huge_alloc(size_t size);
 void sp_huge_free(void *ptr); /* NULL is a no-op */
 
+/* Many smaller long-lived blocks on huge pages too (the small weight matrices
+ * of a model): sp_arena_alloc packs blocks below SP_HUGE_BYTES one after
+ * another into 2 MiB-aligned, THP-advised chunks of 32 MiB (64-byte aligned
+ * blocks; larger sizes get sp_huge_alloc's own mapping). sp_arena_seal ends
+ * the current chunk: the pages after its last block go back to the system
+ * (call it when a batch of allocations is done, so the partly filled last
+ * huge page is not resident whole); the next allocation starts a new chunk.
+ * Blocks are freed with sp_huge_free, in any order, also after the arena is
+ * sealed; a chunk's mapping goes with its last block. A zeroed struct is an
+ * empty arena; thread-safe. */
+struct sp_arena {
+    struct arena_chunk *open;
+};
+void *sp_arena_alloc(struct sp_arena *a, size_t size);
+void sp_arena_seal(struct sp_arena *a);
+
 /* Counters (approximate under concurrency, exact when quiescent). */
 size_t sp_mem_in_use(void);     /* bytes currently allocated */
 size_t sp_mem_peak(void);       /* high-water mark of sp_mem_in_use */

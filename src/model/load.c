@@ -523,6 +523,7 @@ static enum sp_status load_from(struct tsrc *src, struct model **out, struct sp_
     if ((result = check_biases(src, err)) != SP_OK)
         goto fail;
 bound:
+    backend_device_seal(m->dev); /* every weight is bound */
     for (size_t i = 0; i < src_count(src); i++)
         m->weight_bytes += src_at(src, i)->nbytes;
     if (src->n_used < src_count(src))

@@ -386,10 +386,11 @@ TEST(device_unsupported_kind)
     backend_device_free(dev);
 }
 
-/* A row-layout matrix a matmul reads is copied onto huge pages when it fills
- * one (SP_HUGE_BYTES); a smaller one, or one bound for row lookups alone,
- * stays a view. */
-TEST(cpu_copies_large_row_weights)
+/* A row-layout matrix a matmul reads is copied onto huge pages: its own
+ * 2 MiB-aligned mapping when it fills one (SP_HUGE_BYTES), the device's arena
+ * when smaller (from 256 KiB); a tiny one, or one bound for row lookups
+ * alone, stays a view. */
+TEST(cpu_copies_row_weights)
 {
     const int64_t k = 1024, big = (int64_t)(SP_HUGE_BYTES / 4096) + 3, small = 100;
     float *host = sp_malloc((size_t)(k * big) * sizeof(float));
@@ -400,19 +401,27 @@ TEST(cpu_copies_large_row_weights)
         host[i] = (float)(i % 977) * 0.25f;
     struct backend_device *dev = NULL;
     CHECK(backend_device_new(NULL, &dev, NULL) == SP_OK);
-    struct backend_weight w[3] = {{0}};
+    struct backend_weight w[4] = {{0}};
     CHECK(backend_weight_bind(dev, &w[0], GG_TYPE_F32, k, big, host, BACKEND_USE_MATMUL, NULL) == SP_OK);
     CHECK(backend_weight_bind(dev, &w[1], GG_TYPE_F32, k, big, host, BACKEND_USE_ROWS, NULL) == SP_OK);
     CHECK(backend_weight_bind(dev, &w[2], GG_TYPE_F32, k, small, host, BACKEND_USE_MATMUL, NULL) == SP_OK);
+    CHECK(backend_weight_bind(dev, &w[3], GG_TYPE_F32, k, 16, host, BACKEND_USE_MATMUL, NULL) == SP_OK);
+    CHECK(w[3].owned == NULL && w[3].data == (const void *)host);
     const size_t bytes = (size_t)(k * big) * sizeof(float);
     CHECK(w[0].owned != NULL && w[0].data == w[0].owned && w[0].data != (const void *)host);
     CHECK(w[0].owned_bytes == bytes && ((uintptr_t)w[0].data % SP_HUGE_BYTES) == 0);
     CHECK(w[0].grp_rows == 0 && w[0].row_bytes == (size_t)k * sizeof(float));
     CHECK(memcmp(w[0].data, host, bytes) == 0);
     CHECK(w[1].owned == NULL && w[1].data == (const void *)host);
-    CHECK(w[2].owned == NULL && w[2].data == (const void *)host);
-    CHECK(dev->owned_bytes == bytes);
-    for (int i = 0; i < 3; i++)
+    /* a smaller one is a copy too, from the device's arena (64-byte aligned) */
+    const size_t sbytes = (size_t)(k * small) * sizeof(float);
+    CHECK(w[2].owned != NULL && w[2].data == w[2].owned && w[2].data != (const void *)host);
+    CHECK(w[2].owned_bytes == sbytes && ((uintptr_t)w[2].data % 64) == 0);
+    CHECK(memcmp(w[2].data, host, sbytes) == 0);
+    CHECK(dev->owned_bytes == bytes + sbytes);
+    backend_device_seal(dev);
+    CHECK(memcmp(w[2].data, host, sbytes) == 0);
+    for (int i = 0; i < 4; i++)
         backend_weight_release(dev, &w[i]);
     CHECK_EQ_INT(dev->n_bound, 0);
     backend_device_free(dev);
@@ -519,7 +528,7 @@ int main(void)
     RUN(copy_owns_storage);
     RUN(tied_embedding_binds_for_matmul);
     RUN(cpu_embedding_stays_a_view);
-    RUN(cpu_copies_large_row_weights);
+    RUN(cpu_copies_row_weights);
     RUN(failed_load_releases);
     RUN(engine_uses_chosen_kind);
     int rc = test_summary();

@@ -4,6 +4,8 @@
 #include "obs/log.h"
 #include "test.h"
 
+#include <sys/mman.h>
+
 TEST(mem_counts_and_frees)
 {
     size_t before = sp_mem_in_use();
@@ -52,6 +54,61 @@ TEST(mem_huge_blocks)
     sp_mem_fail_after(1, 0);
     CHECK(sp_huge_alloc(64) == NULL);
     sp_mem_fail_after(0, 0);
+    CHECK(sp_mem_in_use() == before);
+}
+
+/* An arena packs blocks one after another into shared huge-page chunks:
+ * 64-byte aligned, writable, counted, freed in any order (also after
+ * sealing); a seal ends the chunk and gives back its pages past the last
+ * block; sizes from SP_HUGE_BYTES up get their own mapping. */
+TEST(mem_arena_blocks)
+{
+    const size_t before = sp_mem_in_use();
+    struct sp_arena a = {0};
+    static const size_t sizes[] = {1, 100, 4096, 300000, SP_HUGE_BYTES - 1, 64, SP_HUGE_BYTES + 5};
+    enum { N = SP_ARRAY_LEN(sizes) };
+    unsigned char *p[N];
+    size_t sum = 0;
+    for (size_t i = 0; i < N; i++) {
+        p[i] = sp_arena_alloc(&a, sizes[i]);
+        CHECK(p[i] != NULL && ((uintptr_t)p[i] % 64) == 0);
+        if (!p[i])
+            return;
+        memset(p[i], (int)(0x11 * (i + 1)), sizes[i]);
+        sum += sizes[i];
+        CHECK(sp_mem_in_use() == before + sum);
+    }
+    /* the first block opens a chunk at a 2 MiB boundary (after its header);
+     * the next ones follow it */
+    CHECK(((uintptr_t)p[0] % SP_HUGE_BYTES) == 64);
+    CHECK(p[1] == p[0] + 128 && p[2] == p[1] + 64 + 128);
+    CHECK(((uintptr_t)p[6] % SP_HUGE_BYTES) == 0); /* its own mapping */
+    for (size_t i = 0; i < N; i++)
+        for (size_t j = 0; j < sizes[i]; j += 997)
+            CHECK(p[i][j] == (unsigned char)(0x11 * (i + 1)));
+    /* sealed: the pages after the last block are not resident, even where a
+     * huge page held them; the next block starts a new chunk */
+    sp_arena_seal(&a);
+    const size_t pg = 4096;
+    unsigned char *end = p[5] + 64, *tail = (unsigned char *)(((uintptr_t)end + pg - 1) & ~(uintptr_t)(pg - 1));
+    unsigned char vec[64];
+    CHECK(mincore(tail, sizeof(vec) * pg, vec) == 0);
+    int resident = 0;
+    for (size_t i = 0; i < sizeof(vec); i++)
+        resident += vec[i] & 1;
+    CHECK_EQ_INT(resident, 0);
+    unsigned char *q = sp_arena_alloc(&a, 10);
+    CHECK(q != NULL && ((uintptr_t)q % SP_HUGE_BYTES) == 64);
+    sp_huge_free(q);
+    static const int order[N] = {3, 0, 6, 5, 1, 4, 2};
+    for (size_t i = 0; i < N; i++)
+        sp_huge_free(p[order[i]]);
+    CHECK(sp_mem_in_use() == before);
+    sp_mem_fail_after(1, 0);
+    CHECK(sp_arena_alloc(&a, 64) == NULL);
+    sp_mem_fail_after(0, 0);
+    sp_arena_seal(&a);
+    sp_arena_seal(&a);
     CHECK(sp_mem_in_use() == before);
 }
 
@@ -162,6 +219,7 @@ int main(void)
 {
     RUN(mem_counts_and_frees);
     RUN(mem_huge_blocks);
+    RUN(mem_arena_blocks);
     RUN(mem_fault_injection);
     RUN(buf_limits);
     RUN(parsers);
