@@ -56,6 +56,18 @@ KERN_AI void avx2_store_n(float *dst, __m256 v, int64_t n)
     memcpy(dst, t, (size_t)n * sizeof(float));
 }
 
+/* The outputs of a tile over both 8-row halves of group g of 16 interleaved
+ * rows (o[2 j + h]: activation row j, rows 16 g + 8 h ..) to y (row j at
+ * y + j * y_stride), the rows below r1 only. */
+KERN_AI void avx2_store_group16(int64_t nr, int64_t g, int64_t r1, float *y, size_t y_stride, const __m256 *o)
+{
+    for (int h = 0; h < 2; h++) {
+        const int64_t rr = g * 16 + 8 * h, nv = SP_MIN((int64_t)8, r1 - rr);
+        for (int64_t j = 0; nv > 0 && j < nr; j++)
+            avx2_store_n(y + (size_t)j * y_stride + (size_t)rr, o[2 * j + h], nv);
+    }
+}
+
 /* 32 nibbles -> 32 bytes: bytes 0..15 the low nibbles, 16..31 the high ones */
 KERN_AI __m256i avx2_nibbles(const uint8_t *p)
 {

@@ -14,6 +14,8 @@
  * while every tile passes. */
 #include "kernels/x86/avx2/avx2_util.h"
 
+_Static_assert(KERN_Q4R_ROWS == 16, "avx2_store_group16 stores groups of 16 rows");
+
 #define Q4R_NR 4                           /* activation rows per tile */
 #define Q4R_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
 /* pairs of blocks prefetched ahead by tiles of several activation rows
@@ -199,11 +201,7 @@ static void q4r_gemm(bool five, int64_t k, int64_t r0, int64_t r1, int64_t n_bat
                 if (nr == 1 && !pre) { /* decode: both halves in one pass over the group */
                     __m256 o[2];
                     (five ? q5r_tile_both : q4r_tile_both)(0, nb, base + (size_t)g * w_stride, NULL, xp, ysp, o);
-                    for (int h = 0; h < 2; h++) {
-                        const int64_t rr = g * KERN_Q4R_ROWS + 8 * h, nv = SP_MIN((int64_t)8, r1 - rr);
-                        if (nv > 0)
-                            avx2_store_n(y + (size_t)b * y_stride + (size_t)rr, o[h], nv);
-                    }
+                    avx2_store_group16(1, g, r1, y + (size_t)b * y_stride, y_stride, o);
                     continue;
                 }
                 for (int h = 0; h < 2; h++) {

@@ -20,6 +20,8 @@
  * layout (in git history) lost end to end (docs/PARITY.md). */
 #include "kernels/x86/avx2/avx2_util.h"
 
+_Static_assert(KERN_QKR_ROWS == 16, "avx2_store_group16 stores groups of 16 rows");
+
 #define Q4KR2_NR 4                           /* activation rows per tile */
 #define Q4KR2_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
 /* Tiles of several activation rows prefetch Q4KR2_PF super-blocks ahead
@@ -27,17 +29,6 @@
  * 9-11); the one-row tile streams better on the hardware prefetcher alone
  * (one thread 23 GB/s against 19 with the prefetch). */
 #define Q4KR2_PF 4
-
-/* a tile's outputs (o[2 j + h]: activation row j, rows 8h..8h+7 of group g)
- * to y (row j at y + j * y_stride), the rows below r1 only */
-static inline void qkr2_store(int64_t nr, int64_t g, int64_t r1, float *y, size_t y_stride, const __m256 *o)
-{
-    for (int h = 0; h < 2; h++) {
-        const int64_t rr = g * KERN_QKR_ROWS + 8 * h, nv = SP_MIN((int64_t)8, r1 - rr);
-        for (int64_t j = 0; nv > 0 && j < nr; j++)
-            avx2_store_n(y + (size_t)j * y_stride + (size_t)rr, o[2 * j + h], nv);
-    }
-}
 
 /* chunk c (c % 2 a constant where inlined: the low or high nibbles) of
  * super-block s, half h, into isum[j] */
@@ -160,7 +151,7 @@ static void q4kr_gemm_avx2(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, c
             for (int64_t g = s0; g < s1; g++) {
                 __m256 o[2 * Q4KR2_NR];
                 q4kr2_tiles[nr - 1](nsb, base + (size_t)g * w_stride, xp, xsp, o);
-                qkr2_store(nr, g, r1, y + (size_t)b * y_stride, y_stride, o);
+                avx2_store_group16(nr, g, r1, y + (size_t)b * y_stride, y_stride, o);
             }
         }
     }
