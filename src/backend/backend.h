@@ -4,8 +4,9 @@
  * persistent thread pool plus the scratch it needs for matmuls (quantized
  * activations). It is created once per context and does no allocation, lock
  * or system call per token (workers spin, then sleep on a condition variable
- * only when idle for a while). Work is split by rows into chunks that the
- * threads claim with an atomic counter (no barriers).
+ * only when idle for a while). Work is split by rows into one contiguous
+ * segment per thread, claimed in chunks front to back, the rest of a slow
+ * thread's stolen from its back (no barriers).
  *
  * The forward pass (src/model) reaches compute ONLY through struct
  * backend_ops (a vtable), so that a CUDA or Metal backend can plug in later:
