@@ -169,6 +169,9 @@ static unsigned char *huge_map(size_t len)
     return (unsigned char *)a;
 }
 
+/* Unmaps what huge_map(len) returned as a. */
+static void huge_unmap(unsigned char *a, size_t len) { munmap(a - HUGE_HDR, HUGE_HDR + len); }
+
 void *sp_huge_alloc(size_t size)
 {
     if (size < SP_HUGE_BYTES) {
@@ -228,7 +231,7 @@ static void chunk_close(struct arena_chunk *c)
 {
     c->open = false;
     if (c->live == 0) {
-        munmap(c, HUGE_HDR + ARENA_CHUNK);
+        huge_unmap(chunk_data(c), ARENA_CHUNK);
         return;
     }
     const size_t keep = (c->used + HUGE_HDR - 1) & ~(HUGE_HDR - 1);
@@ -289,7 +292,7 @@ void sp_huge_free(void *ptr)
         pthread_mutex_lock(&g_arena_mu);
         struct arena_chunk *c = b->c;
         if (--c->live == 0 && !c->open)
-            munmap(c, HUGE_HDR + ARENA_CHUNK);
+            huge_unmap(chunk_data(c), ARENA_CHUNK);
         pthread_mutex_unlock(&g_arena_mu);
         account(0, size);
         return;
@@ -301,7 +304,7 @@ void sp_huge_free(void *ptr)
     struct huge_hdr h;
     memcpy(&h, p - HUGE_HDR, sizeof(h));
     account(0, h.size);
-    munmap(p - HUGE_HDR, HUGE_HDR + h.len);
+    huge_unmap(p, h.len);
 }
 
 size_t sp_mem_in_use(void) { return atomic_load(&g_in_use); }

@@ -78,7 +78,7 @@ struct cpu_worker {
 
 struct mm_group {
     const struct backend_mm *mms[4];
-    kern_gemm_fn gemm[4];       /* per mm: the kernel llama.cpp's rule picks (kern_pick_gemm) */
+    kern_gemm_fn gemm[4]; /* per mm: the kernel llama.cpp's rule picks (kern_pick_gemm) */
     kern_gemm_ws_fn gemm_ws[4]; /* per mm: the panel gemm for large batches, or NULL */
     struct mm_chunk {
         int32_t mm;
@@ -102,7 +102,6 @@ struct cpu_backend {
     backend_range_fn fn;
     void *ud;
     int64_t grain;
-    int n_segs;
     struct cpu_seg {
         _Atomic uint64_t fb; /* front | back << 32: the items [front, back) not yet claimed */
         char pad[64 - sizeof(uint64_t)];
@@ -128,6 +127,9 @@ struct cpu_backend {
     struct cpu_attn_scratch *attn; /* attention scratch (cpu_attn.c), or NULL */
 };
 
+/* The segments a task is cut into: one per thread, up to CPU_MAX_SEGS. */
+static int cpu_n_segs(const struct backend *be) { return SP_MIN(be->n_threads, CPU_MAX_SEGS); }
+
 /* Claims up to grain items of segment sg, from its front or its back; false
  * when it is empty. */
 static bool seg_claim(struct cpu_seg *sg, int64_t grain, bool back, int64_t *i0, int64_t *i1)
@@ -151,7 +153,7 @@ static bool seg_claim(struct cpu_seg *sg, int64_t grain, bool back, int64_t *i0,
  * segment never refills, so one pass over them finds every item left). */
 static void run_chunks(struct cpu_backend *cb, backend_range_fn fn, void *ud, int ith, int64_t grain)
 {
-    const int ns = cb->n_segs, own = ith % ns;
+    const int ns = cpu_n_segs(&cb->base), own = ith % ns;
     int64_t i0, i1;
     for (int d = 0; d < ns; d++) {
         struct cpu_seg *sg = &cb->seg[(own + d) % ns];
@@ -201,7 +203,7 @@ static void *cpu_worker_main(void *arg)
     return NULL;
 }
 
-/* Runs fn over items [0, n) on the pool; bounds (n_segs + 1 entries, from 0
+/* Runs fn over items [0, n) on the pool; bounds (cpu_n_segs + 1 entries, from 0
  * to n) cuts them into the threads' segments, NULL: equal counts. */
 static void pool_run(struct cpu_backend *cb, backend_range_fn fn, void *ud, int64_t n, int64_t grain, double work,
                      const int64_t *bounds)
@@ -227,10 +229,9 @@ static void pool_run(struct cpu_backend *cb, backend_range_fn fn, void *ud, int6
     cb->fn = fn;
     cb->ud = ud;
     cb->grain = grain;
-    cb->n_segs = SP_MIN(be->n_threads, CPU_MAX_SEGS);
-    for (int t = 0; t < cb->n_segs; t++) {
-        const int64_t f = bounds ? bounds[t] : n * t / cb->n_segs,
-                      b = bounds ? bounds[t + 1] : n * (t + 1) / cb->n_segs;
+    const int ns = cpu_n_segs(be);
+    for (int t = 0; t < ns; t++) {
+        const int64_t f = bounds ? bounds[t] : n * t / ns, b = bounds ? bounds[t + 1] : n * (t + 1) / ns;
         atomic_store(&cb->seg[t].fb, (uint64_t)f | (uint64_t)b << 32);
     }
     atomic_store(&cb->done, 0);
@@ -320,7 +321,8 @@ static int64_t mm_make_chunks(struct mm_group *g, int n_segs, int64_t *bounds)
     for (size_t j = 0; j < g->n; j++) {
         const struct backend_weight *w = g->mms[j]->w;
         /* whole groups of a repacked weight */
-        const int64_t align = w->grp_rows > 0 ? w->grp_rows : g->n_batch == 1 ? CPU_ROW_ALIGN_VEC : CPU_ROW_ALIGN_BATCH;
+        const int64_t align = w->grp_rows > 0 ? w->grp_rows
+                                              : g->n_batch == 1 ? CPU_ROW_ALIGN_VEC : CPU_ROW_ALIGN_BATCH;
         const double rb = (double)SP_MAX(w->row_bytes, (size_t)1);
         for (int64_t r = 0; r < w->rows;) {
             while (seg < n_segs - 1 && pos >= seg_end) {
@@ -374,7 +376,8 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
             if (done[j] || mms[j].w->ops->vec_dot_type != g->vdt)
                 continue;
             done[j] = true;
-            g->gemm[g->n] = vec_order ? mms[j].w->ops->gemm : kern_pick_gemm(mms[j].w->ops, mms[j].w->rows, k, n_batch);
+            g->gemm[g->n] = vec_order ? mms[j].w->ops->gemm
+                                      : kern_pick_gemm(mms[j].w->ops, mms[j].w->rows, k, n_batch);
             /* the panel gemm may sum in another order: not for vec_order
              * unless it gives the gemm's bits; a repacked weight has one
              * gemm, of one order, for every row */
@@ -399,8 +402,7 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
             g->qstride = g->q_row_bytes;
         }
         int64_t bounds[CPU_MAX_SEGS + 1];
-        const int n_segs = SP_MIN(be->n_threads, CPU_MAX_SEGS);
-        const int64_t nchunks = mm_make_chunks(g, n_segs, bounds);
+        const int64_t nchunks = mm_make_chunks(g, cpu_n_segs(be), bounds);
         pool_run(cb, mm_gemm_range, cb, nchunks, 1, work, bounds);
     }
 }
@@ -414,8 +416,8 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
  * scheduler feeds beside running streams 2-5x slower per token (the panel's
  * per-call unpacking is amortized over few rows), and a 2000-token prompt
  * beside 4 streams took 177 s instead of 51 s (bench/serve.sh). */
-static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x, int64_t n_batch,
-                       int64_t n_solo, size_t x_stride)
+static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t n_mm, const float *x,
+                       int64_t n_batch, int64_t n_solo, size_t x_stride)
 {
     bool two_orders = false;
     n_mm = SP_MIN(n_mm, (size_t)4);
@@ -427,8 +429,8 @@ static void cpu_matmul(struct backend *be, const struct backend_mm *mms, size_t 
          * bits are vec_dot's, so decode and prompt rows share one pass over
          * the weight (a mixed step with a small prompt chunk streamed every
          * weight twice) */
-        two_orders |=
-            mms[i].w->grp_rows == 0 && (o->gemm_tb != NULL || (o->gemm_ws && !o->ws_exact && kern_use_ws(o, n_prompt)));
+        two_orders |= mms[i].w->grp_rows == 0 &&
+                      (o->gemm_tb != NULL || (o->gemm_ws && !o->ws_exact && kern_use_ws(o, n_prompt)));
     }
     if (!two_orders || n_solo <= 0) {
         /* with decode rows in the pass, the 1-row order (no panel of another
@@ -453,7 +455,8 @@ struct cpu_attn_scratch **backend_cpu_attn_slot(struct backend *be)
     return &((struct cpu_backend *)be)->attn;
 }
 
-void backend_cpu_parallel_for(struct backend *be, backend_range_fn fn, void *ud, int64_t n, int64_t grain, double work)
+void backend_cpu_parallel_for(struct backend *be, backend_range_fn fn, void *ud, int64_t n, int64_t grain,
+                              double work)
 {
     cpu_parallel_for(be, fn, ud, n, grain, work);
 }
@@ -506,7 +509,8 @@ size_t backend_cpu_scratch_bytes(int64_t max_k, int64_t max_batch)
 {
     /* the widest vec_dot_type row is F16/BF16: 2 bytes per element (Q8_x < 1.2) */
     size_t n;
-    if (max_k <= 0 || max_batch <= 0 || !sp_mul_size((size_t)max_k, (size_t)max_batch, &n) || !sp_mul_size(n, 2, &n))
+    if (max_k <= 0 || max_batch <= 0 || !sp_mul_size((size_t)max_k, (size_t)max_batch, &n) ||
+        !sp_mul_size(n, 2, &n))
         return 64;
     return n + 64;
 }
@@ -529,7 +533,8 @@ enum sp_status backend_cpu_new(int n_threads, int64_t max_k, int64_t max_batch, 
     cb->qbuf_bytes = backend_cpu_scratch_bytes(max_k, max_batch);
     cb->qbuf = sp_aligned_alloc(64, cb->qbuf_bytes);
     if (!cb->qbuf) {
-        result = sp_err_set(err, SP_ERR_NOMEM, "out of memory allocating %zu bytes of matmul scratch", cb->qbuf_bytes);
+        result = sp_err_set(err, SP_ERR_NOMEM, "out of memory allocating %zu bytes of matmul scratch",
+                            cb->qbuf_bytes);
         goto fail;
     }
     cb->ws = sp_aligned_alloc(64, (size_t)n_threads * KERN_GEMM_WS_BYTES);
@@ -558,7 +563,8 @@ enum sp_status backend_cpu_new(int n_threads, int64_t max_k, int64_t max_batch, 
             cb->workers[i].cb = cb;
             cb->workers[i].ith = i + 1;
             if (pthread_create(&cb->workers[i].thread, NULL, cpu_worker_main, &cb->workers[i]) != 0) {
-                result = sp_err_set(err, SP_ERR_INTERNAL, "could not start worker thread %d of %d", i + 1, n_threads);
+                result = sp_err_set(err, SP_ERR_INTERNAL, "could not start worker thread %d of %d", i + 1,
+                                    n_threads);
                 goto fail;
             }
             cb->workers[i].started = true;
