@@ -44,6 +44,14 @@ KERN_AI int avx2_hsum_epi32(__m256i v)
 
 KERN_AI float avx2_h2f(kern_half h) { return _cvtsh_ss(h); }
 
+/* An empty asm that takes *v in a register and gives it back: the compiler
+ * can no longer reassociate the integer sums that run through it. Without
+ * it, gcc 12 turned a tile's per-row chains of adds into trees over all the
+ * products of a block, which kept more values live than the 16 ymm
+ * registers hold and spilled them to the stack (q4r_tile_4: 34 spill moves
+ * per block, 76 -> 93 GMAC/s with the pin, bench_kernels Q4_0 n_batch 64). */
+KERN_AI void avx2_pin(__m256i *v) { __asm__("" : "+x"(*v)); }
+
 /* the first n (1..8) lanes of v to dst (a panel's last, partial row group) */
 KERN_AI void avx2_store_n(float *dst, __m256 v, int64_t n)
 {

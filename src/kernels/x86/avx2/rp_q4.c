@@ -43,12 +43,19 @@ KERN_AI void q4r_operands(bool five, __m256i v, __m256i hv, int c, __m256i *lo, 
     }
 }
 
+/* per activation row and block: 8 (Q5_0 16) x the sum of its 32 int8, and its
+ * scale as a float (converted once per row, not per tile and block) */
+struct q4r_xs {
+    int32_t ys;
+    float dx;
+};
+
 /* nh halves of one group (nh 1: half h, rows 8h..8h+7; nh 2: both, h
  * ignored, each 64-byte line used whole as it arrives: the decode tile) x nr
- * (1..Q4R_NR / nh) activation rows; out[hh * nr + j]; ys[j][ib] = 8 * sum of
- * block ib of activation row j */
+ * (1..Q4R_NR / nh) activation rows; out[hh * nr + j]; xs[j][ib]: block ib of
+ * activation row j's offset term and scale */
 KERN_AI void q4r_tile(int nr, int nh, bool five, bool pre, int h, int64_t nb, const uint8_t *q, const uint8_t *pu,
-                      const block_q8_0 *const *x, const int32_t *const *ys, __m256 *out)
+                      const block_q8_0 *const *x, const struct q4r_xs *const *xs, __m256 *out)
 {
     const __m256i ones = _mm256_set1_epi16(1);
     const size_t pair = five ? KERN_Q5R_PAIR : KERN_Q4R_PAIR;
@@ -89,6 +96,9 @@ KERN_AI void q4r_tile(int nr, int nh, bool five, bool pre, int h, int64_t nb, co
                         t16[j] = _mm256_add_epi16(t16[j], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(yhi)));
                     else
                         s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(yhi)));
+                    avx2_pin(&s16[j]);
+                    if (five)
+                        avx2_pin(&t16[j]);
                 }
             }
             const __m256 dw = _mm256_cvtph_ps(
@@ -98,8 +108,8 @@ KERN_AI void q4r_tile(int nr, int nh, bool five, bool pre, int h, int64_t nb, co
                 __m256i s32 = _mm256_madd_epi16(s16[j], ones);
                 if (five)
                     s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(t16[j], ones));
-                const __m256i si = _mm256_sub_epi32(s32, _mm256_set1_epi32(ys[j][ib]));
-                acc[hh * nr + j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(avx2_h2f(x[j][ib].d))),
+                const __m256i si = _mm256_sub_epi32(s32, _mm256_set1_epi32(xs[j][ib].ys));
+                acc[hh * nr + j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&xs[j][ib].dx)),
                                                    _mm256_cvtepi32_ps(si), acc[hh * nr + j]);
             }
         }
@@ -108,12 +118,12 @@ KERN_AI void q4r_tile(int nr, int nh, bool five, bool pre, int h, int64_t nb, co
 }
 
 typedef void (*q4r_tile_fn)(int h, int64_t nb, const uint8_t *q, const uint8_t *pu, const block_q8_0 *const *x,
-                            const int32_t *const *ys, __m256 *out);
+                            const struct q4r_xs *const *xs, __m256 *out);
 #define Q4R_TILE_N(N, FIVE, PRE, T)                                                                      \
     static void T##_tile_##N(int h, int64_t nb, const uint8_t *q, const uint8_t *pu,                     \
-                             const block_q8_0 *const *x, const int32_t *const *ys, __m256 *out)          \
+                             const block_q8_0 *const *x, const struct q4r_xs *const *xs, __m256 *out)          \
     {                                                                                                    \
-        q4r_tile(N, 1, FIVE, PRE, h, nb, q, pu, x, ys, out);                                             \
+        q4r_tile(N, 1, FIVE, PRE, h, nb, q, pu, x, xs, out);                                             \
     }
 #define Q4R_TILES(FIVE, PRE, T)                                                                          \
     Q4R_TILE_N(1, FIVE, PRE, T)                                                                          \
@@ -127,14 +137,14 @@ Q4R_TILES(true, true, q5u)
 
 /* one activation row over both halves of a group (decode) */
 static void q4r_tile_both(int h, int64_t nb, const uint8_t *q, const uint8_t *pu, const block_q8_0 *const *x,
-                          const int32_t *const *ys, __m256 *out)
+                          const struct q4r_xs *const *xs, __m256 *out)
 {
-    q4r_tile(1, 2, false, false, h, nb, q, pu, x, ys, out);
+    q4r_tile(1, 2, false, false, h, nb, q, pu, x, xs, out);
 }
 static void q5r_tile_both(int h, int64_t nb, const uint8_t *q, const uint8_t *pu, const block_q8_0 *const *x,
-                          const int32_t *const *ys, __m256 *out)
+                          const struct q4r_xs *const *xs, __m256 *out)
 {
-    q4r_tile(1, 2, true, false, h, nb, q, pu, x, ys, out);
+    q4r_tile(1, 2, true, false, h, nb, q, pu, x, xs, out);
 }
 
 /* Q5_0 groups [g0, g1) unpacked into u (Q4R_UBLK bytes per block: vector g
@@ -164,17 +174,17 @@ static void q4r_gemm(bool five, int64_t k, int64_t r0, int64_t r1, int64_t n_bat
 {
     const int64_t nb = k / KERN_QK, off = five ? 16 : 8;
     const q4r_tile_fn *tiles = five ? q5r_tiles : q4r_tiles;
-    if ((size_t)nb * Q4R_NR * sizeof(int32_t) > KERN_GEMM_WS_BYTES || r0 % KERN_Q4R_ROWS != 0) {
+    if ((size_t)nb * Q4R_NR * sizeof(struct q4r_xs) > KERN_GEMM_WS_BYTES || r0 % KERN_Q4R_ROWS != 0) {
         (five ? kern_ref_q5r_gemm : kern_ref_q4r_gemm)(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, ws);
         return;
     }
     const uint8_t *base = w;
-    int32_t *ysum = ws;
+    struct q4r_xs *xsum = ws;
     const int64_t g0 = r0 / KERN_Q4R_ROWS, g1 = (r1 + KERN_Q4R_ROWS - 1) / KERN_Q4R_ROWS;
     int64_t span = n_batch == 1 ? g1 - g0 : SP_MAX((int64_t)1, (int64_t)(Q4R_SPAN_BYTES / w_stride));
     /* Q5_0 batches: each span's groups unpacked once after the sums (the
      * tiles would redo the fifth bits for every 4 activation rows) */
-    const size_t ys_bytes = ((size_t)nb * Q4R_NR * sizeof(int32_t) + 63) / 64 * 64;
+    const size_t ys_bytes = ((size_t)nb * Q4R_NR * sizeof(struct q4r_xs) + 63) / 64 * 64;
     const int64_t ucap = (int64_t)((KERN_GEMM_WS_BYTES - ys_bytes) / ((size_t)nb * Q4R_UBLK));
     const bool pre = five && n_batch >= Q5R_PRE_MIN && ucap >= 1;
     uint8_t *ubuf = (uint8_t *)ws + ys_bytes;
@@ -189,12 +199,14 @@ static void q4r_gemm(bool five, int64_t k, int64_t r0, int64_t r1, int64_t n_bat
         for (int64_t b = 0; b < n_batch; b += Q4R_NR) {
             const int64_t nr = SP_MIN((int64_t)Q4R_NR, n_batch - b);
             const block_q8_0 *xp[Q4R_NR];
-            const int32_t *ysp[Q4R_NR];
+            const struct q4r_xs *ysp[Q4R_NR];
             for (int64_t j = 0; j < nr; j++) {
                 xp[j] = (const block_q8_0 *)((const char *)x + (size_t)(b + j) * x_stride);
-                int32_t *yj = ysum + j * nb;
-                for (int64_t ib = 0; ib < nb; ib++)
-                    yj[ib] = (int32_t)off * avx2_sum_i8x32(xp[j][ib].qs);
+                struct q4r_xs *yj = xsum + j * nb;
+                for (int64_t ib = 0; ib < nb; ib++) {
+                    yj[ib].ys = (int32_t)off * avx2_sum_i8x32(xp[j][ib].qs);
+                    yj[ib].dx = avx2_h2f(xp[j][ib].d);
+                }
                 ysp[j] = yj;
             }
             for (int64_t g = s0; g < s1; g++) {

@@ -54,6 +54,7 @@ KERN_AI void q4kr2_chunk(int nr, int c, int h, const uint8_t *s, const block_q8_
             int32_t y4;
             memcpy(&y4, y + 4 * g, 4);
             t = _mm256_add_epi16(t, _mm256_maddubs_epi16(u[g], _mm256_set1_epi32(y4)));
+            avx2_pin(&t); /* a chain, not a tree (avx2_pin) */
         }
         isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(t, sc));
     }
