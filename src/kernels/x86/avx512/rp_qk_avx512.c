@@ -12,13 +12,13 @@
  * accumulator, one FMA with fl(d * dy) (and Q4_K one FNMADD with
  * fl(dmin * dy)): the K-quant panels' bits (the AVX2 and AVX-512 panels',
  * the reference's) for every batch size and row range (test_repack,
- * memcmp). Tiles of 16 rows x up to 8 (Q6_K 6) activation rows over the
+ * memcmp). Tiles of 16 rows x up to 8 activation rows over the
  * spans of rp_drive512.h. Uses only intrinsics that
  * tests/kernels/avx512_emu.h emulates. */
 #include "kernels/x86/avx512/rp_drive512.h"
 
 #define Q4KR_NR 8
-#define Q6KR_NR 6
+#define Q6KR_NR 8
 /* The tiles prefetch QKR_PF super-blocks ahead into L2 (prefetcht1): with
  * prefetcht0 the requests held L1's few miss buffers and 2 threads streamed
  * a Q4_K weight at 15 GB/s with 4 activation rows, 10 with 8; into L2,
@@ -242,10 +242,12 @@ QKR_TILE_N(3, q6kr)
 QKR_TILE_N(4, q6kr)
 QKR_TILE_N(5, q6kr)
 QKR_TILE_N(6, q6kr)
+QKR_TILE_N(7, q6kr)
+QKR_TILE_N(8, q6kr)
 static const rp512_tile_fn q4kr_tiles[Q4KR_NR] = {q4kr_tile_1, q4kr_tile_2, q4kr_tile_3, q4kr_tile_4,
                                                   q4kr_tile_5, q4kr_tile_6, q4kr_tile_7, q4kr_tile_8};
 static const rp512_tile_fn q6kr_tiles[Q6KR_NR] = {q6kr_tile_1, q6kr_tile_2, q6kr_tile_3,
-                                                  q6kr_tile_4, q6kr_tile_5, q6kr_tile_6};
+                                                  q6kr_tile_4, q6kr_tile_5, q6kr_tile_6, q6kr_tile_7, q6kr_tile_8};
 
 static void q4kr_sums(int64_t nsb, const block_q8_0 *xv, void *xsv)
 {
