@@ -36,28 +36,26 @@ KERN_AI void q4kr2_chunk(int nr, int c, int h, const uint8_t *s, const block_q8_
                          __m256i *isum)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256i u[8];
+    /* weight vector outer, activation rows inner: one unpacked vector live
+     * at a time (all 8 of them and 4 chains overflowed the 16 registers) */
+    __m256i t[Q4KR2_NR];
+    KERN_UNROLL for (int j = 0; j < nr; j++) t[j] = _mm256_setzero_si256();
     KERN_UNROLL for (int g = 0; g < 8; g++)
     {
         const __m256i v = _mm256_load_si256((const __m256i *)(s + 64 * (8 * (c / 2) + g) + 32 * h));
-        u[g] = _mm256_and_si256(c % 2 ? _mm256_srli_epi16(v, 4) : v, m4);
+        const __m256i u = _mm256_and_si256(c % 2 ? _mm256_srli_epi16(v, 4) : v, m4);
+        KERN_UNROLL for (int j = 0; j < nr; j++)
+        {
+            int32_t y4;
+            memcpy(&y4, x[j][ib].qs + 32 * c + 4 * g, 4);
+            t[j] = _mm256_add_epi16(t[j], _mm256_maddubs_epi16(u, _mm256_set1_epi32(y4)));
+            avx2_pin(&t[j]); /* a chain, not a tree (avx2_pin) */
+        }
     }
     /* the 8 rows' scales of chunk c, each as an int16 pair (sc, sc) */
     const __m256i sc32 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(s + KERN_Q4KR_SC + 16 * c + 8 * h)));
     const __m256i sc = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
-    KERN_UNROLL for (int j = 0; j < nr; j++)
-    {
-        const int8_t *y = x[j][ib].qs + 32 * c;
-        __m256i t = _mm256_setzero_si256();
-        KERN_UNROLL for (int g = 0; g < 8; g++)
-        {
-            int32_t y4;
-            memcpy(&y4, y + 4 * g, 4);
-            t = _mm256_add_epi16(t, _mm256_maddubs_epi16(u[g], _mm256_set1_epi32(y4)));
-            avx2_pin(&t); /* a chain, not a tree (avx2_pin) */
-        }
-        isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(t, sc));
-    }
+    KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(t[j], sc));
 }
 
 /* one group (both halves: out[2 * j + h] = rows 8h..8h+7) x nr
