@@ -75,6 +75,7 @@ KERN_AI void k8_tile(int na, int run, bool off, int64_t nsb, const struct k8_sb 
                         memcpy(&y4, x[j][ib].qs + 32 * c + 4 * g, 4);
                         const __m256i m = _mm256_maddubs_epi16(v, _mm256_set1_epi32(y4));
                         s16[j] = g == g0 ? m : _mm256_add_epi16(s16[j], m);
+                        avx2_pin(&s16[j]); /* a chain, not a tree (avx2_pin) */
                     }
                 }
                 KERN_UNROLL for (int j = 0; j < na; j++) isum[j] =

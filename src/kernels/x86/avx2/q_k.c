@@ -335,6 +335,7 @@ KERN_AI void kq_fin_off5(const block_q8_K *y, __m256i sumi, const struct kb_st *
                     const __m256i p1 =                                                                 \
                         _mm256_madd_epi16(_mm256_maddubs_epi16(q[1], load256(yq + 32)), sc[1]);        \
                     sumi[i] = _mm256_add_epi32(sumi[i], _mm256_add_epi32(p0, p1));                     \
+                    avx2_pin(&sumi[i]);                                                                \
                 }                                                                                      \
             }                                                                                          \
             KERN_UNROLL for (int i = 0; i < nr; i++) FIN(&x[i][ib], sumi[i], &st, &acc[i]);            \
