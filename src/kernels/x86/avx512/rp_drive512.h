@@ -16,6 +16,16 @@
 #define RP512_MAX_NR 8
 #define RP512_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
 
+/* The register pin of avx2_pin for a zmm: the integer sums that run through
+ * it stay a chain (gcc 12 reassociated Q6_K's per-chunk additions into a
+ * tree and spilled every chunk's two half sums). Empty over the emulator of
+ * the tests, whose vectors are not registers: arithmetic is the same. */
+#ifdef SPOKE_TEST_AVX512_EMU_H
+#define rp512_pin(v) ((void)(v))
+#else
+KERN_AI void rp512_pin(__m512i *v) { __asm__("" : "+v"(*v)); }
+#endif
+
 /* one group at q x n activation rows (x[j], their sums xs[j]): out[j] */
 typedef void (*rp512_tile_fn)(int64_t nb, const uint8_t *q, const block_q8_0 *const *x, const void *const *xs,
                               __m512 *out);

@@ -63,6 +63,7 @@ KERN_AI void q4kr_chunk(int nr, int c, const uint8_t *s, const block_q8_K *const
                                                      rp512_dot(_mm512_setzero_si512(), u, y, 4, 8))
                                   : rp512_dot(_mm512_setzero_si512(), u, y, 0, 8);
         isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(t, sc));
+        rp512_pin(&isum[j]);
     }
 }
 
@@ -148,6 +149,7 @@ KERN_AI void q6kr_chunk(int nr, int c, const uint8_t *s, const block_q8_K *const
         const __m512i t0 = rp512_dot(_mm512_set1_epi32(xs[j][ib].off[2 * c]), u, y, 0, 4);
         const __m512i t1 = rp512_dot(_mm512_set1_epi32(xs[j][ib].off[2 * c + 1]), u, y, 4, 8);
         isum[j] = _mm512_add_epi32(isum[j], q6kr_scaled(s, c, t0, t1));
+        rp512_pin(&isum[j]);
     }
 }
 
