@@ -63,7 +63,8 @@ KERN_AI void q4kr_chunk(int nr, int c, const uint8_t *s, const block_q8_K *const
                                                      rp512_dot(_mm512_setzero_si512(), u, y, 4, 8))
                                   : rp512_dot(_mm512_setzero_si512(), u, y, 0, 8);
         isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(t, sc));
-        rp512_pin(&isum[j]);
+        if (nr > 1) /* the one-row tile streams memory; its schedule stays the compiler's */
+            rp512_pin(&isum[j]);
     }
 }
 
