@@ -12,7 +12,7 @@
  * Decode splits each block's integer dot into two chains (exact); batches
  * take tiles of 16 rows x up to 8 activation rows over spans of groups small
  * enough to stay in L2. Uses only intrinsics that tests/kernels/avx512_emu.h
- * emulates. */
+ * emulates (and rp_drive512.h's two asm statements, which it replaces). */
 #include "kernels/x86/avx512/rp_drive512.h"
 
 #define Q4R_NR 8                           /* activation rows per tile */

@@ -15,7 +15,7 @@
  * (24 accumulators) over spans of groups small enough to stay in L2 while
  * every tile passes. Uses only intrinsics
  * that tests/kernels/avx512_emu.h emulates (test_repack runs this file over
- * it on AVX2 machines). */
+ * it on AVX2 machines; rp_drive512.h's asm is replaced there). */
 #include "kernels/x86/avx512/rp_drive512.h"
 
 #define QR_NR 3                           /* activation rows per tile */

@@ -14,7 +14,8 @@
  * the reference's) for every batch size and row range (test_repack,
  * memcmp). Tiles of 16 rows x up to 8 activation rows over the
  * spans of rp_drive512.h. Uses only intrinsics that
- * tests/kernels/avx512_emu.h emulates. */
+ * tests/kernels/avx512_emu.h emulates (and rp_drive512.h's two asm
+ * statements, which it replaces with the same operations). */
 #include "kernels/x86/avx512/rp_drive512.h"
 
 #define Q4KR_NR 8
