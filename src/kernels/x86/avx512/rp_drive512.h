@@ -30,6 +30,12 @@ KERN_AI void rp512_pin(__m512i *v) { __asm__("" : "+v"(*v)); }
 typedef void (*rp512_tile_fn)(int64_t nb, const uint8_t *q, const block_q8_0 *const *x, const void *const *xs,
                               __m512 *out);
 
+/* 4 activation bytes as the asm's memory operand (byte-aligned: Q8_0's
+ * blocks put them at any even address) */
+struct rp512_y4 {
+    int8_t b[4];
+};
+
 /* s plus the 4-element dots of vectors u[g0..g1) (16 rows of unsigned
  * quants) with the broadcast activation bytes y[4g..4g+3] */
 KERN_AI __m512i rp512_dot(__m512i s, const __m512i *u, const int8_t *y, int g0, int g1)
@@ -44,7 +50,7 @@ KERN_AI __m512i rp512_dot(__m512i s, const __m512i *u, const int8_t *y, int g0, 
         /* the broadcast folded into the instruction ({1to16}), which gcc 12
          * does not do for the intrinsics: one instruction instead of a
          * broadcast load and the dot (bench_kernels Q4_K n_batch 8: +2-3 %) */
-        __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(s) : "v"(u[g]), "m"(*(const int32_t *)(const void *)(y + 4 * g)));
+        __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(s) : "v"(u[g]), "m"(*(const struct rp512_y4 *)(const void *)(y + 4 * g)));
 #endif
     }
     return s;
