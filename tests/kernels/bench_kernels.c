@@ -187,7 +187,8 @@ int main(int argc, char **argv)
     /* BENCH_K: the row length (default 2048; a multiple of 256), e.g. 5632 for
      * a 1B model's ffn_down, whose batch of activation rows outgrows L1 */
     const char *ke = getenv("BENCH_K");
-    const int64_t k = ke && atoll(ke) >= 256 && atoll(ke) % 256 == 0 ? atoll(ke) : 2048, rows = 64, nbatch = 64;
+    const long long kv = ke ? atoll(ke) : 0;
+    const int64_t k = kv >= 256 && kv % 256 == 0 ? kv : 2048, rows = 64, nbatch = 64;
     void *ws = sp_aligned_alloc(64, KERN_GEMM_WS_BYTES);
     float *f = sp_malloc((size_t)k * 4);
     for (int64_t i = 0; i < k; i++)

@@ -121,7 +121,7 @@ typedef void (*q4r_tile_fn)(int h, int64_t nb, const uint8_t *q, const uint8_t *
                             const struct q4r_xs *const *xs, __m256 *out);
 #define Q4R_TILE_N(N, FIVE, PRE, T)                                                                      \
     static void T##_tile_##N(int h, int64_t nb, const uint8_t *q, const uint8_t *pu,                     \
-                             const block_q8_0 *const *x, const struct q4r_xs *const *xs, __m256 *out)          \
+                             const block_q8_0 *const *x, const struct q4r_xs *const *xs, __m256 *out)    \
     {                                                                                                    \
         q4r_tile(N, 1, FIVE, PRE, h, nb, q, pu, x, xs, out);                                             \
     }

@@ -50,7 +50,8 @@ KERN_AI __m512i rp512_dot(__m512i s, const __m512i *u, const int8_t *y, int g0, 
         /* the broadcast folded into the instruction ({1to16}), which gcc 12
          * does not do for the intrinsics: one instruction instead of a
          * broadcast load and the dot (bench_kernels Q4_K n_batch 8: +2-3 %) */
-        __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(s) : "v"(u[g]), "m"(*(const struct rp512_y4 *)(const void *)(y + 4 * g)));
+        const struct rp512_y4 *y4 = (const struct rp512_y4 *)(const void *)(y + 4 * g);
+        __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(s) : "v"(u[g]), "m"(*y4));
 #endif
     }
     return s;
