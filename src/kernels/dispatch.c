@@ -128,6 +128,7 @@ static void use_avx2_order(void)
         h->vec_dot = kern_ref256_vec_dot_f16;
         h->gemm = ref256_gemm_f16;
         h->gemm_tb = ref256_gemm_tb_f16;
+        h->gemm_tb_hx = NULL;
         f->gemm_ws = h->gemm_ws = NULL;
         f->isa = h->isa = KERN_ISA_REF;
     }
@@ -261,7 +262,8 @@ const struct kern_type_ops *kern_ops_isa(enum kern_isa isa, enum gg_type type)
     const struct kern_type_ops *o = &g_tables[isa][type];
     const struct kern_type_ops *prev = &g_tables[isa - 1][type];
     if (o->vec_dot == prev->vec_dot && o->gemm == prev->gemm &&
-        o->quantize_act == prev->quantize_act && o->gemm_tb == prev->gemm_tb && o->gemm_ws == prev->gemm_ws)
+        o->quantize_act == prev->quantize_act && o->gemm_tb == prev->gemm_tb && o->gemm_tb_hx == prev->gemm_tb_hx &&
+        o->gemm_ws == prev->gemm_ws)
         return NULL;
     return o;
 }
@@ -276,6 +278,17 @@ void kern_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n)
 {
     kern_init();
     g_f16_to_f32_row(src, dst, n);
+}
+
+void kern_round_fp16_row(const float *src, float *dst, int64_t n)
+{
+    kern_init();
+    uint16_t h[256];
+    for (int64_t i = 0; i < n; i += 256) {
+        const int64_t m = SP_MIN((int64_t)256, n - i);
+        g_f32_to_f16_row(src + i, h, m);
+        g_f16_to_f32_row(h, dst + i, m);
+    }
 }
 
 kern_gemm_fn kern_pick_gemm(const struct kern_type_ops *ops, int64_t m, int64_t k, int64_t n_batch)

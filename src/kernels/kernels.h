@@ -85,6 +85,10 @@ struct kern_type_ops {
      * order (ref/order.c). Both are bit-identical on every ISA. Pick with
      * kern_pick_gemm. */
     kern_gemm_fn gemm_tb;
+    /* F16 only, optional (NULL if none): gemm_tb with x given as F32 rows
+     * whose values are F16 (kern_round_fp16_row), the same bits as gemm_tb on
+     * their F16 form; saves converting the activations in every tile. */
+    kern_gemm_fn gemm_tb_hx;
     /* Optional (NULL if none): the panel gemm for batches from
      * ws_min_batch rows on; its float order may differ from gemm's (Q4_0/Q5_0
      * and the K-quants, ws_exact false) or be vec_dot's (Q8_0, IQ4_NL,
@@ -137,6 +141,9 @@ uint16_t kern_fp32_to_bf16(float f);
  * scalar functions above). Use these instead of per-element loops. */
 void kern_fp32_to_fp16_row(const float *src, uint16_t *dst, int64_t n);
 void kern_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n);
+/* dst[i] = the F16 value nearest src[i] (round to nearest even), as F32:
+ * the activations of gemm_tb_hx. dst may be src. */
+void kern_round_fp16_row(const float *src, float *dst, int64_t n);
 
 
 /* The gemm llama.cpp's CPU backend would use for an m x k weight and a batch

@@ -251,6 +251,29 @@ int main(int argc, char **argv)
                        (double)(k * rows * k_nbatch[i]) / best[2 + i] / 1e9,
                        !rows_only && kern_use_ws(o, k_nbatch[i]) ? 'p' : 'r');
             printf("\n");
+            if (o->gemm_tb_hx) { /* F16 weights, the activations as F32 halves (attention, F16 prefill) */
+                float *hx = sp_malloc(sizeof(float) * (size_t)k * (size_t)nbatch);
+                for (int64_t b = 0; b < nbatch; b++)
+                    kern_round_fp16_row(f, hx + b * k, k);
+                double hbest[BENCH_NB];
+                for (int i = 0; i < BENCH_NB; i++)
+                    hbest[i] = 1e30;
+                t0 = now_s();
+                while (now_s() - t0 < secs) {
+                    for (int i = 0; i < BENCH_NB; i++) {
+                        const int64_t n = k_nbatch[i];
+                        double d = now_s();
+                        o->gemm_tb_hx(k, 0, rows, n, w, wrs, hx, (size_t)k * 4, y, rows);
+                        hbest[i] = SP_MIN(hbest[i], now_s() - d);
+                    }
+                }
+                printf("%-6s %-7s %12s %10s |", gg_type_name(k_types[ti]), "+hx", "", "");
+                for (int i = 0; i < BENCH_NB; i++)
+                    printf(" %3lld:%6.2f%c", (long long)k_nbatch[i],
+                           (double)(k * rows * k_nbatch[i]) / hbest[i] / 1e9, 'h');
+                printf("\n");
+                sp_free(hx);
+            }
             if (o->rp) { /* the load-time layout: gemv and every batch through rp->gemm */
                 const size_t gb = o->rp->group_bytes(k);
                 const int64_t ng = (rows + o->rp->rows - 1) / o->rp->rows;

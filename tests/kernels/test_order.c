@@ -131,8 +131,8 @@ TEST(simd_softmax_silu_bit_exact)
 TEST(simd_float_gemm_bit_exact)
 {
     const int64_t sizes[] = {1, 7, 8, 15, 16, 17, 44, 63, 64, 65, 100, 128, 172, 200, 256, 1000};
-    const int rows = 7, maxb = 6; /* a 4-row group of gemm_vd_f16 and a rest */
-    int checked = 0;
+    const int rows = 7, maxb = 9; /* a 4-row group of gemm_vd_f16 and a rest; batch tiles and a rest */
+    int checked = 0, hx_checked = 0;
     for (int isa = KERN_ISA_AVX2; isa < KERN_ISA_COUNT; isa++) {
         for (int t = 0; t < 2; t++) {
             const enum gg_type type = t ? GG_TYPE_F16 : GG_TYPE_F32;
@@ -146,7 +146,9 @@ TEST(simd_float_gemm_bit_exact)
                 const size_t elt = t ? 2 : 4, rb = (size_t)k * elt + 32; /* padded strides */
                 char *w = sp_calloc(rows, rb), *x = sp_calloc(maxb, rb);
                 float *f = sp_malloc((size_t)k * 4), *y1 = sp_calloc(rows * maxb, 4), *y2 = sp_calloc(rows * maxb, 4);
-                CHECK(w && x && f && y1 && y2);
+                const size_t hxs = (size_t)k * 4 + 16; /* gemm_tb_hx's F32 rows of the F16 activations */
+                float *hx = sp_calloc(maxb, hxs);
+                CHECK(w && x && f && y1 && y2 && hx);
                 for (int i = 0; i < rows + maxb; i++) {
                     for (int64_t e = 0; e < k; e++)
                         f[e] = rnd_sym(e % 9 == 0 ? 30.0f : 1.0f);
@@ -155,6 +157,8 @@ TEST(simd_float_gemm_bit_exact)
                         kern_fp32_to_fp16_row(f, (uint16_t *)(void *)dst, k);
                     else
                         memcpy(dst, f, (size_t)k * 4);
+                    if (t && i >= rows)
+                        kern_round_fp16_row(f, (float *)(void *)((char *)hx + (size_t)(i - rows) * hxs), k);
                 }
                 for (int nb = 1; nb <= maxb; nb++) {
                     int bad = 0;
@@ -173,6 +177,14 @@ TEST(simd_float_gemm_bit_exact)
                         o->gemm_tb(k, 0, rows, nb, w, rb, x, rb, y2, rows);
                         for (int i = 0; i < rows * nb; i++)
                             bad += !same_bits(y1[i], y2[i]);
+                        if (t && o->gemm_tb_hx) { /* the same bits from the F32 form of x */
+                            memset(y2, 0, (size_t)rows * (size_t)nb * 4);
+                            o->gemm_tb_hx(k, 1, rows, nb, w, rb, hx, hxs, y2, rows); /* odd row range */
+                            o->gemm_tb_hx(k, 0, 1, nb, w, rb, hx, hxs, y2, rows);
+                            for (int i = 0; i < rows * nb; i++)
+                                bad += !same_bits(y1[i], y2[i]);
+                            hx_checked++;
+                        }
                     }
                     if (bad)
                         printf("  FAIL %s %s k=%lld nb=%d: %d mismatches\n", kern_isa_name((enum kern_isa)isa),
@@ -185,10 +197,12 @@ TEST(simd_float_gemm_bit_exact)
                 sp_free(f);
                 sp_free(y1);
                 sp_free(y2);
+                sp_free(hx);
             }
         }
     }
-    printf("  %d (isa, type, k, batch) cases bit-exact\n", checked);
+    printf("  %d (isa, type, k, batch) cases bit-exact, %d of them also gemm_tb_hx\n", checked, hx_checked);
+    CHECK(checked == 0 || hx_checked > 0);
 }
 
 /* RoPE's fused rotation: the AVX2 build (hardware FMA) equals the reference. */

@@ -92,6 +92,7 @@ struct mm_group {
     const float *x;
     size_t x_stride;
     enum gg_type vdt;
+    bool hx; /* F16 weights in tinyBLAS order: the activations as F32 halves (gemm_tb_hx) */
     size_t q_row_bytes;
 };
 
@@ -275,8 +276,13 @@ static void mm_quant_range(void *ud, int ith, int64_t b0, int64_t b1)
     struct cpu_backend *cb = ud;
     const struct mm_group *g = &cb->grp;
     const struct kern_type_ops *qo = kern_ops(g->vdt);
-    for (int64_t b = b0; b < b1; b++)
-        qo->quantize_act(g->x + b * g->x_stride, (char *)cb->qbuf + b * g->q_row_bytes, g->k);
+    for (int64_t b = b0; b < b1; b++) {
+        void *dst = (char *)cb->qbuf + b * g->q_row_bytes;
+        if (g->hx)
+            kern_round_fp16_row(g->x + b * g->x_stride, dst, g->k);
+        else
+            qo->quantize_act(g->x + b * g->x_stride, dst, g->k);
+    }
 }
 
 static void mm_gemm_range(void *ud, int ith, int64_t c0, int64_t c1)
@@ -389,6 +395,16 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
             g->mms[g->n++] = &mms[j];
             work += (double)mms[j].w->rows * (double)k * (double)n_batch;
         }
+        /* F16 weights in tinyBLAS order (every matrix of the group): the
+         * same sums from the activations' F32 halves, converted once here
+         * instead of in every tile */
+        g->hx = g->vdt == GG_TYPE_F16;
+        for (size_t j = 0; j < g->n; j++) {
+            const struct kern_type_ops *o = g->mms[j]->w->ops;
+            g->hx &= g->gemm_ws[j] == NULL && o->gemm_tb_hx != NULL && g->gemm[j] == o->gemm_tb;
+        }
+        for (size_t j = 0; g->hx && j < g->n; j++)
+            g->gemm[j] = g->mms[j]->w->ops->gemm_tb_hx;
         /* quantize the activations once for this vec_dot_type */
         if (g->vdt == GG_TYPE_F32) {
             g->qx = x;
@@ -396,7 +412,10 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
         } else {
             g->x = x;
             g->x_stride = x_stride;
-            (void)gg_row_size(g->vdt, k, &g->q_row_bytes);
+            if (g->hx)
+                g->q_row_bytes = (size_t)k * sizeof(float);
+            else
+                (void)gg_row_size(g->vdt, k, &g->q_row_bytes);
             cpu_parallel_for(be, mm_quant_range, cb, n_batch, 1, (double)n_batch * (double)k * 4.0);
             g->qx = cb->qbuf;
             g->qstride = g->q_row_bytes;
@@ -507,10 +526,12 @@ static const struct backend_ops cpu_ops = {
 
 size_t backend_cpu_scratch_bytes(int64_t max_k, int64_t max_batch)
 {
-    /* the widest vec_dot_type row is F16/BF16: 2 bytes per element (Q8_x < 1.2) */
+    /* the widest activation row is F16 weights' F32 halves (gemm_tb_hx): 4
+     * bytes per element (F16/BF16 2, Q8_x < 1.2); only what a batch writes
+     * becomes resident */
     size_t n;
     if (max_k <= 0 || max_batch <= 0 || !sp_mul_size((size_t)max_k, (size_t)max_batch, &n) ||
-        !sp_mul_size(n, 2, &n))
+        !sp_mul_size(n, 4, &n))
         return 64;
     return n + 64;
 }

@@ -26,7 +26,7 @@ struct cpu_attn_scratch {
     int max_ctx, max_group, head_dim, n_rot, n_threads;
     float *scores;  /* [n_threads][max_group][max_ctx] */
     uint16_t *p16;  /* [n_threads][max_group][max_ctx] */
-    uint16_t *q16;  /* [n_threads][max_group][head_dim] */
+    void *qx;       /* [n_threads][max_group][head_dim]: q as F16, or as F32 halves for gemm_tb_hx */
     float *rope;    /* [n_threads][n_rot + 2] cos/sin cache */
     void *arena;
 };
@@ -42,7 +42,7 @@ static bool attn_sizes(int nth, int max_ctx, int group, int hd, int n_rot, size_
         return false;
     if (!sp_mul_size(b, 4, &sz[0]) || !sp_mul_size(b, 2, &sz[1]))
         return false;
-    if (!sp_mul_size(a, (size_t)hd, &b) || !sp_mul_size(b, 2, &sz[2]))
+    if (!sp_mul_size(a, (size_t)hd, &b) || !sp_mul_size(b, 4, &sz[2]))
         return false;
     if (!sp_mul_size((size_t)nth, (size_t)n_rot + 2, &b) || !sp_mul_size(b, 4, &sz[3]))
         return false;
@@ -94,7 +94,7 @@ enum sp_status backend_cpu_attn_reserve(struct backend *be, int max_ctx, int max
     char *p = a->arena;
     a->scores = (float *)(void *)(p + off[0]);
     a->p16 = (uint16_t *)(void *)(p + off[1]);
-    a->q16 = (uint16_t *)(void *)(p + off[2]);
+    a->qx = p + off[2];
     a->rope = (float *)(void *)(p + off[3]);
     a->max_ctx = max_ctx;
     a->max_group = max_group;
@@ -257,7 +257,7 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
     const size_t nc = (size_t)scr->max_ctx;
     float *sc = scr->scores + (size_t)ith * scr->max_group * nc;     /* [group][max_ctx] */
     uint16_t *p16 = scr->p16 + (size_t)ith * scr->max_group * nc;    /* [group][max_ctx] */
-    uint16_t *q16 = scr->q16 + (size_t)ith * scr->max_group * hd;    /* [group][hd] */
+    float *qx = (float *)scr->qx + (size_t)ith * scr->max_group * hd; /* [group][hd] */
     const struct kern_type_ops *ops = kern_ops(f16 ? GG_TYPE_F16 : GG_TYPE_F32);
     const size_t kstride = (size_t)Dkv * elt, vstride = (size_t)kv->n_cells * elt;
     const int per = t->per;
@@ -279,6 +279,9 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
          * the cache type differs from F32) */
         const kern_gemm_fn gemm_k = f16 ? kern_pick_gemm(ops, n_pad, hd, tok->cnt[i]) : ops->gemm;
         const kern_gemm_fn gemm_v = kern_pick_gemm(ops, hd, n_pad, tok->cnt[i]);
+        /* tinyBLAS order on F16: q and p as F32 halves, the same bits (gemm_tb_hx) */
+        const bool k_hx = f16 && gemm_k == ops->gemm_tb && ops->gemm_tb_hx;
+        const bool v_hx = f16 && gemm_v == ops->gemm_tb && ops->gemm_tb_hx;
         const float *q = a->q + (size_t)i * Dq + (size_t)h0 * hd;
         float *out = a->out + (size_t)i * Dq + (size_t)h0 * hd;
         /* the cell of position j0: positions [j0, n_pad) are contiguous from
@@ -289,7 +292,11 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
         const char *vg = (const char *)kv->v + ((size_t)g * hd * (size_t)kv->n_cells + (size_t)cs) * elt;
         /* scores[b][j] = K[j] . q_b for j in [j0, n_kv) (one dot per output:
          * the same bits whatever row the call starts at) */
-        if (f16) {
+        if (k_hx) {
+            kern_round_fp16_row(q, qx, (int64_t)per * hd);
+            ops->gemm_tb_hx(hd, 0, n_kv - j0, per, kg, kstride, qx, (size_t)hd * 4, sc + j0, nc);
+        } else if (f16) {
+            uint16_t *q16 = (uint16_t *)(void *)qx;
             kern_fp32_to_fp16_row(q, q16, (int64_t)per * hd);
             gemm_k(hd, 0, n_kv - j0, per, kg, kstride, q16, (size_t)hd * 2, sc + j0, nc);
         } else {
@@ -309,11 +316,15 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
             const float inv = (float)(1.0 / kern_softmax_exp(n_pad - j0, row + j0, row + j0, mx));
             for (int j = j0; j < n_pad; j++)
                 row[j] *= inv;
-            if (f16)
+            if (v_hx)
+                kern_round_fp16_row(row + j0, row + j0, n_pad - j0);
+            else if (f16)
                 kern_fp32_to_fp16_row(row + j0, p16 + (size_t)b * nc + j0, n_pad - j0);
         }
         /* out_b[d] = V^T[d] . p_b over the (padded) positions */
-        if (f16)
+        if (v_hx)
+            ops->gemm_tb_hx(n_pad - j0, 0, hd, per, vg, vstride, sc + j0, nc * 4, out, (size_t)hd);
+        else if (f16)
             gemm_v(n_pad - j0, 0, hd, per, vg, vstride, p16 + j0, nc * 2, out, (size_t)hd);
         else
             gemm_v(n_pad - j0, 0, hd, per, vg, vstride, sc + j0, nc * 4, out, (size_t)hd);

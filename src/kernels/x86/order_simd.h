@@ -142,6 +142,85 @@ static_assert(ORD_RW == 4 && ORD_RB == 4, "ORD_REDUCE16 reduces 4 x 4 tiles");
 ORD_TB(gemm_tb_f32, ord_ld_f32)
 ORD_TB(gemm_tb_f16, ord_ld_f16)
 
+/* gemm_tb_f16 with the activations given as F32 rows holding F16 values (the
+ * exact conversions of the rows gemm_tb_f16 would take): every output takes
+ * the same FMAs and reduction, so the same bits, but an activation vector is
+ * loaded instead of converted in every tile that reads it (vcvtph2ps competes
+ * with the FMAs for the same ports). A tile is ORD_XRW_OF(nb) weight rows x
+ * nb <= ORD_XRB activation rows, compiled per nb (a partial batch tile
+ * computes no repeated rows; a partial weight tile repeats its last row and
+ * does not store it, as ORD_TB). Blocks of weight rows (ORD_XWBYTES) take
+ * every batch tile in turn: a tile's activation rows stay in L1 while the
+ * block's weights stream from L2. */
+#ifndef ORD_XRB
+#define ORD_XRB ORD_RB
+#define ORD_XRW_OF(nb) ORD_RW
+#define ORD_XRW_MAX ORD_RW
+#endif
+#ifndef ORD_XWBYTES
+#define ORD_XWBYTES (128 * 1024)
+#endif
+KERN_AI void ORD(tbx_tile)(const int rw, const int nb, int64_t k, const char *const *wr, const float *const *xr,
+                           V16 acc[ORD_XRW_MAX][ORD_XRB])
+{
+    KERN_UNROLL for (int p = 0; p < rw; p++)
+        KERN_UNROLL for (int q = 0; q < nb; q++) acc[p][q] = v_zero();
+    for (int64_t i = 0; i < k; i += 16) {
+        V16 xv[ORD_XRB];
+        KERN_UNROLL for (int q = 0; q < nb; q++) xv[q] = v_ld(xr[q] + i);
+        KERN_UNROLL for (int p = 0; p < rw; p++) {
+            const V16 wv = ord_ld_f16(wr[p], i);
+            KERN_UNROLL for (int q = 0; q < nb; q++) acc[p][q] = v_fma(wv, xv[q], acc[p][q]);
+        }
+    }
+}
+#define ORD_TBX_CASE(NB)                                                                           \
+    case NB: ORD(tbx_tile)(ORD_XRW_OF(NB), NB, k, wr, xr, acc); break
+
+static void ORD(gemm_tb_hx)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                            const void *x, size_t x_stride, float *y, size_t y_stride)
+{
+    const int64_t rblk =
+        SP_MAX((int64_t)ORD_XRW_MAX, (int64_t)(ORD_XWBYTES / ((size_t)k * 2)) / ORD_XRW_MAX * ORD_XRW_MAX);
+    for (int64_t rb = r0; rb < r1; rb += rblk) {
+        const int64_t re = SP_MIN(r1, rb + rblk);
+        for (int64_t b0 = 0; b0 < n_batch; b0 += ORD_XRB) {
+            const int nb = (int)SP_MIN(ORD_XRB, n_batch - b0), rw = ORD_XRW_OF(nb);
+            const float *xr[ORD_XRB];
+            for (int q = 0; q < nb; q++)
+                xr[q] = (const float *)(const void *)((const char *)x + (size_t)(b0 + q) * x_stride);
+            for (int64_t r = rb; r < re; r += rw) {
+                const int nw = (int)SP_MIN(rw, re - r);
+                const char *wr[ORD_XRW_MAX];
+                V16 acc[ORD_XRW_MAX][ORD_XRB];
+                for (int p = 0; p < rw; p++)
+                    wr[p] = (const char *)w + (size_t)(r + (p < nw ? p : nw - 1)) * w_stride;
+                switch (nb) {
+#if ORD_XRB > 5
+                    ORD_TBX_CASE(6);
+                    ORD_TBX_CASE(5);
+#endif
+#if ORD_XRB > 3
+                    ORD_TBX_CASE(4);
+                    ORD_TBX_CASE(3);
+#endif
+                    ORD_TBX_CASE(2);
+                default: ORD(tbx_tile)(ORD_XRW_OF(1), 1, k, wr, xr, acc); break;
+                }
+#if defined(ORD_REDUCE16) && ORD_XRW_MAX == 4 && ORD_XRB == 4
+                if (nb == 4 && rw == 4) {
+                    ORD_TB_STORE16(acc, y, y_stride, b0, r, nw, nb);
+                    continue;
+                }
+#endif
+                for (int p = 0; p < nw; p++)
+                    for (int q = 0; q < nb; q++)
+                        y[(size_t)(b0 + q) * y_stride + (size_t)(r + p)] = v_reduce(acc[p][q]);
+            }
+        }
+    }
+}
+
 /* vec_dot order over rows x batch */
 #define ORD_VD_GEMM(NAME, DOT)                                                                 \
     static void ORD(NAME)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,        \
@@ -214,6 +293,7 @@ void ORD_PUBLIC(fill_order)(struct kern_type_ops *ops, enum gg_type type)
             ops->gemm = ORD(gemm_vd_f16);
         }
         ops->gemm_tb = ORD(gemm_tb_f16);
+        ops->gemm_tb_hx = ORD(gemm_tb_hx);
     }
 }
 

@@ -72,6 +72,12 @@ KERN_AI V16 v_exp_finish(V16 j, V16 n) { return V2(exp_finish8(j.lo, n.lo), exp_
 #define ORD_RW 2
 #define ORD_RB 2
 #define ORD_SET_VD 1
+/* gemm_tb_hx: one weight row x 3-4 activation rows (8 ymm accumulators, the
+ * activations as memory operands: 2 conversions per 8 FMAs), two weight rows
+ * for 1-2 activation rows */
+#define ORD_XRB 4
+#define ORD_XRW_OF(nb) ((nb) <= 2 ? 2 : 1)
+#define ORD_XRW_MAX 2
 #include "kernels/x86/order_simd.h"
 
 /* RoPE: the reference's code, with fmaf as one FMA instruction here */
