@@ -14,7 +14,8 @@
  * heads). Per item: scores = K . q (gemm over the cells, from the 64-aligned
  * block below a sliding window: the skipped terms were exact zeros, so every
  * sum keeps its lanes and tail), masked softmax with ggml's exponentials,
- * padding to 32 cells, then V^T . p. Scratch is per thread, reserved once
+ * padding to 32 cells, then V^T . p (over an F16 cache in tinyBLAS order, q
+ * and p go to gemm_tb_hx as F32 halves). Scratch is per thread, reserved once
  * (attn_reserve). */
 #include "backend/cpu/cpu_impl.h"
 
