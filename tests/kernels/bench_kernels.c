@@ -184,11 +184,14 @@ int main(int argc, char **argv)
 {
     double secs = argc > 1 ? strtod(argv[1], NULL) : 0.3;
     const bool rows_only = argc > 2 && strcmp(argv[2], "rows") == 0; /* the row gemm at every n_batch */
-    /* BENCH_K: the row length (default 2048; a multiple of 256), e.g. 5632 for
-     * a 1B model's ffn_down, whose batch of activation rows outgrows L1 */
-    const char *ke = getenv("BENCH_K");
-    const long long kv = ke ? atoll(ke) : 0;
-    const int64_t k = kv >= 256 && kv % 256 == 0 ? kv : 2048, rows = 64, nbatch = 64;
+    /* BENCH_K: the row length (default 2048; a multiple of 64; types whose
+     * blocks do not divide it are skipped), e.g. 5632 for a 1B model's
+     * ffn_down, whose batch of activation rows outgrows L1, or 64 with
+     * BENCH_ROWS=512 for attention's K.q over an F16 cache */
+    const char *ke = getenv("BENCH_K"), *re = getenv("BENCH_ROWS");
+    const long long kv = ke ? atoll(ke) : 0, rv = re ? atoll(re) : 0;
+    const int64_t k = kv >= 64 && kv % 64 == 0 && kv <= (1 << 20) ? kv : 2048;
+    const int64_t rows = rv >= 4 && rv % 4 == 0 && rv <= (1 << 16) ? rv : 64, nbatch = 64;
     void *ws = sp_aligned_alloc(64, KERN_GEMM_WS_BYTES);
     float *f = sp_malloc((size_t)k * 4);
     for (int64_t i = 0; i < k; i++)
@@ -204,7 +207,8 @@ int main(int argc, char **argv)
     printf("%-6s %-7s %12s %10s | gemm GMAC/s by n_batch, the kernel the backend picks (r: rows, p: panel)\n",
            "type", "isa", "vec_dot GB/s", "gemv GB/s");
     for (size_t ti = 0; ti < SP_ARRAY_LEN(k_types); ti++) {
-        if (skip_type(k_types[ti]))
+        size_t krow;
+        if (skip_type(k_types[ti]) || !gg_row_size(k_types[ti], k, &krow))
             continue;
         const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, k_types[ti]);
         const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, r->vec_dot_type);
@@ -306,11 +310,12 @@ int main(int argc, char **argv)
         sp_free(y);
     }
     if (argc > 2 && strcmp(argv[2], "dram") == 0) {
-        printf("\n%-6s %-7s %12s %12s %12s %12s   (GB/s streaming 256 MB of weights, k=2048; compare the 2-thread "
+        printf("\n%-6s %-7s %12s %12s %12s %12s   (GB/s streaming 256 MB of weights, rows of BENCH_K; compare the 2-thread "
                "columns with ../shared/bench/membw -t 2)\n",
                "type", "isa", "vec_dot 1t", "gemv 1t", "vec_dot 2t", "gemv 2t");
         for (size_t ti = 0; ti < SP_ARRAY_LEN(k_types); ti++) {
-            if (skip_type(k_types[ti]))
+            size_t krow;
+            if (skip_type(k_types[ti]) || !gg_row_size(k_types[ti], k, &krow))
                 continue;
             const struct kern_type_ops *r = kern_ops_isa(KERN_ISA_REF, k_types[ti]);
             const struct kern_type_ops *ra = kern_ops_isa(KERN_ISA_REF, r->vec_dot_type);

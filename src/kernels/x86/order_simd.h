@@ -157,6 +157,11 @@ ORD_TB(gemm_tb_f16, ord_ld_f16)
 #define ORD_XRW_OF(nb) ORD_RW
 #define ORD_XRW_MAX ORD_RW
 #endif
+#if defined(__clang__)
+#define ORD_UNROLL4 _Pragma("unroll 4")
+#else
+#define ORD_UNROLL4 _Pragma("GCC unroll 4")
+#endif
 #ifndef ORD_XWBYTES
 #define ORD_XWBYTES (128 * 1024)
 #endif
@@ -165,7 +170,7 @@ KERN_AI void ORD(tbx_tile)(const int rw, const int nb, int64_t k, const char *co
 {
     KERN_UNROLL for (int p = 0; p < rw; p++)
         KERN_UNROLL for (int q = 0; q < nb; q++) acc[p][q] = v_zero();
-    for (int64_t i = 0; i < k; i += 16) {
+    ORD_UNROLL4 for (int64_t i = 0; i < k; i += 16) {
         V16 xv[ORD_XRB];
         KERN_UNROLL for (int q = 0; q < nb; q++) xv[q] = v_ld(xr[q] + i);
         KERN_UNROLL for (int p = 0; p < rw; p++) {
@@ -174,11 +179,27 @@ KERN_AI void ORD(tbx_tile)(const int rw, const int nb, int64_t k, const char *co
         }
     }
 }
+#ifdef ORD_XRED8
+/* a tile, its outputs half reduced into pend[q][np + p] (all indices known
+ * at compile time but np: the accumulators stay in registers) */
+KERN_AI void ORD(tbx_step)(const int rw, const int nb, int nw, int np, int64_t k, const char *const *wr,
+                           const float *const *xr, ORD_XRED_T pend[ORD_XRB][8])
+{
+    V16 acc[ORD_XRW_MAX][ORD_XRB];
+    ORD(tbx_tile)(rw, nb, k, wr, xr, acc);
+    KERN_UNROLL for (int p = 0; p < rw; p++)
+        if (p < nw)
+            KERN_UNROLL for (int q = 0; q < nb; q++) pend[q][np + p] = ORD_XRED_H(acc[p][q]);
+}
+#define ORD_TBX_CASE(NB)                                                                           \
+    case NB: ORD(tbx_step)(ORD_XRW_OF(NB), NB, nw, np, k, wr, xr, pend); break
+#else
 #define ORD_TBX_CASE(NB)                                                                           \
     case NB: ORD(tbx_tile)(ORD_XRW_OF(NB), NB, k, wr, xr, acc); break
+#endif
 
-static void ORD(gemm_tb_hx)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
-                            const void *x, size_t x_stride, float *y, size_t y_stride)
+KERN_AI void ORD(tbx_gemm)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                          const void *x, size_t x_stride, float *y, size_t y_stride)
 {
     const int64_t rblk =
         SP_MAX((int64_t)ORD_XRW_MAX, (int64_t)(ORD_XWBYTES / ((size_t)k * 2)) / ORD_XRW_MAX * ORD_XRW_MAX);
@@ -189,12 +210,21 @@ static void ORD(gemm_tb_hx)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, 
             const float *xr[ORD_XRB];
             for (int q = 0; q < nb; q++)
                 xr[q] = (const float *)(const void *)((const char *)x + (size_t)(b0 + q) * x_stride);
+#ifdef ORD_XRED8
+            /* the outputs of 8 consecutive weight rows per activation row,
+             * half reduced, then finished together (ORD_XRED8: v_reduce's
+             * tree for each, in fewer shuffles) and stored as one vector */
+            ORD_XRED_T pend[ORD_XRB][8];
+            int np = 0;
+#endif
             for (int64_t r = rb; r < re; r += rw) {
                 const int nw = (int)SP_MIN(rw, re - r);
                 const char *wr[ORD_XRW_MAX];
-                V16 acc[ORD_XRW_MAX][ORD_XRB];
                 for (int p = 0; p < rw; p++)
                     wr[p] = (const char *)w + (size_t)(r + (p < nw ? p : nw - 1)) * w_stride;
+#ifndef ORD_XRED8
+                V16 acc[ORD_XRW_MAX][ORD_XRB];
+#endif
                 switch (nb) {
 #if ORD_XRB > 5
                     ORD_TBX_CASE(6);
@@ -205,6 +235,16 @@ static void ORD(gemm_tb_hx)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, 
                     ORD_TBX_CASE(3);
 #endif
                     ORD_TBX_CASE(2);
+#ifdef ORD_XRED8
+                default: ORD(tbx_step)(ORD_XRW_OF(1), 1, nw, np, k, wr, xr, pend); break;
+                }
+                np += nw;
+                if (np == 8) { /* rows r + nw - 8 .. r + nw - 1 (8 % rw == 0) */
+                    for (int q = 0; q < nb; q++)
+                        ORD_XRED8(pend[q], y + (size_t)(b0 + q) * y_stride + (size_t)(r + nw - 8));
+                    np = 0;
+                }
+#else
                 default: ORD(tbx_tile)(ORD_XRW_OF(1), 1, k, wr, xr, acc); break;
                 }
 #if defined(ORD_REDUCE16) && ORD_XRW_MAX == 4 && ORD_XRB == 4
@@ -216,9 +256,28 @@ static void ORD(gemm_tb_hx)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, 
                 for (int p = 0; p < nw; p++)
                     for (int q = 0; q < nb; q++)
                         y[(size_t)(b0 + q) * y_stride + (size_t)(r + p)] = v_reduce(acc[p][q]);
+#endif
             }
+#ifdef ORD_XRED8
+            for (int j = 0; j < np; j++) /* the block's last rows, one at a time */
+                for (int q = 0; q < nb; q++)
+                    y[(size_t)(b0 + q) * y_stride + (size_t)(re - np + j)] = ORD_XRED_1(pend[q][j]);
+#endif
         }
     }
+}
+
+/* attention's K.q rows are one head (64 or 128): compiled for those lengths
+ * too, the tile's few steps unrolled */
+static void ORD(gemm_tb_hx)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                            const void *x, size_t x_stride, float *y, size_t y_stride)
+{
+    if (k == 64)
+        ORD(tbx_gemm)(64, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+    else if (k == 128)
+        ORD(tbx_gemm)(128, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+    else
+        ORD(tbx_gemm)(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
 }
 
 /* vec_dot order over rows x batch */

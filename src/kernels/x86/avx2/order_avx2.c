@@ -40,12 +40,33 @@ KERN_AI V16 v_fnma(V16 a, V16 b, V16 c)
     return V2(_mm256_fnmadd_ps(a.lo, b.lo, c.lo), _mm256_fnmadd_ps(a.hi, b.hi, c.hi));
 }
 
-KERN_AI float v_reduce(V16 v)
+/* kern_reduce16's tree in two steps: h = hi 8 + lo 8, then red_h (q = hi 4 +
+ * lo 4 of h, (q0 + q2) + (q1 + q3)) */
+KERN_AI float red_h(__m256 h)
 {
-    const __m256 h = _mm256_add_ps(v.hi, v.lo);
     const __m128 q = _mm_add_ps(_mm256_extractf128_ps(h, 1), _mm256_castps256_ps128(h));
     const __m128 r = _mm_add_ps(q, _mm_movehl_ps(q, q));
     return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+}
+KERN_AI __m256 red_half(V16 v) { return _mm256_add_ps(v.hi, v.lo); }
+KERN_AI float v_reduce(V16 v) { return red_h(red_half(v)); }
+
+/* red_h of 8 half-reduced outputs at once, stored to out[0..7]: each lane
+ * takes the same adds in the same order as red_h, formed by 128-bit and
+ * in-lane shuffles (19 shuffles and adds instead of 8 x 6) */
+KERN_AI void red8(const __m256 h[8], float *out)
+{
+    __m256 q[4], s[2];
+    KERN_UNROLL for (int m = 0; m < 4; m++) /* [q of h[2m] | q of h[2m+1]] */
+        q[m] = _mm256_add_ps(_mm256_permute2f128_ps(h[2 * m], h[2 * m + 1], 0x31),
+                             _mm256_permute2f128_ps(h[2 * m], h[2 * m + 1], 0x20));
+    KERN_UNROLL for (int n = 0; n < 2; n++) /* half 0: q0+q2, q1+q3 of h[4n], h[4n+2]; half 1: of h[4n+1], h[4n+3] */
+        s[n] = _mm256_add_ps(_mm256_shuffle_ps(q[2 * n], q[2 * n + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(q[2 * n], q[2 * n + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* half 0: outputs 0, 2, 4, 6; half 1: 1, 3, 5, 7 */
+    const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(s[0], s[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(s[0], s[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    _mm256_storeu_ps(out, _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
 }
 
 /* 8 lanes of v_expf's last step: n is integral; |n| > 192 -> 0 or inf by
@@ -78,6 +99,10 @@ KERN_AI V16 v_exp_finish(V16 j, V16 n) { return V2(exp_finish8(j.lo, n.lo), exp_
 #define ORD_XRB 4
 #define ORD_XRW_OF(nb) ((nb) <= 2 ? 2 : 1)
 #define ORD_XRW_MAX 2
+#define ORD_XRED_T __m256
+#define ORD_XRED_H red_half
+#define ORD_XRED_1 red_h
+#define ORD_XRED8 red8
 #include "kernels/x86/order_simd.h"
 
 /* RoPE: the reference's code, with fmaf as one FMA instruction here */
