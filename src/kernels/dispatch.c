@@ -18,6 +18,8 @@ static double (*g_softmax_exp)(int64_t, float *, const float *, float) = kern_re
 static void (*g_silu_row)(int64_t, float *, const float *) = kern_ref_silu_row;
 static void (*g_rope)(float *, const float *, int, bool) = kern_ref_rope;
 static void (*g_f32_to_f16_row)(const float *, uint16_t *, int64_t);
+static float (*g_scale_max_row)(float *, int64_t, float) = kern_ref_scale_max_row;
+static void (*g_scale_row)(float *, int64_t, float) = kern_ref_scale_row;
 static void (*g_f16_to_f32_row)(const uint16_t *, float *, int64_t);
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static enum kern_order g_order = KERN_ORDER_AVX512;
@@ -194,6 +196,8 @@ static void init_once(void)
     if (g_best >= KERN_ISA_AVX2) {
         g_f32_to_f16_row = kern_avx2_fp32_to_fp16_row;
         g_f16_to_f32_row = kern_avx2_fp16_to_fp32_row;
+        g_scale_max_row = kern_avx2_scale_max_row;
+        g_scale_row = kern_avx2_scale_row;
     }
     if (g_best >= KERN_ISA_AVX2)
         g_rope = kern_avx2_rope; /* AVX-512 has nothing to add to a few pairs */
@@ -278,6 +282,18 @@ void kern_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n)
 {
     kern_init();
     g_f16_to_f32_row(src, dst, n);
+}
+
+float kern_scale_max_row(float *x, int64_t n, float s)
+{
+    kern_init();
+    return g_scale_max_row(x, n, s);
+}
+
+void kern_scale_row(float *x, int64_t n, float s)
+{
+    kern_init();
+    g_scale_row(x, n, s);
 }
 
 void kern_round_fp16_row(const float *src, float *dst, int64_t n)

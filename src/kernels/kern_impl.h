@@ -243,6 +243,8 @@ void kern_ref_vec_dot_tb_f16(int64_t n, float *s, const void *x, const void *y);
 float kern_ref_v_expf(float x);
 double kern_ref_softmax_exp(int64_t n, float *y, const float *x, float max);
 void kern_ref_silu_row(int64_t n, float *y, const float *x);
+float kern_ref_scale_max_row(float *x, int64_t n, float s);
+void kern_ref_scale_row(float *x, int64_t n, float s);
 void kern_ref_rope(float *v, const float *cache, int n_rot, bool neox);
 /* ref/order_avx2build.c: the same functions in ggml's AVX2 build order
  * (KERN_ORDER_AVX2; tinyBLAS there needs n % 8 == 0). */
@@ -391,6 +393,8 @@ void kern_avx2_silu_row(int64_t n, float *y, const float *x);
 void kern_avx2_rope(float *v, const float *cache, int n_rot, bool neox); /* order_avx2.c */
 void kern_avx2_fp32_to_fp16_row(const float *src, uint16_t *dst, int64_t n);
 void kern_avx2_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n);
+float kern_avx2_scale_max_row(float *x, int64_t n, float s);
+void kern_avx2_scale_row(float *x, int64_t n, float s);
 void kern_avx512_fill(struct kern_type_ops *ops, enum gg_type type);
 void kern_avx512_fill_order(struct kern_type_ops *ops, enum gg_type type); /* order_avx512.c */
 double kern_avx512_softmax_exp(int64_t n, float *y, const float *x, float max);

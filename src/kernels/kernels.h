@@ -144,6 +144,11 @@ void kern_fp16_to_fp32_row(const uint16_t *src, float *dst, int64_t n);
 /* dst[i] = the F16 value nearest src[i] (round to nearest even), as F32:
  * the activations of gemm_tb_hx. dst may be src. */
 void kern_round_fp16_row(const float *src, float *dst, int64_t n);
+/* x[i] *= s for every i; kern_scale_max_row also returns the largest product
+ * (NaNs skipped; -INFINITY if none), as a scalar loop would (a tie of +0 and
+ * -0 may give either, which no later subtraction tells apart). */
+float kern_scale_max_row(float *x, int64_t n, float s);
+void kern_scale_row(float *x, int64_t n, float s);
 
 
 /* The gemm llama.cpp's CPU backend would use for an m x k weight and a batch

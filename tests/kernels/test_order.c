@@ -205,6 +205,45 @@ TEST(simd_float_gemm_bit_exact)
     CHECK(checked == 0 || hx_checked > 0);
 }
 
+/* Attention's row scaling: the dispatched kernel (AVX2 where present) gives
+ * the reference's products bit for bit and the same maximum (NaNs skipped,
+ * -inf, +-0 and ties included). */
+TEST(scale_max_row_exact)
+{
+    const int64_t sizes[] = {0, 1, 7, 8, 9, 31, 64, 100, 257};
+    int bad = 0, checked = 0;
+    for (size_t si = 0; si < SP_ARRAY_LEN(sizes); si++) {
+        for (int v = 0; v < 6; v++) {
+            const int64_t n = sizes[si];
+            float a[257], b[257], c[257];
+            for (int64_t i = 0; i < n; i++) {
+                a[i] = rnd_sym(8.0f);
+                if (v == 1 && i % 5 == 0)
+                    a[i] = NAN;
+                if (v == 2)
+                    a[i] = -INFINITY;
+                if (v == 3 && i % 3 == 0)
+                    a[i] = (i % 2) ? 0.0f : -0.0f;
+                if (v == 4)
+                    a[i] = (float)(int)(a[i]); /* ties */
+                if (v == 5)
+                    a[i] = NAN;
+            }
+            memcpy(b, a, (size_t)n * 4);
+            memcpy(c, a, (size_t)n * 4);
+            const float s = v == 3 ? -0.125f : 0.125f;
+            const float m1 = kern_ref_scale_max_row(a, n, s), m2 = kern_scale_max_row(b, n, s);
+            kern_scale_row(c, n, s);
+            for (int64_t i = 0; i < n; i++)
+                bad += !same_bits(a[i], b[i]) || !same_bits(a[i], c[i]);
+            bad += !(m1 == m2); /* +0 and -0 compare equal; neither is NaN */
+            checked++;
+        }
+    }
+    printf("  %d rows, %d mismatches\n", checked, bad);
+    CHECK_EQ_INT(bad, 0);
+}
+
 /* RoPE's fused rotation: the AVX2 build (hardware FMA) equals the reference. */
 TEST(rope_bit_exact)
 {
@@ -284,6 +323,7 @@ int main(void)
     RUN(reference_structure_known_answers);
     RUN(simd_softmax_silu_bit_exact);
     RUN(simd_float_gemm_bit_exact);
+    RUN(scale_max_row_exact);
     RUN(rope_bit_exact);
     RUN(q8_0_bit_exact);
     RUN(pick_gemm_follows_llamafile_rule);

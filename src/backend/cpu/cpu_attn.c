@@ -308,15 +308,12 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
             float mx = -INFINITY;
             for (int j = j0; j < lo; j++)
                 row[j] = -INFINITY;
-            for (int j = lo; j < n_kv; j++) {
-                row[j] *= a->scale;
-                mx = row[j] > mx ? row[j] : mx;
-            }
+            if (n_kv > lo)
+                mx = kern_scale_max_row(row + lo, n_kv - lo, a->scale);
             for (int j = n_kv; j < n_pad; j++)
                 row[j] = -INFINITY; /* causal mask and padding */
             const float inv = (float)(1.0 / kern_softmax_exp(n_pad - j0, row + j0, row + j0, mx));
-            for (int j = j0; j < n_pad; j++)
-                row[j] *= inv;
+            kern_scale_row(row + j0, n_pad - j0, inv);
             if (v_hx)
                 kern_round_fp16_row(row + j0, row + j0, n_pad - j0);
             else if (f16)

@@ -113,6 +113,22 @@ double kern_ref_softmax_exp(int64_t n, float *y, const float *x, float max)
     return kern_softmax_tail(i, n, y, x, max, sum);
 }
 
+float kern_ref_scale_max_row(float *x, int64_t n, float s)
+{
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] *= s;
+        mx = x[i] > mx ? x[i] : mx;
+    }
+    return mx;
+}
+
+void kern_ref_scale_row(float *x, int64_t n, float s)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= s;
+}
+
 void kern_ref_silu_row(int64_t n, float *y, const float *x)
 {
     int64_t i = 0;

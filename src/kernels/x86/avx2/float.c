@@ -1,6 +1,7 @@
 /* float.c - AVX2 BF16 dot products (BF16 by a 16-bit shift), each weight
- * vector loaded once for up to 4 activation rows, and the F16 row converters
- * (round to nearest even, identical to the reference). Tails shorter than 16
+ * vector loaded once for up to 4 activation rows, the F16 row converters
+ * (round to nearest even, identical to the reference) and attention's row
+ * scaling (with the running maximum). Tails shorter than 16
  * go scalar. F32/F16 dot products are in order_avx2.c (llama.cpp's order). */
 #include "kernels/x86/avx2/avx2_util.h"
 
@@ -57,6 +58,37 @@ void kern_avx2_fp16_to_fp32_row(const uint16_t *x, float *y, int64_t n)
         _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
     for (; i < n; i++)
         y[i] = _cvtsh_ss(x[i]);
+}
+
+float kern_avx2_scale_max_row(float *x, int64_t n, float s)
+{
+    const __m256 vs = _mm256_set1_ps(s);
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vs);
+        _mm256_storeu_ps(x + i, v);
+        vm = _mm256_blendv_ps(vm, v, _mm256_cmp_ps(v, vm, _CMP_GT_OQ)); /* NaN lanes keep vm */
+    }
+    float lanes[8], mx = -INFINITY;
+    _mm256_storeu_ps(lanes, vm);
+    for (int l = 0; l < 8; l++)
+        mx = lanes[l] > mx ? lanes[l] : mx;
+    for (; i < n; i++) {
+        x[i] *= s;
+        mx = x[i] > mx ? x[i] : mx;
+    }
+    return mx;
+}
+
+void kern_avx2_scale_row(float *x, int64_t n, float s)
+{
+    const __m256 vs = _mm256_set1_ps(s);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
+    for (; i < n; i++)
+        x[i] *= s;
 }
 
 static void quantize_f16(const float *x, void *vy, int64_t n)
