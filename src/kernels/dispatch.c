@@ -130,7 +130,7 @@ static void use_avx2_order(void)
         h->vec_dot = kern_ref256_vec_dot_f16;
         h->gemm = ref256_gemm_f16;
         h->gemm_tb = ref256_gemm_tb_f16;
-        h->gemm_tb_hx = NULL;
+        h->gemm_tb_hx = h->gemm_hx = NULL;
         f->gemm_ws = h->gemm_ws = NULL;
         f->isa = h->isa = KERN_ISA_REF;
     }
@@ -266,7 +266,7 @@ const struct kern_type_ops *kern_ops_isa(enum kern_isa isa, enum gg_type type)
     const struct kern_type_ops *o = &g_tables[isa][type];
     const struct kern_type_ops *prev = &g_tables[isa - 1][type];
     if (o->vec_dot == prev->vec_dot && o->gemm == prev->gemm &&
-        o->quantize_act == prev->quantize_act && o->gemm_tb == prev->gemm_tb && o->gemm_tb_hx == prev->gemm_tb_hx &&
+        o->quantize_act == prev->quantize_act && o->gemm_tb == prev->gemm_tb && o->gemm_tb_hx == prev->gemm_tb_hx && o->gemm_hx == prev->gemm_hx &&
         o->gemm_ws == prev->gemm_ws)
         return NULL;
     return o;
@@ -312,6 +312,15 @@ kern_gemm_fn kern_pick_gemm(const struct kern_type_ops *ops, int64_t m, int64_t 
     if (ops->gemm_tb && n_batch >= 2 && k % (g_order == KERN_ORDER_AVX2 ? 8 : 16) == 0 && m % 4 == 0)
         return ops->gemm_tb;
     return ops->gemm;
+}
+
+kern_gemm_fn kern_hx_gemm(const struct kern_type_ops *ops, kern_gemm_fn gemm)
+{
+    if (ops->type != GG_TYPE_F16 || gemm == NULL)
+        return NULL;
+    if (gemm == ops->gemm_tb)
+        return ops->gemm_tb_hx;
+    return gemm == ops->gemm ? ops->gemm_hx : NULL;
 }
 
 double kern_softmax_exp(int64_t n, float *y, const float *x, float max)

@@ -89,6 +89,9 @@ struct kern_type_ops {
      * whose values are F16 (kern_round_fp16_row), the same bits as gemm_tb on
      * their F16 form; saves converting the activations in every tile. */
     kern_gemm_fn gemm_tb_hx;
+    /* F16 only, optional: gemm (vec_dot order) with x as F32 halves, the
+     * same bits as gemm on their F16 form. */
+    kern_gemm_fn gemm_hx;
     /* Optional (NULL if none): the panel gemm for batches from
      * ws_min_batch rows on; its float order may differ from gemm's (Q4_0/Q5_0
      * and the K-quants, ws_exact false) or be vec_dot's (Q8_0, IQ4_NL,
@@ -156,6 +159,10 @@ void kern_scale_row(float *x, int64_t n, float s);
  * k % 16 == 0 (k % 8 == 0 in the AVX2 order) and m % 4 == 0
  * (llamafile_sgemm's conditions), else ops->gemm. */
 kern_gemm_fn kern_pick_gemm(const struct kern_type_ops *ops, int64_t m, int64_t k, int64_t n_batch);
+/* The variant of gemm (ops->gemm or ops->gemm_tb of an F16 type) that takes
+ * the activations as F32 halves (kern_round_fp16_row) with the same bits, or
+ * NULL if there is none. */
+kern_gemm_fn kern_hx_gemm(const struct kern_type_ops *ops, kern_gemm_fn gemm);
 
 /* llama.cpp's softmax exponentials (ggml_vec_soft_max_f32): y[i] =
  * exp(x[i] - max), 16-wide chunks with ggml's v_expf polynomial and the rest

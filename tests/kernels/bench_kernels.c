@@ -259,11 +259,16 @@ int main(int argc, char **argv)
                 float *hx = sp_malloc(sizeof(float) * (size_t)k * (size_t)nbatch);
                 for (int64_t b = 0; b < nbatch; b++)
                     kern_round_fp16_row(f, hx + b * k, k);
-                double hbest[BENCH_NB];
+                double hbest[BENCH_NB], hgemv = 1e30;
                 for (int i = 0; i < BENCH_NB; i++)
                     hbest[i] = 1e30;
                 t0 = now_s();
                 while (now_s() - t0 < secs) {
+                    if (o->gemm_hx) { /* decode: one row in vec_dot order */
+                        double d = now_s();
+                        o->gemm_hx(k, 0, rows, 1, w, wrs, hx, (size_t)k * 4, y, rows);
+                        hgemv = SP_MIN(hgemv, now_s() - d);
+                    }
                     for (int i = 0; i < BENCH_NB; i++) {
                         const int64_t n = k_nbatch[i];
                         double d = now_s();
@@ -271,7 +276,11 @@ int main(int argc, char **argv)
                         hbest[i] = SP_MIN(hbest[i], now_s() - d);
                     }
                 }
-                printf("%-6s %-7s %12s %10s |", gg_type_name(k_types[ti]), "+hx", "", "");
+                if (o->gemm_hx)
+                    printf("%-6s %-7s %12s %10.2f |", gg_type_name(k_types[ti]), "+hx", "",
+                           (double)(wrs * rows) / hgemv / 1e9);
+                else
+                    printf("%-6s %-7s %12s %10s |", gg_type_name(k_types[ti]), "+hx", "", "");
                 for (int i = 0; i < BENCH_NB; i++)
                     printf(" %3lld:%6.2f%c", (long long)k_nbatch[i],
                            (double)(k * rows * k_nbatch[i]) / hbest[i] / 1e9, 'h');

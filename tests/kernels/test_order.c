@@ -132,7 +132,7 @@ TEST(simd_float_gemm_bit_exact)
 {
     const int64_t sizes[] = {1, 7, 8, 15, 16, 17, 44, 63, 64, 65, 100, 128, 172, 200, 256, 1000};
     const int rows = 21, maxb = 9; /* 4-row groups of gemm_vd_f16 (8-row groups of gemm_tb_hx) and a rest */
-    int checked = 0, hx_checked = 0;
+    int checked = 0, hx_checked = 0, vdx_checked = 0;
     for (int isa = KERN_ISA_AVX2; isa < KERN_ISA_COUNT; isa++) {
         for (int t = 0; t < 2; t++) {
             const enum gg_type type = t ? GG_TYPE_F16 : GG_TYPE_F32;
@@ -172,6 +172,14 @@ TEST(simd_float_gemm_bit_exact)
                         o->vec_dot(k, &s, w + (size_t)i * rb, x);
                         bad += !same_bits(s, y1[i]);
                     }
+                    if (t && o->gemm_hx) { /* vec_dot order from the F32 form of x */
+                        memset(y2, 0, (size_t)rows * (size_t)nb * 4);
+                        o->gemm_hx(k, 1, rows, nb, w, rb, hx, hxs, y2, rows);
+                        o->gemm_hx(k, 0, 1, nb, w, rb, hx, hxs, y2, rows);
+                        for (int i = 0; i < rows * nb; i++)
+                            bad += !same_bits(y1[i], y2[i]);
+                        vdx_checked++;
+                    }
                     if (k % 16 == 0) {
                         r->gemm_tb(k, 0, rows, nb, w, rb, x, rb, y1, rows);
                         o->gemm_tb(k, 0, rows, nb, w, rb, x, rb, y2, rows);
@@ -201,8 +209,9 @@ TEST(simd_float_gemm_bit_exact)
             }
         }
     }
-    printf("  %d (isa, type, k, batch) cases bit-exact, %d of them also gemm_tb_hx\n", checked, hx_checked);
-    CHECK(checked == 0 || hx_checked > 0);
+    printf("  %d (isa, type, k, batch) cases bit-exact, %d of them also gemm_tb_hx, %d gemm_hx\n", checked,
+           hx_checked, vdx_checked);
+    CHECK(checked == 0 || (hx_checked > 0 && vdx_checked > 0));
 }
 
 /* Attention's row scaling: the dispatched kernel (AVX2 where present) gives

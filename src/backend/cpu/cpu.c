@@ -92,7 +92,7 @@ struct mm_group {
     const float *x;
     size_t x_stride;
     enum gg_type vdt;
-    bool hx; /* F16 weights in tinyBLAS order: the activations as F32 halves (gemm_tb_hx) */
+    bool hx; /* F16 weights: the activations as F32 halves (kern_hx_gemm) */
     size_t q_row_bytes;
 };
 
@@ -395,16 +395,14 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
             g->mms[g->n++] = &mms[j];
             work += (double)mms[j].w->rows * (double)k * (double)n_batch;
         }
-        /* F16 weights in tinyBLAS order (every matrix of the group): the
-         * same sums from the activations' F32 halves, converted once here
-         * instead of in every tile */
+        /* F16 weights (every matrix of the group): the same sums from the
+         * activations' F32 halves, converted once here instead of in every
+         * tile or row (gemm_tb_hx, gemm_hx) */
         g->hx = g->vdt == GG_TYPE_F16;
-        for (size_t j = 0; j < g->n; j++) {
-            const struct kern_type_ops *o = g->mms[j]->w->ops;
-            g->hx &= g->gemm_ws[j] == NULL && o->gemm_tb_hx != NULL && g->gemm[j] == o->gemm_tb;
-        }
+        for (size_t j = 0; j < g->n; j++)
+            g->hx &= g->gemm_ws[j] == NULL && kern_hx_gemm(g->mms[j]->w->ops, g->gemm[j]) != NULL;
         for (size_t j = 0; g->hx && j < g->n; j++)
-            g->gemm[j] = g->mms[j]->w->ops->gemm_tb_hx;
+            g->gemm[j] = kern_hx_gemm(g->mms[j]->w->ops, g->gemm[j]);
         /* quantize the activations once for this vec_dot_type */
         if (g->vdt == GG_TYPE_F32) {
             g->qx = x;

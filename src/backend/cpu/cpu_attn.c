@@ -14,8 +14,8 @@
  * heads). Per item: scores = K . q (gemm over the cells, from the 64-aligned
  * block below a sliding window: the skipped terms were exact zeros, so every
  * sum keeps its lanes and tail), masked softmax with ggml's exponentials,
- * padding to 32 cells, then V^T . p (over an F16 cache in tinyBLAS order, q
- * and p go to gemm_tb_hx as F32 halves). Scratch is per thread, reserved once
+ * padding to 32 cells, then V^T . p (over an F16 cache q and p go to the
+ * gemms as F32 halves, kern_hx_gemm). Scratch is per thread, reserved once
  * (attn_reserve). */
 #include "backend/cpu/cpu_impl.h"
 
@@ -280,9 +280,9 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
          * the cache type differs from F32) */
         const kern_gemm_fn gemm_k = f16 ? kern_pick_gemm(ops, n_pad, hd, tok->cnt[i]) : ops->gemm;
         const kern_gemm_fn gemm_v = kern_pick_gemm(ops, hd, n_pad, tok->cnt[i]);
-        /* tinyBLAS order on F16: q and p as F32 halves, the same bits (gemm_tb_hx) */
-        const bool k_hx = f16 && gemm_k == ops->gemm_tb && ops->gemm_tb_hx;
-        const bool v_hx = f16 && gemm_v == ops->gemm_tb && ops->gemm_tb_hx;
+        /* over an F16 cache q and p go as F32 halves, the same bits (kern_hx_gemm) */
+        const kern_gemm_fn k_hx = f16 ? kern_hx_gemm(ops, gemm_k) : NULL;
+        const kern_gemm_fn v_hx = f16 ? kern_hx_gemm(ops, gemm_v) : NULL;
         const float *q = a->q + (size_t)i * Dq + (size_t)h0 * hd;
         float *out = a->out + (size_t)i * Dq + (size_t)h0 * hd;
         /* the cell of position j0: positions [j0, n_pad) are contiguous from
@@ -295,7 +295,7 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
          * the same bits whatever row the call starts at) */
         if (k_hx) {
             kern_round_fp16_row(q, qx, (int64_t)per * hd);
-            ops->gemm_tb_hx(hd, 0, n_kv - j0, per, kg, kstride, qx, (size_t)hd * 4, sc + j0, nc);
+            k_hx(hd, 0, n_kv - j0, per, kg, kstride, qx, (size_t)hd * 4, sc + j0, nc);
         } else if (f16) {
             uint16_t *q16 = (uint16_t *)(void *)qx;
             kern_fp32_to_fp16_row(q, q16, (int64_t)per * hd);
@@ -321,7 +321,7 @@ static void attention_range(void *ud, int ith, int64_t it0, int64_t it1)
         }
         /* out_b[d] = V^T[d] . p_b over the (padded) positions */
         if (v_hx)
-            ops->gemm_tb_hx(n_pad - j0, 0, hd, per, vg, vstride, sc + j0, nc * 4, out, (size_t)hd);
+            v_hx(n_pad - j0, 0, hd, per, vg, vstride, sc + j0, nc * 4, out, (size_t)hd);
         else if (f16)
             gemm_v(n_pad - j0, 0, hd, per, vg, vstride, p16 + j0, nc * 2, out, (size_t)hd);
         else

@@ -337,6 +337,48 @@ static void ORD(gemm_vd_f16)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,
     }
 }
 
+#if ORD_SET_VD
+#ifndef ORD_VD_PF
+#define ORD_VD_PF 1024
+#endif
+/* gemm_vd_f16 with the activations as F32 halves (gemm_tb_hx's form): the
+ * same operations per output (a row's 64-wide body, then its tail in double
+ * beside the other rows' of a group), without converting an activation vector
+ * for every row that reads it (F16 decode, attention's dots in vec_dot
+ * order). */
+static void ORD(gemm_vd_hx)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                            const void *x, size_t x_stride, float *y, size_t y_stride)
+{
+    const int64_t np = k & ~(int64_t)63;
+    for (int64_t b = 0; b < n_batch; b++) {
+        const float *xb = (const float *)(const void *)((const char *)x + (size_t)b * x_stride);
+        float *yb = y + (size_t)b * y_stride;
+        for (int64_t r = r0; r < r1; r += ORD_VD_ROWS) {
+            const int nr = (int)SP_MIN(ORD_VD_ROWS, r1 - r);
+            const kern_half *wr[ORD_VD_ROWS];
+            double sd[ORD_VD_ROWS];
+            for (int p = 0; p < nr; p++) {
+                wr[p] = (const kern_half *)(const void *)((const char *)w + (size_t)(r + p) * w_stride);
+                V16 a0 = v_zero(), a1 = v_zero(), a2 = v_zero(), a3 = v_zero();
+                for (int64_t i = 0; i < np; i += 64) {
+                    ORD_PREFETCH((const char *)(wr[p] + i) + ORD_VD_PF);
+                    a0 = v_fma(ord_ld_f16(wr[p], i), v_ld(xb + i), a0);
+                    a1 = v_fma(ord_ld_f16(wr[p], i + 16), v_ld(xb + i + 16), a1);
+                    a2 = v_fma(ord_ld_f16(wr[p], i + 32), v_ld(xb + i + 32), a2);
+                    a3 = v_fma(ord_ld_f16(wr[p], i + 48), v_ld(xb + i + 48), a3);
+                }
+                sd[p] = (double)v_reduce(v_add(v_add(a0, a2), v_add(a1, a3)));
+            }
+            for (int64_t i = np; i < k; i++)
+                for (int p = 0; p < nr; p++)
+                    sd[p] += (double)(ord_h2f(wr[p][i]) * xb[i]);
+            for (int p = 0; p < nr; p++)
+                yb[r + p] = (float)sd[p];
+        }
+    }
+}
+#endif
+
 /* Wire the float types (the vec_dot-order kernels only when ORD_SET_VD). */
 void ORD_PUBLIC(fill_order)(struct kern_type_ops *ops, enum gg_type type)
 {
@@ -350,6 +392,9 @@ void ORD_PUBLIC(fill_order)(struct kern_type_ops *ops, enum gg_type type)
         if (ORD_SET_VD) {
             ops->vec_dot = ORD(vec_dot_f16);
             ops->gemm = ORD(gemm_vd_f16);
+#if ORD_SET_VD
+            ops->gemm_hx = ORD(gemm_vd_hx);
+#endif
         }
         ops->gemm_tb = ORD(gemm_tb_f16);
         ops->gemm_tb_hx = ORD(gemm_tb_hx);

@@ -93,6 +93,8 @@ KERN_AI V16 v_exp_finish(V16 j, V16 n) { return V2(exp_finish8(j.lo, n.lo), exp_
 #define ORD_RW 2
 #define ORD_RB 2
 #define ORD_SET_VD 1
+/* gemm_vd_hx streams the weights (decode): a prefetch ORD_VD_PF bytes ahead */
+#define ORD_PREFETCH(p) _mm_prefetch((p), _MM_HINT_T0)
 /* gemm_tb_hx: one weight row x 3-4 activation rows (8 ymm accumulators, the
  * activations as memory operands: 2 conversions per 8 FMAs), two weight rows
  * for 1-2 activation rows */
