@@ -266,8 +266,8 @@ const struct kern_type_ops *kern_ops_isa(enum kern_isa isa, enum gg_type type)
     const struct kern_type_ops *o = &g_tables[isa][type];
     const struct kern_type_ops *prev = &g_tables[isa - 1][type];
     if (o->vec_dot == prev->vec_dot && o->gemm == prev->gemm &&
-        o->quantize_act == prev->quantize_act && o->gemm_tb == prev->gemm_tb && o->gemm_tb_hx == prev->gemm_tb_hx && o->gemm_hx == prev->gemm_hx &&
-        o->gemm_ws == prev->gemm_ws)
+        o->quantize_act == prev->quantize_act && o->gemm_tb == prev->gemm_tb &&
+        o->gemm_tb_hx == prev->gemm_tb_hx && o->gemm_hx == prev->gemm_hx && o->gemm_ws == prev->gemm_ws)
         return NULL;
     return o;
 }

@@ -319,7 +319,8 @@ int main(int argc, char **argv)
         sp_free(y);
     }
     if (argc > 2 && strcmp(argv[2], "dram") == 0) {
-        printf("\n%-6s %-7s %12s %12s %12s %12s   (GB/s streaming 256 MB of weights, rows of BENCH_K; compare the 2-thread "
+        printf("\n%-6s %-7s %12s %12s %12s %12s   (GB/s streaming 256 MB of weights, rows of BENCH_K; compare the "
+               "2-thread "
                "columns with ../shared/bench/membw -t 2)\n",
                "type", "isa", "vec_dot 1t", "gemv 1t", "vec_dot 2t", "gemv 2t");
         for (size_t ti = 0; ti < SP_ARRAY_LEN(k_types); ti++) {

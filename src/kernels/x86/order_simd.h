@@ -303,6 +303,27 @@ ORD_VD_GEMM(gemm_vd_f32, vec_dot_f32)
  * chain at a time was a visible share of short-context decode). Same
  * operations per row, so the same bits. */
 #define ORD_VD_ROWS 4
+#ifndef ORD_PREFETCH
+#define ORD_PREFETCH(p) ((void)(p))
+#endif
+#ifndef ORD_VD_PF
+#define ORD_VD_PF 1024 /* bytes ahead in the weight stream of gemm_vd_hx */
+#endif
+/* vec_dot_f16's 64-wide body of one row: x as F16, or as F32 halves (hx:
+ * gemm_vd_hx, which also prefetches the weights) */
+KERN_AI float ORD(vd_body)(int64_t np, const kern_half *w, const void *x, const bool hx)
+{
+    V16 a[4] = {v_zero(), v_zero(), v_zero(), v_zero()};
+    for (int64_t i = 0; i < np; i += 64) {
+        if (hx)
+            ORD_PREFETCH((const char *)(w + i) + ORD_VD_PF);
+        KERN_UNROLL for (int j = 0; j < 4; j++) {
+            const V16 xv = hx ? v_ld((const float *)x + i + 16 * j) : ord_ld_f16(x, i + 16 * j);
+            a[j] = v_fma(ord_ld_f16(w, i + 16 * j), xv, a[j]);
+        }
+    }
+    return v_reduce(v_add(v_add(a[0], a[2]), v_add(a[1], a[3])));
+}
 static void ORD(gemm_vd_f16)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
                              const void *x, size_t x_stride, float *y, size_t y_stride)
 {
@@ -316,14 +337,7 @@ static void ORD(gemm_vd_f16)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,
             double sd[ORD_VD_ROWS];
             for (int p = 0; p < ORD_VD_ROWS; p++) {
                 wr[p] = (const kern_half *)(const void *)((const char *)w + (size_t)(r + p) * w_stride);
-                V16 a0 = v_zero(), a1 = v_zero(), a2 = v_zero(), a3 = v_zero();
-                for (int64_t i = 0; i < np; i += 64) {
-                    a0 = v_fma(ord_ld_f16(wr[p], i), ord_ld_f16(xb, i), a0);
-                    a1 = v_fma(ord_ld_f16(wr[p], i + 16), ord_ld_f16(xb, i + 16), a1);
-                    a2 = v_fma(ord_ld_f16(wr[p], i + 32), ord_ld_f16(xb, i + 32), a2);
-                    a3 = v_fma(ord_ld_f16(wr[p], i + 48), ord_ld_f16(xb, i + 48), a3);
-                }
-                sd[p] = (double)v_reduce(v_add(v_add(a0, a2), v_add(a1, a3)));
+                sd[p] = (double)ORD(vd_body)(np, wr[p], xb, false);
             }
             for (int64_t i = np; i < k; i++) {
                 const float xi = ord_h2f(xb[i]);
@@ -338,9 +352,6 @@ static void ORD(gemm_vd_f16)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,
 }
 
 #if ORD_SET_VD
-#ifndef ORD_VD_PF
-#define ORD_VD_PF 1024
-#endif
 /* gemm_vd_f16 with the activations as F32 halves (gemm_tb_hx's form): the
  * same operations per output (a row's 64-wide body, then its tail in double
  * beside the other rows' of a group), without converting an activation vector
@@ -359,15 +370,7 @@ static void ORD(gemm_vd_hx)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, 
             double sd[ORD_VD_ROWS];
             for (int p = 0; p < nr; p++) {
                 wr[p] = (const kern_half *)(const void *)((const char *)w + (size_t)(r + p) * w_stride);
-                V16 a0 = v_zero(), a1 = v_zero(), a2 = v_zero(), a3 = v_zero();
-                for (int64_t i = 0; i < np; i += 64) {
-                    ORD_PREFETCH((const char *)(wr[p] + i) + ORD_VD_PF);
-                    a0 = v_fma(ord_ld_f16(wr[p], i), v_ld(xb + i), a0);
-                    a1 = v_fma(ord_ld_f16(wr[p], i + 16), v_ld(xb + i + 16), a1);
-                    a2 = v_fma(ord_ld_f16(wr[p], i + 32), v_ld(xb + i + 32), a2);
-                    a3 = v_fma(ord_ld_f16(wr[p], i + 48), v_ld(xb + i + 48), a3);
-                }
-                sd[p] = (double)v_reduce(v_add(v_add(a0, a2), v_add(a1, a3)));
+                sd[p] = (double)ORD(vd_body)(np, wr[p], xb, true);
             }
             for (int64_t i = np; i < k; i++)
                 for (int p = 0; p < nr; p++)
