@@ -191,12 +191,11 @@ KERN_AI void ORD(tbx_step)(const int rw, const int nb, int nw, int np, int64_t k
         if (p < nw)
             KERN_UNROLL for (int q = 0; q < nb; q++) pend[q][np + p] = ORD_XRED_H(acc[p][q]);
 }
-#define ORD_TBX_CASE(NB)                                                                           \
-    case NB: ORD(tbx_step)(ORD_XRW_OF(NB), NB, nw, np, k, wr, xr, pend); break
+#define ORD_TBX_CALL(NB) ORD(tbx_step)(ORD_XRW_OF(NB), NB, nw, np, k, wr, xr, pend)
 #else
-#define ORD_TBX_CASE(NB)                                                                           \
-    case NB: ORD(tbx_tile)(ORD_XRW_OF(NB), NB, k, wr, xr, acc); break
+#define ORD_TBX_CALL(NB) ORD(tbx_tile)(ORD_XRW_OF(NB), NB, k, wr, xr, acc)
 #endif
+#define ORD_TBX_CASE(NB) case NB: ORD_TBX_CALL(NB); break
 
 KERN_AI void ORD(tbx_gemm)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
                           const void *x, size_t x_stride, float *y, size_t y_stride)
@@ -235,9 +234,9 @@ KERN_AI void ORD(tbx_gemm)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, c
                     ORD_TBX_CASE(3);
 #endif
                     ORD_TBX_CASE(2);
-#ifdef ORD_XRED8
-                default: ORD(tbx_step)(ORD_XRW_OF(1), 1, nw, np, k, wr, xr, pend); break;
+                default: ORD_TBX_CALL(1); break;
                 }
+#ifdef ORD_XRED8
                 np += nw;
                 if (np == 8) { /* rows r + nw - 8 .. r + nw - 1 (8 % rw == 0) */
                     for (int q = 0; q < nb; q++)
@@ -245,8 +244,6 @@ KERN_AI void ORD(tbx_gemm)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, c
                     np = 0;
                 }
 #else
-                default: ORD(tbx_tile)(ORD_XRW_OF(1), 1, k, wr, xr, acc); break;
-                }
 #if defined(ORD_REDUCE16) && ORD_XRW_MAX == 4 && ORD_XRB == 4
                 if (nb == 4 && rw == 4) {
                     ORD_TB_STORE16(acc, y, y_stride, b0, r, nw, nb);
@@ -324,12 +321,19 @@ KERN_AI float ORD(vd_body)(int64_t np, const kern_half *w, const void *x, const 
     }
     return v_reduce(v_add(v_add(a[0], a[2]), v_add(a[1], a[3])));
 }
-static void ORD(gemm_vd_f16)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
-                             const void *x, size_t x_stride, float *y, size_t y_stride)
+/* an activation element as float: F16 converted, or already an F32 half */
+KERN_AI float ORD(vd_x)(const void *x, int64_t i, const bool hx)
+{
+    return hx ? ((const float *)x)[i] : ord_h2f(((const kern_half *)x)[i]);
+}
+/* gemm_vd_f16 (x as F16) and gemm_vd_hx (x as F32 halves): full groups of
+ * ORD_VD_ROWS rows when there is a tail, the other rows one at a time */
+KERN_AI void ORD(vd_gemm)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                          const void *x, size_t x_stride, float *y, size_t y_stride, const bool hx)
 {
     const int64_t np = k & ~(int64_t)63;
     for (int64_t b = 0; b < n_batch; b++) {
-        const kern_half *xb = (const kern_half *)(const void *)((const char *)x + (size_t)b * x_stride);
+        const void *xb = (const char *)x + (size_t)b * x_stride;
         float *yb = y + (size_t)b * y_stride;
         int64_t r = r0;
         for (; np < k && r + ORD_VD_ROWS <= r1; r += ORD_VD_ROWS) {
@@ -337,48 +341,38 @@ static void ORD(gemm_vd_f16)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch,
             double sd[ORD_VD_ROWS];
             for (int p = 0; p < ORD_VD_ROWS; p++) {
                 wr[p] = (const kern_half *)(const void *)((const char *)w + (size_t)(r + p) * w_stride);
-                sd[p] = (double)ORD(vd_body)(np, wr[p], xb, false);
+                sd[p] = (double)ORD(vd_body)(np, wr[p], xb, hx);
             }
             for (int64_t i = np; i < k; i++) {
-                const float xi = ord_h2f(xb[i]);
+                const float xi = ORD(vd_x)(xb, i, hx);
                 KERN_UNROLL for (int p = 0; p < ORD_VD_ROWS; p++) sd[p] += (double)(ord_h2f(wr[p][i]) * xi);
             }
             for (int p = 0; p < ORD_VD_ROWS; p++)
                 yb[r + p] = (float)sd[p];
         }
-        for (; r < r1; r++)
-            ORD(vec_dot_f16)(k, &yb[r], (const char *)w + (size_t)r * w_stride, xb);
+        for (; r < r1; r++) { /* vec_dot_f16's operations */
+            const kern_half *wr = (const kern_half *)(const void *)((const char *)w + (size_t)r * w_stride);
+            double sd = (double)ORD(vd_body)(np, wr, xb, hx);
+            for (int64_t i = np; i < k; i++)
+                sd += (double)(ord_h2f(wr[i]) * ORD(vd_x)(xb, i, hx));
+            yb[r] = (float)sd;
+        }
     }
+}
+static void ORD(gemm_vd_f16)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                             const void *x, size_t x_stride, float *y, size_t y_stride)
+{
+    ORD(vd_gemm)(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, false);
 }
 
 #if ORD_SET_VD
 /* gemm_vd_f16 with the activations as F32 halves (gemm_tb_hx's form): the
- * same operations per output (a row's 64-wide body, then its tail in double
- * beside the other rows' of a group), without converting an activation vector
- * for every row that reads it (F16 decode, attention's dots in vec_dot
- * order). */
+ * same operations per output, without converting an activation vector for
+ * every row that reads it (F16 decode, attention's dots in vec_dot order) */
 static void ORD(gemm_vd_hx)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
                             const void *x, size_t x_stride, float *y, size_t y_stride)
 {
-    const int64_t np = k & ~(int64_t)63;
-    for (int64_t b = 0; b < n_batch; b++) {
-        const float *xb = (const float *)(const void *)((const char *)x + (size_t)b * x_stride);
-        float *yb = y + (size_t)b * y_stride;
-        for (int64_t r = r0; r < r1; r += ORD_VD_ROWS) {
-            const int nr = (int)SP_MIN(ORD_VD_ROWS, r1 - r);
-            const kern_half *wr[ORD_VD_ROWS];
-            double sd[ORD_VD_ROWS];
-            for (int p = 0; p < nr; p++) {
-                wr[p] = (const kern_half *)(const void *)((const char *)w + (size_t)(r + p) * w_stride);
-                sd[p] = (double)ORD(vd_body)(np, wr[p], xb, true);
-            }
-            for (int64_t i = np; i < k; i++)
-                for (int p = 0; p < nr; p++)
-                    sd[p] += (double)(ord_h2f(wr[p][i]) * xb[i]);
-            for (int p = 0; p < nr; p++)
-                yb[r + p] = (float)sd[p];
-        }
-    }
+    ORD(vd_gemm)(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, true);
 }
 #endif
 
