@@ -10,11 +10,12 @@
  * chunk unless only one prompt token is left, so each token keeps its
  * alone-run arithmetic: docs/PARITY.md). While sequences are decoding, the
  * prompt tokens of a step are further limited so the step takes about
- * 1 + SCHED_PROMPT_SHARE times as long as a decode-only step (moving averages
- * of the measured step times, the decode-only one kept fresh by
- * SCHED_REMEASURE_STEPS: a long prompt arriving slows the running streams'
- * tokens by ~2.2x instead of freezing them, within issue 9's 3x bound on
- * the p99 gap with room for the averages' lag); run model_decode
+ * 1 + SCHED_PROMPT_SHARE times as long as a decode-only step (from the
+ * measured step times: the decode-only cost a moving average kept fresh by
+ * SCHED_REMEASURE_STEPS, the cost per prompt token raised at once by a
+ * costlier step and lowered slowly: a long prompt arriving slows the running
+ * streams' tokens by ~2x instead of freezing them, within issue 9's 3x bound
+ * on the p99 gap with room for noise and the streams' growing contexts); run model_decode
  * once; then for
  * every sequence whose logits came back: sample, logprobs, detokenize, stop
  * strings, EOG / max tokens / context end, and queue an event for the
@@ -29,7 +30,7 @@
 
 /* While sequences decode, a step's prompt tokens may cost this many
  * decode-only steps (see the top comment). */
-#define SCHED_PROMPT_SHARE 1.2
+#define SCHED_PROMPT_SHARE 1.0
 /* The cost of a decode-only step is measured again (one step without prompt
  * tokens) when the number of decoding sequences changed since it was
  * measured, and after this many steps with prompt tokens (the streams'
@@ -390,7 +391,9 @@ static bool step(struct engine_model *m)
     } else if (sc->ms_decode > 0 || n_decode == 0) {
         sc->mixed_steps += n_decode > 0;
         double per = SP_MAX(0.0, ms - (n_decode ? sc->ms_decode : 0)) / (nb - n_decode);
-        sc->ms_prompt_tok = sc->ms_prompt_tok > 0 ? 0.7 * sc->ms_prompt_tok + 0.3 * per : per;
+        /* up at once, down slowly: a long prompt's tokens cost more as its
+         * attention grows, and a cost seen too low makes the next step long */
+        sc->ms_prompt_tok = sc->ms_prompt_tok > 0 ? SP_MAX(per, 0.7 * sc->ms_prompt_tok + 0.3 * per) : per;
     }
     const int n_vocab = m->model->hp.n_vocab;
     int row = 0;
