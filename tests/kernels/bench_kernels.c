@@ -22,7 +22,7 @@
 #include "kernels/kern_impl.h"
 #include "test.h"
 
-static const int64_t k_nbatch[] = {2, 4, 8, 16, 64};
+static const int64_t k_nbatch[] = {2, 4, 8, 16, 64, 256};
 #define BENCH_NB ((int)SP_ARRAY_LEN(k_nbatch))
 
 static double now_s(void)
@@ -191,7 +191,7 @@ int main(int argc, char **argv)
     const char *ke = getenv("BENCH_K"), *re = getenv("BENCH_ROWS");
     const long long kv = ke ? atoll(ke) : 0, rv = re ? atoll(re) : 0;
     const int64_t k = kv >= 64 && kv % 64 == 0 && kv <= (1 << 20) ? kv : 2048;
-    const int64_t rows = rv >= 4 && rv % 4 == 0 && rv <= (1 << 16) ? rv : 64, nbatch = 64;
+    const int64_t rows = rv >= 4 && rv % 4 == 0 && rv <= (1 << 16) ? rv : 64, nbatch = 256;
     void *ws = sp_aligned_alloc(64, KERN_GEMM_WS_BYTES);
     float *f = sp_malloc((size_t)k * 4);
     for (int64_t i = 0; i < k; i++)

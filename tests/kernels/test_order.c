@@ -130,7 +130,9 @@ TEST(simd_softmax_silu_bit_exact)
 
 TEST(simd_float_gemm_bit_exact)
 {
-    const int64_t sizes[] = {1, 7, 8, 15, 16, 17, 44, 63, 64, 65, 100, 128, 172, 200, 256, 1000};
+    /* 2048: gemm_tb_hx's F32 weight blocks hold 16 rows of it (two blocks);
+     * 16400: too long for its F32 buffer (rows from F16 in the tiles) */
+    const int64_t sizes[] = {1, 7, 8, 15, 16, 17, 44, 63, 64, 65, 100, 128, 172, 200, 256, 1000, 2048, 16400};
     const int rows = 21, maxb = 9; /* 4-row groups of gemm_vd_f16 (8-row groups of gemm_tb_hx) and a rest */
     int checked = 0, hx_checked = 0, vdx_checked = 0;
     for (int isa = KERN_ISA_AVX2; isa < KERN_ISA_COUNT; isa++) {

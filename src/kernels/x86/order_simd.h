@@ -146,17 +146,27 @@ ORD_TB(gemm_tb_f16, ord_ld_f16)
  * exact conversions of the rows gemm_tb_f16 would take): every output takes
  * the same FMAs and reduction, so the same bits, but an activation vector is
  * loaded instead of converted in every tile that reads it (vcvtph2ps competes
- * with the FMAs for the same ports). A tile is ORD_XRW_OF(nb) weight rows x
- * nb <= ORD_XRB activation rows, compiled per nb (a partial batch tile
- * computes no repeated rows; a partial weight tile repeats its last row and
- * does not store it, as ORD_TB). Blocks of weight rows (ORD_XWBYTES) take
- * every batch tile in turn: a tile's activation rows stay in L1 while the
- * block's weights stream from L2. */
+ * with the FMAs for the same ports). Blocks of weight rows take every batch
+ * tile in turn: a tile's activation rows stay in L1 while the block's weights
+ * come from L2. Each block is converted to F32 once (ORD_XFLOATS floats on
+ * the stack, exact) and its tiles are ORD_FRW weight rows x nb <= ORD_FRB
+ * activation rows, weights and activations both loaded; rows too long for two
+ * tile rows in the buffer take ORD_XWBYTES blocks of F16 rows converted in
+ * the tiles, ORD_XRW_OF(nb) weight rows x nb <= ORD_XRB activation rows.
+ * Tiles are compiled per nb (a partial batch tile computes no repeated rows;
+ * a partial weight tile repeats its last row and does not store it, as
+ * ORD_TB). */
 #ifndef ORD_XRB
 #define ORD_XRB ORD_RB
 #define ORD_XRW_OF(nb) ORD_RW
 #define ORD_XRW_MAX ORD_RW
 #endif
+#ifndef ORD_FRB
+#define ORD_FRB ORD_XRB
+#define ORD_FRW ORD_XRW_MAX
+#endif
+#define ORD_TRB (ORD_FRB > ORD_XRB ? ORD_FRB : ORD_XRB)
+#define ORD_TRW (ORD_FRW > ORD_XRW_MAX ? ORD_FRW : ORD_XRW_MAX)
 #if defined(__clang__)
 #define ORD_UNROLL4 _Pragma("unroll 4")
 #else
@@ -165,16 +175,28 @@ ORD_TB(gemm_tb_f16, ord_ld_f16)
 #ifndef ORD_XWBYTES
 #define ORD_XWBYTES (128 * 1024)
 #endif
-KERN_AI void ORD(tbx_tile)(const int rw, const int nb, int64_t k, const char *const *wr, const float *const *xr,
-                           V16 acc[ORD_XRW_MAX][ORD_XRB])
+#ifndef ORD_FMIN_NB
+#define ORD_FMIN_NB 8
+#endif
+#ifndef ORD_XFLOATS
+#define ORD_XFLOATS (64 * 1024)
+#endif
+KERN_AI void ORD(tbx_tile)(const int rw, const int nb, const bool wf, int64_t k, const char *const *wr,
+                           const float *const *xr, V16 acc[ORD_TRW][ORD_TRB])
 {
     KERN_UNROLL for (int p = 0; p < rw; p++)
         KERN_UNROLL for (int q = 0; q < nb; q++) acc[p][q] = v_zero();
     ORD_UNROLL4 for (int64_t i = 0; i < k; i += 16) {
-        V16 xv[ORD_XRB];
+        V16 xv[ORD_TRB];
+#ifdef ORD_FSTEP
+        if (wf) { /* the ISA's own order of loads (16 ymm registers) */
+            ORD_FSTEP(rw, nb, wr, xr, i, acc);
+            continue;
+        }
+#endif
         KERN_UNROLL for (int q = 0; q < nb; q++) xv[q] = v_ld(xr[q] + i);
         KERN_UNROLL for (int p = 0; p < rw; p++) {
-            const V16 wv = ord_ld_f16(wr[p], i);
+            const V16 wv = wf ? v_ld((const float *)(const void *)wr[p] + i) : ord_ld_f16(wr[p], i);
             KERN_UNROLL for (int q = 0; q < nb; q++) acc[p][q] = v_fma(wv, xv[q], acc[p][q]);
         }
     }
@@ -182,55 +204,66 @@ KERN_AI void ORD(tbx_tile)(const int rw, const int nb, int64_t k, const char *co
 #ifdef ORD_XRED8
 /* a tile, its outputs half reduced into pend[q][np + p] (all indices known
  * at compile time but np: the accumulators stay in registers) */
-KERN_AI void ORD(tbx_step)(const int rw, const int nb, int nw, int np, int64_t k, const char *const *wr,
-                           const float *const *xr, ORD_XRED_T pend[ORD_XRB][8])
+KERN_AI void ORD(tbx_step)(const int rw, const int nb, const bool wf, int nw, int np, int64_t k,
+                           const char *const *wr, const float *const *xr, ORD_XRED_T pend[ORD_TRB][8])
 {
-    V16 acc[ORD_XRW_MAX][ORD_XRB];
-    ORD(tbx_tile)(rw, nb, k, wr, xr, acc);
+    V16 acc[ORD_TRW][ORD_TRB];
+    ORD(tbx_tile)(rw, nb, wf, k, wr, xr, acc);
     KERN_UNROLL for (int p = 0; p < rw; p++)
         if (p < nw)
             KERN_UNROLL for (int q = 0; q < nb; q++) pend[q][np + p] = ORD_XRED_H(acc[p][q]);
 }
-#define ORD_TBX_CALL(NB) ORD(tbx_step)(ORD_XRW_OF(NB), NB, nw, np, k, wr, xr, pend)
+#define ORD_TBX_CALL(NB) ORD(tbx_step)(wf ? ORD_FRW : ORD_XRW_OF(NB), NB, wf, nw, np, k, wr, xr, pend)
 #else
-#define ORD_TBX_CALL(NB) ORD(tbx_tile)(ORD_XRW_OF(NB), NB, k, wr, xr, acc)
+#define ORD_TBX_CALL(NB) ORD(tbx_tile)(wf ? ORD_FRW : ORD_XRW_OF(NB), NB, wf, k, wr, xr, acc)
 #endif
 #define ORD_TBX_CASE(NB) case NB: ORD_TBX_CALL(NB); break
 
-KERN_AI void ORD(tbx_gemm)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
-                          const void *x, size_t x_stride, float *y, size_t y_stride)
+/* wf: the rows go through wbuf (ORD_XFLOATS floats) as F32 */
+KERN_AI void ORD(tbx_gemm)(const bool wf, int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w,
+                          size_t w_stride, const void *x, size_t x_stride, float *y, size_t y_stride, float *wbuf)
 {
-    const int64_t rblk =
-        SP_MAX((int64_t)ORD_XRW_MAX, (int64_t)(ORD_XWBYTES / ((size_t)k * 2)) / ORD_XRW_MAX * ORD_XRW_MAX);
+    const int rwm = wf ? ORD_FRW : ORD_XRW_MAX, trb = wf ? ORD_FRB : ORD_XRB;
+    const int64_t rblk = wf ? (int64_t)(ORD_XFLOATS / k) / rwm * rwm
+                            : SP_MAX((int64_t)rwm, (int64_t)(ORD_XWBYTES / ((size_t)k * 2)) / rwm * rwm);
     for (int64_t rb = r0; rb < r1; rb += rblk) {
         const int64_t re = SP_MIN(r1, rb + rblk);
-        for (int64_t b0 = 0; b0 < n_batch; b0 += ORD_XRB) {
-            const int nb = (int)SP_MIN(ORD_XRB, n_batch - b0), rw = ORD_XRW_OF(nb);
-            const float *xr[ORD_XRB];
+        if (wf) /* F16 -> F32 is exact */
+            for (int64_t r = rb; r < re; r++)
+                for (int64_t i = 0; i < k; i += 16)
+                    v_st(wbuf + (size_t)((r - rb) * k + i), ord_ld_f16((const char *)w + (size_t)r * w_stride, i));
+        for (int64_t b0 = 0; b0 < n_batch; b0 += trb) {
+            const int nb = (int)SP_MIN(trb, n_batch - b0), rw = wf ? ORD_FRW : ORD_XRW_OF(nb);
+            const float *xr[ORD_TRB];
             for (int q = 0; q < nb; q++)
                 xr[q] = (const float *)(const void *)((const char *)x + (size_t)(b0 + q) * x_stride);
 #ifdef ORD_XRED8
             /* the outputs of 8 consecutive weight rows per activation row,
              * half reduced, then finished together (ORD_XRED8: v_reduce's
              * tree for each, in fewer shuffles) and stored as one vector */
-            ORD_XRED_T pend[ORD_XRB][8];
+            ORD_XRED_T pend[ORD_TRB][8];
             int np = 0;
 #endif
             for (int64_t r = rb; r < re; r += rw) {
                 const int nw = (int)SP_MIN(rw, re - r);
-                const char *wr[ORD_XRW_MAX];
-                for (int p = 0; p < rw; p++)
-                    wr[p] = (const char *)w + (size_t)(r + (p < nw ? p : nw - 1)) * w_stride;
+                const char *wr[ORD_TRW];
+                for (int p = 0; p < rw; p++) {
+                    const int64_t rr = r + (p < nw ? p : nw - 1);
+                    wr[p] = wf ? (const char *)(wbuf + (size_t)((rr - rb) * k))
+                               : (const char *)w + (size_t)rr * w_stride;
+                }
 #ifndef ORD_XRED8
-                V16 acc[ORD_XRW_MAX][ORD_XRB];
+                V16 acc[ORD_TRW][ORD_TRB];
 #endif
                 switch (nb) {
-#if ORD_XRB > 5
+#if ORD_TRB > 5
                     ORD_TBX_CASE(6);
                     ORD_TBX_CASE(5);
 #endif
-#if ORD_XRB > 3
+#if ORD_TRB > 3
                     ORD_TBX_CASE(4);
+#endif
+#if ORD_TRB > 2
                     ORD_TBX_CASE(3);
 #endif
                     ORD_TBX_CASE(2);
@@ -244,7 +277,7 @@ KERN_AI void ORD(tbx_gemm)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, c
                     np = 0;
                 }
 #else
-#if defined(ORD_REDUCE16) && ORD_XRW_MAX == 4 && ORD_XRB == 4
+#if defined(ORD_REDUCE16) && ORD_TRW == 4 && ORD_TRB == 4
                 if (nb == 4 && rw == 4) {
                     ORD_TB_STORE16(acc, y, y_stride, b0, r, nw, nb);
                     continue;
@@ -264,17 +297,33 @@ KERN_AI void ORD(tbx_gemm)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, c
     }
 }
 
-/* attention's K.q rows are one head (64 or 128): compiled for those lengths
+/* gemm_tb_hx through F32 weight blocks (the buffer on the stack only here);
+ * attention's K.q rows are one head (64 or 128): compiled for those lengths
  * too, the tile's few steps unrolled */
+static void ORD(gemm_tb_hxf)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
+                             const void *x, size_t x_stride, float *y, size_t y_stride)
+{
+    _Alignas(64) float wbuf[ORD_XFLOATS];
+    if (k == 64)
+        ORD(tbx_gemm)(true, 64, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, wbuf);
+    else if (k == 128)
+        ORD(tbx_gemm)(true, 128, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, wbuf);
+    else
+        ORD(tbx_gemm)(true, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, wbuf);
+}
+
 static void ORD(gemm_tb_hx)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const void *w, size_t w_stride,
                             const void *x, size_t x_stride, float *y, size_t y_stride)
 {
-    if (k == 64)
-        ORD(tbx_gemm)(64, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+    /* small batches: converting the rows once costs as much as the tiles' conversions */
+    if (n_batch >= ORD_FMIN_NB && k * ORD_FRW <= ORD_XFLOATS)
+        ORD(gemm_tb_hxf)(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+    else if (k == 64)
+        ORD(tbx_gemm)(false, 64, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, NULL);
     else if (k == 128)
-        ORD(tbx_gemm)(128, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+        ORD(tbx_gemm)(false, 128, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, NULL);
     else
-        ORD(tbx_gemm)(k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride);
+        ORD(tbx_gemm)(false, k, r0, r1, n_batch, w, w_stride, x, x_stride, y, y_stride, NULL);
 }
 
 /* vec_dot order over rows x batch */

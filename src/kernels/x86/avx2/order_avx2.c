@@ -95,9 +95,37 @@ KERN_AI V16 v_exp_finish(V16 j, V16 n) { return V2(exp_finish8(j.lo, n.lo), exp_
 #define ORD_SET_VD 1
 /* gemm_vd_hx streams the weights (decode): a prefetch ORD_VD_PF bytes ahead */
 #define ORD_PREFETCH(p) _mm_prefetch((p), _MM_HINT_T0)
-/* gemm_tb_hx: one weight row x 3-4 activation rows (8 ymm accumulators, the
- * activations as memory operands: 2 conversions per 8 FMAs), two weight rows
- * for 1-2 activation rows */
+/* gemm_tb_hx: weights converted to F32 per block: 2 weight rows x 3
+ * activation rows (12 ymm accumulators, 10 loads per 12 FMAs); rows too long
+ * for that, from F16: one weight row x 3-4 activation rows (8 ymm
+ * accumulators, the activations as memory operands: 2 conversions per 8
+ * FMAs), two weight rows for 1-2 activation rows */
+#define ORD_FRB 3
+/* gemm_tb_hx converts weight rows to F32 once for batches of at least this
+ * many rows (bench_kernels F16 +hx: the conversion costs ~4.5 activation
+ * rows' FMAs) */
+#define ORD_FMIN_NB 32
+#define ORD_FRW 2
+/* one 16-lane step of that tile, half by half: per half the 2 weight vectors,
+ * then each activation vector loaded once for its 2 FMAs (12 accumulators +
+ * 3 registers; loading the whole step's activations first spilled) */
+#define FSTEP_HALF(H, OFF)                                                                          \
+    do {                                                                                           \
+        const __m256 w0 = _mm256_loadu_ps((const float *)(const void *)wr[0] + i + (OFF));         \
+        const __m256 w1 = _mm256_loadu_ps((const float *)(const void *)wr[rw > 1] + i + (OFF));    \
+        KERN_UNROLL for (int q = 0; q < nb; q++)                                                   \
+        {                                                                                          \
+            const __m256 xq = _mm256_loadu_ps(xr[q] + i + (OFF));                                  \
+            acc[0][q].H = _mm256_fmadd_ps(w0, xq, acc[0][q].H);                                    \
+            if (rw > 1)                                                                            \
+                acc[1][q].H = _mm256_fmadd_ps(w1, xq, acc[1][q].H);                                \
+        }                                                                                          \
+    } while (0)
+#define ORD_FSTEP(rw, nb, wr, xr, i, acc)                                                          \
+    do {                                                                                           \
+        FSTEP_HALF(lo, 0);                                                                         \
+        FSTEP_HALF(hi, 8);                                                                         \
+    } while (0)
 #define ORD_XRB 4
 #define ORD_XRW_OF(nb) ((nb) <= 2 ? 2 : 1)
 #define ORD_XRW_MAX 2

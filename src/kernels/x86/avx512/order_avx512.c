@@ -44,6 +44,10 @@ KERN_AI V16 v_exp_finish(V16 j, V16 n)
 
 #define ORD_RW 4
 #define ORD_RB 4
+/* gemm_tb_hx converts weight rows to F32 once for batches of at least this
+ * many rows (bench_kernels F16 +hx: the conversion costs ~4.5 activation
+ * rows' FMAs) */
+#define ORD_FMIN_NB 128
 
 /* The 16 outputs of a full 4 x 4 tinyBLAS tile reduced together: each gets
  * kern_reduce16's tree (h = hi 8 + lo 8, q = hi 4 + lo 4 of h, then
