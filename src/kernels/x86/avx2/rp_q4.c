@@ -21,6 +21,11 @@ _Static_assert(KERN_Q4R_ROWS == 16, "avx2_store_group16 stores groups of 16 rows
 /* pairs of blocks prefetched ahead by tiles of several activation rows
  * (their long blocks keep few loads in flight; rp_q4_avx512.c measured it) */
 #define Q4R_PF 4
+/* ... and by the decode tile (one activation row, both halves): on this
+ * session's Intel Xeon the hardware prefetcher alone streamed a group's
+ * pairs at 14-15 GB/s on 2 threads (bench_kernels Q4_0 +rp/4K, dram),
+ * 6-16 pairs ahead at 22-24 GB/s, the 4-row kernel over mapped rows at 21 */
+#define Q4R_PF_DEC 8
 #define Q4R_UBLK 512   /* bytes of one unpacked Q5_0 block of 16 rows */
 /* Q5_0 batches from here on unpack each span once: at n_batch 64 the tiles'
  * own unpacking ran 65.8 GMAC/s against the old panel's 74.5. Not at 8 (8
@@ -66,6 +71,9 @@ KERN_AI void q4r_tile(int nr, int nh, bool five, bool pre, int h, int64_t nb, co
         if (!pre && nr > 1 && (ib & 1) == 0 && ib + 2 * Q4R_PF < nb) /* see Q4R_PF */
             for (size_t l = 0; l < pair; l += 64)
                 _mm_prefetch((const char *)q + qo + Q4R_PF * pair + l, _MM_HINT_T0);
+        if (nh == 2 && (ib & 1) == 0) /* see Q4R_PF_DEC */
+            for (size_t l = 0; l < pair; l += 64)
+                _mm_prefetch((const char *)q + qo + Q4R_PF_DEC * pair + l, _MM_HINT_T0);
         KERN_UNROLL for (int hh = 0; hh < nh; hh++)
         {
             const int hv_ = nh == 2 ? hh : h;
