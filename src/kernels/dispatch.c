@@ -22,7 +22,7 @@ static float (*g_scale_max_row)(float *, int64_t, float) = kern_ref_scale_max_ro
 static void (*g_scale_row)(float *, int64_t, float) = kern_ref_scale_row;
 static void (*g_f16_to_f32_row)(const uint16_t *, float *, int64_t);
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-int kern_dec_pf_pairs;
+bool kern_dec_pf;
 static enum kern_order g_order = KERN_ORDER_AVX512;
 
 static void ref_f32_to_f16_row(const float *src, uint16_t *dst, int64_t n)
@@ -163,7 +163,7 @@ static void init_once(void)
     fill_ref();
     g_cpu_isa = detect_isa();
 #if defined(__x86_64__) || defined(__i386__)
-    kern_dec_pf_pairs = __builtin_cpu_is("intel") ? 6 : 0;
+    kern_dec_pf = __builtin_cpu_is("intel");
 #endif
     for (int isa = KERN_ISA_AVX2; isa <= (int)g_cpu_isa; isa++) {
         for (int t = 0; t < GG_TYPE_COUNT; t++) {

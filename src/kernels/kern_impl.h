@@ -328,12 +328,15 @@ void kern_ref_q4r_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const
                        const void *x, size_t x_stride, float *y, size_t y_stride, void *ws);
 /* the reference layouts as tables (tests compare every variant with them) */
 extern const struct kern_repack kern_ref_q4_0_rp, kern_ref_q5_0_rp;
-/* Block pairs the repacked Q4_0/Q5_0 decode tiles (one activation row)
- * prefetch ahead, 0 = none (set by kern_init from the CPU's vendor: on an
- * Intel Xeon the hardware prefetcher alone streamed them at 14-20 GB/s on 2
- * threads and 6 pairs ahead at 22-26, tg +25-45 %; on an AMD Zen 4 the
- * prefetch streamed faster in bench_kernels but decoded slower end to end) */
-extern int kern_dec_pf_pairs;
+/* Whether the repacked one-row (decode) tiles of Q4_0, Q5_0 and Q4_K
+ * prefetch their weight stream (each kernel says how far ahead). Set by
+ * kern_init from the CPU's vendor: on an Intel Xeon the hardware prefetcher
+ * alone streamed Q4_0/Q5_0 groups at 14-20 GB/s on 2 threads and with the
+ * prefetch at 22-26 (tg +25-45 %), Q4_K 23-24 -> 25-26 (tinyllama1b Q4_K_M
+ * tg +5-9 %); on an AMD Zen 4 the prefetch streamed faster in bench_kernels
+ * but decoded slower end to end, and Q4_K's one-row tile streamed faster
+ * without it. */
+extern bool kern_dec_pf;
 
 /* ---- Q4_K and Q6_K repacked at load in groups of 16 rows (ref/repack_qk.c).
  * A group of k elements is k / 256 super-blocks back to back, each a whole

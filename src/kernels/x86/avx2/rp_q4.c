@@ -11,11 +11,7 @@
  * its bits, for every batch size, decode included (test_repack, memcmp).
  * Tiles of 8 rows x up to 4 activation rows (one weight vector live at a
  * time: 16 ymm registers), over spans of groups small enough to stay in L2
- * while every tile passes. On an Intel CPU the decode tile prefetches
- * (kern_dec_pf_pairs): the hardware prefetcher alone streamed a group's
- * pairs at 14-15 GB/s on 2 threads (bench_kernels Q4_0 +rp/4K, dram), 6-16
- * pairs ahead at 22-24 GB/s (Q5_0 13.1 -> 21.9), the 4-row kernel over
- * mapped rows at 21. */
+ * while every tile passes. */
 #include "kernels/x86/avx2/avx2_util.h"
 
 _Static_assert(KERN_Q4R_ROWS == 16, "avx2_store_group16 stores groups of 16 rows");
@@ -25,6 +21,11 @@ _Static_assert(KERN_Q4R_ROWS == 16, "avx2_store_group16 stores groups of 16 rows
 /* pairs of blocks prefetched ahead by tiles of several activation rows
  * (their long blocks keep few loads in flight; rp_q4_avx512.c measured it) */
 #define Q4R_PF 4
+/* ... and, where kern_dec_pf says (Intel), by the decode tile (one row, both
+ * halves): the hardware prefetcher alone streamed a group's pairs at 14-15
+ * GB/s on 2 threads (bench_kernels Q4_0 +rp/4K, dram), 6-16 pairs ahead at
+ * 22-24 GB/s (Q5_0 13.1 -> 21.9), the 4-row kernel over mapped rows at 21 */
+#define Q4R_PF_DEC 6
 #define Q4R_UBLK 512   /* bytes of one unpacked Q5_0 block of 16 rows */
 /* Q5_0 batches from here on unpack each span once: at n_batch 64 the tiles'
  * own unpacking ran 65.8 GMAC/s against the old panel's 74.5. Not at 8 (8
@@ -62,7 +63,7 @@ KERN_AI void q4r_tile(int nr, int nh, bool five, bool pre, int h, int64_t nb, co
                       const block_q8_0 *const *x, const struct q4r_xs *const *xs, __m256 *out)
 {
     const __m256i ones = _mm256_set1_epi16(1);
-    const size_t pair = five ? KERN_Q5R_PAIR : KERN_Q4R_PAIR, pfd = (size_t)kern_dec_pf_pairs * pair;
+    const size_t pair = five ? KERN_Q5R_PAIR : KERN_Q4R_PAIR, pfd = kern_dec_pf ? Q4R_PF_DEC * pair : 0;
     __m256 acc[Q4R_NR];
     KERN_UNROLL for (int j = 0; j < nh * nr; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
@@ -70,7 +71,7 @@ KERN_AI void q4r_tile(int nr, int nh, bool five, bool pre, int h, int64_t nb, co
         if (!pre && nr > 1 && (ib & 1) == 0 && ib + 2 * Q4R_PF < nb) /* see Q4R_PF */
             for (size_t l = 0; l < pair; l += 64)
                 _mm_prefetch((const char *)q + qo + Q4R_PF * pair + l, _MM_HINT_T0);
-        if (nh == 2 && pfd && (ib & 1) == 0) /* see kern_dec_pf_pairs */
+        if (nh == 2 && pfd && (ib & 1) == 0) /* see Q4R_PF_DEC */
             for (size_t l = 0; l < pair; l += 64)
                 _mm_prefetch((const char *)q + qo + pfd + l, _MM_HINT_T0);
         KERN_UNROLL for (int hh = 0; hh < nh; hh++)

@@ -19,14 +19,15 @@
 /* Pairs of blocks to prefetch ahead when a tile has several activation
  * rows: its many dpbusd per block keep few loads in flight, and batched
  * decode (weights from memory, 8 rows) stalled on them (perf: a third of the
- * tile's samples at the scale load). One row prefetches only where
- * kern_dec_pf_pairs says: on an AMD Zen 4 it streamed Q5_0 faster in
+ * tile's samples at the scale load). One row prefetches Q4R_PF_DEC pairs
+ * ahead, only where kern_dec_pf says: on an AMD Zen 4 it streamed Q5_0 faster in
  * bench_kernels dram (2 threads 19.4 -> 21.4-24.7 GB/s) but decoded
  * smol135m Q4_K_M (mostly Q5_0) slower end to end (tg128 152-162 against
  * 177-198 t/s, alternating 3x); on an Intel Xeon faster in both (Q4_0 dram
  * 17-20 -> 22-26 GB/s; tinyllama1b Q4_0 tg128 27.0/30.3 -> 35.5/37.2,
  * smol135m Q4_K_M 211/238 -> 258/288 t/s). */
 #define Q4R_PF 4
+#define Q4R_PF_DEC 6
 
 /* per activation row and block: -8 * sum(y) and d_x */
 struct q4r_x {
@@ -39,7 +40,7 @@ KERN_AI void q4r_tile(int nr, bool five, int64_t nb, const uint8_t *q, const blo
                       const void *const *xsv, __m512 *out)
 {
     const struct q4r_x *xs[Q4R_NR];
-    const size_t pfd = (size_t)kern_dec_pf_pairs * (five ? KERN_Q5R_PAIR : KERN_Q4R_PAIR);
+    const size_t pfd = kern_dec_pf ? Q4R_PF_DEC * (five ? KERN_Q5R_PAIR : KERN_Q4R_PAIR) : 0;
     KERN_UNROLL for (int j = 0; j < nr; j++) xs[j] = xsv[j];
     const __m512i m4 = _mm512_set1_epi8(0x0F), m10 = _mm512_set1_epi8(0x10);
     const size_t pair = five ? KERN_Q5R_PAIR : KERN_Q4R_PAIR;
@@ -50,7 +51,7 @@ KERN_AI void q4r_tile(int nr, bool five, int64_t nb, const uint8_t *q, const blo
         if (nr > 1 && (ib & 1) == 0 && ib + 2 * Q4R_PF < nb) /* see Q4R_PF */
             for (size_t l = 0; l < pair; l += 64)
                 _mm_prefetch((const char *)p + Q4R_PF * pair + l, _MM_HINT_T0);
-        if (nr == 1 && pfd && (ib & 1) == 0) /* see kern_dec_pf_pairs */
+        if (nr == 1 && pfd && (ib & 1) == 0) /* see Q4R_PF_DEC */
             for (size_t l = 0; l < pair; l += 64)
                 _mm_prefetch((const char *)p + pfd + l, _MM_HINT_T0);
         __m512i u[8];

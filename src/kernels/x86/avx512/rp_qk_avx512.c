@@ -24,11 +24,15 @@
  * prefetcht0 the requests held L1's few miss buffers and 2 threads streamed
  * a Q4_K weight at 15 GB/s with 4 activation rows, 10 with 8; into L2,
  * 25-32 and 17 (bench_kernels dram; L2-resident the 8-row tile is at its
- * compute limit). Q4_K's one-row tile streams better without (the stride
- * prefetcher follows its unrolled loads: 23-25 GB/s on one thread against
- * 18-19); Q6_K's one-row tile with it, 4 ahead 15-17, 8 ahead 18-21 (10
- * without). */
+ * compute limit). Q4_K's one-row tile streamed better without on an AMD
+ * Zen 4 (the stride prefetcher follows its unrolled loads: 23-25 GB/s on one
+ * thread against 18-19), so it prefetches (QKR_PF_DEC ahead, into L1) only
+ * where kern_dec_pf says: on an Intel Xeon 2 threads streamed 22.8-23.6 GB/s
+ * without, 25.4-26.1 with, and tinyllama1b Q4_K_M decoded 35.4/35.9/36.5 ->
+ * 38.5/37.8/39.2 t/s. Q6_K's one-row tile with it, 4 ahead 15-17, 8 ahead
+ * 18-21 (10 without). */
 #define QKR_PF 8
+#define QKR_PF_DEC 2
 
 /* per activation row and super-block: Q4_K struct kern_q4kr_x; Q6_K -32 x
  * each 16-element sum */
@@ -84,8 +88,11 @@ KERN_AI void q4kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *
     KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t ib = 0; ib < nsb; ib++) {
         const uint8_t *s = q + (size_t)ib * KERN_Q4KR_SB;
-        if (nr > 1) /* past the group too: the next group follows; one row streams better without (bench_kernels dram) */
+        if (nr > 1) /* past the group too: the next group follows */
             qkr_prefetch(s, KERN_Q4KR_SB);
+        else if (kern_dec_pf) /* see QKR_PF_DEC */
+            for (size_t l = 0; l < KERN_Q4KR_SB; l += 64)
+                _mm_prefetch((const char *)s + QKR_PF_DEC * KERN_Q4KR_SB + l, _MM_HINT_T0);
         __m512i isum[Q4KR_NR];
         KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm512_setzero_si512();
         if (nr == 1) { /* unrolled: each load instruction steps by one super-block, which the
