@@ -398,11 +398,14 @@ static void cpu_matmul_order(struct backend *be, const struct backend_mm *mms, s
         /* F16 weights (every matrix of the group): the same sums from the
          * activations' F32 halves, converted once here instead of in every
          * tile or row (gemm_tb_hx, gemm_hx) */
+        kern_gemm_fn hxg[SP_ARRAY_LEN(g->gemm)];
         g->hx = g->vdt == GG_TYPE_F16;
-        for (size_t j = 0; j < g->n; j++)
-            g->hx &= g->gemm_ws[j] == NULL && kern_hx_gemm(g->mms[j]->w->ops, g->gemm[j]) != NULL;
+        for (size_t j = 0; j < g->n; j++) {
+            hxg[j] = kern_hx_gemm(g->mms[j]->w->ops, g->gemm[j]);
+            g->hx &= g->gemm_ws[j] == NULL && hxg[j] != NULL;
+        }
         for (size_t j = 0; g->hx && j < g->n; j++)
-            g->gemm[j] = kern_hx_gemm(g->mms[j]->w->ops, g->gemm[j]);
+            g->gemm[j] = hxg[j];
         /* quantize the activations once for this vec_dot_type */
         if (g->vdt == GG_TYPE_F32) {
             g->qx = x;

@@ -74,11 +74,8 @@ float kern_avx2_scale_max_row(float *x, int64_t n, float s)
     _mm256_storeu_ps(lanes, vm);
     for (int l = 0; l < 8; l++)
         mx = lanes[l] > mx ? lanes[l] : mx;
-    for (; i < n; i++) {
-        x[i] *= s;
-        mx = x[i] > mx ? x[i] : mx;
-    }
-    return mx;
+    const float t = kern_ref_scale_max_row(x + i, n - i, s); /* the tail */
+    return t > mx ? t : mx;
 }
 
 void kern_avx2_scale_row(float *x, int64_t n, float s)
@@ -87,8 +84,7 @@ void kern_avx2_scale_row(float *x, int64_t n, float s)
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
-    for (; i < n; i++)
-        x[i] *= s;
+    kern_ref_scale_row(x + i, n - i, s);
 }
 
 static void quantize_f16(const float *x, void *vy, int64_t n)

@@ -101,11 +101,11 @@ KERN_AI V16 v_exp_finish(V16 j, V16 n) { return V2(exp_finish8(j.lo, n.lo), exp_
  * accumulators, the activations as memory operands: 2 conversions per 8
  * FMAs), two weight rows for 1-2 activation rows */
 #define ORD_FRB 3
+#define ORD_FRW 2
 /* gemm_tb_hx converts weight rows to F32 once for batches of at least this
  * many rows (bench_kernels F16 +hx: the conversion costs ~4.5 activation
  * rows' FMAs) */
 #define ORD_FMIN_NB 32
-#define ORD_FRW 2
 /* one 16-lane step of that tile, half by half: per half the 2 weight vectors,
  * then each activation vector loaded once for its 2 FMAs (12 accumulators +
  * 3 registers; loading the whole step's activations first spilled) */

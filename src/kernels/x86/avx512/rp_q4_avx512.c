@@ -40,10 +40,9 @@ KERN_AI void q4r_tile(int nr, bool five, int64_t nb, const uint8_t *q, const blo
                       const void *const *xsv, __m512 *out)
 {
     const struct q4r_x *xs[Q4R_NR];
-    const size_t pfd = kern_dec_pf ? Q4R_PF_DEC * (five ? KERN_Q5R_PAIR : KERN_Q4R_PAIR) : 0;
     KERN_UNROLL for (int j = 0; j < nr; j++) xs[j] = xsv[j];
     const __m512i m4 = _mm512_set1_epi8(0x0F), m10 = _mm512_set1_epi8(0x10);
-    const size_t pair = five ? KERN_Q5R_PAIR : KERN_Q4R_PAIR;
+    const size_t pair = five ? KERN_Q5R_PAIR : KERN_Q4R_PAIR, pfd = kern_dec_pf ? Q4R_PF_DEC * pair : 0;
     __m512 acc[Q4R_NR];
     KERN_UNROLL for (int j = 0; j < nr; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
