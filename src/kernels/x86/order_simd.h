@@ -357,7 +357,7 @@ ORD_VD_GEMM(gemm_vd_f32, vec_dot_f32)
 #endif
 /* vec_dot_f16's 64-wide body of one row: x as F16, or as F32 halves (hx:
  * gemm_vd_hx, which also prefetches the weights) */
-KERN_AI float ORD(vd_body)(int64_t np, const kern_half *w, const void *x, const bool hx)
+KERN_AI V16 ORD(vd_acc)(int64_t np, const kern_half *w, const void *x, const bool hx)
 {
     V16 a[4] = {v_zero(), v_zero(), v_zero(), v_zero()};
     for (int64_t i = 0; i < np; i += 64) {
@@ -368,7 +368,11 @@ KERN_AI float ORD(vd_body)(int64_t np, const kern_half *w, const void *x, const 
             a[j] = v_fma(ord_ld_f16(w, i + 16 * j), xv, a[j]);
         }
     }
-    return v_reduce(v_add(v_add(a[0], a[2]), v_add(a[1], a[3])));
+    return v_add(v_add(a[0], a[2]), v_add(a[1], a[3]));
+}
+KERN_AI float ORD(vd_body)(int64_t np, const kern_half *w, const void *x, const bool hx)
+{
+    return v_reduce(ORD(vd_acc)(np, w, x, hx));
 }
 /* an activation element as float: F16 converted, or already an F32 half */
 KERN_AI float ORD(vd_x)(const void *x, int64_t i, const bool hx)
@@ -381,10 +385,30 @@ KERN_AI void ORD(vd_gemm)(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, co
                           const void *x, size_t x_stride, float *y, size_t y_stride, const bool hx)
 {
     const int64_t np = k & ~(int64_t)63;
+    int64_t rs = r0; /* the rows left to the loops below */
+#ifdef ORD_XRED8
+    /* no tail (attention's K.q, k = head_dim): 8 rows at a time, each
+     * activation row against them while they are in L1, the 8 outputs
+     * finished together by ORD_XRED8 (v_reduce's tree, fewer shuffles);
+     * (float)(double)f is f, so the same bits as one row at a time */
+    if (np == k) {
+        for (; rs + 8 <= r1; rs += 8) {
+            const kern_half *wr[8];
+            for (int p = 0; p < 8; p++)
+                wr[p] = (const kern_half *)(const void *)((const char *)w + (size_t)(rs + p) * w_stride);
+            for (int64_t b = 0; b < n_batch; b++) {
+                const void *xb = (const char *)x + (size_t)b * x_stride;
+                ORD_XRED_T h[8];
+                KERN_UNROLL for (int p = 0; p < 8; p++) h[p] = ORD_XRED_H(ORD(vd_acc)(np, wr[p], xb, hx));
+                ORD_XRED8(h, y + (size_t)b * y_stride + (size_t)rs);
+            }
+        }
+    }
+#endif
     for (int64_t b = 0; b < n_batch; b++) {
         const void *xb = (const char *)x + (size_t)b * x_stride;
         float *yb = y + (size_t)b * y_stride;
-        int64_t r = r0;
+        int64_t r = rs;
         for (; np < k && r + ORD_VD_ROWS <= r1; r += ORD_VD_ROWS) {
             const kern_half *wr[ORD_VD_ROWS];
             double sd[ORD_VD_ROWS];
