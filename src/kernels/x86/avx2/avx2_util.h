@@ -52,6 +52,22 @@ KERN_AI float avx2_h2f(kern_half h) { return _cvtsh_ss(h); }
  * per block, 76 -> 93 GMAC/s with the pin, bench_kernels Q4_0 n_batch 64). */
 KERN_AI void avx2_pin(__m256i *v) { __asm__("" : "+x"(*v)); }
 
+/* part `part` of nparts of a prefetch of the `bytes` at p (into L1 where l1,
+ * else L2): the repacked K-quant tiles spread a super-block's prefetch over
+ * its work, since one burst of all its lines stalled the core on L1's few
+ * miss buffers (rp_qk.c, rp_qk_avx512.c) */
+KERN_AI void avx2_prefetch_part(const void *p, size_t bytes, bool l1, int part, int nparts)
+{
+    const size_t nl = (bytes + 63) / 64, l0 = nl * (size_t)part / (size_t)nparts,
+                 le = nl * (size_t)(part + 1) / (size_t)nparts;
+    for (size_t l = l0; l < le; l++) {
+        if (l1)
+            _mm_prefetch((const char *)p + 64 * l, _MM_HINT_T0);
+        else
+            _mm_prefetch((const char *)p + 64 * l, _MM_HINT_T1);
+    }
+}
+
 /* the first n (1..8) lanes of v to dst (a panel's last, partial row group) */
 KERN_AI void avx2_store_n(float *dst, __m256 v, int64_t n)
 {

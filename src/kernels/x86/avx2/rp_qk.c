@@ -26,9 +26,14 @@ _Static_assert(KERN_QKR_ROWS == 16, "avx2_store_group16 stores groups of 16 rows
 #define Q4KR2_SPAN_BYTES ((size_t)192 << 10) /* weights per span of groups */
 /* Tiles of several activation rows prefetch Q4KR2_PF super-blocks ahead
  * into L2 (bench_kernels dram, 2 threads x 4 rows: 15-21 GB/s; into L1,
- * 9-11); the one-row tile streams better on the hardware prefetcher alone
- * (one thread 23 GB/s against 19 with the prefetch). */
+ * 9-11), in 8 parts spread over the super-block's work (one burst of its 37
+ * lines at the top stalled on L1's miss buffers, as on AVX-512: 15.1-15.2
+ * -> 21.6-21.7 GB/s on an Intel Xeon). The one-row tile streams on the
+ * hardware prefetcher alone where kern_dec_pf is false (one thread 23 GB/s
+ * against 19 with a burst on an AMD Zen 4), else Q4KR2_PF_DEC ahead into
+ * L1, a part per chunk: 2 threads 22.7-23.4 -> 25.6-26.2 GB/s (Intel Xeon). */
 #define Q4KR2_PF 4
+#define Q4KR2_PF_DEC 2
 
 /* chunk c (c % 2 a constant where inlined: the low or high nibbles) of
  * super-block s, half h, into isum[j] */
@@ -68,18 +73,22 @@ KERN_AI void q4kr2_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_K 
     KERN_UNROLL for (int j = 0; j < 2 * nr; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nsb; ib++) {
         const uint8_t *s = q + (size_t)ib * KERN_Q4KR_SB;
-        if (nr > 1) /* past the group too: the next group follows */
-            for (size_t l = 0; l < KERN_Q4KR_SB; l += 64)
-                _mm_prefetch((const char *)s + Q4KR2_PF * KERN_Q4KR_SB + l, _MM_HINT_T1);
         KERN_NOUNROLL for (int h = 0; h < 2; h++)
         {
             __m256i isum[Q4KR2_NR];
             KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm256_setzero_si256();
             if (nr == 1) { /* unrolled: each load steps by a super-block (the stride prefetcher follows) */
-                KERN_UNROLL for (int c = 0; c < 8; c++) q4kr2_chunk(nr, c, h, s, x, ib, isum);
+                KERN_UNROLL for (int c = 0; c < 8; c++)
+                {
+                    if (kern_dec_pf) /* see Q4KR2_PF_DEC */
+                        avx2_prefetch_part(s + Q4KR2_PF_DEC * KERN_Q4KR_SB, KERN_Q4KR_SB, true, 8 * h + c, 16);
+                    q4kr2_chunk(nr, c, h, s, x, ib, isum);
+                }
             } else {
                 KERN_NOUNROLL for (int p = 0; p < 4; p++)
                 {
+                    /* past the group too: the next group follows */
+                    avx2_prefetch_part(s + Q4KR2_PF * KERN_Q4KR_SB, KERN_Q4KR_SB, false, 4 * h + p, 8);
                     q4kr2_chunk(nr, 2 * p, h, s, x, ib, isum);
                     q4kr2_chunk(nr, 2 * p + 1, h, s, x, ib, isum);
                 }

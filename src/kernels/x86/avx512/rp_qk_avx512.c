@@ -42,8 +42,7 @@ struct q6kr_x {
     int32_t pad[3];
 };
 
-/* part `part` of nparts of the prefetch of the super-block `ahead` after s
- * (into L1 where l1, else L2). The tiles issue it in parts spread over the
+/* The tiles issue their prefetch (avx2_prefetch_part) in parts spread over the
  * super-block's work: one burst of all its lines at the top stalled the core
  * on L1's few miss buffers (perf: ~40 % of the 4-row tile's samples on the
  * instruction after the burst). bench_kernels dram, 2 threads, huge pages:
@@ -51,18 +50,6 @@ struct q6kr_x {
  * 16 -> 20-21; Q6_K in 8 parts 23-23.5 -> 25.5-26 and 17-18 -> 22-23; the
  * one-row Q4_K tile, per chunk, 27.3 -> 29.7-31.1 (Q6_K's one-row tile
  * gained nothing from parts and keeps one burst). */
-KERN_AI void qkr_prefetch_part(const uint8_t *s, size_t sb, int ahead, bool l1, int part, int nparts)
-{
-    const size_t nl = (sb + 63) / 64, l0 = nl * (size_t)part / (size_t)nparts,
-                 le = nl * (size_t)(part + 1) / (size_t)nparts;
-    for (size_t l = l0; l < le; l++) {
-        const char *p = (const char *)s + (size_t)ahead * sb + 64 * l;
-        if (l1)
-            _mm_prefetch(p, _MM_HINT_T0);
-        else
-            _mm_prefetch(p, _MM_HINT_T1);
-    }
-}
 
 /* chunk c (c % 2 a constant where inlined: the low or high nibbles) of
  * super-block s into isum[j] */
@@ -112,14 +99,14 @@ KERN_AI void q4kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *
             KERN_UNROLL for (int c = 0; c < 8; c++)
             {
                 if (kern_dec_pf) /* see QKR_PF_DEC */
-                    qkr_prefetch_part(s, KERN_Q4KR_SB, QKR_PF_DEC, true, c, 8);
+                    avx2_prefetch_part(s + QKR_PF_DEC * KERN_Q4KR_SB, KERN_Q4KR_SB, true, c, 8);
                 q4kr_chunk(nr, c, s, x, ib, isum);
             }
         } else {
             KERN_NOUNROLL for (int p = 0; p < 4; p++) /* rolled: it would hoist every weight vector */
             {
                 /* past the group too: the next group follows */
-                qkr_prefetch_part(s, KERN_Q4KR_SB, QKR_PF, false, p, 4);
+                avx2_prefetch_part(s + QKR_PF * KERN_Q4KR_SB, KERN_Q4KR_SB, false, p, 4);
                 q4kr_chunk(nr, 2 * p, s, x, ib, isum);
                 q4kr_chunk(nr, 2 * p + 1, s, x, ib, isum);
             }
@@ -231,7 +218,7 @@ KERN_AI void q6kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *
     for (int64_t ib = 0; ib < nsb; ib++) {
         const uint8_t *s = q + (size_t)ib * KERN_Q6KR_SB;
         if (nr == 1)
-            qkr_prefetch_part(s, KERN_Q6KR_SB, QKR_PF, false, 0, 1);
+            avx2_prefetch_part(s + QKR_PF * KERN_Q6KR_SB, KERN_Q6KR_SB, false, 0, 1);
         __m512i isum[Q6KR_NR];
         KERN_UNROLL for (int j = 0; j < nr; j++) isum[j] = _mm512_setzero_si512();
         if (nr == 1) {
@@ -239,13 +226,13 @@ KERN_AI void q6kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *
         } else {
             KERN_NOUNROLL for (int h = 0; h < 2; h++) /* rolled, as Q4_K's */
             {
-                qkr_prefetch_part(s, KERN_Q6KR_SB, QKR_PF, false, 4 * h, 8);
+                avx2_prefetch_part(s + QKR_PF * KERN_Q6KR_SB, KERN_Q6KR_SB, false, 4 * h, 8);
                 q6kr_chunk(nr, 4 * h, s, x, xs, ib, isum);
-                qkr_prefetch_part(s, KERN_Q6KR_SB, QKR_PF, false, 4 * h + 1, 8);
+                avx2_prefetch_part(s + QKR_PF * KERN_Q6KR_SB, KERN_Q6KR_SB, false, 4 * h + 1, 8);
                 q6kr_chunk(nr, 4 * h + 1, s, x, xs, ib, isum);
-                qkr_prefetch_part(s, KERN_Q6KR_SB, QKR_PF, false, 4 * h + 2, 8);
+                avx2_prefetch_part(s + QKR_PF * KERN_Q6KR_SB, KERN_Q6KR_SB, false, 4 * h + 2, 8);
                 q6kr_chunk(nr, 4 * h + 2, s, x, xs, ib, isum);
-                qkr_prefetch_part(s, KERN_Q6KR_SB, QKR_PF, false, 4 * h + 3, 8);
+                avx2_prefetch_part(s + QKR_PF * KERN_Q6KR_SB, KERN_Q6KR_SB, false, 4 * h + 3, 8);
                 q6kr_chunk(nr, 4 * h + 3, s, x, xs, ib, isum);
             }
         }
