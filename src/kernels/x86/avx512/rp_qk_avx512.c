@@ -20,17 +20,23 @@
 
 #define Q4KR_NR 8
 #define Q6KR_NR 8
-/* The tiles prefetch QKR_PF super-blocks ahead into L2 (prefetcht1): with
- * prefetcht0 the requests held L1's few miss buffers and 2 threads streamed
- * a Q4_K weight at 15 GB/s with 4 activation rows, 10 with 8; into L2,
- * 25-32 and 17 (bench_kernels dram; L2-resident the 8-row tile is at its
- * compute limit). Q4_K's one-row tile streamed better without on an AMD
- * Zen 4 (the stride prefetcher follows its unrolled loads: 23-25 GB/s on one
- * thread against 18-19), so it prefetches (QKR_PF_DEC ahead, into L1) only
- * where kern_dec_pf says: on an Intel Xeon 2 threads streamed 22.8-23.6 GB/s
- * without, 25.4-26.1 with, and tinyllama1b Q4_K_M decoded 35.4/35.9/36.5 ->
- * 38.5/37.8/39.2 t/s. Q6_K's one-row tile with it, 4 ahead 15-17, 8 ahead
- * 18-21 (10 without). */
+/* The batched tiles prefetch QKR_PF super-blocks ahead into L2 (T1: with
+ * T0 alone the requests held L1's few miss buffers, 2 threads x 4 rows
+ * streamed a Q4_K weight at 15 GB/s), and, where kern_dec_pf says (Intel),
+ * QKR_PF_DEC ahead into L1 as well; each in parts spread over the
+ * super-block's work (avx2_prefetch_part), since one burst of all its lines
+ * at the top stalled the core (perf: ~40 % of the 4-row tile's samples on
+ * the instruction after the burst). bench_kernels dram, 2 threads, huge
+ * pages, Intel Xeon, 4 / 8 activation rows: Q4_K one T1 burst 22-23.5 / 16
+ * GB/s, in 4 parts 25-26 / 20-21, with the T0 parts 28.8-29.9 / 21.6-22.5;
+ * Q6_K (8 parts) 23-23.5 / 17-18 -> 25.5-26 / 22-23 -> 29.8-30.9 / 24.5-25.4.
+ * The one-row tiles: Q4_K's streamed better without on an AMD Zen 4 (the
+ * stride prefetcher follows its unrolled loads: 23-25 GB/s on one thread
+ * against 18-19 with a burst), so it prefetches (QKR_PF_DEC ahead, into L1,
+ * a part per chunk) only where kern_dec_pf says: on the Intel Xeon 2 threads
+ * 22.8-23.6 GB/s without, 25.4-26.1 with one burst, 29.7-31.1 in parts.
+ * Q6_K's one-row tile: one T1 burst, 4 ahead 15-17, 8 ahead 18-21 (10
+ * without); parts gained nothing there. */
 #define QKR_PF 8
 #define QKR_PF_DEC 2
 
@@ -42,14 +48,14 @@ struct q6kr_x {
     int32_t pad[3];
 };
 
-/* The tiles issue their prefetch (avx2_prefetch_part) in parts spread over the
- * super-block's work: one burst of all its lines at the top stalled the core
- * on L1's few miss buffers (perf: ~40 % of the 4-row tile's samples on the
- * instruction after the burst). bench_kernels dram, 2 threads, huge pages:
- * Q4_K with 4 activation rows 22-23.5 GB/s -> 25-26 in 4 parts, with 8 rows
- * 16 -> 20-21; Q6_K in 8 parts 23-23.5 -> 25.5-26 and 17-18 -> 22-23; the
- * one-row Q4_K tile, per chunk, 27.3 -> 29.7-31.1 (Q6_K's one-row tile
- * gained nothing from parts and keeps one burst). */
+/* part `part` of nparts of a batched tile's prefetches ahead of super-block s (see
+ * QKR_PF) */
+KERN_AI void qkr_prefetch(const uint8_t *s, size_t sb, int part, int nparts)
+{
+    if (kern_dec_pf)
+        avx2_prefetch_part(s + QKR_PF_DEC * sb, sb, true, part, nparts);
+    avx2_prefetch_part(s + QKR_PF * sb, sb, false, part, nparts);
+}
 
 /* chunk c (c % 2 a constant where inlined: the low or high nibbles) of
  * super-block s into isum[j] */
@@ -106,7 +112,7 @@ KERN_AI void q4kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *
             KERN_NOUNROLL for (int p = 0; p < 4; p++) /* rolled: it would hoist every weight vector */
             {
                 /* past the group too: the next group follows */
-                avx2_prefetch_part(s + QKR_PF * KERN_Q4KR_SB, KERN_Q4KR_SB, false, p, 4);
+                qkr_prefetch(s, KERN_Q4KR_SB, p, 4);
                 q4kr_chunk(nr, 2 * p, s, x, ib, isum);
                 q4kr_chunk(nr, 2 * p + 1, s, x, ib, isum);
             }
@@ -226,13 +232,13 @@ KERN_AI void q6kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *
         } else {
             KERN_NOUNROLL for (int h = 0; h < 2; h++) /* rolled, as Q4_K's */
             {
-                avx2_prefetch_part(s + QKR_PF * KERN_Q6KR_SB, KERN_Q6KR_SB, false, 4 * h, 8);
+                qkr_prefetch(s, KERN_Q6KR_SB, 4 * h, 8);
                 q6kr_chunk(nr, 4 * h, s, x, xs, ib, isum);
-                avx2_prefetch_part(s + QKR_PF * KERN_Q6KR_SB, KERN_Q6KR_SB, false, 4 * h + 1, 8);
+                qkr_prefetch(s, KERN_Q6KR_SB, 4 * h + 1, 8);
                 q6kr_chunk(nr, 4 * h + 1, s, x, xs, ib, isum);
-                avx2_prefetch_part(s + QKR_PF * KERN_Q6KR_SB, KERN_Q6KR_SB, false, 4 * h + 2, 8);
+                qkr_prefetch(s, KERN_Q6KR_SB, 4 * h + 2, 8);
                 q6kr_chunk(nr, 4 * h + 2, s, x, xs, ib, isum);
-                avx2_prefetch_part(s + QKR_PF * KERN_Q6KR_SB, KERN_Q6KR_SB, false, 4 * h + 3, 8);
+                qkr_prefetch(s, KERN_Q6KR_SB, 4 * h + 3, 8);
                 q6kr_chunk(nr, 4 * h + 3, s, x, xs, ib, isum);
             }
         }
