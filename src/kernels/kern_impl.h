@@ -329,7 +329,8 @@ void kern_ref_q4r_gemm(int64_t k, int64_t r0, int64_t r1, int64_t n_batch, const
 /* the reference layouts as tables (tests compare every variant with them) */
 extern const struct kern_repack kern_ref_q4_0_rp, kern_ref_q5_0_rp;
 /* Whether the repacked one-row (decode) tiles of Q4_0, Q5_0 and Q4_K
- * prefetch their weight stream (each kernel says how far ahead). Set by
+ * prefetch their weight stream (each kernel says how far ahead), and the
+ * AVX-512 batched Q4_K/Q6_K tiles also into L1 (rp_qk_avx512.c). Set by
  * kern_init from the CPU's vendor: on an Intel Xeon the hardware prefetcher
  * alone streamed Q4_0/Q5_0 groups at 14-20 GB/s on 2 threads and with the
  * prefetch at 22-26 (tg +25-45 %), Q4_K 23-24 -> 25-26 (tinyllama1b Q4_K_M

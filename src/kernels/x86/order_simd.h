@@ -175,9 +175,6 @@ ORD_TB(gemm_tb_f16, ord_ld_f16)
 #ifndef ORD_XWBYTES
 #define ORD_XWBYTES (128 * 1024)
 #endif
-#ifndef ORD_FMIN_NB
-#define ORD_FMIN_NB 8
-#endif
 #ifndef ORD_XFLOATS
 #define ORD_XFLOATS (64 * 1024)
 #endif

@@ -52,10 +52,11 @@ KERN_AI float avx2_h2f(kern_half h) { return _cvtsh_ss(h); }
  * per block, 76 -> 93 GMAC/s with the pin, bench_kernels Q4_0 n_batch 64). */
 KERN_AI void avx2_pin(__m256i *v) { __asm__("" : "+x"(*v)); }
 
-/* part `part` of nparts of a prefetch of the `bytes` at p (into L1 where l1,
- * else L2): the repacked K-quant tiles spread a super-block's prefetch over
- * its work, since one burst of all its lines stalled the core on L1's few
- * miss buffers (rp_qk.c, rp_qk_avx512.c) */
+/* part `part` of nparts of a prefetch of the `bytes` at p, line by line
+ * (into L1 where l1, else L2); nparts 1: all of it. The repacked K-quant
+ * tiles spread a super-block's prefetch over its work, since one burst of
+ * all its lines stalled the core on L1's few miss buffers (rp_qk.c,
+ * rp_qk_avx512.c); the Q4_0/Q5_0/Q8_0 tiles prefetch a block pair at once. */
 KERN_AI void avx2_prefetch_part(const void *p, size_t bytes, bool l1, int part, int nparts)
 {
     const size_t nl = (bytes + 63) / 64, l0 = nl * (size_t)part / (size_t)nparts,

@@ -69,11 +69,9 @@ KERN_AI void q4r_tile(int nr, int nh, bool five, bool pre, int h, int64_t nb, co
     for (int64_t ib = 0; ib < nb; ib++) {
         const size_t qo = five ? kern_q5r_qoff(ib) : kern_q4r_qoff(ib);
         if (!pre && nr > 1 && (ib & 1) == 0 && ib + 2 * Q4R_PF < nb) /* see Q4R_PF */
-            for (size_t l = 0; l < pair; l += 64)
-                _mm_prefetch((const char *)q + qo + Q4R_PF * pair + l, _MM_HINT_T0);
+            avx2_prefetch_part(q + qo + Q4R_PF * pair, pair, true, 0, 1);
         if (nh == 2 && pfd && (ib & 1) == 0) /* see Q4R_PF_DEC */
-            for (size_t l = 0; l < pair; l += 64)
-                _mm_prefetch((const char *)q + qo + pfd + l, _MM_HINT_T0);
+            avx2_prefetch_part(q + qo + pfd, pair, true, 0, 1);
         KERN_UNROLL for (int hh = 0; hh < nh; hh++)
         {
             const int hv_ = nh == 2 ? hh : h;

@@ -48,11 +48,9 @@ KERN_AI void q4r_tile(int nr, bool five, int64_t nb, const uint8_t *q, const blo
     for (int64_t ib = 0; ib < nb; ib++) {
         const uint8_t *p = q + (five ? kern_q5r_qoff(ib) : kern_q4r_qoff(ib));
         if (nr > 1 && (ib & 1) == 0 && ib + 2 * Q4R_PF < nb) /* see Q4R_PF */
-            for (size_t l = 0; l < pair; l += 64)
-                _mm_prefetch((const char *)p + Q4R_PF * pair + l, _MM_HINT_T0);
+            avx2_prefetch_part(p + Q4R_PF * pair, pair, true, 0, 1);
         if (nr == 1 && pfd && (ib & 1) == 0) /* see Q4R_PF_DEC */
-            for (size_t l = 0; l < pair; l += 64)
-                _mm_prefetch((const char *)p + pfd + l, _MM_HINT_T0);
+            avx2_prefetch_part(p + pfd, pair, true, 0, 1);
         __m512i u[8];
         KERN_UNROLL for (int c = 0; c < 4; c++)
         {

@@ -40,8 +40,7 @@ KERN_AI void qr_tile(int nr, int64_t nb, const uint8_t *q, const block_q8_0 *con
     for (int64_t ib = 0; ib < nb; ib++) {
         const uint8_t *p = q + kern_q8r_qoff(ib);
         if (nr > 1 && (ib & 1) == 0 && ib + 2 * QR_PF < nb) /* see QR_PF */
-            KERN_UNROLL for (int l = 0; l < KERN_Q8R_PAIR / 64; l++)
-                _mm_prefetch((const char *)p + QR_PF * KERN_Q8R_PAIR + 64 * l, _MM_HINT_T0);
+            avx2_prefetch_part(p + QR_PF * KERN_Q8R_PAIR, KERN_Q8R_PAIR, true, 0, 1);
         const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(q + kern_q8r_doff(ib))));
         __m512 m[QR_NR];
         KERN_UNROLL for (int j = 0; j < nr; j++) m[j] = _mm512_mul_ps(dw, _mm512_set1_ps(xs[j][ib].dx));

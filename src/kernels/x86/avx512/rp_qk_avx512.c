@@ -232,14 +232,11 @@ KERN_AI void q6kr_tile(int nr, int64_t nsb, const uint8_t *q, const block_q8_0 *
         } else {
             KERN_NOUNROLL for (int h = 0; h < 2; h++) /* rolled, as Q4_K's */
             {
-                qkr_prefetch(s, KERN_Q6KR_SB, 4 * h, 8);
-                q6kr_chunk(nr, 4 * h, s, x, xs, ib, isum);
-                qkr_prefetch(s, KERN_Q6KR_SB, 4 * h + 1, 8);
-                q6kr_chunk(nr, 4 * h + 1, s, x, xs, ib, isum);
-                qkr_prefetch(s, KERN_Q6KR_SB, 4 * h + 2, 8);
-                q6kr_chunk(nr, 4 * h + 2, s, x, xs, ib, isum);
-                qkr_prefetch(s, KERN_Q6KR_SB, 4 * h + 3, 8);
-                q6kr_chunk(nr, 4 * h + 3, s, x, xs, ib, isum);
+                KERN_UNROLL for (int t = 0; t < 4; t++) /* t a constant in q6kr_chunk */
+                {
+                    qkr_prefetch(s, KERN_Q6KR_SB, 4 * h + t, 8);
+                    q6kr_chunk(nr, 4 * h + t, s, x, xs, ib, isum);
+                }
             }
         }
         const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(s + KERN_Q6KR_D)));
